@@ -1,0 +1,18 @@
+"""clearml-data: versioned datasets of files, with ClearML Data's interface and no server.
+
+    from clearml_data import Dataset
+"""
+
+__version__ = "0.1.0"
+
+from .api import Dataset, FileEntry  # noqa: E402
+from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError,  # noqa: E402
+                     DatasetStateError, IntegrityError, MissingDependencyError, PluginError,
+                     StorageError, UsageError)
+from .storage.hookspecs import hookimpl  # noqa: E402
+
+__all__ = [
+    "CatalogError", "ClearMLDataError", "Dataset", "DatasetNotFoundError", "DatasetStateError",
+    "FileEntry", "IntegrityError", "MissingDependencyError", "PluginError", "StorageError",
+    "UsageError", "__version__", "hookimpl",
+]

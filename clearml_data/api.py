@@ -1,0 +1,299 @@
+"""``Dataset``: ClearML Data's Python interface, on the serverless service.
+
+ClearML's examples run with only the import line changed::
+
+    from clearml_data import Dataset
+
+    ds = Dataset.create(dataset_name="initial_version", dataset_project="dataset_example")
+    ds.add_files("data_folder")
+    ds.upload()
+    ds.finalize()
+    print(Dataset.get(dataset_id=ds.id).get_local_copy())
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .config import Settings
+from .errors import ClearMLDataError, DatasetNotFoundError, UsageError
+from .progress import ProgressFactory, bar_progress, null_progress
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+_services: dict[tuple, Service] = {}
+
+
+def default_service() -> Service:
+    """The service for the current settings (environment, config file, defaults)."""
+    settings = Settings.load()
+    key = (settings.catalog, settings.storage, settings.cache_dir)
+    service = _services.get(key)
+    if service is None:
+        service = _services[key] = Service(settings)
+    return service
+
+
+@dataclass
+class FileEntry:
+    """One file of a version, as ClearML's ``FileEntry``."""
+
+    relative_path: str
+    hash: str
+    parent_dataset_id: str
+    size: int
+    artifact_name: str | None = None
+    local_path: str | None = None
+
+
+def _progress(show: bool) -> ProgressFactory:
+    return bar_progress if show else null_progress
+
+
+def _ids(parents) -> list[str]:
+    out = []
+    for p in parents or ():
+        out.append(p.id if isinstance(p, Dataset) else str(p))
+    return out
+
+
+class Dataset:
+    """A dataset version. Get one with :meth:`create` or :meth:`get`, never by calling the class."""
+
+    def __init__(self, _row, _service: Service):
+        self._row = _row
+        self._service = _service
+
+    def __repr__(self) -> str:
+        r = self._row
+        return f"<Dataset {r.project}/{r.name} {r.version} id={r.id} {r.status}>"
+
+    def _refresh(self):
+        self._row = self._service.resolve_id(self._row.id)
+        return self._row
+
+    # -- creating and finding -----------------------------------------------------------------
+    @classmethod
+    def create(cls, dataset_name: str | None = None, dataset_project: str | None = None,
+               dataset_tags: Iterable[str] | None = None, parent_datasets: Iterable | None = None,
+               use_current_task: bool = False, dataset_version: str | None = None,
+               output_uri: str | None = None, description: str | None = None) -> "Dataset":
+        """Create a new draft version; parents (ids or Dataset objects) are merged in order."""
+        if use_current_task:
+            raise UsageError("use_current_task needs a ClearML Task; clearml-data has no tasks")
+        service = default_service()
+        row = service.create(name=dataset_name, project=dataset_project, parents=_ids(parent_datasets),
+                             version=dataset_version, storage=output_uri, tags=dataset_tags,
+                             description=description or "")
+        return cls(row, service)
+
+    @classmethod
+    def get(cls, dataset_id: str | None = None, dataset_project: str | None = None,
+            dataset_name: str | None = None, dataset_tags: Iterable[str] | None = None,
+            only_completed: bool = False, only_published: bool = False,
+            include_archived: bool = False, auto_create: bool = False, writable_copy: bool = False,
+            dataset_version: str | None = None, alias: str | None = None, overridable: bool = False,
+            shallow_search: bool = False, **kwargs) -> "Dataset":
+        """Find a version by id, or the highest version of project/name (optionally version, tags)."""
+        bad = [k for k in kwargs if not k.startswith("_")]
+        if bad:
+            raise TypeError(f"Dataset.get() got unexpected keyword argument(s) {', '.join(bad)}")
+        service = default_service()
+        try:
+            row = service.get(dataset_id, dataset_project, dataset_name, dataset_version,
+                              dataset_tags, only_completed, only_published)
+        except DatasetNotFoundError:
+            if not auto_create or dataset_id:
+                raise
+            return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
+                              dataset_tags=dataset_tags, dataset_version=dataset_version)
+        if writable_copy:
+            child = service.create(name=row.name, project=row.project, parents=[row.id], tags=row.tags)
+            return cls(child, service)
+        return cls(row, service)
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._row.id
+
+    @property
+    def project(self) -> str:
+        return self._row.project
+
+    @property
+    def name(self) -> str:
+        return self._row.name
+
+    @property
+    def version(self) -> str:
+        return self._row.version
+
+    @version.setter
+    def version(self, value: str) -> None:
+        self._row = self._service.update(self.id, version=str(value))
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._row.tags)
+
+    @tags.setter
+    def tags(self, values: Iterable[str]) -> None:
+        self._row = self._service.update(self.id, tags=list(values or ()))
+
+    @property
+    def description(self) -> str:
+        return self._row.description
+
+    @property
+    def status(self) -> str:
+        return self._row.status
+
+    @property
+    def parents(self) -> list[str]:
+        return list(self._row.parents)
+
+    @property
+    def file_entries_dict(self) -> dict[str, FileEntry]:
+        """relative path -> FileEntry of every file in this version's merged view."""
+        row = self._refresh()
+        sources = {}
+        if not row.is_final:
+            sources = {c.path: c.source for c in self._service.catalog.changes(row.id)}
+        return {p: FileEntry(p, h, origin, size, local_path=sources.get(p))
+                for p, (h, size, origin) in sorted(self._service.view(row).items())}
+
+    @property
+    def file_entries(self) -> list[FileEntry]:
+        return list(self.file_entries_dict.values())
+
+    def is_final(self) -> bool:
+        return self._refresh().is_final
+
+    def is_dirty(self) -> bool:
+        return self._service.is_dirty(self._refresh())
+
+    # -- changing a draft ---------------------------------------------------------------------
+    def add_files(self, path: str | os.PathLike, wildcard: str | list[str] | None = None,
+                  local_base_folder: str | None = None, dataset_path: str | None = None,
+                  recursive: bool = True, verbose: bool = False, max_workers: int | None = None) -> int:
+        """Add a file or a folder's contents (at ``dataset_path``); returns the number of new files."""
+        result = self._service.add_files(self.id, path, wildcard, local_base_folder, dataset_path,
+                                         recursive, max_workers)
+        if verbose:
+            log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)
+        self._refresh()
+        return result.added
+
+    def remove_files(self, dataset_path: str | None = None, recursive: bool = True,
+                     verbose: bool = False) -> int:
+        """Remove files matching ``dataset_path`` (a path, folder or wildcard); returns the count."""
+        if not dataset_path:
+            raise UsageError("remove_files needs a dataset_path (a path, folder or wildcard)")
+        removed = self._service.remove_files(self.id, dataset_path, recursive)
+        if verbose:
+            for p in removed:
+                log.info("removed %s", p)
+        return len(removed)
+
+    def sync_folder(self, local_path: str | os.PathLike, dataset_path: str | None = None,
+                    verbose: bool = False) -> tuple[int, int, int]:
+        """Mirror a local folder into ``dataset_path``; returns (removed, added, modified)."""
+        r = self._service.sync_folder(self.id, local_path, dataset_path)
+        return r.removed, r.added, r.modified
+
+    def upload(self, show_progress: bool = True, verbose: bool = False, output_url: str | None = None,
+               compression=None, chunk_size: int | None = None, max_workers: int | None = None,
+               retries: int = 3, preview: bool = True, upload_as_external_links: bool = False):
+        """Store the content this version adds in its storage (or ``output_url``).
+
+        Returns True when there was nothing to upload, like ClearML.
+        """
+        if compression is not None:
+            log.warning("compression=%r is ignored: clearml-data stores objects uncompressed", compression)
+        if upload_as_external_links:
+            raise UsageError("upload_as_external_links is not supported")
+        result = self._service.upload(self.id, storage=output_url, chunk_size=chunk_size,
+                                      max_workers=max_workers, progress=_progress(show_progress))
+        if verbose:
+            log.info("uploaded %d objects (%d bytes) to %s", result.objects, result.uploaded_bytes,
+                     result.storage)
+        self._refresh()
+        return True if result.files == 0 else None
+
+    def finalize(self, verbose: bool = False, raise_on_error: bool = True, auto_upload: bool = False) -> bool:
+        """Close the version: after this its content never changes."""
+        try:
+            self._row = self._service.finalize(self.id, auto_upload=auto_upload)
+        except ClearMLDataError:
+            if raise_on_error:
+                raise
+            return False
+        return True
+
+    def publish(self, raise_on_error: bool = True) -> bool:
+        try:
+            self._row = self._service.publish(self.id)
+        except ClearMLDataError:
+            if raise_on_error:
+                raise
+            return False
+        return True
+
+    def set_description(self, description: str) -> None:
+        self._row = self._service.update(self.id, description=str(description))
+
+    def add_tags(self, tags: str | Iterable[str]) -> None:
+        tags = [tags] if isinstance(tags, str) else list(tags)
+        self.tags = self.tags + [t for t in tags if t not in self.tags]
+
+    # -- reading -----------------------------------------------------------------------------
+    def list_files(self, dataset_path: str | None = None, recursive: bool = True,
+                   dataset_id: str | None = None) -> list[str]:
+        """Sorted paths of the version's files (matching ``dataset_path``, a wildcard)."""
+        only = self._service.resolve_id(dataset_id).id if dataset_id else None
+        return [f.path for f in self._service.list_files(self._refresh(), dataset_path, recursive, only)]
+
+    def get_local_copy(self, use_soft_links: bool | None = None, part: int | None = None,
+                       num_parts: int | None = None, raise_on_error: bool = True,
+                       max_workers: int | None = None, files: Iterable[str] | None = None,
+                       show_progress: bool = True) -> str | None:
+        """A read-only cached folder with the version's merged view."""
+        try:
+            return self._service.get_local_copy(self.id, use_soft_links, max_workers, part, num_parts,
+                                                files, progress=_progress(show_progress))
+        except ClearMLDataError:
+            if raise_on_error:
+                raise
+            return None
+
+    def get_mutable_local_copy(self, target_folder: str | os.PathLike, overwrite: bool = False,
+                               part: int | None = None, num_parts: int | None = None,
+                               raise_on_error: bool = True, max_workers: int | None = None,
+                               show_progress: bool = True) -> str | None:
+        """Real, writable copies of the version's files in ``target_folder``."""
+        try:
+            return self._service.get_mutable_local_copy(self.id, target_folder, overwrite, max_workers,
+                                                        part, num_parts, progress=_progress(show_progress))
+        except ClearMLDataError:
+            if raise_on_error:
+                raise
+            return None
+
+    @classmethod
+    def delete(cls, dataset_id: str | None = None, dataset_project: str | None = None,
+               dataset_name: str | None = None, force: bool = False, dataset_version: str | None = None,
+               entire_dataset: bool = False, shallow_search: bool = False, delete_files: bool = True,
+               delete_external_files: bool = False) -> list[str]:
+        """Delete a version (or with ``entire_dataset=True`` and ``force``, every version)."""
+        service = default_service()
+        if entire_dataset:
+            if not dataset_project or not dataset_name:
+                raise UsageError("entire_dataset needs dataset_project and dataset_name")
+            return service.delete_versions(dataset_project, dataset_name, force=force)
+        row = service.get(dataset_id, dataset_project, dataset_name, dataset_version)
+        return service.delete(row.id, force=force)

@@ -1,0 +1,385 @@
+"""The catalog: every SQL statement of clearml-data lives in this package.
+
+One SQLite file holds datasets, their ordered parents, each version's change rows and
+where each content hash is stored. Writes are ``BEGIN IMMEDIATE`` transactions with a
+busy timeout and a bounded retry; the journal is WAL on local disks and DELETE on
+network filesystems, where WAL does not work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from ..errors import CatalogError, CatalogLockedError, SchemaVersionError, VersionExistsError
+from .fs import filesystem_type, is_network_filesystem
+from .schema import migrations
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+WRITE_ATTEMPTS = 8
+SQL_VARS = 900  # stay below SQLite's variable limit in IN (...) lists
+
+
+@dataclass
+class DatasetRow:
+    id: str
+    project: str
+    name: str
+    version: str
+    status: str
+    storage: str
+    created_at: str
+    updated_at: str
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    finalized_at: str | None = None
+    file_count: int | None = None
+    total_size: int | None = None
+    added: int | None = None
+    modified: int | None = None
+    removed: int | None = None
+    parents: list[str] = field(default_factory=list)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in ("final", "published")
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    path: str
+    kind: str          # added | modified | removed
+    hash: str | None
+    size: int | None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    storage: str
+    hash: str
+    key: str
+    offset: int
+    length: int
+
+
+_DATASET_COLUMNS = ("id", "project", "name", "version", "status", "description", "tags", "metadata",
+                    "storage", "created_at", "updated_at", "finalized_at", "file_count",
+                    "total_size", "added", "modified", "removed")
+
+
+def _chunks(items: Sequence, size: int = SQL_VARS) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class Catalog:
+    """A connection to one catalog file."""
+
+    def __init__(self, path: str | os.PathLike, *, journal_mode: str | None = None):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(f"cannot create the catalog folder {self.path.parent}: {exc.strerror}") from None
+        self.fs_type = filesystem_type(self.path.parent)
+        self.journal_mode = journal_mode or ("delete" if is_network_filesystem(self.fs_type) else "wal")
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
+        self.conn = conn
+        self.db = Database(conn, execute_plugins=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._set_journal_mode()
+            conn.execute("PRAGMA synchronous = NORMAL" if self.journal_mode == "wal"
+                         else "PRAGMA synchronous = FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CatalogError(f"{self.path} is not a usable clearml-data catalog: {exc}") from None
+
+    def _set_journal_mode(self) -> None:
+        current = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if current.lower() != self.journal_mode:
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    self.conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                    _backoff(attempt)
+
+    def _migrate(self) -> None:
+        known = {m.name for m in migrations._migrations}
+        applied = {m.name for m in migrations.applied(self.db)}
+        unknown = applied - known
+        if unknown:
+            raise SchemaVersionError(
+                f"the catalog {self.path} was written by a newer clearml-data "
+                f"(migration {sorted(unknown)[-1]})", hint="upgrade clearml-data")
+        if applied == known:
+            return
+        with self.write():
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions ------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front."""
+        if self.conn.in_transaction:  # nested: the outer transaction owns the lock
+            yield self.conn
+            return
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise CatalogError(f"cannot write the catalog {self.path}: {exc}") from None
+                _backoff(attempt)
+        else:
+            raise CatalogLockedError(
+                f"the catalog {self.path} stayed locked by another process",
+                hint="try again; if it persists, check for a hung clearml-data process")
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise CatalogError(f"cannot write the catalog {self.path}: {exc}") from None
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise CatalogError(f"cannot commit to the catalog {self.path}: {exc}") from None
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement inside sees one snapshot."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+
+    # -- datasets ----------------------------------------------------------------------
+    def insert_dataset(self, row: DatasetRow) -> None:
+        values = self._dataset_values(row)
+        with self.write() as c:
+            try:
+                c.execute(f"INSERT INTO datasets ({', '.join(_DATASET_COLUMNS)}) "
+                          f"VALUES ({', '.join('?' * len(_DATASET_COLUMNS))})", values)
+            except sqlite3.IntegrityError:
+                raise VersionExistsError(
+                    f"dataset {row.project}/{row.name} already has a version {row.version}",
+                    hint="pick another version, or omit it to get the next one") from None
+            c.executemany("INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, ?, ?)",
+                          [(row.id, i, p) for i, p in enumerate(row.parents)])
+
+    @staticmethod
+    def _dataset_values(row: DatasetRow) -> list:
+        values = []
+        for col in _DATASET_COLUMNS:
+            v = getattr(row, col)
+            if col in ("tags", "metadata"):
+                v = json.dumps(v, sort_keys=True)
+            values.append(v)
+        return values
+
+    def update_dataset(self, dataset_id: str, **fields) -> None:
+        if not fields:
+            return
+        for key in ("tags", "metadata"):
+            if key in fields:
+                fields[key] = json.dumps(fields[key], sort_keys=True)
+        unknown = set(fields) - set(_DATASET_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown dataset columns {unknown}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.write() as c:
+            c.execute(f"UPDATE datasets SET {sets} WHERE id = ?", [*fields.values(), dataset_id])
+
+    def _rows_to_datasets(self, rows: list[sqlite3.Row | tuple]) -> list[DatasetRow]:
+        result = []
+        for r in rows:
+            data = dict(zip(_DATASET_COLUMNS, r))
+            data["tags"] = json.loads(data["tags"] or "[]")
+            data["metadata"] = json.loads(data["metadata"] or "{}")
+            result.append(DatasetRow(**data))
+        if result:
+            parents: dict[str, list[str]] = {d.id: [] for d in result}
+            ids = list(parents)
+            for chunk in _chunks(ids):
+                q = ("SELECT dataset_id, parent_id FROM dataset_parents WHERE dataset_id IN "
+                     f"({', '.join('?' * len(chunk))}) ORDER BY dataset_id, position")
+                for did, pid in self.conn.execute(q, list(chunk)):
+                    parents[did].append(pid)
+            for d in result:
+                d.parents = parents[d.id]
+        return result
+
+    def get_dataset(self, dataset_id: str) -> DatasetRow | None:
+        rows = self.conn.execute(
+            f"SELECT {', '.join(_DATASET_COLUMNS)} FROM datasets WHERE id = ?", [dataset_id]).fetchall()
+        found = self._rows_to_datasets(rows)
+        return found[0] if found else None
+
+    def ids_with_prefix(self, prefix: str, limit: int = 3) -> list[str]:
+        rows = self.conn.execute("SELECT id FROM datasets WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                                 [prefix, prefix + "\x7f", limit]).fetchall()
+        return [r[0] for r in rows]
+
+    def find_datasets(self, *, project: str | None = None, name: str | None = None,
+                      version: str | None = None, statuses: Iterable[str] | None = None,
+                      ids: Iterable[str] | None = None) -> list[DatasetRow]:
+        where, params = [], []
+        for col, value in (("project", project), ("name", name), ("version", version)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
+        if statuses is not None:
+            statuses = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if ids is not None:
+            ids = list(ids)
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            params.extend(ids)
+        sql = f"SELECT {', '.join(_DATASET_COLUMNS)} FROM datasets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, id"
+        return self._rows_to_datasets(self.conn.execute(sql, params).fetchall())
+
+    def versions_of(self, project: str, name: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT version FROM datasets WHERE project = ? AND name = ?", [project, name])]
+
+    def children(self, dataset_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT dataset_id FROM dataset_parents WHERE parent_id = ? ORDER BY dataset_id",
+            [dataset_id])]
+
+    def set_parents(self, dataset_id: str, parents: Sequence[str]) -> None:
+        with self.write() as c:
+            c.execute("DELETE FROM dataset_parents WHERE dataset_id = ?", [dataset_id])
+            c.executemany("INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, ?, ?)",
+                          [(dataset_id, i, p) for i, p in enumerate(parents)])
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        with self.write() as c:
+            c.execute("DELETE FROM changes WHERE dataset_id = ?", [dataset_id])
+            c.execute("DELETE FROM dataset_parents WHERE dataset_id = ?", [dataset_id])
+            c.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+
+    # -- change rows ---------------------------------------------------------------------
+    def changes(self, dataset_id: str) -> list[ChangeRow]:
+        return [ChangeRow(*r) for r in self.conn.execute(
+            "SELECT path, kind, hash, size, source FROM changes WHERE dataset_id = ? ORDER BY path",
+            [dataset_id])]
+
+    def count_changes(self, dataset_id: str) -> dict[str, int]:
+        counts = {"added": 0, "modified": 0, "removed": 0}
+        for kind, n in self.conn.execute(
+                "SELECT kind, COUNT(*) FROM changes WHERE dataset_id = ? GROUP BY kind", [dataset_id]):
+            counts[kind] = n
+        return counts
+
+    def replace_changes(self, dataset_id: str, upserts: Iterable[ChangeRow],
+                        deletes: Iterable[str] = ()) -> None:
+        """Write change rows (insert or replace by path) and drop others, in one transaction."""
+        with self.write() as c:
+            c.executemany("DELETE FROM changes WHERE dataset_id = ? AND path = ?",
+                          ((dataset_id, p) for p in deletes))
+            c.executemany(
+                "INSERT OR REPLACE INTO changes (dataset_id, path, kind, hash, size, source) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                ((dataset_id, r.path, r.kind, r.hash, r.size, r.source) for r in upserts))
+            c.execute("UPDATE datasets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                      "WHERE id = ?", [dataset_id])
+
+    def clear_sources(self, dataset_id: str) -> None:
+        with self.write() as c:
+            c.execute("UPDATE changes SET source = NULL WHERE dataset_id = ? AND source IS NOT NULL",
+                      [dataset_id])
+
+    # -- objects ------------------------------------------------------------------------
+    def missing_objects(self, storage: str, hashes: Iterable[str]) -> set[str]:
+        """The hashes among ``hashes`` that ``storage`` does not hold yet."""
+        wanted = list(set(hashes))
+        have: set[str] = set()
+        for chunk in _chunks(wanted):
+            q = (f"SELECT hash FROM objects WHERE storage = ? AND hash IN ({', '.join('?' * len(chunk))})")
+            have.update(r[0] for r in self.conn.execute(q, [storage, *chunk]))
+        return set(wanted) - have
+
+    def add_objects(self, rows: Iterable[ObjectRow]) -> None:
+        with self.write() as c:
+            c.executemany("INSERT OR IGNORE INTO objects (storage, hash, key, offset, length) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          ((r.storage, r.hash, r.key, r.offset, r.length) for r in rows))
+
+    def locate_objects(self, hashes: Iterable[str]) -> dict[str, list[ObjectRow]]:
+        """Every known location of each hash, in any storage."""
+        wanted = list(set(hashes))
+        found: dict[str, list[ObjectRow]] = {}
+        for chunk in _chunks(wanted):
+            q = ("SELECT storage, hash, key, offset, length FROM objects WHERE hash IN "
+                 f"({', '.join('?' * len(chunk))})")
+            for r in self.conn.execute(q, list(chunk)):
+                found.setdefault(r[1], []).append(ObjectRow(*r))
+        return found
+
+    # -- diagnostics -----------------------------------------------------------------------
+    def info(self) -> dict:
+        sqlite_version = self.conn.execute("SELECT sqlite_version()").fetchone()[0]
+        counts = {table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                  for table in ("datasets", "changes", "objects")}
+        return {
+            "path": str(self.path),
+            "filesystem": self.fs_type,
+            "journal_mode": self.conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "sqlite_version": sqlite_version,
+            "schema": [m.name for m in migrations.applied(self.db)],
+            "counts": counts,
+        }
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.05 * (2 ** attempt)) * (0.5 + random.random()))

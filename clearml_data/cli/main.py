@@ -1,0 +1,414 @@
+"""``clearml-data``: parse, call the service, render. Nothing else happens here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..config import CurrentDataset, Settings
+from ..errors import ClearMLDataError, DatasetNotFoundError, DatasetStateError, UsageError
+from ..progress import ProgressFactory, bar_progress, null_progress
+from ..service import Service
+from ..storage import redact_url
+from .parser import DESCRIPTION, build_parser
+
+RESULT_VERSION = "1"
+
+
+@dataclass
+class Result:
+    data: Any = None
+    text: list[str] = field(default_factory=list)
+
+
+class Context:
+    def __init__(self, args, stdout, stderr):
+        self.args = args
+        self.stdout = stdout
+        self.stderr = stderr
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.json = bool(getattr(args, "json", False))
+        self._service: Service | None = None
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load(catalog=getattr(self.args, "catalog", None))
+        return self._settings
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            self._service = Service(self.settings)
+        return self._service
+
+    @property
+    def current(self) -> CurrentDataset:
+        return CurrentDataset(self.settings)
+
+    @property
+    def progress(self) -> ProgressFactory:
+        return null_progress if self.quiet else bar_progress
+
+    def note(self, message: str) -> None:
+        """Informational text: stderr, so stdout stays the result."""
+        if not self.quiet:
+            print(message, file=self.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+
+
+def _plural(n: int, word: str = "file") -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _dataset_data(row) -> dict:
+    return {
+        "id": row.id, "project": row.project, "name": row.name, "version": row.version,
+        "status": row.status, "storage": redact_url(row.storage), "parents": list(row.parents),
+        "tags": list(row.tags), "description": row.description, "created": row.created_at,
+        "finalized": row.finalized_at, "file_count": row.file_count, "total_size": row.total_size,
+    }
+
+
+def _target(ctx: Context, lookup: bool = False):
+    """The dataset a command acts on: --id, else --project/--name, else the current dataset."""
+    args = ctx.args
+    if args.id:
+        return ctx.service.resolve_id(args.id)
+    if lookup and (getattr(args, "project", None) or getattr(args, "name", None)):
+        return ctx.service.get(project=args.project, name=args.name, version=getattr(args, "version", None))
+    remembered = ctx.current.get()
+    if remembered:
+        try:
+            return ctx.service.resolve_id(remembered)
+        except DatasetNotFoundError:
+            ctx.current.clear(remembered)
+            raise DatasetNotFoundError(f"the current dataset {remembered} no longer exists",
+                                       hint="pass --id") from None
+    raise UsageError("no dataset given and no current dataset",
+                     hint="pass --id, or create one first with clearml-data create")
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_create(ctx: Context) -> Result:
+    a = ctx.args
+    ctx.note("Creating a new dataset:")
+    row = ctx.service.create(name=a.name, project=a.project, parents=a.parents, version=a.version,
+                             storage=a.storage, tags=a.tags, description=a.description or "")
+    ctx.current.set(row.id)
+    return Result(_dataset_data(row), [f"New dataset created id={row.id}"])
+
+
+def cmd_add(ctx: Context) -> Result:
+    a = ctx.args
+    if not a.files:
+        raise UsageError("nothing to add", hint="pass --files PATH [PATH ...]")
+    row = _target(ctx)
+    ctx.note(f"Adding files/folder/links to dataset id {row.id}")
+    totals = {"added": 0, "modified": 0, "unchanged": 0, "bytes": 0}
+    for path in a.files:
+        r = ctx.service.add_files(row.id, path, wildcard=a.wildcard, dataset_path=a.dataset_folder,
+                                  recursive=not a.non_recursive, max_workers=a.max_workers,
+                                  progress=ctx.progress)
+        for k in totals:
+            totals[k] += getattr(r, k)
+        if a.verbose:
+            ctx.note(f"{path}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
+    ctx.current.set(row.id)
+    text = [f"{_plural(totals['added'])} added"]
+    if totals["modified"]:
+        text.append(f"{_plural(totals['modified'])} modified")
+    return Result({"id": row.id, **totals}, text)
+
+
+def cmd_remove(ctx: Context) -> Result:
+    a = ctx.args
+    row = _target(ctx)
+    ctx.note(f"Removing files/folder from dataset id {row.id}")
+    removed: list[str] = []
+    for pattern in a.files:
+        gone = ctx.service.remove_files(row.id, pattern, recursive=not a.non_recursive)
+        if not gone:
+            ctx.note(f"nothing matches {pattern!r}")
+        removed += gone
+    if a.verbose:
+        for p in removed:
+            ctx.note(f"removed {p}")
+    ctx.current.set(row.id)
+    return Result({"id": row.id, "removed": removed}, [f"{_plural(len(removed))} removed"])
+
+
+def _upload(ctx: Context, row, storage) -> dict:
+    a = ctx.args
+    target = storage or row.storage
+    ctx.note(f"Pending uploads, starting dataset upload to {redact_url(target)}")
+    r = ctx.service.upload(row.id, storage=storage, chunk_size=a.chunk_size, max_workers=a.max_workers,
+                           progress=ctx.progress)
+    if getattr(a, "verbose", False):
+        ctx.note(f"{_plural(r.objects, 'object')} written, {r.uploaded_bytes} bytes, "
+                 f"{r.skipped} contents already stored")
+    return {"storage": redact_url(r.storage), "files": r.files, "objects": r.objects,
+            "uploaded_bytes": r.uploaded_bytes}
+
+
+def cmd_upload(ctx: Context) -> Result:
+    row = _target(ctx)
+    if row.is_final:
+        raise DatasetStateError(f"dataset {row.id} is final; there is nothing to upload")
+    ctx.note(f"uploading local files to dataset id {row.id}")
+    data = _upload(ctx, row, ctx.args.storage)
+    ctx.current.set(row.id)
+    return Result({"id": row.id, **data}, ["Dataset upload completed"])
+
+
+def _close(ctx: Context, row, storage, disable_upload: bool = False) -> dict:
+    data: dict = {"id": row.id}
+    if ctx.service.pending_uploads(row, storage) or (storage and storage != row.storage):
+        if disable_upload:
+            raise DatasetStateError(f"dataset {row.id} has pending uploads and --disable-upload was given",
+                                    hint="run clearml-data upload first, or drop --disable-upload")
+        data["upload"] = _upload(ctx, row, storage)
+    final = ctx.service.finalize(row.id)
+    ctx.current.clear(row.id)
+    data.update(_dataset_data(final))
+    return data
+
+
+def cmd_close(ctx: Context) -> Result:
+    a = ctx.args
+    row = _target(ctx)
+    ctx.note(f"Finalizing dataset id {row.id}")
+    if row.is_final:
+        raise DatasetStateError(f"dataset {row.id} is already final")
+    return Result(_close(ctx, row, a.storage, a.disable_upload), ["Dataset closed and finalized"])
+
+
+def cmd_sync(ctx: Context) -> Result:
+    a = ctx.args
+    created = False
+    text: list[str] = []
+    if a.parents or (a.project and a.name):
+        name = a.name
+        if not name:
+            name = ctx.service.resolve_id(a.parents[-1]).name
+        row = ctx.service.create(name=name, project=a.project, parents=a.parents, version=a.version,
+                                 storage=a.storage, tags=a.tags)
+        created = True
+        ctx.current.set(row.id)
+        text.append(f"New dataset created id={row.id}")
+    else:
+        row = _target(ctx)
+    ctx.note(f"Syncing dataset id {row.id} to local folder {a.folder}")
+    r = ctx.service.sync_folder(row.id, a.folder, a.dataset_folder, max_workers=a.max_workers,
+                                progress=ctx.progress)
+    text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
+    data: dict = {"id": row.id, "created": created, "removed": r.removed, "added": r.added,
+                  "modified": r.modified, "closed": False}
+    if a.skip_close:
+        ctx.current.set(row.id)
+        return Result(data, text)
+    if created and not (r.removed or r.added or r.modified):
+        ctx.service.delete(row.id)
+        ctx.current.clear(row.id)
+        data["reverted"] = True
+        text.append("Zero modifications on local copy, reverting dataset creation.")
+        return Result(data, text)
+    ctx.note("Finalizing dataset")
+    data.update(_close(ctx, ctx.service.resolve_id(row.id), None))
+    data["closed"] = True
+    text.append("Dataset closed and finalized")
+    return Result(data, text)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int] = (),
+           right: Sequence[int] = ()) -> list[str]:
+    cols = len(headers)
+    w = [max([len(headers[i])] + [len(r[i]) for r in rows] + ([widths[i]] if i < len(widths) else []))
+         for i in range(cols)]
+
+    def fmt(cells):
+        return " | ".join(c.rjust(w[i]) if i in right else c.ljust(w[i]) for i, c in enumerate(cells)).rstrip()
+
+    return [fmt(headers), "-" * (sum(w) + 3 * (cols - 1))] + [fmt(r) for r in rows]
+
+
+def cmd_list(ctx: Context) -> Result:
+    a = ctx.args
+    row = _target(ctx, lookup=True)
+    ctx.note(f"List dataset content: {row.project}/{row.name} version {row.version} id={row.id}")
+    files = ctx.service.list_files(row, only_from=row.id if a.modified else None)
+    if a.filter:
+        from ..paths import matches
+
+        files = [f for f in files if any(matches(f.path, pat) for pat in a.filter)]
+    total = sum(f.size for f in files)
+    text = _table(["file name", "size", "hash"], [(f.path, f"{f.size:,}", f.hash) for f in files],
+                  widths=(64, 10, 64), right=(1,))
+    text.append(f"Total {_plural(len(files))}, {total:,} bytes")
+    data = {"id": row.id, "files": [{"path": f.path, "size": f.size, "hash": f.hash,
+                                     "dataset_id": f.dataset_id} for f in files],
+            "total_files": len(files), "total_size": total}
+    return Result(data, text)
+
+
+def cmd_delete(ctx: Context) -> Result:
+    a = ctx.args
+    if a.entire_dataset:
+        if not (a.project and a.name):
+            raise UsageError("--entire-dataset needs --project and --name")
+        if not a.force:
+            raise UsageError("--entire-dataset deletes every version; it needs --force as well")
+        ctx.note(f"Deleting dataset with project={a.project}, name={a.name} (all versions)")
+        deleted = ctx.service.delete_versions(a.project, a.name, force=True)
+    else:
+        row = _target(ctx, lookup=True)
+        if a.id:
+            ctx.note(f"Deleting dataset id {row.id}")
+        else:
+            ctx.note(f"Deleting dataset with project={row.project}, name={row.name}, version={row.version}")
+        deleted = ctx.service.delete(row.id, force=a.force)
+    for did in deleted:
+        ctx.current.clear(did)
+    return Result({"deleted": deleted}, [f"Dataset(s) deleted: {', '.join(deleted)}"])
+
+
+def cmd_search(ctx: Context) -> Result:
+    a = ctx.args
+    rows = ctx.service.search(project=a.project, partial_name=a.name, tags=a.tags, ids=a.ids,
+                              only_completed=not a.not_only_completed)
+    table = _table(["project", "name", "version", "tags", "created", "id", "status"],
+                   [(r.project, r.name, r.version, ", ".join(r.tags), r.created_at[:19].replace("T", " "),
+                     r.id, r.status) for r in rows])
+    return Result([_dataset_data(r) for r in rows], table)
+
+
+def cmd_get(ctx: Context) -> Result:
+    a = ctx.args
+    row = _target(ctx)
+    ctx.note(f"Download dataset id {row.id}")
+    if a.copy and a.link:
+        raise UsageError("--copy and --link cannot be used together")
+    if a.copy:
+        path = ctx.service.get_mutable_local_copy(row.id, a.copy, overwrite=a.overwrite,
+                                                  max_workers=a.max_workers, part=a.part,
+                                                  num_parts=a.num_parts, progress=ctx.progress)
+    else:
+        path = ctx.service.get_local_copy(row.id, max_workers=a.max_workers, part=a.part,
+                                          num_parts=a.num_parts, progress=ctx.progress)
+        if a.link:
+            link = os.path.abspath(os.path.expanduser(a.link))
+            if os.path.lexists(link):
+                if not (a.overwrite and os.path.islink(link)):
+                    raise UsageError(f"{link} already exists",
+                                     hint="pass --overwrite to replace an existing link")
+                os.unlink(link)
+            os.symlink(path, link)
+            path = link
+    return Result({"id": row.id, "path": path}, [f"Dataset local copy available for files at: {path}"])
+
+
+def cmd_doctor(ctx: Context) -> Result:
+    info = ctx.service.doctor()
+    cat = info["catalog"]
+    lines = [
+        f"clearml-data {info['clearml_data']} (Python {info['python']}, SQLite {info['sqlite']})",
+        f"config file:     {info['config_file']}",
+        f"catalog:         {cat['path']}  [{cat.get('source')}]",
+    ]
+    if "error" in cat:
+        lines.append(f"  error:         {cat['error']}")
+    else:
+        lines += [f"  filesystem:    {cat['filesystem']}, journal {cat['journal_mode']}",
+                  f"  contents:      {cat['counts']['datasets']} datasets, {cat['counts']['changes']} "
+                  f"file rows, {cat['counts']['objects']} stored contents"]
+    lines += [
+        f"default storage: {info['storage']['url']}  [{info['storage']['source']}]",
+        f"cache:           {info['cache']['path']}  [{info['cache']['source']}]",
+        f"state:           {info['state_dir']}",
+        "plugins:",
+    ]
+    for p in info["plugins"]:
+        extra = f" - {p['error']}" if p.get("error") else ""
+        lines.append(f"  {p['name']:<10} {p['package']} {p['version']} ({p['status']}){extra}")
+    drivers = info["drivers"]
+    lines.append("storage drivers: " + (", ".join(f"{s}:// ({n})" for s, n in drivers.items())
+                                        if "error" not in drivers else drivers["error"]))
+    return Result(info, lines)
+
+
+COMMANDS: dict[str, Callable[[Context], Result]] = {
+    "create": cmd_create, "add": cmd_add, "remove": cmd_remove, "upload": cmd_upload,
+    "close": cmd_close, "sync": cmd_sync, "list": cmd_list, "delete": cmd_delete,
+    "search": cmd_search, "get": cmd_get, "doctor": cmd_doctor,
+}
+
+
+# -- running ----------------------------------------------------------------------------------
+def _envelope(command: str, status: str, data: Any, errors: list[dict]) -> str:
+    return json.dumps({"clearml_data_result_version": RESULT_VERSION, "command": command,
+                       "status": status, "data": data, "errors": errors}, indent=2, default=str)
+
+
+def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser(__version__)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
+        return int(exc.code or 0)
+    if not args.command:
+        parser.print_help(stderr)
+        return 2
+    ctx = Context(args, stdout, stderr)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s: %(message)s", stream=stderr)
+    if not ctx.quiet and not ctx.json:
+        print(DESCRIPTION, file=stderr)
+    try:
+        result = COMMANDS[args.command](ctx)
+    except KeyboardInterrupt:
+        print("User aborted", file=stderr)
+        return 130
+    except BaseException as exc:  # every failure becomes one line (a traceback only with --debug)
+        if isinstance(exc, SystemExit):
+            raise
+        if args.debug and not isinstance(exc, ClearMLDataError):
+            raise
+        message = _one_line(exc)
+        if ctx.json:
+            print(_envelope(args.command, "error", None,
+                            [{"type": type(exc).__name__, "message": message}]), file=stdout)
+        print(f"Error: {message}", file=stderr)
+        return 1
+    finally:
+        ctx.close()
+    if ctx.json:
+        print(_envelope(args.command, "ok", result.data, []), file=stdout)
+    else:
+        for line in result.text:
+            print(line, file=stdout)
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ClearMLDataError):
+        return str(exc)
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"catalog error: {exc}"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"unexpected {type(exc).__name__}: {text} (run with --debug for details)"

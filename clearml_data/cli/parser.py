@@ -1,0 +1,217 @@
+"""The argparse parser of ``clearml-data``.
+
+Standard library only and free of project imports: the man page is built from this file
+in an isolated environment where the runtime dependencies are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+PROG = "clearml-data"
+DESCRIPTION = "clearml-data - Dataset Management & Versioning CLI"
+EPILOG = """\
+Datasets are versioned folders of files. A version is created as a draft, files are added
+and removed, then it is closed (uploaded and finalized) and never changes again. Child
+versions name their parents and store only what changed.
+
+  clearml-data create --project dataset_example --name initial_version
+  clearml-data add --files data_folder
+  clearml-data close
+  clearml-data get --id <id>
+
+Commands that act on one dataset use --id, or else the dataset that the last `create`
+(or `sync`) made in this catalog. Locations come from --catalog, the environment
+(CLEARML_DATA_CATALOG, CLEARML_DATA_STORAGE, CLEARML_DATA_CACHE_DIR), the config file,
+or the defaults; `clearml-data doctor` shows which.
+"""
+
+DEFAULT_CHUNK_MB = 512
+
+
+def _common(p: argparse.ArgumentParser, top: bool) -> None:
+    """Options every command takes, before or after the command name."""
+    d = None if top else argparse.SUPPRESS
+    g = p.add_argument_group("global options")
+    g.add_argument("--catalog", metavar="PATH", default=d,
+                   help="catalog file to use (default: $CLEARML_DATA_CATALOG, the config file, "
+                        "or the user data folder)")
+    g.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="print the result as a JSON envelope on stdout")
+    g.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="print only results and errors: no banner, notes or progress bars")
+    g.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="show the full traceback of unexpected errors")
+
+
+def _id(p: argparse.ArgumentParser, what: str = "the dataset") -> None:
+    p.add_argument("--id", metavar="ID", default=None,
+                   help=f"id of {what} (default: the current dataset, set by the last create)")
+
+
+def _max_workers(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--max-workers", type=int, default=None, metavar="N",
+                   help=f"parallel workers for {what} (default: chosen from the CPU count)")
+
+
+def _chunk_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunk-size", type=float, default=DEFAULT_CHUNK_MB, metavar="MB",
+                   help="target size of the packs that small files are stored in, in MB "
+                        f"(default: {DEFAULT_CHUNK_MB}; -1: one pack). Files of 16 MB or more "
+                        "are stored as their own objects")
+
+
+def _storage(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--storage", metavar="URL", default=None, help=help_text)
+    p.add_argument("--output-uri", dest="storage", metavar="URL", help=argparse.SUPPRESS)
+
+
+def build_parser(version: str = "") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}".rstrip(),
+                        help="print the version of clearml-data and exit")
+    _common(parser, top=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common, top=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def add(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=description or help_text,
+                              parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("create", "Create a new dataset version (a draft)",
+            "Create a new draft version. With --parents, it starts as the merged view of the "
+            "parents (in order; a later parent wins on the same path) and stores only changes. "
+            "The new dataset becomes the current one.")
+    p.add_argument("--name", required=True, help="dataset name")
+    p.add_argument("--project", default=None,
+                   help="project of the dataset (default: the project of the last parent)")
+    p.add_argument("--version", default=None,
+                   help="version string, PEP 440 (default: one above the highest, or 1.0.0)")
+    p.add_argument("--parents", nargs="*", default=[], metavar="ID",
+                   help="ids of final parent versions, merged in the given order")
+    _storage(p, "where the content will be stored: a folder, file://, s3://, gs:// or azure:// URL "
+                "(default: the configured storage)")
+    p.add_argument("--tags", nargs="*", default=[], metavar="TAG", help="tags of the dataset")
+    p.add_argument("--description", default=None, help="free-text description")
+
+    p = add("add", "Add files or folders to a draft",
+            "Hash files and record them in the draft. A folder's contents land at --dataset-folder "
+            "(the folder's own name is dropped, as in ClearML); a file lands there by its name.")
+    _id(p)
+    p.add_argument("--files", nargs="*", default=[], metavar="PATH",
+                   help="files or folders to add")
+    p.add_argument("--wildcard", nargs="*", default=None, metavar="PATTERN",
+                   help="only add files whose name or relative path matches one of these patterns")
+    p.add_argument("--dataset-folder", default=None, metavar="PATH",
+                   help="folder inside the dataset to put the files in (default: the root)")
+    p.add_argument("--non-recursive", action="store_true", default=False,
+                   help="do not descend into subfolders")
+    p.add_argument("--verbose", action="store_true", default=False, help="list every file")
+    _max_workers(p, "hashing")
+
+    p = add("remove", "Remove files from a draft",
+            "Remove files by dataset path, folder or wildcard. A pattern without '/' also "
+            "matches file names at any depth; a folder path removes everything below it.")
+    _id(p)
+    p.add_argument("--files", nargs="*", default=[], metavar="PATTERN", required=True,
+                   help="dataset paths, folders or wildcards to remove")
+    p.add_argument("--non-recursive", action="store_true", default=False,
+                   help="match names only at the pattern's own depth")
+    p.add_argument("--verbose", action="store_true", default=False, help="list every removed file")
+
+    p = add("upload", "Upload a draft's new content to its storage",
+            "Store the content the draft adds in its storage, packing small files. Content the "
+            "storage already holds (from any dataset) is not uploaded again.")
+    _id(p)
+    _storage(p, "upload to this storage instead of the dataset's (it becomes the dataset's storage)")
+    _chunk_size(p)
+    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    _max_workers(p, "uploads")
+
+    p = add("close", "Upload pending content and finalize a draft",
+            "Upload what is pending, then finalize: the version never changes again. "
+            "Closing clears the current dataset.")
+    _id(p)
+    _storage(p, "upload to this storage instead of the dataset's")
+    p.add_argument("--disable-upload", action="store_true", default=False,
+                   help="fail instead of uploading if content is pending")
+    _chunk_size(p)
+    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    _max_workers(p, "uploads")
+
+    p = add("sync", "Make a dataset mirror a local folder, then close it",
+            "Remove files missing from the folder, add new and changed ones, then upload and "
+            "finalize (unless --skip-close). With --project/--name (or --parents) a new version "
+            "is created first; if nothing changed, that new version is deleted again.")
+    p.add_argument("--folder", required=True, help="local folder to mirror")
+    _id(p)
+    p.add_argument("--dataset-folder", default=None, metavar="PATH",
+                   help="folder inside the dataset that mirrors --folder (default: the root)")
+    p.add_argument("--parents", nargs="*", default=[], metavar="ID",
+                   help="create a new version with these parents first")
+    p.add_argument("--project", default=None, help="create a new version in this project first")
+    p.add_argument("--name", default=None, help="create a new version with this name first")
+    p.add_argument("--version", default=None, help="version of the new dataset")
+    p.add_argument("--tags", nargs="*", default=[], metavar="TAG", help="tags of the new dataset")
+    _storage(p, "storage of the new dataset")
+    p.add_argument("--skip-close", action="store_true", default=False,
+                   help="do not upload and finalize after syncing")
+    _chunk_size(p)
+    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    _max_workers(p, "hashing and uploads")
+
+    p = add("list", "List the files of a version",
+            "List the files of a version's merged view, with size and SHA-256.")
+    _id(p)
+    p.add_argument("--project", default=None, help="project of the dataset (with --name)")
+    p.add_argument("--name", default=None, help="name of the dataset (latest version unless --version)")
+    p.add_argument("--version", default=None, help="version of the dataset")
+    p.add_argument("--filter", nargs="*", default=None, metavar="PATTERN",
+                   help="only list files matching one of these wildcards")
+    p.add_argument("--modified", action="store_true", default=False,
+                   help="only list files this version added or modified")
+
+    p = add("delete", "Delete a version (or every version of a dataset)",
+            "Delete a version from the catalog. A version with children is refused unless "
+            "--force, which folds its changes into the children so they keep their content.")
+    _id(p)
+    p.add_argument("--project", default=None, help="project of the dataset (with --name)")
+    p.add_argument("--name", default=None, help="name of the dataset")
+    p.add_argument("--version", default=None, help="version to delete (default: the latest)")
+    p.add_argument("--force", action="store_true", default=False,
+                   help="delete even if the version has children")
+    p.add_argument("--entire-dataset", action="store_true", default=False,
+                   help="delete every version of --project/--name (needs --force)")
+
+    p = add("search", "Search datasets in the catalog",
+            "List datasets by project, name (a regular expression, partial match), tags or ids.")
+    p.add_argument("--ids", nargs="*", default=None, metavar="ID", help="only these ids")
+    p.add_argument("--project", default=None, help="only this project")
+    p.add_argument("--name", default=None, help="name pattern (regular expression, partial match)")
+    p.add_argument("--tags", nargs="*", default=None, metavar="TAG", help="only datasets with all these tags")
+    p.add_argument("--not-only-completed", action="store_true", default=False,
+                   help="include drafts")
+    p.add_argument("--non-recursive-project-search", action="store_true", default=False,
+                   help=argparse.SUPPRESS)
+
+    p = add("get", "Get a local copy of a version",
+            "Materialise the version's merged view: a read-only cached folder (hard links into the "
+            "object cache), a writable copy with --copy, or a symlink to the cached folder with --link.")
+    _id(p)
+    p.add_argument("--copy", metavar="DIR", default=None, help="make a writable copy in DIR")
+    p.add_argument("--link", metavar="PATH", default=None,
+                   help="make PATH a symlink to the read-only cached copy")
+    p.add_argument("--part", type=int, default=None, help="which part (0-based) of --num-parts to get")
+    p.add_argument("--num-parts", type=int, default=None, help="split the files into this many parts")
+    p.add_argument("--overwrite", action="store_true", default=False,
+                   help="replace the contents of a non-empty --copy folder or an existing --link")
+    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    _max_workers(p, "downloads")
+
+    p = add("doctor", "Show where the catalog, storage and cache are, and versions",
+            "Print the locations in use (and where each setting came from), the catalog's state, "
+            "and the versions of Python, SQLite and the storage plugins.")
+    return parser

@@ -1,0 +1,154 @@
+"""Where things live: catalog, default storage, cache and CLI state.
+
+Each setting is taken from, in order: an explicit argument (the CLI's ``--catalog``),
+an environment variable, the config file, then a platformdirs default. The config file
+is an INI file, by default ``<user config dir>/config.ini``::
+
+    [clearml-data]
+    catalog = /mnt/team/catalog.db
+    storage = s3://team-bucket/datasets
+    cache_dir = /scratch/clearml-data-cache
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from .errors import UsageError
+
+APP = "clearml-data"
+SECTION = "clearml-data"
+
+ENV_CATALOG = "CLEARML_DATA_CATALOG"
+ENV_STORAGE = "CLEARML_DATA_STORAGE"
+ENV_CACHE = "CLEARML_DATA_CACHE_DIR"
+ENV_CONFIG = "CLEARML_DATA_CONFIG"
+ENV_STATE = "CLEARML_DATA_STATE_DIR"
+
+#: config-file keys, their environment variables and what they mean (used by `doctor`)
+KEYS = {
+    "catalog": (ENV_CATALOG, "path of the SQLite catalog"),
+    "storage": (ENV_STORAGE, "default storage URL for new datasets"),
+    "cache_dir": (ENV_CACHE, "local object cache and dataset copies"),
+}
+
+
+def config_file_path() -> Path:
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "config.ini"
+
+
+def _read_config_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from None
+    if not parser.has_section(SECTION):
+        return {}
+    values = dict(parser.items(SECTION))
+    unknown = sorted(set(values) - set(KEYS))
+    if unknown:
+        raise UsageError(
+            f"unknown setting(s) {', '.join(unknown)} in {path}",
+            hint=f"known settings: {', '.join(KEYS)}",
+        )
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations; ``sources`` says where each came from."""
+
+    catalog: Path
+    storage: str
+    cache_dir: Path
+    state_dir: Path
+    config_file: Path
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def load(cls, catalog: str | os.PathLike | None = None, storage: str | None = None,
+             cache_dir: str | os.PathLike | None = None) -> "Settings":
+        cfg_path = config_file_path()
+        from_file = _read_config_file(cfg_path)
+        data_dir = Path(platformdirs.user_data_dir(APP, appauthor=False))
+        defaults = {
+            "catalog": str(data_dir / "catalog.db"),
+            "storage": str(data_dir / "storage"),
+            "cache_dir": platformdirs.user_cache_dir(APP, appauthor=False),
+        }
+        explicit = {"catalog": catalog, "storage": storage, "cache_dir": cache_dir}
+        values: dict[str, str] = {}
+        sources: dict[str, str] = {}
+        for key, (env, _) in KEYS.items():
+            if explicit[key] not in (None, ""):
+                values[key], sources[key] = str(explicit[key]), "argument"
+            elif os.environ.get(env):
+                values[key], sources[key] = os.environ[env], f"${env}"
+            elif from_file.get(key):
+                values[key], sources[key] = from_file[key], str(cfg_path)
+            else:
+                values[key], sources[key] = defaults[key], "default"
+        state_dir = os.environ.get(ENV_STATE) or platformdirs.user_state_dir(APP, appauthor=False)
+        return cls(
+            catalog=Path(values["catalog"]).expanduser().absolute(),
+            storage=values["storage"],
+            cache_dir=Path(values["cache_dir"]).expanduser().absolute(),
+            state_dir=Path(state_dir).expanduser().absolute(),
+            config_file=cfg_path,
+            sources=sources,
+        )
+
+
+class CurrentDataset:
+    """The CLI's remembered "current dataset", one per catalog, kept outside the catalog."""
+
+    def __init__(self, settings: Settings):
+        self.path = settings.state_dir / "current.json"
+        self.key = str(settings.catalog)
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self) -> str | None:
+        value = self._load().get(self.key)
+        return value if isinstance(value, str) else None
+
+    def set(self, dataset_id: str | None) -> None:
+        data = self._load()
+        if dataset_id is None:
+            if self.key not in data:
+                return
+            data.pop(self.key)
+        else:
+            data[self.key] = dataset_id
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".current-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def clear(self, dataset_id: str | None = None) -> None:
+        """Forget the current dataset (only if it is ``dataset_id``, when given)."""
+        if dataset_id is None or self.get() == dataset_id:
+            self.set(None)

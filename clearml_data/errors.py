@@ -1,0 +1,90 @@
+"""The exception tree: one root, small families, data on the exception.
+
+Every error a user can cause derives from :class:`ClearMLDataError`; the CLI turns
+it into a one-line message and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+
+class ClearMLDataError(Exception):
+    """Root of every error raised on purpose by clearml-data."""
+
+    #: A short suggestion of what to do next, shown after the message.
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:  # one line, always
+        text = " ".join(super().__str__().split())
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class UsageError(ClearMLDataError, ValueError):
+    """The arguments given do not make sense together, or a value is malformed."""
+
+
+class VersionExistsError(UsageError):
+    """A dataset with this project, name and version already exists."""
+
+
+class DatasetNotFoundError(ClearMLDataError, LookupError):
+    """No dataset matches the id, or the project/name/version given."""
+
+
+class DatasetStateError(ClearMLDataError):
+    """The operation does not fit the dataset's state, e.g. adding to a final version."""
+
+
+class CatalogError(ClearMLDataError):
+    """The catalog cannot be opened, read or written."""
+
+
+class CatalogLockedError(CatalogError):
+    """Another process kept the catalog locked for longer than the retry budget."""
+
+
+class SchemaVersionError(CatalogError):
+    """The catalog was written by a newer clearml-data than this one."""
+
+
+class IntegrityError(ClearMLDataError):
+    """Bytes do not match the hash or size the catalog records for them."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class StorageError(ClearMLDataError):
+    """A storage could not be reached, read or written."""
+
+    def __init__(self, message: str, *, url: str | None = None, key: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.url = url
+        self.key = key
+
+
+class MissingDependencyError(StorageError):
+    """The driver for a URL scheme needs a package that is not installed."""
+
+    def __init__(self, scheme: str, missing: str, install_hint: str):
+        super().__init__(
+            f"the {scheme}:// storage driver needs the package {missing!r}, which is not installed",
+            hint=install_hint,
+        )
+        self.scheme = scheme
+        self.missing = missing
+        self.install_hint = install_hint
+
+
+class PluginError(ClearMLDataError):
+    """A storage plugin is broken, or two plugins claim the same URL scheme."""
+
+
+class UnsafePathError(UsageError):
+    """A path would leave its folder (absolute, '..', NUL, ...)."""

@@ -1,0 +1,171 @@
+"""The storage format: content-addressed objects and packs of small files.
+
+Keys in a storage::
+
+    objects/<h[:2]>/<sha256>          a large file, stored as its own object
+    packs/<p[:2]>/<pack sha256>.pack  small files concatenated; the catalog records,
+                                      per file, (pack key, offset, length)
+
+A file's identity is the SHA-256 of its bytes. A pack is named by the SHA-256 of its
+own bytes, so a pack key, too, always names the same bytes. Reading one packed file
+is one ranged read; reading many coalesces neighbouring entries into a few reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .errors import IntegrityError
+
+MB = 1024 * 1024
+#: files of at least this size are stored as their own object, never packed
+LARGE_FILE = 16 * MB
+DEFAULT_CHUNK_MB = 512
+#: neighbouring pack entries closer than this are fetched in one read
+MAX_GAP = 1 * MB
+#: upper bound of a single coalesced read (memory per download worker)
+MAX_SPAN = 64 * MB
+COPY_BLOCK = 1 * MB
+
+
+def object_key(digest: str) -> str:
+    return f"objects/{digest[:2]}/{digest}"
+
+
+def pack_key(digest: str) -> str:
+    return f"packs/{digest[:2]}/{digest}.pack"
+
+
+def chunk_bytes(chunk_size_mb: int | float | None) -> int | None:
+    """Target pack size in bytes from ClearML's ``chunk_size`` (MB); None means one pack."""
+    if chunk_size_mb is None:
+        chunk_size_mb = DEFAULT_CHUNK_MB
+    if chunk_size_mb in (0, -1) or chunk_size_mb < 0:
+        return None
+    return max(1, int(chunk_size_mb * MB))
+
+
+@dataclass
+class PendingFile:
+    hash: str
+    size: int
+    source: str
+
+
+@dataclass
+class UploadPlan:
+    packs: list[list[PendingFile]] = field(default_factory=list)
+    large: list[PendingFile] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for group in self.packs for f in group) + sum(f.size for f in self.large)
+
+
+def plan_upload(files: Iterable[PendingFile], chunk_size_mb: int | float | None = None) -> UploadPlan:
+    """Split unique pending files into packs of about ``chunk_size_mb`` and large objects.
+
+    Files are taken in the given order (callers pass them sorted by path, so files of a
+    folder land in the same pack and come back with few reads).
+    """
+    target = chunk_bytes(chunk_size_mb)
+    threshold = LARGE_FILE if target is None else min(LARGE_FILE, target)
+    plan = UploadPlan()
+    current: list[PendingFile] = []
+    current_size = 0
+    for f in files:
+        if f.size >= threshold and f.size > 0:
+            plan.large.append(f)
+            continue
+        if current and target is not None and current_size + f.size > target:
+            plan.packs.append(current)
+            current, current_size = [], 0
+        current.append(f)
+        current_size += f.size
+    if current:
+        plan.packs.append(current)
+    return plan
+
+
+def _copy_verified(src_path: str, out, expected: PendingFile) -> int:
+    """Copy a source file into ``out``, checking its hash and size against the catalog."""
+    h = hashlib.sha256()
+    n = 0
+    with open(src_path, "rb") as src:
+        while True:
+            block = src.read(COPY_BLOCK)
+            if not block:
+                break
+            h.update(block)
+            out.write(block)
+            n += len(block)
+    if n != expected.size or h.hexdigest() != expected.hash:
+        raise IntegrityError(
+            f"{src_path} changed after it was added (size {expected.size} -> {n})",
+            path=src_path, hint="add the file again, then upload")
+    return n
+
+
+def write_pack(files: list[PendingFile], tmp_dir: str) -> tuple[str, str, list[tuple[str, int, int]]]:
+    """Write a pack to a temporary file; return (pack digest, temp path, [(hash, offset, length)])."""
+    os.makedirs(tmp_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="pack-", suffix=".tmp")
+    entries: list[tuple[str, int, int]] = []
+    try:
+        with os.fdopen(fd, "wb") as out:
+            pack_hash = hashlib.sha256()
+
+            class _Tee:
+                def write(self, data):
+                    pack_hash.update(data)
+                    out.write(data)
+
+            offset = 0
+            tee = _Tee()
+            for f in files:
+                n = _copy_verified(f.source, tee, f)
+                entries.append((f.hash, offset, n))
+                offset += n
+        return pack_hash.hexdigest(), tmp, entries
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def verify_source(f: PendingFile) -> None:
+    """Re-hash a large file before it is uploaded as its own object."""
+    class _Null:
+        def write(self, data):
+            pass
+    _copy_verified(f.source, _Null(), f)
+
+
+@dataclass
+class Span:
+    """One read from a pack: a byte range holding one or more wanted entries."""
+
+    key: str
+    offset: int
+    length: int
+    members: list[tuple[str, int, int]]  # (hash, offset within the pack, length)
+
+
+def coalesce(key: str, entries: Iterable[tuple[str, int, int]], max_gap: int = MAX_GAP,
+             max_span: int = MAX_SPAN) -> Iterator[Span]:
+    """Group wanted (hash, offset, length) entries of one pack into few ranged reads."""
+    span: Span | None = None
+    for digest, off, length in sorted(entries, key=lambda e: e[1]):
+        if span is not None:
+            end = span.offset + span.length
+            if off - end <= max_gap and off + length - span.offset <= max_span:
+                span.length = max(end, off + length) - span.offset
+                span.members.append((digest, off, length))
+                continue
+            yield span
+        span = Span(key, off, length, [(digest, off, length)])
+    if span is not None:
+        yield span

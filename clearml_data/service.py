@@ -1,0 +1,862 @@
+"""The service layer: every operation of clearml-data, under both the CLI and the API.
+
+A version's *view* is what a local copy of it contains: its parents' views merged in
+order (a later parent wins on the same path), then its own change rows applied. The
+change rows of a draft are always the difference between its parents' merged view and
+what the user has added and removed, so they never hold redundant entries.
+
+Write order, so that a crash at any moment leaves a resumable draft or a complete
+version: objects into storage, then their catalog rows, then the final flag.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import logging
+import os
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import packs, versions
+from .cache import LINK_MODES, Cache, populate, remove_tree
+from .catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
+from .config import Settings
+from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, DatasetStateError,
+                     IntegrityError, StorageError, UnsafePathError, UsageError,
+                     VersionExistsError)
+from .hashing import hash_many, ordered_map
+from .paths import check_relpath, join_relpath, local_relpath, matches, normalize_relpath, under
+from .progress import ProgressFactory, null_progress
+from .storage import PluginManager, StorageDriver, redact_url, url_scheme
+
+log = logging.getLogger(__name__)
+
+ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
+MIN_PREFIX = 8
+
+#: a view maps a dataset path to (hash, size, id of the version that introduced it)
+View = dict[str, tuple[str, int, str]]
+
+
+@dataclass
+class AddResult:
+    added: int = 0
+    modified: int = 0
+    unchanged: int = 0
+    bytes: int = 0
+
+    @property
+    def files(self) -> int:
+        return self.added + self.modified + self.unchanged
+
+
+@dataclass
+class SyncResult:
+    removed: int = 0
+    added: int = 0
+    modified: int = 0
+
+
+@dataclass
+class UploadResult:
+    storage: str
+    files: int = 0          # change rows whose bytes are now in storage
+    objects: int = 0        # objects (packs and large files) written
+    uploaded_bytes: int = 0  # file bytes sent
+    skipped: int = 0        # unique contents the storage already held
+
+
+@dataclass
+class FileInfo:
+    path: str
+    hash: str
+    size: int
+    dataset_id: str
+    kind: str | None = None  # for change listings
+
+
+@dataclass
+class Diff:
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalize_storage(url: str) -> str:
+    """Canonical form of a storage URL: local folders become absolute paths."""
+    url = str(url).strip()
+    if not url:
+        raise UsageError("empty storage URL")
+    if url_scheme(url) == "file":
+        from .storage.folder import folder_path
+
+        absolute = folder_path(url)
+        return "file://" + absolute if url.lower().startswith("file://") else absolute
+    return url.rstrip("/")
+
+
+class Service:
+    """Operations on one catalog, its storages and the local cache."""
+
+    def __init__(self, settings: Settings | None = None, plugins: PluginManager | None = None):
+        self.settings = settings or Settings.load()
+        self._catalog: Catalog | None = None
+        self._plugins = plugins
+        self.cache = Cache(self.settings.cache_dir)
+        self._views: OrderedDict[str, View] = OrderedDict()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog(self.settings.catalog)
+        return self._catalog
+
+    @property
+    def plugins(self) -> PluginManager:
+        if self._plugins is None:
+            self._plugins = PluginManager()
+        return self._plugins
+
+    def driver(self, storage: str) -> StorageDriver:
+        return self.plugins.driver(storage)
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+        if self._plugins is not None:
+            self._plugins.close()
+
+    # -- finding datasets ----------------------------------------------------------------------
+    def resolve_id(self, dataset_id: str) -> DatasetRow:
+        """The dataset with this id, or the only one whose id starts with this prefix."""
+        text = str(dataset_id).strip().lower()
+        if not ID_RE.match(text):
+            raise UsageError(f"{dataset_id!r} is not a dataset id",
+                             hint=f"an id is 32 hex characters; a unique prefix of {MIN_PREFIX}+ works")
+        row = self.catalog.get_dataset(text) if len(text) == 32 else None
+        if row is None:
+            matches_ = self.catalog.ids_with_prefix(text)
+            if len(matches_) > 1:
+                raise UsageError(f"dataset id prefix {text!r} is ambiguous ({', '.join(matches_)}, ...)")
+            if not matches_:
+                raise DatasetNotFoundError(f"no dataset with id {text}",
+                                           hint="`clearml-data search` lists the datasets")
+            row = self.catalog.get_dataset(matches_[0])
+        return row
+
+    def get(self, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
+            version: str | None = None, tags: Iterable[str] | None = None,
+            only_completed: bool = False, only_published: bool = False) -> DatasetRow:
+        """One dataset by id, or the highest version matching project/name/version/tags."""
+        if dataset_id:
+            if project or name or version:
+                raise UsageError("give either a dataset id or project/name/version, not both")
+            row = self.resolve_id(dataset_id)
+            if only_published and row.status != "published":
+                raise DatasetStateError(f"dataset {row.id} is not published")
+            if only_completed and not row.is_final:
+                raise DatasetStateError(f"dataset {row.id} is not final")
+            return row
+        if not project and not name:
+            raise UsageError("no dataset given", hint="pass a dataset id, or a project and name")
+        statuses = ["published"] if only_published else (["final", "published"] if only_completed else None)
+        rows = self.catalog.find_datasets(project=project, name=name, version=version, statuses=statuses)
+        wanted = set(tags or ())
+        rows = [r for r in rows if wanted.issubset(r.tags)]
+        if not rows:
+            what = ", ".join(f"{k}={v!r}" for k, v in (("project", project), ("name", name),
+                                                        ("version", version)) if v)
+            if tags:
+                what += f", tags={sorted(wanted)}"
+            extra = " completed" if only_completed else (" published" if only_published else "")
+            raise DatasetNotFoundError(f"no{extra} dataset with {what}",
+                                       hint="`clearml-data search` lists the datasets")
+        return max(rows, key=lambda r: (versions.sort_key(r.version), r.created_at))
+
+    def search(self, project: str | None = None, partial_name: str | None = None,
+               tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
+               only_completed: bool = True) -> list[DatasetRow]:
+        statuses = ["final", "published"] if only_completed else None
+        full_ids = [self.resolve_id(i).id for i in ids] if ids else None
+        rows = self.catalog.find_datasets(project=project, statuses=statuses, ids=full_ids)
+        if partial_name:
+            try:
+                pattern = re.compile(partial_name)
+            except re.error as exc:
+                raise UsageError(f"--name {partial_name!r} is not a valid regular expression: {exc}") from None
+            rows = [r for r in rows if pattern.search(r.name)]
+        if tags:
+            wanted = set(tags)
+            rows = [r for r in rows if wanted.issubset(r.tags)]
+        return rows
+
+    # -- creating -------------------------------------------------------------------------------
+    def create(self, name: str | None, project: str | None = None, parents: Iterable[str] = (),
+               version: str | None = None, storage: str | None = None,
+               tags: Iterable[str] | None = None, description: str = "") -> DatasetRow:
+        parent_rows = []
+        for p in parents or ():
+            row = self.resolve_id(p)
+            if not row.is_final:
+                raise DatasetStateError(f"parent dataset {row.id} is not final",
+                                        hint=f"close it first: clearml-data close --id {row.id}")
+            if row.id not in (r.id for r in parent_rows):
+                parent_rows.append(row)
+        if not name:
+            raise UsageError("missing dataset name", hint="pass --name")
+        if not project:
+            if not parent_rows:
+                raise UsageError("missing dataset project name; it could not be taken from a parent dataset",
+                                 hint="pass --project")
+            project = parent_rows[-1].project
+        _check_label("project", project)
+        _check_label("name", name)
+        if version is not None:
+            version = str(version).strip()
+            _check_label("version", version)
+        storage_url = normalize_storage(storage or self.settings.storage)
+        self.plugins.driver_class(url_scheme(storage_url))  # unknown scheme: fail now, not at upload
+        tag_list = _clean_tags(tags)
+        for attempt in range(5):
+            chosen = version or versions.next_version(self.catalog.versions_of(project, name))
+            stamp = now()
+            row = DatasetRow(id=uuid.uuid4().hex, project=project, name=name, version=chosen,
+                             status="draft", storage=storage_url, created_at=stamp, updated_at=stamp,
+                             description=description or "", tags=tag_list,
+                             parents=[r.id for r in parent_rows])
+            try:
+                self.catalog.insert_dataset(row)
+                return row
+            except VersionExistsError:
+                if version is not None:
+                    raise
+        raise CatalogError(f"could not pick a free version for {project}/{name}")
+
+    # -- views -------------------------------------------------------------------------------
+    def view(self, row: DatasetRow) -> View:
+        """The merged view of a version (cached for final versions, which never change)."""
+        return self._view(row, {}, ())
+
+    def _view(self, row: DatasetRow, memo: dict[str, View], path: tuple[str, ...]) -> View:
+        if row.id in memo:
+            return memo[row.id]
+        if row.is_final and row.id in self._views:
+            self._views.move_to_end(row.id)
+            return self._views[row.id]
+        if row.id in path:
+            raise CatalogError(f"the catalog has a parent cycle through dataset {row.id}")
+        view = dict(self._parent_view(row, memo, path + (row.id,)))
+        for ch in self.catalog.changes(row.id):
+            if ch.kind == "removed":
+                view.pop(ch.path, None)
+            else:
+                view[ch.path] = (ch.hash, ch.size, row.id)
+        memo[row.id] = view
+        if row.is_final:
+            self._views[row.id] = view
+            while len(self._views) > 4:
+                self._views.popitem(last=False)
+        return view
+
+    def parent_view(self, row: DatasetRow) -> View:
+        return self._parent_view(row, {}, (row.id,))
+
+    def _parent_view(self, row: DatasetRow, memo: dict[str, View], path: tuple[str, ...]) -> View:
+        if not row.parents:
+            return {}
+        if len(row.parents) == 1:
+            return self._view(self._parent_row(row, row.parents[0]), memo, path)
+        merged: View = {}
+        for pid in row.parents:
+            merged.update(self._view(self._parent_row(row, pid), memo, path))
+        return merged
+
+    def _parent_row(self, row: DatasetRow, parent_id: str) -> DatasetRow:
+        parent = self.catalog.get_dataset(parent_id)
+        if parent is None:
+            raise CatalogError(f"dataset {row.id} names a parent {parent_id} that is not in the catalog")
+        return parent
+
+    def list_files(self, row: DatasetRow, pattern: str | None = None, recursive: bool = True,
+                   only_from: str | None = None) -> list[FileInfo]:
+        view = self.view(row)
+        out = []
+        for p in sorted(view):
+            h, size, origin = view[p]
+            if only_from is not None and origin != only_from:
+                continue
+            if pattern and not matches(p, pattern, recursive):
+                continue
+            out.append(FileInfo(p, h, size, origin))
+        return out
+
+    def diff(self, old: View, new: View) -> Diff:
+        d = Diff()
+        for p, entry in new.items():
+            before = old.get(p)
+            if before is None:
+                d.added.append(p)
+            elif before[0] != entry[0]:
+                d.modified.append(p)
+        d.removed = [p for p in old if p not in new]
+        for lst in (d.added, d.modified, d.removed):
+            lst.sort()
+        return d
+
+    # -- changing a draft ----------------------------------------------------------------------
+    def _draft(self, dataset_id: str) -> DatasetRow:
+        row = self.resolve_id(dataset_id)
+        if row.is_final:
+            raise DatasetStateError(
+                f"dataset {row.id} is final and cannot be changed",
+                hint=f"create a child version: clearml-data create --parents {row.id} ...")
+        return row
+
+    def add_files(self, dataset_id: str, path: str | os.PathLike, wildcard: str | list[str] | None = None,
+                  local_base_folder: str | None = None, dataset_path: str | None = None,
+                  recursive: bool = True, max_workers: int | None = None,
+                  progress: ProgressFactory = null_progress) -> AddResult:
+        row = self._draft(dataset_id)
+        prefix = normalize_relpath(dataset_path)
+        found = list(self._collect(path, wildcard, local_base_folder, recursive))
+        return self._add_collected(row, [(join_relpath(prefix, rel), src) for rel, src in found],
+                                   max_workers, progress)
+
+    def _collect(self, path, wildcard, local_base_folder, recursive) -> Iterator[tuple[str, str]]:
+        """(relative path, absolute source path) of each local file to add."""
+        text = os.path.expanduser(os.fspath(path))
+        if os.path.isdir(text) or os.path.isfile(text):
+            roots = [text]
+        elif glob.has_magic(text):
+            roots = sorted(glob.glob(text, recursive=True))
+            if not roots:
+                raise UsageError(f"no local file matches {text}")
+        else:
+            raise UsageError(f"no such file or folder: {text}")
+        wildcards = [wildcard] if isinstance(wildcard, str) else list(wildcard or [])
+        base = os.path.abspath(os.path.expanduser(local_base_folder)) if local_base_folder else None
+        for root in roots:
+            root = os.path.abspath(root)
+            if os.path.isfile(root):
+                rel = local_relpath(root, base) if base else os.path.basename(root)
+                if not wildcards or any(matches(rel, w) for w in wildcards):
+                    yield self._checked_rel(rel, root), root
+                continue
+            folder_base = base or root
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames.sort()
+                if not recursive:
+                    dirnames.clear()
+                for name in sorted(filenames):
+                    full = os.path.join(dirpath, name)
+                    if not os.path.isfile(full):
+                        continue  # broken symlink, socket, fifo
+                    rel = local_relpath(full, folder_base)
+                    if rel.startswith("../"):
+                        raise UsageError(f"{full} is not inside the local base folder {folder_base}")
+                    if wildcards and not any(matches(rel, w) for w in wildcards):
+                        continue
+                    yield self._checked_rel(rel, full), full
+
+    @staticmethod
+    def _checked_rel(rel: str, source: str) -> str:
+        try:
+            return check_relpath(rel)
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"cannot add {source!r}: {exc}") from None
+
+    def _add_collected(self, row: DatasetRow, items: list[tuple[str, str]], max_workers: int | None,
+                       progress: ProgressFactory) -> AddResult:
+        result = AddResult()
+        if not items:
+            return result
+        seen: dict[str, str] = {}
+        for rel, src in items:
+            if rel in seen and seen[rel] != src:
+                raise UsageError(f"two files map to the dataset path {rel!r}: {seen[rel]} and {src}")
+            seen[rel] = src
+        parent = self.parent_view(row)
+        rows = {c.path: c for c in self.catalog.changes(row.id)}
+        current = _apply(parent, rows, row.id)
+        _check_tree_conflicts(current, list(seen))
+        total = 0
+        sizes = {}
+        for src in seen.values():
+            try:
+                sizes[src] = os.stat(src).st_size
+            except OSError as exc:
+                raise UsageError(f"cannot read {src}: {exc.strerror}") from None
+            total += sizes[src]
+        bar = progress(total, "B", "Hashing")
+        upserts: list[ChangeRow] = []
+        deletes: list[str] = []
+        try:
+            srcs = list(seen.values())
+            rels = list(seen)
+            for rel, (_src, digest, size) in zip(rels, hash_many(srcs, max_workers, on_done=bar.update)):
+                result.bytes += size
+                before = current.get(rel)
+                if before is None:
+                    result.added += 1
+                elif before[0] != digest:
+                    result.modified += 1
+                else:
+                    result.unchanged += 1
+                base_entry = parent.get(rel)
+                source = seen[rel]
+                if base_entry is None:
+                    upserts.append(ChangeRow(rel, "added", digest, size, source))
+                elif base_entry[0] != digest:
+                    upserts.append(ChangeRow(rel, "modified", digest, size, source))
+                elif rel in rows:
+                    deletes.append(rel)  # back to the parent's content
+        except OSError as exc:
+            raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        finally:
+            bar.close()
+        self.catalog.replace_changes(row.id, upserts, deletes)
+        return result
+
+    def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
+        """Remove the files matching ``pattern`` from a draft; returns the removed paths."""
+        row = self._draft(dataset_id)
+        parent = self.parent_view(row)
+        rows = {c.path: c for c in self.catalog.changes(row.id)}
+        current = _apply(parent, rows, row.id)
+        gone = sorted(p for p in current if matches(p, pattern, recursive))
+        self._remove(row, parent, gone)
+        return gone
+
+    def _remove(self, row: DatasetRow, parent: View, paths: list[str]) -> None:
+        upserts = [ChangeRow(p, "removed", None, None) for p in paths if p in parent]
+        deletes = [p for p in paths if p not in parent]
+        self.catalog.replace_changes(row.id, upserts, deletes)
+
+    def sync_folder(self, dataset_id: str, local_path: str | os.PathLike, dataset_path: str | None = None,
+                    max_workers: int | None = None,
+                    progress: ProgressFactory = null_progress) -> SyncResult:
+        """Make the dataset folder ``dataset_path`` mirror ``local_path``."""
+        row = self._draft(dataset_id)
+        folder = os.path.abspath(os.path.expanduser(os.fspath(local_path)))
+        if not os.path.isdir(folder):
+            raise UsageError(f"no such folder: {folder}")
+        prefix = normalize_relpath(dataset_path)
+        found = [(join_relpath(prefix, rel), src)
+                 for rel, src in self._collect(folder, None, None, True)]
+        present = {rel for rel, _ in found}
+        parent = self.parent_view(row)
+        rows = {c.path: c for c in self.catalog.changes(row.id)}
+        current = _apply(parent, rows, row.id)
+        gone = sorted(p for p in current if under(p, prefix) and p not in present)
+        self._remove(row, parent, gone)
+        added = self._add_collected(self.resolve_id(row.id), found, max_workers, progress)
+        return SyncResult(removed=len(gone), added=added.added, modified=added.modified)
+
+    # -- upload and finalize ------------------------------------------------------------------
+    def pending_uploads(self, row: DatasetRow, storage: str | None = None) -> list[ChangeRow]:
+        """Change rows whose content the storage does not hold yet."""
+        storage = storage or row.storage
+        rows = [c for c in self.catalog.changes(row.id) if c.kind != "removed"]
+        missing = self.catalog.missing_objects(storage, (c.hash for c in rows))
+        return [c for c in rows if c.hash in missing]
+
+    def is_dirty(self, row: DatasetRow) -> bool:
+        return not row.is_final and bool(self.pending_uploads(row))
+
+    def upload(self, dataset_id: str, storage: str | None = None, chunk_size: float | None = None,
+               max_workers: int | None = None, progress: ProgressFactory = null_progress) -> UploadResult:
+        row = self._draft(dataset_id)
+        if storage:
+            storage = normalize_storage(storage)
+            if storage != row.storage:
+                self.catalog.update_dataset(row.id, storage=storage, updated_at=now())
+                row.storage = storage
+        storage = row.storage
+        driver = self.driver(storage)
+        result = UploadResult(storage=storage)
+        pending = self.pending_uploads(row, storage)
+        unique: dict[str, packs.PendingFile] = {}
+        for c in pending:
+            if c.hash in unique:
+                continue
+            source = c.source if c.source and os.path.isfile(c.source) else None
+            if source is None and self.cache.has(c.hash, c.size):
+                source = str(self.cache.object_path(c.hash))
+            if source is None:
+                raise UsageError(f"the local file for {c.path!r} is gone ({c.source}) and its content "
+                                 f"is in no storage", hint="add the file again, then upload")
+            unique[c.hash] = packs.PendingFile(c.hash, c.size, source)
+        result.files = len(pending)
+        plan = packs.plan_upload(unique.values(), chunk_size)
+        tasks = [("pack", group) for group in plan.packs] + [("large", [f]) for f in plan.large]
+        bar = progress(plan.total_bytes, "B", "Uploading")
+        tmp_dir = str(self.cache.tmp)
+
+        def run(task) -> list[ObjectRow]:
+            kind, files = task
+            if kind == "large":
+                f = files[0]
+                packs.verify_source(f)
+                key = packs.object_key(f.hash)
+                self._put(driver, f.source, key, storage)
+                return [ObjectRow(storage, f.hash, key, 0, f.size)]
+            digest, tmp, entries = packs.write_pack(files, tmp_dir)
+            try:
+                key = packs.pack_key(digest)
+                self._put(driver, tmp, key, storage)
+            finally:
+                os.unlink(tmp)
+            return [ObjectRow(storage, h, key, off, length) for h, off, length in entries]
+
+        try:
+            for task, objects in ordered_map(run, tasks, max_workers or 8, window=64):
+                self.catalog.add_objects(objects)  # recorded as soon as it is stored: resumable
+                nbytes = sum(f.size for f in task[1])
+                result.objects += 1
+                result.uploaded_bytes += nbytes
+                bar.update(nbytes)
+        finally:
+            bar.close()
+        return result
+
+    @staticmethod
+    def _put(driver: StorageDriver, local: str, key: str, storage: str) -> None:
+        try:
+            driver.put_file(local, key)
+        except ClearMLDataError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot write {key} to {redact_url(storage)}: {exc.strerror or exc}",
+                               url=redact_url(storage), key=key) from None
+
+    def finalize(self, dataset_id: str, auto_upload: bool = False, chunk_size: float | None = None,
+                 max_workers: int | None = None, progress: ProgressFactory = null_progress) -> DatasetRow:
+        row = self._draft(dataset_id)
+        for pid in row.parents:
+            parent = self._parent_row(row, pid)
+            if not parent.is_final:
+                raise DatasetStateError(f"parent dataset {pid} is not final")
+        if self.pending_uploads(row):
+            if not auto_upload:
+                raise DatasetStateError(
+                    f"cannot finalize dataset {row.id}: pending uploads",
+                    hint="call Dataset.upload() first, or use finalize(auto_upload=True) / clearml-data close")
+            self.upload(row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
+            if self.pending_uploads(row):
+                raise StorageError(f"dataset {row.id} still has pending uploads after upload")
+        view = self.view(row)
+        counts = self.catalog.count_changes(row.id)
+        stamp = now()
+        with self.catalog.write():
+            current = self.catalog.get_dataset(row.id)
+            if current is None or current.is_final:
+                raise DatasetStateError(f"dataset {row.id} was finalized or deleted by another process")
+            self.catalog.clear_sources(row.id)
+            self.catalog.update_dataset(
+                row.id, status="final", finalized_at=stamp, updated_at=stamp,
+                file_count=len(view), total_size=sum(v[1] for v in view.values()),
+                added=counts["added"], modified=counts["modified"], removed=counts["removed"])
+        return self.resolve_id(row.id)
+
+    def publish(self, dataset_id: str) -> DatasetRow:
+        row = self.resolve_id(dataset_id)
+        if not row.is_final:
+            raise DatasetStateError(f"dataset {row.id} is not final", hint="close it before publishing")
+        if row.status != "published":
+            self.catalog.update_dataset(row.id, status="published", updated_at=now())
+        return self.resolve_id(row.id)
+
+    def update(self, dataset_id: str, **fields) -> DatasetRow:
+        """Change descriptive fields (description, tags, metadata, version of a draft)."""
+        row = self.resolve_id(dataset_id)
+        if "tags" in fields:
+            fields["tags"] = _clean_tags(fields["tags"])
+        if "version" in fields:
+            if row.is_final:
+                raise DatasetStateError(f"dataset {row.id} is final; its version cannot change")
+            _check_label("version", fields["version"])
+            if fields["version"] in self.catalog.versions_of(row.project, row.name):
+                raise UsageError(f"dataset {row.project}/{row.name} already has a version {fields['version']}")
+        self.catalog.update_dataset(row.id, updated_at=now(), **fields)
+        return self.resolve_id(row.id)
+
+    # -- local copies ---------------------------------------------------------------------------
+    def _final(self, dataset_id: str) -> DatasetRow:
+        row = self.resolve_id(dataset_id)
+        if not row.is_final:
+            raise DatasetStateError(f"dataset {row.id} is not final; only final versions have local copies",
+                                    hint=f"close it first: clearml-data close --id {row.id}")
+        return row
+
+    def selected_files(self, row: DatasetRow, part: int | None = None, num_parts: int | None = None,
+                       files: Iterable[str] | None = None) -> tuple[dict[str, tuple[str, int]], str]:
+        """The view's files, optionally one part of ``num_parts`` or a subset; and a label for it.
+
+        Parts: paths sorted, part k of n is the k-th contiguous slice, balanced by file count.
+        """
+        view = self.view(row)
+        paths = sorted(view)
+        label = ""
+        if files is not None:
+            patterns = [files] if isinstance(files, str) else list(files)
+            paths = [p for p in paths if any(matches(p, pat) for pat in patterns)]
+            label += ".files-" + uuid.uuid5(uuid.NAMESPACE_URL, "\n".join(sorted(patterns))).hex[:12]
+        if part is not None or num_parts is not None:
+            if part is None or num_parts is None:
+                raise UsageError("part and num_parts go together")
+            if not (isinstance(num_parts, int) and num_parts >= 1 and isinstance(part, int)
+                    and 0 <= part < num_parts):
+                raise UsageError(f"part must be in 0..num_parts-1 (got part={part}, num_parts={num_parts})")
+            start = len(paths) * part // num_parts
+            end = len(paths) * (part + 1) // num_parts
+            paths = paths[start:end]
+            label += f".part-{part}-of-{num_parts}"
+        return {p: view[p][:2] for p in paths}, label
+
+    def get_local_copy(self, dataset_id: str, use_soft_links: bool | None = None,
+                       max_workers: int | None = None, part: int | None = None,
+                       num_parts: int | None = None, files: Iterable[str] | None = None,
+                       progress: ProgressFactory = null_progress) -> str:
+        """A read-only folder holding the version's merged view, built from the object cache."""
+        row = self._final(dataset_id)
+        if use_soft_links not in LINK_MODES:
+            raise UsageError("use_soft_links must be None, True or False")
+        files, label = self.selected_files(row, part, num_parts, files)
+        folder = self.cache.view_path(row.id, use_soft_links)
+        folder = folder.with_name(folder.name + label)
+        self.cache.ensure()
+        with self.cache.lock(folder.name):
+            if self.cache.view_is_complete(folder, files):
+                return str(folder)
+            self.fetch_objects(row, files, max_workers, progress)
+            self.cache.build_view(folder, files, use_soft_links)
+        return str(folder)
+
+    def get_mutable_local_copy(self, dataset_id: str, target_folder: str | os.PathLike,
+                               overwrite: bool = False, max_workers: int | None = None,
+                               part: int | None = None, num_parts: int | None = None,
+                               progress: ProgressFactory = null_progress) -> str:
+        row = self._final(dataset_id)
+        files, _label = self.selected_files(row, part, num_parts)
+        target = Path(os.path.expanduser(os.fspath(target_folder))).absolute()
+        if target.exists() and not target.is_dir():
+            raise UsageError(f"{target} exists and is not a folder")
+        if target.is_dir() and any(target.iterdir()):
+            if not overwrite:
+                raise UsageError(f"the folder {target} is not empty", hint="pass overwrite=True / --overwrite")
+            for child in target.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    remove_tree(child)
+                else:
+                    child.unlink()
+        self.cache.ensure()
+        self.fetch_objects(row, files, max_workers, progress)
+        target.mkdir(parents=True, exist_ok=True)
+        populate(target, files, self.cache.object_path, "copy", writable=True)
+        return str(target)
+
+    def fetch_objects(self, row: DatasetRow, files: dict[str, tuple[str, int]],
+                      max_workers: int | None = None, progress: ProgressFactory = null_progress) -> int:
+        """Bring every object the files need into the cache; returns the bytes fetched."""
+        wanted: dict[str, int] = {}
+        for h, size in files.values():
+            if h not in wanted and not self.cache.has(h, size):
+                wanted[h] = size
+        if not wanted:
+            return 0
+        empty = [h for h, s in wanted.items() if s == 0]
+        for h in empty:
+            self.cache.add_bytes(h, b"")
+            wanted.pop(h)
+        locations = self.catalog.locate_objects(wanted)
+        by_key: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+        for h, size in wanted.items():
+            locs = locations.get(h)
+            if not locs:
+                raise StorageError(f"no storage holds the content {h[:12]}… of dataset {row.id}",
+                                   hint="the version was not uploaded completely; run verify")
+            loc = next((x for x in locs if x.storage == row.storage), locs[0])
+            by_key.setdefault((loc.storage, loc.key), []).append((h, loc.offset, loc.length))
+        tasks: list[tuple[str, packs.Span]] = []
+        for (storage, key), entries in by_key.items():
+            for span in packs.coalesce(key, entries):
+                tasks.append((storage, span))
+        total = sum(wanted.values())
+        bar = progress(total, "B", "Downloading")
+
+        def run(task: tuple[str, packs.Span]) -> int:
+            storage, span = task
+            driver = self.driver(storage)
+            try:
+                if span.key.startswith("objects/") and len(span.members) == 1 and span.offset == 0:
+                    fd, tmp = self.cache.tempfile()
+                    os.close(fd)
+                    driver.get_file(span.key, tmp)
+                    self.cache.add_file(span.members[0][0], tmp)
+                    return span.length
+                data = memoryview(driver.read_range(span.key, span.offset, span.length))
+            except FileNotFoundError:
+                raise StorageError(f"object {span.key} is missing from {redact_url(storage)}",
+                                   url=redact_url(storage), key=span.key,
+                                   hint="the storage lost data; run clearml-data verify") from None
+            except OSError as exc:
+                raise StorageError(f"cannot read {span.key} from {redact_url(storage)}: {exc.strerror or exc}",
+                                   url=redact_url(storage), key=span.key) from None
+            for digest, off, length in span.members:
+                start = off - span.offset
+                chunk = data[start:start + length]
+                if len(chunk) != length:
+                    raise IntegrityError(f"object {span.key} in {redact_url(storage)} is truncated",
+                                         hint="run clearml-data verify")
+                self.cache.add_bytes(digest, chunk)
+            return sum(m[2] for m in span.members)
+
+        fetched = 0
+        try:
+            for _task, n in ordered_map(run, tasks, max_workers or 8, window=64):
+                fetched += n
+                bar.update(n)
+        finally:
+            bar.close()
+        return fetched
+
+    # -- deleting -----------------------------------------------------------------------------
+    def delete(self, dataset_id: str, force: bool = False) -> list[str]:
+        """Delete one version; with ``force``, its children keep their views (rows are folded in)."""
+        row = self.resolve_id(dataset_id)
+        children = self.catalog.children(row.id)
+        if children and not force:
+            raise DatasetStateError(
+                f"dataset {row.id} has {len(children)} child version(s) ({', '.join(c[:8] for c in children)})",
+                hint="delete the children first, or pass --force to fold this version into them")
+        with self.catalog.write():
+            for child_id in children:
+                self._fold_into_child(row, child_id)
+            self.catalog.delete_dataset(row.id)
+        self._views.clear()
+        self.cache.remove_views(row.id)
+        return [row.id]
+
+    def _fold_into_child(self, row: DatasetRow, child_id: str) -> None:
+        child = self.catalog.get_dataset(child_id)
+        before = self._view(child, {}, ())
+        old_rows = {c.path: c for c in self.catalog.changes(child.id)}
+        new_parents: list[str] = []
+        for pid in child.parents:
+            for replacement in (row.parents if pid == row.id else [pid]):
+                if replacement not in new_parents:
+                    new_parents.append(replacement)
+        child.parents = new_parents
+        parent = self._parent_view(child, {}, (child.id,))
+        d = self.diff(parent, before)
+        rows = []
+        for p in d.added + d.modified:
+            h, size, _origin = before[p]
+            src = old_rows[p].source if p in old_rows else None
+            rows.append(ChangeRow(p, "added" if p in d.added else "modified", h, size, src))
+        rows += [ChangeRow(p, "removed", None, None) for p in d.removed]
+        self.catalog.set_parents(child.id, new_parents)
+        self.catalog.replace_changes(child.id, rows, deletes=list(old_rows))
+        self._views.pop(child.id, None)
+
+    def delete_versions(self, project: str, name: str, force: bool = False) -> list[str]:
+        """Delete every version of project/name (newest first)."""
+        rows = self.catalog.find_datasets(project=project, name=name)
+        if not rows:
+            raise DatasetNotFoundError(f"no dataset with project={project!r}, name={name!r}")
+        if not force:
+            raise UsageError("deleting every version of a dataset needs --force")
+        deleted = []
+        for r in sorted(rows, key=lambda r: r.created_at, reverse=True):
+            deleted += self.delete(r.id, force=True)
+        return deleted
+
+    # -- diagnostics ----------------------------------------------------------------------------
+    def doctor(self) -> dict:
+        import platform
+        import sqlite3
+
+        from . import __version__
+
+        s = self.settings
+        info: dict = {
+            "clearml_data": __version__,
+            "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version,
+            "config_file": str(s.config_file),
+            "catalog": {"path": str(s.catalog), "source": s.sources.get("catalog")},
+            "storage": {"url": redact_url(s.storage), "source": s.sources.get("storage")},
+            "cache": {"path": str(s.cache_dir), "source": s.sources.get("cache_dir")},
+            "state_dir": str(s.state_dir),
+        }
+        try:
+            info["catalog"].update(self.catalog.info())
+        except ClearMLDataError as exc:
+            info["catalog"]["error"] = str(exc)
+        info["plugins"] = [
+            {"name": r.name, "package": r.package, "version": r.version, "status": r.status,
+             **({"error": r.error} if r.error else {})}
+            for r in self.plugins.records
+        ]
+        try:
+            info["drivers"] = {scheme: rec.plugin for scheme, rec in sorted(self.plugins.drivers.items())}
+        except ClearMLDataError as exc:
+            info["drivers"] = {"error": str(exc)}
+        return info
+
+
+def _apply(parent: View, rows: dict[str, ChangeRow], dataset_id: str) -> View:
+    view = dict(parent)
+    for p, c in rows.items():
+        if c.kind == "removed":
+            view.pop(p, None)
+        else:
+            view[p] = (c.hash, c.size, dataset_id)
+    return view
+
+
+def _check_tree_conflicts(current: View, new_paths: list[str]) -> None:
+    """A path cannot be both a file and a folder in one dataset."""
+    new = set(new_paths)
+    files = set(current) | new
+    folders: set[str] = set()
+    for p in files:
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            folders.add("/".join(parts[:i]))
+    clash = sorted(files & folders)
+    if clash:
+        raise UsageError(f"{clash[0]!r} would be both a file and a folder in the dataset")
+
+
+_LABEL_MAX = 255
+
+
+def _check_label(what: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"the dataset {what} must not be empty")
+    if len(value) > _LABEL_MAX:
+        raise UsageError(f"the dataset {what} is longer than {_LABEL_MAX} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise UsageError(f"the dataset {what} {value!r} contains a control character")
+
+
+def _clean_tags(tags: Iterable[str] | None) -> list[str]:
+    out: list[str] = []
+    for t in tags or ():
+        t = str(t).strip()
+        if t and t not in out:
+            _check_label("tag", t)
+            out.append(t)
+    return out

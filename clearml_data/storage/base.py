@@ -1,0 +1,143 @@
+"""The storage driver contract.
+
+A driver gives access to one storage URL (a folder, a bucket prefix, a container)
+as a flat namespace of keys ("packs/ab/ab12....pack"). It implements a handful of
+primitives; everything else is derived here. Drivers raise Python's builtin
+exceptions — ``FileNotFoundError`` for a missing key, ``FileExistsError`` for a
+create-only put of an existing key, ``PermissionError`` — and the service wraps them.
+
+Objects are written once and never modified. A put must be atomic: a reader sees
+either nothing or the whole object, never a prefix of it.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+#: capability flags a driver may declare
+RANGED_READS = "ranged_reads"
+MULTIPART = "multipart"
+CONDITIONAL_PUT = "conditional_put"
+
+
+class DriverInfo(NamedTuple):
+    """What a plugin's ``clearml_data_storage_drivers`` hook returns, one per URL scheme."""
+
+    scheme: str                      #: "file", "s3", "gs", "azure", ...
+    factory: str                     #: "package.module:Class", imported only when used
+    requires: tuple[str, ...] = ()   #: importable modules the driver needs
+    install_hint: str = ""           #: shown when one of ``requires`` is missing
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float | None = None
+
+
+class StorageDriver(abc.ABC):
+    """Base class of every storage driver; subclasses implement the abstract primitives."""
+
+    #: URL schemes this class serves
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: subset of {RANGED_READS, MULTIPART, CONDITIONAL_PUT}
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, url: str, **options):
+        self.url = url
+        self.options = options
+
+    # -- primitives ----------------------------------------------------------------
+    @abc.abstractmethod
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+        """Store the local file's bytes at ``key``, atomically.
+
+        With ``overwrite=False`` an existing key raises ``FileExistsError`` and is left
+        untouched (create-only put).
+        """
+
+    @abc.abstractmethod
+    def get_file(self, key: str, local_path: str) -> None:
+        """Copy the object's bytes into ``local_path`` (created or replaced)."""
+
+    @abc.abstractmethod
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Return ``length`` bytes of the object from ``offset`` (fewer only at its end)."""
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size (and mtime when known) of the object; ``FileNotFoundError`` if missing."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in any order."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing key raises ``FileNotFoundError``."""
+
+    # -- derived -------------------------------------------------------------------
+    def put_bytes(self, data: bytes, key: str, *, overwrite: bool = True) -> None:
+        fd, tmp = tempfile.mkstemp(prefix="clearml-data-put-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            self.put_file(tmp, key, overwrite=overwrite)
+        finally:
+            os.unlink(tmp)
+
+    def get_bytes(self, key: str) -> bytes:
+        size = self.stat(key).size
+        return self.read_range(key, 0, size) if size else b""
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Release connections; the driver is not used afterwards."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {redact_url(self.url)}>"
+
+
+_SECRET_QUERY = re.compile(
+    r"(?i)((?:sig|signature|se|sv|sp|token|key|secret|password|accountkey|sharedaccesssignature|"
+    r"x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|credential)=)[^&;]*"
+)
+_SECRET_PAIR = re.compile(r"(?i)((?:AccountKey|SharedAccessSignature|password|secret)=)[^;]*")
+
+
+def redact_url(url: str) -> str:
+    """Hide credentials in a URL or connection string: user:password@, signed query params."""
+    text = str(url)
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            parts = None
+        if parts is not None and parts.netloc:
+            netloc = parts.netloc
+            if "@" in netloc:
+                netloc = "***@" + netloc.rsplit("@", 1)[1]
+            query = _SECRET_QUERY.sub(r"\1***", parts.query)
+            text = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return _SECRET_PAIR.sub(r"\1***", text)
+
+
+def url_scheme(url: str) -> str:
+    """The driver scheme of a storage URL; plain paths are "file"."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    return m.group(1).lower() if m else "file"

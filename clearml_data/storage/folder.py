@@ -1,0 +1,133 @@
+"""The built-in folder driver: plain paths and ``file://`` URLs.
+
+A network mount (NFS, SMB) is just a folder. Writes go to a temporary name in the
+target folder and are renamed into place, so a reader never sees a partial object;
+a create-only put links the temporary file to its final name, which fails with
+``FileExistsError`` if another writer got there first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator
+from urllib.parse import unquote, urlsplit
+
+from ..paths import check_relpath
+from .base import RANGED_READS, CONDITIONAL_PUT, DriverInfo, ObjectInfo, StorageDriver
+from .hookspecs import hookimpl
+
+TMP_PREFIX = ".tmp-"
+
+
+@hookimpl
+def clearml_data_storage_drivers():
+    return [DriverInfo("file", "clearml_data.storage.folder:FolderDriver",
+                       description="local or network folder")]
+
+
+def folder_path(url: str) -> str:
+    """The local folder a plain path or ``file://`` URL names."""
+    if url.lower().startswith("file://"):
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            path = "//" + parts.netloc + parts.path  # file://server/share
+        else:
+            path = parts.path
+        path = unquote(path)
+    else:
+        path = url
+    if not path:
+        raise ValueError("no folder given")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+class FolderDriver(StorageDriver):
+    schemes = ("file",)
+    capabilities = frozenset({RANGED_READS, CONDITIONAL_PUT})
+
+    def __init__(self, url: str, **options):
+        super().__init__(url, **options)
+        self.root = folder_path(url)
+
+    def _path(self, key: str) -> str:
+        check_relpath(key)
+        return os.path.join(self.root, *key.split("/"))
+
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+        final = self._path(key)
+        folder = os.path.dirname(final)
+        os.makedirs(folder, exist_ok=True)
+        if not overwrite and os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "object exists", key)
+        tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            shutil.copyfile(local_path, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            if overwrite:
+                os.replace(tmp, final)
+            else:
+                self._link_exclusive(tmp, final, key)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _link_exclusive(tmp: str, final: str, key: str) -> None:
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, "object exists", key) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            # a filesystem without hard links: best effort
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, "object exists", key) from None
+            os.replace(tmp, final)
+
+    def get_file(self, key: str, local_path: str) -> None:
+        src = self._path(key)
+        try:
+            shutil.copyfile(src, local_path)
+        except IsADirectoryError:
+            raise FileNotFoundError(errno.ENOENT, "no such object", key) from None
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        with open(self._path(key), "rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+    def stat(self, key: str) -> ObjectInfo:
+        st = os.stat(self._path(key))
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(errno.ENOENT, "no such object", key)
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = os.path.join(self.root, *base.split("/")) if base else self.root
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            for name in sorted(filenames):
+                if name.startswith(TMP_PREFIX):
+                    continue
+                key = rel_dir + name
+                if key.startswith(prefix):
+                    try:
+                        st = os.stat(os.path.join(dirpath, name))
+                    except FileNotFoundError:
+                        continue
+                    yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if os.path.isdir(path):
+            raise FileNotFoundError(errno.ENOENT, "no such object", key)
+        os.unlink(path)

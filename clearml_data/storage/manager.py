@@ -1,0 +1,169 @@
+"""Finding storage plugins through entry points and turning URLs into drivers."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import pluggy
+
+from ..errors import MissingDependencyError, PluginError, UsageError
+from . import hookspecs
+from .base import DriverInfo, StorageDriver, redact_url, url_scheme
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "clearml_data"
+#: comma-separated plugin (entry-point) names that are not loaded
+ENV_DISABLE = "CLEARML_DATA_DISABLE_PLUGINS"
+BUILTIN_MODULES = {"folder": "clearml_data.storage.folder"}
+
+
+@dataclass
+class PluginRecord:
+    name: str
+    package: str
+    version: str
+    status: str = "loaded"   # loaded | disabled | broken
+    error: str = ""
+
+
+@dataclass
+class DriverRecord:
+    info: DriverInfo
+    plugin: str
+
+
+class PluginManager:
+    """Loads the ``clearml_data`` entry-point group; a broken plugin is a warning."""
+
+    def __init__(self, load_entry_points: bool = True):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+        disabled = {n.strip() for n in os.environ.get(ENV_DISABLE, "").split(",") if n.strip()}
+        for name in disabled:
+            self.pm.set_blocked(name)
+        if load_entry_points:
+            self._load_entry_points(disabled)
+        for name, module in BUILTIN_MODULES.items():
+            # running from a source tree without installed metadata: built-ins still work
+            if not self.pm.has_plugin(name) and not self.pm.is_blocked(name):
+                self.register(importlib.import_module(module), name, "clearml-data")
+        self.pm.check_pending()
+        self._drivers: dict[str, DriverRecord] | None = None
+        self._instances: dict[str, StorageDriver] = {}
+        self._lock = threading.Lock()
+
+    def _load_entry_points(self, disabled: set[str]) -> None:
+        seen: set[str] = set()
+        for dist in importlib.metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
+                    continue
+                seen.add(ep.name)
+                package = dist.metadata["Name"] or "?"
+                version = dist.version or "?"
+                if ep.name in disabled:
+                    self.records.append(PluginRecord(ep.name, package, version, "disabled"))
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:  # a broken third-party plugin must not take us down
+                    msg = f"{type(exc).__name__}: {exc}"
+                    log.warning("storage plugin %r from %s could not be loaded: %s",
+                                ep.name, package, msg)
+                    self.records.append(PluginRecord(ep.name, package, version, "broken", msg))
+                    continue
+                self.register(plugin, ep.name, package, version)
+
+    def register(self, plugin, name: str, package: str = "", version: str = "") -> None:
+        if not version and package:
+            try:
+                version = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                from .. import __version__ as version
+        self.pm.register(plugin, name=name)
+        self.records.append(PluginRecord(name, package, version))
+        self._drivers = None
+
+    # -- drivers -------------------------------------------------------------------
+    @property
+    def drivers(self) -> dict[str, DriverRecord]:
+        if self._drivers is None:
+            found: dict[str, DriverRecord] = {}
+            for impl in self.pm.hook.clearml_data_storage_drivers.get_hookimpls():
+                plugin_name = self.pm.get_name(impl.plugin) or "?"
+                try:
+                    infos = list(impl.function() or ())
+                except Exception as exc:
+                    log.warning("storage plugin %r failed to list its drivers: %s", plugin_name, exc)
+                    self._mark_broken(plugin_name, f"{type(exc).__name__}: {exc}")
+                    continue
+                for info in infos:
+                    info = DriverInfo(*info)
+                    scheme = info.scheme.lower()
+                    if scheme in found:
+                        raise PluginError(
+                            f"plugins {found[scheme].plugin!r} and {plugin_name!r} both provide "
+                            f"the {scheme}:// storage driver",
+                            hint=f"disable one with {ENV_DISABLE}=<name>",
+                        )
+                    found[scheme] = DriverRecord(info, plugin_name)
+            self._drivers = found
+        return self._drivers
+
+    def _mark_broken(self, name: str, error: str) -> None:
+        for rec in self.records:
+            if rec.name == name:
+                rec.status, rec.error = "broken", error
+
+    def driver_class(self, scheme: str) -> type[StorageDriver]:
+        record = self.drivers.get(scheme)
+        if record is None:
+            known = ", ".join(sorted(f"{s}://" for s in self.drivers)) or "none"
+            hint = {"s3": "pip install clearml-data[s3]", "gs": "pip install clearml-data[gcs]",
+                    "azure": "pip install clearml-data[azure]"}.get(scheme)
+            raise UsageError(f"no storage driver for {scheme}:// URLs (installed: {known})",
+                             hint=hint)
+        info = record.info
+        for module in info.requires:
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                raise MissingDependencyError(scheme, module, info.install_hint or f"pip install {module}")
+        module_name, _, attr = info.factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            cls = getattr(module, attr) if attr else module
+        except ImportError as exc:
+            missing = exc.name or module_name
+            raise MissingDependencyError(scheme, missing, info.install_hint or f"pip install {missing}") from None
+        except AttributeError:
+            raise PluginError(f"storage driver {info.factory!r} of plugin {record.plugin!r} does not exist") from None
+        return cls
+
+    def driver(self, url: str) -> StorageDriver:
+        """A driver instance for a storage URL (one per URL, reused)."""
+        with self._lock:
+            inst = self._instances.get(url)
+            if inst is None:
+                cls = self.driver_class(url_scheme(url))
+                try:
+                    inst = cls(url)
+                except (ValueError, OSError) as exc:
+                    raise UsageError(f"invalid storage URL {redact_url(url)}: {exc}") from None
+                self._instances[url] = inst
+            return inst
+
+    def close(self) -> None:
+        with self._lock:
+            for inst in self._instances.values():
+                try:
+                    inst.close()
+                except Exception:  # closing is best effort
+                    log.debug("closing %r failed", inst, exc_info=True)
+            self._instances.clear()
