@@ -28,7 +28,7 @@ from .schema import migrations
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
-WRITE_ATTEMPTS = 8
+WRITE_ATTEMPTS = 4
 SQL_VARS = 900  # stay below SQLite's variable limit in IN (...) lists
 
 

@@ -1,0 +1,111 @@
+"""The catalog: migrations, journal modes, locking, concurrent writers."""
+
+import multiprocessing
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from clearml_data.catalog import Catalog
+from clearml_data.catalog.fs import filesystem_type, is_network_filesystem
+from clearml_data.config import Settings
+from clearml_data.errors import CatalogError, SchemaVersionError
+from clearml_data.service import Service
+
+
+def test_migrations_apply_once(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    names = cat.info()["schema"]
+    assert names == ["0001_initial"]
+    cat.close()
+    cat = Catalog(tmp_path / "c.db")
+    assert cat.info()["schema"] == names
+    assert cat.info()["journal_mode"] == "wal"
+
+
+def test_newer_catalog_is_refused(tmp_path):
+    Catalog(tmp_path / "c.db").close()
+    conn = sqlite3.connect(tmp_path / "c.db")
+    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                 "VALUES ('clearml_data', '9999_future', 'now')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="newer clearml-data"):
+        Catalog(tmp_path / "c.db")
+
+
+def test_garbage_file_is_a_clear_error(tmp_path):
+    (tmp_path / "c.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError, match="not a usable clearml-data catalog"):
+        Catalog(tmp_path / "c.db")
+
+
+def test_network_filesystem_gets_rollback_journal(tmp_path):
+    cat = Catalog(tmp_path / "c.db", journal_mode="delete")
+    assert cat.info()["journal_mode"] == "delete"
+
+
+def test_filesystem_type_from_mountinfo(tmp_path):
+    mi = tmp_path / "mountinfo"
+    mi.write_text(
+        "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
+        "40 22 0:50 / /mnt/team\\040share rw - nfs4 server:/export rw\n"
+        "41 22 0:51 / /mnt/fuse rw - fuse.sshfs host:/ rw\n")
+    assert filesystem_type("/home/user", str(mi)) == "ext4"
+    assert filesystem_type("/mnt/team share/catalog.db", str(mi)) == "nfs4"
+    assert filesystem_type("/mnt/fuse/x", str(mi)) == "fuse.sshfs"
+    assert is_network_filesystem("nfs4") and is_network_filesystem("fuse.sshfs")
+    assert not is_network_filesystem("ext4")
+    assert filesystem_type("/x", str(tmp_path / "missing")) == "unknown"
+
+
+def test_writer_waits_for_a_held_lock(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    other = sqlite3.connect(tmp_path / "c.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release():
+        time.sleep(0.3)
+        other.execute("COMMIT")
+        released.set()
+
+    threading.Thread(target=release).start()
+    with cat.write() as c:
+        assert released.is_set()
+        c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1)")
+    assert cat.missing_objects("s", ["h", "x"]) == {"x"}
+
+
+def test_failed_write_rolls_back(tmp_path):
+    cat = Catalog(tmp_path / "c.db")
+    with pytest.raises(RuntimeError):
+        with cat.write() as c:
+            c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1)")
+            raise RuntimeError("boom")
+    assert cat.missing_objects("s", ["h"]) == {"h"}
+
+
+def _create_many(catalog, storage, cache, n):
+    settings = Settings.load(catalog=catalog, storage=storage, cache_dir=cache)
+    svc = Service(settings)
+    for _ in range(n):
+        svc.create(name="shared", project="p")
+    svc.close()
+
+
+def test_concurrent_creators_lose_nothing(tmp_path):
+    args = (str(tmp_path / "c.db"), str(tmp_path / "s"), str(tmp_path / "cache"), 15)
+    Catalog(args[0]).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_create_many, args=args) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    cat = Catalog(args[0])
+    versions = cat.versions_of("p", "shared")
+    assert len(versions) == 60 == len(set(versions))
+    assert cat.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

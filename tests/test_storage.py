@@ -1,0 +1,135 @@
+"""The folder driver against the conformance suite, and the plugin machinery."""
+
+import sys
+import textwrap
+
+import pytest
+
+from clearml_data.errors import MissingDependencyError, PluginError, UsageError
+from clearml_data.storage import DriverInfo, PluginManager, hookimpl, redact_url, url_scheme
+from clearml_data.storage.conformance import DriverConformance
+from clearml_data.storage.folder import FolderDriver, folder_path
+
+
+class TestFolderDriver(DriverConformance):
+    @pytest.fixture
+    def driver(self, tmp_path):
+        return FolderDriver(str(tmp_path / "storage"))
+
+
+class TestFolderDriverFileURL(DriverConformance):
+    LARGE_SIZE = 4 * 1024 * 1024
+    LIST_COUNT = 50
+
+    @pytest.fixture
+    def driver(self, tmp_path):
+        return FolderDriver("file://" + str(tmp_path / "url storage"))
+
+
+def test_folder_paths():
+    assert folder_path("/a/b") == "/a/b"
+    assert folder_path("file:///a/b%20c") == "/a/b c"
+    assert folder_path("file://localhost/a") == "/a"
+    assert url_scheme("/plain/path") == "file" and url_scheme("S3://b/p") == "s3"
+
+
+def test_folder_driver_leaves_no_temp_files(tmp_path):
+    d = FolderDriver(str(tmp_path / "s"))
+    d.put_bytes(b"x", "a/b")
+    with pytest.raises(FileExistsError):
+        d.put_bytes(b"y", "a/b", overwrite=False)
+    assert sorted(p.name for p in (tmp_path / "s" / "a").iterdir()) == ["b"]
+
+
+def test_folder_driver_refuses_keys_that_leave_the_root(tmp_path):
+    d = FolderDriver(str(tmp_path / "s"))
+    with pytest.raises(ValueError):
+        d.put_bytes(b"x", "../escape")
+    assert not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("url,secret", [
+    ("s3://AKIAXXXX:supersecret@bucket/p", "supersecret"),
+    ("https://acct.blob.core.windows.net/c?sv=2020&sig=SECRETSIG&se=1", "SECRETSIG"),
+    ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=SECRETKEY;", "SECRETKEY"),
+])
+def test_redact_url_hides_credentials(url, secret):
+    assert secret not in redact_url(url)
+
+
+def test_builtin_folder_driver_is_registered():
+    pm = PluginManager()
+    assert pm.drivers["file"].plugin == "folder"
+    assert isinstance(pm.driver("/tmp/x"), FolderDriver)
+    assert pm.driver("/tmp/x") is pm.driver("/tmp/x")
+
+
+def test_unknown_scheme_is_a_clear_error():
+    with pytest.raises(UsageError, match="no storage driver for s3://"):
+        PluginManager().driver("s3://bucket/x")
+
+
+class _Plugin:
+    def __init__(self, *infos):
+        self.infos = infos
+
+    @hookimpl
+    def clearml_data_storage_drivers(self):
+        return list(self.infos)
+
+
+def test_third_party_plugin_and_missing_sdk():
+    pm = PluginManager(load_entry_points=False)
+    pm.register(_Plugin(DriverInfo("mem", "no_such_sdk_module.driver:Driver",
+                                   requires=("no_such_sdk_module",),
+                                   install_hint="pip install clearml-data-mem")), "mem")
+    assert "mem" in pm.drivers
+    with pytest.raises(MissingDependencyError) as info:
+        pm.driver("mem://x")
+    assert "pip install clearml-data-mem" in str(info.value)
+
+
+def test_two_plugins_claiming_a_scheme_is_a_plugin_error():
+    pm = PluginManager(load_entry_points=False)
+    pm.register(_Plugin(DriverInfo("file", "x:Y")), "impostor")
+    with pytest.raises(PluginError, match="both provide the file:// storage driver"):
+        pm.drivers
+
+
+def _install_fake_dist(tmp_path, monkeypatch, name, module_source):
+    """A real distribution on sys.path with an entry point in the clearml_data group."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / f"{name}_plugin.py").write_text(textwrap.dedent(module_source))
+    dist = site / f"{name}_plugin-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-plugin\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text(f"[clearml_data]\n{name} = {name}_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_broken_plugin_is_a_warning_not_a_crash(tmp_path, monkeypatch, caplog):
+    _install_fake_dist(tmp_path, monkeypatch, "broken", "raise ImportError('sdk exploded')\n")
+    pm = PluginManager()
+    rec = next(r for r in pm.records if r.name == "broken")
+    assert rec.status == "broken" and "sdk exploded" in rec.error and rec.version == "1.2.3"
+    assert "could not be loaded" in caplog.text
+    assert "file" in pm.drivers
+
+
+def test_entry_point_plugin_loads_and_can_be_disabled(tmp_path, monkeypatch):
+    _install_fake_dist(tmp_path, monkeypatch, "memx", """
+        from clearml_data import hookimpl
+        from clearml_data.storage import DriverInfo
+
+        @hookimpl
+        def clearml_data_storage_drivers():
+            return [DriverInfo("memx", "clearml_data.storage.folder:FolderDriver")]
+    """)
+    pm = PluginManager()
+    assert pm.drivers["memx"].plugin == "memx"
+    monkeypatch.setenv("CLEARML_DATA_DISABLE_PLUGINS", "memx")
+    pm = PluginManager()
+    assert "memx" not in pm.drivers
+    assert next(r for r in pm.records if r.name == "memx").status == "disabled"
+    sys.modules.pop("memx_plugin", None)
