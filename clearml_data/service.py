@@ -27,8 +27,7 @@ from .cache import LINK_MODES, Cache, populate, remove_tree
 from .catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
 from .config import Settings
 from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, DatasetStateError,
-                     IntegrityError, StorageError, UnsafePathError, UsageError,
-                     VersionExistsError)
+                     IntegrityError, StorageError, UnsafePathError, UsageError)
 from .hashing import hash_many, ordered_map
 from .paths import check_relpath, join_relpath, local_relpath, matches, normalize_relpath, under
 from .progress import ProgressFactory, null_progress
@@ -228,20 +227,12 @@ class Service:
         storage_url = normalize_storage(storage or self.settings.storage)
         self.plugins.driver_class(url_scheme(storage_url))  # unknown scheme: fail now, not at upload
         tag_list = _clean_tags(tags)
-        for attempt in range(5):
-            chosen = version or versions.next_version(self.catalog.versions_of(project, name))
-            stamp = now()
-            row = DatasetRow(id=uuid.uuid4().hex, project=project, name=name, version=chosen,
-                             status="draft", storage=storage_url, created_at=stamp, updated_at=stamp,
-                             description=description or "", tags=tag_list,
-                             parents=[r.id for r in parent_rows])
-            try:
-                self.catalog.insert_dataset(row)
-                return row
-            except VersionExistsError:
-                if version is not None:
-                    raise
-        raise CatalogError(f"could not pick a free version for {project}/{name}")
+        stamp = now()
+        row = DatasetRow(id=uuid.uuid4().hex, project=project, name=name, version=version or "",
+                         status="draft", storage=storage_url, created_at=stamp, updated_at=stamp,
+                         description=description or "", tags=tag_list, parents=[r.id for r in parent_rows])
+        self.catalog.insert_dataset(row, None if version else versions.next_version)
+        return row
 
     # -- views -------------------------------------------------------------------------------
     def view(self, row: DatasetRow) -> View:
@@ -466,10 +457,13 @@ class Service:
     # -- upload and finalize ------------------------------------------------------------------
     def pending_uploads(self, row: DatasetRow, storage: str | None = None) -> list[ChangeRow]:
         """Change rows whose content the storage does not hold yet."""
-        storage = storage or row.storage
+        return self._split_uploads(row, storage)[1]
+
+    def _split_uploads(self, row: DatasetRow, storage: str | None) -> tuple[list[ChangeRow], list[ChangeRow]]:
+        """(rows that carry content, those of them whose content the storage lacks)."""
         rows = [c for c in self.catalog.changes(row.id) if c.kind != "removed"]
-        missing = self.catalog.missing_objects(storage, (c.hash for c in rows))
-        return [c for c in rows if c.hash in missing]
+        missing = self.catalog.missing_objects(storage or row.storage, (c.hash for c in rows))
+        return rows, [c for c in rows if c.hash in missing]
 
     def is_dirty(self, row: DatasetRow) -> bool:
         return not row.is_final and bool(self.pending_uploads(row))
@@ -485,7 +479,8 @@ class Service:
         storage = row.storage
         driver = self.driver(storage)
         result = UploadResult(storage=storage)
-        pending = self.pending_uploads(row, storage)
+        content_rows, pending = self._split_uploads(row, storage)
+        result.skipped = len({c.hash for c in content_rows} - {c.hash for c in pending})
         unique: dict[str, packs.PendingFile] = {}
         for c in pending:
             if c.hash in unique:
@@ -681,7 +676,7 @@ class Service:
             wanted.pop(h)
         locations = self.catalog.locate_objects(wanted)
         by_key: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
-        for h, size in wanted.items():
+        for h in wanted:
             locs = locations.get(h)
             if not locs:
                 raise StorageError(f"no storage holds the content {h[:12]}… of dataset {row.id}",

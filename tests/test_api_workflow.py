@@ -316,3 +316,51 @@ def test_missing_folder_and_bad_ids(tmp_path):
             Dataset.get(bad)
     with pytest.raises(DatasetNotFoundError):
         Dataset.get("0" * 32)
+
+
+def _get_copy(dataset_id, env_vars, queue):
+    os.environ.update(env_vars)
+    from clearml_data import Dataset as D
+    path = D.get(dataset_id).get_local_copy(show_progress=False)
+    queue.put((path, read_tree(path)))
+
+
+def test_concurrent_get_never_sees_a_half_built_copy(tmp_path, env, monkeypatch):
+    import multiprocessing
+
+    src = write_tree(tmp_path / "s", {f"d{i % 7}/f{i:04}": os.urandom(3000) for i in range(600)})
+    ds = make_final("ds", src)
+    monkeypatch.setenv("CLEARML_DATA_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    env_vars = {k: v for k, v in os.environ.items() if k.startswith("CLEARML_DATA_")}
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_get_copy, args=(ds.id, env_vars, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    expected = read_tree(src)
+    assert len({path for path, _ in results}) == 1
+    assert all(tree == expected for _, tree in results)
+    leftovers = [p.name for p in (tmp_path / "fresh-cache" / "datasets").iterdir()]
+    assert leftovers == [ds.id]  # no staging folders left behind
+    assert not list((tmp_path / "fresh-cache" / "tmp").iterdir())
+
+
+def test_link_falls_back_to_copy_across_filesystems(tmp_path, monkeypatch):
+    import errno
+
+    from clearml_data import cache
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(cache.os, "link", no_link)
+    src = tmp_path / "src"
+    src.write_bytes(b"payload")
+    method = cache.link_or_copy(str(src), str(tmp_path / "dst"))
+    assert method in ("reflink", "copy")
+    assert (tmp_path / "dst").read_bytes() == b"payload"
+    assert not os.stat(tmp_path / "dst").st_mode & stat.S_IWUSR

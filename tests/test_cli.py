@@ -1,6 +1,5 @@
 """The command line, in-process: ClearML's commands, messages, remembered id and errors."""
 
-import json
 import os
 
 import pytest

@@ -93,7 +93,7 @@ def test_two_plugins_claiming_a_scheme_is_a_plugin_error():
     pm = PluginManager(load_entry_points=False)
     pm.register(_Plugin(DriverInfo("file", "x:Y")), "impostor")
     with pytest.raises(PluginError, match="both provide the file:// storage driver"):
-        pm.drivers
+        _ = pm.drivers
 
 
 def _install_fake_dist(tmp_path, monkeypatch, name, module_source):

@@ -14,7 +14,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,9 +194,13 @@ class Catalog:
                 self.conn.execute("COMMIT")
 
     # -- datasets ----------------------------------------------------------------------
-    def insert_dataset(self, row: DatasetRow) -> None:
-        values = self._dataset_values(row)
+    def insert_dataset(self, row: DatasetRow, pick_version: Callable[[list[str]], str] | None = None) -> None:
+        """Insert a dataset and its parents; ``pick_version(existing versions)`` chooses its
+        version inside the same write transaction, so concurrent creators never collide."""
         with self.write() as c:
+            if pick_version is not None:
+                row.version = pick_version(self.versions_of(row.project, row.name))
+            values = self._dataset_values(row)
             try:
                 c.execute(f"INSERT INTO datasets ({', '.join(_DATASET_COLUMNS)}) "
                           f"VALUES ({', '.join('?' * len(_DATASET_COLUMNS))})", values)

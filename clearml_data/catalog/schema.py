@@ -13,7 +13,7 @@ migrations = Migrations("clearml_data")
 
 @migrations(name="0001_initial")
 def _initial(db: Database) -> None:
-    _run(db, 
+    _run(db,
         """
         CREATE TABLE datasets (
             id           TEXT PRIMARY KEY,

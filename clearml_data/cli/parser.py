@@ -109,7 +109,8 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
                    help="folder inside the dataset to put the files in (default: the root)")
     p.add_argument("--non-recursive", action="store_true", default=False,
                    help="do not descend into subfolders")
-    p.add_argument("--verbose", action="store_true", default=False, help="list every file")
+    p.add_argument("--verbose", action="store_true", default=False,
+                   help="print how many files of each path were added, modified or unchanged")
     _max_workers(p, "hashing")
 
     p = add("remove", "Remove files from a draft",
