@@ -31,6 +31,15 @@ def _write(path, data: bytes) -> str:
     return str(path)
 
 
+def _in_threads(fn, n: int) -> None:
+    """Run fn(0) .. fn(n-1) at once, each in its own thread, and wait for all."""
+    threads = [threading.Thread(target=fn, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 class DriverConformance:
     """Every behaviour the service relies on. Tests take ``driver`` and pytest's ``tmp_path``."""
 
@@ -119,11 +128,7 @@ class DriverConformance:
             with lock:
                 outcomes.append(result)
 
-        threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(put, 8)
         winners = [o for o in outcomes if o.startswith("won")]
         assert len(winners) == 1 and outcomes.count("lost") == 7
         i = int(winners[0].split()[1])
@@ -138,11 +143,7 @@ class DriverConformance:
             except BaseException as exc:  # collected and asserted below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=put, args=(i,)) for i in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads(put, 16)
         assert not errors
         assert sorted(o.key for o in driver.list("par/")) == sorted(f"par/{i}" for i in range(16))
 
