@@ -8,11 +8,11 @@ __version__ = "0.1.0"
 from .api import Dataset, FileEntry  # noqa: E402
 from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError,  # noqa: E402
                      DatasetStateError, IntegrityError, MissingDependencyError, PluginError,
-                     StorageError, UsageError)
+                     StorageError, UnsafePathError, UsageError, VersionExistsError)
 from .storage.hookspecs import hookimpl  # noqa: E402
 
 __all__ = [
     "CatalogError", "ClearMLDataError", "Dataset", "DatasetNotFoundError", "DatasetStateError",
     "FileEntry", "IntegrityError", "MissingDependencyError", "PluginError", "StorageError",
-    "UsageError", "__version__", "hookimpl",
+    "UnsafePathError", "UsageError", "VersionExistsError", "__version__", "hookimpl",
 ]

@@ -295,5 +295,7 @@ class Dataset:
             if not dataset_project or not dataset_name:
                 raise UsageError("entire_dataset needs dataset_project and dataset_name")
             return service.delete_versions(dataset_project, dataset_name, force=force)
+        if not dataset_id and not (dataset_project and dataset_name):
+            raise UsageError("Dataset.delete needs dataset_id, or both dataset_project and dataset_name")
         row = service.get(dataset_id, dataset_project, dataset_name, dataset_version)
         return service.delete(row.id, force=force)

@@ -96,6 +96,25 @@ class Cache:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
 
+    def ingest(self, f, copy_verified) -> Path:
+        """Copy a local source file into the cache in one hashing pass and return its path.
+
+        Uploading from this read-only copy, not from the user's file, means the bytes sent
+        are exactly the bytes hashed, even if the user's file changes meanwhile.
+        ``copy_verified(source, out, f)`` copies and raises if the hash is not ``f.hash``.
+        """
+        if self.has(f.hash, f.size):
+            return self.object_path(f.hash)
+        fd, tmp = self.tempfile()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                copy_verified(f.source, out, f)
+            self._install(tmp, f.hash)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        return self.object_path(f.hash)
+
     def _install(self, tmp: str, digest: str) -> None:
         os.chmod(tmp, 0o444)
         final = self.object_path(digest)

@@ -91,7 +91,7 @@ def plan_upload(files: Iterable[PendingFile], chunk_size_mb: int | float | None 
     return plan
 
 
-def _copy_verified(src_path: str, out, expected: PendingFile) -> int:
+def copy_verified(src_path: str, out, expected: PendingFile) -> int:
     """Copy a source file into ``out``, checking its hash and size against the catalog."""
     h = hashlib.sha256()
     n = 0
@@ -127,21 +127,13 @@ def write_pack(files: list[PendingFile], tmp_dir: str) -> tuple[str, str, list[t
             offset = 0
             tee = _Tee()
             for f in files:
-                n = _copy_verified(f.source, tee, f)
+                n = copy_verified(f.source, tee, f)
                 entries.append((f.hash, offset, n))
                 offset += n
         return pack_hash.hexdigest(), tmp, entries
     except BaseException:
         os.unlink(tmp)
         raise
-
-
-def verify_source(f: PendingFile) -> None:
-    """Re-hash a large file before it is uploaded as its own object."""
-    class _Null:
-        def write(self, data):
-            pass
-    _copy_verified(f.source, _Null(), f)
 
 
 @dataclass

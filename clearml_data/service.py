@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
 MIN_PREFIX = 8
+#: parallel uploads / downloads when neither the caller nor the driver says
+DEFAULT_TRANSFER_WORKERS = 8
 
 #: a view maps a dataset path to (hash, size, id of the version that introduced it)
 View = dict[str, tuple[str, int, str]]
@@ -170,7 +172,10 @@ class Service:
         if not project and not name:
             raise UsageError("no dataset given", hint="pass a dataset id, or a project and name")
         statuses = ["published"] if only_published else (["final", "published"] if only_completed else None)
-        rows = self.catalog.find_datasets(project=project, name=name, version=version, statuses=statuses)
+        rows = self.catalog.find_datasets(project=project, name=name, statuses=statuses)
+        if version is not None:
+            exact = [r for r in rows if r.version == version]
+            rows = exact or [r for r in rows if versions.same(r.version, str(version))]
         wanted = set(tags or ())
         rows = [r for r in rows if wanted.issubset(r.tags)]
         if not rows:
@@ -502,9 +507,9 @@ class Service:
             kind, files = task
             if kind == "large":
                 f = files[0]
-                packs.verify_source(f)
+                local = self.cache.ingest(f, packs.copy_verified)  # upload exactly what was hashed
                 key = packs.object_key(f.hash)
-                self._put(driver, f.source, key, storage)
+                self._put(driver, str(local), key, storage)
                 return [ObjectRow(storage, f.hash, key, 0, f.size)]
             digest, tmp, entries = packs.write_pack(files, tmp_dir)
             try:
@@ -515,7 +520,8 @@ class Service:
             return [ObjectRow(storage, h, key, off, length) for h, off, length in entries]
 
         try:
-            for task, objects in ordered_map(run, tasks, max_workers or 8, window=64):
+            workers = max_workers or transfer_workers(driver)
+            for task, objects in ordered_map(run, tasks, workers, window=64):
                 self.catalog.add_objects(objects)  # recorded as soon as it is stored: resumable
                 nbytes = sum(f.size for f in task[1])
                 result.objects += 1
@@ -719,7 +725,8 @@ class Service:
 
         fetched = 0
         try:
-            for _task, n in ordered_map(run, tasks, max_workers or 8, window=64):
+            workers = max_workers or max(transfer_workers(self.driver(s)) for s, _span in tasks)
+            for _task, n in ordered_map(run, tasks, workers, window=64):
                 fetched += n
                 bar.update(n)
         finally:
@@ -734,7 +741,8 @@ class Service:
         if children and not force:
             raise DatasetStateError(
                 f"dataset {row.id} has {len(children)} child version(s) ({', '.join(c[:8] for c in children)})",
-                hint="delete the children first, or pass --force to fold this version into them")
+                hint="delete the children first, or force the delete (--force, force=True) to fold this "
+                     "version into them")
         with self.catalog.write():
             for child_id in children:
                 self._fold_into_child(row, child_id)
@@ -763,6 +771,10 @@ class Service:
         rows += [ChangeRow(p, "removed", None, None) for p in d.removed]
         self.catalog.set_parents(child.id, new_parents)
         self.catalog.replace_changes(child.id, rows, deletes=list(old_rows))
+        if child.is_final:  # a draft's counts are set when it is finalized
+            counts = self.catalog.count_changes(child.id)
+            self.catalog.update_dataset(child.id, added=counts["added"], modified=counts["modified"],
+                                        removed=counts["removed"])
         self._views.pop(child.id, None)
 
     def delete_versions(self, project: str, name: str, force: bool = False) -> list[str]:
@@ -809,6 +821,12 @@ class Service:
         except ClearMLDataError as exc:
             info["drivers"] = {"error": str(exc)}
         return info
+
+
+def transfer_workers(driver: StorageDriver) -> int:
+    """Parallel transfers for a storage: the driver's own default, else 8."""
+    n = getattr(driver, "default_max_workers", None)
+    return n if isinstance(n, int) and n > 0 else DEFAULT_TRANSFER_WORKERS
 
 
 def _apply(parent: View, rows: dict[str, ChangeRow], dataset_id: str) -> View:

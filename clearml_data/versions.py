@@ -46,13 +46,25 @@ def _post(v: Version) -> str:
     return f".post{v.post}" if v.post is not None else ""
 
 
+def same(a: str, b: str) -> bool:
+    """True when two version strings name the same version: "1.0" and "1.0.0" do."""
+    if a == b:
+        return True
+    va, vb = parse(a), parse(b)
+    return va is not None and va == vb
+
+
+def taken_by(text: str, existing: list[str]) -> str | None:
+    """The existing version string equal to ``text`` (exactly or by PEP 440), if any."""
+    return next((v for v in existing if same(text, v)), None)
+
+
 def next_version(existing: list[str]) -> str:
     """The version a new dataset gets when none is given: one above the highest."""
     valid = [v for v in existing if parse(v) is not None]
     if not valid:
         return DEFAULT_VERSION
     candidate = bump(max(valid, key=parse))
-    taken = set(existing)
-    while candidate in taken:  # e.g. 1.0.1 exists although 1.0.10 is the highest
+    while taken_by(candidate, existing) is not None:  # e.g. 1.0.1 exists although 1.0.10 is the highest
         candidate = bump(candidate)
     return candidate

@@ -364,3 +364,55 @@ def test_link_falls_back_to_copy_across_filesystems(tmp_path, monkeypatch):
     assert method in ("reflink", "copy")
     assert (tmp_path / "dst").read_bytes() == b"payload"
     assert not os.stat(tmp_path / "dst").st_mode & stat.S_IWUSR
+
+
+def test_large_file_changed_during_upload_stores_the_hashed_bytes(tmp_path, env, monkeypatch):
+    from clearml_data.packs import LARGE_FILE
+    from clearml_data.storage.folder import FolderDriver
+    import hashlib
+
+    original = os.urandom(LARGE_FILE + 1)
+    src = write_tree(tmp_path / "s", {"big.bin": original})
+    ds = Dataset.create(dataset_name="ds", dataset_project="proj")
+    ds.add_files(src)
+    put = FolderDriver.put_file
+
+    def put_while_the_user_edits(self, local_path, key, **kw):
+        (src / "big.bin").write_bytes(b"edited meanwhile" * 100)  # after hashing, before sending
+        return put(self, local_path, key, **kw)
+
+    monkeypatch.setattr(FolderDriver, "put_file", put_while_the_user_edits)
+    ds.upload()
+    digest = hashlib.sha256(original).hexdigest()
+    stored = env.storage / "objects" / digest[:2] / digest
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == digest
+    assert ds.finalize()
+
+
+def test_versions_equal_by_pep440_are_one_version(tmp_path):
+    make_final("ds", write_tree(tmp_path / "a", {"a": "a"}), dataset_version="1.0")
+    from clearml_data import VersionExistsError
+    with pytest.raises(VersionExistsError, match="already has a version 1.0"):
+        Dataset.create(dataset_name="ds", dataset_project="proj", dataset_version="1.0.0")
+    assert Dataset.get(dataset_project="proj", dataset_name="ds", dataset_version="1.0.0").version == "1.0"
+    auto = Dataset.create(dataset_name="ds", dataset_project="proj")
+    assert auto.version == "1.1"
+
+
+def test_delete_needs_an_id_or_both_project_and_name(tmp_path):
+    make_final("ds", write_tree(tmp_path / "a", {"a": "a"}))
+    with pytest.raises(UsageError, match="both dataset_project and dataset_name"):
+        Dataset.delete(dataset_project="proj")
+    assert Dataset.get(dataset_project="proj", dataset_name="ds")
+
+
+def test_forced_delete_recounts_the_child_changes(tmp_path):
+    v1 = make_final("ds", write_tree(tmp_path / "a", {"a": "a"}))
+    v2 = make_final("ds", write_tree(tmp_path / "b", {"b": "b"}), parents=[v1])
+    v3 = make_final("ds", write_tree(tmp_path / "c", {"c": "c"}), parents=[v2])
+    svc = default_service()
+    assert svc.resolve_id(v3.id).added == 1
+    Dataset.delete(dataset_id=v2.id, force=True)
+    row = svc.resolve_id(v3.id)
+    assert (row.added, row.modified, row.removed) == (2, 0, 0)
+    assert sorted(v.relative_path for v in Dataset.get(v3.id).file_entries) == ["a", "b", "c"]

@@ -198,6 +198,9 @@ def test_doctor_prints_where_things_are(cli, env):
     assert res.code == 0
     assert str(env.catalog) in res.out and str(env.cache) in res.out and str(env.storage) in res.out
     assert "SQLite" in res.out and "folder" in res.out
+    assert "0 datasets, 0 file rows" in res.out
+    cli("create", "--project", "p", "--name", "n")
+    assert "1 dataset, 0 file rows" in cli("doctor").out
     data = cli("doctor", "--json").json["data"]
     assert data["catalog"]["source"] == "$CLEARML_DATA_CATALOG"
     assert data["catalog"]["journal_mode"] == "wal"
@@ -241,3 +244,41 @@ def test_get_link(cli, tmp_path):
     assert os.path.islink(link) and read_tree(link) == {"a": b"a"}
     assert cli("get", "--id", ds, "--link", link).code == 1
     assert cli("get", "--id", ds, "--link", link, "--overwrite").code == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ("list", "--version", "1.0.0"),
+    ("delete", "--version", "1.0.0"),
+    ("list", "--project", "p"),
+    ("delete", "--name", "n"),
+])
+def test_lookup_needs_both_project_and_name(cli, tmp_path, argv):
+    cli("create", "--project", "p", "--name", "n")  # remembered: must not be picked instead
+    res = cli(*argv)
+    assert res.code == 1 and "--project and --name go together" in res.err
+    assert cli("list", "--json").code == 0  # nothing was deleted
+
+
+@pytest.mark.parametrize("flag", ["--project", "--name"])
+def test_sync_needs_both_project_and_name(cli, tmp_path, flag):
+    src = write_tree(tmp_path / "d", {"a": "a"})
+    res = cli("sync", "--folder", str(src), flag, "x")
+    assert res.code == 1 and "both --project and --name" in res.err
+    assert cli("search", "--json").json["data"] == []
+
+
+def test_sync_json_keeps_created_a_boolean(cli, tmp_path):
+    src = write_tree(tmp_path / "d", {"a": "a"})
+    res = cli("sync", "--folder", str(src), "--project", "p", "--name", "n", "--json")
+    data = res.json["data"]
+    assert res.code == 0 and data["created"] is True and data["closed"] is True
+    assert data["created_at"].startswith("20") and data["finalized_at"]
+
+
+def test_get_verbose_counts_files_and_bytes(cli, tmp_path):
+    src = write_tree(tmp_path / "d", {"a": "abc", "b/c": "de"})
+    cli("sync", "--folder", str(src), "--project", "p", "--name", "n")
+    ds_id = cli("search", "--json").json["data"][0]["id"]
+    res = cli("get", "--id", ds_id, "--verbose", "--json")
+    assert res.code == 0 and "2 files, 5 bytes" in res.err
+    assert (res.json["data"]["files"], res.json["data"]["bytes"]) == (2, 5)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from .. import versions
 from ..errors import CatalogError, CatalogLockedError, SchemaVersionError, VersionExistsError
 from .fs import filesystem_type, is_network_filesystem
 from .schema import migrations
@@ -198,8 +199,14 @@ class Catalog:
         """Insert a dataset and its parents; ``pick_version(existing versions)`` chooses its
         version inside the same write transaction, so concurrent creators never collide."""
         with self.write() as c:
+            existing = self.versions_of(row.project, row.name)
             if pick_version is not None:
-                row.version = pick_version(self.versions_of(row.project, row.name))
+                row.version = pick_version(existing)
+            clash = versions.taken_by(row.version, existing)
+            if clash is not None:
+                raise VersionExistsError(
+                    f"dataset {row.project}/{row.name} already has a version {clash}",
+                    hint="pick another version, or omit it to get the next one")
             values = self._dataset_values(row)
             try:
                 c.execute(f"INSERT INTO datasets ({', '.join(_DATASET_COLUMNS)}) "

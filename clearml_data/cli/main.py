@@ -76,8 +76,8 @@ def _dataset_data(row) -> dict:
     return {
         "id": row.id, "project": row.project, "name": row.name, "version": row.version,
         "status": row.status, "storage": redact_url(row.storage), "parents": list(row.parents),
-        "tags": list(row.tags), "description": row.description, "created": row.created_at,
-        "finalized": row.finalized_at, "file_count": row.file_count, "total_size": row.total_size,
+        "tags": list(row.tags), "description": row.description, "created_at": row.created_at,
+        "finalized_at": row.finalized_at, "file_count": row.file_count, "total_size": row.total_size,
     }
 
 
@@ -86,8 +86,14 @@ def _target(ctx: Context, lookup: bool = False):
     args = ctx.args
     if args.id:
         return ctx.service.resolve_id(args.id)
-    if lookup and (getattr(args, "project", None) or getattr(args, "name", None)):
-        return ctx.service.get(project=args.project, name=args.name, version=getattr(args, "version", None))
+    if lookup:
+        project, name = getattr(args, "project", None), getattr(args, "name", None)
+        version = getattr(args, "version", None)
+        if project or name or version:
+            if not (project and name):
+                raise UsageError("--project and --name go together (and --version needs both)",
+                                 hint="pass --id, or both --project and --name")
+            return ctx.service.get(project=project, name=name, version=version)
     remembered = ctx.current.get()
     if remembered:
         try:
@@ -198,6 +204,9 @@ def cmd_sync(ctx: Context) -> Result:
     a = ctx.args
     created = False
     text: list[str] = []
+    if bool(a.project) != bool(a.name) and not a.parents:
+        raise UsageError("sync creates a new version only with both --project and --name (or --parents)",
+                         hint="pass both, or --id to sync into an existing draft")
     if a.parents or (a.project and a.name):
         name = a.name
         if not name:
@@ -225,8 +234,7 @@ def cmd_sync(ctx: Context) -> Result:
         text.append("Zero modifications on local copy, reverting dataset creation.")
         return Result(data, text)
     ctx.note("Finalizing dataset")
-    data.update(_close(ctx, ctx.service.resolve_id(row.id), None))
-    data["closed"] = True
+    data.update(_close(ctx, ctx.service.resolve_id(row.id), None), closed=True)
     text.append("Dataset closed and finalized")
     return Result(data, text)
 
@@ -315,7 +323,12 @@ def cmd_get(ctx: Context) -> Result:
                 os.unlink(link)
             os.symlink(path, link)
             path = link
-    return Result({"id": row.id, "path": path}, [f"Dataset local copy available for files at: {path}"])
+    files, _label = ctx.service.selected_files(row, a.part, a.num_parts)
+    total = sum(size for _h, size in files.values())
+    if a.verbose:
+        ctx.note(f"{_plural(len(files))}, {total:,} bytes")
+    return Result({"id": row.id, "path": path, "files": len(files), "bytes": total},
+                  [f"Dataset local copy available for files at: {path}"])
 
 
 def cmd_doctor(ctx: Context) -> Result:
@@ -330,8 +343,9 @@ def cmd_doctor(ctx: Context) -> Result:
         lines.append(f"  error:         {cat['error']}")
     else:
         lines += [f"  filesystem:    {cat['filesystem']}, journal {cat['journal_mode']}",
-                  f"  contents:      {cat['counts']['datasets']} datasets, {cat['counts']['changes']} "
-                  f"file rows, {cat['counts']['objects']} stored contents"]
+                  f"  contents:      {_plural(cat['counts']['datasets'], 'dataset')}, "
+                  f"{_plural(cat['counts']['changes'], 'file row')}, "
+                  f"{_plural(cat['counts']['objects'], 'stored content')}"]
     lines += [
         f"default storage: {info['storage']['url']}  [{info['storage']['source']}]",
         f"cache:           {info['cache']['path']}  [{info['cache']['source']}]",

@@ -46,19 +46,28 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
 
 def _id(p: argparse.ArgumentParser, what: str = "the dataset") -> None:
     p.add_argument("--id", metavar="ID", default=None,
-                   help=f"id of {what} (default: the current dataset, set by the last create)")
+                   help=f"id of {what} (default: the current dataset: the one the last create, add, remove, "
+                        "upload or sync acted on)")
+
+
+_WORKER_DEFAULTS = {
+    "hashing": "one per CPU core",
+    "uploads": "the storage driver's default; 8 for folders",
+    "downloads": "the storage driver's default; 8 for folders",
+    "hashing and uploads": "one per CPU core for hashing; the storage driver's default for uploads",
+}
 
 
 def _max_workers(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--max-workers", type=int, default=None, metavar="N",
-                   help=f"parallel workers for {what} (default: chosen from the CPU count)")
+                   help=f"parallel workers for {what} (default: {_WORKER_DEFAULTS[what]})")
 
 
 def _chunk_size(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=float, default=DEFAULT_CHUNK_MB, metavar="MB",
                    help="target size of the packs that small files are stored in, in MB "
-                        f"(default: {DEFAULT_CHUNK_MB}; -1: one pack). Files of 16 MB or more "
-                        "are stored as their own objects")
+                        f"(default: {DEFAULT_CHUNK_MB}; 0 or negative: one pack). Files of 16 MiB or "
+                        "more are stored as their own objects")
 
 
 def _storage(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -209,7 +218,8 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--num-parts", type=int, default=None, help="split the files into this many parts")
     p.add_argument("--overwrite", action="store_true", default=False,
                    help="replace the contents of a non-empty --copy folder or an existing --link")
-    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    p.add_argument("--verbose", action="store_true", default=False,
+                   help="also print how many files and bytes the copy holds")
     _max_workers(p, "downloads")
 
     p = add("doctor", "Show where the catalog, storage and cache are, and versions",
