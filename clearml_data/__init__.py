@@ -5,7 +5,7 @@
 
 __version__ = "0.1.0"
 
-from .api import Dataset, FileEntry  # noqa: E402
+from .api import Dataset, FileEntry, LinkEntry  # noqa: E402
 from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError,  # noqa: E402
                      DatasetStateError, IntegrityError, MissingDependencyError, PluginError,
                      StorageError, UnsafePathError, UsageError, VersionExistsError)
@@ -13,6 +13,6 @@ from .storage.hookspecs import hookimpl  # noqa: E402
 
 __all__ = [
     "CatalogError", "ClearMLDataError", "Dataset", "DatasetNotFoundError", "DatasetStateError",
-    "FileEntry", "IntegrityError", "MissingDependencyError", "PluginError", "StorageError",
+    "FileEntry", "IntegrityError", "LinkEntry", "MissingDependencyError", "PluginError", "StorageError",
     "UnsafePathError", "UsageError", "VersionExistsError", "__version__", "hookimpl",
 ]

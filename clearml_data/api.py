@@ -50,6 +50,17 @@ class FileEntry:
     local_path: str | None = None
 
 
+@dataclass
+class LinkEntry:
+    """One external file of a version (registered in place), as ClearML's ``LinkEntry``."""
+
+    link: str
+    relative_path: str
+    parent_dataset_id: str
+    size: int
+    hash: str
+
+
 def _progress(show: bool) -> ProgressFactory:
     return bar_progress if show else null_progress
 
@@ -164,12 +175,23 @@ class Dataset:
         sources = {}
         if not row.is_final:
             sources = {c.path: c.source for c in self._service.catalog.changes(row.id)}
+        links = self._service.link_entries(row)
         return {p: FileEntry(p, h, origin, size, local_path=sources.get(p))
-                for p, (h, size, origin) in sorted(self._service.view(row).items())}
+                for p, (h, size, origin) in sorted(self._service.view(row).items()) if p not in links}
 
     @property
     def file_entries(self) -> list[FileEntry]:
         return list(self.file_entries_dict.values())
+
+    @property
+    def link_entries_dict(self) -> dict[str, LinkEntry]:
+        """relative path -> LinkEntry of every external file (add_external_files) in the view."""
+        return {p: LinkEntry(i.link, p, i.dataset_id, i.size, i.hash)
+                for p, i in self._service.link_entries(self._refresh()).items()}
+
+    @property
+    def link_entries(self) -> list[LinkEntry]:
+        return list(self.link_entries_dict.values())
 
     def is_final(self) -> bool:
         return self._refresh().is_final
@@ -194,11 +216,30 @@ class Dataset:
         """Remove files matching ``dataset_path`` (a path, folder or wildcard); returns the count."""
         if not dataset_path:
             raise UsageError("remove_files needs a dataset_path (a path, folder or wildcard)")
-        removed = self._service.remove_files(self.id, dataset_path, recursive)
+        if "://" in dataset_path:
+            removed = self._service.remove_links(self.id, dataset_path)
+        else:
+            removed = self._service.remove_files(self.id, dataset_path, recursive)
         if verbose:
             for p in removed:
                 log.info("removed %s", p)
         return len(removed)
+
+    def add_external_files(self, source_url: str | Iterable[str], wildcard: str | list[str] | None = None,
+                           dataset_path: str | list[str] | None = None, recursive: bool = True,
+                           verbose: bool = False, max_workers: int | None = None,
+                           read_hash: bool = True) -> int:
+        """Register files that already sit in a storage (a file, folder or prefix URL) in place.
+
+        Each is read once to hash it (``read_hash`` is always on: a hash is what lets ``get``
+        check the bytes); ``upload`` never copies them. Returns the number of new files.
+        """
+        result = self._service.add_external_files(self.id, source_url, wildcard, dataset_path,
+                                                  recursive, max_workers)
+        if verbose:
+            log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)
+        self._refresh()
+        return result.added
 
     def sync_folder(self, local_path: str | os.PathLike, dataset_path: str | None = None,
                     verbose: bool = False) -> tuple[int, int, int]:
@@ -250,6 +291,85 @@ class Dataset:
     def add_tags(self, tags: str | Iterable[str]) -> None:
         tags = [tags] if isinstance(tags, str) else list(tags)
         self.tags = self.tags + [t for t in tags if t not in self.tags]
+
+    @property
+    def metadata(self) -> dict:
+        return {k: self._service.get_metadata(self._row, k) for k in self._refresh().metadata}
+
+    def set_metadata(self, metadata, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
+        """Store a dict, any JSON-able value, or a pandas DataFrame (never pickled)."""
+        self._service.set_metadata(self.id, metadata, metadata_name)
+        self._refresh()
+
+    def get_metadata(self, metadata_name: str = "metadata"):
+        """The value stored by :meth:`set_metadata`, or None."""
+        return self._service.get_metadata(self._refresh(), metadata_name)
+
+    # -- versions and lineage ------------------------------------------------------------------
+    def get_dependency_graph(self) -> dict[str, list[str]]:
+        """{id: [direct parent ids]} of this version and every ancestor."""
+        return self._service.dependency_graph(self._refresh())
+
+    def list_added_files(self, dataset_id: str | None = None) -> list[str]:
+        """Paths this version adds, against ``dataset_id`` (default: its merged parents)."""
+        return self._service.changes_against(self._refresh(), dataset_id).added
+
+    def list_modified_files(self, dataset_id: str | None = None) -> list[str]:
+        return self._service.changes_against(self._refresh(), dataset_id).modified
+
+    def list_removed_files(self, dataset_id: str | None = None) -> list[str]:
+        return self._service.changes_against(self._refresh(), dataset_id).removed
+
+    def get_num_chunks(self, include_parents: bool = True) -> int:
+        """How many stored objects (packs and large-file objects) hold this version's files."""
+        return self._service.num_chunks(self._refresh(), include_parents)
+
+    def get_default_storage(self) -> str:
+        return self._refresh().storage
+
+    def verify_dataset_hash(self, local_copy_path: str | os.PathLike | None = None, skip_hash: bool = False,
+                            verbose: bool = False) -> list[str]:
+        """Paths whose local copy is missing or differs (default: the cached local copy)."""
+        folder = local_copy_path or self.get_local_copy(show_progress=False)
+        report = self._service.verify_folder(self._refresh(), folder, skip_hash=skip_hash)
+        if verbose:
+            for p in report.problems:
+                log.info("%s: %s %s", p.path, p.problem, p.detail)
+        return [p.path for p in report.problems]
+
+    @classmethod
+    def squash(cls, dataset_name: str, dataset_ids: Iterable | None = None,
+               dataset_project_name_pairs: Iterable[tuple[str, str]] | None = None,
+               output_url: str | None = None, close_squashed_dataset: bool = True) -> "Dataset":
+        """A new root version whose content is the merged view of the given versions, in order."""
+        service = default_service()
+        row = service.squash(dataset_name, ids=_ids(dataset_ids) or None,
+                             project_name_pairs=dataset_project_name_pairs, storage=output_url,
+                             close=close_squashed_dataset, progress=bar_progress)
+        return cls(row, service)
+
+    @classmethod
+    def rename(cls, new_dataset_name: str, dataset_project: str, dataset_name: str) -> None:
+        """Rename every version of dataset_project/dataset_name."""
+        default_service().rename(dataset_project, dataset_name, new_dataset_name)
+
+    @classmethod
+    def move_to_project(cls, new_dataset_project: str, dataset_project: str, dataset_name: str) -> None:
+        """Move every version of dataset_project/dataset_name to another project."""
+        default_service().move(dataset_project, dataset_name, new_dataset_project)
+
+    @classmethod
+    def list_datasets(cls, dataset_project: str | None = None, partial_name: str | None = None,
+                      tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
+                      only_completed: bool = True, recursive_project_search: bool = True,
+                      include_archived: bool = True) -> list[dict]:
+        """[{name, created, project, id, tags, version, status}] like ClearML's."""
+        rows = default_service().search(project=dataset_project, partial_name=partial_name, tags=tags,
+                                        ids=ids, only_completed=only_completed)
+        return [{"name": r.name, "created": r.created_at, "project": r.project, "id": r.id,
+                 "tags": list(r.tags), "version": r.version,
+                 "status": {"draft": "in_progress", "final": "completed"}.get(r.status, r.status)}
+                for r in rows]
 
     # -- reading -----------------------------------------------------------------------------
     def list_files(self, dataset_path: str | None = None, recursive: bool = True,

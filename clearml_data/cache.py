@@ -23,8 +23,9 @@ import stat
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import IntegrityError
@@ -37,6 +38,53 @@ LINK_MODES = {None: "link", True: "symlink", False: "copy"}
 _LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
                   errno.EACCES, errno.EINVAL}
 _FICLONE = 0x40049409  # Linux ioctl: share extents (reflink)
+
+
+_USE_LOCK = "cache-use"
+
+
+@dataclass
+class CopyInfo:
+    name: str
+    files: int
+    own_bytes: int     #: bytes not shared with objects/ (plain copies)
+    last_used: float
+
+
+@dataclass
+class CacheUsage:
+    root: str
+    objects: int = 0
+    object_bytes: int = 0
+    tmp_bytes: int = 0
+    copies: list[CopyInfo] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.object_bytes + self.tmp_bytes + sum(c.own_bytes for c in self.copies)
+
+
+@dataclass
+class PruneResult:
+    objects: int = 0
+    copies: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    remaining_bytes: int = 0
+
+
+def _files(root: Path, follow: bool = False) -> Iterator[tuple[str, os.stat_result]]:
+    """(path, lstat) of every regular file (or symlink, with follow=False) under root."""
+    if not root.is_dir():
+        return
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode) or (not follow and stat.S_ISLNK(st.st_mode)):
+                yield path, st
 
 
 class Cache:
@@ -123,14 +171,112 @@ class Cache:
 
     # -- locks ----------------------------------------------------------------------------
     @contextmanager
-    def lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
+        """flock ``locks/<name>.lock``; yields False (not locked) only when non-blocking and busy."""
         self.locks.mkdir(parents=True, exist_ok=True)
         with open(self.locks / f"{name}.lock", "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
             try:
-                yield
+                fcntl.flock(fh.fileno(), flags)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def in_use(self):
+        """Held (shared) while content is fetched and copies are built; pruning waits for it."""
+        return self.lock(_USE_LOCK, shared=True)
+
+    # -- size management ----------------------------------------------------------------------
+    def usage(self) -> CacheUsage:
+        """What the cache holds; bytes shared by hard links are counted once."""
+        seen: set[tuple[int, int]] = set()
+        result = CacheUsage(str(self.root))
+        for path, st in _files(self.objects):
+            seen.add((st.st_dev, st.st_ino))
+            result.objects += 1
+            result.object_bytes += st.st_size
+        if self.datasets.is_dir():
+            for entry in sorted(self.datasets.iterdir()):
+                if not entry.is_dir() or entry.name.startswith(".build-"):
+                    continue
+                own = 0
+                files = 0
+                for _path, st in _files(entry):
+                    files += 1
+                    if (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        own += st.st_size
+                result.copies.append(CopyInfo(entry.name, files, own, entry.stat().st_mtime))
+        result.tmp_bytes = sum(st.st_size for _p, st in _files(self.tmp))
+        return result
+
+    def touch(self, folder: Path) -> None:
+        """Mark a local copy as just used (least recently used copies are pruned first)."""
+        try:
+            os.utime(folder)
+        except OSError:
+            pass
+
+    def prune(self, max_bytes: int, keep: Iterable[str] = (), blocking: bool = True) -> PruneResult | None:
+        """Remove unreferenced contents, then least recently used copies, until the cache fits.
+
+        Returns None when ``blocking`` is False and another process is using the cache.
+        """
+        with self.lock(_USE_LOCK, blocking=blocking) as locked:
+            if not locked:
+                return None
+            result = PruneResult()
+            keep = set(keep)
+            while True:
+                usage = self.usage()
+                if usage.total_bytes <= max_bytes:
+                    break
+                if self._drop_unreferenced(usage.total_bytes - max_bytes, result):
+                    continue
+                victims = sorted((c for c in usage.copies if c.name not in keep), key=lambda c: c.last_used)
+                if not victims:
+                    break
+                remove_tree(self.datasets / victims[0].name)
+                result.copies.append(victims[0].name)
+            result.remaining_bytes = self.usage().total_bytes
+            return result
+
+    def _drop_unreferenced(self, excess: int, result: PruneResult) -> bool:
+        """Delete contents no copy links to, oldest first, up to ``excess`` bytes; any deleted?"""
+        symlinked: set[str] = set()
+        if self.datasets.is_dir():
+            for entry in self.datasets.iterdir():
+                if ".symlink" in entry.name:
+                    for path, _st in _files(entry, follow=False):
+                        try:
+                            symlinked.add(os.path.basename(os.readlink(path)))
+                        except OSError:
+                            pass
+        orphans = sorted(((st.st_mtime, path, st.st_size) for path, st in _files(self.objects)
+                          if st.st_nlink == 1 and os.path.basename(path) not in symlinked))
+        freed = 0
+        for _mtime, path, size in orphans:
+            if freed >= excess:
+                break
+            os.unlink(path)
+            freed += size
+            result.objects += 1
+            result.freed_bytes += size
+        return freed > 0
+
+    def clear(self) -> PruneResult:
+        """Empty the cache (waits until no other process is using it)."""
+        with self.lock(_USE_LOCK):
+            before = self.usage()
+            for d in (self.datasets, self.objects, self.tmp):
+                if d.exists():
+                    remove_tree(d)
+            return PruneResult(objects=before.objects, copies=[c.name for c in before.copies],
+                               freed_bytes=before.total_bytes, remaining_bytes=0)
 
     # -- dataset copies ---------------------------------------------------------------------
     def view_path(self, dataset_id: str, use_soft_links: bool | None) -> Path:

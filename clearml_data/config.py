@@ -31,13 +31,33 @@ ENV_STORAGE = "CLEARML_DATA_STORAGE"
 ENV_CACHE = "CLEARML_DATA_CACHE_DIR"
 ENV_CONFIG = "CLEARML_DATA_CONFIG"
 ENV_STATE = "CLEARML_DATA_STATE_DIR"
+ENV_CACHE_MAX = "CLEARML_DATA_CACHE_MAX_SIZE"
 
 #: config-file keys, their environment variables and what they mean (used by `doctor`)
 KEYS = {
     "catalog": (ENV_CATALOG, "path of the SQLite catalog"),
     "storage": (ENV_STORAGE, "default storage URL for new datasets"),
     "cache_dir": (ENV_CACHE, "local object cache and dataset copies"),
+    "cache_max_size": (ENV_CACHE_MAX, "prune the cache to this size after each get (e.g. 50G; "
+                                      "empty: no limit)"),
 }
+
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size like ``500M``, ``20G``, ``1.5T`` or ``4096`` (binary units)."""
+    s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = s[-1:] if s[-1:] in _UNITS and s[-1:] else ""
+    number = s[:-1] if unit else s
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a size", hint="use bytes or a unit: 500M, 20G, 1.5T") from None
+    if value < 0:
+        raise UsageError(f"a size cannot be negative: {text!r}")
+    return int(value * _UNITS[unit])
 
 
 def config_file_path() -> Path:
@@ -77,6 +97,7 @@ class Settings:
     state_dir: Path
     config_file: Path
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    cache_max_size: int | None = None   #: bytes; None: no limit
 
     @classmethod
     def load(cls, catalog: str | os.PathLike | None = None, storage: str | None = None,
@@ -88,8 +109,9 @@ class Settings:
             "catalog": str(data_dir / "catalog.db"),
             "storage": str(data_dir / "storage"),
             "cache_dir": platformdirs.user_cache_dir(APP, appauthor=False),
+            "cache_max_size": "",
         }
-        explicit = {"catalog": catalog, "storage": storage, "cache_dir": cache_dir}
+        explicit = {"catalog": catalog, "storage": storage, "cache_dir": cache_dir, "cache_max_size": None}
         values: dict[str, str] = {}
         sources: dict[str, str] = {}
         for key, (env, _) in KEYS.items():
@@ -109,6 +131,7 @@ class Settings:
             state_dir=Path(state_dir).expanduser().absolute(),
             config_file=cfg_path,
             sources=sources,
+            cache_max_size=parse_size(values["cache_max_size"]) if values["cache_max_size"] else None,
         )
 
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import IntegrityError
+
+_PACK_KEY = re.compile(r"packs/[0-9a-f]{2}/[0-9a-f]{64}\.pack")
 
 MB = 1024 * 1024
 #: files of at least this size are stored as their own object, never packed
@@ -34,6 +37,11 @@ COPY_BLOCK = 1 * MB
 
 def object_key(digest: str) -> str:
     return f"objects/{digest[:2]}/{digest}"
+
+
+def is_pack_key(key: str) -> bool:
+    """True for the key of a pack (many files' bytes), false for a whole-file object."""
+    return _PACK_KEY.fullmatch(key) is not None
 
 
 def pack_key(digest: str) -> str:

@@ -7,32 +7,51 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    def update(self, n: int = 1) -> None: ...
+    def update(self, n: int = 1, files: int = 0) -> None: ...
     def close(self) -> None: ...
 
 
 class ProgressFactory(Protocol):
-    def __call__(self, total: int, unit: str, desc: str) -> Progress: ...
+    def __call__(self, total: int, unit: str, desc: str, files: int | None = None) -> Progress: ...
 
 
 class NullProgress:
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, files: int = 0) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def null_progress(total: int, unit: str, desc: str) -> Progress:
+def null_progress(total: int, unit: str, desc: str, files: int | None = None) -> Progress:
     return NullProgress()
 
 
-def bar_progress(total: int, unit: str, desc: str) -> Progress:
+class _Bar:
+    """A tqdm bar of bytes (speed, ETA) that also counts files done out of ``files``."""
+
+    def __init__(self, bar, files: int | None):
+        self.bar = bar
+        self.files_total = files
+        self.files_done = 0
+
+    def update(self, n: int = 1, files: int = 0) -> None:
+        if files and self.files_total:
+            self.files_done += files
+            self.bar.set_postfix_str(f"{self.files_done:,}/{self.files_total:,} files", refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def bar_progress(total: int, unit: str, desc: str, files: int | None = None) -> Progress:
     """A tqdm bar on stderr, drawn only when stderr is a terminal."""
     if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
         return NullProgress()
     from tqdm import tqdm
 
     scale = unit == "B"
-    return tqdm(total=total, unit=unit, desc=desc, unit_scale=scale, unit_divisor=1024 if scale else 1000,
-                file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0.2)
+    bar = tqdm(total=total, unit=unit, desc=desc, unit_scale=scale, unit_divisor=1024 if scale else 1000,
+               file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0.2)
+    return _Bar(bar, files)

@@ -28,6 +28,9 @@ from .catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
 from .config import Settings
 from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, DatasetStateError,
                      IntegrityError, StorageError, UnsafePathError, UsageError)
+from .external import ExternalFilesMixin
+from .history import HistoryMixin
+from .verify import VerifyMixin
 from .hashing import hash_many, ordered_map
 from .paths import check_relpath, join_relpath, local_relpath, matches, normalize_relpath, under
 from .progress import ProgressFactory, null_progress
@@ -105,7 +108,7 @@ def normalize_storage(url: str) -> str:
     return url.rstrip("/")
 
 
-class Service:
+class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
     """Operations on one catalog, its storages and the local cache."""
 
     def __init__(self, settings: Settings | None = None, plugins: PluginManager | None = None):
@@ -394,33 +397,41 @@ class Service:
             except OSError as exc:
                 raise UsageError(f"cannot read {src}: {exc.strerror}") from None
             total += sizes[src]
-        bar = progress(total, "B", "Hashing")
-        upserts: list[ChangeRow] = []
-        deletes: list[str] = []
+        bar = progress(total, "B", "Hashing", files=len(seen))
+        entries: list[ChangeRow] = []
         try:
-            srcs = list(seen.values())
-            rels = list(seen)
-            for rel, (_src, digest, size) in zip(rels, hash_many(srcs, max_workers, on_done=bar.update)):
-                result.bytes += size
-                before = current.get(rel)
-                if before is None:
-                    result.added += 1
-                elif before[0] != digest:
-                    result.modified += 1
-                else:
-                    result.unchanged += 1
-                base_entry = parent.get(rel)
-                source = seen[rel]
-                if base_entry is None:
-                    upserts.append(ChangeRow(rel, "added", digest, size, source))
-                elif base_entry[0] != digest:
-                    upserts.append(ChangeRow(rel, "modified", digest, size, source))
-                elif rel in rows:
-                    deletes.append(rel)  # back to the parent's content
+            hashed = hash_many(list(seen.values()), max_workers,
+                               on_done=lambda n: bar.update(n, files=1))
+            for rel, (src, digest, size) in zip(list(seen), hashed, strict=True):
+                entries.append(ChangeRow(rel, "added", digest, size, src))
         except OSError as exc:
             raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
         finally:
             bar.close()
+        return self._record(row, parent, rows, current, entries)
+
+    def _record(self, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
+                entries: list[ChangeRow]) -> AddResult:
+        """Write hashed entries (kind ignored) as the draft's change rows against its parents."""
+        result = AddResult()
+        upserts: list[ChangeRow] = []
+        deletes: list[str] = []
+        for e in entries:
+            result.bytes += e.size
+            before = current.get(e.path)
+            if before is None:
+                result.added += 1
+            elif before[0] != e.hash:
+                result.modified += 1
+            else:
+                result.unchanged += 1
+            base_entry = parent.get(e.path)
+            if base_entry is None:
+                upserts.append(ChangeRow(e.path, "added", e.hash, e.size, e.source, e.link))
+            elif base_entry[0] != e.hash:
+                upserts.append(ChangeRow(e.path, "modified", e.hash, e.size, e.source, e.link))
+            elif e.path in rows:
+                deletes.append(e.path)  # back to the parent's content
         self.catalog.replace_changes(row.id, upserts, deletes)
         return result
 
@@ -466,7 +477,7 @@ class Service:
 
     def _split_uploads(self, row: DatasetRow, storage: str | None) -> tuple[list[ChangeRow], list[ChangeRow]]:
         """(rows that carry content, those of them whose content the storage lacks)."""
-        rows = [c for c in self.catalog.changes(row.id) if c.kind != "removed"]
+        rows = [c for c in self.catalog.changes(row.id) if c.kind != "removed" and c.link is None]
         missing = self.catalog.missing_objects(storage or row.storage, (c.hash for c in rows))
         return rows, [c for c in rows if c.hash in missing]
 
@@ -500,16 +511,17 @@ class Service:
         result.files = len(pending)
         plan = packs.plan_upload(unique.values(), chunk_size)
         tasks = [("pack", group) for group in plan.packs] + [("large", [f]) for f in plan.large]
-        bar = progress(plan.total_bytes, "B", "Uploading")
+        bar = progress(plan.total_bytes, "B", "Uploading", files=len(unique))
         tmp_dir = str(self.cache.tmp)
 
         def run(task) -> list[ObjectRow]:
             kind, files = task
             if kind == "large":
                 f = files[0]
-                local = self.cache.ingest(f, packs.copy_verified)  # upload exactly what was hashed
-                key = packs.object_key(f.hash)
-                self._put(driver, str(local), key, storage)
+                with self.cache.in_use():
+                    local = self.cache.ingest(f, packs.copy_verified)  # upload exactly what was hashed
+                    key = packs.object_key(f.hash)
+                    self._put(driver, str(local), key, storage)
                 return [ObjectRow(storage, f.hash, key, 0, f.size)]
             digest, tmp, entries = packs.write_pack(files, tmp_dir)
             try:
@@ -526,7 +538,7 @@ class Service:
                 nbytes = sum(f.size for f in task[1])
                 result.objects += 1
                 result.uploaded_bytes += nbytes
-                bar.update(nbytes)
+                bar.update(nbytes, files=len(task[1]))
         finally:
             bar.close()
         return result
@@ -587,7 +599,7 @@ class Service:
             if row.is_final:
                 raise DatasetStateError(f"dataset {row.id} is final; its version cannot change")
             _check_label("version", fields["version"])
-            if fields["version"] in self.catalog.versions_of(row.project, row.name):
+            if versions.taken_by(fields["version"], self.catalog.versions_of(row.project, row.name)):
                 raise UsageError(f"dataset {row.project}/{row.name} already has a version {fields['version']}")
         self.catalog.update_dataset(row.id, updated_at=now(), **fields)
         return self.resolve_id(row.id)
@@ -637,12 +649,20 @@ class Service:
         folder = self.cache.view_path(row.id, use_soft_links)
         folder = folder.with_name(folder.name + label)
         self.cache.ensure()
-        with self.cache.lock(folder.name):
-            if self.cache.view_is_complete(folder, files):
-                return str(folder)
-            self.fetch_objects(row, files, max_workers, progress)
-            self.cache.build_view(folder, files, use_soft_links)
+        with self.cache.in_use(), self.cache.lock(folder.name):
+            if not self.cache.view_is_complete(folder, files):
+                self.fetch_objects(row, files, max_workers, progress)
+                self.cache.build_view(folder, files, use_soft_links)
+            self.cache.touch(folder)
+        self.enforce_cache_limit(keep=[folder.name])
         return str(folder)
+
+    def enforce_cache_limit(self, keep: Iterable[str] = ()):
+        """Prune the cache to the cache_max_size setting, if one is set and the cache is idle."""
+        limit = self.settings.cache_max_size
+        if limit is None:
+            return None
+        return self.cache.prune(limit, keep=keep, blocking=False)
 
     def get_mutable_local_copy(self, dataset_id: str, target_folder: str | os.PathLike,
                                overwrite: bool = False, max_workers: int | None = None,
@@ -662,9 +682,11 @@ class Service:
                 else:
                     child.unlink()
         self.cache.ensure()
-        self.fetch_objects(row, files, max_workers, progress)
-        target.mkdir(parents=True, exist_ok=True)
-        populate(target, files, self.cache.object_path, "copy", writable=True)
+        with self.cache.in_use():
+            self.fetch_objects(row, files, max_workers, progress)
+            target.mkdir(parents=True, exist_ok=True)
+            populate(target, files, self.cache.object_path, "copy", writable=True)
+        self.enforce_cache_limit()
         return str(target)
 
     def fetch_objects(self, row: DatasetRow, files: dict[str, tuple[str, int]],
@@ -694,18 +716,18 @@ class Service:
             for span in packs.coalesce(key, entries):
                 tasks.append((storage, span))
         total = sum(wanted.values())
-        bar = progress(total, "B", "Downloading")
+        bar = progress(total, "B", "Downloading", files=len(wanted))
 
-        def run(task: tuple[str, packs.Span]) -> int:
+        def run(task: tuple[str, packs.Span]) -> tuple[int, int]:
             storage, span = task
             driver = self.driver(storage)
             try:
-                if span.key.startswith("objects/") and len(span.members) == 1 and span.offset == 0:
+                if len(span.members) == 1 and span.offset == 0 and not packs.is_pack_key(span.key):
                     fd, tmp = self.cache.tempfile()
                     os.close(fd)
                     driver.get_file(span.key, tmp)
                     self.cache.add_file(span.members[0][0], tmp)
-                    return span.length
+                    return span.length, 1
                 data = memoryview(driver.read_range(span.key, span.offset, span.length))
             except FileNotFoundError:
                 raise StorageError(f"object {span.key} is missing from {redact_url(storage)}",
@@ -721,14 +743,14 @@ class Service:
                     raise IntegrityError(f"object {span.key} in {redact_url(storage)} is truncated",
                                          hint="run clearml-data verify")
                 self.cache.add_bytes(digest, chunk)
-            return sum(m[2] for m in span.members)
+            return sum(m[2] for m in span.members), len(span.members)
 
         fetched = 0
         try:
             workers = max_workers or max(transfer_workers(self.driver(s)) for s, _span in tasks)
-            for _task, n in ordered_map(run, tasks, workers, window=64):
+            for _task, (n, nfiles) in ordered_map(run, tasks, workers, window=64):
                 fetched += n
-                bar.update(n)
+                bar.update(n, files=nfiles)
         finally:
             bar.close()
         return fetched

@@ -17,11 +17,31 @@ from clearml_data.service import Service
 def test_migrations_apply_once(tmp_path):
     cat = Catalog(tmp_path / "c.db")
     names = cat.info()["schema"]
-    assert names == ["0001_initial"]
+    assert names == ["0001_initial", "0002_external_links"]
     cat.close()
     cat = Catalog(tmp_path / "c.db")
     assert cat.info()["schema"] == names
     assert cat.info()["journal_mode"] == "wal"
+
+
+def test_an_old_catalog_is_upgraded_in_place(tmp_path):
+    from sqlite_utils import Database
+
+    from clearml_data.catalog.schema import migrations
+
+    db = Database(tmp_path / "c.db")
+    migrations.apply(db, stop_before="0002_external_links")
+    db.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, updated_at) "
+               "VALUES ('a' || hex(randomblob(15)), 'p', 'n', '1.0.0', 'final', '/s', 'x', 'x')")
+    db.execute("INSERT INTO changes (dataset_id, path, kind, hash, size) "
+               "SELECT id, 'f', 'added', 'h', 1 FROM datasets")
+    db.conn.commit()
+    db.close()
+    cat = Catalog(tmp_path / "c.db")
+    assert cat.info()["schema"][-1] == "0002_external_links"
+    (row,) = cat.find_datasets(project="p")
+    assert cat.changes(row.id)[0].link is None and cat.changes(row.id)[0].size == 1
+    cat.close()
 
 
 def test_newer_catalog_is_refused(tmp_path):

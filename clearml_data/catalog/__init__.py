@@ -66,6 +66,7 @@ class ChangeRow:
     hash: str | None
     size: int | None
     source: str | None = None
+    link: str | None = None    # URL of an external file registered in place
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,26 @@ class Catalog:
         return [r[0] for r in self.conn.execute(
             "SELECT version FROM datasets WHERE project = ? AND name = ?", [project, name])]
 
+    def relabel(self, project: str, name: str, *, new_project: str | None = None,
+                new_name: str | None = None) -> list[str]:
+        """Rename (``new_name``) or move (``new_project``) every version of project/name."""
+        with self.write() as c:
+            ids = [r[0] for r in c.execute(
+                "SELECT id FROM datasets WHERE project = ? AND name = ? ORDER BY created_at", [project, name])]
+            if not ids:
+                return []
+            target = (new_project or project, new_name or name)
+            mine = self.versions_of(project, name)
+            theirs = self.versions_of(*target)
+            clash = next((v for v in mine if versions.taken_by(v, theirs)), None)
+            if clash is not None:
+                raise VersionExistsError(f"dataset {target[0]}/{target[1]} already has a version {clash}",
+                                         hint="rename or move one of them first")
+            c.execute("UPDATE datasets SET project = ?, name = ?, "
+                      "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE project = ? AND name = ?",
+                      [*target, project, name])
+            return ids
+
     def children(self, dataset_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT dataset_id FROM dataset_parents WHERE parent_id = ? ORDER BY dataset_id",
@@ -317,8 +338,18 @@ class Catalog:
     # -- change rows ---------------------------------------------------------------------
     def changes(self, dataset_id: str) -> list[ChangeRow]:
         return [ChangeRow(*r) for r in self.conn.execute(
-            "SELECT path, kind, hash, size, source FROM changes WHERE dataset_id = ? ORDER BY path",
+            "SELECT path, kind, hash, size, source, link FROM changes WHERE dataset_id = ? ORDER BY path",
             [dataset_id])]
+
+    def links(self, dataset_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+        """{(dataset id, path): URL} of the external-file rows of these datasets."""
+        found: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(list(set(dataset_ids))):
+            q = ("SELECT dataset_id, path, link FROM changes WHERE link IS NOT NULL AND dataset_id IN "
+                 f"({', '.join('?' * len(chunk))})")
+            for did, path, link in self.conn.execute(q, list(chunk)):
+                found[(did, path)] = link
+        return found
 
     def count_changes(self, dataset_id: str) -> dict[str, int]:
         counts = {"added": 0, "modified": 0, "removed": 0}
@@ -334,9 +365,9 @@ class Catalog:
             c.executemany("DELETE FROM changes WHERE dataset_id = ? AND path = ?",
                           ((dataset_id, p) for p in deletes))
             c.executemany(
-                "INSERT OR REPLACE INTO changes (dataset_id, path, kind, hash, size, source) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                ((dataset_id, r.path, r.kind, r.hash, r.size, r.source) for r in upserts))
+                "INSERT OR REPLACE INTO changes (dataset_id, path, kind, hash, size, source, link) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((dataset_id, r.path, r.kind, r.hash, r.size, r.source, r.link) for r in upserts))
             c.execute("UPDATE datasets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                       "WHERE id = ?", [dataset_id])
 

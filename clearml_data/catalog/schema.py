@@ -71,6 +71,12 @@ def _initial(db: Database) -> None:
     )
 
 
+@migrations(name="0002_external_links")
+def _external_links(db: Database) -> None:
+    # a file registered in place (add_external_files): the URL its bytes are read from
+    _run(db, "ALTER TABLE changes ADD COLUMN link TEXT")
+
+
 def _run(db: Database, script: str) -> None:
     """Run DDL statements one by one (``executescript`` would commit the migration's transaction)."""
     for statement in script.split(";\n"):

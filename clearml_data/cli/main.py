@@ -26,6 +26,7 @@ RESULT_VERSION = "1"
 class Result:
     data: Any = None
     text: list[str] = field(default_factory=list)
+    code: int = 0   #: exit code of a command that ran but found problems (verify)
 
 
 class Context:
@@ -118,8 +119,8 @@ def cmd_create(ctx: Context) -> Result:
 
 def cmd_add(ctx: Context) -> Result:
     a = ctx.args
-    if not a.files:
-        raise UsageError("nothing to add", hint="pass --files PATH [PATH ...]")
+    if not a.files and not a.links:
+        raise UsageError("nothing to add", hint="pass --files PATH [PATH ...] or --links URL [URL ...]")
     row = _target(ctx)
     ctx.note(f"Adding files/folder/links to dataset id {row.id}")
     totals = {"added": 0, "modified": 0, "unchanged": 0, "bytes": 0}
@@ -131,6 +132,14 @@ def cmd_add(ctx: Context) -> Result:
             totals[k] += getattr(r, k)
         if a.verbose:
             ctx.note(f"{path}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
+    for url in a.links:
+        r = ctx.service.add_external_files(row.id, url, wildcard=a.wildcard, dataset_path=a.dataset_folder,
+                                           recursive=not a.non_recursive, max_workers=a.max_workers,
+                                           progress=ctx.progress)
+        for k in totals:
+            totals[k] += getattr(r, k)
+        if a.verbose:
+            ctx.note(f"{redact_url(url)}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
     ctx.current.set(row.id)
     text = [f"{_plural(totals['added'])} added"]
     if totals["modified"]:
@@ -144,7 +153,10 @@ def cmd_remove(ctx: Context) -> Result:
     ctx.note(f"Removing files/folder from dataset id {row.id}")
     removed: list[str] = []
     for pattern in a.files:
-        gone = ctx.service.remove_files(row.id, pattern, recursive=not a.non_recursive)
+        if "://" in pattern:
+            gone = ctx.service.remove_links(row.id, pattern)
+        else:
+            gone = ctx.service.remove_files(row.id, pattern, recursive=not a.non_recursive)
         if not gone:
             ctx.note(f"nothing matches {pattern!r}")
         removed += gone
@@ -261,11 +273,18 @@ def cmd_list(ctx: Context) -> Result:
 
         files = [f for f in files if any(matches(f.path, pat) for pat in a.filter)]
     total = sum(f.size for f in files)
-    text = _table(["file name", "size", "hash"], [(f.path, f"{f.size:,}", f.hash) for f in files],
-                  widths=(64, 10, 64), right=(1,))
+    links = {p: info.link for p, info in ctx.service.link_entries(row).items()}
+    if a.verbose:
+        text = _table(["file name", "size", "hash", "version", "link"],
+                      [(f.path, f"{f.size:,}", f.hash, f.dataset_id, redact_url(links.get(f.path, "")))
+                       for f in files], widths=(64, 10, 64), right=(1,))
+    else:
+        text = _table(["file name", "size", "hash"], [(f.path, f"{f.size:,}", f.hash) for f in files],
+                      widths=(64, 10, 64), right=(1,))
     text.append(f"Total {_plural(len(files))}, {total:,} bytes")
     data = {"id": row.id, "files": [{"path": f.path, "size": f.size, "hash": f.hash,
-                                     "dataset_id": f.dataset_id} for f in files],
+                                     "dataset_id": f.dataset_id, "link": redact_url(links[f.path])
+                                     if f.path in links else None} for f in files],
             "total_files": len(files), "total_size": total}
     return Result(data, text)
 
@@ -331,6 +350,145 @@ def cmd_get(ctx: Context) -> Result:
                   [f"Dataset local copy available for files at: {path}"])
 
 
+def cmd_verify(ctx: Context) -> Result:
+    a = ctx.args
+    row = _target(ctx)
+    if a.folder:
+        ctx.note(f"Verifying local copy {a.folder} of dataset id {row.id}")
+        report = ctx.service.verify_folder(row, a.folder, skip_hash=a.filesize, max_workers=a.max_workers,
+                                           progress=ctx.progress)
+    else:
+        ctx.note(f"Verifying dataset id {row.id} in {redact_url(row.storage)}")
+        report = ctx.service.verify_storage(row, full=not a.filesize, max_workers=a.max_workers,
+                                            progress=ctx.progress)
+    text = [f"{p.path}: {p.problem}{' (' + p.detail + ')' if p.detail else ''}" for p in report.problems]
+    if a.verbose:
+        ctx.note(f"checked {_plural(report.checked)}, {report.bytes:,} bytes"
+                 f"{' (sizes only)' if a.filesize else ''}")
+    n = len(report.problems)
+    text.append(f"Dataset verification completed, {n} errors found!" if n
+                else "Dataset verification completed successfully, no errors found.")
+    data = {"id": row.id, "checked": report.checked, "bytes": report.bytes, "mode":
+            ("folder" if a.folder else "storage") + ("-size" if a.filesize else ""),
+            "problems": [{"path": p.path, "problem": p.problem, "detail": p.detail}
+                         for p in report.problems]}
+    return Result(data, text, code=1 if n else 0)
+
+
+def cmd_publish(ctx: Context) -> Result:
+    row = ctx.service.resolve_id(ctx.args.id)
+    ctx.note(f"Publishing dataset id {row.id}")
+    row = ctx.service.publish(row.id)
+    return Result(_dataset_data(row), ["Dataset published"])
+
+
+def cmd_compare(ctx: Context) -> Result:
+    a = ctx.args
+    source = ctx.service.resolve_id(a.source)
+    target = ctx.service.resolve_id(a.target)
+    ctx.note(f"Comparing target dataset id {target.id} with source dataset id {source.id}")
+    d = ctx.service.changes_against(target, source.id)
+    text: list[str] = []
+    if a.verbose:
+        for title, paths in (("Removed files:", d.removed), ("Modified files:", d.modified),
+                             ("Added files:", d.added)):
+            text.append(title)
+            text += [f"  {p}" for p in paths]
+    text.append(f"Comparison summary: {_plural(len(d.removed))} removed, "
+                f"{_plural(len(d.modified))} modified, {_plural(len(d.added))} added")
+    return Result({"source": source.id, "target": target.id, "added": d.added,
+                   "modified": d.modified, "removed": d.removed}, text)
+
+
+def cmd_squash(ctx: Context) -> Result:
+    a = ctx.args
+    ctx.note(f"Squashing datasets {', '.join(a.ids)} into a new dataset {a.name!r}")
+    row = ctx.service.squash(a.name, ids=a.ids, storage=a.storage, project=a.project,
+                             progress=ctx.progress)
+    return Result(_dataset_data(row), [f"Squashing completed, new dataset created id={row.id}"])
+
+
+def cmd_set_description(ctx: Context) -> Result:
+    a = ctx.args
+    row = _target(ctx)
+    ctx.note(f"Setting description {a.description!r} to dataset {row.id}")
+    row = ctx.service.update(row.id, description=a.description)
+    return Result(_dataset_data(row), ["Description set"])
+
+
+def cmd_rename(ctx: Context) -> Result:
+    a = ctx.args
+    ids = ctx.service.rename(a.project, a.name, a.new_name)
+    return Result({"renamed": ids, "project": a.project, "name": a.new_name},
+                  [f"Dataset(s) renamed: {_plural(len(ids), 'version')} of {a.project}/{a.name} "
+                   f"are now {a.project}/{a.new_name}"])
+
+
+def cmd_move(ctx: Context) -> Result:
+    a = ctx.args
+    ids = ctx.service.move(a.project, a.name, a.new_project)
+    return Result({"moved": ids, "project": a.new_project, "name": a.name},
+                  [f"Dataset(s) moved: {_plural(len(ids), 'version')} of {a.project}/{a.name} "
+                   f"are now in {a.new_project}"])
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_cache(ctx: Context) -> Result:
+    from ..config import parse_size
+
+    a = ctx.args
+    cache = ctx.service.cache
+    limit = ctx.settings.cache_max_size
+    if a.action == "prune":
+        budget = parse_size(a.max_size) if a.max_size else limit
+        if budget is None:
+            raise UsageError("prune needs a size", hint="pass --max-size SIZE or set cache_max_size")
+        r = cache.prune(budget)
+        return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies,
+                       "remaining_bytes": r.remaining_bytes},
+                      [f"Cache pruned: {_size(r.freed_bytes)} freed ({_plural(r.objects, 'content')}, "
+                       f"{_plural(len(r.copies), 'local copy')}); {_size(r.remaining_bytes)} left"])
+    if a.action == "clear":
+        r = cache.clear()
+        return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies},
+                      [f"Cache cleared: {_size(r.freed_bytes)} freed"])
+    u = cache.usage()
+    text = [f"cache:        {u.root}",
+            f"size:         {_size(u.total_bytes)}"
+            f"{f' (limit {_size(limit)})' if limit is not None else ' (no limit)'}",
+            f"contents:     {_plural(u.objects, 'object')}, {_size(u.object_bytes)}",
+            f"local copies: {len(u.copies)}"]
+    text += [f"  {c.name}  {_plural(c.files)}" for c in sorted(u.copies, key=lambda c: -c.last_used)]
+    return Result({"path": u.root, "total_bytes": u.total_bytes, "limit_bytes": limit,
+                   "objects": u.objects, "object_bytes": u.object_bytes, "tmp_bytes": u.tmp_bytes,
+                   "copies": [{"name": c.name, "files": c.files, "own_bytes": c.own_bytes,
+                               "last_used": c.last_used} for c in u.copies]}, text)
+
+
+def cmd_plugins(ctx: Context) -> Result:
+    pm = ctx.service.plugins
+    drivers = pm.drivers
+    by_plugin: dict[str, list[str]] = {}
+    for scheme, rec in sorted(drivers.items()):
+        by_plugin.setdefault(rec.plugin, []).append(scheme)
+    rows = []
+    data = []
+    for r in pm.records:
+        schemes = by_plugin.get(r.name, [])
+        rows.append((", ".join(f"{s}://" for s in schemes) or "-", r.name, r.package, r.version,
+                     r.status + (f": {r.error}" if r.error else "")))
+        data.append({"name": r.name, "package": r.package, "version": r.version, "status": r.status,
+                     "schemes": schemes, "error": r.error or None})
+    return Result(data, _table(["schemes", "plugin", "package", "version", "status"], rows))
+
+
 def cmd_doctor(ctx: Context) -> Result:
     info = ctx.service.doctor()
     cat = info["catalog"]
@@ -364,7 +522,10 @@ def cmd_doctor(ctx: Context) -> Result:
 COMMANDS: dict[str, Callable[[Context], Result]] = {
     "create": cmd_create, "add": cmd_add, "remove": cmd_remove, "upload": cmd_upload,
     "close": cmd_close, "sync": cmd_sync, "list": cmd_list, "delete": cmd_delete,
-    "search": cmd_search, "get": cmd_get, "doctor": cmd_doctor,
+    "search": cmd_search, "get": cmd_get, "verify": cmd_verify, "publish": cmd_publish,
+    "compare": cmd_compare, "squash": cmd_squash, "set-description": cmd_set_description,
+    "rename": cmd_rename, "move": cmd_move, "cache": cmd_cache, "plugins": cmd_plugins,
+    "doctor": cmd_doctor,
 }
 
 
@@ -409,11 +570,11 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
     finally:
         ctx.close()
     if ctx.json:
-        print(_envelope(args.command, "ok", result.data, []), file=stdout)
+        print(_envelope(args.command, "ok" if result.code == 0 else "failed", result.data, []), file=stdout)
     else:
         for line in result.text:
             print(line, file=stdout)
-    return 0
+    return result.code
 
 
 def _one_line(exc: BaseException) -> str:

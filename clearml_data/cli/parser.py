@@ -40,6 +40,9 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
                    help="print the result as a JSON envelope on stdout")
     g.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
                    help="print only results and errors: no banner, notes or progress bars")
+    if top:
+        g.add_argument("-v", "--verbose", action="store_true", default=False,
+                       help="print details (what depends on the command; also after the command name)")
     g.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
                    help="show the full traceback of unexpected errors")
 
@@ -61,6 +64,10 @@ _WORKER_DEFAULTS = {
 def _max_workers(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--max-workers", type=int, default=None, metavar="N",
                    help=f"parallel workers for {what} (default: {_WORKER_DEFAULTS[what]})")
+
+
+def _verbose(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=help_text)
 
 
 def _chunk_size(p: argparse.ArgumentParser) -> None:
@@ -112,14 +119,16 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     _id(p)
     p.add_argument("--files", nargs="*", default=[], metavar="PATH",
                    help="files or folders to add")
+    p.add_argument("--links", nargs="*", default=[], metavar="URL",
+                   help="external files to register in place, not copied: a file:// (or, with "
+                        "the plugins, s3://, gs://, azure://) URL of a file or of a folder/prefix")
     p.add_argument("--wildcard", nargs="*", default=None, metavar="PATTERN",
                    help="only add files whose name or relative path matches one of these patterns")
     p.add_argument("--dataset-folder", default=None, metavar="PATH",
                    help="folder inside the dataset to put the files in (default: the root)")
     p.add_argument("--non-recursive", action="store_true", default=False,
                    help="do not descend into subfolders")
-    p.add_argument("--verbose", action="store_true", default=False,
-                   help="print how many files of each path were added, modified or unchanged")
+    _verbose(p, "print how many files of each path were added, modified or unchanged")
     _max_workers(p, "hashing")
 
     p = add("remove", "Remove files from a draft",
@@ -127,10 +136,11 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
             "matches file names at any depth; a folder path removes everything below it.")
     _id(p)
     p.add_argument("--files", nargs="*", default=[], metavar="PATTERN", required=True,
-                   help="dataset paths, folders or wildcards to remove")
+                   help="dataset paths, folders or wildcards to remove; a URL removes the external "
+                        "files registered from it (add --links)")
     p.add_argument("--non-recursive", action="store_true", default=False,
                    help="match names only at the pattern's own depth")
-    p.add_argument("--verbose", action="store_true", default=False, help="list every removed file")
+    _verbose(p, "list every removed file")
 
     p = add("upload", "Upload a draft's new content to its storage",
             "Store the content the draft adds in its storage, packing small files. Content the "
@@ -138,7 +148,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     _id(p)
     _storage(p, "upload to this storage instead of the dataset's (it becomes the dataset's storage)")
     _chunk_size(p)
-    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    _verbose(p, "print details")
     _max_workers(p, "uploads")
 
     p = add("close", "Upload pending content and finalize a draft",
@@ -149,7 +159,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--disable-upload", action="store_true", default=False,
                    help="fail instead of uploading if content is pending")
     _chunk_size(p)
-    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    _verbose(p, "print details")
     _max_workers(p, "uploads")
 
     p = add("sync", "Make a dataset mirror a local folder, then close it",
@@ -170,7 +180,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--skip-close", action="store_true", default=False,
                    help="do not upload and finalize after syncing")
     _chunk_size(p)
-    p.add_argument("--verbose", action="store_true", default=False, help="print details")
+    _verbose(p, "print details")
     _max_workers(p, "hashing and uploads")
 
     p = add("list", "List the files of a version",
@@ -183,6 +193,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
                    help="only list files matching one of these wildcards")
     p.add_argument("--modified", action="store_true", default=False,
                    help="only list files this version added or modified")
+    _verbose(p, "also list which version each file comes from and its external URL")
 
     p = add("delete", "Delete a version (or every version of a dataset)",
             "Delete a version from the catalog. A version with children is refused unless "
@@ -218,9 +229,72 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--num-parts", type=int, default=None, help="split the files into this many parts")
     p.add_argument("--overwrite", action="store_true", default=False,
                    help="replace the contents of a non-empty --copy folder or an existing --link")
-    p.add_argument("--verbose", action="store_true", default=False,
-                   help="also print how many files and bytes the copy holds")
+    _verbose(p, "also print how many files and bytes the copy holds")
     _max_workers(p, "downloads")
+
+    p = add("verify", "Check that a version's content is intact",
+            "Without --folder: read every object the version needs from its storage and "
+            "re-hash it (with --filesize: only check that each object exists and is large "
+            "enough). With --folder: check a local copy against the version's sizes and hashes. "
+            "Every damaged or missing file is named; the exit code is 1 if any was found.")
+    _id(p)
+    p.add_argument("--folder", default=None, metavar="DIR",
+                   help="check this local copy instead of the storage")
+    p.add_argument("--filesize", action="store_true", default=False,
+                   help="check sizes and presence only, do not re-hash")
+    _verbose(p, "print every file checked, not just the damaged ones")
+    _max_workers(p, "downloads")
+
+    p = add("publish", "Publish a final version",
+            "Mark a final version as published (search and get can then ask for published only).")
+    p.add_argument("--id", metavar="ID", required=True, help="id of the version to publish")
+
+    p = add("compare", "Compare two versions",
+            "Count the files the target adds, modifies and removes compared with the source.")
+    p.add_argument("--source", metavar="ID", required=True, help="the baseline version")
+    p.add_argument("--target", metavar="ID", required=True, help="the version compared with it")
+    _verbose(p, "list the paths, not only the counts")
+
+    p = add("squash", "Merge versions into a new root version",
+            "Create a new version without parents whose content is the merged view of the given "
+            "versions, in order (a later one wins on the same path), then upload and close it. "
+            "Content already in the storage is not copied again.")
+    p.add_argument("--name", required=True, help="name of the new dataset")
+    p.add_argument("--ids", nargs="+", required=True, metavar="ID", help="versions to merge, in order")
+    p.add_argument("--project", default=None,
+                   help="project of the new dataset (default: that of the first version)")
+    _storage(p, "storage of the new version (default: the configured storage)")
+    _verbose(p, "print the upload details")
+
+    p = add("set-description", "Set the description of a version",
+            "Replace the free-text description of a version (draft or final).")
+    _id(p)
+    p.add_argument("--description", required=True, help="the new description")
+
+    p = add("rename", "Rename a dataset (every version)",
+            "Give every version of --project/--name the name --new-name.")
+    p.add_argument("--project", required=True, help="project of the dataset")
+    p.add_argument("--name", required=True, help="current name")
+    p.add_argument("--new-name", required=True, help="new name")
+
+    p = add("move", "Move a dataset to another project (every version)",
+            "Move every version of --project/--name to --new-project.")
+    p.add_argument("--project", required=True, help="current project")
+    p.add_argument("--name", required=True, help="name of the dataset")
+    p.add_argument("--new-project", required=True, help="new project")
+
+    p = add("cache", "Show, prune or clear the local cache",
+            "Without an action: where the cache is and what it holds. `prune --max-size SIZE` "
+            "removes the least recently used local copies and contents until the cache fits; "
+            "`clear` empties it. The cache_max_size setting prunes automatically after each get.")
+    p.add_argument("action", nargs="?", choices=["info", "prune", "clear"], default="info",
+                   help="info (default), prune or clear")
+    p.add_argument("--max-size", default=None, metavar="SIZE",
+                   help="byte budget for prune, e.g. 500M, 20G (default: the cache_max_size setting)")
+
+    p = add("plugins", "List the installed storage drivers",
+            "Every storage plugin found through the clearml_data entry points: its URL schemes, "
+            "package and version, and whether it loaded.")
 
     p = add("doctor", "Show where the catalog, storage and cache are, and versions",
             "Print the locations in use (and where each setting came from), the catalog's state, "

@@ -1,0 +1,187 @@
+"""External files: registered in place by URL, not copied into the dataset's storage.
+
+``add_external_files`` lists a URL prefix (or stats one object) through the storage
+driver of its scheme, reads each object once to hash it (the bytes land in the local
+cache on the way), and records a change row carrying the URL. The object's location is
+recorded like any stored content, so ``get`` fetches it from where it lives and checks
+its hash; ``upload`` never copies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .catalog import ChangeRow, DatasetRow, ObjectRow
+from .errors import ClearMLDataError, StorageError, UsageError
+from .hashing import ordered_map
+from .paths import check_relpath, join_relpath, matches, normalize_relpath
+from .progress import ProgressFactory, null_progress
+from .storage import redact_url, url_scheme
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    path: str
+    link: str
+    hash: str
+    size: int
+    dataset_id: str
+
+
+@dataclass(frozen=True)
+class _Remote:
+    rel: str        # path inside the dataset
+    storage: str    # the URL prefix the driver is opened on
+    key: str        # the object's key under it
+    size: int
+
+
+def link_url(url: str) -> str:
+    """Canonical form of an external file URL: plain local paths become file:// URLs."""
+    text = os.fspath(url).strip()
+    if not text:
+        raise UsageError("empty external file URL")
+    if url_scheme(text) == "file":
+        from .storage.folder import folder_path
+
+        return "file://" + folder_path(text)
+    return text
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """("scheme://host/parent", "name") of an object URL; name is "" for a bare bucket."""
+    scheme, sep, rest = url.partition("://")
+    rest = rest.rstrip("/")
+    if "/" not in rest.lstrip("/"):
+        return url.rstrip("/"), ""
+    parent, name = rest.rsplit("/", 1)
+    return f"{scheme}{sep}{parent}", name
+
+
+class ExternalFilesMixin:
+    """Service operations on external files (mixed into :class:`~clearml_data.service.Service`)."""
+
+    def add_external_files(self, dataset_id: str, source_url: str | Iterable[str],
+                           wildcard: str | list[str] | None = None,
+                           dataset_path: str | list[str] | None = None, recursive: bool = True,
+                           max_workers: int | None = None, progress: ProgressFactory = null_progress):
+        row = self._draft(dataset_id)
+        urls = [source_url] if isinstance(source_url, (str, os.PathLike)) else list(source_url)
+        if isinstance(dataset_path, (list, tuple)):
+            if len(dataset_path) != len(urls):
+                raise UsageError("dataset_path must be one path, or a list as long as source_url")
+            prefixes = list(dataset_path)
+        else:
+            prefixes = [dataset_path] * len(urls)
+        wildcards = [wildcard] if isinstance(wildcard, str) else list(wildcard or [])
+        found: dict[str, _Remote] = {}
+        for url, prefix in zip(urls, prefixes, strict=True):
+            for remote in self._list_remote(link_url(url), normalize_relpath(prefix), recursive):
+                if wildcards and not any(matches(remote.rel, w) for w in wildcards):
+                    continue
+                other = found.get(remote.rel)
+                if other is not None and (other.storage, other.key) != (remote.storage, remote.key):
+                    raise UsageError(f"two external files map to the dataset path {remote.rel!r}")
+                found[remote.rel] = remote
+        parent = self.parent_view(row)
+        rows = {c.path: c for c in self.catalog.changes(row.id)}
+        from .service import _apply, _check_tree_conflicts
+
+        current = _apply(parent, rows, row.id)
+        _check_tree_conflicts(current, list(found))
+        bar = progress(sum(r.size for r in found.values()), "B", "Hashing links", files=len(found))
+        entries: list[ChangeRow] = []
+        objects: list[ObjectRow] = []
+        try:
+            for remote, digest in ordered_map(self._hash_remote, list(found.values()), max_workers or 8):
+                bar.update(remote.size, files=1)
+                url = f"{remote.storage.rstrip('/')}/{remote.key}"
+                entries.append(ChangeRow(remote.rel, "added", digest, remote.size, None, url))
+                objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
+        finally:
+            bar.close()
+        self.catalog.add_objects(objects)  # where the bytes live: before the rows that need them
+        return self._record(row, parent, rows, current, entries)
+
+    def _list_remote(self, url: str, prefix: str, recursive: bool) -> list[_Remote]:
+        parent_url, name = split_url(url)
+        if name:
+            try:
+                info = self.driver(parent_url).stat(name)
+            except FileNotFoundError:
+                info = None
+            except OSError as exc:
+                raise StorageError(f"cannot read {redact_url(url)}: {exc.strerror or exc}") from None
+            if info is not None:  # one object
+                return [_Remote(check_relpath(join_relpath(prefix, name)), parent_url, name, info.size)]
+        driver = self.driver(url)
+        try:
+            listed = sorted(driver.list(""), key=lambda o: o.key)
+        except OSError as exc:
+            raise StorageError(f"cannot list {redact_url(url)}: {exc.strerror or exc}") from None
+        result = []
+        for obj in listed:
+            if not recursive and "/" in obj.key:
+                continue
+            result.append(_Remote(check_relpath(join_relpath(prefix, obj.key)), url.rstrip("/"),
+                                  obj.key, obj.size))
+        if not result:
+            raise UsageError(f"no external file found at {redact_url(url)}",
+                             hint="check the URL; a folder or prefix is listed, a file is taken as is")
+        return result
+
+    def _hash_remote(self, remote: _Remote) -> str:
+        """SHA-256 of an external object, read once; the bytes are kept in the local cache."""
+        driver = self.driver(remote.storage)
+        if url_scheme(remote.storage) == "file":
+            from .hashing import sha256_file
+
+            digest, size = sha256_file(driver._path(remote.key))
+            if size != remote.size:
+                raise StorageError(f"{remote.key} changed while it was being added")
+            return digest
+        fd, tmp = self.cache.tempfile()
+        os.close(fd)
+        try:
+            try:
+                driver.get_file(remote.key, tmp)
+            except ClearMLDataError:
+                raise
+            except OSError as exc:
+                raise StorageError(f"cannot read {remote.key} from {redact_url(remote.storage)}: "
+                                   f"{exc.strerror or exc}") from None
+            h = hashlib.sha256()
+            with open(tmp, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    h.update(block)
+            digest = h.hexdigest()
+            self.cache.add_file(digest, tmp)
+            return digest
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:
+        """The external files of a version's view, by dataset path."""
+        view = self.view(row)
+        links = self.catalog.links({origin for _h, _s, origin in view.values()})
+        out = {}
+        for path in sorted(view):
+            h, size, origin = view[path]
+            url = links.get((origin, path))
+            if url is not None:
+                out[path] = LinkInfo(path, url, h, size, origin)
+        return out
+
+    def remove_links(self, dataset_id: str, url_pattern: str) -> list[str]:
+        """Remove the external files whose URL matches (exactly, under it, or by wildcard)."""
+        row = self._draft(dataset_id)
+        pattern = link_url(url_pattern) if "://" not in url_pattern else url_pattern
+        base = pattern.rstrip("/")
+        gone = [p for p, info in self.link_entries(row).items()
+                if info.link == pattern or info.link.startswith(base + "/") or matches(info.link, pattern)]
+        self._remove(row, self.parent_view(row), gone)
+        return gone
