@@ -7,7 +7,7 @@ import pytest
 
 from clearml_data import Dataset, LinkEntry, UsageError, VersionExistsError
 
-from conftest import read_tree, write_tree
+from clearml_data.testing import read_tree, write_tree
 
 
 def final(name, src=None, parents=None, project="proj", **kw):

@@ -8,7 +8,7 @@ import pytest
 from clearml_data import Dataset, DatasetNotFoundError, DatasetStateError, UsageError
 from clearml_data.api import default_service
 
-from conftest import read_tree, write_tree
+from clearml_data.testing import read_tree, write_tree
 
 
 def make_final(name, files_dir=None, parents=None, project="proj", **kw):

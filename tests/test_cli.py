@@ -6,7 +6,7 @@ import pytest
 
 from clearml_data.cli.parser import build_parser
 
-from conftest import read_tree, write_tree
+from clearml_data.testing import read_tree, write_tree
 
 ENVELOPE_KEYS = {"clearml_data_result_version", "command", "status", "data", "errors"}
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import read_tree, write_tree
+from clearml_data.testing import read_tree, write_tree
 
 
 def make_version(cli, folder, *extra, project="p", name="n") -> str:

@@ -10,7 +10,7 @@ from clearml_data import packs
 from clearml_data.api import default_service
 from clearml_data.storage.folder import FolderDriver
 
-from conftest import read_tree
+from clearml_data.testing import read_tree
 
 
 def test_plan_upload_packs_small_files_and_keeps_large_ones_apart():
