@@ -31,7 +31,7 @@ _services: dict[tuple, Service] = {}
 def default_service() -> Service:
     """The service for the current settings (environment, config file, defaults)."""
     settings = Settings.load()
-    key = (settings.catalog, settings.storage, settings.cache_dir)
+    key = (settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
     service = _services.get(key)
     if service is None:
         service = _services[key] = Service(settings)
@@ -325,7 +325,10 @@ class Dataset:
         return self._service.num_chunks(self._refresh(), include_parents)
 
     def get_default_storage(self) -> str:
-        return self._refresh().storage
+        """The storage URL of this version (credentials in it are hidden)."""
+        from .storage import redact_url
+
+        return redact_url(self._refresh().storage)
 
     def verify_dataset_hash(self, local_copy_path: str | os.PathLike | None = None, skip_hash: bool = False,
                             verbose: bool = False) -> list[str]:

@@ -124,6 +124,12 @@ class Settings:
             else:
                 values[key], sources[key] = defaults[key], "default"
         state_dir = os.environ.get(ENV_STATE) or platformdirs.user_state_dir(APP, appauthor=False)
+        max_size = None
+        if values["cache_max_size"]:
+            try:
+                max_size = parse_size(values["cache_max_size"])
+            except UsageError as exc:
+                raise UsageError(f"the cache_max_size setting (from {sources['cache_max_size']}): {exc}") from None
         return cls(
             catalog=Path(values["catalog"]).expanduser().absolute(),
             storage=values["storage"],
@@ -131,7 +137,7 @@ class Settings:
             state_dir=Path(state_dir).expanduser().absolute(),
             config_file=cfg_path,
             sources=sources,
-            cache_max_size=parse_size(values["cache_max_size"]) if values["cache_max_size"] else None,
+            cache_max_size=max_size,
         )
 
 

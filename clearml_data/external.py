@@ -80,7 +80,8 @@ class ExternalFilesMixin:
         found: dict[str, _Remote] = {}
         for url, prefix in zip(urls, prefixes, strict=True):
             for remote in self._list_remote(link_url(url), normalize_relpath(prefix), recursive):
-                if wildcards and not any(matches(remote.rel, w) for w in wildcards):
+                # wildcards match the path under the URL, as they match the path under a folder
+                if wildcards and not any(matches(remote.key, w) for w in wildcards):
                     continue
                 other = found.get(remote.rel)
                 if other is not None and (other.storage, other.key) != (remote.storage, remote.key):
@@ -179,7 +180,7 @@ class ExternalFilesMixin:
     def remove_links(self, dataset_id: str, url_pattern: str) -> list[str]:
         """Remove the external files whose URL matches (exactly, under it, or by wildcard)."""
         row = self._draft(dataset_id)
-        pattern = link_url(url_pattern) if "://" not in url_pattern else url_pattern
+        pattern = link_url(url_pattern)
         base = pattern.rstrip("/")
         gone = [p for p, info in self.link_entries(row).items()
                 if info.link == pattern or info.link.startswith(base + "/") or matches(info.link, pattern)]

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 
 from .catalog import ChangeRow, DatasetRow
-from .errors import DatasetNotFoundError, UsageError
+from .errors import DatasetNotFoundError, DatasetStateError, UsageError
 from .progress import ProgressFactory, null_progress
 
 #: metadata values are stored as JSON in the catalog; this marks a pandas DataFrame
@@ -57,16 +57,26 @@ class HistoryMixin:
         if ids and project_name_pairs:
             raise UsageError("give either dataset ids or (project, name) pairs to squash, not both")
         if ids:
-            rows = [self._final(i) for i in ids]
+            rows = [self.resolve_id(i) for i in ids]
         elif project_name_pairs:
             rows = [self.get(project=p, name=n, only_completed=True) for p, n in project_name_pairs]
         else:
             raise UsageError("nothing to squash", hint="pass the ids of the versions to merge")
+        for r in rows:
+            if not r.is_final:
+                raise DatasetStateError(f"cannot squash dataset {r.id}: it is a draft",
+                                        hint=f"close it first: clearml-data close --id {r.id}")
         merged: dict = {}
+        contributor: dict[str, str] = {}   # path -> id of the listed version it came from
         links: dict[tuple[str, str], str] = {}
         for r in rows:
             view = self.view(r)
+            ancestors = set(self.dependency_graph(r))
+            # a listed ancestor's file that this version removed stays removed
+            for p in [p for p, who in contributor.items() if who in ancestors and p not in view]:
+                del merged[p], contributor[p]
             merged.update(view)
+            contributor.update(dict.fromkeys(view, r.id))
             links.update(self.catalog.links({origin for _h, _s, origin in view.values()}))
         new = self.create(name=name, project=project or rows[0].project, storage=storage,
                           description=f"squashed from {', '.join(r.id for r in rows)}")
@@ -102,6 +112,9 @@ class HistoryMixin:
         return self._relabel(project, name, new_project=new_project)
 
     def _relabel(self, project: str, name: str, **change) -> list[str]:
+        if change.get("new_name", name) == name and change.get("new_project", project) == project:
+            raise UsageError(f"{project}/{name} already has that "
+                             f"{'name' if 'new_name' in change else 'project'}")
         ids = self.catalog.relabel(project, name, **change)
         if not ids:
             raise DatasetNotFoundError(f"no dataset with project={project!r}, name={name!r}",

@@ -826,7 +826,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             "config_file": str(s.config_file),
             "catalog": {"path": str(s.catalog), "source": s.sources.get("catalog")},
             "storage": {"url": redact_url(s.storage), "source": s.sources.get("storage")},
-            "cache": {"path": str(s.cache_dir), "source": s.sources.get("cache_dir")},
+            "cache": {"path": str(s.cache_dir), "source": s.sources.get("cache_dir"),
+                      "max_size": s.cache_max_size, "max_size_source": s.sources.get("cache_max_size")},
             "state_dir": str(s.state_dir),
         }
         try:

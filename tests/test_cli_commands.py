@@ -224,3 +224,68 @@ def test_json_data_of_new_commands_is_pinned(cli, tmp_path, command, data_keys):
     res = cli(*argv, "--json")
     assert res.code == 0 and set(res.json["data"]) == data_keys
     assert res.json["command"] == command and res.json["status"] == "ok"
+
+
+def test_every_command_takes_verbose_after_its_name():
+    from clearml_data.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name in commands:
+        extra = {"create": ["--name", "n"], "remove": ["--files", "x"], "sync": ["--folder", "f"],
+                 "publish": ["--id", "x"], "compare": ["--source", "a", "--target", "b"],
+                 "squash": ["--name", "s", "--ids", "a"], "set-description": ["--description", "d"],
+                 "rename": ["--project", "p", "--name", "n", "--new-name", "m"],
+                 "move": ["--project", "p", "--name", "n", "--new-project", "q"]}.get(name, [])
+        assert parser.parse_args([name, *extra, "-v"]).verbose is True, name
+        assert parser.parse_args(["-v", name, *extra]).verbose is True, name
+        assert parser.parse_args([name, *extra]).verbose is False, name
+
+
+def test_squash_of_a_parent_and_its_child_honours_the_childs_removals(cli, tmp_path):
+    src = write_tree(tmp_path / "d", {"keep": "k", "gone": "g"})
+    v1 = make_version(cli, src)
+    (src / "gone").unlink()
+    (src / "new").write_text("n")
+    v2 = make_version(cli, src, "--parents", v1)
+    res = cli("squash", "--name", "flat", "--ids", v1, v2, "--json", "-v")
+    assert res.code == 0 and "2 files, 2 bytes" in res.err
+    path = cli("get", "--id", res.json["data"]["id"], "--json").json["data"]["path"]
+    assert read_tree(path) == {"keep": b"k", "new": b"n"}
+
+
+def test_squash_rename_and_move_refuse_what_makes_no_sense(cli, tmp_path):
+    draft = cli("create", "--project", "p", "--name", "n", "--json").json["data"]["id"]
+    res = cli("squash", "--name", "s", "--ids", draft)
+    assert res.code == 1 and "is a draft" in res.err and "close it first" in res.err
+    res = cli("rename", "--project", "p", "--name", "n", "--new-name", "n")
+    assert res.code == 1 and "already has that name" in res.err
+    res = cli("move", "--project", "p", "--name", "n", "--new-project", "p")
+    assert res.code == 1 and "already has that project" in res.err
+    res = cli("rename", "--project", "p", "--name", "n", "--new-name", "m")
+    assert res.out.strip() == "Dataset(s) renamed: 1 version of p/n is now p/m"
+
+
+def test_link_wildcards_match_the_path_under_the_url(cli, tmp_path):
+    ext = write_tree(tmp_path / "raw", {"2024/a.csv": "a", "2023/b.csv": "b"})
+    cli("create", "--project", "p", "--name", "n")
+    res = cli("add", "--links", str(ext), "--dataset-folder", "tables", "--wildcard", "2024/*", "--json")
+    assert res.code == 0 and res.json["data"]["added"] == 1
+    files = [f["path"] for f in cli("list", "--json").json["data"]["files"]]
+    assert files == ["tables/2024/a.csv"]
+
+
+def test_a_bad_cache_size_setting_names_itself(cli, env, monkeypatch):
+    monkeypatch.setenv("CLEARML_DATA_CACHE_MAX_SIZE", "lots")
+    res = cli("search")
+    assert res.code == 1
+    assert "the cache_max_size setting (from $CLEARML_DATA_CACHE_MAX_SIZE): 'lots' is not a size" in res.err
+    monkeypatch.setenv("CLEARML_DATA_CACHE_MAX_SIZE", "1.5G")
+    assert "size limit:    1.5 GiB  [$CLEARML_DATA_CACHE_MAX_SIZE]" in cli("doctor").out
+
+
+def test_cache_prune_counts_local_copies(cli, tmp_path):
+    for name in ("a", "b"):
+        ds = make_version(cli, write_tree(tmp_path / name, {name: name * 100}), name=name)
+        cli("get", "--id", ds)
+    assert "2 local copies" in cli("cache", "prune", "--max-size", "0").out

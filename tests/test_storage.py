@@ -52,9 +52,26 @@ def test_folder_driver_refuses_keys_that_leave_the_root(tmp_path):
     ("s3://AKIAXXXX:supersecret@bucket/p", "supersecret"),
     ("https://acct.blob.core.windows.net/c?sv=2020&sig=SECRETSIG&se=1", "SECRETSIG"),
     ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=SECRETKEY;", "SECRETKEY"),
+    ("gs://bucket/p#SECRETFRAGMENT", "SECRETFRAGMENT"),
+    ("https://storage.example/upload?upload_id=SECRETSESSION&x=1", "SECRETSESSION"),
 ])
 def test_redact_url_hides_credentials(url, secret):
     assert secret not in redact_url(url)
+
+
+def test_a_missing_submodule_of_a_namespace_package_gives_the_install_hint():
+    pm = PluginManager(load_entry_points=False)
+
+    class Plugin:
+        @hookimpl
+        def clearml_data_storage_drivers(self):
+            return [DriverInfo("nsx", "json.nosuchmodule:Driver", requires=("json.nosuchmodule",),
+                               install_hint="pip install clearml-data-nsx")]
+
+    pm.register(Plugin(), "nsx")
+    from clearml_data.errors import MissingDependencyError
+    with pytest.raises(MissingDependencyError, match="pip install clearml-data-nsx"):
+        pm.driver_class("nsx")
 
 
 def test_builtin_folder_driver_is_registered():

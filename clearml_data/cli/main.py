@@ -70,7 +70,9 @@ class Context:
 
 
 def _plural(n: int, word: str = "file") -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
 
 
 def _dataset_data(row) -> dict:
@@ -405,6 +407,8 @@ def cmd_squash(ctx: Context) -> Result:
     ctx.note(f"Squashing datasets {', '.join(a.ids)} into a new dataset {a.name!r}")
     row = ctx.service.squash(a.name, ids=a.ids, storage=a.storage, project=a.project,
                              progress=ctx.progress)
+    if a.verbose:
+        ctx.note(f"{_plural(row.file_count or 0)}, {row.total_size or 0:,} bytes")
     return Result(_dataset_data(row), [f"Squashing completed, new dataset created id={row.id}"])
 
 
@@ -421,7 +425,7 @@ def cmd_rename(ctx: Context) -> Result:
     ids = ctx.service.rename(a.project, a.name, a.new_name)
     return Result({"renamed": ids, "project": a.project, "name": a.new_name},
                   [f"Dataset(s) renamed: {_plural(len(ids), 'version')} of {a.project}/{a.name} "
-                   f"are now {a.project}/{a.new_name}"])
+                   f"{'is' if len(ids) == 1 else 'are'} now {a.project}/{a.new_name}"])
 
 
 def cmd_move(ctx: Context) -> Result:
@@ -429,7 +433,7 @@ def cmd_move(ctx: Context) -> Result:
     ids = ctx.service.move(a.project, a.name, a.new_project)
     return Result({"moved": ids, "project": a.new_project, "name": a.name},
                   [f"Dataset(s) moved: {_plural(len(ids), 'version')} of {a.project}/{a.name} "
-                   f"are now in {a.new_project}"])
+                   f"{'is' if len(ids) == 1 else 'are'} now in {a.new_project}"])
 
 
 def _size(n: int) -> str:
@@ -507,6 +511,8 @@ def cmd_doctor(ctx: Context) -> Result:
     lines += [
         f"default storage: {info['storage']['url']}  [{info['storage']['source']}]",
         f"cache:           {info['cache']['path']}  [{info['cache']['source']}]",
+        f"  size limit:    {'none' if info['cache']['max_size'] is None else _size(info['cache']['max_size'])}"
+        f"  [{info['cache']['max_size_source']}]",
         f"state:           {info['state_dir']}",
         "plugins:",
     ]
@@ -569,11 +575,18 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
         return 1
     finally:
         ctx.close()
-    if ctx.json:
-        print(_envelope(args.command, "ok" if result.code == 0 else "failed", result.data, []), file=stdout)
-    else:
-        for line in result.text:
-            print(line, file=stdout)
+    try:
+        if ctx.json:
+            print(_envelope(args.command, "ok" if result.code == 0 else "failed", result.data, []),
+                  file=stdout)
+        else:
+            for line in result.text:
+                print(line, file=stdout)
+        stdout.flush()
+    except BrokenPipeError:  # `clearml-data list | head`: the reader left, which is fine
+        if stdout is sys.__stdout__:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        return result.code
     return result.code
 
 

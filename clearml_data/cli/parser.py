@@ -54,10 +54,11 @@ def _id(p: argparse.ArgumentParser, what: str = "the dataset") -> None:
 
 
 _WORKER_DEFAULTS = {
-    "hashing": "one per CPU core",
+    "hashing": "min(32, CPU count + 4) for files; 8 for --links",
     "uploads": "the storage driver's default; 8 for folders",
     "downloads": "the storage driver's default; 8 for folders",
-    "hashing and uploads": "one per CPU core for hashing; the storage driver's default for uploads",
+    "hashing and uploads": "min(32, CPU count + 4) for hashing; the storage driver's default for uploads",
+    "checks": "8 for storage checks; min(32, CPU count + 4) with --folder",
 }
 
 
@@ -242,8 +243,8 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
                    help="check this local copy instead of the storage")
     p.add_argument("--filesize", action="store_true", default=False,
                    help="check sizes and presence only, do not re-hash")
-    _verbose(p, "print every file checked, not just the damaged ones")
-    _max_workers(p, "downloads")
+    _verbose(p, "also print how many files and bytes were checked")
+    _max_workers(p, "checks")
 
     p = add("publish", "Publish a final version",
             "Mark a final version as published (search and get can then ask for published only).")
@@ -264,7 +265,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--project", default=None,
                    help="project of the new dataset (default: that of the first version)")
     _storage(p, "storage of the new version (default: the configured storage)")
-    _verbose(p, "print the upload details")
+    _verbose(p, "also print how many files and bytes the new version holds")
 
     p = add("set-description", "Set the description of a version",
             "Replace the free-text description of a version (draft or final).")
@@ -299,4 +300,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p = add("doctor", "Show where the catalog, storage and cache are, and versions",
             "Print the locations in use (and where each setting came from), the catalog's state, "
             "and the versions of Python, SQLite and the storage plugins.")
+    for p in sub.choices.values():  # -v works after every command name, as before it
+        if "--verbose" not in p._option_string_actions:
+            _verbose(p, "accepted for uniformity; this command has nothing more to print")
     return parser

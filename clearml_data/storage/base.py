@@ -115,7 +115,7 @@ class StorageDriver(abc.ABC):
 
 _SECRET_QUERY = re.compile(
     r"(?i)((?:sig|signature|se|sv|sp|token|key|secret|password|accountkey|sharedaccesssignature|"
-    r"x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|credential)=)[^&;]*"
+    r"x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|credential|upload_id|uploadid)=)[^&;#]*"
 )
 _SECRET_PAIR = re.compile(r"(?i)((?:AccountKey|SharedAccessSignature|password|secret)=)[^;]*")
 
@@ -133,7 +133,7 @@ def redact_url(url: str) -> str:
             if "@" in netloc:
                 netloc = "***@" + netloc.rsplit("@", 1)[1]
             query = _SECRET_QUERY.sub(r"\1***", parts.query)
-            text = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            text = urlunsplit((parts.scheme, netloc, parts.path, query, "***" if parts.fragment else ""))
     return _SECRET_PAIR.sub(r"\1***", text)
 
 

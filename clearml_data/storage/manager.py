@@ -133,7 +133,11 @@ class PluginManager:
                              hint=hint)
         info = record.info
         for module in info.requires:
-            if importlib.util.find_spec(module.split(".")[0]) is None:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:  # a parent package is missing
+                found = False
+            if not found:
                 raise MissingDependencyError(scheme, module, info.install_hint or f"pip install {module}")
         module_name, _, attr = info.factory.partition(":")
         try:
