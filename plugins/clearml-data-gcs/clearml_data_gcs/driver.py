@@ -1,0 +1,537 @@
+"""The ``gs://bucket/prefix`` storage driver, on google-cloud-storage.
+
+- Small objects (up to the SDK's 8 MiB) go up in one multipart request; larger ones as a
+  resumable upload in ``chunk_size`` pieces. Nothing is visible before the last piece
+  lands, and an abandoned resumable session holds no object (GCS drops it after a week).
+- Every upload sends its CRC32C (the SDK computes it; GCS rejects a mismatch), and whole
+  downloads are checked against the object's CRC32C. Large downloads are split into
+  ranged reads that run in parallel, pinned to one object generation, then checked.
+- Create-only puts use ``ifGenerationMatch=0``. The SDK retries throttling (429), 5xx
+  and dropped connections with exponential backoff; a retried create-only put that
+  finds "its own" object (tagged with a per-put token) counts as a success.
+- Errors become builtin exceptions: FileNotFoundError (missing object), FileExistsError
+  (create-only put of an existing key), PermissionError (401/403, no credentials),
+  BucketNotFoundError (an OSError), TimeoutError/ConnectionError, OSError otherwise.
+  Messages name ``gs://bucket/key`` and the HTTP status, never a request URL or token.
+
+Credentials come from the SDK's chain (Application Default Credentials:
+GOOGLE_APPLICATION_CREDENTIALS, gcloud's ADC file, the metadata server); with
+STORAGE_EMULATOR_HOST set the SDK talks to that emulator, anonymously.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import logging
+import math
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any
+
+import google_crc32c
+import requests
+import requests.adapters
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
+                                       StorageDriver, redact_url)
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+#: resumable chunks must be multiples of this (GCS rule)
+CHUNK_MULTIPLE = 256 * 1024
+#: objects larger than this go up as resumable uploads (the SDK's own switch-over point)
+RESUMABLE_THRESHOLD = 8 * MiB
+ENV_PREFIX = "CLEARML_DATA_GCS_"
+#: metadata key of the per-put token that tells a retried create-only put its own object
+TOKEN_KEY = "clearml-data-put"
+MAX_NAME_BYTES = 1024  # GCS limit on an object name
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
+_IPV4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+")
+
+
+class BucketNotFoundError(OSError):
+    """The bucket of a ``gs://`` URL does not exist (deliberately not a FileNotFoundError:
+    a missing bucket must not look like an empty one)."""
+
+
+# --------------------------------------------------------------------------------- URLs
+def parse_gs_url(url: str) -> tuple[str, str]:
+    """``gs://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``; ValueError if malformed.
+
+    A trailing slash is ignored; the prefix may be empty. Error messages never repeat
+    what could be a credential (user info, query strings).
+    """
+    if not isinstance(url, str):
+        raise ValueError(f"a gs:// URL must be a string, not {type(url).__name__}")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "gs":
+        raise ValueError(f"not a gs:// URL: {redact_url(url)!r} (expected gs://bucket/prefix)")
+    if "?" in rest or "#" in rest:
+        raise ValueError("a gs:// URL takes no query string or fragment "
+                         "(options go in CLEARML_DATA_GCS_* variables, credentials in ADC)")
+    bucket, _, path = rest.partition("/")
+    if "@" in bucket:
+        raise ValueError("a gs:// URL must not contain credentials: use Application Default "
+                         "Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)")
+    if not bucket:
+        raise ValueError("no bucket in gs:// URL (expected gs://bucket/prefix)")
+    _check_bucket(bucket)
+    path = path.strip("/")
+    if path:
+        if _CONTROL_RE.search(path):
+            raise ValueError(f"the prefix of gs://{bucket}/ contains a control character")
+        for part in path.split("/"):
+            if part in ("", ".", ".."):
+                raise ValueError(f"the prefix {path!r} of gs://{bucket}/ has an empty, '.' or '..' component")
+        if len(path.encode("utf-8", "surrogateescape")) >= MAX_NAME_BYTES:
+            raise ValueError(f"the prefix of gs://{bucket}/ is longer than GCS object names may be")
+    return bucket, path
+
+
+def _check_bucket(bucket: str) -> None:
+    """GCS bucket naming rules (https://cloud.google.com/storage/docs/buckets#naming)."""
+    why = ""
+    if not _BUCKET_RE.match(bucket):
+        why = ("bucket names use lowercase letters, digits, '-', '_' and '.', and start and end "
+               "with a letter or digit")
+    elif len(bucket) < 3 or len(bucket) > 222 or ("." not in bucket and len(bucket) > 63):
+        why = "bucket names are 3-63 characters long (up to 222 with dots)"
+    elif any(not part or len(part) > 63 for part in bucket.split(".")):
+        why = "each dot-separated part of a bucket name is 1-63 characters long"
+    elif _IPV4_RE.match(bucket):
+        why = "bucket names cannot be IP addresses"
+    elif bucket.startswith("goog"):
+        why = "bucket names cannot start with 'goog'"
+    if why:
+        raise ValueError(f"invalid bucket name {bucket!r} in gs:// URL: {why}")
+
+
+# ------------------------------------------------------------------------------ options
+def _opt(options: dict, name: str, conv, default):
+    """An option from the constructor, else CLEARML_DATA_GCS_<NAME>, else the default."""
+    value = options.pop(name, None)
+    source = name
+    if value is None:
+        env = ENV_PREFIX + name.upper()
+        value = os.environ.get(env) or None
+        source = env
+    if value is None:
+        return default
+    try:
+        return conv(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid value for the gs:// driver option {source}: {value!r}") from None
+
+
+def _positive_int(value) -> int:
+    n = int(value)
+    if n < 1:
+        raise ValueError(value)
+    return n
+
+
+def _positive_float(value) -> float:
+    x = float(value)
+    if not x > 0:
+        raise ValueError(value)
+    return x
+
+
+def _scrub(text: str) -> str:
+    """An SDK message without request URLs' query strings (upload ids) or credentials."""
+    def short(m: re.Match) -> str:
+        u = m.group(0)
+        return redact_url(u.split("?", 1)[0].split("#", 1)[0])
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return redact_url(_URL_IN_TEXT.sub(short, first))[:500]
+
+
+class _OffsetWriter:
+    """A write-only file object that writes at an advancing offset of a shared descriptor."""
+
+    def __init__(self, fd: int, offset: int):
+        self.fd = fd
+        self.offset = offset
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        total = len(view)
+        while len(view):
+            n = os.pwrite(self.fd, view, self.offset)
+            self.offset += n
+            view = view[n:]
+        return total
+
+    def flush(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------- driver
+class GCSDriver(StorageDriver):
+    """A ``gs://bucket/prefix`` location; safe to call from many threads at once."""
+
+    schemes = ("gs",)
+    capabilities = frozenset({RANGED_READS, MULTIPART, CONDITIONAL_PUT})
+    #: parallel transfers that keep a normal link busy (the core sizes its pool with it)
+    default_max_workers = 16
+
+    def __init__(self, url: str, **options: Any):
+        options = dict(options)
+        self.bucket_name, self.prefix = parse_gs_url(url)
+        self.project: str | None = _opt(options, "project", str, None)
+        self.endpoint: str | None = _opt(options, "endpoint", str, None)
+        chunk_mb = _opt(options, "chunk_size_mb", _positive_float, 100.0)
+        self.chunk_size = max(CHUNK_MULTIPLE, math.ceil(chunk_mb * MiB / CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
+        self.max_workers = _opt(options, "max_workers", _positive_int, self.default_max_workers)
+        slice_mb = _opt(options, "download_slice_mb", _positive_float, 16.0)
+        self.slice_size = max(CHUNK_MULTIPLE, int(slice_mb * MiB))
+        self.timeout: float = _opt(options, "timeout", _positive_float, 60.0)
+        deadline = _opt(options, "retry_deadline", _positive_float, None)
+        retry = options.pop("retry", None)
+        if retry is None:
+            if deadline is None:
+                retry = DEFAULT_RETRY
+            else:  # api-core >= 2.16 calls it with_timeout, older ones with_deadline
+                retry = getattr(DEFAULT_RETRY, "with_timeout", None) or DEFAULT_RETRY.with_deadline
+                retry = retry(deadline)
+        self.retry = retry
+        self._credentials = options.pop("credentials", None)  # a google.auth Credentials object
+        super().__init__(url, **options)
+        self._name_prefix = self.prefix + "/" if self.prefix else ""
+        self._client: storage.Client | None = None
+        self._bucket: storage.Bucket | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._bucket_seen = False  # once an operation succeeded, a 404 means "no such object"
+
+    def __repr__(self) -> str:
+        return f"<GCSDriver {redact_url(self.url)}>"
+
+    # -- SDK objects -------------------------------------------------------------------
+    @property
+    def client(self) -> storage.Client:
+        """The driver's one SDK client (created on first use; shared by all threads)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+                self._bucket = self._client.bucket(self.bucket_name)
+            return self._client
+
+    @property
+    def bucket(self) -> storage.Bucket:
+        if self._bucket is None:
+            self.client  # noqa: B018 - creates both
+        return self._bucket
+
+    def _make_client(self) -> storage.Client:
+        kwargs: dict[str, Any] = {"project": self.project}  # None: object calls need no project
+        if self._credentials is not None:
+            kwargs["credentials"] = self._credentials
+        if self.endpoint:
+            kwargs["client_options"] = {"api_endpoint": self.endpoint}
+        try:
+            client = storage.Client(**kwargs)
+        except auth_exc.DefaultCredentialsError:
+            raise PermissionError(
+                errno.EACCES,
+                "no Google Cloud credentials found for gs:// storage: set GOOGLE_APPLICATION_CREDENTIALS "
+                "to a service-account key file or run `gcloud auth application-default login` "
+                "(STORAGE_EMULATOR_HOST selects an emulator)") from None
+        self._size_connection_pool(client)
+        return client
+
+    def _size_connection_pool(self, client: storage.Client) -> None:
+        """requests keeps 10 connections per host by default; we run more threads than that."""
+        try:
+            session = client._http  # the SDK's AuthorizedSession (a requests.Session)
+            size = 2 * self.max_workers + 4
+            for prefix in ("https://", "http://"):
+                if type(session.adapters.get(prefix)) is requests.adapters.HTTPAdapter:  # not mTLS
+                    session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size))
+        except Exception:  # the defaults still work, only slower
+            log.debug("could not resize the HTTP connection pool", exc_info=True)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="clearml-data-gcs")
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, client = self._pool, self._client
+            self._pool = self._client = self._bucket = None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("closing the GCS client failed", exc_info=True)
+
+    # -- names and errors ----------------------------------------------------------------
+    def _name(self, key: str) -> str:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"empty object key {key!r}")
+        if key.startswith("/") or _CONTROL_RE.search(key) or any(p in ("", ".", "..") for p in key.split("/")):
+            raise ValueError(f"invalid object key {key!r}")
+        name = self._name_prefix + key
+        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise ValueError(f"object key {key!r} makes a GCS object name longer than {MAX_NAME_BYTES} bytes")
+        return name
+
+    def _where(self, name: str | None = None) -> str:
+        return f"gs://{self.bucket_name}/{name}" if name is not None else f"gs://{self.bucket_name}/{self.prefix}"
+
+    def _bucket_exists(self) -> bool | None:
+        """True / False, or None when we may not ask (no storage.buckets.get permission)."""
+        try:
+            exists = self.bucket.exists(timeout=self.timeout, retry=self.retry)
+        except Exception:
+            return None
+        if exists:
+            self._bucket_seen = True
+        return exists
+
+    def _error(self, exc: BaseException, op: str, key: str | None = None) -> OSError:
+        """The builtin exception for an SDK error, with a message free of URLs' secrets."""
+        where = self._where(self._name_prefix + key if key is not None else None)
+        if isinstance(exc, OSError) and not isinstance(exc, (requests.RequestException,)):
+            return exc  # already one of ours, or a local file error
+        if isinstance(exc, gexc.NotFound):
+            if not self._bucket_seen and self._bucket_exists() is False:
+                return BucketNotFoundError(errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist",
+                                           self._where())
+            return FileNotFoundError(errno.ENOENT, "no such object", key if key is not None else where)
+        if isinstance(exc, (gexc.Unauthorized, gexc.Forbidden)):
+            return PermissionError(errno.EACCES, f"{op} {where}: permission denied "
+                                                 f"(HTTP {exc.code}): {_scrub(exc.message)}", where)
+        if isinstance(exc, (auth_exc.RefreshError, auth_exc.DefaultCredentialsError)):
+            return PermissionError(errno.EACCES, f"{op} {where}: the Google Cloud credentials do not work "
+                                                 f"({type(exc).__name__})", where)
+        if isinstance(exc, DataCorruption):
+            return OSError(errno.EIO, f"{op} {where}: checksum mismatch, the bytes were damaged in transit",
+                           where)
+        if isinstance(exc, gexc.RetryError):
+            cause = exc.cause
+            detail = _scrub(getattr(cause, "message", None) or cause) if cause is not None else ""
+            return TimeoutError(errno.ETIMEDOUT, f"{op} {where}: gave up after retrying for the retry "
+                                                 f"deadline: {detail}", where)
+        if isinstance(exc, requests.Timeout):
+            return TimeoutError(errno.ETIMEDOUT, f"{op} {where}: timed out talking to Google Cloud Storage",
+                                where)
+        if isinstance(exc, (requests.ConnectionError, auth_exc.TransportError)):
+            return ConnectionError(errno.ECONNREFUSED, f"{op} {where}: cannot reach Google Cloud Storage "
+                                                       f"({type(exc).__name__})", where)
+        if isinstance(exc, gexc.GoogleAPICallError):
+            return OSError(errno.EIO, f"{op} {where}: HTTP {exc.code}: {_scrub(exc.message)}", where)
+        if isinstance(exc, InvalidResponse):
+            status = getattr(getattr(exc, "response", None), "status_code", "?")
+            return OSError(errno.EIO, f"{op} {where}: unexpected HTTP {status} response", where)
+        if isinstance(exc, requests.RequestException):
+            return OSError(errno.EIO, f"{op} {where}: {type(exc).__name__}", where)
+        return OSError(errno.EIO, f"{op} {where}: {type(exc).__name__}: {_scrub(str(exc))}", where)
+
+    def _ok(self) -> None:
+        self._bucket_seen = True
+
+    # -- primitives ----------------------------------------------------------------------
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+        name = self._name(key)
+        blob = self.bucket.blob(name, chunk_size=self.chunk_size)
+        token = uuid.uuid4().hex
+        if not overwrite:
+            blob.metadata = {TOKEN_KEY: token}
+        with open(local_path, "rb") as fh:  # a missing local file raises FileNotFoundError here
+            size = os.fstat(fh.fileno()).st_size
+            resumable = size > RESUMABLE_THRESHOLD
+            if not overwrite and resumable and self._exists_name(name, key):
+                # not needed on GCS (it checks ifGenerationMatch), but cheap next to a large
+                # upload, and some emulators ignore preconditions on resumable uploads
+                raise FileExistsError(errno.EEXIST, "object exists", key)
+            try:
+                blob.upload_from_file(
+                    fh, size=size, content_type="application/octet-stream",
+                    if_generation_match=None if overwrite else 0,
+                    checksum="crc32c", retry=self.retry, timeout=self.timeout)
+            except gexc.PreconditionFailed:
+                if self._is_own_put(name, token):
+                    self._ok()
+                    return
+                raise FileExistsError(errno.EEXIST, "object exists", key) from None
+            except Exception as exc:
+                raise self._error(exc, "upload to", key) from None
+        self._ok()
+        if not overwrite and resumable and not self._is_own_put(name, token):
+            # another create-only writer finished after us on a server that did not check
+            # the precondition when the upload completed: theirs is the object now
+            raise FileExistsError(errno.EEXIST, "object exists", key)
+
+    def _is_own_put(self, name: str, token: str) -> bool:
+        """Is the object the one this very put wrote (after a 412 on an SDK retry, or after a
+        large create-only upload)?"""
+        blob = self.bucket.blob(name)
+        try:
+            blob.reload(timeout=self.timeout, retry=self.retry)
+        except gexc.NotFound:
+            return False
+        except Exception as exc:
+            raise self._error(exc, "stat", name[len(self._name_prefix):]) from None
+        return (blob.metadata or {}).get(TOKEN_KEY) == token
+
+    def _exists_name(self, name: str, key: str) -> bool:
+        try:
+            self.bucket.blob(name).reload(timeout=self.timeout, retry=self.retry)
+        except gexc.NotFound as exc:
+            err = self._error(exc, "stat", key)
+            if isinstance(err, FileNotFoundError):
+                return False
+            raise err from None
+        except Exception as exc:
+            raise self._error(exc, "stat", key) from None
+        return True
+
+    def _reload(self, name: str, key: str) -> storage.Blob:
+        blob = self.bucket.blob(name)
+        try:
+            blob.reload(timeout=self.timeout, retry=self.retry)
+        except Exception as exc:
+            raise self._error(exc, "stat", key) from None
+        self._ok()
+        return blob
+
+    def stat(self, key: str) -> ObjectInfo:
+        blob = self._reload(self._name(key), key)
+        return ObjectInfo(key, int(blob.size or 0), blob.updated.timestamp() if blob.updated else None)
+
+    def get_file(self, key: str, local_path: str) -> None:
+        name = self._name(key)
+        blob = self._reload(name, key)  # size and generation: every byte comes from one version
+        size = int(blob.size or 0)
+        pinned = self.bucket.blob(name, generation=blob.generation)
+        try:
+            if size > 2 * self.slice_size and self.max_workers > 1:
+                self._sliced_download(pinned, size, blob.crc32c, local_path, key)
+            else:
+                with open(local_path, "wb") as fh:
+                    pinned.download_to_file(fh, raw_download=True, checksum="crc32c", retry=self.retry,
+                                            timeout=self.timeout, single_shot_download=True)
+        except Exception as exc:
+            _remove_quietly(local_path)
+            raise self._error(exc, "download of", key) from None
+        self._ok()
+
+    def _sliced_download(self, blob: storage.Blob, size: int, crc32c: str | None,
+                         local_path: str, key: str) -> None:
+        """Ranged GETs in parallel into one file, then the whole file's CRC32C checked."""
+        fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            os.ftruncate(fd, size)
+            stop = threading.Event()
+
+            def fetch(start: int) -> None:
+                if stop.is_set():
+                    return
+                end = min(start + self.slice_size, size) - 1
+                blob.download_to_file(_OffsetWriter(fd, start), start=start, end=end, raw_download=True,
+                                      checksum=None, retry=self.retry, timeout=self.timeout,
+                                      single_shot_download=True)
+
+            futures = [self.pool.submit(fetch, start) for start in range(0, size, self.slice_size)]
+            done, _pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                raise failed.exception()
+        finally:
+            os.close(fd)
+        if crc32c:
+            actual = _file_crc32c(local_path)
+            if actual != crc32c:
+                raise OSError(errno.EIO, f"download of {self._where(blob.name)}: CRC32C mismatch "
+                                         f"(got {actual}, the object has {crc32c})", key)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        name = self._name(key)
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid range offset={offset} length={length}")
+        if length == 0:
+            self.stat(key)  # still: a missing object is an error
+            return b""
+        blob = self.bucket.blob(name)
+        try:
+            data = blob.download_as_bytes(start=offset, end=offset + length - 1, raw_download=True,
+                                          checksum=None, retry=self.retry, timeout=self.timeout,
+                                          single_shot_download=True)
+        except gexc.RequestRangeNotSatisfiable:
+            self._ok()
+            return b""  # offset at or past the end
+        except Exception as exc:
+            raise self._error(exc, "ranged read of", key) from None
+        self._ok()
+        return data
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self._name_prefix
+        cut = len(base)
+        try:
+            blobs = self.client.list_blobs(
+                self.bucket_name, prefix=base + prefix, fields="items(name,size,updated),nextPageToken",
+                retry=self.retry, timeout=self.timeout)
+            for blob in blobs:
+                name = blob.name
+                if name.endswith("/"):  # a "folder" placeholder made by the console
+                    continue
+                self._bucket_seen = True
+                yield ObjectInfo(name[cut:], int(blob.size or 0), blob.updated.timestamp() if blob.updated else None)
+        except gexc.NotFound:  # listing a missing prefix is empty; only a missing bucket is a 404
+            raise BucketNotFoundError(errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist",
+                                      self._where()) from None
+        except Exception as exc:
+            raise self._error(exc, "listing of", prefix) from None
+        self._ok()
+
+    def delete(self, key: str) -> None:
+        blob = self.bucket.blob(self._name(key))
+        try:
+            blob.delete(timeout=self.timeout, retry=self.retry)
+        except Exception as exc:
+            raise self._error(exc, "delete of", key) from None
+        self._ok()
+
+
+def _file_crc32c(path: str) -> str:
+    """Base64 of the big-endian CRC32C of a file, as GCS reports it."""
+    crc = google_crc32c.Checksum()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(8 * MiB)
+            if not block:
+                break
+            crc.update(block)
+    return base64.b64encode(crc.digest()).decode("ascii")
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
