@@ -318,29 +318,31 @@ def test_missing_folder_and_bad_ids(tmp_path):
         Dataset.get("0" * 32)
 
 
-def _get_copy(dataset_id, env_vars, queue):
-    os.environ.update(env_vars)
-    from clearml_data import Dataset as D
-    path = D.get(dataset_id).get_local_copy(show_progress=False)
-    queue.put((path, read_tree(path)))
+GET_COPY = """
+import json, sys
+from clearml_data import Dataset
+from clearml_data.testing import read_tree
+path = Dataset.get(sys.argv[1]).get_local_copy(show_progress=False)
+print(json.dumps([path, {k: v.hex() for k, v in read_tree(path).items()}]))
+"""
 
 
 def test_concurrent_get_never_sees_a_half_built_copy(tmp_path, env, monkeypatch):
-    import multiprocessing
+    import json
+    import subprocess
+    import sys
 
     src = write_tree(tmp_path / "s", {f"d{i % 7}/f{i:04}": os.urandom(3000) for i in range(600)})
     ds = make_final("ds", src)
     monkeypatch.setenv("CLEARML_DATA_CACHE_DIR", str(tmp_path / "fresh-cache"))
-    env_vars = {k: v for k, v in os.environ.items() if k.startswith("CLEARML_DATA_")}
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_get_copy, args=(ds.id, env_vars, queue)) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", GET_COPY, ds.id], stdout=subprocess.PIPE)
+             for _ in range(4)]
+    results = []
     for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        path, tree = json.loads(out)
+        results.append((path, {k: bytes.fromhex(v) for k, v in tree.items()}))
     expected = read_tree(src)
     assert len({path for path, _ in results}) == 1
     assert all(tree == expected for _, tree in results)

@@ -1,7 +1,8 @@
 """The catalog: migrations, journal modes, locking, concurrent writers."""
 
-import multiprocessing
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -107,24 +108,24 @@ def test_failed_write_rolls_back(tmp_path):
     assert cat.missing_objects("s", ["h"]) == {"h"}
 
 
-def _create_many(catalog, storage, cache, n):
-    settings = Settings.load(catalog=catalog, storage=storage, cache_dir=cache)
-    svc = Service(settings)
-    for _ in range(n):
-        svc.create(name="shared", project="p")
-    svc.close()
+CREATE_MANY = """
+import sys
+from clearml_data.config import Settings
+from clearml_data.service import Service
+catalog, storage, cache, n = sys.argv[1:]
+svc = Service(Settings.load(catalog=catalog, storage=storage, cache_dir=cache))
+for _ in range(int(n)):
+    svc.create(name="shared", project="p")
+svc.close()
+"""
 
 
 def test_concurrent_creators_lose_nothing(tmp_path):
-    args = (str(tmp_path / "c.db"), str(tmp_path / "s"), str(tmp_path / "cache"), 15)
+    args = [str(tmp_path / "c.db"), str(tmp_path / "s"), str(tmp_path / "cache"), "15"]
     Catalog(args[0]).close()
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_create_many, args=args) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", CREATE_MANY, *args]) for _ in range(4)]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        assert p.wait(120) == 0
     cat = Catalog(args[0])
     versions = cat.versions_of("p", "shared")
     assert len(versions) == 60 == len(set(versions))

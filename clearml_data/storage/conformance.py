@@ -74,12 +74,17 @@ class DriverConformance:
         assert driver.read_range("packs/r.pack", 1000, 2345) == data[1000:3345]
         assert driver.read_range("packs/r.pack", len(data) - 5, 5) == data[-5:]
         assert driver.read_range("packs/r.pack", len(data) - 5, 100) == data[-5:]  # short at the end
+        assert driver.read_range("packs/r.pack", len(data), 10) == b""  # at the end (HTTP 416 on some stores)
+        assert driver.read_range("packs/r.pack", len(data) + 100, 10) == b""  # past the end
+        driver.put_bytes(b"", "packs/empty.pack")
+        assert driver.read_range("packs/empty.pack", 0, 10) == b""  # Azure answers 416 here
 
     def test_missing_keys_raise_file_not_found(self, driver: StorageDriver, tmp_path):
         with pytest.raises(FileNotFoundError):
             driver.stat("nope/missing")
         with pytest.raises(FileNotFoundError):
             driver.get_file("nope/missing", str(tmp_path / "x"))
+        assert not (tmp_path / "x").exists()  # no empty file left behind
         with pytest.raises(FileNotFoundError):
             driver.read_range("nope/missing", 0, 1)
         with pytest.raises(FileNotFoundError):

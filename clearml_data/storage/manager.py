@@ -133,11 +133,7 @@ class PluginManager:
                              hint=hint)
         info = record.info
         for module in info.requires:
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except ModuleNotFoundError:  # a parent package is missing
-                found = False
-            if not found:
+            if not _importable(module):
                 raise MissingDependencyError(scheme, module, info.install_hint or f"pip install {module}")
         module_name, _, attr = info.factory.partition(":")
         try:
@@ -171,3 +167,15 @@ class PluginManager:
                 except Exception:  # closing is best effort
                     log.debug("closing %r failed", inst, exc_info=True)
             self._instances.clear()
+
+
+def _importable(module: str) -> bool:
+    """Can ``module`` be imported? Checks every level: "google" alone is a shared namespace."""
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        try:
+            if importlib.util.find_spec(".".join(parts[:i])) is None:
+                return False
+        except (ImportError, ValueError):  # a parent is missing, or blocked in sys.modules
+            return False
+    return True

@@ -1,0 +1,537 @@
+"""The ``azure://`` storage driver: Azure Blob Storage (and Azurite) through azure-storage-blob.
+
+Writes
+    Up to ``single_put_size`` (8 MiB) a file goes up in one Put Blob; larger files are
+    staged as blocks of ``block_size`` (8 MiB) in parallel and made visible by one Put Block
+    List. Block ids are random per upload, so concurrent writers of one key never mix their
+    blocks. Until the block list is committed nothing is visible; an upload that fails is
+    never committed, and Azure discards uncommitted blocks by itself (there is no "abort").
+    A create-only put (``overwrite=False``) sends ``If-None-Match: *`` with the Put Blob or
+    the Put Block List, so of many racing writers exactly one wins.
+
+Integrity
+    With ``validate_content`` (the default) every request body carries a Content-MD5 that
+    the service checks, every download chunk is checked against the MD5 the service sends
+    for it, and block-uploaded blobs get the whole-object Content-MD5 (Put Blob stores it
+    by itself), as AzCopy expects.
+
+Errors
+    ``FileNotFoundError`` for a missing blob or container, ``FileExistsError`` for a lost
+    create-only put, ``PermissionError`` for authentication and authorisation failures,
+    ``ConnectionError``/``TimeoutError``/``OSError`` otherwise. Messages go through
+    :func:`clearml_data.storage.redact_url` and never carry keys or SAS tokens.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import errno
+import hashlib
+import logging
+import math
+import os
+import random
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
+                                   ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
+                                   ServiceRequestError, ServiceRequestTimeoutError,
+                                   ServiceResponseError, ServiceResponseTimeoutError)
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
+
+from clearml_data.paths import check_relpath
+from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
+                                  StorageDriver, redact_url)
+
+from .urls import AzureLocation, connection_info, endpoint_account, parse_url
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+#: Azure's limit of committed blocks per blob
+MAX_BLOCKS = 50_000
+#: the service only returns a transactional MD5 for ranges up to 4 MiB
+MD5_RANGE_LIMIT = 4 * MiB
+
+ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+ENV_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
+ENV_KEY = "AZURE_STORAGE_KEY"
+ENV_SAS = "AZURE_STORAGE_SAS_TOKEN"
+ENV_ACCOUNT_URL = "CLEARML_DATA_AZURE_ACCOUNT_URL"
+ENV_PREFIX = "CLEARML_DATA_AZURE_"
+
+#: option name -> (type, default); each can also come from CLEARML_DATA_AZURE_<NAME>
+TUNABLES: dict[str, tuple[type, object]] = {
+    "single_put_size_mb": (float, 8),     # files up to this size: one Put Blob
+    "block_size_mb": (float, 8),          # staged block size above it
+    "max_concurrency": (int, 8),          # parallel blocks / download chunks per object
+    "validate_content": (bool, True),     # per-request Content-MD5 checked by service and SDK
+    "retries": (int, 5),                  # SDK ExponentialRetry retry_total
+    "retry_backoff": (float, 1.0),        # first back-off in seconds
+    "connection_timeout": (float, 20),
+    "read_timeout": (float, 120),
+    "use_identity": (bool, True),         # azure-identity DefaultAzureCredential when installed
+    "api_version": (str, ""),             # e.g. 2025-11-05 for an older Azurite
+}
+#: options that carry credentials (never kept in ``driver.options``)
+SECRET_OPTIONS = ("connection_string", "account_key", "sas_token", "credential")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+# anything that looks like a signed query parameter or key=value secret, anywhere in a text
+_SECRET_PARAM = re.compile(r"(?i)\b(sig|signature|se|st|sv|sp|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|"
+                           r"token|key|accountkey|sharedaccesssignature|password|secret)=[^&;\s'\"]*")
+
+
+def _coerce(name: str, kind: type, value):
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        if kind is bool:
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a boolean")
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a number") from None
+    return kind(value) if value is not None else value
+
+
+class AzureBlobDriver(StorageDriver):
+    """``azure://<account>.blob.core.windows.net/<container>/<prefix>`` on Azure Blob Storage."""
+
+    schemes = ("azure",)
+    capabilities = frozenset({RANGED_READS, MULTIPART, CONDITIONAL_PUT})
+    #: transfers in flight that saturate a normal link (each large one also stages blocks in parallel)
+    default_max_workers = 16
+
+    def __init__(self, url: str, **options):
+        self.location: AzureLocation = parse_url(url)
+        unknown = sorted(set(options) - set(TUNABLES) - set(SECRET_OPTIONS) - {"account_url"})
+        if unknown:
+            raise ValueError(f"unknown azure:// driver option(s): {', '.join(unknown)}")
+        # secrets given as options stay out of the public ``options``
+        secret = {k: options.pop(k) for k in SECRET_OPTIONS if k in options}
+        super().__init__(self.location.url, **options)
+        self.account = self.location.account
+        self.container = self.location.container
+        self.prefix = self.location.prefix
+        settings = {}
+        for name, (kind, default) in TUNABLES.items():
+            value = options.get(name, os.environ.get(ENV_PREFIX + name.upper(), default))
+            settings[name] = _coerce(name, kind, value)
+        self.single_put_size = max(1, int(settings["single_put_size_mb"] * MiB))
+        self.block_size = max(64 * 1024, int(settings["block_size_mb"] * MiB))
+        self.max_concurrency = max(1, settings["max_concurrency"])
+        self.validate_content = settings["validate_content"]
+        self.retries = max(0, settings["retries"])
+        self.retry_backoff = max(0.0, settings["retry_backoff"])
+        self.connection_timeout = settings["connection_timeout"]
+        self.read_timeout = settings["read_timeout"]
+        self.use_identity = settings["use_identity"]
+        self.api_version = settings["api_version"] or None
+        self._options = {**options, **secret}
+        self._secrets: list[str] = []
+        self._lock = threading.Lock()
+        self._service = None
+        self._container_client = None
+        self._credential_to_close = None
+        self._closed = False
+        #: number of blocks staged by this driver (for tests and diagnostics)
+        self.blocks_staged = 0
+        self.endpoint, self._credential, self.credential_source = self._resolve_credentials()
+
+    # -- connection ---------------------------------------------------------------------------
+    def _resolve_credentials(self):
+        """(endpoint, credential, a word saying where the credential came from)."""
+        opts = self._options
+        override = opts.get("account_url") or os.environ.get(ENV_ACCOUNT_URL, "")
+        override = override.strip().rstrip("/").replace("{account}", self.account) if override else ""
+        if override and ("?" in override or "@" in override):
+            raise ValueError(f"{ENV_ACCOUNT_URL} must be a plain URL without a SAS token or credentials")
+        if opts.get("credential") is not None:
+            return override or self.location.default_account_url, opts["credential"], "option"
+        if opts.get("account_key"):
+            key = opts["account_key"]
+            self._remember_secret(key)
+            return (override or self.location.default_account_url,
+                    {"account_name": self.account, "account_key": key}, "account key")
+        if opts.get("sas_token"):
+            sas = str(opts["sas_token"]).lstrip("?")
+            self._remember_secret(sas)
+            return override or self.location.default_account_url, sas, "SAS token"
+        conn = opts.get("connection_string") or os.environ.get(ENV_CONNECTION_STRING, "")
+        if conn.strip():
+            info = connection_info(conn)
+            named = info.account or endpoint_account(info.endpoint)
+            if named is None or named.lower() == self.account:
+                endpoint = override or info.endpoint
+                if info.account_key:
+                    self._remember_secret(info.account_key)
+                    return endpoint, {"account_name": self.account, "account_key": info.account_key}, \
+                        "connection string"
+                if info.sas_token:
+                    self._remember_secret(info.sas_token)
+                    return endpoint, info.sas_token, "connection string"
+                # a connection string with an endpoint but no secret: use it with what follows
+                override = endpoint
+            else:
+                log.debug("%s is for account %s, not %s: not used", ENV_CONNECTION_STRING, named, self.account)
+        endpoint = override or self.location.default_account_url
+        env_account = os.environ.get(ENV_ACCOUNT, "").strip().lower()
+        key = os.environ.get(ENV_KEY, "").strip()
+        if key and (not env_account or env_account == self.account):
+            self._remember_secret(key)
+            return endpoint, {"account_name": self.account, "account_key": key}, ENV_KEY
+        sas = os.environ.get(ENV_SAS, "").strip().lstrip("?")
+        if sas:
+            self._remember_secret(sas)
+            return endpoint, sas, ENV_SAS
+        if self.use_identity:
+            try:
+                from azure.identity import DefaultAzureCredential
+            except ImportError:
+                pass
+            else:
+                cred = DefaultAzureCredential()
+                self._credential_to_close = cred
+                return endpoint, cred, "DefaultAzureCredential"
+        return endpoint, None, "anonymous"
+
+    def _remember_secret(self, secret: str) -> None:
+        secret = str(secret)
+        if not secret:
+            return
+        self._secrets.append(secret)
+        for part in secret.split("&"):  # each SAS parameter value, e.g. the signature
+            value = part.partition("=")[2]
+            if len(value) >= 8:
+                self._secrets.append(value)
+        self._secrets.sort(key=len, reverse=True)
+
+    def _service_client(self):
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.EBADF, f"the driver for {redact_url(self.url)} is closed")
+            if self._service is None:
+                self._service = BlobServiceClient(
+                    account_url=self.endpoint, credential=self._credential,
+                    # room for every transfer the core runs at once, each with its own parallel chunks
+                    transport=_make_transport(self.default_max_workers * (self.max_concurrency + 1),
+                                              self.connection_timeout, self.read_timeout),
+                    retry_policy=_Backoff(self.retry_backoff, retry_total=self.retries),
+                    max_single_put_size=self.single_put_size, max_block_size=self.block_size,
+                    max_single_get_size=32 * MiB, max_chunk_get_size=MD5_RANGE_LIMIT,
+                    connection_timeout=self.connection_timeout, read_timeout=self.read_timeout,
+                    **({"api_version": self.api_version} if self.api_version else {}),
+                )
+                self._container_client = self._service.get_container_client(self.container)
+            return self._container_client
+
+    def _blob(self, key: str):
+        return self._service_client().get_blob_client(self._name(key))
+
+    def _name(self, key: str) -> str:
+        check_relpath(key)
+        name = self.prefix + key
+        if len(name) > 1024:
+            raise ValueError(f"the blob name for key {key!r} is longer than 1024 characters")
+        return name
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            service, self._service, self._container_client = self._service, None, None
+            cred, self._credential_to_close = self._credential_to_close, None
+        if service is not None:
+            service.close()
+        if cred is not None and hasattr(cred, "close"):
+            cred.close()
+
+    # -- errors -------------------------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        """``text`` without any secret this driver knows of, or anything shaped like one."""
+        text = str(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        text = _SECRET_PARAM.sub(lambda m: m.group(1) + "=***", text)
+        return redact_url(text)
+
+    def _error(self, exc: BaseException, key: str | None, action: str) -> OSError:
+        """The builtin OSError for an SDK exception, with a short message free of secrets."""
+        where = f"{self.container}/{self.prefix}{key}" if key is not None else f"{self.container}/{self.prefix}"
+        code = _code(exc)
+        status = getattr(exc, "status_code", None)
+        if status is None:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+        raw = str(getattr(exc, "message", None) or exc).strip()
+        first = self.scrub(raw.splitlines()[0] if raw else type(exc).__name__)
+        detail = f"{code or type(exc).__name__}" + (f", HTTP {status}" if status else "")
+        if code == "ContainerNotFound":
+            err: OSError = FileNotFoundError(
+                errno.ENOENT, f"container {self.container!r} does not exist in storage account "
+                              f"{self.account!r} ({detail})", key)
+        elif isinstance(exc, ResourceNotFoundError) or status == 404:
+            err = FileNotFoundError(errno.ENOENT, f"no such object ({detail})", key)
+        elif isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+            err = PermissionError(
+                errno.EACCES, f"{action} {where} was refused ({detail}): {first} "
+                              f"[credentials from: {self.credential_source}]", key)
+        elif isinstance(exc, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
+            err = TimeoutError(errno.ETIMEDOUT, f"{action} {where} timed out talking to "
+                                                f"{self.scrub(self.endpoint)}: {first}", key)
+        elif isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            err = ConnectionError(errno.ECONNREFUSED if isinstance(exc, ServiceRequestError) else errno.ECONNRESET,
+                                  f"{action} {where} failed: cannot talk to {self.scrub(self.endpoint)}: {first}",
+                                  key)
+        else:
+            err = OSError(errno.EIO, f"{action} {where} failed ({detail}): {first}", key)
+        err.azure_error_code = code or None
+        err.http_status = status
+        return err
+
+    # -- primitives ---------------------------------------------------------------------------
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+        blob = self._blob(key)
+        size = self._source_size(local_path)  # a missing source is FileNotFoundError: nothing is sent
+        try:
+            if size <= self.single_put_size:
+                self._put_single(blob, local_path, size, overwrite)
+            else:
+                self._put_blocks(blob, local_path, size, overwrite, key)
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            if not overwrite:
+                raise FileExistsError(errno.EEXIST, "object exists", key) from None
+            raise self._error(exc, key, "writing") from None
+        except AzureError as exc:
+            raise self._error(exc, key, "writing") from None
+
+    @staticmethod
+    def _source_size(local_path: str) -> int:
+        return os.stat(local_path).st_size
+
+    def _put_single(self, blob, local_path: str, size: int, overwrite: bool) -> None:
+        with open(local_path, "rb") as fh:
+            data = fh.read(size + 1)
+        if len(data) != size:
+            raise OSError(errno.EIO, f"{local_path} changed size while it was being uploaded")
+        blob.upload_blob(data, length=size, overwrite=overwrite, validate_content=self.validate_content,
+                         max_concurrency=1,
+                         content_settings=ContentSettings(content_type="application/octet-stream"))
+
+    def _put_blocks(self, blob, local_path: str, size: int, overwrite: bool, key: str) -> None:
+        """Stage the file as blocks, then commit them in one Put Block List.
+
+        Committing a blob discards every uncommitted block of it, so a concurrent writer of
+        the same key that commits while we stage makes our commit fail with InvalidBlockList.
+        Create-only: the key exists now, so we lost. Overwrite: if the blob changed while we
+        were uploading, our write is ordered just before that writer's and is done (as with a
+        last-writer-wins PUT); otherwise the upload is tried again.
+        """
+        for attempt in range(3):
+            before = self._etag(blob)
+            if before is not None and not overwrite:
+                raise ResourceExistsError("the blob exists")  # early out; the commit's condition decides
+            try:
+                self._stage_and_commit(blob, local_path, size, overwrite)
+                return
+            except HttpResponseError as exc:
+                if _code(exc) != "InvalidBlockList":
+                    raise
+                after = self._etag(blob)
+                if after is not None and not overwrite:
+                    raise ResourceExistsError("the blob exists") from None
+                if after is not None and after != before:
+                    log.debug("%s was committed by a concurrent writer during our upload", key)
+                    return
+                if attempt == 2:
+                    raise
+                log.debug("the block list of %s was refused; uploading it again", key)
+
+    def _stage_and_commit(self, blob, local_path: str, size: int, overwrite: bool) -> None:
+        block_size = max(self.block_size, math.ceil(size / MAX_BLOCKS))
+        count = math.ceil(size / block_size)
+        tag = uuid.uuid4().hex
+        ids = [f"{tag}-{i:08d}" for i in range(count)]  # same length for every block of a blob
+        whole = hashlib.md5(usedforsecurity=False) if self.validate_content else None
+        workers = min(self.max_concurrency, count)
+        pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azure-block")
+        pending: set[cf.Future] = set()
+        sent = 0
+        try:
+            with open(local_path, "rb") as fh:
+                for block_id in ids:
+                    chunk = fh.read(block_size)
+                    if not chunk:
+                        break
+                    sent += len(chunk)
+                    if whole is not None:
+                        whole.update(chunk)
+                    while len(pending) >= workers:  # bounded memory: one block per worker in flight
+                        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                        for fut in done:
+                            fut.result()  # the first failure stops the upload
+                    pending.add(pool.submit(self._stage, blob, block_id, chunk))
+                if sent != size or fh.read(1):
+                    raise OSError(errno.EIO, f"{local_path} changed size while it was being uploaded")
+            for fut in cf.as_completed(pending):
+                fut.result()
+            pending = set()
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+        settings = ContentSettings(content_type="application/octet-stream",
+                                   content_md5=bytearray(whole.digest()) if whole is not None else None)
+        kwargs = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
+        blob.commit_block_list(ids, content_settings=settings, **kwargs)
+
+    def _stage(self, blob, block_id: str, chunk: bytes) -> None:
+        blob.stage_block(block_id, chunk, length=len(chunk), validate_content=self.validate_content)
+        with self._lock:
+            self.blocks_staged += 1
+
+    @staticmethod
+    def _etag(blob) -> str | None:
+        """The blob's ETag, or None when it does not exist."""
+        try:
+            return blob.get_blob_properties().etag
+        except ResourceNotFoundError:
+            return None
+
+    def get_file(self, key: str, local_path: str) -> None:
+        blob = self._blob(key)
+        try:
+            stream = blob.download_blob(max_concurrency=self.max_concurrency,
+                                        validate_content=self.validate_content)
+        except AzureError as exc:
+            raise self._error(exc, key, "reading") from None
+        try:
+            with open(local_path, "wb") as fh:
+                stream.readinto(fh)
+        except AzureError as exc:
+            _unlink_quietly(local_path)
+            raise self._error(exc, key, "reading") from None
+        except BaseException:
+            _unlink_quietly(local_path)
+            raise
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must not be negative")
+        blob = self._blob(key)
+        if length == 0:
+            self.stat(key)
+            return b""
+        try:
+            return blob.download_blob(offset=offset, length=length, max_concurrency=self.max_concurrency,
+                                      validate_content=self.validate_content).readall()
+        except HttpResponseError as exc:
+            if exc.status_code == 416:  # at or past the end (or an empty blob)
+                self.stat(key)
+                return b""
+            raise self._error(exc, key, "reading") from None
+        except AzureError as exc:
+            raise self._error(exc, key, "reading") from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        blob = self._blob(key)
+        try:
+            props = blob.get_blob_properties()
+        except AzureError as exc:
+            raise self._error(exc, key, "reading") from None
+        mtime = props.last_modified.timestamp() if props.last_modified else None
+        return ObjectInfo(key, props.size, mtime)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        container = self._service_client()
+        start = self.prefix + (prefix or "")
+        cut = len(self.prefix)
+        try:
+            for item in container.list_blobs(name_starts_with=start or None, results_per_page=5000):
+                mtime = item.last_modified.timestamp() if item.last_modified else None
+                yield ObjectInfo(item.name[cut:], item.size, mtime)
+        except AzureError as exc:
+            raise self._error(exc, prefix, "listing") from None
+
+    def delete(self, key: str) -> None:
+        blob = self._blob(key)
+        try:
+            blob.delete_blob(delete_snapshots="include")
+        except AzureError as exc:
+            raise self._error(exc, key, "deleting") from None
+
+    # -- extras -------------------------------------------------------------------------------
+    def committed_blocks(self, key: str) -> int:
+        """How many committed blocks the blob has (0 for a blob written with one Put Blob)."""
+        try:
+            committed, _uncommitted = self._blob(key).get_block_list("committed")
+        except AzureError as exc:
+            raise self._error(exc, key, "reading") from None
+        return len(committed)
+
+    def content_md5(self, key: str) -> bytes | None:
+        """The whole-object Content-MD5 the service holds for the blob, if any."""
+        try:
+            props = self._blob(key).get_blob_properties()
+        except AzureError as exc:
+            raise self._error(exc, key, "reading") from None
+        md5 = props.content_settings.content_md5
+        return bytes(md5) if md5 else None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {redact_url(self.url)} via {self.scrub(self.endpoint)}>"
+
+
+class _Backoff(ExponentialRetry):
+    """The SDK's storage retry policy (5xx, 408, timeouts, connection errors, MD5 mismatches)
+    with a back-off of ``first * 2**n`` seconds, capped at 60 s, +-25 % jitter."""
+
+    def __init__(self, first: float, retry_total: int):
+        super().__init__(initial_backoff=first, increment_base=2, retry_total=retry_total,
+                         random_jitter_range=0)
+        self.first = first
+
+    def get_backoff_time(self, settings) -> float:
+        backoff = min(60.0, self.first * (2 ** settings["count"]))
+        return backoff * random.uniform(0.75, 1.25)
+
+
+def _make_transport(pool_size: int, connection_timeout: float, read_timeout: float):
+    """A requests transport whose connection pool fits the driver's parallelism."""
+    import requests
+    from urllib3.util.retry import Retry
+
+    try:  # azure-core's adapter reads responses in larger blocks
+        from azure.core.pipeline.transport._bigger_block_size_http_adapters import \
+            BiggerBlockSizeHTTPAdapter as Adapter
+    except ImportError:  # pragma: no cover - older or newer azure-core
+        from requests.adapters import HTTPAdapter as Adapter
+    session = requests.Session()
+    adapter = Adapter(pool_connections=4, pool_maxsize=pool_size,
+                      max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=True,
+                             connection_timeout=connection_timeout, read_timeout=read_timeout)
+
+
+def _code(exc: BaseException) -> str:
+    """The service's error code ("BlobNotFound", ...) of an SDK exception, or ""."""
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
