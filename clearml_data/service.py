@@ -105,7 +105,8 @@ def normalize_storage(url: str) -> str:
 
         absolute = folder_path(url)
         return "file://" + absolute if url.lower().startswith("file://") else absolute
-    return url.rstrip("/")
+    head, sep, rest = url.partition("://")
+    return head + sep + rest.rstrip("/") if rest.strip("/") else url
 
 
 class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
@@ -233,7 +234,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             version = str(version).strip()
             _check_label("version", version)
         storage_url = normalize_storage(storage or self.settings.storage)
-        self.plugins.driver_class(url_scheme(storage_url))  # unknown scheme: fail now, not at upload
+        self.plugins.driver(storage_url)  # unknown scheme or malformed URL: fail now, not at upload
         tag_list = _clean_tags(tags)
         stamp = now()
         row = DatasetRow(id=uuid.uuid4().hex, project=project, name=name, version=version or "",

@@ -282,3 +282,18 @@ def test_get_verbose_counts_files_and_bytes(cli, tmp_path):
     res = cli("get", "--id", ds_id, "--verbose", "--json")
     assert res.code == 0 and "2 files, 5 bytes" in res.err
     assert (res.json["data"]["files"], res.json["data"]["bytes"]) == (2, 5)
+
+
+def test_storage_urls_are_checked_when_the_version_is_created(cli, tmp_path):
+    res = cli("create", "--project", "p", "--name", "n", "--storage", "nosuch://bucket/x")
+    assert res.code == 1 and "no storage driver for nosuch://" in res.err
+    assert cli("search", "--not-only-completed", "--json").json["data"] == []
+
+
+def test_debug_logging_stays_out_of_third_party_loggers(cli, tmp_path):
+    import logging
+
+    cli("--debug", "doctor")
+    assert logging.getLogger("clearml_data").level == logging.DEBUG
+    assert logging.getLogger("botocore").getEffectiveLevel() >= logging.WARNING
+    logging.getLogger("clearml_data").setLevel(logging.NOTSET)

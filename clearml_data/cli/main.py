@@ -553,8 +553,10 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
         parser.print_help(stderr)
         return 2
     ctx = Context(args, stdout, stderr)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s: %(message)s", stream=stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=stderr)
+    if args.debug:  # our own loggers only: SDK debug logs print request headers (key ids, signatures)
+        for name in ("clearml_data", "clearml_data_s3", "clearml_data_gcs", "clearml_data_azure"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
     if not ctx.quiet and not ctx.json:
         print(DESCRIPTION, file=stderr)
     try:

@@ -1,0 +1,17 @@
+"""The core's driver conformance suite, run against the s3 driver on a real (moto) server."""
+
+from __future__ import annotations
+
+import pytest
+
+from clearml_data.storage.conformance import DriverConformance
+
+
+class Tests3Conformance(DriverConformance):
+    #: above the driver's 16 MiB multipart threshold: 3 parts of 8 MiB
+    LARGE_SIZE = 24 * 1024 * 1024
+    LIST_COUNT = 1100
+
+    @pytest.fixture
+    def driver(self, make_driver, bucket):
+        return make_driver(f"s3://{bucket}/conformance/prefix/")
