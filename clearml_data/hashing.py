@@ -68,6 +68,31 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int | Non
                 fut.cancel()
 
 
+def hash_files(stats: dict[str, os.stat_result], memory=None, max_workers: int | None = None,
+                on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, str, int]]:
+    """Like :func:`hash_many` for already-stat'ed files, reading only those ``memory``
+    (a :class:`~clearml_data.statcache.StatCache`) does not know unchanged."""
+    import time
+
+    known = memory.lookup(stats) if memory is not None else {}
+    if on_done:
+        for p in known:
+            on_done(stats[p].st_size)
+    todo = [p for p in stats if p not in known]
+    started = time.time_ns()
+    fresh: dict[str, tuple[str, int]] = {}
+    for p, result in ordered_map(sha256_file, todo, max_workers):
+        fresh[p] = result
+        if on_done:
+            on_done(result[1])
+    if memory is not None and fresh:
+        memory.store(((p, stats[p], fresh[p][0]) for p in fresh if fresh[p][1] == stats[p].st_size),
+                     hashed_at_ns=started)
+    for p, st in stats.items():
+        digest, size = fresh[p] if p in fresh else (known[p], st.st_size)
+        yield p, digest, size
+
+
 def hash_many(paths: Iterable[str], max_workers: int | None = None,
               on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, str, int]]:
     """Yield (path, digest, size) for each path, in input order, hashing in parallel.

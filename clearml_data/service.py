@@ -31,7 +31,8 @@ from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, Datas
 from .external import ExternalFilesMixin
 from .history import HistoryMixin
 from .verify import VerifyMixin
-from .hashing import hash_many, ordered_map
+from .hashing import hash_files, ordered_map
+from .statcache import StatCache
 from .paths import check_relpath, join_relpath, local_relpath, matches, normalize_relpath, under
 from .progress import ProgressFactory, null_progress
 from .storage import PluginManager, StorageDriver, redact_url, url_scheme
@@ -117,6 +118,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         self._catalog: Catalog | None = None
         self._plugins = plugins
         self.cache = Cache(self.settings.cache_dir)
+        #: per-machine (inode, size, times) -> hash memory, so unchanged files are not re-read
+        self.hash_memory = StatCache(self.settings.cache_dir / "hashes.db")
         self._views: OrderedDict[str, View] = OrderedDict()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -136,6 +139,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         return self.plugins.driver(storage)
 
     def close(self) -> None:
+        self.hash_memory.close()
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
@@ -390,21 +394,20 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         rows = {c.path: c for c in self.catalog.changes(row.id)}
         current = _apply(parent, rows, row.id)
         _check_tree_conflicts(current, list(seen))
-        total = 0
-        sizes = {}
+        stats: dict[str, os.stat_result] = {}
         for src in seen.values():
             try:
-                sizes[src] = os.stat(src).st_size
+                stats[src] = os.stat(src)
             except OSError as exc:
                 raise UsageError(f"cannot read {src}: {exc.strerror}") from None
-            total += sizes[src]
-        bar = progress(total, "B", "Hashing", files=len(seen))
+        bar = progress(sum(st.st_size for st in stats.values()), "B", "Hashing", files=len(stats))
         entries: list[ChangeRow] = []
         try:
-            hashed = hash_many(list(seen.values()), max_workers,
-                               on_done=lambda n: bar.update(n, files=1))
-            for rel, (src, digest, size) in zip(list(seen), hashed, strict=True):
-                entries.append(ChangeRow(rel, "added", digest, size, src))
+            digests = {src: (digest, size) for src, digest, size in
+                       hash_files(stats, self.hash_memory, max_workers,
+                                  on_done=lambda n: bar.update(n, files=1))}
+            for rel, src in seen.items():
+                entries.append(ChangeRow(rel, "added", *digests[src], src))
         except OSError as exc:
             raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
         finally:

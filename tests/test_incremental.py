@@ -1,0 +1,68 @@
+"""A new version after a small change reads only the changed and added files."""
+
+import os
+import time
+
+from clearml_data import Dataset
+from clearml_data import hashing
+from clearml_data.testing import read_tree, write_tree
+
+
+def _age(folder, seconds=5):
+    """Make every file look older than the hash memory's racy window."""
+    past = time.time() - seconds
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            os.utime(os.path.join(dirpath, name), (past, past))
+
+
+def test_new_version_after_a_small_change_hashes_only_what_changed(tmp_path, monkeypatch):
+    src = write_tree(tmp_path / "src", {f"d{i % 10}/f{i:03}.bin": os.urandom(512) for i in range(200)})
+    _age(src)
+    read: list[str] = []
+    real = hashing.sha256_file
+
+    def counting(path):
+        read.append(os.path.relpath(path, src))
+        return real(path)
+
+    monkeypatch.setattr(hashing, "sha256_file", counting)
+    v1 = Dataset.create(dataset_name="ds", dataset_project="p")
+    v1.sync_folder(src)
+    v1.finalize(auto_upload=True)
+    assert len(read) == 200
+    read.clear()
+    changed = ["d0/f000.bin", "d1/f001.bin"]
+    for rel in changed:
+        (src / rel).write_bytes(os.urandom(600))
+    (src / "d2/f002.bin").unlink()
+    (src / "d3/f003.bin").unlink()
+    write_tree(src, {"new/a.bin": "a", "new/b.bin": "b"})
+    v2 = Dataset.create(dataset_name="ds", dataset_project="p", parent_datasets=[v1])
+    assert v2.sync_folder(src) == (2, 2, 2)
+    assert sorted(read) == sorted(changed + ["new/a.bin", "new/b.bin"])
+    v2.finalize(auto_upload=True)
+    assert read_tree(v2.get_local_copy()) == read_tree(src)
+
+
+def test_a_file_rewritten_in_place_with_the_same_size_is_hashed_again(tmp_path):
+    src = write_tree(tmp_path / "src", {"a.txt": "first"})
+    _age(src)
+    v1 = Dataset.create(dataset_name="ds", dataset_project="p")
+    v1.add_files(src)
+    v1.finalize(auto_upload=True)
+    (src / "a.txt").write_text("other")  # same size; new mtime and ctime
+    v2 = Dataset.create(dataset_name="ds", dataset_project="p", parent_datasets=[v1])
+    v2.add_files(src)
+    assert v2.list_modified_files() == ["a.txt"]
+
+
+def test_recently_modified_files_are_not_remembered(tmp_path, monkeypatch):
+    src = write_tree(tmp_path / "src", {"a.txt": "fresh"})  # mtime: now
+    read: list[str] = []
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: read.append(p) or real(p))
+    for _ in range(2):
+        ds = Dataset.create(dataset_name="ds", dataset_project="p")
+        ds.add_files(src)
+    assert len(read) == 2  # within the racy window: read both times
