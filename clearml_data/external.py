@@ -97,7 +97,11 @@ class ExternalFilesMixin:
         entries: list[ChangeRow] = []
         objects: list[ObjectRow] = []
         try:
-            for remote, digest in ordered_map(self._hash_remote, list(found.values()), max_workers or 8):
+            from .service import transfer_workers
+
+            workers = max_workers or max([transfer_workers(self.driver(s))
+                                          for s in {r.storage for r in found.values()}] or [8])
+            for remote, digest in ordered_map(self._hash_remote, list(found.values()), workers):
                 bar.update(remote.size, files=1)
                 url = f"{remote.storage.rstrip('/')}/{remote.key}"
                 entries.append(ChangeRow(remote.rel, "added", digest, remote.size, None, url))

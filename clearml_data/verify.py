@@ -87,7 +87,10 @@ class VerifyMixin:
             return bad
 
         try:
-            for (_key, members), bad in ordered_map(check, list(by_key.items()), max_workers or 8, window=64):
+            from .service import transfer_workers
+
+            workers = max_workers or transfer_workers(self.driver(row.storage))
+            for (_key, members), bad in ordered_map(check, list(by_key.items()), workers, window=64):
                 bar.update(sum(n for _h, _o, n in members), files=len(members))
                 for h, kind, detail in bad:
                     report.problems += [Problem(p, kind, detail) for p in paths_of[h]]

@@ -150,3 +150,42 @@ def test_entry_point_plugin_loads_and_can_be_disabled(tmp_path, monkeypatch):
     assert "memx" not in pm.drivers
     assert next(r for r in pm.records if r.name == "memx").status == "disabled"
     sys.modules.pop("memx_plugin", None)
+
+
+def test_a_plugin_that_pluggy_rejects_is_reported_broken_not_fatal(tmp_path, monkeypatch):
+    import importlib.metadata
+    import sys
+
+    pkg = tmp_path / "site"
+    (pkg / "badhook_plugin").mkdir(parents=True)
+    (pkg / "badhook_plugin" / "__init__.py").write_text(
+        "from clearml_data import hookimpl\n"
+        "@hookimpl\n"
+        "def clearml_data_storage_drivers(argument_the_hook_does_not_have):\n"
+        "    return []\n")
+    dist = pkg / "badhook_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badhook-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[clearml_data]\nbadhook = badhook_plugin\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    importlib.invalidate_caches()
+    pm = PluginManager()
+    record = next(r for r in pm.records if r.name == "badhook")
+    assert record.status == "broken" and "argument_the_hook_does_not_have" in record.error
+    assert "file" in pm.drivers  # everything else still works
+    sys.modules.pop("badhook_plugin", None)
+
+
+def test_a_factory_without_a_class_is_a_plugin_error():
+    from clearml_data.errors import PluginError
+
+    pm = PluginManager(load_entry_points=False)
+
+    class Plugin:
+        @hookimpl
+        def clearml_data_storage_drivers(self):
+            return [DriverInfo("modonly", "json")]
+
+    pm.register(Plugin(), "modonly")
+    with pytest.raises(PluginError, match="must name a class"):
+        pm.driver("modonly://x")

@@ -80,7 +80,15 @@ class PluginManager:
                                 ep.name, package, msg)
                     self.records.append(PluginRecord(ep.name, package, version, "broken", msg))
                     continue
-                self.register(plugin, ep.name, package, version)
+                try:
+                    self.register(plugin, ep.name, package, version)
+                except Exception as exc:  # e.g. pluggy rejects a hook implementation
+                    msg = f"{type(exc).__name__}: {exc}"
+                    log.warning("storage plugin %r from %s could not be registered: %s",
+                                ep.name, package, msg)
+                    if self.pm.is_registered(plugin):
+                        self.pm.unregister(plugin)
+                    self.records.append(PluginRecord(ep.name, package, version, "broken", msg))
 
     def register(self, plugin, name: str, package: str = "", version: str = "") -> None:
         if not version and package:
@@ -136,6 +144,9 @@ class PluginManager:
             if not _importable(module):
                 raise MissingDependencyError(scheme, module, info.install_hint or f"pip install {module}")
         module_name, _, attr = info.factory.partition(":")
+        if not attr:
+            raise PluginError(f"storage driver factory {info.factory!r} of plugin {record.plugin!r} "
+                              f"must name a class as 'package.module:Class'")
         try:
             module = importlib.import_module(module_name)
             cls = getattr(module, attr) if attr else module
@@ -156,6 +167,9 @@ class PluginManager:
                     inst = cls(url)
                 except (ValueError, OSError) as exc:
                     raise UsageError(f"invalid storage URL {redact_url(url)}: {exc}") from None
+                except TypeError as exc:
+                    raise PluginError(f"the storage driver for {url_scheme(url)}:// cannot be created: "
+                                      f"{exc}") from None
                 self._instances[url] = inst
             return inst
 
