@@ -31,7 +31,7 @@ DEFAULT_CHUNK_MB = 512
 #: neighbouring pack entries closer than this are fetched in one read
 MAX_GAP = 1 * MB
 #: upper bound of a single coalesced read (memory per download worker)
-MAX_SPAN = 64 * MB
+MAX_SPAN = 16 * MB
 COPY_BLOCK = 1 * MB
 
 

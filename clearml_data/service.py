@@ -358,19 +358,16 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                     yield self._checked_rel(rel, root), root
                 continue
             folder_base = base or root
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames.sort()
-                if not recursive:
-                    dirnames.clear()
-                for name in sorted(filenames):
-                    full = os.path.join(dirpath, name)
-                    if not os.path.isfile(full):
-                        continue  # broken symlink, socket, fifo
-                    rel = local_relpath(full, folder_base)
-                    if rel.startswith("../"):
-                        raise UsageError(f"{full} is not inside the local base folder {folder_base}")
+            for dirpath, names in _walk_files(root, recursive):
+                rel_dir = local_relpath(dirpath, folder_base)  # once per folder, not per file
+                if rel_dir == ".." or rel_dir.startswith("../"):
+                    raise UsageError(f"{dirpath} is not inside the local base folder {folder_base}")
+                prefix = "" if rel_dir == "." else rel_dir + "/"
+                for name in names:
+                    rel = prefix + name
                     if wildcards and not any(matches(rel, w) for w in wildcards):
                         continue
+                    full = os.path.join(dirpath, name)
                     yield self._checked_rel(rel, full), full
 
     @staticmethod
@@ -848,6 +845,36 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         except ClearMLDataError as exc:
             info["drivers"] = {"error": str(exc)}
         return info
+
+
+def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
+    """(folder, sorted names of its regular files) for root and, if recursive, every subfolder.
+
+    Like os.walk without following folder symlinks; file symlinks count when they point to a
+    regular file. Directory entry types avoid a stat per file where the filesystem gives them.
+    """
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        files, dirs = [], []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            dirs.append(entry.path)
+                        elif entry.is_file():  # follows symlinks; skips sockets, fifos, broken links
+                            files.append(entry.name)
+                    except OSError:
+                        continue
+        except OSError as exc:
+            if folder == root:
+                raise UsageError(f"cannot read {folder}: {exc.strerror}") from None
+            continue
+        files.sort()
+        yield folder, files
+        if recursive:
+            stack.extend(sorted(dirs, reverse=True))
 
 
 def transfer_workers(driver: StorageDriver) -> int:
