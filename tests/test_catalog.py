@@ -130,3 +130,11 @@ def test_concurrent_creators_lose_nothing(tmp_path):
     versions = cat.versions_of("p", "shared")
     assert len(versions) == 60 == len(set(versions))
     assert cat.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_schema_list_names_every_migration_in_order():
+    from clearml_data.catalog import MIGRATION_SET, SCHEMA
+    from clearml_data.catalog.schema import migrations
+
+    assert migrations.name == MIGRATION_SET
+    assert tuple(m.name for m in migrations._migrations) == SCHEMA

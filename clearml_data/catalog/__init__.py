@@ -19,18 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from .. import versions
 from ..errors import CatalogError, CatalogLockedError, SchemaVersionError, VersionExistsError
 from .fs import filesystem_type, is_network_filesystem
-from .schema import migrations
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 WRITE_ATTEMPTS = 4
 SQL_VARS = 900  # stay below SQLite's variable limit in IN (...) lists
+#: the schema migrations this version knows, in order (schema.py holds their code; a test
+#: keeps the two in step). Checking them needs no sqlite-utils import, which is slow when
+#: pandas is installed, so a command that finds the catalog current starts faster.
+SCHEMA = ("0001_initial", "0002_external_links")
+MIGRATION_SET = "clearml_data"
 
 
 @dataclass
@@ -105,7 +107,6 @@ class Catalog:
         except sqlite3.Error as exc:
             raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
         self.conn = conn
-        self.db = Database(conn, execute_plugins=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -129,9 +130,18 @@ class Catalog:
                         raise
                     _backoff(attempt)
 
+    def applied_migrations(self) -> list[str]:
+        try:
+            return [r[0] for r in self.conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id", [MIGRATION_SET])]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+
     def _migrate(self) -> None:
-        known = {m.name for m in migrations._migrations}
-        applied = {m.name for m in migrations.applied(self.db)}
+        known = set(SCHEMA)
+        applied = set(self.applied_migrations())
         unknown = applied - known
         if unknown:
             raise SchemaVersionError(
@@ -139,8 +149,12 @@ class Catalog:
                 f"(migration {sorted(unknown)[-1]})", hint="upgrade clearml-data")
         if applied == known:
             return
+        from sqlite_utils import Database
+
+        from .schema import migrations
+
         with self.write():
-            migrations.apply(self.db)
+            migrations.apply(Database(self.conn, execute_plugins=False))
 
     def close(self) -> None:
         self.conn.close()
@@ -413,7 +427,7 @@ class Catalog:
             "filesystem": self.fs_type,
             "journal_mode": self.conn.execute("PRAGMA journal_mode").fetchone()[0],
             "sqlite_version": sqlite_version,
-            "schema": [m.name for m in migrations.applied(self.db)],
+            "schema": self.applied_migrations(),
             "counts": counts,
         }
 
