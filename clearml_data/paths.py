@@ -73,8 +73,10 @@ def safe_join(root: str | os.PathLike, relpath: str) -> str:
     """Join a dataset path onto ``root``, refusing anything that would land outside it."""
     check_relpath(relpath)
     base = os.path.abspath(os.fspath(root))
-    full = os.path.normpath(os.path.join(base, *relpath.split("/")))
-    if os.path.commonpath([base, full]) != base or full == base:
+    # check_relpath leaves no empty, "." or ".." component and no leading separator, so the
+    # joined path is below base by construction; the prefix test below is a second guard
+    full = os.path.join(base, relpath) if os.sep == "/" else os.path.join(base, *relpath.split("/"))
+    if not full.startswith(base.rstrip(os.sep) + os.sep):
         raise UnsafePathError(f"path {relpath!r} leaves the folder {base}")
     return full
 

@@ -686,7 +686,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         with self.cache.in_use():
             self.fetch_objects(row, files, max_workers, progress)
             target.mkdir(parents=True, exist_ok=True)
-            populate(target, files, self.cache.object_path, "copy", writable=True)
+            populate(target, files, self.cache.object_file, "copy", writable=True)
         self.enforce_cache_limit()
         return str(target)
 
