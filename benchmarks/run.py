@@ -49,7 +49,7 @@ class Workload:
         return sum(s for _p, s in self.files)
 
 
-def workloads(scale: bool) -> dict[str, Workload]:
+def workloads() -> dict[str, Workload]:
     rnd = random.Random(20261124)
     small = [(f"dir{i % 200:03}/file{i:05}.bin", 4 * KiB) for i in range(20_000)]
     large = [(f"big{i}.bin", 128 * MiB) for i in range(8)]
@@ -60,9 +60,6 @@ def workloads(scale: bool) -> dict[str, Workload]:
         "large": Workload("large", "8 files x 128 MiB", large),
         "mixed": Workload("mixed", "5,000 files of 50-200 KiB + 4 of 10-50 MiB", mixed),
     }
-    if scale:
-        tiny = [(f"s{i // 1000:04}/f{i:07}", 16) for i in range(1_000_000)]
-        found["scale"] = Workload("scale", "1,000,000 files x 16 B", tiny)
     return found
 
 
@@ -333,20 +330,107 @@ def markdown(reports: list[Report], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- scale ---------------------------------------------------------------------------------------
+def scale_checks(base: Path, files: int, extra_rows: int, chain: int) -> list[dict]:
+    """Finalize a version of ``files`` tiny files; list it from a catalog holding
+    ``extra_rows`` more file rows; get the view at the end of a ``chain``-version chain."""
+    work = base / "scale"
+    work.mkdir(parents=True)
+    env = dict(os.environ, CLEARML_DATA_CATALOG=str(work / "catalog.db"),
+               CLEARML_DATA_STORAGE=str(work / "storage"), CLEARML_DATA_CACHE_DIR=str(work / "cache"),
+               CLEARML_DATA_STATE_DIR=str(work / "state"), CLEARML_DATA_CONFIG=str(work / "none.ini"))
+    cli = [str(BIN / "clearml-data"), "-q"]
+
+    def cmd(*args) -> Sample:
+        return run([*cli, *args], env=env)
+
+    def cmd_json(*args) -> dict:
+        out = subprocess.run([*cli, "--json", *args], env=env, check=True, capture_output=True, text=True)
+        return json.loads(out.stdout)["data"]
+
+    rows = []
+    data = work / "data"
+    print(f"[scale] generating {files:,} files", file=sys.stderr)
+    for i in range(files):
+        d = data / f"s{i // 1000:05}"
+        if i % 1000 == 0:
+            d.mkdir(parents=True)
+        (d / f"f{i:07}").write_bytes(b"%015d\n" % i)
+    ds = cmd_json("create", "--project", "scale", "--name", "big")["id"]
+    add = cmd("add", "--files", str(data))
+    close = cmd("close")
+    rows.append({"check": f"add {files:,} files", "seconds": round(add.seconds, 2),
+                 "peak_rss_mb": round(add.rss_mb), "target": None, "met": None})
+    rows.append({"check": f"close (finalize + upload) {files:,} files", "seconds": round(close.seconds, 2),
+                 "peak_rss_mb": round(close.rss_mb), "target": "< 60 s", "met": close.seconds < 60})
+    shutil.rmtree(data)
+    # more file rows in the catalog: synthetic final versions, written straight into SQLite
+    import sqlite3
+    import uuid
+
+    conn = sqlite3.connect(work / "catalog.db")
+    per = 1_000_000
+    made = 0
+    while made < extra_rows:
+        n = min(per, extra_rows - made)
+        did = uuid.uuid4().hex
+        conn.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, "
+                     "updated_at) VALUES (?, 'scale', 'filler', ?, 'final', 'x', 'x', 'x')",
+                     [did, f"1.0.{made // per}"])
+        conn.executemany("INSERT INTO changes (dataset_id, path, kind, hash, size) VALUES (?, ?, 'added', ?, 16)",
+                         ((did, f"p{j // 1000:05}/f{j:07}", f"{j:064x}") for j in range(n)))
+        conn.commit()
+        made += n
+    total = conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+    conn.close()
+    listing = cmd("list", "--id", ds)
+    rows.append({"check": f"list one version ({files:,} files) from a catalog of {total:,} file rows",
+                 "seconds": round(listing.seconds, 2), "peak_rss_mb": round(listing.rss_mb),
+                 "target": "< 1 s", "met": listing.seconds < 1})
+    # a chain of versions, each adding one file: the view at its end
+    src = work / "chain-src"
+    src.mkdir()
+    (src / "base.txt").write_text("base")
+    parent = cmd_json("sync", "--folder", str(src), "--project", "scale", "--name", "chain")["id"]
+    for i in range(chain):
+        (src / f"v{i:03}.txt").write_text(str(i))
+        parent = cmd_json("sync", "--folder", str(src), "--parents", parent,
+                          "--project", "scale", "--name", "chain")["id"]
+    end = cmd("list", "--id", parent)
+    rows.append({"check": f"list the end of a chain of {chain} versions", "seconds": round(end.seconds, 2),
+                 "peak_rss_mb": round(end.rss_mb), "target": None, "met": None})
+    return rows
+
+
+def scale_markdown(rows: list[dict], meta: dict) -> str:
+    lines = ["# Scale checks", "", f"Run on {meta['date']} on `{meta['machine']}` ({meta['cpus']} CPUs), "
+             f"clearml-data {meta['clearml_data']}; `python benchmarks/run.py --scale`. One run each.", "",
+             "| check | seconds | peak RSS (MB) | target | met |", "|---|---:|---:|---|---|"]
+    for r in rows:
+        met = "—" if r["met"] is None else ("yes" if r["met"] else "no")
+        lines.append(f"| {r['check']} | {r['seconds']:.2f} | {r['peak_rss_mb']} | {r['target'] or '—'} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workload", action="append", choices=["small", "large", "mixed", "scale"],
+    ap.add_argument("--workload", action="append", choices=["small", "large", "mixed"],
                     help="workloads to run (default: small, large, mixed)")
     ap.add_argument("--repeat", type=int, default=5, help="repetitions per workload (median reported)")
     ap.add_argument("--no-dvc", action="store_true", help="skip DVC (ratios against it are then empty)")
-    ap.add_argument("--scale", action="store_true", help="also run the 1,000,000-file workload")
+    ap.add_argument("--scale", action="store_true",
+                    help="run only the scale checks (1,000,000 files, 10,000,000 catalog rows, a chain "
+                         "of 100 versions) and write docs/benchmarks-scale.md")
+    ap.add_argument("--scale-files", type=int, default=1_000_000, help=argparse.SUPPRESS)
+    ap.add_argument("--scale-rows", type=int, default=9_000_000, help=argparse.SUPPRESS)
+    ap.add_argument("--scale-chain", type=int, default=100, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.json / .md")
     ap.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
     a = ap.parse_args(argv)
-    all_w = workloads(a.scale)
-    names = a.workload or ["small", "large", "mixed"] + (["scale"] if a.scale else [])
+    all_w = workloads()
+    names = a.workload or ["small", "large", "mixed"]
     dvc_version = None
-    if not a.no_dvc:
+    if not a.no_dvc and not a.scale:
         if not (BIN / "dvc").exists():
             print("DVC is not installed in this environment (pip install dvc, or use tox -e bench)",
                   file=sys.stderr)
@@ -360,6 +444,18 @@ def main(argv=None) -> int:
             "dvc": dvc_version, "repeat": a.repeat}
     reports = []
     base = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="clearml-data-bench-"))
+    if a.scale:
+        try:
+            rows = scale_checks(base, a.scale_files, a.scale_rows, a.scale_chain)
+        finally:
+            if not a.workdir:
+                shutil.rmtree(base, ignore_errors=True)
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmarks-scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        (out / "benchmarks-scale.md").write_text(scale_markdown(rows, meta))
+        print(scale_markdown(rows, meta))
+        return 0
     try:
         for name in names:
             w = all_w[name]
@@ -367,11 +463,11 @@ def main(argv=None) -> int:
             src = base / f"src-{name}"
             print(f"[{name}] generating {len(w.files):,} files, {w.total_bytes / MiB:,.0f} MiB", file=sys.stderr)
             generate(w, src)
-            reps = 1 if name == "scale" else a.repeat
+            reps = a.repeat
             for i in range(reps):
                 print(f"[{name}] repetition {i + 1}/{reps}", file=sys.stderr)
                 for tool in ("limits", "ours", "dvc", "dvc_best"):
-                    if tool.startswith("dvc") and (a.no_dvc or name == "scale"):
+                    if tool.startswith("dvc") and a.no_dvc:
                         continue
                     work = base / f"work-{name}-{tool}"
                     if work.exists():
