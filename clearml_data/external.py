@@ -19,7 +19,7 @@ from .errors import ClearMLDataError, StorageError, UsageError
 from .hashing import ordered_map
 from .paths import check_relpath, join_relpath, matches, normalize_relpath
 from .progress import ProgressFactory, null_progress
-from .storage import redact_url, url_scheme
+from .storage import StorageDriver, redact_url, url_scheme
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,9 @@ class ExternalFilesMixin:
         entries: list[ChangeRow] = []
         objects: list[ObjectRow] = []
         try:
-            from .service import transfer_workers
-
-            workers = max_workers or max([transfer_workers(self.driver(s))
-                                          for s in {r.storage for r in found.values()}] or [8])
+            workers = max_workers or max([self.driver(s).default_max_workers
+                                          for s in {r.storage for r in found.values()}]
+                                         or [StorageDriver.default_max_workers])
             for remote, digest in ordered_map(self._hash_remote, list(found.values()), workers):
                 bar.update(remote.size, files=1)
                 url = f"{remote.storage.rstrip('/')}/{remote.key}"

@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
 MIN_PREFIX = 8
-#: parallel uploads / downloads when neither the caller nor the driver says
-DEFAULT_TRANSFER_WORKERS = 8
 
 #: a view maps a dataset path to (hash, size, id of the version that introduced it)
 View = dict[str, tuple[str, int, str]]
@@ -533,7 +531,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             return [ObjectRow(storage, h, key, off, length) for h, off, length in entries]
 
         try:
-            workers = max_workers or transfer_workers(driver)
+            workers = max_workers or driver.default_max_workers
             for task, objects in ordered_map(run, tasks, workers, window=64):
                 self.catalog.add_objects(objects)  # recorded as soon as it is stored: resumable
                 nbytes = sum(f.size for f in task[1])
@@ -748,7 +746,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
 
         fetched = 0
         try:
-            workers = max_workers or max(transfer_workers(self.driver(s)) for s, _span in tasks)
+            workers = max_workers or max(self.driver(s).default_max_workers for s, _span in tasks)
             for _task, (n, nfiles) in ordered_map(run, tasks, workers, window=64):
                 fetched += n
                 bar.update(n, files=nfiles)
@@ -875,12 +873,6 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
         yield folder, files
         if recursive:
             stack.extend(sorted(dirs, reverse=True))
-
-
-def transfer_workers(driver: StorageDriver) -> int:
-    """Parallel transfers for a storage: the driver's own default, else 8."""
-    n = getattr(driver, "default_max_workers", None)
-    return n if isinstance(n, int) and n > 0 else DEFAULT_TRANSFER_WORKERS
 
 
 def _apply(parent: View, rows: dict[str, ChangeRow], dataset_id: str) -> View:

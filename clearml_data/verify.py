@@ -87,9 +87,7 @@ class VerifyMixin:
             return bad
 
         try:
-            from .service import transfer_workers
-
-            workers = max_workers or transfer_workers(self.driver(row.storage))
+            workers = max_workers or self.driver(row.storage).default_max_workers
             for (_key, members), bad in ordered_map(check, list(by_key.items()), workers, window=64):
                 bar.update(sum(n for _h, _o, n in members), files=len(members))
                 for h, kind, detail in bad:

@@ -51,6 +51,8 @@ class StorageDriver(abc.ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     #: subset of {RANGED_READS, MULTIPART, CONDITIONAL_PUT}
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: parallel transfers the service runs on this driver when the user sets no --max-workers
+    default_max_workers: ClassVar[int] = 8
 
     def __init__(self, url: str, **options):
         self.url = url
