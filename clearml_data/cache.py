@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import IntegrityError
+from .hashing import sha256_file
+from .packs import PendingFile, copy_verified
 from .paths import safe_join
 
 log = logging.getLogger(__name__)
@@ -137,11 +139,7 @@ class Cache:
     def add_file(self, digest: str, tmp: str) -> None:
         """Move a temporary file (inside ``tmp/``) into the cache after checking its hash."""
         try:
-            h = hashlib.sha256()
-            with open(tmp, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    h.update(block)
-            if h.hexdigest() != digest:
+            if sha256_file(tmp)[0] != digest:
                 raise IntegrityError(f"downloaded object does not match its hash {digest[:12]}…",
                                      hint="the stored object is damaged; run verify")
             self._install(tmp, digest)
@@ -149,12 +147,23 @@ class Cache:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
 
-    def ingest(self, f, copy_verified) -> Path:
+    def adopt(self, tmp: str) -> str:
+        """Move a temporary file (inside ``tmp/``) into the cache under the hash of its bytes,
+        read once; return that hash."""
+        try:
+            digest = sha256_file(tmp)[0]
+            self._install(tmp, digest)
+            return digest
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    def ingest(self, f: PendingFile) -> Path:
         """Copy a local source file into the cache in one hashing pass and return its path.
 
         Uploading from this read-only copy, not from the user's file, means the bytes sent
-        are exactly the bytes hashed, even if the user's file changes meanwhile.
-        ``copy_verified(source, out, f)`` copies and raises if the hash is not ``f.hash``.
+        are exactly the bytes hashed, even if the user's file changes meanwhile; the copy
+        raises if the bytes no longer hash to ``f.hash``.
         """
         if self.has(f.hash, f.size):
             return self.object_path(f.hash)

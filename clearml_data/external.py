@@ -9,7 +9,6 @@ its hash; ``upload`` never copies it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -157,13 +156,7 @@ class ExternalFilesMixin:
             except OSError as exc:
                 raise StorageError(f"cannot read {remote.key} from {redact_url(remote.storage)}: "
                                    f"{exc.strerror or exc}") from None
-            h = hashlib.sha256()
-            with open(tmp, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    h.update(block)
-            digest = h.hexdigest()
-            self.cache.add_file(digest, tmp)
-            return digest
+            return self.cache.adopt(tmp)  # hashed once, and kept in the cache
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)

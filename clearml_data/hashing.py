@@ -70,8 +70,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int | Non
 
 def hash_files(stats: dict[str, os.stat_result], memory=None, max_workers: int | None = None,
                 on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, str, int]]:
-    """Like :func:`hash_many` for already-stat'ed files, reading only those ``memory``
-    (a :class:`~clearml_data.statcache.StatCache`) does not know unchanged."""
+    """Yield (path, digest, size) for each already-stat'ed file, in input order, hashing in
+    parallel only the files ``memory`` (a :class:`~clearml_data.statcache.StatCache`) does
+    not know unchanged. ``on_done(nbytes)`` is called once per file, from the calling thread."""
     import time
 
     known = memory.lookup(stats) if memory is not None else {}
@@ -92,14 +93,3 @@ def hash_files(stats: dict[str, os.stat_result], memory=None, max_workers: int |
         digest, size = fresh[p] if p in fresh else (known[p], st.st_size)
         yield p, digest, size
 
-
-def hash_many(paths: Iterable[str], max_workers: int | None = None,
-              on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, str, int]]:
-    """Yield (path, digest, size) for each path, in input order, hashing in parallel.
-
-    ``on_done(nbytes)`` is called once per file, from the calling thread.
-    """
-    for p, (digest, size) in ordered_map(sha256_file, paths, max_workers):
-        if on_done:
-            on_done(size)
-        yield p, digest, size

@@ -518,7 +518,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             if kind == "large":
                 f = files[0]
                 with self.cache.in_use():
-                    local = self.cache.ingest(f, packs.copy_verified)  # upload exactly what was hashed
+                    local = self.cache.ingest(f)  # upload exactly what was hashed
                     key = packs.object_key(f.hash)
                     self._put(driver, str(local), key, storage)
                 return [ObjectRow(storage, f.hash, key, 0, f.size)]

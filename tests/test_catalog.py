@@ -10,9 +10,7 @@ import pytest
 
 from clearml_data.catalog import Catalog
 from clearml_data.catalog.fs import filesystem_type, is_network_filesystem
-from clearml_data.config import Settings
 from clearml_data.errors import CatalogError, SchemaVersionError
-from clearml_data.service import Service
 
 
 def test_migrations_apply_once(tmp_path):
