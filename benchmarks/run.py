@@ -156,7 +156,9 @@ def sha256_all(root: Path) -> None:
 
 
 # -- the tools ---------------------------------------------------------------------------------
-def ours(work: Path, data: Path, w: Workload, results: dict[str, list[Sample]]) -> None:
+def our_cli(work: Path):
+    """(cmd, cmd_json) running ``clearml-data`` with its catalog, storage and cache in ``work``:
+    cmd(*args) -> Sample of a timed run; cmd_json(*args) -> the ``data`` of its --json result."""
     env = dict(os.environ, CLEARML_DATA_CATALOG=str(work / "catalog.db"),
                CLEARML_DATA_STORAGE=str(work / "storage"), CLEARML_DATA_CACHE_DIR=str(work / "cache"),
                CLEARML_DATA_STATE_DIR=str(work / "state"), CLEARML_DATA_CONFIG=str(work / "none.ini"))
@@ -168,6 +170,12 @@ def ours(work: Path, data: Path, w: Workload, results: dict[str, list[Sample]]) 
     def cmd_json(*args) -> dict:
         out = subprocess.run([*cli, "--json", *args], env=env, check=True, capture_output=True, text=True)
         return json.loads(out.stdout)["data"]
+
+    return cmd, cmd_json
+
+
+def ours(work: Path, data: Path, w: Workload, results: dict[str, list[Sample]]) -> None:
+    cmd, cmd_json = our_cli(work)
 
     ds = cmd_json("create", "--project", "bench", "--name", w.name)["id"]
     results.setdefault("add", []).append(cmd("add", "--files", str(data)))
@@ -336,17 +344,7 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int) -> list[di
     ``extra_rows`` more file rows; get the view at the end of a ``chain``-version chain."""
     work = base / "scale"
     work.mkdir(parents=True)
-    env = dict(os.environ, CLEARML_DATA_CATALOG=str(work / "catalog.db"),
-               CLEARML_DATA_STORAGE=str(work / "storage"), CLEARML_DATA_CACHE_DIR=str(work / "cache"),
-               CLEARML_DATA_STATE_DIR=str(work / "state"), CLEARML_DATA_CONFIG=str(work / "none.ini"))
-    cli = [str(BIN / "clearml-data"), "-q"]
-
-    def cmd(*args) -> Sample:
-        return run([*cli, *args], env=env)
-
-    def cmd_json(*args) -> dict:
-        out = subprocess.run([*cli, "--json", *args], env=env, check=True, capture_output=True, text=True)
-        return json.loads(out.stdout)["data"]
+    cmd, cmd_json = our_cli(work)
 
     rows = []
     data = work / "data"

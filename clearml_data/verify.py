@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .catalog import DatasetRow
 from .errors import ClearMLDataError
@@ -25,11 +25,7 @@ class Problem:
 class VerifyReport:
     checked: int = 0
     bytes: int = 0
-    problems: list[Problem] = None
-
-    def __post_init__(self):
-        if self.problems is None:
-            self.problems = []
+    problems: list[Problem] = field(default_factory=list)
 
 
 class VerifyMixin:
