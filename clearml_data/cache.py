@@ -108,7 +108,7 @@ class Cache:
         return f"{self._objects_str}/{digest[:2]}/{digest}"
 
     def object_path(self, digest: str) -> Path:
-        return self.objects / digest[:2] / digest
+        return Path(self.object_file(digest))
 
     def has(self, digest: str, size: int) -> bool:
         try:
