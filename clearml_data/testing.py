@@ -88,3 +88,30 @@ def read_tree(root: str | os.PathLike) -> dict[str, bytes]:
     root = Path(root)
     return {p.relative_to(root).as_posix(): p.read_bytes()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# -- reliability tests: the same tests run small in CI and large from ``tox -e reliability`` -----
+RELIABILITY_ENV = "CLEARML_DATA_RELIABILITY"
+REPORT_ENV = "CLEARML_DATA_RELIABILITY_REPORT"
+figures_recorded: list[dict] = []
+
+
+def reliability_count(ci: int, full: int) -> int:
+    """``ci`` in the normal test run, ``full`` when CLEARML_DATA_RELIABILITY=full."""
+    return full if os.environ.get(RELIABILITY_ENV, "").lower() == "full" else ci
+
+
+def report_figures(topic: str, **figures) -> dict:
+    """Record what a reliability test injected and survived, e.g.
+    report_figures("kill -9", kills=300, survived=300).
+
+    The figures are listed at the end of the pytest run and, when
+    CLEARML_DATA_RELIABILITY_REPORT names a file, appended to it as one JSON line.
+    """
+    record = {"topic": topic, **figures}
+    figures_recorded.append(record)
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+    return record
