@@ -339,7 +339,7 @@ def markdown(reports: list[Report], meta: dict) -> str:
 
 
 # -- scale ---------------------------------------------------------------------------------------
-def scale_checks(base: Path, files: int, extra_rows: int, chain: int) -> list[dict]:
+def scale_checks(base: Path, files: int, extra_rows: int, chain: int, chain_base: int) -> list[dict]:
     """Finalize a version of ``files`` tiny files; list it from a catalog holding
     ``extra_rows`` more file rows; get the view at the end of a ``chain``-version chain."""
     work = base / "scale"
@@ -398,7 +398,44 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int) -> list[di
     rows.append({"check": f"list the end of a chain of {chain} versions, from the same catalog "
                           f"(over {total:,} file rows)", "seconds": round(end.seconds, 2),
                  "peak_rss_mb": round(end.rss_mb), "target": "< 1 s", "met": end.seconds < 1})
+    rows += deep_chain_check(work, cmd, chain, chain_base)
     return rows
+
+
+def deep_chain_check(work: Path, cmd, chain: int, base_files: int) -> list[dict]:
+    """A chain of ``chain`` final versions over a ``base_files``-file base, each changing 1 % of
+    the files, written straight into the catalog: list its end, and list the base alone."""
+    import sqlite3
+    import uuid
+
+    conn = sqlite3.connect(work / "catalog.db")
+    ids = [uuid.uuid4().hex for _ in range(chain + 1)]
+    step = max(1, base_files // 100)
+    for level, did in enumerate(ids):
+        conn.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, "
+                     "updated_at) VALUES (?, 'scale', 'deep', ?, 'final', 'x', 'x', 'x')", [did, f"1.0.{level}"])
+        if level:
+            conn.execute("INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, 0, ?)",
+                         [did, ids[level - 1]])
+            first = (level * step) % base_files
+            picked = range(first, min(first + step, base_files))
+            kind = "modified"
+        else:
+            picked, kind = range(base_files), "added"
+        conn.executemany("INSERT INTO changes (dataset_id, path, kind, hash, size) VALUES (?, ?, ?, ?, 16)",
+                         ((did, f"d{j // 1000:04}/f{j:07}", kind, f"{level:08x}{j:056x}") for j in picked))
+    conn.commit()
+    conn.close()
+    base = cmd("list", "--id", ids[0])
+    end = cmd("list", "--id", ids[-1])
+    return [
+        {"check": f"list a {base_files:,}-file version with no parents (prints every file)",
+         "seconds": round(base.seconds, 2), "peak_rss_mb": round(base.rss_mb), "target": None, "met": None},
+        {"check": f"list the end of a chain of {chain} versions over that base, each changing 1 % "
+                  f"(target: about the cost of the base alone, not {chain} x)",
+         "seconds": round(end.seconds, 2), "peak_rss_mb": round(end.rss_mb),
+         "target": "< 3 x the base alone", "met": end.seconds < 3 * base.seconds},
+    ]
 
 
 def scale_markdown(rows: list[dict], meta: dict) -> str:
@@ -423,6 +460,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-files", type=int, default=1_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--scale-rows", type=int, default=9_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--scale-chain", type=int, default=100, help=argparse.SUPPRESS)
+    ap.add_argument("--scale-chain-base", type=int, default=200_000, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.json / .md")
     ap.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
     a = ap.parse_args(argv)
@@ -445,7 +483,7 @@ def main(argv=None) -> int:
     base = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="clearml-data-bench-"))
     if a.scale:
         try:
-            rows = scale_checks(base, a.scale_files, a.scale_rows, a.scale_chain)
+            rows = scale_checks(base, a.scale_files, a.scale_rows, a.scale_chain, a.scale_chain_base)
         finally:
             if not a.workdir:
                 shutil.rmtree(base, ignore_errors=True)

@@ -251,22 +251,42 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         return self._view(row, {}, ())
 
     def _view(self, row: DatasetRow, memo: dict[str, View], path: tuple[str, ...]) -> View:
-        if row.id in memo:
-            return memo[row.id]
-        if row.is_final and row.id in self._views:
-            self._views.move_to_end(row.id)
-            return self._views[row.id]
-        if row.id in path:
-            raise CatalogError(f"the catalog has a parent cycle through dataset {row.id}")
-        view = dict(self._parent_view(row, memo, path + (row.id,)))
-        for ch in self.catalog.changes(row.id):
-            if ch.kind == "removed":
-                view.pop(ch.path, None)
-            else:
-                view[ch.path] = (ch.hash, ch.size, row.id)
-        memo[row.id] = view
-        if row.is_final:
-            self._views[row.id] = view
+        """The view of ``row``: a single-parent chain is walked up to its first merge, root or
+        remembered view, and its change sets are applied oldest first to one dict, so a chain of
+        k versions costs one pass over the base and the k change sets, not k copies of the view."""
+        top = row
+        chain: list[DatasetRow] = []
+        seen = set(path)
+        view: View | None = None
+        while view is None:
+            known = memo.get(row.id)
+            if known is None and row.is_final and row.id in self._views:
+                self._views.move_to_end(row.id)
+                known = self._views[row.id]
+            if known is not None:
+                if not chain:
+                    return known
+                view = dict(known)
+                break
+            if row.id in seen:
+                raise CatalogError(f"the catalog has a parent cycle through dataset {row.id}")
+            seen.add(row.id)
+            chain.append(row)
+            if len(row.parents) == 1:
+                row = self._parent_row(row, row.parents[0])
+                continue
+            view = {}
+            for pid in row.parents:  # a merge (or a root): later parents win on the same path
+                view.update(self._view(self._parent_row(row, pid), memo, tuple(seen)))
+        for level in reversed(chain):
+            for p, kind, digest, size in self.catalog.change_tuples(level.id):
+                if kind == "removed":
+                    view.pop(p, None)
+                else:
+                    view[p] = (digest, size, level.id)
+        memo[top.id] = view
+        if top.is_final:
+            self._views[top.id] = view
             while len(self._views) > 4:
                 self._views.popitem(last=False)
         return view

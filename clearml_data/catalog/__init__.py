@@ -355,6 +355,11 @@ class Catalog:
             "SELECT path, kind, hash, size, source, link FROM changes WHERE dataset_id = ? ORDER BY path",
             [dataset_id])]
 
+    def change_tuples(self, dataset_id: str) -> Iterator[tuple[str, str, str, int]]:
+        """(path, kind, hash, size) of a version's change rows, streamed in no particular order."""
+        return self.conn.execute(
+            "SELECT path, kind, hash, size FROM changes WHERE dataset_id = ?", [dataset_id])
+
     def links(self, dataset_ids: Iterable[str]) -> dict[tuple[str, str], str]:
         """{(dataset id, path): URL} of the external-file rows of these datasets."""
         found: dict[tuple[str, str], str] = {}
