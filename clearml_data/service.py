@@ -351,8 +351,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                   progress: ProgressFactory = null_progress) -> AddResult:
         row = self._draft(dataset_id)
         prefix = normalize_relpath(dataset_path)
-        found = list(self._collect(path, wildcard, local_base_folder, recursive))
-        return self._add_collected(row, [(join_relpath(prefix, rel), src) for rel, src in found],
+        found = self._collect(path, wildcard, local_base_folder, recursive)
+        return self._add_collected(row, ((join_relpath(prefix, rel), src) for rel, src in found),
                                    max_workers, progress)
 
     def _collect(self, path, wildcard, local_base_folder, recursive) -> Iterator[tuple[str, str]]:
@@ -395,42 +395,46 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         except UnsafePathError as exc:
             raise UnsafePathError(f"cannot add {source!r}: {exc}") from None
 
-    def _add_collected(self, row: DatasetRow, items: list[tuple[str, str]], max_workers: int | None,
+    def _add_collected(self, row: DatasetRow, items: Iterable[tuple[str, str]], max_workers: int | None,
                        progress: ProgressFactory) -> AddResult:
-        result = AddResult()
-        if not items:
-            return result
         seen: dict[str, str] = {}
         for rel, src in items:
-            if rel in seen and seen[rel] != src:
+            if seen.setdefault(rel, src) != src:
                 raise UsageError(f"two files map to the dataset path {rel!r}: {seen[rel]} and {src}")
-            seen[rel] = src
+        if not seen:
+            return AddResult()
         parent = self.parent_view(row)
         rows = {c.path: c for c in self.catalog.changes(row.id)}
         current = _apply(parent, rows, row.id)
-        _check_tree_conflicts(current, list(seen))
-        stats: dict[str, os.stat_result] = {}
-        for src in seen.values():
-            try:
-                stats[src] = os.stat(src)
-            except OSError as exc:
-                raise UsageError(f"cannot read {src}: {exc.strerror}") from None
-        bar = progress(sum(st.st_size for st in stats.values()), "B", "Hashing", files=len(stats))
-        entries: list[ChangeRow] = []
+        _check_tree_conflicts(current, seen)
+        # files are stat'ed and hashed a batch at a time, so per-file stat results and digests of a
+        # large tree are never all held at once; a second stat pass gives the progress bar its total
+        sources = list(seen.values())
+        batches = [sources[i:i + _ADD_BATCH] for i in range(0, len(sources), _ADD_BATCH)]
+        stats = _stat_files(batches[0])
+        total = sum(st.st_size for st in stats.values())
+        for batch in batches[1:]:
+            total += sum(_stat(src).st_size for src in batch)
+        bar = progress(total, "B", "Hashing", files=len(sources))
+        hashed: list[tuple[str, int]] = []
         try:
-            digests = {src: (digest, size) for src, digest, size in
-                       hash_files(stats, self.hash_memory, max_workers,
-                                  on_done=lambda n: bar.update(n, files=1))}
-            for rel, src in seen.items():
-                entries.append(ChangeRow(rel, "added", *digests[src], src))
+            for i in range(len(batches)):
+                if i:
+                    stats = _stat_files(batches[i])
+                hashed += ((digest, size) for _, digest, size in
+                           hash_files(stats, self.hash_memory, max_workers,
+                                      on_done=lambda n: bar.update(n, files=1)))
+                stats = {}
         except OSError as exc:
             raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
         finally:
             bar.close()
+        entries = (ChangeRow(rel, "added", digest, size, src)
+                   for (rel, src), (digest, size) in zip(seen.items(), hashed, strict=True))
         return self._record(row, parent, rows, current, entries)
 
     def _record(self, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
-                entries: list[ChangeRow]) -> AddResult:
+                entries: Iterable[ChangeRow]) -> AddResult:
         """Write hashed entries (kind ignored) as the draft's change rows against its parents."""
         result = AddResult()
         upserts: list[ChangeRow] = []
@@ -905,7 +909,21 @@ def _apply(parent: View, rows: dict[str, ChangeRow], dataset_id: str) -> View:
     return view
 
 
-def _check_tree_conflicts(current: View, new_paths: list[str]) -> None:
+_ADD_BATCH = 50_000  # files stat'ed and hashed together by add
+
+
+def _stat(src: str) -> os.stat_result:
+    try:
+        return os.stat(src)
+    except OSError as exc:
+        raise UsageError(f"cannot read {src}: {exc.strerror}") from None
+
+
+def _stat_files(sources: list[str]) -> dict[str, os.stat_result]:
+    return {src: _stat(src) for src in sources}
+
+
+def _check_tree_conflicts(current: View, new_paths: Iterable[str]) -> None:
     """A path cannot be both a file and a folder in one dataset."""
     new = set(new_paths)
     files = set(current) | new

@@ -3,7 +3,9 @@
 import os
 import time
 
-from clearml_data import Dataset
+import pytest
+
+from clearml_data import Dataset, UsageError
 from clearml_data import hashing
 from clearml_data.testing import read_tree, write_tree
 
@@ -66,3 +68,41 @@ def test_recently_modified_files_are_not_remembered(tmp_path, monkeypatch):
         ds = Dataset.create(dataset_name="ds", dataset_project="p")
         ds.add_files(src)
     assert len(read) == 2  # within the racy window: read both times
+
+
+def test_a_large_add_is_hashed_in_batches_with_the_same_result(tmp_path, monkeypatch):
+    from clearml_data import service
+
+    files = {f"d{i % 7}/f{i:03}.bin": os.urandom(100 + i) for i in range(53)}
+    src = write_tree(tmp_path / "src", files)
+    _age(src)
+    batches: list[int] = []
+    real = hashing.hash_files
+
+    def counting(stats, *a, **kw):
+        batches.append(len(stats))
+        return real(stats, *a, **kw)
+
+    monkeypatch.setattr(service, "_ADD_BATCH", 10)
+    monkeypatch.setattr(service, "hash_files", counting)
+    ds = Dataset.create(dataset_name="ds", dataset_project="p")
+    assert ds.add_files(src) == 53
+    assert batches == [10, 10, 10, 10, 10, 3]
+    ds.finalize(auto_upload=True)
+    assert read_tree(ds.get_local_copy()) == {k: v for k, v in files.items()}
+    # a file that disappears between the batches is a clear error, and nothing is recorded
+    child = Dataset.create(dataset_name="ds", dataset_project="p", parent_datasets=[ds])
+    write_tree(src, {"d6/zz.bin": "new"})  # the last folder: hashed in the last batch
+    batches.clear()
+    real_stat = service._stat_files
+
+    def vanish(sources):
+        if batches and (src / "d6/zz.bin").exists():
+            (src / "d6/zz.bin").unlink()
+        return real_stat(sources)
+
+    monkeypatch.setattr(service, "_stat_files", vanish)
+    with pytest.raises(UsageError, match="cannot read .*zz.bin"):
+        child.add_files(src)
+    assert len(batches) >= 1
+    assert child.list_added_files() == [] and child.list_modified_files() == []
