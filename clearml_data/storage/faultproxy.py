@@ -101,7 +101,7 @@ class Rule:
         self._rng = random.Random(self.seed)
 
     def matches(self, method: str, target: str) -> bool:
-        if self.method and not re.fullmatch(self.method, method, re.I):
+        if self.method and not re.fullmatch(self.method, method, re.IGNORECASE):
             return False
         return not (self.path and not re.search(self.path, target))
 
@@ -335,7 +335,7 @@ class FaultProxy:
         for thread in self._threads:
             thread.join(5)
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> FaultProxy:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self.start()
 
     def __exit__(self, *exc) -> None:
