@@ -22,9 +22,10 @@ Faults:
 - ``cut_request``: forward the request head and ``after`` bytes of its body, then close both
   connections: the server sees a truncated upload, the client a dropped connection.
 - ``cut_response``: forward the request, then only the response head and ``after`` bytes of
-  its body (at most all but its last byte), then close the client's connection.
-- ``stall``: forward the request and ``after`` bytes of the response body, then send nothing
-  for ``seconds`` (longer than the client's read timeout) and close.
+  its body (at most all but its last byte), then close the client's connection. An answer
+  without a body (a PUT's 200) is dropped whole: the server acted, the client never hears.
+- ``stall``: forward the request and ``after`` bytes of the response body (at most all but
+  its last byte; none of a bodiless answer), then send nothing for ``seconds`` (longer than the client's read timeout) and close.
 """
 
 from __future__ import annotations
@@ -441,17 +442,17 @@ class FaultProxy:
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = int(headers.get("content-length", "-1") or -1)
         budget = None
-        if fault is not None and fault.kind in ("cut_response", "stall") and not no_body:
+        if fault is not None and fault.kind in ("cut_response", "stall"):
+            if no_body or length == 0:  # nothing to cut into: the client never gets the answer
+                return self._damage(client_sock, fault)
             budget = fault.after
-            if fault.kind == "cut_response" and length > 0:
+            if length > 0:
                 budget = min(budget, length - 1)  # always short of the whole body
-        if budget == 0 and fault is not None:
-            if fault.kind == "stall":
-                _send(client_sock, head)
-            return self._damage(client_sock, fault)
         _send(client_sock, head)
         if no_body:
             return True, not closing
+        if budget == 0:
+            return self._damage(client_sock, fault)
         for data in _body_frames(upstream, headers, until_close=True):
             if budget is not None and len(data) >= budget:
                 _send(client_sock, data[:budget])

@@ -492,11 +492,14 @@ class AzureBlobDriver(StorageDriver):
 
 class _Backoff(ExponentialRetry):
     """The SDK's storage retry policy (5xx, 408, timeouts, connection errors, MD5 mismatches)
-    with a back-off of ``first * 2**n`` seconds, capped at 60 s, +-25 % jitter."""
+    with a back-off of ``first * 2**n`` seconds, capped at 60 s, +-25 % jitter, and at most
+    ``retry_total`` retries of any kind."""
 
     def __init__(self, first: float, retry_total: int):
+        # the SDK also caps connect, read and status retries at 3 each by default: one bound
         super().__init__(initial_backoff=first, increment_base=2, retry_total=retry_total,
-                         random_jitter_range=0)
+                         random_jitter_range=0, retry_connect=retry_total, retry_read=retry_total,
+                         retry_status=retry_total)
         self.first = first
 
     def get_backoff_time(self, settings) -> float:

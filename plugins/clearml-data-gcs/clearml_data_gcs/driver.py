@@ -7,8 +7,10 @@
   downloads are checked against the object's CRC32C. Large downloads are split into
   ranged reads that run in parallel, pinned to one object generation, then checked.
 - Create-only puts use ``ifGenerationMatch=0``. The SDK retries throttling (429), 5xx
-  and dropped connections with exponential backoff; a retried create-only put that
-  finds "its own" object (tagged with a per-put token) counts as a success.
+  and dropped connections with exponential backoff (``retry_backoff`` doubling up to
+  ``retry_max_backoff``), at most ``retries`` tries and ``retry_deadline`` seconds per
+  call; a retried create-only put that finds "its own" object (tagged with a per-put
+  token) counts as a success. Requests time out after ``connect_timeout`` / ``timeout``.
 - Errors become builtin exceptions: FileNotFoundError (missing object), FileExistsError
   (create-only put of an existing key), PermissionError (401/403, no credentials),
   BucketNotFoundError (an OSError), TimeoutError/ConnectionError, OSError otherwise.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import functools
 import logging
 import math
 import os
@@ -37,6 +40,7 @@ import google_crc32c
 import requests
 import requests.adapters
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exc
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
@@ -199,15 +203,18 @@ class GCSDriver(StorageDriver):
         self.max_workers = _opt(options, "max_workers", _positive_int, self.default_max_workers)
         slice_mb = _opt(options, "download_slice_mb", _positive_float, 16.0)
         self.slice_size = max(CHUNK_MULTIPLE, int(slice_mb * MiB))
-        self.timeout: float = _opt(options, "timeout", _positive_float, 60.0)
-        deadline = _opt(options, "retry_deadline", _positive_float, None)
+        read_timeout: float = _opt(options, "timeout", _positive_float, 60.0)
+        connect_timeout: float = _opt(options, "connect_timeout", _positive_float, 10.0)
+        #: (connect, read) seconds; a stalled connection fails after the read timeout
+        self.timeout = (connect_timeout, read_timeout)
+        deadline = _opt(options, "retry_deadline", _positive_float, 120.0)
+        attempts = _opt(options, "retries", _positive_int, 8)
+        initial = _opt(options, "retry_backoff", _positive_float, 1.0)
+        maximum = _opt(options, "retry_max_backoff", _positive_float, 32.0)
         retry = options.pop("retry", None)
-        if retry is None:
-            if deadline is None:
-                retry = DEFAULT_RETRY
-            else:  # api-core >= 2.16 calls it with_timeout, older ones with_deadline
-                retry = getattr(DEFAULT_RETRY, "with_timeout", None) or DEFAULT_RETRY.with_deadline
-                retry = retry(deadline)
+        if retry is None:  # the SDK's retryable errors; its back-off, bounded in attempts too
+            retry = BoundedRetry(attempts, predicate=DEFAULT_RETRY._predicate, initial=initial,
+                                 maximum=max(initial, maximum), multiplier=2.0, timeout=deadline)
         self.retry = retry
         self._credentials = options.pop("credentials", None)  # a google.auth Credentials object
         super().__init__(url, **options)
@@ -516,6 +523,33 @@ class GCSDriver(StorageDriver):
         except Exception as exc:
             raise self._error(exc, "delete of", key) from None
         self._ok()
+
+
+class BoundedRetry(Retry):
+    """google-api-core's Retry (exponential back-off with jitter, up to a deadline) that also
+    gives up after ``attempts`` tries of one call; the SDK only calls ``retry(func)``."""
+
+    def __init__(self, attempts: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.attempts = attempts
+
+    def __call__(self, func, on_error=None):
+        attempts, retryable = self.attempts, self._predicate
+
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            failures = 0
+
+            def predicate(exc: Exception) -> bool:
+                nonlocal failures
+                failures += 1
+                return failures < attempts and retryable(exc)
+
+            once = Retry(predicate=predicate, initial=self._initial, maximum=self._maximum,
+                         multiplier=self._multiplier, timeout=self._timeout, on_error=self._on_error)
+            return once(func, on_error)(*args, **kwargs)
+
+        return call
 
 
 def _file_crc32c(path: str) -> str:
