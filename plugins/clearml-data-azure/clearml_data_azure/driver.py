@@ -33,16 +33,18 @@ import os
 import random
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
-                                   ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
+                                   IncompleteReadError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
                                    ServiceRequestError, ServiceRequestTimeoutError,
                                    ServiceResponseError, ServiceResponseTimeoutError)
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
+from requests import exceptions as requests_exceptions
 
 from clearml_data.paths import check_relpath
 from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
@@ -406,16 +408,35 @@ class AzureBlobDriver(StorageDriver):
         except ResourceNotFoundError:
             return None
 
+    def _reading(self, fn):
+        """Run a download, again from the start when its body is cut off or stalls.
+
+        The SDK's retry policy covers a request until its answer starts; a body that breaks
+        off afterwards (requests' ChunkedEncodingError, a read timeout) escapes it, so such
+        failures get the same bound (``retries``) and back-off here.
+        """
+        policy = _Backoff(self.retry_backoff, retry_total=self.retries)
+        for count in range(self.retries + 1):
+            try:
+                return fn()
+            except _BODY_ERRORS as exc:
+                if count == self.retries:
+                    raise
+                log.debug("download cut off (%s); reading it again", type(exc).__name__)
+                time.sleep(policy.get_backoff_time({"count": count}))
+        raise AssertionError("unreachable")
+
     def get_file(self, key: str, local_path: str) -> None:
         blob = self._blob(key)
-        try:
+
+        def attempt() -> None:
             stream = blob.download_blob(max_concurrency=self.max_concurrency,
                                         validate_content=self.validate_content)
-        except AzureError as exc:
-            raise self._error(exc, key, "reading") from None
-        try:
             with open(local_path, "wb") as fh:
                 stream.readinto(fh)
+
+        try:
+            self._reading(attempt)
         except AzureError as exc:
             _unlink_quietly(local_path)
             raise self._error(exc, key, "reading") from None
@@ -431,8 +452,9 @@ class AzureBlobDriver(StorageDriver):
             self.stat(key)
             return b""
         try:
-            return blob.download_blob(offset=offset, length=length, max_concurrency=self.max_concurrency,
-                                      validate_content=self.validate_content).readall()
+            return self._reading(lambda: blob.download_blob(
+                offset=offset, length=length, max_concurrency=self.max_concurrency,
+                validate_content=self.validate_content).readall())
         except HttpResponseError as exc:
             if exc.status_code == 416:  # at or past the end (or an empty blob)
                 self.stat(key)
@@ -505,6 +527,11 @@ class _Backoff(ExponentialRetry):
     def get_backoff_time(self, settings) -> float:
         backoff = min(60.0, self.first * (2 ** settings["count"]))
         return backoff * random.uniform(0.75, 1.25)
+
+
+#: a download's body broke off or stalled after its answer began
+_BODY_ERRORS = (ServiceResponseError, IncompleteReadError, requests_exceptions.ChunkedEncodingError,
+                requests_exceptions.ConnectionError, requests_exceptions.Timeout)
 
 
 def _make_transport(pool_size: int, connection_timeout: float, read_timeout: float):
