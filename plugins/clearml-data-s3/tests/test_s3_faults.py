@@ -11,8 +11,13 @@ import gc
 import pytest
 
 from clearml_data.storage.faultproxy import FaultProxy
-from clearml_data.storage.faultsuite import (FaultTarget, check_retry_bound, check_workflow,
-                                             make_source, standard_faults)
+from clearml_data.storage.faultsuite import (
+    FaultTarget,
+    check_retry_bound,
+    check_workflow,
+    make_source,
+    standard_faults,
+)
 from clearml_data.testing import reliability_count, report_figures, reset_services
 
 pytestmark = [
