@@ -512,6 +512,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         row = self._draft(dataset_id)
         if storage:
             storage = normalize_storage(storage)
+            self.driver(storage)  # a URL the driver refuses (credentials in it) is never recorded
             if storage != row.storage:
                 self.catalog.update_dataset(row.id, storage=storage, updated_at=now())
                 row.storage = storage

@@ -160,7 +160,7 @@ def cmd_remove(ctx: Context) -> Result:
         else:
             gone = ctx.service.remove_files(row.id, pattern, recursive=not a.non_recursive)
         if not gone:
-            ctx.note(f"nothing matches {pattern!r}")
+            ctx.note(f"nothing matches {redact_url(pattern)!r}")
         removed += gone
     if a.verbose:
         for p in removed:

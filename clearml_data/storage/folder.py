@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
-from ..paths import check_relpath
+from ..errors import UsageError
+from ..paths import safe_join
 from .base import RANGED_READS, CONDITIONAL_PUT, DriverInfo, ObjectInfo, StorageDriver
 from .hookspecs import hookimpl
 
@@ -33,6 +34,8 @@ def folder_path(url: str) -> str:
     """The local folder a plain path or ``file://`` URL names."""
     if url.lower().startswith("file://"):
         parts = urlsplit(url)
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            raise UsageError("a file:// URL takes no user, password, query string or fragment")
         if parts.netloc not in ("", "localhost"):
             path = "//" + parts.netloc + parts.path  # file://server/share
         else:
@@ -41,7 +44,7 @@ def folder_path(url: str) -> str:
     else:
         path = url
     if not path:
-        raise ValueError("no folder given")
+        raise UsageError("no folder given")
     return os.path.abspath(os.path.expanduser(path))
 
 
@@ -54,8 +57,7 @@ class FolderDriver(StorageDriver):
         self.root = folder_path(url)
 
     def _path(self, key: str) -> str:
-        check_relpath(key)
-        return os.path.join(self.root, *key.split("/"))
+        return safe_join(self.root, key)
 
     def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
         final = self._path(key)
@@ -110,7 +112,7 @@ class FolderDriver(StorageDriver):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = os.path.join(self.root, *base.split("/")) if base else self.root
+        start = safe_join(self.root, base) if base else self.root
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")

@@ -1,0 +1,293 @@
+"""Secrets never show up in output, logs or the catalog.
+
+Canary credentials sit in the environment (AWS keys, an Azure connection string's
+AccountKey, a GCS credentials file: its path and its JSON) and in storage URLs
+(user:password@, SAS-like query strings). Every command then runs with --verbose and
+--debug against s3://, gs:// and azure:// storages on a loopback port where nothing
+listens, so every storage call fails and every error path is taken. Afterwards not one
+canary may appear in stdout, stderr, the log records or the bytes of the catalog files.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clearml_data.testing import reliability_count, report_figures, reset_services, run_cli, write_tree
+
+pytest.importorskip("clearml_data_s3", reason="the s3 plugin is not installed (plugins/clearml-data-s3)")
+pytest.importorskip("clearml_data_gcs", reason="the gcs plugin is not installed (plugins/clearml-data-gcs)")
+pytest.importorskip("clearml_data_azure", reason="the azure plugin is not installed (plugins/clearml-data-azure)")
+
+CANARIES = {
+    "aws_key_id": "AKIACANARYKEYID7Q2W",
+    "aws_secret": "awsSecretCanary0123456789abcdefghijklmnop",
+    "aws_session": "awsSessionTokenCanary9f8e7d6c5b4a",
+    "azure_key": base64.b64encode(b"azure-account-key-canary-4c1f-payload!").decode(),
+    "azure_sas_env": "azureSasSigCanary5d2e",
+    "gcs_path": "gcsCredPathCanary3b8a",
+    "gcs_key_id": "gcsPrivateKeyIdCanary71ce",
+    "url_password": "urlPasswordCanary6e4f",
+    "url_sig": "urlSasSigCanary8b1c",
+    "url_token": "urlTokenCanary2f7a",
+}
+
+
+def _service_account(token_uri: str) -> dict:
+    """A service-account key file whose token endpoint is on loopback; its key is a canary too."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    body = "".join(pem.splitlines()[1:-1])
+    CANARIES["gcs_private_key"] = body[100:160]
+    return {"type": "service_account", "project_id": "canary-project",
+            "private_key_id": CANARIES["gcs_key_id"], "private_key": pem,
+            "client_email": "canary@canary-project.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": token_uri}
+
+
+def _dead_port() -> int:
+    """A loopback port with nothing listening (bound once to pick it, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def canary_env(env, tmp_path, monkeypatch):
+    port = _dead_port()
+    dead = f"http://127.0.0.1:{port}"
+    creds = tmp_path / f"{CANARIES['gcs_path']}.json"
+    creds.write_text(json.dumps(_service_account(f"{dead}/token")))
+    for var in list(os.environ):
+        if var.startswith(("AWS_", "AZURE_", "GOOGLE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_",
+                           "CLEARML_DATA_AZURE_")) or var in ("STORAGE_EMULATOR_HOST", "GCLOUD_PROJECT"):
+            monkeypatch.delenv(var, raising=False)
+    values = {
+        "AWS_ACCESS_KEY_ID": CANARIES["aws_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CANARIES["aws_secret"],
+        "AWS_SESSION_TOKEN": CANARIES["aws_session"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "CLEARML_DATA_S3_MAX_ATTEMPTS": "1",
+        "CLEARML_DATA_S3_CONNECT_TIMEOUT": "2",
+        "AZURE_STORAGE_CONNECTION_STRING":
+            f"DefaultEndpointsProtocol=http;AccountName=canaryacct;AccountKey={CANARIES['azure_key']};"
+            f"BlobEndpoint={dead}/canaryacct;",
+        "AZURE_STORAGE_SAS_TOKEN": f"sv=2024-01-01&sig={CANARIES['azure_sas_env']}",
+        "CLEARML_DATA_AZURE_RETRIES": "0",
+        "CLEARML_DATA_AZURE_USE_IDENTITY": "false",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(creds),
+        "GOOGLE_CLOUD_PROJECT": "canary-project",
+        "NO_GCE_CHECK": "True",
+        "CLEARML_DATA_GCS_ENDPOINT": dead,
+        "CLEARML_DATA_GCS_RETRY_DEADLINE": "0.2",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):  # no name is ever looked up, no traffic leaves
+        if host not in ("127.0.0.1", "localhost", "::1", None):
+            off_loopback.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, f"test: {host} is not loopback")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    off_loopback: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    yield port
+    assert off_loopback == []
+
+
+class _Records(logging.Handler):
+    """Every log record of every logger, formatted with its traceback."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+def _hits(text: str) -> list[str]:
+    return [name for name, value in CANARIES.items() if value in text]
+
+
+def _scheme_urls(port: int) -> dict[str, str]:
+    return {
+        "s3": f"s3://127.0.0.1:{port}/canary-bucket/data",
+        "gs": "gs://canary-bucket/data",
+        "azure": "azure://canaryacct/canary-container/data",
+    }
+
+
+def _credential_urls(port: int) -> list[str]:
+    """Storage URLs that carry a credential: each must be refused without repeating it."""
+    pw, sig, tok = CANARIES["url_password"], CANARIES["url_sig"], CANARIES["url_token"]
+    return [
+        f"s3://AKIAX:{pw}@127.0.0.1:{port}/canary-bucket",
+        f"s3://AKIAX:{pw}@canary-bucket/data",
+        f"s3://canary-bucket/data?X-Amz-Signature={sig}&X-Amz-Security-Token={tok}",
+        f"gs://user:{pw}@canary-bucket/data",
+        f"gs://canary-bucket/data?token={tok}",
+        f"azure://canaryacct/canary-container?sv=2024&sig={sig}",
+        f"azure://canaryacct.blob.core.windows.net/canary-container/x?se=2030&sp=r&sig={sig}",
+        f"azure://user:{pw}@canaryacct/canary-container",
+        f"file://user:{pw}@localhost/tmp/x",
+    ]
+
+
+def _commands(scheme_url: str, draft: str, final: str, folder: Path, port: int) -> list[list[str]]:
+    """Every clearml-data command, aimed at a storage where nothing answers."""
+    cred = _credential_urls(port)
+    out = folder.parent / "copy"
+    return [
+        ["create", "--project", "canary", "--name", "n", "--storage", scheme_url],
+        ["add", "--id", draft, "--files", str(folder)],
+        ["add", "--id", draft, "--links", f"{scheme_url}/external.bin"],
+        ["add", "--id", draft, "--links", f"{scheme_url}/folder/"],
+        *[["add", "--id", draft, "--links", u + "/x.bin"] for u in cred],
+        ["remove", "--id", draft, "--files", "a.txt"],
+        *[["remove", "--id", draft, "--files", u] for u in cred],
+        ["upload", "--id", draft],
+        ["upload", "--id", draft, "--storage", scheme_url + "/other"],
+        *[["upload", "--id", draft, "--storage", u] for u in cred],
+        ["close", "--id", draft],
+        *[["close", "--id", draft, "--storage", u] for u in cred],
+        ["sync", "--id", draft, "--folder", str(folder), "--skip-close"],
+        ["sync", "--project", "canary", "--name", "synced", "--folder", str(folder), "--storage", scheme_url],
+        *[["create", "--project", "canary", "--name", "bad", "--storage", u] for u in cred],
+        ["list", "--id", final],
+        ["search", "--not-only-completed"],
+        ["verify", "--id", final],
+        ["verify", "--id", final, "--filesize"],
+        ["verify", "--id", final, "--folder", str(folder)],
+        ["get", "--id", final],
+        ["get", "--id", final, "--copy", str(out)],
+        ["compare", "--source", final, "--target", final],
+        ["squash", "--name", "sq", "--ids", final, "--storage", scheme_url],
+        *[["squash", "--name", "sq2", "--ids", final, "--storage", u] for u in cred],
+        ["set-description", "--id", final, "--description", "d"],
+        ["publish", "--id", final],
+        ["rename", "--project", "canary", "--name", "fin", "--new-name", "fin2"],
+        ["move", "--project", "canary", "--name", "fin2", "--new-project", "canary2"],
+        ["cache"],
+        ["plugins"],
+        ["doctor"],
+        ["delete", "--id", final, "--force"],
+        ["delete", "--id", draft],
+    ]
+
+
+def _final_in(env, scheme_url: str, folder: Path) -> str:
+    """A final version made in folder storage, then pointed (catalog rows) at ``scheme_url``."""
+    assert run_cli("create", "--project", "canary", "--name", "fin").code == 0
+    fid = run_cli("--json", "search", "--not-only-completed").json["data"][-1]["id"]
+    assert run_cli("add", "--id", fid, "--files", str(folder)).code == 0
+    assert run_cli("close", "--id", fid).code == 0
+    reset_services()
+    with sqlite3.connect(env.catalog) as db:
+        (storage,) = db.execute("SELECT storage FROM datasets WHERE id = ?", [fid]).fetchone()
+        db.execute("UPDATE datasets SET storage = ? WHERE id = ?", [scheme_url, fid])
+        db.execute("UPDATE objects SET storage = ? WHERE storage = ?", [scheme_url, storage])
+    db.close()
+    return fid
+
+
+def _catalog_bytes(env) -> bytes:
+    return b"".join(p.read_bytes() for p in Path(env.catalog).parent.glob(Path(env.catalog).name + "*"))
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("scheme", ["s3", "gs", "azure"])
+def test_no_canary_in_output_logs_or_catalog(scheme, env, canary_env, tmp_path):
+    port = canary_env
+    url = _scheme_urls(port)[scheme]
+    folder = write_tree(tmp_path / "src", {"a.txt": "alpha", "sub/b.txt": "beta"})
+    final = _final_in(env, url, folder)
+    created = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url)
+    assert created.code == 0, created.err
+    draft = created.json["data"]["id"]
+    handler = _Records()
+    root = logging.getLogger()
+    root.addHandler(handler)  # at the levels the CLI sets: --debug lowers only our own loggers
+    transcript: list[str] = []
+    failed = 0
+    try:
+        # CI: each command once, alternating text and --json; full: each command both ways
+        variants = [["--verbose", "--debug"], ["--json", "--verbose", "--debug"]]
+        for i, argv in enumerate(_commands(url, draft, final, folder, port)):
+            for flags in (variants + variants)[i % 2:i % 2 + reliability_count(1, 2)]:
+                r = run_cli(*flags, *argv)
+                failed += r.code != 0
+                transcript += [r.out, r.err]
+                assert "Traceback" not in r.err, (argv, r.err)
+    finally:
+        root.removeHandler(handler)
+        reset_services()
+    assert failed > 0  # the dead port was really tried
+    places = {"output": "\n".join(transcript), "logs": "\n".join(handler.lines),
+              "catalog": _catalog_bytes(env).decode("latin-1")}
+    hits = {where: _hits(text) for where, text in places.items()}
+    if any(hits.values()):
+        for where, text in places.items():
+            for line in text.splitlines():
+                if _hits(line):
+                    print("HIT", where, line[:300])
+    report_figures("secrets", scheme=scheme, canaries=len(CANARIES), commands=len(transcript) // 2,
+                   hits=sum(len(h) for h in hits.values()))
+    assert hits == {"output": [], "logs": [], "catalog": []}
+
+
+_CHILD = """
+import json, sys
+from clearml_data.cli import main
+for argv in json.loads(sys.argv[1]):
+    print("exit", main(["--verbose", "--debug", *argv]), file=sys.stderr)
+"""
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("scheme", ["s3", "gs", "azure"])
+def test_no_canary_from_a_subprocess(scheme, env, canary_env, tmp_path):
+    """The commands again in a real process: its own logging set-up, real stdout and stderr,
+    and anything a thread or interpreter shutdown might print."""
+    port = canary_env
+    url = _scheme_urls(port)[scheme]
+    folder = write_tree(tmp_path / "src", {"a.txt": "alpha", "sub/b.txt": "beta"})
+    final = _final_in(env, url, folder)
+    draft = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url).json["data"]["id"]
+    commands = _commands(url, draft, final, folder, port)
+    if reliability_count(1, 2) == 1:  # CI: the commands that talk to the storage
+        commands = [c for c in commands if c[0] in ("add", "upload", "close", "get", "verify", "create")]
+    p = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(commands)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr, p.stderr[-2000:]
+    codes = [line for line in p.stderr.splitlines() if line.startswith("exit ")]
+    assert len(codes) == len(commands) and "exit 1" in codes
+    text = p.stdout + p.stderr + _catalog_bytes(env).decode("latin-1")
+    hits = _hits(text)
+    report_figures("secrets", scheme=scheme, process="subprocess", canaries=len(CANARIES),
+                   commands=len(commands), hits=len(hits))
+    assert hits == []
