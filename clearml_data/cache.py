@@ -31,7 +31,7 @@ from pathlib import Path
 from .errors import IntegrityError
 from .hashing import sha256_file
 from .packs import PendingFile, copy_verified
-from .paths import safe_join
+from .paths import check_id, safe_join
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,7 @@ class Cache:
     # -- dataset copies ---------------------------------------------------------------------
     def view_path(self, dataset_id: str, use_soft_links: bool | None) -> Path:
         mode = LINK_MODES[use_soft_links]
+        check_id(dataset_id)
         return self.datasets / (dataset_id if mode == "link" else f"{dataset_id}.{mode}")
 
     def view_is_complete(self, folder: Path, files: dict[str, tuple[str, int]]) -> bool:
@@ -327,6 +328,7 @@ class Cache:
 
     def remove_views(self, dataset_id: str) -> None:
         """Drop every local copy of a version (all link modes, parts and subsets)."""
+        check_id(dataset_id)
         if self.datasets.is_dir():
             for path in self.datasets.glob(f"{dataset_id}*"):
                 remove_tree(path)

@@ -15,17 +15,56 @@ import re
 
 from .errors import UnsafePathError
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: C0 and C1 control characters and DEL (terminal escapes, line breaks, NUL), and the
+#: invisible bidirectional and line-separator characters that make a name display as
+#: another ("\u202etxt.exe" shows as "exe.txt")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: what (os.fsdecode) makes of bytes that are not UTF-8: lone surrogates
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+#: Windows device names: a file named so is the device, on a Windows machine or SMB share
+_DEVICES = frozenset(["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
+                      *(f"LPT{i}" for i in range(10))])
+_ID = re.compile(r"[0-9a-f]{32}")
+_HASH = re.compile(r"[0-9a-f]{64}")
 MAX_COMPONENT = 255
+#: a path that is certainly clean (every component: word characters and common punctuation,
+#: not starting or ending with a dot or space, at most 63 characters, not a device name);
+#: anything else gets the full, slower check
+_F = r"[\w\-+=,@%~()#&!'\[\]{}]"
+_M = r"[\w\-+=,@%~()#&!'\[\]{}. ]"
+_COMPONENT = (r"(?!(?i:con|prn|aux|nul|com[0-9]|lpt[0-9])(?:/|\Z))"
+              rf"(?:{_F}{_M}{{0,61}}{_F}|{_F})")
+_CLEAN = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+
+
+def describe(path: str) -> str:
+    """A path quoted for a one-line message: control characters escaped, and a name that
+    is not UTF-8 shown as the bytes it is (b'caf\\xe9.txt')."""
+    if isinstance(path, str) and _NOT_UTF8.search(path):
+        try:
+            return repr(os.fsencode(path))
+        except UnicodeError:
+            pass
+    return repr(path)
 
 
 def check_relpath(path: str) -> str:
-    """Return ``path`` if it is a clean dataset-relative path, else raise UnsafePathError."""
+    """Return ``path`` if it is a clean dataset-relative path, else raise UnsafePathError.
+
+    Refused: empty, absolute ("/x", "C:x"), backslashes, empty / "." / ".." components,
+    control characters, bidirectional overrides, names that are not UTF-8, components of
+    more than 255 bytes, components ending in "." or " " (Windows and exFAT drop them, so
+    "a." and "a" would be one file) and bare Windows device names (CON, NUL, COM1, ...).
+    """
+    if isinstance(path, str) and _CLEAN.fullmatch(path):
+        return path
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"empty path {path!r}")
+    if _NOT_UTF8.search(path):
+        raise UnsafePathError(f"path {describe(path)} is not valid UTF-8")
     if _CONTROL.search(path):
-        raise UnsafePathError(f"path {path!r} contains a control character")
+        raise UnsafePathError(f"path {path!r} contains a control or bidirectional-override character")
     if "\\" in path:
         raise UnsafePathError(f"path {path!r} contains a backslash")
     if path.startswith("/") or _DRIVE.match(path):
@@ -33,13 +72,59 @@ def check_relpath(path: str) -> str:
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise UnsafePathError(f"path {path!r} has an empty, '.' or '..' component")
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT:
+        if part[-1] in ". ":
+            raise UnsafePathError(f"path {path!r} has a component ending in a dot or space")
+        if len(part) > MAX_COMPONENT // 4 and len(part.encode("utf-8")) > MAX_COMPONENT:
             raise UnsafePathError(f"path {path!r} has a component longer than {MAX_COMPONENT} bytes")
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UnsafePathError(f"path {path!r} is not valid UTF-8") from None
+        if len(part) <= 4 and part.upper() in _DEVICES:
+            raise UnsafePathError(f"path {path!r} has a component that is a Windows device name")
     return path
+
+
+def check_id(dataset_id: str) -> str:
+    """A full dataset id (32 lowercase hex characters) read from the catalog, else CatalogError."""
+    if not isinstance(dataset_id, str) or not _ID.fullmatch(dataset_id):
+        from .errors import CatalogError
+
+        raise CatalogError(f"the catalog holds a malformed dataset id {dataset_id!r}",
+                           hint="the catalog was changed outside clearml-data")
+    return dataset_id
+
+
+def is_hash(digest) -> bool:
+    """Is ``digest`` a SHA-256 hex digest (64 lowercase hex characters)?"""
+    return isinstance(digest, str) and _HASH.fullmatch(digest) is not None
+
+
+def check_pattern(pattern: str) -> str:
+    """A dataset path pattern (remove, list --filter): refused when no dataset path can match it.
+
+    "", "*" and "/" mean everything; otherwise the pattern must be relative, without "..",
+    backslashes or control characters, like the paths it matches; a pattern without
+    wildcards must be a valid dataset path (a trailing "/" names a folder).
+    """
+    text = str(pattern).strip()
+    if text in ("", "*", "/"):
+        return text
+    if _NOT_UTF8.search(text) or _CONTROL.search(text) or "\\" in text:
+        raise UnsafePathError(f"pattern {describe(text)} contains a control character, backslash "
+                              "or bytes that are not UTF-8, which no dataset path holds")
+    if text.startswith("/") or _DRIVE.match(text):
+        raise UnsafePathError(f"pattern {text!r} must be relative to the dataset root")
+    if ".." in text.split("/"):
+        raise UnsafePathError(f"pattern {text!r} must not contain '..'")
+    if not any(c in text for c in "*?["):  # a plain path: the rules of the paths it names
+        check_relpath(text.rstrip("/"))
+    return text
+
+
+def check_link(link: str, root_real: str) -> None:
+    """Refuse a symbolic link met inside an added folder whose target lies outside it."""
+    target = os.path.realpath(link)
+    if target != root_real and not target.startswith(root_real.rstrip(os.sep) + os.sep):
+        raise UnsafePathError(
+            f"{describe(link)} is a symbolic link to {describe(target)}, outside the folder being added",
+            hint="links are followed only inside the folder; add the target itself, or copy it in")
 
 
 def normalize_relpath(path: str) -> str:
@@ -52,8 +137,8 @@ def normalize_relpath(path: str) -> str:
     text = str(path).strip()
     if text in ("", ".", "/"):
         return ""
-    if "\\" in text or _CONTROL.search(text):
-        raise UnsafePathError(f"dataset path {text!r} contains a backslash or control character")
+    if "\\" in text or _CONTROL.search(text) or _NOT_UTF8.search(text):
+        raise UnsafePathError(f"dataset path {describe(text)} contains a backslash or control character")
     if text.startswith("/") or _DRIVE.match(text):
         raise UnsafePathError(f"dataset path {text!r} must be relative to the dataset root")
     parts = [p for p in text.split("/") if p not in ("", ".")]

@@ -33,7 +33,9 @@ from .history import HistoryMixin
 from .verify import VerifyMixin
 from .hashing import hash_files, ordered_map
 from .statcache import StatCache
-from .paths import check_relpath, join_relpath, local_relpath, matches, normalize_relpath, under
+from .paths import (check_id, check_link, check_pattern, check_relpath, describe, join_relpath, local_relpath,
+                    matches, normalize_relpath, under)
+from .rowcheck import check_change, check_location
 from .progress import ProgressFactory, null_progress
 from .storage import PluginManager, StorageDriver, redact_url, url_scheme
 
@@ -159,7 +161,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             if not matches_:
                 raise DatasetNotFoundError(f"no dataset with id {text}",
                                            hint="`clearml-data search` lists the datasets")
-            row = self.catalog.get_dataset(matches_[0])
+            row = self.catalog.get_dataset(check_id(matches_[0]))
+        check_id(row.id)
         return row
 
     def get(self, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
@@ -279,7 +282,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             for pid in row.parents:  # a merge (or a root): later parents win on the same path
                 view.update(self._view(self._parent_row(row, pid), memo, tuple(seen)))
         for level in reversed(chain):
-            for p, kind, digest, size in self.catalog.change_tuples(level.id):
+            for p, kind, digest, size in self.catalog.change_tuples(check_id(level.id)):
+                check_change(level.id, p, kind, digest, size)
                 if kind == "removed":
                     view.pop(p, None)
                 else:
@@ -305,7 +309,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         return merged
 
     def _parent_row(self, row: DatasetRow, parent_id: str) -> DatasetRow:
-        parent = self.catalog.get_dataset(parent_id)
+        parent = self.catalog.get_dataset(check_id(parent_id))
         if parent is None:
             raise CatalogError(f"dataset {row.id} names a parent {parent_id} that is not in the catalog")
         return parent
@@ -393,7 +397,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         try:
             return check_relpath(rel)
         except UnsafePathError as exc:
-            raise UnsafePathError(f"cannot add {source!r}: {exc}") from None
+            raise UnsafePathError(f"cannot add {describe(source)}: {exc}") from None
 
     def _add_collected(self, row: DatasetRow, items: Iterable[tuple[str, str]], max_workers: int | None,
                        progress: ProgressFactory) -> AddResult:
@@ -461,6 +465,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
     def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
         """Remove the files matching ``pattern`` from a draft; returns the removed paths."""
         row = self._draft(dataset_id)
+        check_pattern(pattern)
         parent = self.parent_view(row)
         rows = {c.path: c for c in self.catalog.changes(row.id)}
         current = _apply(parent, rows, row.id)
@@ -733,7 +738,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             if not locs:
                 raise StorageError(f"no storage holds the content {h[:12]}… of dataset {row.id}",
                                    hint="the version was not uploaded completely; run verify")
-            loc = next((x for x in locs if x.storage == row.storage), locs[0])
+            loc = check_location(next((x for x in locs if x.storage == row.storage), locs[0]))
             by_key.setdefault((loc.storage, loc.key), []).append((h, loc.offset, loc.length))
         tasks: list[tuple[str, packs.Span]] = []
         for (storage, key), entries in by_key.items():
@@ -874,9 +879,10 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
     """(folder, sorted names of its regular files) for root and, if recursive, every subfolder.
 
     Like os.walk without following folder symlinks; file symlinks count when they point to a
-    regular file. Directory entry types avoid a stat per file where the filesystem gives them.
+    regular file. A symlink whose target lies outside root stops the walk (UnsafePathError). Directory entry types avoid a stat per file where the filesystem gives them.
     """
     stack = [root]
+    root_real = os.path.realpath(root)
     while stack:
         folder = stack.pop()
         files, dirs = [], []
@@ -884,6 +890,8 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
             with os.scandir(folder) as it:
                 for entry in it:
                     try:
+                        if entry.is_symlink():
+                            check_link(entry.path, root_real)
                         if entry.is_dir(follow_symlinks=False):
                             dirs.append(entry.path)
                         elif entry.is_file():  # follows symlinks; skips sockets, fifos, broken links

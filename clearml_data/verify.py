@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass, field
 
 from .catalog import DatasetRow
-from .errors import ClearMLDataError
 from .hashing import ordered_map, sha256_file
 from .paths import safe_join
 from .progress import ProgressFactory, null_progress
+from .rowcheck import check_location
 from .storage import redact_url
 
 
@@ -50,7 +50,7 @@ class VerifyMixin:
                 report.problems += [Problem(p, "missing", "no storage holds this content")
                                     for p in paths_of[h]]
                 continue
-            loc = next((x for x in locs if x.storage == row.storage), locs[0])
+            loc = check_location(next((x for x in locs if x.storage == row.storage), locs[0]))
             by_key.setdefault((loc.storage, loc.key), []).append((h, loc.offset, loc.length))
         bar = progress(sum(sizes[m[0]] for ms in by_key.values() for m in ms), "B",
                        "Verifying" if full else "Checking", files=len(paths_of))
@@ -107,10 +107,10 @@ class VerifyMixin:
         to_hash = []
         for p in sorted(view):
             h, size, _origin = view[p]
+            local = safe_join(root, p)  # an unsafe catalog path is an error, not a missing file
             try:
-                local = safe_join(root, p)
                 st = os.stat(local)
-            except (OSError, ClearMLDataError):
+            except OSError:
                 report.problems.append(Problem(p, "missing"))
                 continue
             if st.st_size != size:

@@ -9,7 +9,8 @@ from clearml_data.paths import check_relpath, matches, normalize_relpath, safe_j
 HOSTILE = [
     "", "/etc/passwd", "../x", "a/../../x", "a/..", "./a", "a//b", "a/./b", "C:x", "c:/windows",
     "a\x00b", "a\nb", "a\x1bb", "a\\..\\b", "\\\\server\\share", "a/" + "x" * 256, "..", ".", "/",
-    "a/", "a\x7fb",
+    "a/", "a\x7fb", "\u202eevil.txt", "CON", "a/nul", "trailing.", "trailing ", "...", "a\x85b",
+    "caf\udce9.txt", "a\u2028b",
 ]
 
 
@@ -21,8 +22,8 @@ def test_hostile_relpaths_are_refused(path, tmp_path):
         safe_join(tmp_path, path)
 
 
-@pytest.mark.parametrize("path", ["a", "a/b/c.txt", "über/ñ.jpg", "a b/c d", "x" * 255, "...", "a..b",
-                                  "\u202eevil.txt", "CON", "trailing."])
+@pytest.mark.parametrize("path", ["a", "a/b/c.txt", "über/ñ.jpg", "a b/c d", "x" * 255, "a..b",
+                                  "con.txt", "console", ".hidden", "é" * 127, "日本/ファイル.png"])
 def test_clean_relpaths_join_inside(path, tmp_path):
     full = safe_join(tmp_path, path)
     assert full.startswith(str(tmp_path) + os.sep)

@@ -62,7 +62,7 @@ class Context:
     def note(self, message: str) -> None:
         """Informational text: stderr, so stdout stays the result."""
         if not self.quiet:
-            print(message, file=self.stderr, flush=True)
+            print(printable(message), file=self.stderr, flush=True)
 
     def close(self) -> None:
         if self._service is not None:
@@ -573,7 +573,7 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
         if ctx.json:
             print(_envelope(args.command, "error", None,
                             [{"type": type(exc).__name__, "message": message}]), file=stdout)
-        print(f"Error: {message}", file=stderr)
+        print(f"Error: {printable(message)}", file=stderr)
         return 1
     finally:
         ctx.close()
@@ -583,13 +583,21 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
                   file=stdout)
         else:
             for line in result.text:
-                print(line, file=stdout)
+                print(printable(line), file=stdout)
         stdout.flush()
     except BrokenPipeError:  # `clearml-data list | head`: the reader left, which is fine
         if stdout is sys.__stdout__:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
         return result.code
     return result.code
+
+
+def printable(text: str) -> str:
+    """Text for a terminal: control and other invisible characters (a name from a crafted
+    catalog, a file name with an escape sequence) are shown escaped, never sent raw."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _one_line(exc: BaseException) -> str:

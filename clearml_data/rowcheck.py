@@ -1,0 +1,45 @@
+"""Checks on rows read back from the catalog before anything acts on them.
+
+The catalog is a file that anyone with write access can change. A row that clearml-data
+could not have written (a path that leaves its folder, a hash that is not a SHA-256, a
+negative size or offset) stops the command with a :class:`CatalogError` naming the row,
+before a byte is read or written with it.
+"""
+
+from __future__ import annotations
+
+from .catalog import ChangeRow, ObjectRow
+from .errors import CatalogError, UnsafePathError
+from .paths import check_relpath, describe, is_hash
+
+_KINDS = ("added", "modified", "removed")
+_HINT = "the catalog was changed outside clearml-data; restore it from a backup"
+
+
+def check_change(dataset_id: str, path: str, kind: str, digest: str | None, size: int | None) -> None:
+    """A change row of ``dataset_id``: a clean path, a known kind, a SHA-256 and a size."""
+    row = ChangeRow(path, kind, digest, size)
+    try:
+        check_relpath(row.path)
+    except UnsafePathError as exc:
+        raise CatalogError(f"dataset {dataset_id} has a file row with an unsafe path: {exc}",
+                           hint=_HINT) from None
+    if row.kind not in _KINDS:
+        raise CatalogError(f"dataset {dataset_id} has a file row {describe(row.path)} of unknown kind "
+                           f"{row.kind!r}", hint=_HINT)
+    if row.kind != "removed" and not (is_hash(row.hash) and type(row.size) is int and row.size >= 0):
+        raise CatalogError(f"dataset {dataset_id} has a file row {describe(row.path)} with a malformed "
+                           f"hash or size", hint=_HINT)
+
+
+def check_location(loc: ObjectRow) -> ObjectRow:
+    """Where a content's bytes live: a clean key and a non-negative offset and length."""
+    try:
+        check_relpath(loc.key)
+    except UnsafePathError as exc:
+        raise CatalogError(f"the catalog names an unsafe storage key for content {str(loc.hash)[:12]}: {exc}",
+                           hint=_HINT) from None
+    if not (is_hash(loc.hash) and type(loc.offset) is int and type(loc.length) is int
+            and loc.offset >= 0 and loc.length >= 0):
+        raise CatalogError(f"the catalog holds a malformed location for {loc.key!r}", hint=_HINT)
+    return loc
