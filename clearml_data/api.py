@@ -332,13 +332,17 @@ class Dataset:
 
     def verify_dataset_hash(self, local_copy_path: str | os.PathLike | None = None, skip_hash: bool = False,
                             verbose: bool = False) -> list[str]:
-        """Paths whose local copy is missing or differs (default: the cached local copy)."""
+        """Paths whose local copy is missing or differs (default: the version's content in the
+        local cache, damaged cached files removed, then the cached local copy)."""
+        problems = []
+        if local_copy_path is None:
+            problems += self._service.verify_cache(self._refresh(), full=not skip_hash).problems
         folder = local_copy_path or self.get_local_copy(show_progress=False)
-        report = self._service.verify_folder(self._refresh(), folder, skip_hash=skip_hash)
+        problems += self._service.verify_folder(self._refresh(), folder, skip_hash=skip_hash).problems
         if verbose:
-            for p in report.problems:
+            for p in problems:
                 log.info("%s: %s %s", p.path, p.problem, p.detail)
-        return [p.path for p in report.problems]
+        return sorted({p.path for p in problems})
 
     @classmethod
     def squash(cls, dataset_name: str, dataset_ids: Iterable | None = None,

@@ -8,7 +8,9 @@ Layout under the cache folder::
     tmp/                       temporary files (same filesystem, renamed into place)
 
 Content is hash-checked before it enters ``objects/``. A copy folder is built under a
-temporary name and renamed into place, so nobody ever sees a half-built copy.
+temporary name and renamed into place, so nobody ever sees a half-built copy. A cached
+file is served only while its stat is the one recorded when its bytes were checked, else
+after hashing it again (:mod:`clearml_data.cacheguard`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cacheguard import CacheGuard
+from .diskspace import space_for
 from .errors import IntegrityError
 from .hashing import sha256_file
 from .packs import PendingFile, copy_verified
@@ -90,8 +94,10 @@ def _files(root: Path, follow: bool = False) -> Iterator[tuple[str, os.stat_resu
 
 
 class Cache:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, memory=None):
         self.root = Path(root)
+        #: checks cached files before they are served (``memory``: a StatCache)
+        self.guard = CacheGuard(memory)
         self.objects = self.root / "objects"
         self._objects_str = str(self.objects)
         self.datasets = self.root / "datasets"
@@ -111,15 +117,38 @@ class Cache:
         return Path(self.object_file(digest))
 
     def has(self, digest: str, size: int) -> bool:
-        try:
-            st = os.stat(self.object_file(digest))
-        except FileNotFoundError:
-            return False
-        return st.st_size == size
+        """Is the content in the cache, intact (checked as described in cacheguard)?"""
+        return digest in self.usable({digest: size})
+
+    def usable(self, wanted: dict[str, int], max_workers: int | None = None) -> set[str]:
+        """The hashes of ``wanted`` ({hash: size}) whose cached object may be served.
+
+        One stat each; an object whose stat changed since its bytes were checked is hashed
+        again, and deleted if they are wrong (it is then fetched again like a missing one).
+        """
+        items = []
+        for digest, size in wanted.items():
+            path = self.object_file(digest)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if st.st_size == size:
+                items.append((path, st, digest))
+        bad = self.guard.check(items, max_workers)
+        for path, _st, digest in bad:
+            log.warning("the cached copy of %s… was changed or damaged; fetching it again", digest[:12])
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        gone = {d for _p, _s, d in bad}
+        return {d for _p, _s, d in items if d not in gone}
 
     def tempfile(self) -> tuple[int, str]:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=self.tmp, prefix="obj-", suffix=".tmp")
+        with space_for(self.root, "the cache"):
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            return tempfile.mkstemp(dir=self.tmp, prefix="obj-", suffix=".tmp")
 
     def add_bytes(self, digest: str, data: bytes | memoryview) -> None:
         """Put bytes into the cache under their hash, after checking the hash."""
@@ -128,7 +157,7 @@ class Cache:
                                  hint="the stored object is damaged; run verify")
         fd, tmp = self.tempfile()
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with space_for(self.root, "the cache"), os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             self._install(tmp, digest)
         except BaseException:
@@ -169,7 +198,7 @@ class Cache:
             return self.object_path(f.hash)
         fd, tmp = self.tempfile()
         try:
-            with os.fdopen(fd, "wb") as out:
+            with space_for(self.root, "the cache"), os.fdopen(fd, "wb") as out:
                 copy_verified(f.source, out, f)
             self._install(tmp, f.hash)
         finally:
@@ -180,8 +209,10 @@ class Cache:
     def _install(self, tmp: str, digest: str) -> None:
         os.chmod(tmp, 0o444)
         final = self.object_path(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        with space_for(self.root, "the cache"):
+            final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
+        self.guard.entered(str(final), digest)
 
     # -- locks ----------------------------------------------------------------------------
     @contextmanager
@@ -270,25 +301,31 @@ class Cache:
                             symlinked.add(os.path.basename(os.readlink(path)))
                         except OSError:
                             pass
-        orphans = sorted(((st.st_mtime, path, st.st_size) for path, st in _files(self.objects)
-                          if st.st_nlink == 1 and os.path.basename(path) not in symlinked))
+        orphans = sorted(((st.st_mtime, path, st.st_size, st) for path, st in _files(self.objects)
+                          if st.st_nlink == 1 and os.path.basename(path) not in symlinked),
+                         key=lambda o: o[:2])
         freed = 0
-        for _mtime, path, size in orphans:
+        dropped = []
+        for _mtime, path, size, st in orphans:
             if freed >= excess:
                 break
             os.unlink(path)
+            dropped.append(st)
             freed += size
             result.objects += 1
             result.freed_bytes += size
+        self.guard.forget(dropped)
         return freed > 0
 
     def clear(self) -> PruneResult:
         """Empty the cache (waits until no other process is using it)."""
         with self.lock(_USE_LOCK):
             before = self.usage()
+            gone = [st for d in (self.objects, self.datasets) for _p, st in _files(d)]
             for d in (self.datasets, self.objects, self.tmp):
                 if d.exists():
                     remove_tree(d)
+            self.guard.forget(gone)
             return PruneResult(objects=before.objects, copies=[c.name for c in before.copies],
                                freed_bytes=before.total_bytes, remaining_bytes=0)
 
@@ -298,33 +335,56 @@ class Cache:
         check_id(dataset_id)
         return self.datasets / (dataset_id if mode == "link" else f"{dataset_id}.{mode}")
 
-    def view_is_complete(self, folder: Path, files: dict[str, tuple[str, int]]) -> bool:
-        """Does an existing copy still hold every file of the view, unmodified in size?"""
+    def view_is_complete(self, folder: Path, files: dict[str, tuple[str, int]],
+                         max_workers: int | None = None) -> bool:
+        """Does an existing copy still hold every file of the view, intact?
+
+        One stat per file; files whose stat changed since they were checked are hashed again.
+        """
         if not folder.is_dir():
             return False
-        for rel, (_digest, size) in files.items():
+        items = []
+        for rel, (digest, size) in files.items():
             try:
-                st = os.stat(safe_join(folder, rel))
+                path = safe_join(folder, rel)
+                st = os.stat(path)
             except OSError:
                 return False
             if st.st_size != size:
                 return False
-        return True
+            items.append((path, st, digest))
+        bad = self.guard.check(items, max_workers)
+        for path, _st, _digest in bad:
+            log.warning("%s was changed in the cache; the local copy is built again", path)
+        return not bad
+
+    def _record_view(self, folder: Path, files: dict[str, tuple[str, int]]) -> None:
+        """Record the stat of every file of a just built copy (linking changed the ctime)."""
+        if self.guard.memory is None:
+            return
+        items = []
+        for rel, (digest, _size) in files.items():
+            path = safe_join(folder, rel)
+            items.append((path, os.stat(path), digest))
+        self.guard.relinked(items)
 
     def build_view(self, folder: Path, files: dict[str, tuple[str, int]],
                    use_soft_links: bool | None) -> None:
         """Materialise ``{relpath: (hash, size)}`` into ``folder`` atomically."""
         mode = LINK_MODES[use_soft_links]
         staging = folder.parent / f".build-{folder.name}-{uuid.uuid4().hex[:8]}"
-        staging.mkdir(parents=True)
+        with space_for(self.root, "the cache"):
+            staging.mkdir(parents=True)
         try:
-            populate(staging, files, self.object_file, mode)
+            with space_for(self.root, "the cache"):
+                populate(staging, files, self.object_file, mode)
             if folder.exists():
                 remove_tree(folder)
             os.rename(staging, folder)
         except BaseException:
             remove_tree(staging)
             raise
+        self._record_view(folder, files)
 
     def remove_views(self, dataset_id: str) -> None:
         """Drop every local copy of a version (all link modes, parts and subsets)."""

@@ -88,3 +88,11 @@ class PluginError(ClearMLDataError):
 
 class UnsafePathError(UsageError):
     """A path would leave its folder (absolute, '..', NUL, ...)."""
+
+
+class DiskFullError(ClearMLDataError):
+    """A local folder (cache, target, storage) ran out of space; nothing half-written is kept."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import packs, versions
 from .cache import LINK_MODES, Cache, populate, remove_tree
+from .diskspace import disk_full, is_no_space, space_for
 from .catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
 from .config import Settings
 from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, DatasetStateError,
@@ -120,6 +121,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         self.cache = Cache(self.settings.cache_dir)
         #: per-machine (inode, size, times) -> hash memory, so unchanged files are not re-read
         self.hash_memory = StatCache(self.settings.cache_dir / "hashes.db")
+        self.cache.guard.memory = self.hash_memory  # what each cached file was when checked
         self._views: OrderedDict[str, View] = OrderedDict()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -139,6 +141,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         return self.plugins.driver(storage)
 
     def close(self) -> None:
+        self.cache.guard.flush()
         self.hash_memory.close()
         if self._catalog is not None:
             self._catalog.close()
@@ -552,7 +555,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                     key = packs.object_key(f.hash)
                     self._put(driver, str(local), key, storage)
                 return [ObjectRow(storage, f.hash, key, 0, f.size)]
-            digest, tmp, entries = packs.write_pack(files, tmp_dir)
+            with space_for(self.cache.root, "the cache"):
+                digest, tmp, entries = packs.write_pack(files, tmp_dir)
             try:
                 key = packs.pack_key(digest)
                 self._put(driver, tmp, key, storage)
@@ -713,18 +717,27 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         self.cache.ensure()
         with self.cache.in_use():
             self.fetch_objects(row, files, max_workers, progress)
-            target.mkdir(parents=True, exist_ok=True)
-            populate(target, files, self.cache.object_file, "copy", writable=True)
+            try:
+                with space_for(target, "the folder"):
+                    target.mkdir(parents=True, exist_ok=True)
+                    populate(target, files, self.cache.object_file, "copy", writable=True)
+            except BaseException:  # never leave a half-written copy: the same call can run again
+                if target.is_dir():
+                    for child in target.iterdir():
+                        if child.is_dir() and not child.is_symlink():
+                            remove_tree(child)
+                        else:
+                            child.unlink()
+                raise
         self.enforce_cache_limit()
         return str(target)
 
     def fetch_objects(self, row: DatasetRow, files: dict[str, tuple[str, int]],
                       max_workers: int | None = None, progress: ProgressFactory = null_progress) -> int:
         """Bring every object the files need into the cache; returns the bytes fetched."""
-        wanted: dict[str, int] = {}
-        for h, size in files.values():
-            if h not in wanted and not self.cache.has(h, size):
-                wanted[h] = size
+        needed = {h: size for h, size in files.values()}
+        cached = self.cache.usable(needed)  # intact copies only; changed ones are fetched again
+        wanted = {h: size for h, size in needed.items() if h not in cached}
         if not wanted:
             return 0
         empty = [h for h, s in wanted.items() if s == 0]
@@ -754,7 +767,11 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                 if len(span.members) == 1 and span.offset == 0 and not packs.is_pack_key(span.key):
                     fd, tmp = self.cache.tempfile()
                     os.close(fd)
-                    driver.get_file(span.key, tmp)
+                    try:
+                        driver.get_file(span.key, tmp)
+                    except BaseException:
+                        os.unlink(tmp)
+                        raise
                     self.cache.add_file(span.members[0][0], tmp)
                     return span.length, 1
                 data = memoryview(driver.read_range(span.key, span.offset, span.length))
@@ -763,6 +780,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                                    url=redact_url(storage), key=span.key,
                                    hint="the storage lost data; run clearml-data verify") from None
             except OSError as exc:
+                if is_no_space(exc):
+                    raise disk_full(self.cache.root, "the cache", exc) from None
                 raise StorageError(f"cannot read {span.key} from {redact_url(storage)}: {exc.strerror or exc}",
                                    url=redact_url(storage), key=span.key) from None
             for digest, off, length in span.members:

@@ -9,6 +9,10 @@ A file whose mtime is within a second of the hashing is not remembered (a change
 after the hash could keep the same timestamp on a coarse-grained filesystem), so it is
 hashed again next time; any later change moves mtime or ctime, which are both compared. Any error here is
 logged and ignored: the cache can only save work, never change a result.
+
+The same file also remembers, per (device, inode), the stat of each file of the local cache
+as it stood when its bytes were last hash-checked (see :mod:`clearml_data.cacheguard`). A
+lost or unreadable memory only means that cached files are hashed again before use.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class StatCache:
                 conn.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER, "
                              "ino INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
                              "hash TEXT NOT NULL) WITHOUT ROWID")
+                conn.execute("CREATE TABLE IF NOT EXISTS cache_files (dev INTEGER, ino INTEGER, "
+                             "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, hash TEXT NOT NULL, "
+                             "PRIMARY KEY (dev, ino)) WITHOUT ROWID")
                 self._conn = conn
             except (sqlite3.Error, OSError) as exc:
                 log.debug("hash memory %s unavailable: %s", self.path, exc)
@@ -90,6 +97,59 @@ class StatCache:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                log.debug("hash memory update failed: %s", exc)
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+
+    # -- cache files, by inode (see cacheguard) ---------------------------------------------
+    def cached_lookup(self, stats: Iterable[os.stat_result]) -> dict[tuple[int, int], tuple[int, int, int, str]]:
+        """{(dev, ino): (size, mtime_ns, ctime_ns, sha256)} recorded for these files' inodes."""
+        by_dev: dict[int, set[int]] = {}
+        for st in stats:
+            by_dev.setdefault(st.st_dev, set()).add(st.st_ino)
+        found: dict[tuple[int, int], tuple[int, int, int, str]] = {}
+        with self._lock:
+            db = self._db()
+            if db is None:
+                return found
+            try:
+                for dev, inodes in by_dev.items():
+                    inos = list(inodes)
+                    for i in range(0, len(inos), _CHUNK):
+                        chunk = inos[i:i + _CHUNK]
+                        q = (f"SELECT ino, size, mtime_ns, ctime_ns, hash FROM cache_files "
+                             f"WHERE dev = ? AND ino IN ({', '.join('?' * len(chunk))})")
+                        for ino, *rest in db.execute(q, [dev, *chunk]):
+                            found[(dev, ino)] = tuple(rest)
+            except sqlite3.Error as exc:
+                log.debug("hash memory lookup of cache files failed: %s", exc)
+        return found
+
+    def cached_store(self, entries: Iterable[tuple[os.stat_result, str]]) -> None:
+        """Remember (stat, sha256) of cache files whose bytes were just checked."""
+        rows = [(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+                for st, digest in entries]
+        self._write("INSERT OR REPLACE INTO cache_files VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def cached_forget(self, stats: Iterable[os.stat_result]) -> None:
+        """Forget what was recorded for these inodes (their bytes are damaged or gone)."""
+        self._write("DELETE FROM cache_files WHERE dev = ? AND ino = ?",
+                    [(st.st_dev, st.st_ino) for st in stats])
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            db = self._db()
+            if db is None:
+                return
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(sql, rows)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 log.debug("hash memory update failed: %s", exc)

@@ -1,11 +1,24 @@
-"""Verification: is every file of a version intact, in storage or in a local copy?"""
+"""Verification: is every file of a version intact, in storage, in the local cache, or in a
+local copy?
+
+In storage, every object the version needs is stat'ed (fast mode: present and long enough)
+or read and re-hashed (full mode). In the local cache, every cached object of the version
+and every file of its cached local copies (``datasets/<id>*``) is checked too: fast mode
+compares sizes and the stat recorded when the file's bytes were last checked (re-hashing
+only files whose stat changed), full mode re-hashes each distinct file once. A damaged
+cache file is named by the dataset paths it serves and removed from the cache (with the
+local copies that hold it), so the next ``get`` fetches it again.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .cache import remove_tree
+from .cacheguard import batched
 from .catalog import DatasetRow
 from .hashing import ordered_map, sha256_file
 from .paths import safe_join
@@ -26,14 +39,16 @@ class VerifyReport:
     checked: int = 0
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
+    cached: int = 0       #: distinct files of the local cache that were checked
 
 
 class VerifyMixin:
     """Service operations that check content (mixed into ``Service``)."""
 
     def verify_storage(self, row: DatasetRow, full: bool = True, max_workers: int | None = None,
-                       progress: ProgressFactory = null_progress) -> VerifyReport:
-        """Check every object the version needs: present and large enough, and (``full``) re-hashed."""
+                       progress: ProgressFactory = null_progress, cache: bool = True) -> VerifyReport:
+        """Check every object the version needs: present and large enough, and (``full``) re-hashed;
+        with ``cache``, also the version's content in the local cache (:meth:`verify_cache`)."""
         view = self.view(row)
         paths_of: dict[str, list[str]] = {}
         for p, (h, _size, _origin) in view.items():
@@ -90,8 +105,95 @@ class VerifyMixin:
                     report.problems += [Problem(p, kind, detail) for p in paths_of[h]]
         finally:
             bar.close()
+        if cache:
+            cached = self.verify_cache(row, full=full, max_workers=max_workers, progress=progress)
+            report.cached = cached.cached
+            report.problems += cached.problems
         report.problems.sort(key=lambda pr: pr.path)
         return report
+
+    def verify_cache(self, row: DatasetRow, full: bool = True, max_workers: int | None = None,
+                     progress: ProgressFactory = null_progress) -> VerifyReport:
+        """Check the version's content in the local cache; remove what is damaged.
+
+        Cached objects and the files of cached local copies of this version are checked,
+        each distinct file (inode) once. Content that is not cached is not a problem.
+        """
+        cache = self.cache
+        view = self.view(row)
+        report = VerifyReport(checked=len(view), bytes=sum(v[1] for v in view.values()))
+        if not cache.objects.is_dir() and not cache.datasets.is_dir():
+            return report
+        paths_of: dict[str, list[str]] = {}
+        sizes: dict[str, int] = {}
+        for p, (h, size, _origin) in view.items():
+            paths_of.setdefault(h, []).append(p)
+            sizes[h] = size
+        with cache.in_use():
+            folders = sorted(f for f in cache.datasets.glob(f"{row.id}*")
+                             if f.is_dir() and not f.name.startswith(".build-")) if cache.datasets.is_dir() else []
+            files = _cached_files(cache, view, paths_of, folders)
+            report.cached = len(files)
+            damaged = self._damaged_cache_files(files, sizes, full, max_workers, progress)
+            broken_folders: set[Path] = set()
+            for key, (kind, detail) in damaged.items():
+                _st, digest, locations = files[key]
+                names: list[str] = []
+                for location, dataset_path, folder in locations:
+                    if folder is None:  # the object itself: every path with this content
+                        names += paths_of[digest]
+                        _unlink(location)
+                    else:
+                        names.append(dataset_path)
+                        broken_folders.add(folder)
+                where = os.path.relpath(locations[0][0], cache.root)
+                for name in dict.fromkeys(names):
+                    report.problems.append(Problem(name, kind, f"the cached copy {where} {detail}; "
+                                                               "removed from the cache"))
+            cache.guard.forget(files[key][0] for key in damaged)
+            for folder in sorted(broken_folders):  # the next get builds it again
+                with cache.lock(folder.name):
+                    remove_tree(folder)
+        report.problems.sort(key=lambda pr: (pr.path, pr.detail))
+        return report
+
+    def _damaged_cache_files(self, files: dict, sizes: dict[str, int], full: bool,
+                             max_workers: int | None, progress: ProgressFactory) -> dict:
+        """{(dev, ino): (problem, detail)} of the damaged files among ``files``."""
+        guard = self.cache.guard
+        damaged: dict = {}
+        to_hash = []
+        for key, (st, digest, locations) in files.items():
+            if st.st_size != sizes[digest]:
+                damaged[key] = ("size", f"has {st.st_size} bytes, expected {sizes[digest]}")
+            else:
+                to_hash.append((locations[0][0], st, digest))
+        unchanged, changed = guard.unchanged(to_hash)
+        if full:
+            to_hash = unchanged + changed
+        else:  # sizes, plus the bytes of files whose stat changed since they were checked
+            to_hash = changed
+        bar = progress(sum(st.st_size for _p, st, _d in to_hash), "B",
+                       "Verifying cache" if full else "Checking cache", files=len(to_hash))
+        changed_keys = {(st.st_dev, st.st_ino) for _p, st, _d in changed}
+        intact = []
+        try:
+            for batch, results in ordered_map(_digests, batched(to_hash), max_workers, window=16):
+                bar.update(sum(st.st_size for _p, st, _d in batch), files=len(batch))
+                for (_path, st, digest), got in zip(batch, results, strict=True):
+                    key = (st.st_dev, st.st_ino)
+                    if got == digest:
+                        if key in changed_keys:
+                            intact.append((st, digest))
+                    elif got.startswith("unreadable"):
+                        damaged[key] = ("unreadable", got[len("unreadable: "):])
+                    else:
+                        damaged[key] = ("hash", "holds different bytes")
+        finally:
+            bar.close()
+        if guard.memory is not None:  # re-hashed and right: served after one stat next time
+            guard.memory.cached_store(intact)
+        return damaged
 
     def verify_folder(self, row: DatasetRow, folder: str | os.PathLike, skip_hash: bool = False,
                       max_workers: int | None = None,
@@ -136,6 +238,47 @@ class VerifyMixin:
             bar.close()
         report.problems.sort(key=lambda pr: pr.path)
         return report
+
+
+def _cached_files(cache, view, paths_of: dict[str, list[str]], folders: list[Path]) -> dict:
+    """{(dev, ino): (stat, hash, [(cache path, dataset path or "", copy folder or None)])}."""
+    files: dict = {}
+
+    def add(path: str, digest: str, dataset_path: str, folder: Path | None) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return  # not cached (or a dangling link in a copy): get fetches it
+        entry = files.setdefault((st.st_dev, st.st_ino), (st, digest, []))
+        entry[2].append((path, dataset_path, folder))
+
+    for digest in sorted(paths_of):
+        add(cache.object_file(digest), digest, "", None)
+    for folder in folders:
+        for p in sorted(view):
+            try:
+                local = safe_join(folder, p)
+            except ClearMLDataError:
+                continue
+            add(local, view[p][0], p, folder)
+    return files
+
+
+def _digests(batch: list) -> list[str]:
+    out = []
+    for path, _st, _digest in batch:
+        try:
+            out.append(sha256_file(path)[0])
+        except OSError as exc:
+            out.append(f"unreadable: {exc.strerror or exc}")
+    return out
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _hash_range(driver, key: str, offset: int, length: int, block: int = 8 * 1024 * 1024) -> str:

@@ -1,0 +1,169 @@
+"""Never serve a damaged cache file, without re-reading every file on every ``get``.
+
+Every file of the local cache (an object in ``objects/``, or a file of a local copy in
+``datasets/``) had its bytes hash-checked when it was made. At that moment its
+(device, inode, size, mtime, ctime) is recorded with its hash, per inode, in the
+per-machine hash memory (:class:`~clearml_data.statcache.StatCache`). Before a cached file
+is served, one ``stat`` is compared with that record:
+
+- same stat, same hash: served as is (the warm path: one stat per file, no read);
+- anything else (no record, another inode, size, mtime or ctime): the file is hashed again;
+  if its bytes are right the new stat is recorded (and the file made read-only again),
+  otherwise it is reported as damaged so that the caller drops it and fetches it again.
+
+ctime cannot be set from user space: a write through a hard link, even one made writable
+with chmod and with its mtime put back afterwards, changes it. Hard links share their inode
+and so their record; linking a file into a local copy changes its ctime, so the builder
+records the new stat right after linking (:meth:`CacheGuard.relinked`). Damage that leaves
+every stat field as it was (bit rot on the medium) is what ``clearml-data verify`` is for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from collections.abc import Iterable, Iterator
+
+from .hashing import ordered_map, sha256_file
+
+log = logging.getLogger(__name__)
+
+_FLUSH_AT = 2000
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+#: (path served, its stat, the sha256 its bytes must have)
+Item = tuple[str, os.stat_result, str]
+
+
+def _same(st: os.stat_result, rec: tuple[int, int, int, str] | None, digest: str) -> bool:
+    return (rec is not None and rec[3] == digest and rec[0] == st.st_size
+            and rec[1] == st.st_mtime_ns and rec[2] == st.st_ctime_ns)
+
+
+class CacheGuard:
+    """Records what entered the cache; tells which cached files may be served."""
+
+    def __init__(self, memory=None):
+        #: a StatCache, or None: then nothing is remembered and every check re-hashes
+        self.memory = memory
+        self._pending: list[tuple[os.stat_result, str]] = []
+        self._lock = threading.Lock()
+
+    # -- recording -----------------------------------------------------------------------
+    def entered(self, path: str, digest: str) -> None:
+        """``path`` now holds bytes that were just checked to hash to ``digest``."""
+        if self.memory is None:
+            return
+        st = os.stat(path)
+        with self._lock:
+            self._pending.append((st, digest))
+            flush = len(self._pending) >= _FLUSH_AT
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending and self.memory is not None:
+            self.memory.cached_store(pending)
+
+    def relinked(self, items: Iterable[Item]) -> None:
+        """Files just linked or copied from checked objects: record their new stat.
+
+        A hard link shares its object's inode, whose ctime the link changed: the record is
+        carried over only if size and mtime are still the ones recorded for that hash. A
+        new inode (a copy) is recorded as made.
+        """
+        if self.memory is None:
+            return
+        items = list(items)
+        self.flush()
+        known = self.memory.cached_lookup(st for _p, st, _d in items)
+        keep = []
+        for _path, st, digest in items:
+            rec = known.get((st.st_dev, st.st_ino))
+            if rec is None or (rec[3] == digest and rec[0] == st.st_size and rec[1] == st.st_mtime_ns):
+                keep.append((st, digest))
+        self.memory.cached_store(keep)
+
+    def forget(self, stats: Iterable[os.stat_result]) -> None:
+        if self.memory is not None:
+            self.flush()
+            self.memory.cached_forget(stats)
+
+    # -- checking ------------------------------------------------------------------------
+    def unchanged(self, items: list[Item]) -> tuple[list[Item], list[Item]]:
+        """Split into (files whose stat matches their record, files to hash again)."""
+        if self.memory is None:
+            return [], list(items)
+        self.flush()
+        known = self.memory.cached_lookup(st for _p, st, _d in items)
+        same, changed = [], []
+        for item in items:
+            st = item[1]
+            (same if _same(st, known.get((st.st_dev, st.st_ino)), item[2]) else changed).append(item)
+        return same, changed
+
+    def check(self, items: list[Item], max_workers: int | None = None) -> list[Item]:
+        """The damaged files among ``items``: those whose stat changed and whose bytes are wrong.
+
+        Files whose bytes are still right are recorded again (and made read-only again if
+        someone made them writable), so the next check is one stat again.
+        """
+        _same_items, changed = self.unchanged(items)
+        if not changed:
+            return []
+        log.debug("re-hashing %d cached file(s) whose stat changed", len(changed))
+        bad: list[Item] = []
+        good: list[tuple[os.stat_result, str]] = []
+        for batch, results in ordered_map(_rehash_all, batched(changed), max_workers, window=16):
+            for item, (ok, st_after) in zip(batch, results, strict=True):
+                if ok:
+                    good.append((st_after, item[2]))
+                else:
+                    bad.append(item)
+        if self.memory is not None:
+            self.memory.cached_store(good)
+            self.memory.cached_forget(st for _p, st, _d in bad)
+        return bad
+
+
+def batched(items: list, max_files: int = 256, max_bytes: int = 32 * 1024 * 1024) -> Iterator[list]:
+    """Small files in groups, so that a thread pool task is not much smaller than its overhead."""
+    batch: list = []
+    size = 0
+    for item in items:
+        batch.append(item)
+        size += item[1].st_size
+        if len(batch) >= max_files or size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _rehash_all(batch: list[Item]) -> list[tuple[bool, os.stat_result | None]]:
+    return [_rehash(item) for item in batch]
+
+
+def _rehash(item: Item) -> tuple[bool, os.stat_result | None]:
+    """(bytes right and unchanged while read, the stat to record)."""
+    path, before, digest = item
+    try:
+        got, size = sha256_file(path)
+        after = os.stat(path)
+    except OSError as exc:
+        log.debug("cannot re-hash %s: %s", path, exc)
+        return False, None
+    if got != digest or size != before.st_size or after.st_mtime_ns != before.st_mtime_ns \
+            or after.st_ino != before.st_ino:
+        return False, None
+    if after.st_mode & _WRITE_BITS:
+        try:  # a cache file stays read-only
+            os.chmod(path, stat.S_IMODE(after.st_mode) & ~_WRITE_BITS)
+            after = os.stat(path)
+        except OSError:
+            pass
+    return True, after
