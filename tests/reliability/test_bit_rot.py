@@ -1,0 +1,125 @@
+"""Bit rot: damage planted in storage and in the local cache; `verify` names exactly the
+damaged files (dataset paths), in fast mode what sizes and stats can show, in full mode all."""
+
+import hashlib
+import os
+import random
+import stat
+from pathlib import Path
+
+import pytest
+
+from clearml_data import Dataset
+from clearml_data.api import default_service
+from clearml_data.testing import isolate, read_tree, reliability_count, report_figures, write_tree
+
+FILES_PER_ROUND = 60
+CHUNK_MB = 0.02  # ~20 KB packs; files from that size up are objects of their own
+
+
+def rewrite(path, change, rng=None):
+    """Change a file in place as its owner could, then put its mode and mtime back."""
+    st = os.stat(path)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:
+        change(fh)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def flip_bit(path, offset, rng):
+    def change(fh):
+        fh.seek(offset)
+        byte = fh.read(1)[0]
+        fh.seek(offset)
+        fh.write(bytes([byte ^ (1 << rng.randrange(8))]))
+    rewrite(path, change)
+
+
+def truncate(path, size):
+    rewrite(path, lambda fh: fh.truncate(size))
+
+
+def garbage(path, rng):
+    size = os.stat(path).st_size
+    rewrite(path, lambda fh: fh.write(rng.randbytes(size)))
+
+
+def damaged_members(path, members):
+    """Ground truth: the members (hash, offset, length) whose bytes no longer hash right."""
+    data = Path(path).read_bytes() if os.path.exists(path) else None
+    return {h for h, off, n in members
+            if data is None or hashlib.sha256(data[off:off + n]).hexdigest() != h}
+
+
+def one_round(tmp_path, monkeypatch, cli, rng):
+    env = isolate(tmp_path, monkeypatch)
+    files = {f"d{i % 7}/f{i}.bin": rng.randbytes(rng.randrange(1, 40_000)) for i in range(FILES_PER_ROUND)}
+    ds = Dataset.create(dataset_name="rot", dataset_project="p")
+    ds.add_files(write_tree(tmp_path / "src", files))
+    ds.upload(chunk_size=CHUNK_MB)
+    ds.finalize()
+    ds.get_local_copy()
+    copy_view = ds.get_local_copy(use_soft_links=False)
+    service = default_service()
+    path_of = {hashlib.sha256(b).hexdigest(): p for p, b in files.items()}
+    locations = service.catalog.locate_objects(path_of)
+    members: dict[str, list[tuple[str, int, int]]] = {}
+    for h, locs in locations.items():
+        members.setdefault(locs[0].key, []).append((h, locs[0].offset, locs[0].length))
+
+    # -- storage: k bit flips, one truncation, one deletion, one same-size garbage (mtime kept)
+    keys = sorted(members)
+    rng.shuffle(keys)
+    flips, (cut, gone, junk) = keys[:3], keys[3:6]
+    for key in flips:
+        flip_bit(env.storage / key, rng.randrange(os.stat(env.storage / key).st_size), rng)
+    truncate(env.storage / cut, rng.randrange(os.stat(env.storage / cut).st_size))
+    os.unlink(env.storage / gone)
+    garbage(env.storage / junk, rng)
+    storage_bad = set()
+    for key in (*flips, cut, gone, junk):
+        storage_bad |= damaged_members(env.storage / key, members[key])
+    size_visible = damaged_members(env.storage / cut, members[cut]) | {h for h, _o, _n in members[gone]}
+
+    # -- cache, on content whose storage is intact
+    safe = sorted(h for key in keys[6:] for h, _o, _n in members[key])
+    rng.shuffle(safe)
+    flipped, cut_short, junk_copy, rotten, deleted = safe[:5]
+    obj = service.cache.object_file
+    flip_bit(obj(flipped), rng.randrange(len(files[path_of[flipped]])), rng)
+    truncate(obj(cut_short), len(files[path_of[cut_short]]) // 2)
+    garbage(os.path.join(copy_view, path_of[junk_copy]), rng)
+    # rot the stat cannot see: the bytes change, the recorded stat is the new one
+    flip_bit(obj(rotten), rng.randrange(len(files[path_of[rotten]])), rng)
+    service.cache.guard.relinked([(obj(rotten), os.stat(obj(rotten)), rotten)])
+    os.unlink(obj(deleted))  # not damage: the next get fetches it
+    cache_seen = {flipped, cut_short, junk_copy}
+
+    fast = cli("verify", "--id", ds.id, "--filesize", "--json")
+    full = cli("verify", "--id", ds.id, "--json")  # after fast mode dropped what it found
+    named_fast = {p["path"] for p in fast.json["data"]["problems"]}
+    named_full = {p["path"] for p in full.json["data"]["problems"]}
+    expect_fast = {path_of[h] for h in size_visible | cache_seen}
+    expect_full = {path_of[h] for h in storage_bad | {rotten}}
+    planted = expect_full | expect_fast
+    assert fast.code == 1 and full.code == 1
+    assert named_fast == expect_fast
+    assert named_full == expect_full
+    # the cache is whole again, and serves the right bytes
+    assert read_tree(ds.get_local_copy()) == files
+    assert read_tree(ds.get_local_copy(use_soft_links=False)) == files
+    return (len(planted), len((named_fast | named_full) & planted),
+            len(named_fast - expect_fast) + len(named_full - expect_full))
+
+
+@pytest.mark.reliability
+def test_verify_names_exactly_the_damaged_files(tmp_path, monkeypatch, cli):
+    rounds = reliability_count(3, 40)
+    rng = random.Random(6_5)
+    planted = detected = false_alarms = 0
+    for r in range(rounds):
+        p, d, f = one_round(tmp_path / f"round{r}", monkeypatch, cli, rng)
+        planted, detected, false_alarms = planted + p, detected + d, false_alarms + f
+    report_figures("bit rot", rounds=rounds, planted=planted, detected=detected, false_alarms=false_alarms)
+    assert detected == planted and false_alarms == 0
