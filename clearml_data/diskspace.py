@@ -17,6 +17,19 @@ from .errors import DiskFullError
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+#: below this many free bytes, a failing SQLite write is put down to a full disk
+NEARLY_FULL = 1024 * 1024
+
+
+def nearly_full(folder: str | os.PathLike) -> bool:
+    """Is the filesystem holding ``folder`` (about) out of space?"""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL
+
+
 def is_no_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in NO_SPACE
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import versions
-from ..errors import CatalogError, CatalogLockedError, SchemaVersionError, VersionExistsError
+from ..diskspace import nearly_full
+from ..errors import CatalogError, CatalogLockedError, DiskFullError, SchemaVersionError, VersionExistsError
 from .fs import filesystem_type, is_network_filesystem
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,10 @@ class Catalog:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if nearly_full(self.path.parent):  # SQLite says "disk I/O error" when it cannot grow a file
+                raise DiskFullError(f"no space left on device: cannot open the catalog {self.path} ({exc})",
+                                    path=str(self.path),
+                                    hint="free some space, then run the same command again") from None
             raise CatalogError(f"{self.path} is not a usable clearml-data catalog: {exc}") from None
 
     def _set_journal_mode(self) -> None:

@@ -1,0 +1,117 @@
+"""Disk full: catalog, cache, storage and a --copy target on a 3 MiB tmpfs. add, close and get
+fail with one clear line naming the full folder, leave no temporary files or half-written
+copies, and the same command succeeds once space is freed."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clearml_data.testing import read_tree, reliability_count, report_figures, write_tree
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Use up every free byte of the filesystem with a ballast file."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            while True:
+                try:
+                    if os.write(fd, b"\0" * size) < size:
+                        break
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def debris(disk: Path) -> list[str]:
+    """Temporary files and half-built folders left anywhere on the small disk."""
+    found = []
+    for path in disk.rglob("*"):
+        name = path.name
+        if name.startswith((".tmp-", ".build-", "pack-", "obj-")) or name.endswith(".tmp"):
+            found.append(str(path.relative_to(disk)))
+    tmp = disk / "cache" / "tmp"
+    if tmp.is_dir():
+        found += [str(p.relative_to(disk)) for p in tmp.iterdir()]
+    return sorted(set(found))
+
+
+def check_clean_failure(res, disk: Path) -> None:
+    assert res.code == 1, (res.out, res.err)
+    errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in res.err, res.err
+    assert str(disk) in errors[0], errors[0]  # names the folder that is full
+    assert debris(disk) == []
+
+
+#: which folders live on the small disk -> the commands that then meet a full disk
+PLACEMENTS = {
+    "catalog": (("CATALOG", "catalog.db"), ("CACHE_DIR", "cache"), ("STORAGE", "storage")),
+    "cache": (("CACHE_DIR", "cache"),),
+    "storage": (("STORAGE", "storage"),),
+    "target": (),
+}
+FAILING = {"catalog": {"add"}, "cache": {"close", "get"}, "storage": {"close"}, "target": {"get --copy"}}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_disk_full_fails_cleanly_and_resumes(placement, small_disk, tmp_path, monkeypatch, cli):
+    disk = small_disk
+    for var, sub in PLACEMENTS[placement]:
+        monkeypatch.setenv(f"CLEARML_DATA_{var}", str(disk / sub))
+    target = disk / "target"
+    figures = {"failures": 0, "clean_errors": 0, "resumed": 0}
+    for r in range(reliability_count(1, 5)):
+        files = {f"d{i % 4}/f{i}.bin": os.urandom(24 * 1024) for i in range(20)}
+        src = write_tree(tmp_path / f"src{r}", files)
+        assert cli("create", "--project", "p", "--name", f"n{r}").code == 0
+        ds = None
+        for step in ("add", "close", "get", "get --copy"):
+            argv = {"add": ("add", "--files", src), "close": ("close",), "get": ("get", "--id", ds),
+                    "get --copy": ("get", "--id", ds, "--copy", target)}[step]
+            if step in FAILING[placement]:
+                ballast = fill(disk)
+                res = cli(*argv)
+                check_clean_failure(res, disk)
+                if step == "get --copy":
+                    assert not target.exists() or not any(target.iterdir())  # nothing half-written
+                figures["failures"] += 1
+                figures["clean_errors"] += 1
+                ballast.unlink()
+            res = cli(*argv, "--json")
+            assert res.code == 0, res.err
+            if step in FAILING[placement]:
+                figures["resumed"] += 1
+            if step == "close":
+                ds = res.json["data"]["id"]
+        assert read_tree(target) == files
+        assert cli("verify", "--id", ds).code == 0
+        assert debris(disk) == []
+        assert cli("cache", "clear").code == 0  # room for the next round
+        subprocess.run(["rm", "-rf", str(target)], check=True)
+    report_figures(f"disk full ({placement})", **figures)
