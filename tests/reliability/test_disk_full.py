@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data.testing import read_tree, reliability_count, report_figures, write_tree
+from clearml_data.testing import read_tree, reliability_count, report_figures, reset_services, write_tree
 
 MiB = 1024 * 1024
 
@@ -54,8 +54,7 @@ def debris(disk: Path) -> list[str]:
         name = path.name
         if name.startswith((".tmp-", ".build-", "pack-", "obj-")) or name.endswith(".tmp"):
             found.append(str(path.relative_to(disk)))
-    tmp = disk / "cache" / "tmp"
-    if tmp.is_dir():
+    for tmp in disk.glob("*/cache/tmp"):
         found += [str(p.relative_to(disk)) for p in tmp.iterdir()]
     return sorted(set(found))
 
@@ -82,11 +81,12 @@ FAILING = {"catalog": {"add"}, "cache": {"close", "get"}, "storage": {"close"}, 
 @pytest.mark.parametrize("placement", list(PLACEMENTS))
 def test_disk_full_fails_cleanly_and_resumes(placement, small_disk, tmp_path, monkeypatch, cli):
     disk = small_disk
-    for var, sub in PLACEMENTS[placement]:
-        monkeypatch.setenv(f"CLEARML_DATA_{var}", str(disk / sub))
-    target = disk / "target"
     figures = {"failures": 0, "clean_errors": 0, "resumed": 0}
     for r in range(reliability_count(1, 5)):
+        here = disk / f"round{r}"  # each round starts with the disk empty
+        for var, sub in PLACEMENTS[placement]:
+            monkeypatch.setenv(f"CLEARML_DATA_{var}", str(here / sub))
+        target = here / "target"
         files = {f"d{i % 4}/f{i}.bin": os.urandom(24 * 1024) for i in range(20)}
         src = write_tree(tmp_path / f"src{r}", files)
         assert cli("create", "--project", "p", "--name", f"n{r}").code == 0
@@ -112,6 +112,6 @@ def test_disk_full_fails_cleanly_and_resumes(placement, small_disk, tmp_path, mo
         assert read_tree(target) == files
         assert cli("verify", "--id", ds).code == 0
         assert debris(disk) == []
-        assert cli("cache", "clear").code == 0  # room for the next round
-        subprocess.run(["rm", "-rf", str(target)], check=True)
+        reset_services()
+        subprocess.run(["rm", "-rf", str(here)], check=True)
     report_figures(f"disk full ({placement})", **figures)
