@@ -770,7 +770,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                     try:
                         driver.get_file(span.key, tmp)
                     except BaseException:
-                        os.unlink(tmp)
+                        if os.path.lexists(tmp):
+                            os.unlink(tmp)
                         raise
                     self.cache.add_file(span.members[0][0], tmp)
                     return span.length, 1

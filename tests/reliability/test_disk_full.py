@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data.testing import read_tree, reliability_count, report_figures, reset_services, write_tree
+from clearml_data.testing import (
+    read_tree,
+    reliability_count,
+    report_figures,
+    reset_services,
+    write_tree,
+)
 
 MiB = 1024 * 1024
 
@@ -19,15 +25,15 @@ def small_disk(tmp_path):
         pytest.skip("needs root to mount a tmpfs")
     mount = tmp_path / "small"
     mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=False,
                          capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     try:
         yield mount
     finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
 
 
 def fill(disk: Path) -> Path:
