@@ -32,6 +32,9 @@ ENV_CACHE = "CLEARML_DATA_CACHE_DIR"
 ENV_CONFIG = "CLEARML_DATA_CONFIG"
 ENV_STATE = "CLEARML_DATA_STATE_DIR"
 ENV_CACHE_MAX = "CLEARML_DATA_CACHE_MAX_SIZE"
+ENV_CATALOG_LOCK = "CLEARML_DATA_CATALOG_LOCK"
+ENV_CATALOG_LOCK_TIMEOUT = "CLEARML_DATA_CATALOG_LOCK_TIMEOUT"
+CATALOG_LOCKS = ("auto", "file", "sqlite")
 
 #: config-file keys, their environment variables and what they mean (used by `doctor`)
 KEYS = {
@@ -40,6 +43,9 @@ KEYS = {
     "cache_dir": (ENV_CACHE, "local object cache and dataset copies"),
     "cache_max_size": (ENV_CACHE_MAX, "prune the cache to this size after each get (e.g. 50G; "
                                       "empty: no limit)"),
+    "catalog_lock": (ENV_CATALOG_LOCK, "how catalog writers exclude each other: auto (a lock file on "
+                                       "network filesystems), file or sqlite"),
+    "catalog_lock_timeout": (ENV_CATALOG_LOCK_TIMEOUT, "seconds a writer waits for the catalog lock file"),
 }
 
 
@@ -98,6 +104,8 @@ class Settings:
     config_file: Path
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     cache_max_size: int | None = None   #: bytes; None: no limit
+    catalog_lock: str = "auto"          #: auto | file | sqlite (catalog/lockfile.py)
+    catalog_lock_timeout: float = 120.0  #: seconds a writer waits for the lock file
 
     @classmethod
     def load(cls, catalog: str | os.PathLike | None = None, storage: str | None = None,
@@ -110,8 +118,11 @@ class Settings:
             "storage": str(data_dir / "storage"),
             "cache_dir": platformdirs.user_cache_dir(APP, appauthor=False),
             "cache_max_size": "",
+            "catalog_lock": "auto",
+            "catalog_lock_timeout": "120",
         }
-        explicit = {"catalog": catalog, "storage": storage, "cache_dir": cache_dir, "cache_max_size": None}
+        explicit = {"catalog": catalog, "storage": storage, "cache_dir": cache_dir, "cache_max_size": None,
+                    "catalog_lock": None, "catalog_lock_timeout": None}
         values: dict[str, str] = {}
         sources: dict[str, str] = {}
         for key, (env, _) in KEYS.items():
@@ -130,6 +141,17 @@ class Settings:
                 max_size = parse_size(values["cache_max_size"])
             except UsageError as exc:
                 raise UsageError(f"the cache_max_size setting (from {sources['cache_max_size']}): {exc}") from None
+        catalog_lock = values["catalog_lock"].strip().lower()
+        if catalog_lock not in CATALOG_LOCKS:
+            raise UsageError(f"the catalog_lock setting (from {sources['catalog_lock']}) is "
+                             f"{values['catalog_lock']!r}", hint=f"use one of {', '.join(CATALOG_LOCKS)}")
+        try:
+            lock_timeout = float(values["catalog_lock_timeout"])
+            if not lock_timeout >= 0 or lock_timeout == float("inf"):
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"the catalog_lock_timeout setting (from {sources['catalog_lock_timeout']}) is "
+                             f"{values['catalog_lock_timeout']!r}", hint="use a number of seconds") from None
         return cls(
             catalog=Path(values["catalog"]).expanduser().absolute(),
             storage=values["storage"],
@@ -138,6 +160,8 @@ class Settings:
             config_file=cfg_path,
             sources=sources,
             cache_max_size=max_size,
+            catalog_lock=catalog_lock,
+            catalog_lock_timeout=lock_timeout,
         )
 
 

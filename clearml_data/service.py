@@ -128,7 +128,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = Catalog(self.settings.catalog)
+            self._catalog = Catalog(self.settings.catalog, lock=self.settings.catalog_lock,
+                                    lock_timeout=self.settings.catalog_lock_timeout)
         return self._catalog
 
     @property

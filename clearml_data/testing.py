@@ -36,7 +36,8 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
     values = (env.catalog, env.storage, env.cache, env.state, root / "config.ini")
     for var, value in zip(_ENV, values, strict=True):
         monkeypatch.setenv(var, str(value))
-    for var in ("CLEARML_DATA_DISABLE_PLUGINS", "CLEARML_DATA_CACHE_MAX_SIZE"):
+    for var in ("CLEARML_DATA_DISABLE_PLUGINS", "CLEARML_DATA_CACHE_MAX_SIZE", "CLEARML_DATA_CATALOG_LOCK",
+                "CLEARML_DATA_CATALOG_LOCK_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
     for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
         monkeypatch.setenv(var, str(root / "xdg" / var.lower()))

@@ -3,7 +3,9 @@
 One SQLite file holds datasets, their ordered parents, each version's change rows and
 where each content hash is stored. Writes are ``BEGIN IMMEDIATE`` transactions with a
 busy timeout and a bounded retry; the journal is WAL on local disks and DELETE on
-network filesystems, where WAL does not work.
+network filesystems, where WAL does not work. On network filesystems (or when the
+``catalog_lock`` setting says ``file``) every transaction also holds the catalog's own lock
+file (lockfile.py), since the filesystem's locks may do nothing there.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from .. import versions
 from ..diskspace import nearly_full
 from ..errors import CatalogError, CatalogLockedError, DiskFullError, SchemaVersionError, VersionExistsError
 from .fs import filesystem_type, is_network_filesystem
+from .lockfile import DEFAULT_TIMEOUT, LockedConnection, LockFile, resolve_lock_method
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +95,41 @@ def _chunks(items: Sequence, size: int = SQL_VARS) -> Iterator[Sequence]:
 
 
 class Catalog:
-    """A connection to one catalog file."""
+    """A connection to one catalog file.
 
-    def __init__(self, path: str | os.PathLike, *, journal_mode: str | None = None):
+    ``lock``: ``auto`` (the lock file on network filesystems, SQLite's locks elsewhere),
+    ``file`` or ``sqlite``. ``vfs`` opens the file through another SQLite VFS; the tests use
+    ``unix-none`` to stand in for a network mount whose locks do nothing.
+    """
+
+    #: how write transactions begin. Tests only: the negative control of the concurrency
+    #: tests sets "BEGIN" (deferred) on the class to show that writes are then lost.
+    _begin = "BEGIN IMMEDIATE"
+
+    def __init__(self, path: str | os.PathLike, *, journal_mode: str | None = None,
+                 lock: str | None = None, lock_timeout: float = DEFAULT_TIMEOUT, vfs: str | None = None):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CatalogError(f"cannot create the catalog folder {self.path.parent}: {exc.strerror}") from None
         self.fs_type = filesystem_type(self.path.parent)
-        self.journal_mode = journal_mode or ("delete" if is_network_filesystem(self.fs_type) else "wal")
         try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
+            self.lock_method = resolve_lock_method(lock, self.fs_type, is_network_filesystem(self.fs_type))
+        except ValueError as exc:
+            raise CatalogError(str(exc)) from None
+        self.journal_mode = journal_mode or ("delete" if is_network_filesystem(self.fs_type)
+                                             or self.lock_method == "file" else "wal")
+        self.lock_file = (LockFile(self.path.with_name(self.path.name + ".lock"), timeout=lock_timeout)
+                          if self.lock_method == "file" else None)
+        try:
+            conn = sqlite3.connect(_sqlite_uri(self.path, vfs) if vfs else str(self.path),
+                                   timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False, uri=bool(vfs))
         except sqlite3.Error as exc:
             raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
+        if self.lock_file is not None:
+            conn = LockedConnection(conn, self.lock_file)
         self.conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -168,12 +191,21 @@ class Catalog:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front."""
+        if self.lock_file is None or self.conn.in_transaction:
+            with self._write() as c:
+                yield c
+            return
+        with self.lock_file.held(), self._write() as c:
+            yield c
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
         if self.conn.in_transaction:  # nested: the outer transaction owns the lock
             yield self.conn
             return
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute(self._begin)
                 break
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
@@ -194,6 +226,11 @@ class Catalog:
                 self.conn.execute("ROLLBACK")
             raise
         else:
+            if self.lock_file is not None and not self.lock_file.still_ours():
+                self.conn.execute("ROLLBACK")
+                raise CatalogLockedError(
+                    f"lost the catalog lock file {self.lock_file.path} while writing (this process was "
+                    "stalled for longer than its lease); nothing was written", hint="try again")
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -207,12 +244,13 @@ class Catalog:
         if self.conn.in_transaction:
             yield self.conn
             return
-        self.conn.execute("BEGIN")
-        try:
-            yield self.conn
-        finally:
-            if self.conn.in_transaction:
-                self.conn.execute("COMMIT")
+        with self.lock_file.held() if self.lock_file is not None else nullcontext():
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
 
     # -- datasets ----------------------------------------------------------------------
     def insert_dataset(self, row: DatasetRow, pick_version: Callable[[list[str]], str] | None = None) -> None:
@@ -428,6 +466,11 @@ class Catalog:
         return found
 
     # -- diagnostics -----------------------------------------------------------------------
+    def integrity_check(self) -> str:
+        """``ok``, or SQLite's first complaints about the file (``PRAGMA integrity_check``)."""
+        problems = [r[0] for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
+        return "ok" if problems == ["ok"] else "; ".join(problems[:5])
+
     def info(self) -> dict:
         sqlite_version = self.conn.execute("SELECT sqlite_version()").fetchone()[0]
         counts = {table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
@@ -436,10 +479,18 @@ class Catalog:
             "path": str(self.path),
             "filesystem": self.fs_type,
             "journal_mode": self.conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "lock_method": self.lock_method,
+            "lock_file": str(self.lock_file.path) if self.lock_file is not None else None,
             "sqlite_version": sqlite_version,
             "schema": self.applied_migrations(),
             "counts": counts,
         }
+
+
+def _sqlite_uri(path: Path, vfs: str) -> str:
+    from urllib.parse import quote
+
+    return f"file:{quote(str(path.absolute()))}?vfs={quote(vfs)}"
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

@@ -26,11 +26,11 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def filesystem_type(path: str | os.PathLike, mountinfo: str = MOUNTINFO) -> str:
+def filesystem_type(path: str | os.PathLike, mountinfo: str | None = None) -> str:
     """The filesystem type of the mount holding ``path`` ("unknown" where it cannot be told)."""
     target = os.path.realpath(os.fspath(path))
     try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as fh:
+        with open(mountinfo or MOUNTINFO, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()
     except OSError:
         return "unknown"
