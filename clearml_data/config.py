@@ -43,8 +43,8 @@ KEYS = {
     "cache_dir": (ENV_CACHE, "local object cache and dataset copies"),
     "cache_max_size": (ENV_CACHE_MAX, "prune the cache to this size after each get (e.g. 50G; "
                                       "empty: no limit)"),
-    "catalog_lock": (ENV_CATALOG_LOCK, "how catalog writers exclude each other: auto (a lock file on "
-                                       "network filesystems), file or sqlite"),
+    "catalog_lock": (ENV_CATALOG_LOCK, ("how catalog writers exclude each other: auto (a lock file on "
+                                        "network filesystems), file or sqlite")),
     "catalog_lock_timeout": (ENV_CATALOG_LOCK_TIMEOUT, "seconds a writer waits for the catalog lock file"),
 }
 

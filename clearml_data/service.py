@@ -32,6 +32,7 @@ from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, Datas
 from .external import ExternalFilesMixin
 from .history import HistoryMixin
 from .verify import VerifyMixin
+from .diagnostics import probe_cache
 from .hashing import hash_files, ordered_map
 from .statcache import StatCache
 from .paths import (check_id, check_link, check_pattern, check_relpath, describe, join_relpath, local_relpath,
@@ -882,8 +883,10 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         }
         try:
             info["catalog"].update(self.catalog.info())
+            info["catalog"]["integrity"] = self.catalog.integrity_check()
         except ClearMLDataError as exc:
             info["catalog"]["error"] = str(exc)
+        info["cache"].update(probe_cache(self.cache))
         info["plugins"] = [
             {"name": r.name, "package": r.package, "version": r.version, "status": r.status,
              **({"error": r.error} if r.error else {})}

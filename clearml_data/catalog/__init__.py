@@ -145,6 +145,9 @@ class Catalog:
                                     path=str(self.path),
                                     hint="free some space, then run the same command again") from None
             raise CatalogError(f"{self.path} is not a usable clearml-data catalog: {exc}") from None
+        except BaseException:  # e.g. the lock file stayed held
+            conn.close()
+            raise
 
     def _set_journal_mode(self) -> None:
         current = self.conn.execute("PRAGMA journal_mode").fetchone()[0]

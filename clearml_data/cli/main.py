@@ -504,7 +504,9 @@ def cmd_doctor(ctx: Context) -> Result:
     if "error" in cat:
         lines.append(f"  error:         {cat['error']}")
     else:
-        lines += [f"  filesystem:    {cat['filesystem']}, journal {cat['journal_mode']}",
+        lines += [f"  filesystem:    {cat['filesystem']}, journal {cat['journal_mode']}, lock {cat['lock_method']}"
+                  + (f" ({cat['lock_file']})" if cat.get("lock_file") else ""),
+                  f"  integrity:     {cat['integrity']}",
                   f"  contents:      {_plural(cat['counts']['datasets'], 'dataset')}, "
                   f"{_plural(cat['counts']['changes'], 'file row')}, "
                   f"{_plural(cat['counts']['objects'], 'stored content')}"]
@@ -513,6 +515,7 @@ def cmd_doctor(ctx: Context) -> Result:
         f"cache:           {info['cache']['path']}  [{info['cache']['source']}]",
         f"  size limit:    {'none' if info['cache']['max_size'] is None else _size(info['cache']['max_size'])}"
         f"  [{info['cache']['max_size_source']}]",
+        f"  filesystem:    {info['cache']['filesystem']}, local copies use: {info['cache']['link_type']}",
         f"state:           {info['state_dir']}",
         "plugins:",
     ]

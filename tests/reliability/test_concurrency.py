@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 
 from clearml_data.catalog import Catalog
-from clearml_data.service import Service
 from clearml_data.config import Settings
-from clearml_data.testing import report_figures, reliability_count, write_tree
+from clearml_data.service import Service
+from clearml_data.testing import reliability_count, report_figures, write_tree
 
 pytestmark = pytest.mark.reliability
 
 PROCESSES = 16
-WRITES = reliability_count(24, 500)          # per process
-CONTROL_WRITES = reliability_count(24, 150)  # per process, in the negative controls
-CLOSE_RACES = reliability_count(8, 100)
+WRITES = reliability_count(12, 500)          # per process
+CONTROL_WRITES = reliability_count(12, 150)  # per process, in the negative controls
+CLOSE_RACES = reliability_count(6, 100)
 HERE = Path(__file__).parent
 
 
