@@ -104,10 +104,11 @@ def test_concurrent_writers_lose_nothing(workers, tmp_path, journal):
     _assert_clean(f, WRITES)
 
 
-def test_control_deferred_transactions_lose_writes(workers, tmp_path):
+@pytest.mark.parametrize("journal", reliability_count(["wal"], ["wal", "delete"]))  # CI: one is enough
+def test_control_deferred_transactions_lose_writes(workers, tmp_path, journal):
     """The same writers with deferred transactions (BEGIN instead of BEGIN IMMEDIATE)."""
-    f = run_writers(workers, tmp_path, writes=CONTROL_WRITES, journal="wal", deferred=True)
-    report_figures("control: deferred transactions (wal journal)", processes=PROCESSES,
+    f = run_writers(workers, tmp_path, writes=CONTROL_WRITES, journal=journal, deferred=True)
+    report_figures(f"control: deferred transactions ({journal} journal)", processes=PROCESSES,
                    attempted=f["attempted"], committed=f["committed"], lost=f["lost"],
                    duplicates=f["duplicates"], integrity=f["integrity"])
     assert _failed(f), f"the control lost nothing: {f}"
