@@ -471,8 +471,13 @@ class Catalog:
     # -- diagnostics -----------------------------------------------------------------------
     def integrity_check(self) -> str:
         """``ok``, or SQLite's first complaints about the file (``PRAGMA integrity_check``)."""
-        problems = [r[0] for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
-        return "ok" if problems == ["ok"] else "; ".join(problems[:5])
+        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
+        if rows == ["ok"]:
+            return "ok"
+        # one line: rows may hold several lines, under a "*** in database main ***" heading
+        problems = [ln.strip() for r in rows for ln in str(r).splitlines()
+                    if ln.strip() and not ln.startswith("***")]
+        return "; ".join(problems[:5])
 
     def info(self) -> dict:
         sqlite_version = self.conn.execute("SELECT sqlite_version()").fetchone()[0]
