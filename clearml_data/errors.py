@@ -96,3 +96,7 @@ class DiskFullError(ClearMLDataError):
     def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
         self.path = path
+
+
+class ManifestError(StorageError):
+    """A manifest or tombstone in a storage cannot be read or is malformed."""

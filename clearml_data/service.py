@@ -31,6 +31,7 @@ from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, Datas
                      IntegrityError, StorageError, UnsafePathError, UsageError)
 from .external import ExternalFilesMixin
 from .history import HistoryMixin
+from .recovery import FINALIZE_ATTEMPTS, RecoveryMixin
 from .verify import VerifyMixin
 from .diagnostics import probe_cache
 from .hashing import hash_files, ordered_map
@@ -112,7 +113,7 @@ def normalize_storage(url: str) -> str:
     return head + sep + rest.rstrip("/") if rest.strip("/") else url
 
 
-class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
+class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
     """Operations on one catalog, its storages and the local cache."""
 
     def __init__(self, settings: Settings | None = None, plugins: PluginManager | None = None):
@@ -518,7 +519,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
         return not row.is_final and bool(self.pending_uploads(row))
 
     def upload(self, dataset_id: str, storage: str | None = None, chunk_size: float | None = None,
-               max_workers: int | None = None, progress: ProgressFactory = null_progress) -> UploadResult:
+               max_workers: int | None = None, progress: ProgressFactory = null_progress,
+               _attempt: int = 1) -> UploadResult:
         row = self._draft(dataset_id)
         if storage:
             storage = normalize_storage(storage)
@@ -566,16 +568,23 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                 os.unlink(tmp)
             return [ObjectRow(storage, h, key, off, length) for h, off, length in entries]
 
+        lost = 0
         try:
             workers = max_workers or driver.default_max_workers
             for task, objects in ordered_map(run, tasks, workers, window=64):
-                self.catalog.add_objects(objects)  # recorded as soon as it is stored: resumable
+                if not self.record_stored(driver, storage, objects):  # recorded as soon as stored: resumable
+                    lost += 1
+                    continue
                 nbytes = sum(f.size for f in task[1])
                 result.objects += 1
                 result.uploaded_bytes += nbytes
                 bar.update(nbytes, files=len(task[1]))
         finally:
             bar.close()
+        if lost and _attempt < FINALIZE_ATTEMPTS:  # a concurrent gc deleted what was just stored
+            again = self.upload(row.id, None, chunk_size, max_workers, progress, _attempt + 1)
+            result.objects += again.objects
+            result.uploaded_bytes += again.uploaded_bytes
         return result
 
     @staticmethod
@@ -603,19 +612,28 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
             self.upload(row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
             if self.pending_uploads(row):
                 raise StorageError(f"dataset {row.id} still has pending uploads after upload")
-        view = self.view(row)
-        counts = self.catalog.count_changes(row.id)
-        stamp = now()
-        with self.catalog.write():
-            current = self.catalog.get_dataset(row.id)
-            if current is None or current.is_final:
-                raise DatasetStateError(f"dataset {row.id} was finalized or deleted by another process")
-            self.catalog.clear_sources(row.id)
-            self.catalog.update_dataset(
-                row.id, status="final", finalized_at=stamp, updated_at=stamp,
-                file_count=len(view), total_size=sum(v[1] for v in view.values()),
-                added=counts["added"], modified=counts["modified"], removed=counts["removed"])
-        return self.resolve_id(row.id)
+        for _attempt in range(FINALIZE_ATTEMPTS):
+            view = self.view(row)
+            counts = self.catalog.count_changes(row.id)
+            stamp = self.write_manifest(row, view, counts, now())  # after the objects, before the flag
+            with self.catalog.write():
+                current = self.catalog.get_dataset(row.id)
+                if current is None or current.is_final:
+                    if current is None:
+                        self.drop_manifest(row)
+                    raise DatasetStateError(f"dataset {row.id} was finalized or deleted by another process")
+                lost = self.pending_uploads(row)  # a concurrent gc removed content since the upload
+                if not lost:
+                    self.catalog.clear_sources(row.id)
+                    self.catalog.update_dataset(
+                        row.id, status="final", finalized_at=stamp, updated_at=stamp,
+                        file_count=len(view), total_size=sum(v[1] for v in view.values()),
+                        added=counts["added"], modified=counts["modified"], removed=counts["removed"])
+            if not lost:
+                return self.resolve_id(row.id)
+            self.upload(row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
+        raise StorageError(f"dataset {row.id} lost stored content to a concurrent gc {FINALIZE_ATTEMPTS} times",
+                           hint="close it again")
 
     def publish(self, dataset_id: str) -> DatasetRow:
         row = self.resolve_id(dataset_id)
@@ -816,10 +834,12 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin):
                 f"dataset {row.id} has {len(children)} child version(s) ({', '.join(c[:8] for c in children)})",
                 hint="delete the children first, or force the delete (--force, force=True) to fold this "
                      "version into them")
+        manifest_key = self.retire_manifest(row, now())  # tombstone first: rebuild never revives it
         with self.catalog.write():
             for child_id in children:
                 self._fold_into_child(row, child_id)
             self.catalog.delete_dataset(row.id)
+        self.remove_manifest(row, manifest_key)
         self._views.clear()
         self.cache.remove_views(row.id)
         return [row.id]

@@ -324,7 +324,7 @@ def cmd_search(ctx: Context) -> Result:
 
 def cmd_get(ctx: Context) -> Result:
     a = ctx.args
-    row = _target(ctx)
+    row = ctx.service.resolve_or_restore(a.id, a.storage) if a.storage else _target(ctx)
     ctx.note(f"Download dataset id {row.id}")
     if a.copy and a.link:
         raise UsageError("--copy and --link cannot be used together")
@@ -476,6 +476,19 @@ def cmd_cache(ctx: Context) -> Result:
                                "last_used": c.last_used} for c in u.copies]}, text)
 
 
+def cmd_catalog(ctx: Context) -> Result:
+    from .recovery import rebuild_result
+
+    return rebuild_result(ctx, ctx.service.rebuild_catalog(ctx.args.storage))
+
+
+def cmd_gc(ctx: Context) -> Result:
+    from .recovery import gc_result
+
+    a = ctx.args
+    return gc_result(ctx, ctx.service.collect_garbage(a.storage, delete=a.delete, min_age=a.min_age))
+
+
 def cmd_plugins(ctx: Context) -> Result:
     pm = ctx.service.plugins
     drivers = pm.drivers
@@ -534,6 +547,7 @@ COMMANDS: dict[str, Callable[[Context], Result]] = {
     "search": cmd_search, "get": cmd_get, "verify": cmd_verify, "publish": cmd_publish,
     "compare": cmd_compare, "squash": cmd_squash, "set-description": cmd_set_description,
     "rename": cmd_rename, "move": cmd_move, "cache": cmd_cache, "plugins": cmd_plugins,
+    "catalog": cmd_catalog, "gc": cmd_gc,
     "doctor": cmd_doctor,
 }
 

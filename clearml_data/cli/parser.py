@@ -230,6 +230,9 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--num-parts", type=int, default=None, help="split the files into this many parts")
     p.add_argument("--overwrite", action="store_true", default=False,
                    help="replace the contents of a non-empty --copy folder or an existing --link")
+    p.add_argument("--storage", metavar="URL", default=None,
+                   help="if --id is not in the catalog, restore it (and its ancestors) from the manifests "
+                        "in this storage first")
     _verbose(p, "also print how many files and bytes the copy holds")
     _max_workers(p, "downloads")
 
@@ -292,6 +295,29 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
                    help="info (default), prune or clear")
     p.add_argument("--max-size", default=None, metavar="SIZE",
                    help="byte budget for prune, e.g. 500M, 20G (default: the cache_max_size setting)")
+
+    p = add("catalog", "Rebuild the catalog from the manifests in a storage",
+            "`catalog rebuild` restores every final version whose manifest is in --storage into the "
+            "catalog: versions already there are kept, so running it again changes nothing. Deleted "
+            "versions (tombstones) are not restored.")
+    p.add_argument("action", choices=["rebuild"], help="rebuild")
+    p.add_argument("--storage", metavar="URL", default=None,
+                   help="the storage to read manifests from (default: the configured storage)")
+
+    p = add("gc", "Delete stored objects that no version needs (dry run by default)",
+            "List the objects and packs in --storage that no manifest there and no version of this "
+            "catalog (drafts included) needs, and that are older than --min-age. Nothing is deleted "
+            "without --delete.")
+    p.add_argument("--storage", metavar="URL", default=None,
+                   help="the storage to collect (default: the configured storage)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--delete", action="store_true", default=False, help="delete what was found")
+    mode.add_argument("--dry-run", action="store_true", default=False,
+                      help="only report what would be deleted (the default)")
+    p.add_argument("--min-age", default="24h", metavar="AGE",
+                   help="keep objects modified more recently than this: seconds, or 30m, 6h, 7d "
+                        "(default: 24h; other catalogs sharing the storage may be uploading)")
+    _verbose(p, "list every object that is (or would be) deleted")
 
     p = add("plugins", "List the installed storage drivers",
             "Every storage plugin found through the clearml_data entry points: its URL schemes, "

@@ -1,0 +1,42 @@
+"""Rendering of ``clearml-data catalog rebuild`` and ``clearml-data gc``."""
+
+from __future__ import annotations
+
+from ..recovery import GcReport, RebuildReport
+from ..storage import redact_url
+from .main import Context, Result, _plural, _size
+
+
+def rebuild_result(ctx: Context, r: RebuildReport) -> Result:
+    ctx.note(f"Rebuilding the catalog from the manifests in {redact_url(r.storage)}")
+    text = [f"{problem}" for problem in r.conflicts + r.damaged]
+    text.append(f"Catalog rebuilt: {_plural(len(r.restored), 'version')} restored, "
+                f"{len(r.present)} already in the catalog, {_plural(r.deleted, 'deleted version')} skipped"
+                + (f", {len(r.flattened)} restored without a missing parent" if r.flattened else "")
+                + (f", {_plural(len(r.conflicts) + len(r.damaged), 'problem')}"
+                   if r.conflicts or r.damaged else ""))
+    data = {"storage": redact_url(r.storage), "manifests": r.manifests, "restored": r.restored,
+            "present": r.present, "flattened": r.flattened, "deleted": r.deleted,
+            "conflicts": r.conflicts, "damaged": r.damaged, "objects": r.objects}
+    return Result(data, text, code=1 if r.conflicts or r.damaged else 0)
+
+
+def gc_result(ctx: Context, r: GcReport) -> Result:
+    ctx.note(f"Collecting garbage in {redact_url(r.storage)}" + (" (dry run)" if r.dry_run else ""))
+    text: list[str] = []
+    if getattr(ctx.args, "verbose", False):
+        keys = [k for k, _s in r.unreferenced] if r.dry_run else r.deleted
+        text += [("would delete " if r.dry_run else "deleted ") + k for k in keys]
+    found = sum(s for _k, s in r.unreferenced)
+    summary = (f"{_plural(r.listed, 'object')} in storage, {r.referenced} needed, "
+               f"{r.too_young} younger than the minimum age")
+    if r.dry_run:
+        text.append(f"{summary}; {_plural(len(r.unreferenced), 'object')} ({_size(found)}) would be deleted "
+                    "(dry run: pass --delete to delete them)")
+    else:
+        text.append(f"{summary}; {_plural(len(r.deleted), 'object')} deleted ({_size(r.deleted_bytes)})")
+    data = {"storage": redact_url(r.storage), "dry_run": r.dry_run, "min_age": r.min_age,
+            "manifests": r.manifests, "listed": r.listed, "referenced": r.referenced,
+            "too_young": r.too_young, "unreferenced": [{"key": k, "size": s} for k, s in r.unreferenced],
+            "deleted": r.deleted, "deleted_bytes": r.deleted_bytes, "kept_by_recheck": r.kept_by_recheck}
+    return Result(data, text)
