@@ -92,13 +92,23 @@ def build(record: dict, changes, files, objects) -> Manifest:
 
 
 def encode(m: Manifest) -> bytes:
+    places: dict[tuple[str | None, str], int] = {}
+    files = []
+    for p in sorted(m.files):
+        h, size, origin, link = m.files[p]
+        loc = m.objects.get(h)
+        if loc is None:
+            files.append([p, h, size, origin, link, None, 0, 0])
+        else:
+            index = places.setdefault((loc[0], loc[1]), len(places))
+            files.append([p, h, size, origin, link, index, loc[2], loc[3]])
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "dataset": m.record,
         "changes": [list(c) for c in sorted(m.changes)],
-        "files": [[p, *m.files[p]] for p in sorted(m.files)],
-        "objects": [[h, *m.objects[h]] for h in sorted(m.objects)],
+        "keys": [list(k) for k in places],
+        "files": files,
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
@@ -115,7 +125,7 @@ def decode(data: bytes, key: str = "") -> Manifest:
         raise ManifestError(f"{where} is not a readable manifest ({exc})") from None
     try:
         return _checked(doc)
-    except (KeyError, TypeError, ValueError, UnsafePathError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, UnsafePathError) as exc:
         raise ManifestError(f"{where} is malformed: {exc}") from None
 
 
@@ -155,8 +165,17 @@ def _checked(doc: dict) -> Manifest:
         if link is not None:
             _type(link, str, "link")
         changes.append((path, kind, h, size, link))
+    keys = []
+    for storage, key in doc["keys"]:
+        if storage is None:
+            check_relpath(_type(key, str, "key"))
+        else:
+            _type(storage, str, "storage")
+            _type(key, str, "key")
+        keys.append((storage, key))
     files = {}
-    for path, h, size, origin, link in doc["files"]:
+    objects = {}
+    for path, h, size, origin, link, index, offset, length in doc["files"]:
         check_relpath(_type(path, str, "path"))
         _hash(h)
         _count(size, "size")
@@ -164,18 +183,9 @@ def _checked(doc: dict) -> Manifest:
         if link is not None:
             _type(link, str, "link")
         files[path] = (h, size, origin, link)
-    objects = {}
-    for h, storage, key, offset, length in doc["objects"]:
-        _hash(h)
-        if storage is not None:
-            _type(storage, str, "storage")
-        if storage is None:
-            check_relpath(_type(key, str, "key"))
-        else:
-            _type(key, str, "key")
-        _count(offset, "offset")
-        _count(length, "length")
-        objects[h] = (storage, key, offset, length)
+        if index is not None:
+            storage, key = keys[_count(index, "key index")]
+            objects[h] = (storage, key, _count(offset, "offset"), _count(length, "length"))
     if len(files) != record["file_count"]:
         raise ValueError(f"{len(files)} files listed, the record says {record['file_count']}")
     return Manifest(record, changes, files, objects)

@@ -856,11 +856,13 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         child.parents = new_parents
         parent = self._parent_view(child, {}, (child.id,))
         d = self.diff(parent, before)
+        links = self.catalog.links({origin for _h, _s, origin in before.values()})
         rows = []
         for p in d.added + d.modified:
-            h, size, _origin = before[p]
+            h, size, origin = before[p]
             src = old_rows[p].source if p in old_rows else None
-            rows.append(ChangeRow(p, "added" if p in d.added else "modified", h, size, src))
+            rows.append(ChangeRow(p, "added" if p in d.added else "modified", h, size, src,
+                                  links.get((origin, p))))  # external files stay external
         rows += [ChangeRow(p, "removed", None, None) for p in d.removed]
         self.catalog.set_parents(child.id, new_parents)
         self.catalog.replace_changes(child.id, rows, deletes=list(old_rows))

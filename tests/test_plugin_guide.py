@@ -221,7 +221,7 @@ def test_seed_workflow_through_the_example_driver(example, tmp_path, monkeypatch
         assert upload["storage"] == storage and upload["files"] == 3
 
         keys = sorted(o.key for o in memory.MemoryDriver(storage).list())
-        assert [k.split("/")[0] for k in keys] == ["objects", "packs"], keys
+        assert [k.split("/")[0] for k in keys] == ["manifests", "objects", "packs"], keys
         assert not any(p.is_file() for p in env.storage.rglob("*"))  # the default folder storage is unused
 
         assert run_cli("cache", "clear").code == 0  # everything must come back through the driver
