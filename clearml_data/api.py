@@ -366,6 +366,25 @@ class Dataset:
         default_service().move(dataset_project, dataset_name, new_dataset_project)
 
     @classmethod
+    def rebuild_catalog(cls, storage: str | None = None):
+        """Restore every final version whose manifest is in ``storage`` into the catalog
+        (``clearml-data catalog rebuild``); returns a ``clearml_data.recovery.RebuildReport``."""
+        return default_service().rebuild_catalog(storage)
+
+    @classmethod
+    def get_from_storage(cls, dataset_id: str, storage: str) -> "Dataset":
+        """The version with this id: from the catalog, else restored (with its ancestors) from
+        the manifests in ``storage`` (``clearml-data get --storage URL --id ID``)."""
+        service = default_service()
+        return cls(service.resolve_or_restore(dataset_id, storage), service)
+
+    @classmethod
+    def garbage_collect(cls, storage: str | None = None, dry_run: bool = True, min_age: float | str = "24h"):
+        """Find, and unless ``dry_run`` delete, the stored objects nothing needs (``clearml-data
+        gc``); returns a ``clearml_data.recovery.GcReport``."""
+        return default_service().collect_garbage(storage, delete=not dry_run, min_age=min_age)
+
+    @classmethod
     def list_datasets(cls, dataset_project: str | None = None, partial_name: str | None = None,
                       tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
                       only_completed: bool = True, recursive_project_search: bool = True,

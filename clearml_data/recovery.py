@@ -160,10 +160,17 @@ class RecoveryMixin:
 
         Returns the manifest key to remove once the catalog rows are gone, or None.
         """
-        if not row.is_final:
-            return None
         driver = self.driver(row.storage)
         key = mf.manifest_key(row.id)
+        if not row.is_final:  # a manifest of a draft is a leftover of a finalize that never ended
+            try:
+                self._storage_call(driver, row.storage, key, driver.delete, key)
+            except FileNotFoundError:
+                pass
+            except ClearMLDataError as exc:
+                log.warning("could not check %s for a leftover manifest of draft %s: %s",
+                            redact_url(row.storage), row.id, exc)
+            return None
         if not self._storage_call(driver, row.storage, key, driver.exists, key):
             return None
         tomb = mf.tombstone_key(row.id)

@@ -174,3 +174,27 @@ def test_old_objects_from_a_crashed_upload_are_collected(cli, env, tmp_path):
     os.utime(env.storage / orphan, (hour_ago, hour_ago))
     assert gc(cli, "--min-age", "2h", "--delete")["deleted"] == []
     assert gc(cli, "--min-age", "30m", "--delete")["deleted"] == [orphan]
+
+
+def test_python_api_rebuild_get_from_storage_and_gc(env, tmp_path):
+    from clearml_data import Dataset
+
+    src = write_tree(tmp_path / "s", {"a.txt": "a", "b.bin": os.urandom(2000)})
+    ds = Dataset.create(dataset_name="n", dataset_project="p")
+    ds.add_files(src)
+    ds.finalize(auto_upload=True)
+    gone = Dataset.create(dataset_name="gone", dataset_project="p")
+    gone.add_files(write_tree(tmp_path / "g", {"g.bin": os.urandom(2000)}))
+    gone.finalize(auto_upload=True)
+    Dataset.delete(gone.id)
+    reset_services()
+    env.catalog.unlink()
+
+    got = Dataset.get_from_storage(ds.id[:8], str(env.storage))
+    assert got.id == ds.id and read_tree(got.get_local_copy()) == read_tree(src)
+    report = Dataset.rebuild_catalog()
+    assert report.present == [ds.id] and report.restored == [] and report.deleted == 1
+    dry = Dataset.garbage_collect(min_age=0)
+    assert dry.dry_run and len(dry.unreferenced) == 1 and dry.deleted == []
+    done = Dataset.garbage_collect(dry_run=False, min_age=0)
+    assert [k for k, _s in dry.unreferenced] == done.deleted

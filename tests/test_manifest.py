@@ -274,3 +274,20 @@ def test_finalize_replaces_a_leftover_manifest_of_the_same_draft(cli, env, tmp_p
     m = mf.decode(FolderDriver(str(env.storage)).get_bytes(key), key)
     assert sorted(m.files) == ["a", "b"] and m.record["finalized_at"] != stamp
     assert m.record["finalized_at"] == cli("search", "--ids", ds, "--json").json["data"][0]["finalized_at"]
+
+
+def test_deleting_a_draft_removes_the_manifest_a_crashed_finalize_left(cli, env, tmp_path):
+    ds = created(cli("create", "--project", "p", "--name", "n", "--json"))
+    assert cli("add", "--files", write_tree(tmp_path / "a", {"a": "a"})).code == 0
+    assert cli("upload").code == 0
+    svc = Service(Settings.load())
+    try:
+        row = svc.resolve_id(ds)
+        svc.write_manifest(row, svc.view(row), svc.catalog.count_changes(ds), "2000-01-01T00:00:00Z")
+    finally:
+        svc.close()
+    assert (env.storage / mf.manifest_key(ds)).is_file()
+    assert cli("delete", "--id", ds).code == 0
+    assert not (env.storage / mf.manifest_key(ds)).exists()
+    lose_catalog(env)
+    assert cli("catalog", "rebuild", "--json").json["data"]["restored"] == []
