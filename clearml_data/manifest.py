@@ -141,10 +141,10 @@ def _checked(doc: dict) -> Manifest:
     for k in ("project", "name", "version", "description", "storage", "created_at", "finalized_at"):
         _type(record[k], str, k)
     if not isinstance(record["tags"], list) or not all(isinstance(t, str) for t in record["tags"]):
-        raise ValueError("tags must be a list of strings")
+        raise TypeError("tags must be a list of strings")
     _type(record["metadata"], dict, "metadata")
     if not isinstance(record["parents"], list):
-        raise ValueError("parents must be a list")
+        raise TypeError("parents must be a list")
     for p in record["parents"]:
         _id(p)
     if record["id"] in record["parents"]:

@@ -20,14 +20,21 @@ the storage, uploading again otherwise. Hence a final version never names a dele
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import manifest as mf
 from .catalog import ChangeRow, DatasetRow, ObjectRow, refs
-from .errors import (ClearMLDataError, DatasetNotFoundError, ManifestError, StorageError, UsageError,
-                     VersionExistsError)
+from .errors import (
+    ClearMLDataError,
+    DatasetNotFoundError,
+    ManifestError,
+    StorageError,
+    UsageError,
+    VersionExistsError,
+)
 from .packs import is_pack_key
 from .storage import StorageDriver, redact_url
 
@@ -74,7 +81,7 @@ class GcReport:
     kept_by_recheck: int = 0    # candidates a concurrent writer started needing (kept)
 
 
-def duration(text: str | float | int) -> float:
+def duration(text: str | float) -> float:
     """Seconds from "90", "90s", "30m", "6h", "7d"."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
@@ -85,7 +92,7 @@ def duration(text: str | float | int) -> float:
             value = float(s[:-1] if scale else s) * (scale or 1)
         except ValueError:
             raise UsageError(f"{text!r} is not a duration", hint="e.g. 0, 90s, 30m, 6h, 7d") from None
-    if value < 0 or value != value:
+    if value < 0 or math.isnan(value):
         raise UsageError(f"{text!r} is not a duration", hint="e.g. 0, 90s, 30m, 6h, 7d")
     return value
 
@@ -499,7 +506,8 @@ class RecoveryMixin:
                             self._storage_call(driver, storage, key, driver.delete, key)
                         except FileNotFoundError:
                             pass
-                        except BaseException as exc:  # the rows stay deleted: what is left is unreferenced
+                        except BaseException as exc:  # noqa: BLE001  commit the deleted rows even on
+                            # Ctrl-C: rows naming a deleted object would be worse than an unrecorded object
                             failure = exc
                             break
                         report.deleted.append(key)
