@@ -111,7 +111,7 @@ def encode(m: Manifest) -> bytes:
         "files": files,
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
+    return gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0)
 
 
 def decode(data: bytes, key: str = "") -> Manifest:

@@ -291,3 +291,15 @@ def test_deleting_a_draft_removes_the_manifest_a_crashed_finalize_left(cli, env,
     assert not (env.storage / mf.manifest_key(ds)).exists()
     lose_catalog(env)
     assert cli("catalog", "rebuild", "--json").json["data"]["restored"] == []
+
+
+def test_rebuild_from_a_storage_reached_by_another_path(cli, env, lineage, tmp_path):
+    files = trees(cli, lineage)
+    moved = tmp_path / "moved-storage"
+    shutil.copytree(env.storage, moved)
+    lose_catalog(env)
+    shutil.rmtree(env.storage)
+    data = cli("catalog", "rebuild", "--storage", f"file://{moved}", "--json").json["data"]
+    assert sorted(data["restored"]) == sorted(lineage)
+    assert {r["storage"] for r in cli("search", "--json").json["data"]} == {f"file://{moved}"}
+    assert trees(cli, lineage) == files
