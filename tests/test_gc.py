@@ -198,3 +198,37 @@ def test_python_api_rebuild_get_from_storage_and_gc(env, tmp_path):
     assert dry.dry_run and len(dry.unreferenced) == 1 and dry.deleted == []
     done = Dataset.garbage_collect(dry_run=False, min_age=0)
     assert [k for k, _s in dry.unreferenced] == done.deleted
+
+
+def test_content_a_draft_starts_needing_after_gc_looked_is_kept(env, tmp_path, monkeypatch):
+    """gc reads what is needed, then a draft (another process's catalog connection) adds files
+    whose content only a deleted version had: the deletion, under the catalog lock, sees the
+    catalog changed, reads it again and keeps that content."""
+    from clearml_data.recovery import RecoveryMixin
+
+    src = write_tree(tmp_path / "s", {"x.bin": os.urandom(4000), "y.txt": "y"})
+    svc, writer = Service(Settings.load()), Service(Settings.load())
+    original = RecoveryMixin._delete_batch
+    drafts = []
+
+    def add_then_delete(self, *args, **kwargs):
+        if not drafts:
+            drafts.append(writer.create("again", project="p"))
+            writer.add_files(drafts[0].id, src)
+        return original(self, *args, **kwargs)
+
+    try:
+        old = svc.create("old", project="p")
+        svc.add_files(old.id, src)
+        svc.finalize(old.id, auto_upload=True, chunk_size=0.001)
+        svc.delete(old.id)
+        monkeypatch.setattr(RecoveryMixin, "_delete_batch", add_then_delete)
+        report = svc.collect_garbage(delete=True, min_age=0)
+        assert len(report.unreferenced) == 2 and report.kept_by_recheck == 2 and report.deleted == []
+        assert writer.upload(drafts[0].id).objects == 0  # the catalog still says the storage has it
+        final = writer.finalize(drafts[0].id)
+        assert not writer.verify_storage(final, full=True).problems
+    finally:
+        svc.close()
+        writer.close()
+        reset_services()
