@@ -9,6 +9,8 @@ import random
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clearml_data import manifest as mf
 from clearml_data.config import Settings
@@ -303,3 +305,38 @@ def test_rebuild_from_a_storage_reached_by_another_path(cli, env, lineage, tmp_p
     assert sorted(data["restored"]) == sorted(lineage)
     assert {r["storage"] for r in cli("search", "--json").json["data"]} == {f"file://{moved}"}
     assert trees(cli, lineage) == files
+
+
+_component = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF, exclude_characters="/\\:*?\"<>|"),
+                     min_size=1, max_size=12).filter(lambda c: c not in (".", "..") and not c.endswith((".", " ")))
+_digest = st.binary(min_size=32, max_size=32).map(bytes.hex)
+_id_st = st.binary(min_size=16, max_size=16).map(bytes.hex)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.lists(_component, min_size=1, max_size=3).map("/".join),
+                       st.tuples(_digest, st.integers(0, 2**40), st.sampled_from(["1" * 32, "2" * 32]),
+                                 st.none() | st.just("s3://b/x")), max_size=20),
+       st.lists(_id_st, max_size=3, unique=True))
+def test_any_valid_manifest_round_trips_to_the_same_bytes(files, parents):
+    from clearml_data.errors import UnsafePathError
+    from clearml_data.paths import check_relpath
+
+    try:
+        for p in files:
+            check_relpath(p)
+    except UnsafePathError:
+        return  # names the project refuses anyway (device names and the like)
+    objects = {h: (None if i % 2 else "s3://other", f"packs/{h[:2]}/{h}.pack", i, s)
+               for i, (h, s, _o, _l) in enumerate(files.values())}
+    rec = {"id": "f" * 32, "project": "p", "name": "n", "version": "1", "description": "d",
+           "tags": [], "metadata": {"m": {"type": "json", "value": [1]}}, "storage": "s",
+           "created_at": "c", "finalized_at": "f", "file_count": len(files),
+           "total_size": sum(v[1] for v in files.values()), "added": len(files), "modified": 0,
+           "removed": 0, "parents": [p for p in parents if p != "f" * 32]}
+    changes = [(p, "added", h, s, link) for p, (h, s, _o, link) in files.items()]
+    m = mf.build(rec, changes, files, objects)
+    data = mf.encode(m)
+    back = mf.decode(data)
+    assert back.files == m.files and back.objects == m.objects and back.record == m.record
+    assert sorted(back.changes) == sorted(m.changes) and mf.encode(back) == data
