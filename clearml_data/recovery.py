@@ -47,6 +47,8 @@ GC_BATCH = 100
 #: times gc re-reads the catalog outside the lock before it re-reads it under the lock
 GC_OPTIMISTIC_TRIES = 3
 FINALIZE_ATTEMPTS = 3
+#: reads of a manifest before it is called damaged
+MANIFEST_READS = 3
 
 
 class _Stale(Exception):
@@ -241,7 +243,7 @@ class RecoveryMixin:
             if dataset_id not in docs and dataset_id in live:
                 key = live[dataset_id]
                 try:
-                    m = mf.decode(self._storage_call(driver, storage, key, driver.get_bytes, key), key)
+                    m = self._read_manifest(driver, storage, key)
                     if m.id != dataset_id:
                         raise ManifestError(f"{key} holds the manifest of another dataset ({m.id})")
                 except FileNotFoundError:
@@ -469,7 +471,7 @@ class RecoveryMixin:
             if dataset_id in tombs:
                 continue
             try:
-                m = mf.decode(self._storage_call(driver, storage, key, driver.get_bytes, key), key)
+                m = self._read_manifest(driver, storage, key)
             except FileNotFoundError:
                 continue
             except ManifestError as exc:
@@ -520,6 +522,18 @@ class RecoveryMixin:
         return snap
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _read_manifest(self, driver: StorageDriver, storage: str, key: str) -> mf.Manifest:
+        """Read and check a manifest. A read that overlapped a finalize replacing it (a size
+        taken before, bytes after) is read again before the manifest is called damaged."""
+        for attempt in range(MANIFEST_READS):
+            try:
+                return mf.decode(self._storage_call(driver, storage, key, driver.get_bytes, key), key)
+            except ManifestError:
+                if attempt == MANIFEST_READS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     @staticmethod
     def _storage_call(driver: StorageDriver, storage: str, key: str, fn, *args, **kwargs):
         """Call a driver method; FileNotFoundError and FileExistsError pass, other OSErrors
