@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -97,8 +98,34 @@ def nobody_root():
     root = tempfile.mkdtemp(prefix="clearml-data-ro-")
     os.chown(root, NOBODY, NOBODY)
     os.chmod(root, 0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    opened = _let_others_reach_the_interpreter()
+    try:
+        yield root
+    finally:
+        for folder, mode in opened:
+            os.chmod(folder, mode)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _let_others_reach_the_interpreter() -> list[tuple[str, int]]:
+    """Folders on the way to this interpreter and its packages that others cannot enter
+    (tox makes .tox 0700) get o+x for the test; returns (folder, old mode) to restore."""
+    wanted = {sys.prefix, os.path.dirname(sys.executable)} | {p for p in sys.path if p and os.path.isdir(p)}
+    opened: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for path in sorted(wanted):
+        folder = os.path.abspath(path)
+        while folder not in seen:
+            seen.add(folder)
+            mode = stat.S_IMODE(os.stat(folder).st_mode)
+            if not mode & stat.S_IXOTH:
+                os.chmod(folder, mode | stat.S_IXOTH)
+                opened.append((folder, mode))
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    return opened
 
 
 def as_nobody(root: str, *args) -> dict:
