@@ -56,10 +56,12 @@ def test_s3_retries_until_the_bound(proxy, moto_server, bucket, make_driver, mon
     attempts = reliability_count(3, 5)
     for var, value in _env(attempts, STALL).items():
         monkeypatch.setenv(var, value)
-    driver = make_driver(f"s3://{bucket}/p", endpoint_url=proxy.url)
     direct = make_driver(f"s3://{bucket}/p", endpoint_url=moto_server.url)
     counts = None if attempts == 3 else list(range(attempts + 2))
-    figures = check_retry_bound(driver, direct, proxy, TARGET, attempts, tmp_path,
+    # a new client for each fault and count: botocore's standard retry mode gives each client a
+    # quota (500 units; a retry costs 5, a timeout 10) and stops retrying once it is spent
+    figures = check_retry_bound(lambda: make_driver(f"s3://{bucket}/p", endpoint_url=proxy.url),
+                                direct, proxy, TARGET, attempts, tmp_path,
                                 standard_faults(STALL * 3), counts)
     report_figures("storage faults: s3 driver", attempts=attempts, **figures)
 
