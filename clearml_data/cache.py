@@ -23,13 +23,13 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import crashpoints, tempfiles
 from .cacheguard import CacheGuard
 from .diskspace import space_for
 from .errors import IntegrityError
@@ -107,6 +107,11 @@ class Cache:
     def ensure(self) -> None:
         for d in (self.objects, self.datasets, self.tmp, self.locks):
             d.mkdir(parents=True, exist_ok=True)
+        self.sweep_tmp()
+
+    def sweep_tmp(self) -> int:
+        """Remove temporary files that crashed processes left in ``tmp/``."""
+        return tempfiles.sweep(self.tmp, ("obj-", "pack-"))
 
     # -- objects --------------------------------------------------------------------------
     def object_file(self, digest: str) -> str:
@@ -148,7 +153,7 @@ class Cache:
     def tempfile(self) -> tuple[int, str]:
         with space_for(self.root, "the cache"):
             self.tmp.mkdir(parents=True, exist_ok=True)
-            return tempfile.mkstemp(dir=self.tmp, prefix="obj-", suffix=".tmp")
+            return tempfiles.mkstemp(self.tmp, "obj-", ".tmp")
 
     def add_bytes(self, digest: str, data: bytes | memoryview) -> None:
         """Put bytes into the cache under their hash, after checking the hash."""
@@ -211,6 +216,7 @@ class Cache:
         final = self.object_path(digest)
         with space_for(self.root, "the cache"):
             final.parent.mkdir(parents=True, exist_ok=True)
+        crashpoints.reach("cache.temp_written")
         os.replace(tmp, final)
         self.guard.entered(str(final), digest)
 

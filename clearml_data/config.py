@@ -15,12 +15,12 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
+from . import tempfiles
 from .errors import UsageError
 
 APP = "clearml-data"
@@ -192,7 +192,8 @@ class CurrentDataset:
         else:
             data[self.key] = dataset_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".current-", suffix=".tmp")
+        tempfiles.sweep(self.path.parent, (".current-",))
+        fd, tmp = tempfiles.mkstemp(self.path.parent, ".current-", ".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=1, sort_keys=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from . import crashpoints
 from .catalog import ChangeRow, DatasetRow
 from .errors import DatasetNotFoundError, DatasetStateError, UsageError
 from .progress import ProgressFactory, null_progress
@@ -78,17 +79,22 @@ class HistoryMixin:
             merged.update(view)
             contributor.update(dict.fromkeys(view, r.id))
             links.update(self.catalog.links({origin for _h, _s, origin in view.values()}))
-        new = self.create(name=name, project=project or rows[0].project, storage=storage,
-                          description=f"squashed from {', '.join(r.id for r in rows)}")
+        description = f"squashed from {', '.join(r.id for r in rows)}"
+        new = (self._interrupted_squash(name, project or rows[0].project, storage, description)
+               or self.create(name=name, project=project or rows[0].project, storage=storage,
+                              description=description))
+        crashpoints.reach("squash.created")
         try:
             entries = [ChangeRow(p, "added", h, size, None, links.get((origin, p)))
                        for p, (h, size, origin) in sorted(merged.items())]
             self.catalog.replace_changes(new.id, entries)
+            crashpoints.reach("squash.recorded")
             # content the new storage lacks is copied through the local cache
             pending = self.pending_uploads(new)
             with self.cache.in_use():
                 self.cache.ensure()
                 self.fetch_objects(new, {c.path: (c.hash, c.size) for c in pending}, progress=progress)
+                crashpoints.reach("squash.fetched")
                 if close:
                     self.upload(new.id, progress=progress)
             if close:
@@ -97,6 +103,16 @@ class HistoryMixin:
             self.catalog.delete_dataset(new.id)
             raise
         return self.resolve_id(new.id)
+
+    def _interrupted_squash(self, name: str, project: str, storage: str | None,
+                            description: str) -> DatasetRow | None:
+        """The draft an interrupted run of the same squash left behind, to be resumed."""
+        from .service import normalize_storage
+
+        target = normalize_storage(storage or self.settings.storage)
+        drafts = [r for r in self.catalog.find_datasets(project=project, name=name, statuses=["draft"])
+                  if r.description == description and r.storage == target and not r.parents]
+        return drafts[-1] if drafts else None
 
     # -- names ---------------------------------------------------------------------------------
     def rename(self, project: str, name: str, new_name: str) -> list[str]:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from . import tempfiles
 from .errors import IntegrityError
 
 _PACK_KEY = re.compile(r"packs/[0-9a-f]{2}/[0-9a-f]{64}\.pack")
@@ -121,7 +121,7 @@ def copy_verified(src_path: str, out, expected: PendingFile) -> int:
 def write_pack(files: list[PendingFile], tmp_dir: str) -> tuple[str, str, list[tuple[str, int, int]]]:
     """Write a pack to a temporary file; return (pack digest, temp path, [(hash, offset, length)])."""
     os.makedirs(tmp_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="pack-", suffix=".tmp")
+    fd, tmp = tempfiles.mkstemp(tmp_dir, "pack-", ".tmp")
     entries: list[tuple[str, int, int]] = []
     try:
         with os.fdopen(fd, "wb") as out:

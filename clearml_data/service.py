@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import packs, versions
+from . import crashpoints, packs, tempfiles, versions
 from .cache import LINK_MODES, Cache, populate, remove_tree
 from .diskspace import disk_full, is_no_space, space_for
 from .catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
@@ -441,6 +441,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             bar.close()
         entries = (ChangeRow(rel, "added", digest, size, src)
                    for (rel, src), (digest, size) in zip(seen.items(), hashed, strict=True))
+        crashpoints.reach("add.hashed")
         return self._record(row, parent, rows, current, entries)
 
     def _record(self, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
@@ -466,6 +467,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             elif e.path in rows:
                 deletes.append(e.path)  # back to the parent's content
         self.catalog.replace_changes(row.id, upserts, deletes)
+        crashpoints.reach("add.recorded")
         return result
 
     def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
@@ -530,6 +532,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 row.storage = storage
         storage = row.storage
         driver = self.driver(storage)
+        tempfiles.clean(self.cache, driver)  # what an interrupted upload left behind
         result = UploadResult(storage=storage)
         content_rows, pending = self._split_uploads(row, storage)
         result.skipped = len({c.hash for c in content_rows} - {c.hash for c in pending})
@@ -546,6 +549,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             unique[c.hash] = packs.PendingFile(c.hash, c.size, source)
         result.files = len(pending)
         plan = packs.plan_upload(unique.values(), chunk_size)
+        crashpoints.reach("upload.planned")
         tasks = [("pack", group) for group in plan.packs] + [("large", [f]) for f in plan.large]
         bar = progress(plan.total_bytes, "B", "Uploading", files=len(unique))
         tmp_dir = str(self.cache.tmp)
@@ -556,11 +560,13 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 f = files[0]
                 with self.cache.in_use():
                     local = self.cache.ingest(f)  # upload exactly what was hashed
+                    crashpoints.reach("upload.cached")
                     key = packs.object_key(f.hash)
                     self._put(driver, str(local), key, storage)
                 return [ObjectRow(storage, f.hash, key, 0, f.size)]
             with space_for(self.cache.root, "the cache"):
                 digest, tmp, entries = packs.write_pack(files, tmp_dir)
+            crashpoints.reach("upload.pack_written")
             try:
                 key = packs.pack_key(digest)
                 self._put(driver, tmp, key, storage)
@@ -575,6 +581,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 if not self.record_stored(driver, storage, objects):  # recorded as soon as stored: resumable
                     lost += 1
                     continue
+                crashpoints.reach("upload.object_recorded")
                 nbytes = sum(f.size for f in task[1])
                 result.objects += 1
                 result.uploaded_bytes += nbytes
@@ -585,12 +592,14 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             again = self.upload(row.id, None, chunk_size, max_workers, progress, _attempt + 1)
             result.objects += again.objects
             result.uploaded_bytes += again.uploaded_bytes
+        crashpoints.reach("upload.done")
         return result
 
     @staticmethod
     def _put(driver: StorageDriver, local: str, key: str, storage: str) -> None:
         try:
             driver.put_file(local, key)
+            crashpoints.reach("upload.object_put")
         except ClearMLDataError:
             raise
         except OSError as exc:
@@ -612,10 +621,13 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             self.upload(row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
             if self.pending_uploads(row):
                 raise StorageError(f"dataset {row.id} still has pending uploads after upload")
+        tempfiles.clean(self.cache, self.driver(row.storage))
+        crashpoints.reach("finalize.checked")
         for _attempt in range(FINALIZE_ATTEMPTS):
             view = self.view(row)
             counts = self.catalog.count_changes(row.id)
             stamp = self.write_manifest(row, view, counts, now())  # after the objects, before the flag
+            crashpoints.reach("finalize.manifest_written")
             with self.catalog.write():
                 current = self.catalog.get_dataset(row.id)
                 if current is None or current.is_final:
@@ -630,6 +642,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                         file_count=len(view), total_size=sum(v[1] for v in view.values()),
                         added=counts["added"], modified=counts["modified"], removed=counts["removed"])
             if not lost:
+                crashpoints.reach("finalize.committed")
                 return self.resolve_id(row.id)
             self.upload(row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
         raise StorageError(f"dataset {row.id} lost stored content to a concurrent gc {FINALIZE_ATTEMPTS} times",
@@ -834,14 +847,16 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 f"dataset {row.id} has {len(children)} child version(s) ({', '.join(c[:8] for c in children)})",
                 hint="delete the children first, or force the delete (--force, force=True) to fold this "
                      "version into them")
+        crashpoints.reach("delete.checked")
+        self.cache.remove_views(row.id)  # first: a crash after the commit must not leave them behind
         manifest_key = self.retire_manifest(row, now())  # tombstone first: rebuild never revives it
         with self.catalog.write():
             for child_id in children:
                 self._fold_into_child(row, child_id)
             self.catalog.delete_dataset(row.id)
+        crashpoints.reach("delete.committed")
         self.remove_manifest(row, manifest_key)
         self._views.clear()
-        self.cache.remove_views(row.id)
         return [row.id]
 
     def _fold_into_child(self, row: DatasetRow, child_id: str) -> None:

@@ -21,7 +21,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import versions
+from .. import crashpoints, versions
 from ..diskspace import nearly_full
 from ..errors import CatalogError, CatalogLockedError, DiskFullError, SchemaVersionError, VersionExistsError
 from .fs import filesystem_type, is_network_filesystem
@@ -220,6 +220,7 @@ class Catalog:
                 hint="try again; if it persists, check for a hung clearml-data process")
         try:
             yield self.conn
+            crashpoints.reach("catalog.before_commit")
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")

@@ -108,6 +108,11 @@ class StorageDriver(abc.ABC):
             return False
         return True
 
+    def clean_temporaries(self) -> int:
+        """Remove temporary data that crashed writers left in the storage; returns how many
+        items. Best effort; drivers whose puts leave nothing behind keep this default."""
+        return 0
+
     def close(self) -> None:
         """Release connections; the driver is not used afterwards."""
 

@@ -12,16 +12,18 @@ import errno
 import os
 import shutil
 import stat
-import uuid
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
+from .. import crashpoints, tempfiles
 from ..errors import UsageError
 from ..paths import safe_join
 from .base import RANGED_READS, CONDITIONAL_PUT, DriverInfo, ObjectInfo, StorageDriver
 from .hookspecs import hookimpl
 
 TMP_PREFIX = ".tmp-"
+#: where puts write their temporary files (one folder, so a sweep reads one listing)
+TMP_FOLDER = ".incoming"
 
 
 @hookimpl
@@ -65,11 +67,14 @@ class FolderDriver(StorageDriver):
         os.makedirs(folder, exist_ok=True)
         if not overwrite and os.path.lexists(final):
             raise FileExistsError(errno.EEXIST, "object exists", key)
-        tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        tmp_folder = os.path.join(self.root, TMP_FOLDER)
+        os.makedirs(tmp_folder, exist_ok=True)
+        tmp = tempfiles.temp_path(tmp_folder, TMP_PREFIX)
         try:
             shutil.copyfile(local_path, tmp)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            crashpoints.reach("storage.temp_written")
             if overwrite:
                 os.replace(tmp, final)
             else:
@@ -91,6 +96,9 @@ class FolderDriver(StorageDriver):
             if os.path.lexists(final):
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
             os.replace(tmp, final)
+
+    def clean_temporaries(self) -> int:
+        return tempfiles.sweep(os.path.join(self.root, TMP_FOLDER), (TMP_PREFIX,))
 
     def get_file(self, key: str, local_path: str) -> None:
         src = self._path(key)
@@ -114,7 +122,7 @@ class FolderDriver(StorageDriver):
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = safe_join(self.root, base) if base else self.root
         for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if not (dirpath == self.root and d == TMP_FOLDER))
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             rel_dir = "" if rel_dir == "." else rel_dir + "/"
             for name in sorted(filenames):
