@@ -532,7 +532,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 row.storage = storage
         storage = row.storage
         driver = self.driver(storage)
-        tempfiles.clean(self.cache, driver)  # what an interrupted upload left behind
+        tempfiles.clean(self.cache, lambda: driver)  # what an interrupted upload left behind
         result = UploadResult(storage=storage)
         content_rows, pending = self._split_uploads(row, storage)
         result.skipped = len({c.hash for c in content_rows} - {c.hash for c in pending})
@@ -621,7 +621,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             self.upload(row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
             if self.pending_uploads(row):
                 raise StorageError(f"dataset {row.id} still has pending uploads after upload")
-        tempfiles.clean(self.cache, self.driver(row.storage))
+        tempfiles.clean(self.cache, lambda: self.driver(row.storage))
         crashpoints.reach("finalize.checked")
         for _attempt in range(FINALIZE_ATTEMPTS):
             view = self.view(row)

@@ -21,7 +21,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,14 @@ def sweep(folder: str | os.PathLike, prefixes: Iterable[str]) -> int:
     return removed
 
 
-def clean(cache, driver) -> None:
-    """Sweep the local cache's and a storage's temporary files (before an upload, a finalize)."""
+def clean(cache, open_driver: Callable[[], object]) -> None:
+    """Sweep the local cache's and a storage's temporary files (before an upload, a finalize).
+
+    ``open_driver()`` gives the storage's driver; it is called inside the guard, so a storage
+    whose plugin is missing does not fail an operation that needs no transfer.
+    """
     try:
         cache.sweep_tmp()
-        driver.clean_temporaries()
-    except Exception as exc:  # a plugin's sweep must never fail the operation it precedes
+        open_driver().clean_temporaries()
+    except Exception as exc:  # noqa: BLE001 - a plugin's sweep must never fail what it precedes
         log.debug("sweeping temporary files failed: %s", exc)
