@@ -1,7 +1,7 @@
 """The built-in folder driver: plain paths and ``file://`` URLs.
 
 A network mount (NFS, SMB) is just a folder. Writes go to a temporary name in the
-storage's ``.tmp/`` folder and are renamed into place, so a reader never sees a partial
+storage's ``.incoming/`` folder and are renamed into place, so a reader never sees a partial
 object; a create-only put links the temporary file to its final name, which fails with
 ``FileExistsError`` if another writer got there first. Temporary names carry their
 writer's host and pid, so :meth:`FolderDriver.clean_temporaries` removes those of dead

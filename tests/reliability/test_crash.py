@@ -253,7 +253,7 @@ def storage_snapshot(*folders: str) -> dict[str, tuple[int, int, int]]:
 
 def written_bytes(before: dict, after: dict) -> int:
     """Bytes of the files that are new or were rewritten (a new inode or mtime) since ``before``."""
-    return sum(v[0] for p, v in after.items() if before.get(p) != v and "/.tmp/" not in p)
+    return sum(v[0] for p, v in after.items() if before.get(p) != v and "/.incoming/" not in p)
 
 
 class Checker:
