@@ -59,6 +59,7 @@ class FolderDriver(StorageDriver):
     def __init__(self, url: str, **options):
         super().__init__(url, **options)
         self.root = folder_path(url)
+        self._swept = False
 
     def _path(self, key: str) -> str:
         return safe_join(self.root, key)
@@ -71,6 +72,9 @@ class FolderDriver(StorageDriver):
             raise FileExistsError(errno.EEXIST, "object exists", key)
         tmp_folder = os.path.join(self.root, TMP_FOLDER)
         os.makedirs(tmp_folder, exist_ok=True)
+        if not self._swept:  # once a process: what killed writers left behind
+            self._swept = True
+            self.clean_temporaries()
         tmp = tempfiles.temp_path(tmp_folder, TMP_PREFIX)
         try:
             shutil.copyfile(local_path, tmp)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data import __version__, crashpoints
+from clearml_data import ClearMLDataError, __version__, crashpoints, manifest
 from clearml_data import service as service_module
 from clearml_data.cache import remove_tree
 from clearml_data.cli import main
@@ -252,8 +252,10 @@ def storage_snapshot(*folders: str) -> dict[str, tuple[int, int, int]]:
 
 
 def written_bytes(before: dict, after: dict) -> int:
-    """Bytes of the files that are new or were rewritten (a new inode or mtime) since ``before``."""
-    return sum(v[0] for p, v in after.items() if before.get(p) != v and "/.incoming/" not in p)
+    """Object bytes: the packs and objects that are new or were rewritten (a new inode or
+    mtime) since ``before`` (a version's manifest is not content)."""
+    return sum(v[0] for p, v in after.items()
+               if before.get(p) != v and ("/packs/" in p or "/objects/" in p))
 
 
 class Checker:
@@ -299,6 +301,17 @@ class Checker:
                 problems.append(f"{dataset_id}: object {loc.key} holds wrong bytes for {h[:12]}")
             else:
                 self.w.verified.add(memo)
+        # the version's manifest in its storage names the same files
+        key = manifest.manifest_key(dataset_id)
+        try:
+            data = Path(row.storage, *key.split("/")).read_bytes()
+            listed = {p: f[0] for p, f in manifest.decode(data, key).files.items()}
+            if listed != got:
+                problems.append(f"{dataset_id}: its manifest lists other files than the catalog")
+        except FileNotFoundError:
+            problems.append(f"{dataset_id}: its manifest {key} is missing")
+        except ClearMLDataError as exc:
+            problems.append(f"{dataset_id}: damaged manifest: {exc}")
         return problems
 
     def debris(self, state: bool = False) -> list[str]:
@@ -589,7 +602,8 @@ def test_naive_write_order_fails_the_same_check(world):
         if not result["killed"]:
             continue
         kills += 1
-        bad_objects = [p for p in result["problems"] if "wrong bytes" in p or "is missing" in p]
+        bad_objects = [p for p in result["problems"] if "wrong bytes" in p or "is missing" in p
+                       or "damaged manifest" in p]
         failures += bool(bad_objects)
         if failures == 1 and bad_objects:
             print(f"\ncontrol failure, e.g.: {bad_objects[0]}")
