@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
+from . import tempfiles
 from .cache import Cache, link_or_copy
 from .catalog.fs import filesystem_type
 
@@ -16,7 +16,7 @@ def probe_link_type(folder: str | os.PathLike) -> str:
     (hard link, else reflink, else copy), then removes both.
     """
     os.makedirs(folder, exist_ok=True)
-    fd, src = tempfile.mkstemp(dir=folder, prefix=".link-probe-", suffix=".tmp")
+    fd, src = tempfiles.mkstemp(folder, "probe-", ".tmp")  # swept from the cache if killed here
     dst = src + ".copy"
     try:
         with os.fdopen(fd, "wb") as fh:
