@@ -88,22 +88,7 @@ class StatCache:
         """Remember (path, stat before hashing, sha256); skips files changed too recently."""
         cutoff = (hashed_at_ns or time.time_ns()) - RACY_NS
         rows = [(path, *_key(st), digest) for path, st, digest in entries if st.st_mtime_ns < cutoff]
-        if not rows:
-            return
-        with self._lock:
-            db = self._db()
-            if db is None:
-                return
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                log.debug("hash memory update failed: %s", exc)
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+        self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     # -- cache files, by inode (see cacheguard) ---------------------------------------------
     def cached_lookup(self, stats: Iterable[os.stat_result]) -> dict[tuple[int, int], tuple[int, int, int, str]]:
