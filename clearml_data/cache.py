@@ -365,7 +365,8 @@ class Cache:
         return not bad
 
     def _record_view(self, folder: Path, files: dict[str, tuple[str, int]]) -> None:
-        """Record the stat of every file of a just built copy (linking changed the ctime)."""
+        """Record the stat of every file of a just built copy of real copies (hard and
+        symbolic links share their object's inode, which is recorded already)."""
         if self.guard.memory is None:
             return
         items = []
@@ -383,14 +384,15 @@ class Cache:
             staging.mkdir(parents=True)
         try:
             with space_for(self.root, "the cache"):
-                populate(staging, files, self.object_file, mode)
+                new_inodes = populate(staging, files, self.object_file, mode)
             if folder.exists():
                 remove_tree(folder)
             os.rename(staging, folder)
         except BaseException:
             remove_tree(staging)
             raise
-        self._record_view(folder, files)
+        if new_inodes:
+            self._record_view(folder, files)
 
     def remove_views(self, dataset_id: str) -> None:
         """Drop every local copy of a version (all link modes, parts and subsets)."""
@@ -401,9 +403,11 @@ class Cache:
 
 
 def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str,
-             writable: bool = False) -> None:
-    """Create each file of ``files`` under ``dest`` from the object at ``source_of(hash)``."""
+             writable: bool = False) -> bool:
+    """Create each file of ``files`` under ``dest`` from the object at ``source_of(hash)``;
+    returns whether any file is a new inode (a copy or reflink, not a link to the object)."""
     made: set[str] = set()
+    new_inodes = False
     dest = os.path.abspath(dest)
     for rel, (digest, _size) in files.items():
         target = safe_join(dest, rel)
@@ -415,11 +419,13 @@ def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str
         if mode == "symlink":
             os.symlink(src, target)
         elif mode == "link":
-            link_or_copy(src, target)
+            new_inodes = link_or_copy(src, target) != "hardlink" or new_inodes
         else:
+            new_inodes = True
             shutil.copyfile(src, target)
             if not writable:
                 os.chmod(target, 0o444)
+    return new_inodes
 
 
 def link_or_copy(src: str, dst: str) -> str:

@@ -2,20 +2,22 @@
 
 Every file of the local cache (an object in ``objects/``, or a file of a local copy in
 ``datasets/``) had its bytes hash-checked when it was made. At that moment its
-(device, inode, size, mtime, ctime) is recorded with its hash, per inode, in the
-per-machine hash memory (:class:`~clearml_data.statcache.StatCache`). Before a cached file
-is served, one ``stat`` is compared with that record:
+(device, inode, size, mtime) is recorded with its hash, per inode, in the per-machine hash
+memory (:class:`~clearml_data.statcache.StatCache`). Before a cached file is served, one
+``stat`` is compared with that record:
 
-- same stat, same hash: served as is (the warm path: one stat per file, no read);
-- anything else (no record, another inode, size, mtime or ctime): the file is hashed again;
-  if its bytes are right the new stat is recorded (and the file made read-only again),
-  otherwise it is reported as damaged so that the caller drops it and fetches it again.
+- same inode, size and mtime, same hash, and still read-only: served as is (the warm path:
+  one stat per file, no read);
+- anything else (no record, another inode, size or mtime, or write permission given back):
+  the file is hashed again; if its bytes are right the new stat is recorded (and the file
+  made read-only again), otherwise it is reported as damaged so that the caller drops it and
+  fetches it again.
 
-ctime cannot be set from user space: a write through a hard link, even one made writable
-with chmod and with its mtime put back afterwards, changes it. Hard links share their inode
-and so their record; linking a file into a local copy changes its ctime, so the builder
-records the new stat right after linking (:meth:`CacheGuard.relinked`). Damage that leaves
-every stat field as it was (bit rot on the medium) is what ``clearml-data verify`` is for.
+A write through a hard link, even one its owner made writable with chmod, moves the mtime.
+ctime is not compared: making or removing a hard link (building or deleting a local copy)
+moves it too, and comparing it would re-hash the whole cache after every deleted copy. Damage
+that leaves the inode, size and mtime as they were (bit rot on the medium, or an owner who
+writes and then puts the mtime and mode back on purpose) is what ``clearml-data verify`` is for.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ Item = tuple[str, os.stat_result, str]
 
 def _same(st: os.stat_result, rec: tuple[int, int, int, str] | None, digest: str) -> bool:
     return (rec is not None and rec[3] == digest and rec[0] == st.st_size
-            and rec[1] == st.st_mtime_ns and rec[2] == st.st_ctime_ns)
+            and rec[1] == st.st_mtime_ns and not st.st_mode & _WRITE_BITS)
 
 
 class CacheGuard:
@@ -70,23 +72,18 @@ class CacheGuard:
             self.memory.cached_store(pending)
 
     def relinked(self, items: Iterable[Item]) -> None:
-        """Files just linked or copied from checked objects: record their new stat.
+        """Files just linked or copied from checked objects: record the new inodes.
 
-        A hard link shares its object's inode, whose ctime the link changed: the record is
-        carried over only if size and mtime are still the ones recorded for that hash. A
-        new inode (a copy) is recorded as made.
+        A hard link shares its object's inode and so its record; a new inode (a copy) is
+        recorded as made.
         """
         if self.memory is None:
             return
         items = list(items)
         self.flush()
         known = self.memory.cached_lookup(st for _p, st, _d in items)
-        keep = []
-        for _path, st, digest in items:
-            rec = known.get((st.st_dev, st.st_ino))
-            if rec is None or (rec[3] == digest and rec[0] == st.st_size and rec[1] == st.st_mtime_ns):
-                keep.append((st, digest))
-        self.memory.cached_store(keep)
+        self.memory.cached_store([(st, digest) for _path, st, digest in items
+                                  if (st.st_dev, st.st_ino) not in known])
 
     def forget(self, stats: Iterable[os.stat_result]) -> None:
         if self.memory is not None:

@@ -9,6 +9,7 @@ is stored and through :func:`safe_join` before anything is written with it.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import posixpath
 import re
@@ -154,10 +155,16 @@ def join_relpath(prefix: str, rel: str) -> str:
     return f"{prefix}/{rel}" if prefix else rel
 
 
+@functools.lru_cache(maxsize=64)
+def _normalized(absolute: str) -> str:
+    return os.path.normpath(absolute)  # the same folder is joined onto once per file
+
+
 def safe_join(root: str | os.PathLike, relpath: str) -> str:
     """Join a dataset path onto ``root``, refusing anything that would land outside it."""
     check_relpath(relpath)
-    base = os.path.abspath(os.fspath(root))
+    base = os.fspath(root)
+    base = _normalized(base) if os.path.isabs(base) else os.path.abspath(base)
     # check_relpath leaves no empty, "." or ".." component and no leading separator, so the
     # joined path is below base by construction; the prefix test below is a second guard
     full = os.path.join(base, relpath) if os.sep == "/" else os.path.join(base, *relpath.split("/"))

@@ -23,32 +23,34 @@ FILES_PER_ROUND = 60
 CHUNK_MB = 0.02  # ~20 KB packs; files from that size up are objects of their own
 
 
-def rewrite(path, change, rng=None):
-    """Change a file in place as its owner could, then put its mode and mtime back."""
+def rewrite(path, change, keep_mtime=True):
+    """Change a file in place as its owner could, then put its mode (and mtime) back."""
     st = os.stat(path)
     os.chmod(path, 0o644)
     with open(path, "r+b") as fh:
         change(fh)
     os.chmod(path, stat.S_IMODE(st.st_mode))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # a write moves the mtime (by at least a coarse clock's tick); rot on the medium does not
+    mtime = st.st_mtime_ns if keep_mtime else st.st_mtime_ns + 1_000_000
+    os.utime(path, ns=(st.st_atime_ns, mtime))
 
 
-def flip_bit(path, offset, rng):
+def flip_bit(path, offset, rng, keep_mtime=True):
     def change(fh):
         fh.seek(offset)
         byte = fh.read(1)[0]
         fh.seek(offset)
         fh.write(bytes([byte ^ (1 << rng.randrange(8))]))
-    rewrite(path, change)
+    rewrite(path, change, keep_mtime)
 
 
-def truncate(path, size):
-    rewrite(path, lambda fh: fh.truncate(size))
+def truncate(path, size, keep_mtime=True):
+    rewrite(path, lambda fh: fh.truncate(size), keep_mtime)
 
 
-def garbage(path, rng):
+def garbage(path, rng, keep_mtime=True):
     size = os.stat(path).st_size
-    rewrite(path, lambda fh: fh.write(rng.randbytes(size)))
+    rewrite(path, lambda fh: fh.write(rng.randbytes(size)), keep_mtime)
 
 
 def damaged_members(path, members):
@@ -88,17 +90,16 @@ def one_round(tmp_path, monkeypatch, cli, rng):
         storage_bad |= damaged_members(env.storage / key, members[key])
     size_visible = damaged_members(env.storage / cut, members[cut]) | {h for h, _o, _n in members[gone]}
 
-    # -- cache, on content whose storage is intact
+    # -- cache, on content whose storage is intact: edits through a link (the mtime moves),
+    # and rot the stat cannot see (the mtime stays)
     safe = sorted(h for key in keys[6:] for h, _o, _n in members[key])
     rng.shuffle(safe)
     flipped, cut_short, junk_copy, rotten, deleted = safe[:5]
     obj = service.cache.object_file
-    flip_bit(obj(flipped), rng.randrange(len(files[path_of[flipped]])), rng)
-    truncate(obj(cut_short), len(files[path_of[cut_short]]) // 2)
-    garbage(os.path.join(copy_view, path_of[junk_copy]), rng)
-    # rot the stat cannot see: the bytes change, the recorded stat is the new one
+    flip_bit(obj(flipped), rng.randrange(len(files[path_of[flipped]])), rng, keep_mtime=False)
+    truncate(obj(cut_short), len(files[path_of[cut_short]]) // 2, keep_mtime=False)
+    garbage(os.path.join(copy_view, path_of[junk_copy]), rng, keep_mtime=False)
     flip_bit(obj(rotten), rng.randrange(len(files[path_of[rotten]])), rng)
-    service.cache.guard.relinked([(obj(rotten), os.stat(obj(rotten)), rotten)])
     os.unlink(obj(deleted))  # not damage: the next get fetches it
     cache_seen = {flipped, cut_short, junk_copy}
 
