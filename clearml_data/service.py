@@ -511,6 +511,9 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         """Change rows whose content the storage does not hold yet."""
         return self._split_uploads(row, storage)[1]
 
+    def has_pending_uploads(self, row: DatasetRow, storage: str | None = None) -> bool:
+        return self.catalog.has_missing_objects(row.id, storage or row.storage)
+
     def _split_uploads(self, row: DatasetRow, storage: str | None) -> tuple[list[ChangeRow], list[ChangeRow]]:
         """(rows that carry content, those of them whose content the storage lacks)."""
         rows = [c for c in self.catalog.changes(row.id) if c.kind != "removed" and c.link is None]
@@ -518,7 +521,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         return rows, [c for c in rows if c.hash in missing]
 
     def is_dirty(self, row: DatasetRow) -> bool:
-        return not row.is_final and bool(self.pending_uploads(row))
+        return not row.is_final and self.has_pending_uploads(row)
 
     def upload(self, dataset_id: str, storage: str | None = None, chunk_size: float | None = None,
                max_workers: int | None = None, progress: ProgressFactory = null_progress,
@@ -613,13 +616,13 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             parent = self._parent_row(row, pid)
             if not parent.is_final:
                 raise DatasetStateError(f"parent dataset {pid} is not final")
-        if self.pending_uploads(row):
+        if self.has_pending_uploads(row):
             if not auto_upload:
                 raise DatasetStateError(
                     f"cannot finalize dataset {row.id}: pending uploads",
                     hint="call Dataset.upload() first, or use finalize(auto_upload=True) / clearml-data close")
             self.upload(row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
-            if self.pending_uploads(row):
+            if self.has_pending_uploads(row):
                 raise StorageError(f"dataset {row.id} still has pending uploads after upload")
         tempfiles.clean(self.cache, lambda: self.driver(row.storage))
         crashpoints.reach("finalize.checked")
@@ -634,7 +637,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                     if current is None:
                         self.drop_manifest(row)
                     raise DatasetStateError(f"dataset {row.id} was finalized or deleted by another process")
-                lost = self.pending_uploads(row)  # a concurrent gc removed content since the upload
+                lost = self.has_pending_uploads(row)  # a concurrent gc removed content since the upload
                 if not lost:
                     self.catalog.clear_sources(row.id)
                     self.catalog.update_dataset(

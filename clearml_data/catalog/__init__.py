@@ -452,6 +452,14 @@ class Catalog:
             have.update(r[0] for r in self.conn.execute(q, [storage, *chunk]))
         return set(wanted) - have
 
+    def has_missing_objects(self, dataset_id: str, storage: str) -> bool:
+        """Whether some content of a version's change rows is not in ``storage`` yet (one query;
+        external files, which stay where they are, do not count)."""
+        return self.conn.execute(
+            "SELECT 1 FROM changes c WHERE c.dataset_id = ? AND c.kind != 'removed' AND c.link IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.storage = ? AND o.hash = c.hash) LIMIT 1",
+            [dataset_id, storage]).fetchone() is not None
+
     def add_objects(self, rows: Iterable[ObjectRow]) -> None:
         with self.write() as c:
             c.executemany("INSERT OR IGNORE INTO objects (storage, hash, key, offset, length) "

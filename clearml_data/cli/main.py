@@ -194,7 +194,7 @@ def cmd_upload(ctx: Context) -> Result:
 
 def _close(ctx: Context, row, storage, disable_upload: bool = False) -> dict:
     data: dict = {"id": row.id}
-    if ctx.service.pending_uploads(row, storage) or (storage and storage != row.storage):
+    if ctx.service.has_pending_uploads(row, storage) or (storage and storage != row.storage):
         if disable_upload:
             raise DatasetStateError(f"dataset {row.id} has pending uploads and --disable-upload was given",
                                     hint="run clearml-data upload first, or drop --disable-upload")
