@@ -111,7 +111,7 @@ class Cache:
 
     def sweep_tmp(self) -> int:
         """Remove temporary files that crashed processes left in ``tmp/``."""
-        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-"))
+        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-"))
 
     # -- objects --------------------------------------------------------------------------
     def object_file(self, digest: str) -> str:

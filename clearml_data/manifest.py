@@ -17,9 +17,12 @@ them (recovery.py).
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from .errors import ManifestError, UnsafePathError
 from .paths import check_relpath
@@ -92,26 +95,55 @@ def build(record: dict, changes, files, objects) -> Manifest:
 
 
 def encode(m: Manifest) -> bytes:
+    out = io.BytesIO()
+    write(out, m.record, sorted(m.changes), ((p, *m.files[p]) for p in sorted(m.files)), m.objects.get)
+    return out.getvalue()
+
+
+def write(out: BinaryIO, record: dict, changes: Iterable[tuple], files: Iterable[tuple],
+          locate: Callable[[str], tuple | None]) -> None:
+    """Stream a manifest into ``out`` (gzip, deterministic bytes) without holding the document.
+
+    ``changes`` are (path, kind, hash, size, link) and ``files`` (path, hash, size, origin,
+    link), both sorted by path; ``locate(hash)`` gives (storage or None, key, offset, length).
+    The bytes equal ``json.dumps(document, sort_keys=True, separators=(",", ":"))``, gzipped.
+    """
+    def dump(value) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
     places: dict[tuple[str | None, str], int] = {}
-    files = []
-    for p in sorted(m.files):
-        h, size, origin, link = m.files[p]
-        loc = m.objects.get(h)
-        if loc is None:
-            files.append([p, h, size, origin, link, None, 0, 0])
-        else:
-            index = places.setdefault((loc[0], loc[1]), len(places))
-            files.append([p, h, size, origin, link, index, loc[2], loc[3]])
-    doc = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "dataset": m.record,
-        "changes": [list(c) for c in sorted(m.changes)],
-        "keys": [list(k) for k in places],
-        "files": files,
-    }
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0)
+    with gzip.GzipFile(filename="", fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:  # no name
+        buf: list[str] = []
+
+        def emit(text: str) -> None:
+            buf.append(text)
+            if len(buf) >= 4096:
+                gz.write("".join(buf).encode("utf-8"))
+                buf.clear()
+
+        def emit_list(rows: Iterable[list]) -> None:
+            emit("[")
+            for i, r in enumerate(rows):
+                emit(("," if i else "") + dump(r))
+            emit("]")
+
+        def file_rows() -> Iterator[list]:
+            for p, h, size, origin, link in files:
+                loc = locate(h)
+                if loc is None:
+                    yield [p, h, size, origin, link, None, 0, 0]
+                else:
+                    index = places.setdefault((loc[0], loc[1]), len(places))
+                    yield [p, h, size, origin, link, index, loc[2], loc[3]]
+
+        emit('{"changes":')
+        emit_list(list(c) for c in changes)
+        emit(',"dataset":' + dump(record) + ',"files":')
+        emit_list(file_rows())
+        emit(f',"format":{dump(FORMAT)},"format_version":{FORMAT_VERSION},"keys":')
+        emit_list(list(k) for k in places)
+        emit("}")
+        gz.write("".join(buf).encode("utf-8"))
 
 
 def decode(data: bytes, key: str = "") -> Manifest:

@@ -20,12 +20,14 @@ the storage, uploading again otherwise. Hence a final version never names a dele
 from __future__ import annotations
 
 import logging
+import os
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import manifest as mf
+from . import tempfiles
 from .catalog import ChangeRow, DatasetRow, ObjectRow, refs
 from .errors import (
     ClearMLDataError,
@@ -113,18 +115,12 @@ class RecoveryMixin:
 
     # -- writing manifests (finalize) -----------------------------------------------------------
     def write_manifest(self, row: DatasetRow, view, counts: dict, stamp: str) -> str:
-        """Write the manifest of a draft being finalized; returns the finalize time it records."""
-        changes = self.catalog.changes(row.id)
+        """Write the manifest of a draft being finalized; returns the finalize time it records.
+
+        The manifest is streamed into a temporary file of the cache and put from there, so a
+        version of a million files never has its whole manifest document in memory."""
         links = self.catalog.links({origin for _h, _s, origin in view.values()})
-        hashes = {h for h, _s, _o in view.values()}
-        located = self.catalog.locate_objects(hashes)
-        objects = {}
-        for h in hashes:
-            locs = located.get(h) or []
-            loc = next((x for x in locs if x.storage == row.storage), locs[0] if locs else None)
-            if loc is not None:
-                objects[h] = (None if loc.storage == row.storage else loc.storage, loc.key, loc.offset,
-                              loc.length)
+        located = self.catalog.object_locations({h for h, _s, _o in view.values()}, row.storage)
         record = {
             "id": row.id, "project": row.project, "name": row.name, "version": row.version,
             "description": row.description, "tags": list(row.tags), "metadata": row.metadata,
@@ -133,26 +129,34 @@ class RecoveryMixin:
             "added": counts["added"], "modified": counts["modified"], "removed": counts["removed"],
             "parents": list(row.parents),
         }
-        m = mf.build(record, [(c.path, c.kind, c.hash, c.size, c.link) for c in changes],
-                     {p: (h, s, o, links.get((o, p))) for p, (h, s, o) in view.items()}, objects)
-        data = mf.encode(m)
-        driver = self.driver(row.storage)
-        key = mf.manifest_key(row.id)
+        files = ((p, *view[p], links.get((view[p][2], p))) for p in sorted(view))
+        self.cache.ensure()
+        fd, tmp = tempfiles.mkstemp(self.cache.tmp, "manifest-", ".tmp")
         try:
-            self._storage_call(driver, row.storage, key, driver.put_bytes, data, key, overwrite=False)
+            with os.fdopen(fd, "wb") as fh:
+                mf.write(fh, {k: record[k] for k in mf.RECORD_FIELDS}, self.catalog.sorted_changes(row.id),
+                         files, located.get)
+            driver = self.driver(row.storage)
+            key = mf.manifest_key(row.id)
+            try:
+                self._storage_call(driver, row.storage, key, driver.put_file, tmp, key, overwrite=False)
+                return stamp
+            except FileExistsError:
+                pass
+            # a manifest of this draft exists: another finalize of it ran (concurrently, or before a crash)
+            with open(tmp, "rb") as fh:
+                new = mf.decode(fh.read(), key)
+            try:
+                old = mf.decode(self._storage_call(driver, row.storage, key, driver.get_bytes, key), key)
+            except (ManifestError, FileNotFoundError):
+                old = None
+            if old is not None and old.content() == new.content():
+                return old.record["finalized_at"]  # the same version: keep its time, so both agree
+            # a leftover of a finalize that never set the final flag, for content that has changed since
+            self._storage_call(driver, row.storage, key, driver.put_file, tmp, key, overwrite=True)
             return stamp
-        except FileExistsError:
-            pass
-        # a manifest of this draft exists: another finalize of it ran (concurrently, or before a crash)
-        try:
-            old = mf.decode(self._storage_call(driver, row.storage, key, driver.get_bytes, key), key)
-        except (ManifestError, FileNotFoundError):
-            old = None
-        if old is not None and old.content() == m.content():
-            return old.record["finalized_at"]  # the same version: keep its time, so both agree
-        # a leftover of a finalize that never set the final flag, for content that has changed since
-        self._storage_call(driver, row.storage, key, driver.put_bytes, data, key, overwrite=True)
-        return stamp
+        finally:
+            os.unlink(tmp)
 
     def drop_manifest(self, row: DatasetRow) -> None:
         """Remove the manifest of a draft whose finalize lost (the draft was deleted meanwhile)."""

@@ -466,6 +466,26 @@ class Catalog:
                           "VALUES (?, ?, ?, ?, ?)",
                           ((r.storage, r.hash, r.key, r.offset, r.length) for r in rows))
 
+    def object_locations(self, hashes: Iterable[str], prefer: str) -> dict[str, tuple[str | None, str, int, int]]:
+        """One location per hash: {hash: (None if in ``prefer`` else its storage, key, offset,
+        length)}, a location in storage ``prefer`` first."""
+        wanted = list(set(hashes))
+        found: dict[str, tuple[str | None, str, int, int]] = {}
+        for chunk in _chunks(wanted):
+            q = ("SELECT storage, hash, key, offset, length FROM objects WHERE hash IN "
+                 f"({', '.join('?' * len(chunk))})")
+            for storage, h, key, offset, length in self.conn.execute(q, list(chunk)):
+                if storage == prefer:
+                    found[h] = (None, key, offset, length)
+                elif h not in found:
+                    found[h] = (storage, key, offset, length)
+        return found
+
+    def sorted_changes(self, dataset_id: str) -> Iterator[tuple[str, str, str | None, int | None, str | None]]:
+        """(path, kind, hash, size, link) of a version's change rows, by path, streamed."""
+        return self.conn.execute("SELECT path, kind, hash, size, link FROM changes WHERE dataset_id = ? "
+                                 "ORDER BY path", [dataset_id])
+
     def locate_objects(self, hashes: Iterable[str]) -> dict[str, list[ObjectRow]]:
         """Every known location of each hash, in any storage."""
         wanted = list(set(hashes))
