@@ -108,8 +108,7 @@ def write(out: BinaryIO, record: dict, changes: Iterable[tuple], files: Iterable
     link), both sorted by path; ``locate(hash)`` gives (storage or None, key, offset, length).
     The bytes equal ``json.dumps(document, sort_keys=True, separators=(",", ":"))``, gzipped.
     """
-    def dump(value) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    dump = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
     places: dict[tuple[str | None, str], int] = {}
     with gzip.GzipFile(filename="", fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:  # no name
@@ -117,14 +116,22 @@ def write(out: BinaryIO, record: dict, changes: Iterable[tuple], files: Iterable
 
         def emit(text: str) -> None:
             buf.append(text)
-            if len(buf) >= 4096:
+            if len(buf) >= 64:
                 gz.write("".join(buf).encode("utf-8"))
                 buf.clear()
 
         def emit_list(rows: Iterable[list]) -> None:
             emit("[")
-            for i, r in enumerate(rows):
-                emit(("," if i else "") + dump(r))
+            batch: list[list] = []
+            first = True
+            for r in rows:
+                batch.append(r)
+                if len(batch) == 4096:  # one encoder call per batch: "[a,b,...]" without its brackets
+                    emit(("" if first else ",") + dump(batch)[1:-1])
+                    batch.clear()
+                    first = False
+            if batch:
+                emit(("" if first else ",") + dump(batch)[1:-1])
             emit("]")
 
         def file_rows() -> Iterator[list]:

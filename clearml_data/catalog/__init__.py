@@ -469,9 +469,14 @@ class Catalog:
     def object_locations(self, hashes: Iterable[str], prefer: str) -> dict[str, tuple[str | None, str, int, int]]:
         """One location per hash: {hash: (None if in ``prefer`` else its storage, key, offset,
         length)}, a location in storage ``prefer`` first."""
-        wanted = list(set(hashes))
+        wanted = set(hashes)
         found: dict[str, tuple[str | None, str, int, int]] = {}
-        for chunk in _chunks(wanted):
+        if len(wanted) > 20_000:  # many: one ordered pass over the storage's rows beats IN lists
+            for h, key, offset, length in self.conn.execute(
+                    "SELECT hash, key, offset, length FROM objects WHERE storage = ?", [prefer]):
+                if h in wanted:
+                    found[h] = (None, key, offset, length)
+        for chunk in _chunks([h for h in wanted if h not in found]):
             q = ("SELECT storage, hash, key, offset, length FROM objects WHERE hash IN "
                  f"({', '.join('?' * len(chunk))})")
             for storage, h, key, offset, length in self.conn.execute(q, list(chunk)):
