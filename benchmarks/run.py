@@ -372,9 +372,7 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int, chain_base
     while made < extra_rows:
         n = min(per, extra_rows - made)
         did = uuid.uuid4().hex
-        conn.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, "
-                     "updated_at) VALUES (?, 'scale', 'filler', ?, 'final', 'x', 'x', 'x')",
-                     [did, f"1.0.{made // per}"])
+        _insert_final(conn, did, "filler", f"1.0.{made // per}")
         conn.executemany("INSERT INTO changes (dataset_id, path, kind, hash, size) VALUES (?, ?, 'added', ?, 16)",
                          ((did, f"p{j // 1000:05}/f{j:07}", f"{j:064x}") for j in range(n)))
         conn.commit()
@@ -402,6 +400,12 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int, chain_base
     return rows
 
 
+def _insert_final(conn, dataset_id: str, name: str, version: str) -> None:
+    """A synthetic final version of project "scale", written straight into the catalog."""
+    conn.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, "
+                 "updated_at) VALUES (?, 'scale', ?, ?, 'final', 'x', 'x', 'x')", [dataset_id, name, version])
+
+
 def deep_chain_check(work: Path, cmd, chain: int, base_files: int) -> list[dict]:
     """A chain of ``chain`` final versions over a ``base_files``-file base, each changing 1 % of
     the files, written straight into the catalog: list its end, and list the base alone."""
@@ -412,8 +416,7 @@ def deep_chain_check(work: Path, cmd, chain: int, base_files: int) -> list[dict]
     ids = [uuid.uuid4().hex for _ in range(chain + 1)]
     step = max(1, base_files // 100)
     for level, did in enumerate(ids):
-        conn.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, "
-                     "updated_at) VALUES (?, 'scale', 'deep', ?, 'final', 'x', 'x', 'x')", [did, f"1.0.{level}"])
+        _insert_final(conn, did, "deep", f"1.0.{level}")
         if level:
             conn.execute("INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, 0, ?)",
                          [did, ids[level - 1]])

@@ -476,14 +476,9 @@ class Catalog:
                     "SELECT hash, key, offset, length FROM objects WHERE storage = ?", [prefer]):
                 if h in wanted:
                     found[h] = (None, key, offset, length)
-        for chunk in _chunks([h for h in wanted if h not in found]):
-            q = ("SELECT storage, hash, key, offset, length FROM objects WHERE hash IN "
-                 f"({', '.join('?' * len(chunk))})")
-            for storage, h, key, offset, length in self.conn.execute(q, list(chunk)):
-                if storage == prefer:
-                    found[h] = (None, key, offset, length)
-                elif h not in found:
-                    found[h] = (storage, key, offset, length)
+        for h, locs in self.locate_objects(h for h in wanted if h not in found).items():
+            loc = next((x for x in locs if x.storage == prefer), locs[0])
+            found[h] = (None if loc.storage == prefer else loc.storage, loc.key, loc.offset, loc.length)
         return found
 
     def sorted_changes(self, dataset_id: str) -> Iterator[tuple[str, str, str | None, int | None, str | None]]:
