@@ -38,7 +38,7 @@ from .hashing import hash_files, ordered_map
 from .statcache import StatCache
 from .paths import (check_id, check_link, check_pattern, check_relpath, describe, join_relpath, local_relpath,
                     matches, normalize_relpath, under)
-from .rowcheck import check_change, check_location
+from .rowcheck import check_change, check_length, check_location, extent_problem
 from .progress import ProgressFactory, null_progress
 from .storage import PluginManager, StorageDriver, redact_url, url_scheme
 
@@ -788,9 +788,29 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 raise StorageError(f"no storage holds the content {h[:12]}… of dataset {row.id}",
                                    hint="the version was not uploaded completely; run verify")
             loc = check_location(next((x for x in locs if x.storage == row.storage), locs[0]))
+            check_length(loc, wanted[h], row.id)
             by_key.setdefault((loc.storage, loc.key), []).append((h, loc.offset, loc.length))
+        if not by_key:  # only empty files: nothing to read
+            return 0
+        workers = max_workers or max(self.driver(s).default_max_workers for s, _key in by_key)
+
+        def size_of(item: tuple[str, str]) -> int:
+            storage, key = item
+            try:
+                return self.driver(storage).stat(key).size
+            except OSError as exc:
+                raise self._read_failure(storage, key, exc) from None
+
+        # every object is stat'ed once, and every entry checked against its real size, before a byte
+        # is read: a catalog that lies, or an object cut short or grown, ends here with one error
         tasks: list[tuple[str, packs.Span]] = []
-        for (storage, key), entries in by_key.items():
+        for (storage, key), size in ordered_map(size_of, list(by_key), workers, window=64):
+            entries = by_key[(storage, key)]
+            problem = extent_problem(key, entries, size)
+            if problem:
+                raise IntegrityError(f"object {key} in {redact_url(storage)} {problem}",
+                                     hint="the stored object is damaged or the catalog was changed outside "
+                                          "clearml-data; run clearml-data verify")
             for span in packs.coalesce(key, entries):
                 tasks.append((storage, span))
         total = sum(wanted.values())
@@ -805,22 +825,21 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                     os.close(fd)
                     try:
                         driver.get_file(span.key, tmp)
+                        if os.stat(tmp).st_size != span.length:
+                            raise IntegrityError(f"object {span.key} in {redact_url(storage)} changed while it "
+                                                 "was read", hint="run clearml-data verify")
                     except BaseException:
                         if os.path.lexists(tmp):
                             os.unlink(tmp)
                         raise
                     self.cache.add_file(span.members[0][0], tmp)
                     return span.length, 1
+                if len(span.members) == 1 and span.length > packs.MAX_SPAN:
+                    self._fetch_range(driver, storage, span)  # in bounded reads, never whole in memory
+                    return span.length, 1
                 data = memoryview(driver.read_range(span.key, span.offset, span.length))
-            except FileNotFoundError:
-                raise StorageError(f"object {span.key} is missing from {redact_url(storage)}",
-                                   url=redact_url(storage), key=span.key,
-                                   hint="the storage lost data; run clearml-data verify") from None
             except OSError as exc:
-                if is_no_space(exc):
-                    raise disk_full(self.cache.root, "the cache", exc) from None
-                raise StorageError(f"cannot read {span.key} from {redact_url(storage)}: {exc.strerror or exc}",
-                                   url=redact_url(storage), key=span.key) from None
+                raise self._read_failure(storage, span.key, exc) from None
             for digest, off, length in span.members:
                 start = off - span.offset
                 chunk = data[start:start + length]
@@ -832,13 +851,44 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
 
         fetched = 0
         try:
-            workers = max_workers or max(self.driver(s).default_max_workers for s, _span in tasks)
             for _task, (n, nfiles) in ordered_map(run, tasks, workers, window=64):
                 fetched += n
                 bar.update(n, files=nfiles)
         finally:
             bar.close()
         return fetched
+
+    def _fetch_range(self, driver: StorageDriver, storage: str, span: packs.Span) -> None:
+        """Bring one large range of an object into the cache through a temporary file."""
+        fd, tmp = self.cache.tempfile()
+        try:
+            with space_for(self.cache.root, "the cache"), os.fdopen(fd, "wb") as out:
+                done = 0
+                while done < span.length:
+                    n = min(packs.MAX_SPAN, span.length - done)
+                    block = driver.read_range(span.key, span.offset + done, n)
+                    if len(block) != n:
+                        raise IntegrityError(f"object {span.key} in {redact_url(storage)} is truncated",
+                                             hint="run clearml-data verify")
+                    out.write(block)
+                    done += n
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        self.cache.add_file(span.members[0][0], tmp)
+
+    def _read_failure(self, storage: str, key: str, exc: OSError) -> ClearMLDataError:
+        """The error to show for a failed read of ``key``: missing, the cache's disk full, or unreadable."""
+        if isinstance(exc, FileNotFoundError):
+            why = exc.strerror if exc.strerror and not exc.strerror.startswith("no such object") else ""
+            return StorageError(f"object {key} is missing from {redact_url(storage)}{f' ({why})' if why else ''}",
+                                url=redact_url(storage), key=key,
+                                hint="the storage lost data; run clearml-data verify")
+        if is_no_space(exc):
+            return disk_full(self.cache.root, "the cache", exc)
+        return StorageError(f"cannot read {key} from {redact_url(storage)}: {exc.strerror or exc}",
+                            url=redact_url(storage), key=key)
 
     # -- deleting -----------------------------------------------------------------------------
     def delete(self, dataset_id: str, force: bool = False) -> list[str]:
