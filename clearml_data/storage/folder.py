@@ -191,7 +191,8 @@ class FolderDriver(StorageDriver):
                         st = os.stat(os.path.join(dirpath, name))
                     except FileNotFoundError:
                         continue
-                    yield ObjectInfo(key, st.st_size, st.st_mtime)
+                    if stat.S_ISREG(st.st_mode):  # a FIFO, device or socket is no object
+                        yield ObjectInfo(key, st.st_size, st.st_mtime)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
