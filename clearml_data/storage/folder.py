@@ -164,9 +164,11 @@ class FolderDriver(StorageDriver):
             _copy_at_most(src, out, st.st_size)  # what it held when opened: a file that grows is not followed
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError(f"a negative offset or length ({offset}, {length}) for {key}")
         fd, st = self._open(key)
         with os.fdopen(fd, "rb") as fh:
-            if offset >= st.st_size or length <= 0:
+            if offset >= st.st_size or not length:
                 return b""
             fh.seek(offset)
             return fh.read(min(length, st.st_size - offset))  # never more than the file holds
