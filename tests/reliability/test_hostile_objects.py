@@ -17,6 +17,7 @@ JSON, are covered here too.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -395,36 +396,56 @@ def test_replaced_objects_end_in_one_line_or_a_correct_result(template, disks, t
                    seconds=round(time.monotonic() - started, 1))
 
 
-# -- absurd offsets and lengths in the catalog --------------------------------------------------
+# -- absurd offsets and lengths in the catalog and in a manifest -------------------------------
 ABSURD = {"2^31": 1 << 31, "2^40": 1 << 40, "2^62": 1 << 62, "2^63-1": (1 << 63) - 1, "-1": -1}
+#: where an offset or length is read from: (table or manifest, column)
+FIELDS = (("objects", "offset"), ("objects", "length"), ("changes", "size"), ("manifest", "offset"),
+          ("manifest", "length"))
+_MANIFEST_COLUMN = {"offset": 6, "length": 7}  # in a manifest's file rows
+
+
+def _set_in_manifest(path: Path, digest: str, column: str, value: int) -> None:
+    doc = json.loads(gzip.decompress(path.read_bytes()))
+    rows = [r for r in doc["files"] if r[1] == digest]
+    assert rows
+    for r in rows:
+        r[_MANIFEST_COLUMN[column]] = value
+    path.unlink()  # a new file: the template's stays as it was
+    path.write_bytes(gzip.compress(json.dumps(doc).encode()))
 
 
 def test_absurd_offsets_and_lengths_end_in_one_line(template, disks, tmp_path):
-    """Every offset and length column of the large object's row and of a pack entry's row, set to
+    """Every offset and length of the large object's location and of a pack entry's (the last
+    one: its end is the pack's), in the catalog's object rows, its file rows and a manifest, set to
     absurd values and to one past the end of the real object."""
     started = time.monotonic()
     db = sqlite3.connect(template.catalog)
     rows = {"large": db.execute("SELECT hash, offset, length FROM objects WHERE key LIKE 'objects/%'").fetchone(),
             "pack": db.execute("SELECT hash, offset, length FROM objects WHERE key LIKE 'packs/%' "
-                               "ORDER BY offset DESC").fetchone()}  # the last entry: its end is the pack's
+                               "ORDER BY offset DESC").fetchone()}
     db.close()
     real = {kind: (template.keys[kind]).stat().st_size for kind in rows}
     cases, expected = [], {}
     for kind, (digest, offset, length) in rows.items():
-        for column in ("offset", "length"):
-            past = {"offset": real[kind] - length + 1, "length": real[kind] - offset + 1}[column]
+        for where, column in FIELDS:
+            past = {"offset": real[kind] - length + 1, "length": real[kind] - offset + 1, "size": length + 1}[column]
             for label, value in {**ABSURD, "past-the-end+1": past}.items():
-                case_dir = tmp_path / f"{kind}-{column}-{label}"
-                storage, catalog = template.clone(case_dir)
-                db = sqlite3.connect(catalog)
-                db.execute(f"UPDATE objects SET {column} = ? WHERE hash = ?", (value, digest))
-                db.commit()
-                db.close()
-                name = f"{kind}/{column}={label}"
+                case_dir = tmp_path / f"{kind}-{where}-{column}-{label}"
+                storage, catalog = template.clone(case_dir, with_catalog=where != "manifest")
+                if where == "manifest":  # restored into an empty catalog by get --storage
+                    _set_in_manifest(storage / template.keys["manifest"].relative_to(template.storage),
+                                     digest, column, value)
+                else:
+                    db = sqlite3.connect(catalog)
+                    db.execute(f"UPDATE {where} SET {column} = ? WHERE hash = ?", (value, digest))
+                    db.commit()
+                    db.close()
+                name = f"{kind}/{where}.{column}={label}"
                 cases.append({"name": name, "env": template.env(Path("."), catalog, storage),
-                              "storage": str(storage), "commands": _commands(template, "large")})
+                              "storage": str(storage),
+                              "commands": _commands(template, "manifest" if where == "manifest" else kind)})
                 expected[name] = {p for p, h in template.digests.items() if h == digest}
-    records = run_children([cases[i:i + 6] for i in range(0, len(cases), 6)], disks)
+    records = run_children([cases[i:i + 10] for i in range(0, len(cases), 10)], disks)
     outcomes: dict[str, int] = {}
     for rec in records:
         got = check_record(rec, "bad", template, expected[rec["case"]])
