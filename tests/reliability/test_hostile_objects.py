@@ -402,6 +402,8 @@ ABSURD = {"2^31": 1 << 31, "2^40": 1 << 40, "2^62": 1 << 62, "2^63-1": (1 << 63)
 FIELDS = (("objects", "offset"), ("objects", "length"), ("changes", "size"), ("manifest", "offset"),
           ("manifest", "length"))
 _MANIFEST_COLUMN = {"offset": 6, "length": 7}  # in a manifest's file rows
+#: commands run per case (all four in full runs)
+ABSURD_COMMANDS = reliability_count(2, 4)
 
 
 def _set_in_manifest(path: Path, digest: str, column: str, value: int) -> None:
@@ -441,9 +443,11 @@ def test_absurd_offsets_and_lengths_end_in_one_line(template, disks, tmp_path):
                     db.commit()
                     db.close()
                 name = f"{kind}/{where}.{column}={label}"
+                commands = _commands(template, "manifest" if where == "manifest" else kind)
+                if ABSURD_COMMANDS < len(commands):  # a get and a verify each, the others in the next case
+                    commands = commands[len(cases) % 2::2]
                 cases.append({"name": name, "env": template.env(Path("."), catalog, storage),
-                              "storage": str(storage),
-                              "commands": _commands(template, "manifest" if where == "manifest" else kind)})
+                              "storage": str(storage), "commands": commands})
                 expected[name] = {p for p, h in template.digests.items() if h == digest}
     records = run_children([cases[i:i + 10] for i in range(0, len(cases), 10)], disks)
     outcomes: dict[str, int] = {}
@@ -457,7 +461,7 @@ def test_absurd_offsets_and_lengths_end_in_one_line(template, disks, tmp_path):
 
 
 # -- versions made of empty files -----------------------------------------------------------
-EMPTY_MANY = reliability_count(2_000, 100_000)
+EMPTY_MANY = reliability_count(1_000, 100_000)
 
 
 def _shape(name: str) -> dict[str, bytes]:
