@@ -34,7 +34,7 @@ from .history import HistoryMixin
 from .recovery import FINALIZE_ATTEMPTS, RecoveryMixin
 from .verify import VerifyMixin
 from .diagnostics import probe_cache
-from .hashing import hash_files, ordered_map
+from .hashing import EMPTY_SHA256, hash_files, ordered_map
 from .statcache import StatCache
 from .paths import (check_id, check_link, check_pattern, check_relpath, describe, join_relpath, local_relpath,
                     matches, normalize_relpath, under)
@@ -778,6 +778,10 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             return 0
         empty = [h for h, s in wanted.items() if s == 0]
         for h in empty:
+            if h != EMPTY_SHA256:
+                raise CatalogError(f"dataset {row.id} gives the content {h[:12]}… a size of 0, but that is not "
+                                   "the hash of empty content", hint="the catalog was changed outside clearml-data; "
+                                                                     "restore it from a backup")
             self.cache.add_bytes(h, b"")
             wanted.pop(h)
         locations = self.catalog.locate_objects(wanted)

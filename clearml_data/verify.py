@@ -21,7 +21,7 @@ from .cache import remove_tree
 from .cacheguard import batched
 from .catalog import DatasetRow
 from .errors import ClearMLDataError
-from .hashing import ordered_map, sha256_file
+from .hashing import EMPTY_SHA256, ordered_map, sha256_file
 from .paths import safe_join
 from .progress import ProgressFactory, null_progress
 from .rowcheck import check_location, extent_problem
@@ -60,6 +60,9 @@ class VerifyMixin:
         by_key: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
         for h in sorted(paths_of):
             if sizes[h] == 0:
+                if h != EMPTY_SHA256:
+                    report.problems += [Problem(p, "size", "the catalog gives it 0 bytes and the hash of other bytes")
+                                        for p in paths_of[h]]
                 continue
             locs = locations.get(h)
             if not locs:
