@@ -1,13 +1,14 @@
 """Verification: is every file of a version intact, in storage, in the local cache, or in a
 local copy?
 
-In storage, every object the version needs is stat'ed, and every entry checked against its
-real size (fast mode: present and of the right size), then read and re-hashed (full mode). In the local cache, every cached object of the version
-and every file of its cached local copies (``datasets/<id>*``) is checked too: fast mode
-compares sizes and the stat recorded when the file's bytes were last checked (re-hashing
-only files whose stat changed), full mode re-hashes each distinct file once. A damaged
-cache file is named by the dataset paths it serves and removed from the cache (with the
-local copies that hold it), so the next ``get`` fetches it again.
+In storage, every object the version needs is stat'ed and every entry checked against its
+real size (fast mode: present and of the right size), then read and re-hashed (full mode).
+In the local cache, every cached object of the version and every file of its cached local
+copies (``datasets/<id>*``) is checked too: fast mode compares sizes and the stat recorded
+when the file's bytes were last checked (re-hashing only files whose stat changed), full mode
+re-hashes each distinct file once. A damaged cache file is named by the dataset paths it
+serves and removed from the cache (with the local copies that hold it), so the next ``get``
+fetches it again.
 """
 
 from __future__ import annotations
