@@ -2,14 +2,15 @@
 
 The catalog is a file that anyone with write access can change. A row that clearml-data
 could not have written (a path that leaves its folder, a hash that is not a SHA-256, a
-negative size or offset) stops the command with a :class:`CatalogError` naming the row,
-before a byte is read or written with it.
+negative size or offset, a length that is not its content's size) stops the command with a
+:class:`CatalogError` naming the row, before a byte is read or written with it.
 """
 
 from __future__ import annotations
 
 from .catalog import ChangeRow, ObjectRow
 from .errors import CatalogError, UnsafePathError
+from .packs import is_pack_key
 from .paths import check_relpath, describe, is_hash
 
 _KINDS = ("added", "modified", "removed")
@@ -43,3 +44,25 @@ def check_location(loc: ObjectRow) -> ObjectRow:
             and loc.offset >= 0 and loc.length >= 0):
         raise CatalogError(f"the catalog holds a malformed location for {loc.key!r}", hint=_HINT)
     return loc
+
+
+def check_length(loc: ObjectRow, size: int, dataset_id: str) -> ObjectRow:
+    """A location holds exactly the bytes of its content: its length is the file rows' size."""
+    if loc.length != size:
+        raise CatalogError(f"the catalog records {loc.length:,} bytes for content {loc.hash[:12]}… in {loc.key!r}, "
+                           f"but the file rows of dataset {dataset_id} give it {size:,}", hint=_HINT)
+    return loc
+
+
+def extent_problem(key: str, entries: list[tuple[str, int, int]], size: int) -> str:
+    """What is wrong with reading the (hash, offset, length) ``entries`` from the object ``key``
+    whose real size is ``size`` (empty if nothing). A pack must hold every entry; any other
+    object is exactly one content."""
+    whole = not is_pack_key(key)
+    for digest, offset, length in entries:
+        if whole and offset == 0 and size != length:
+            return f"has {size:,} bytes, but the catalog expects {length:,}"
+        if offset + length > size:
+            return (f"has {size:,} bytes, but the catalog reads content {digest[:12]}… from bytes "
+                    f"{offset:,} to {offset + length:,} of it")
+    return ""

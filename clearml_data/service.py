@@ -34,11 +34,11 @@ from .history import HistoryMixin
 from .recovery import FINALIZE_ATTEMPTS, RecoveryMixin
 from .verify import VerifyMixin
 from .diagnostics import probe_cache
-from .hashing import hash_files, ordered_map
+from .hashing import EMPTY_SHA256, hash_files, ordered_map
 from .statcache import StatCache
 from .paths import (check_id, check_link, check_pattern, check_relpath, describe, join_relpath, local_relpath,
                     matches, normalize_relpath, under)
-from .rowcheck import check_change, check_location
+from .rowcheck import check_change, check_length, check_location, extent_problem
 from .progress import ProgressFactory, null_progress
 from .storage import PluginManager, StorageDriver, redact_url, url_scheme
 
@@ -778,6 +778,10 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             return 0
         empty = [h for h, s in wanted.items() if s == 0]
         for h in empty:
+            if h != EMPTY_SHA256:
+                raise CatalogError(f"dataset {row.id} gives the content {h[:12]}… a size of 0, but that is not "
+                                   "the hash of empty content", hint="the catalog was changed outside clearml-data; "
+                                                                     "restore it from a backup")
             self.cache.add_bytes(h, b"")
             wanted.pop(h)
         locations = self.catalog.locate_objects(wanted)
@@ -788,7 +792,31 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 raise StorageError(f"no storage holds the content {h[:12]}… of dataset {row.id}",
                                    hint="the version was not uploaded completely; run verify")
             loc = check_location(next((x for x in locs if x.storage == row.storage), locs[0]))
+            check_length(loc, wanted[h], row.id)
             by_key.setdefault((loc.storage, loc.key), []).append((h, loc.offset, loc.length))
+        if not by_key:  # only empty files: nothing to read
+            return 0
+        workers = max_workers or max(self.driver(s).default_max_workers for s, _key in by_key)
+
+        def check_size(item: tuple[str, str]) -> None:
+            """Stat the object once; every entry the catalog places in it must lie within it."""
+            storage, key = item
+            try:
+                size = self.driver(storage).stat(key).size
+            except OSError as exc:
+                raise self._read_failure(storage, key, exc) from None
+            problem = extent_problem(key, by_key[item], size)
+            if problem:
+                raise IntegrityError(f"object {key} in {redact_url(storage)} {problem}",
+                                     hint="the stored object is damaged or the catalog was changed outside "
+                                          "clearml-data; run clearml-data verify")
+
+        # a catalog that lies, or an object cut short or grown, ends in one error before a byte of
+        # the object is read: packs (few) are checked here, whole objects just before their download
+        whole = {item for item, entries in by_key.items()
+                 if not packs.is_pack_key(item[1]) and len(entries) == 1 and entries[0][1] == 0}
+        for _checked in ordered_map(check_size, [item for item in by_key if item not in whole], workers, window=64):
+            pass
         tasks: list[tuple[str, packs.Span]] = []
         for (storage, key), entries in by_key.items():
             for span in packs.coalesce(key, entries):
@@ -800,27 +828,27 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             storage, span = task
             driver = self.driver(storage)
             try:
-                if len(span.members) == 1 and span.offset == 0 and not packs.is_pack_key(span.key):
+                if (storage, span.key) in whole:
+                    check_size((storage, span.key))
                     fd, tmp = self.cache.tempfile()
                     os.close(fd)
                     try:
                         driver.get_file(span.key, tmp)
+                        if os.stat(tmp).st_size != span.length:
+                            raise IntegrityError(f"object {span.key} in {redact_url(storage)} changed while it "
+                                                 "was read", hint="run clearml-data verify")
                     except BaseException:
                         if os.path.lexists(tmp):
                             os.unlink(tmp)
                         raise
                     self.cache.add_file(span.members[0][0], tmp)
                     return span.length, 1
+                if len(span.members) == 1 and span.length > packs.MAX_SPAN:
+                    self._fetch_range(driver, storage, span)  # in bounded reads, never whole in memory
+                    return span.length, 1
                 data = memoryview(driver.read_range(span.key, span.offset, span.length))
-            except FileNotFoundError:
-                raise StorageError(f"object {span.key} is missing from {redact_url(storage)}",
-                                   url=redact_url(storage), key=span.key,
-                                   hint="the storage lost data; run clearml-data verify") from None
             except OSError as exc:
-                if is_no_space(exc):
-                    raise disk_full(self.cache.root, "the cache", exc) from None
-                raise StorageError(f"cannot read {span.key} from {redact_url(storage)}: {exc.strerror or exc}",
-                                   url=redact_url(storage), key=span.key) from None
+                raise self._read_failure(storage, span.key, exc) from None
             for digest, off, length in span.members:
                 start = off - span.offset
                 chunk = data[start:start + length]
@@ -832,13 +860,44 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
 
         fetched = 0
         try:
-            workers = max_workers or max(self.driver(s).default_max_workers for s, _span in tasks)
             for _task, (n, nfiles) in ordered_map(run, tasks, workers, window=64):
                 fetched += n
                 bar.update(n, files=nfiles)
         finally:
             bar.close()
         return fetched
+
+    def _fetch_range(self, driver: StorageDriver, storage: str, span: packs.Span) -> None:
+        """Bring one large range of an object into the cache through a temporary file."""
+        fd, tmp = self.cache.tempfile()
+        try:
+            with space_for(self.cache.root, "the cache"), os.fdopen(fd, "wb") as out:
+                done = 0
+                while done < span.length:
+                    n = min(packs.MAX_SPAN, span.length - done)
+                    block = driver.read_range(span.key, span.offset + done, n)
+                    if len(block) != n:
+                        raise IntegrityError(f"object {span.key} in {redact_url(storage)} is truncated",
+                                             hint="run clearml-data verify")
+                    out.write(block)
+                    done += n
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        self.cache.add_file(span.members[0][0], tmp)
+
+    def _read_failure(self, storage: str, key: str, exc: OSError) -> ClearMLDataError:
+        """The error to show for a failed read of ``key``: missing, the cache's disk full, or unreadable."""
+        if isinstance(exc, FileNotFoundError):
+            why = exc.strerror if exc.strerror and not exc.strerror.startswith("no such object") else ""
+            return StorageError(f"object {key} is missing from {redact_url(storage)}{f' ({why})' if why else ''}",
+                                url=redact_url(storage), key=key,
+                                hint="the storage lost data; run clearml-data verify")
+        if is_no_space(exc):
+            return disk_full(self.cache.root, "the cache", exc)
+        return StorageError(f"cannot read {key} from {redact_url(storage)}: {exc.strerror or exc}",
+                            url=redact_url(storage), key=key)
 
     # -- deleting -----------------------------------------------------------------------------
     def delete(self, dataset_id: str, force: bool = False) -> list[str]:

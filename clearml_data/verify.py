@@ -1,13 +1,14 @@
 """Verification: is every file of a version intact, in storage, in the local cache, or in a
 local copy?
 
-In storage, every object the version needs is stat'ed (fast mode: present and long enough)
-or read and re-hashed (full mode). In the local cache, every cached object of the version
-and every file of its cached local copies (``datasets/<id>*``) is checked too: fast mode
-compares sizes and the stat recorded when the file's bytes were last checked (re-hashing
-only files whose stat changed), full mode re-hashes each distinct file once. A damaged
-cache file is named by the dataset paths it serves and removed from the cache (with the
-local copies that hold it), so the next ``get`` fetches it again.
+In storage, every object the version needs is stat'ed and every entry checked against its
+real size (fast mode: present and of the right size), then read and re-hashed (full mode).
+In the local cache, every cached object of the version and every file of its cached local
+copies (``datasets/<id>*``) is checked too: fast mode compares sizes and the stat recorded
+when the file's bytes were last checked (re-hashing only files whose stat changed), full mode
+re-hashes each distinct file once. A damaged cache file is named by the dataset paths it
+serves and removed from the cache (with the local copies that hold it), so the next ``get``
+fetches it again.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 from .cache import remove_tree
 from .cacheguard import batched
 from .catalog import DatasetRow
-from .hashing import ordered_map, sha256_file
+from .errors import ClearMLDataError
+from .hashing import EMPTY_SHA256, ordered_map, sha256_file
 from .paths import safe_join
 from .progress import ProgressFactory, null_progress
-from .rowcheck import check_location
+from .rowcheck import check_location, extent_problem
 from .storage import redact_url
 
 
@@ -59,6 +61,9 @@ class VerifyMixin:
         by_key: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
         for h in sorted(paths_of):
             if sizes[h] == 0:
+                if h != EMPTY_SHA256:
+                    report.problems += [Problem(p, "size", "the catalog gives it 0 bytes and the hash of other bytes")
+                                        for p in paths_of[h]]
                 continue
             locs = locations.get(h)
             if not locs:
@@ -76,12 +81,20 @@ class VerifyMixin:
             where = f"{key} in {redact_url(storage)}"
             try:
                 size = driver.stat(key).size
-            except FileNotFoundError:
-                return [(h, "missing", f"{where} is missing") for h, _o, _n in members]
+            except FileNotFoundError as exc:
+                why = exc.strerror if exc.strerror and not exc.strerror.startswith("no such object") else ""
+                return [(h, "missing", f"{where} is missing{f' ({why})' if why else ''}") for h, _o, _n in members]
             except OSError as exc:
                 return [(h, "unreadable", f"{where}: {exc}") for h, _o, _n in members]
-            bad = [(h, "size", f"{where} is truncated ({size} bytes)")
-                   for h, off, n in members if off + n > size]
+            bad = []
+            for h, off, n in members:  # each entry against the object's real size, before a byte is read
+                if n != sizes[h]:
+                    bad.append((h, "size", f"the catalog records {n:,} bytes for it in {where}, "
+                                           f"its file rows {sizes[h]:,}"))
+                    continue
+                problem = extent_problem(key, [(h, off, n)], size)
+                if problem:
+                    bad.append((h, "size", f"{where} {problem}"))
             if not full:
                 return bad
             short = {b[0] for b in bad}

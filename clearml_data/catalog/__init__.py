@@ -89,6 +89,20 @@ _DATASET_COLUMNS = ("id", "project", "name", "version", "status", "description",
                     "total_size", "added", "modified", "removed")
 
 
+def _json_column(data: dict, column: str, kind: type) -> list | dict:
+    """Decode a dataset's JSON column (tags: a list of strings, metadata: an object)."""
+    text = data[column]
+    try:
+        value = json.loads(text) if text else kind()
+    except (TypeError, ValueError, RecursionError):
+        value = None
+    if not isinstance(value, kind) or (kind is list and not all(isinstance(t, str) for t in value)):
+        what = "a list of strings" if kind is list else "a JSON object"
+        raise CatalogError(f"dataset {data['id']} has a {column} column that is not {what}",
+                           hint="the catalog was changed outside clearml-data; restore it from a backup")
+    return value
+
+
 def _chunks(items: Sequence, size: int = SQL_VARS) -> Iterator[Sequence]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -307,8 +321,8 @@ class Catalog:
         result = []
         for r in rows:
             data = dict(zip(_DATASET_COLUMNS, r))
-            data["tags"] = json.loads(data["tags"] or "[]")
-            data["metadata"] = json.loads(data["metadata"] or "{}")
+            data["tags"] = _json_column(data, "tags", list)
+            data["metadata"] = _json_column(data, "metadata", dict)
             result.append(DatasetRow(**data))
         if result:
             parents: dict[str, list[str]] = {d.id: [] for d in result}

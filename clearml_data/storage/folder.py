@@ -26,6 +26,8 @@ from .hookspecs import hookimpl
 TMP_PREFIX = ".tmp-"
 #: where puts write their temporary files (one folder, so a sweep reads one listing)
 TMP_FOLDER = ".incoming"
+#: bytes copied at a time by get_file
+COPY_BLOCK = 1024 * 1024
 
 
 @hookimpl
@@ -50,6 +52,41 @@ def folder_path(url: str) -> str:
     if not path:
         raise UsageError("no folder given")
     return os.path.abspath(os.path.expanduser(path))
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _regular(st: os.stat_result, key: str) -> os.stat_result:
+    """``st`` if it is a regular file's; else FileNotFoundError saying what is there instead."""
+    if stat.S_ISREG(st.st_mode):
+        return st
+    what = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+    raise FileNotFoundError(errno.ENOENT, f"not a regular file but {what}", key)
+
+
+def _copy_at_most(src, out, size: int) -> None:
+    """Copy up to ``size`` bytes from the start of ``src`` to ``out`` (kernel copy where it can)."""
+    done = 0
+    fast = hasattr(os, "copy_file_range")
+    while done < size:
+        n = min(COPY_BLOCK * 64 if fast else COPY_BLOCK, size - done)
+        if fast:
+            try:
+                got = os.copy_file_range(src.fileno(), out.fileno(), n, done, done)
+            except OSError:
+                fast = False  # another filesystem or an old kernel: plain reads and writes
+                continue
+        else:
+            src.seek(done)
+            block = src.read(n)
+            out.seek(done)
+            out.write(block)
+            got = len(block)
+        if not got:
+            break
+        done += got
 
 
 class FolderDriver(StorageDriver):
@@ -106,22 +143,38 @@ class FolderDriver(StorageDriver):
     def clean_temporaries(self) -> int:
         return tempfiles.sweep(os.path.join(self.root, TMP_FOLDER), (TMP_PREFIX,))
 
-    def get_file(self, key: str, local_path: str) -> None:
-        src = self._path(key)
+    def _open(self, key: str) -> tuple[int, os.stat_result]:
+        """An open descriptor of the object and its stat. Only a regular file is an object:
+        a FIFO, device, socket or folder at the key (or a symlink to one) is refused before it
+        is opened, and again from the opened descriptor (O_NONBLOCK: opening a FIFO never waits)."""
+        path = self._path(key)
+        _regular(os.stat(path), key)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         try:
-            shutil.copyfile(src, local_path)
-        except IsADirectoryError:
-            raise FileNotFoundError(errno.ENOENT, "no such object", key) from None
+            st = _regular(os.fstat(fd), key)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def get_file(self, key: str, local_path: str) -> None:
+        fd, st = self._open(key)
+        with os.fdopen(fd, "rb") as src, open(local_path, "wb") as out:
+            _copy_at_most(src, out, st.st_size)  # what it held when opened: a file that grows is not followed
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        with open(self._path(key), "rb") as fh:
+        if offset < 0 or length < 0:
+            raise ValueError(f"a negative offset or length ({offset}, {length}) for {key}")
+        fd, st = self._open(key)
+        with os.fdopen(fd, "rb") as fh:
+            if offset >= st.st_size or not length:
+                return b""
             fh.seek(offset)
-            return fh.read(length)
+            return fh.read(min(length, st.st_size - offset))  # never more than the file holds
 
     def stat(self, key: str) -> ObjectInfo:
-        st = os.stat(self._path(key))
-        if not stat.S_ISREG(st.st_mode):
-            raise FileNotFoundError(errno.ENOENT, "no such object", key)
+        st = _regular(os.stat(self._path(key)), key)
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -140,7 +193,8 @@ class FolderDriver(StorageDriver):
                         st = os.stat(os.path.join(dirpath, name))
                     except FileNotFoundError:
                         continue
-                    yield ObjectInfo(key, st.st_size, st.st_mtime)
+                    if stat.S_ISREG(st.st_mode):  # a FIFO, device or socket is no object
+                        yield ObjectInfo(key, st.st_size, st.st_mtime)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
