@@ -98,7 +98,7 @@ def check_depth(path: str) -> None:
     depth = path.count("/") + 1
     if depth > MAX_DEPTH:
         raise UnsafePathError(f"path {shorten(path)} has {depth} components; a dataset path has at most "
-                              f"{MAX_DEPTH}", hint="add the files from a shallower folder")
+                              f"{MAX_DEPTH} components", hint="add the files from a shallower folder")
     if len(path) > _SHORT:
         size = len(path.encode("utf-8"))
         if size > MAX_PATH_BYTES:
@@ -109,8 +109,8 @@ def check_depth(path: str) -> None:
 def shorten(path: str, keep: int = 80) -> str:
     """A long path quoted for a one-line message: its start and end around an ellipsis."""
     if len(path) <= 2 * keep:
-        return repr(path)
-    return f"{repr(path[:keep])[:-1]}…{repr(path[-keep:])[1:]}"
+        return describe(path)
+    return f"{describe(path[:keep])}…{describe(path[-keep:])}"
 
 
 def check_id(dataset_id: str) -> str:

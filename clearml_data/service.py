@@ -443,7 +443,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         try:
             return check_relpath(rel)
         except UnsafePathError as exc:
-            raise UnsafePathError(f"cannot add {describe(source)}: {exc}") from None
+            raise UnsafePathError(f"cannot add {shorten(source)}: {exc}") from None
 
     def _add_collected(self, row: DatasetRow, items: Iterable[tuple[str, str]], max_workers: int | None,
                        progress: ProgressFactory, mirror: str | None = None) -> AddResult:
