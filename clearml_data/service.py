@@ -516,7 +516,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                 rows = {c.path: c for c in self.catalog.changes(row.id)}
                 current = _apply(parent, rows, row.id)
             result = self._rows_for(row, parent, rows, current, entries, mirror)
-            crashpoints.reach("add.recorded")
+        crashpoints.reach("add.recorded")
         return result
 
     def _rows_for(self, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
