@@ -504,23 +504,25 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         """
         entries = list(entries)
         with self.catalog.write():
-            if stamp is None or self.catalog.data_version() != stamp:
-                fresh = self.catalog.get_dataset(row.id)
-                if fresh is None:
-                    raise DatasetNotFoundError(f"dataset {row.id} was deleted by another process")
-                if fresh.is_final:
-                    raise DatasetStateError(f"dataset {row.id} was finalized by another process",
-                                            hint=f"create a child version: clearml-data create --parents {row.id}")
+            fresh = self.catalog.get_dataset(row.id)
+            if fresh is None:
+                raise DatasetNotFoundError(f"dataset {row.id} was deleted by another process")
+            if fresh.is_final:
+                raise DatasetStateError(f"dataset {row.id} was finalized by another process",
+                                        hint=f"create a child version: clearml-data create --parents {row.id}")
+            changed = stamp is None or self.catalog.data_version() != stamp or fresh.parents != row.parents
+            if changed:
                 if fresh.parents != row.parents:
                     parent = self.parent_view(fresh)
                 rows = {c.path: c for c in self.catalog.changes(row.id)}
                 current = _apply(parent, rows, row.id)
-            result = self._rows_for(row, parent, rows, current, entries, mirror)
+            # unchanged since the caller checked these paths against ``current``: no second check
+            result = self._rows_for(row, parent, rows, current, entries, mirror, check=changed)
         crashpoints.reach("add.recorded")
         return result
 
     def _rows_for(self, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
-                  entries: list[ChangeRow], mirror: str | None) -> AddResult:
+                  entries: list[ChangeRow], mirror: str | None, check: bool = True) -> AddResult:
         result = AddResult()
         upserts: list[ChangeRow] = []
         deletes: list[str] = []
@@ -531,7 +533,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             upserts += [ChangeRow(p, "removed", None, None) for p in gone if p in parent]
             deletes += [p for p in gone if p not in parent]
             result.removed = len(gone)
-        _check_tree_conflicts(current, [e.path for e in entries])
+        if check:
+            _check_tree_conflicts(current, [e.path for e in entries])
         for e in entries:
             result.bytes += e.size
             before = current.get(e.path)
