@@ -1,7 +1,8 @@
 """The service layer: every operation of clearml-data, under both the CLI and the API.
 
 A version's *view* is what a local copy of it contains: its parents' views merged in
-order (a later parent wins on the same path), then its own change rows applied. The
+order (a later parent wins on the same path, and on a clash between a file and a folder:
+see :func:`merge_views`), then its own change rows applied. The
 change rows of a draft are always the difference between its parents' merged view and
 what the user has added and removed, so they never hold redundant entries.
 

@@ -603,6 +603,7 @@ def test_two_writers_never_get_a_file_and_a_folder_in(env, tmp_path, monkeypatch
     results = [json.loads(Path(j["out"]).read_text()) for j in jobs]
     assert [r["fatal"] for r in results] == [None, None], results
     both, one, clashes, served = 0, 0, 0, 0
+    refused_by_kind = dict.fromkeys(RACES, 0)
     for r, did in enumerate(drafts):
         outcomes = [results[0]["steps"][r], results[1]["steps"][r]]
         kinds = RACES[r % len(RACES)]
@@ -614,6 +615,7 @@ def test_two_writers_never_get_a_file_and_a_folder_in(env, tmp_path, monkeypatch
             assert "sync" in kinds, (kinds, outcomes, sorted(files))
         else:
             one += 1
+            refused_by_kind[kinds] += 1
             assert any(o["ok"] for o in outcomes), outcomes
             assert any("both a file and a folder" in o["error"] for o in outcomes), outcomes
         _ok("close", "--id", did)
@@ -623,5 +625,7 @@ def test_two_writers_never_get_a_file_and_a_folder_in(env, tmp_path, monkeypatch
         assert read_tree(copy) == cached and set(cached) == set(files)
         served += 1
     assert clashes == 0
+    assert refused_by_kind["add/add"] == len(range(0, rounds, len(RACES)))  # two adds: always one refused
     report_figures("tree-conflict races", rounds=rounds, one_refused=one, both_accepted_by_sync=both,
+                   refused_by_kind=refused_by_kind,
                    clashes=clashes, closed_and_fetched=served, seconds=round(time.monotonic() - started, 1))
