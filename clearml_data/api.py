@@ -100,7 +100,9 @@ class Dataset:
         row = service.create(name=dataset_name, project=dataset_project, parents=_ids(parent_datasets),
                              version=dataset_version, storage=output_uri, tags=dataset_tags,
                              description=description or "")
-        return cls(row, service)
+        ds = cls(row, service)
+        ds._warn_shadowed()
+        return ds
 
     @classmethod
     def get(cls, dataset_id: str | None = None, dataset_project: str | None = None,
@@ -193,6 +195,19 @@ class Dataset:
     def link_entries(self) -> list[LinkEntry]:
         return list(self.link_entries_dict.values())
 
+    @property
+    def shadowed_files(self) -> list:
+        """The files of earlier parents that later parents shadow in this version (a later
+        parent wins a clash between a file and a folder of the same path), as
+        ``clearml_data.service.ShadowedFile`` (path, hash, size, parent, by, clash, by_kind)."""
+        return self._service.shadowed(self._refresh())
+
+    def _warn_shadowed(self) -> None:
+        found = self._service.shadowed(self._row)
+        if found:
+            log.warning("dataset %s: %d file(s) of earlier parents are shadowed by later parents, "
+                        "e.g. %s (Dataset.shadowed_files lists them)", self.id, len(found), found[0].describe())
+
     def is_final(self) -> bool:
         return self._refresh().is_final
 
@@ -274,6 +289,7 @@ class Dataset:
             if raise_on_error:
                 raise
             return False
+        self._warn_shadowed()
         return True
 
     def publish(self, raise_on_error: bool = True) -> bool:

@@ -67,6 +67,8 @@ class HistoryMixin:
             if not r.is_final:
                 raise DatasetStateError(f"cannot squash dataset {r.id}: it is a draft",
                                         hint=f"close it first: clearml-data close --id {r.id}")
+        from .service import _shadowed
+
         merged: dict = {}
         contributor: dict[str, str] = {}   # path -> id of the listed version it came from
         links: dict[tuple[str, str], str] = {}
@@ -75,6 +77,8 @@ class HistoryMixin:
             ancestors = set(self.dependency_graph(r))
             # a listed ancestor's file that this version removed stays removed
             for p in [p for p, who in contributor.items() if who in ancestors and p not in view]:
+                del merged[p], contributor[p]
+            for p in _shadowed(merged, view):  # a later version wins a file/folder clash too
                 del merged[p], contributor[p]
             merged.update(view)
             contributor.update(dict.fromkeys(view, r.id))

@@ -29,6 +29,14 @@ _DEVICES = frozenset(["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)
 _ID = re.compile(r"[0-9a-f]{32}")
 _HASH = re.compile(r"[0-9a-f]{64}")
 MAX_COMPONENT = 255
+#: the longest dataset path, in bytes (UTF-8), and the most components it may have. Linux
+#: refuses paths of PATH_MAX (4096) bytes or more, and a local copy puts its folder (the cache's
+#: or the target's) in front: 3072 bytes leave over 1000 for it. 256 levels keep every tool
+#: that walks a tree one call per level (os.makedirs, shutil.rmtree) far from Python's
+#: recursion limit and the open-file limit.
+MAX_PATH_BYTES = 3072
+MAX_DEPTH = 256
+_SHORT = MAX_PATH_BYTES // 4  # a path of at most this many characters is within MAX_PATH_BYTES
 #: a path that is certainly clean (every component: word characters and common punctuation,
 #: not starting or ending with a dot or space, at most 63 characters, not a device name);
 #: anything else gets the full, slower check
@@ -56,9 +64,11 @@ def check_relpath(path: str) -> str:
     Refused: empty, absolute ("/x", "C:x"), backslashes, empty / "." / ".." components,
     control characters, bidirectional overrides, names that are not UTF-8, components of
     more than 255 bytes, components ending in "." or " " (Windows and exFAT drop them, so
-    "a." and "a" would be one file) and bare Windows device names (CON, NUL, COM1, ...).
+    "a." and "a" would be one file), bare Windows device names (CON, NUL, COM1, ...), and
+    paths longer than MAX_PATH_BYTES bytes or with more than MAX_DEPTH components.
     """
-    if isinstance(path, str) and _CLEAN.fullmatch(path):
+    if (isinstance(path, str) and len(path) <= _SHORT and path.count("/") < MAX_DEPTH
+            and _CLEAN.fullmatch(path)):
         return path
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"empty path {path!r}")
@@ -79,7 +89,28 @@ def check_relpath(path: str) -> str:
             raise UnsafePathError(f"path {path!r} has a component longer than {MAX_COMPONENT} bytes")
         if len(part) <= 4 and part.upper() in _DEVICES:
             raise UnsafePathError(f"path {path!r} has a component that is a Windows device name")
+    check_depth(path)
     return path
+
+
+def check_depth(path: str) -> None:
+    """Refuse a path longer than MAX_PATH_BYTES bytes or deeper than MAX_DEPTH components."""
+    depth = path.count("/") + 1
+    if depth > MAX_DEPTH:
+        raise UnsafePathError(f"path {shorten(path)} has {depth} components; a dataset path has at most "
+                              f"{MAX_DEPTH} components", hint="add the files from a shallower folder")
+    if len(path) > _SHORT:
+        size = len(path.encode("utf-8"))
+        if size > MAX_PATH_BYTES:
+            raise UnsafePathError(f"path {shorten(path)} is {size} bytes long; a dataset path has at most "
+                                  f"{MAX_PATH_BYTES} bytes", hint="add the files from a shallower folder")
+
+
+def shorten(path: str, keep: int = 80) -> str:
+    """A long path quoted for a one-line message: its start and end around an ellipsis."""
+    if len(path) <= 2 * keep:
+        return describe(path)
+    return f"{describe(path[:keep])}…{describe(path[-keep:])}"
 
 
 def check_id(dataset_id: str) -> str:

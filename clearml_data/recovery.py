@@ -361,9 +361,9 @@ class RecoveryMixin:
 
     def _restore_version(self, m: mf.Manifest, parents: list[str], storage: str) -> None:
         rec = m.record
-        parent_view = {}
-        for pid in parents:
-            parent_view.update(self.view(self.catalog.get_dataset(pid)))
+        from .service import merge_views
+
+        parent_view = merge_views([self.view(self.catalog.get_dataset(pid)) for pid in parents])
         target = {p: (h, s) for p, (h, s, _o, _l) in m.files.items()}
         rows: list[ChangeRow] = []
         for p, (h, s, _origin, link) in m.files.items():

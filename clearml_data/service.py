@@ -1,7 +1,8 @@
 """The service layer: every operation of clearml-data, under both the CLI and the API.
 
 A version's *view* is what a local copy of it contains: its parents' views merged in
-order (a later parent wins on the same path), then its own change rows applied. The
+order (a later parent wins on the same path, and on a clash between a file and a folder:
+see :func:`merge_views`), then its own change rows applied. The
 change rows of a draft are always the difference between its parents' merged view and
 what the user has added and removed, so they never hold redundant entries.
 
@@ -11,6 +12,7 @@ version: objects into storage, then their catalog rows, then the final flag.
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import glob
 import logging
@@ -36,8 +38,8 @@ from .verify import VerifyMixin
 from .diagnostics import probe_cache
 from .hashing import EMPTY_SHA256, hash_files, ordered_map
 from .statcache import StatCache
-from .paths import (check_id, check_link, check_pattern, check_relpath, describe, join_relpath, local_relpath,
-                    matches, normalize_relpath, under)
+from .paths import (MAX_DEPTH, MAX_PATH_BYTES, check_id, check_link, check_pattern, check_relpath, describe,
+                    join_relpath, local_relpath, matches, normalize_relpath, shorten, under)
 from .rowcheck import check_change, check_length, check_location, extent_problem
 from .progress import ProgressFactory, null_progress
 from .storage import PluginManager, StorageDriver, redact_url, url_scheme
@@ -57,6 +59,7 @@ class AddResult:
     modified: int = 0
     unchanged: int = 0
     bytes: int = 0
+    removed: int = 0  # sync: files of the mirrored folder no longer there
 
     @property
     def files(self) -> int:
@@ -86,6 +89,24 @@ class FileInfo:
     size: int
     dataset_id: str
     kind: str | None = None  # for change listings
+
+
+@dataclass
+class ShadowedFile:
+    """A file of an earlier parent that a later parent shadows in a merge (merge_views)."""
+
+    path: str
+    hash: str
+    size: int
+    parent: str      #: the earlier parent whose view holds it
+    by: str          #: the later parent that wins
+    clash: str       #: the path the two disagree on: ``path`` itself, or a folder of it
+    by_kind: str     #: what ``by`` has at ``clash``: "folder" or "file"
+
+    def describe(self) -> str:
+        what = "a folder" if self.by_kind == "folder" else "a file"
+        return (f"{self.path} of parent {self.parent} is shadowed: the later parent {self.by} has "
+                f"{what} {self.clash}")
 
 
 @dataclass
@@ -284,9 +305,9 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             if len(row.parents) == 1:
                 row = self._parent_row(row, row.parents[0])
                 continue
-            view = {}
-            for pid in row.parents:  # a merge (or a root): later parents win on the same path
-                view.update(self._view(self._parent_row(row, pid), memo, tuple(seen)))
+            # a merge (or a root): later parents win (merge_views says how tree clashes end)
+            view = merge_views([self._view(self._parent_row(row, pid), memo, tuple(seen))
+                                for pid in row.parents])
         for level in reversed(chain):
             for p, kind, digest, size in self.catalog.change_tuples(check_id(level.id)):
                 check_change(level.id, p, kind, digest, size)
@@ -309,10 +330,31 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             return {}
         if len(row.parents) == 1:
             return self._view(self._parent_row(row, row.parents[0]), memo, path)
-        merged: View = {}
-        for pid in row.parents:
-            merged.update(self._view(self._parent_row(row, pid), memo, path))
-        return merged
+        return merge_views([self._view(self._parent_row(row, pid), memo, path) for pid in row.parents])
+
+    def shadowed(self, row: DatasetRow) -> list[ShadowedFile]:
+        """The files of earlier parents that later parents shadow in this version's merged
+        parents (see :func:`merge_views`); none for a version of one parent or none."""
+        if len(row.parents) < 2:
+            return []
+        parents = [self._parent_row(row, pid) for pid in row.parents]
+        views = [self.view(p) for p in parents]
+        out: list[ShadowedFile] = []
+        folders: dict[int, set[str]] = {}
+
+        def note(i: int, path: str, entry: tuple[str, int, str]) -> None:
+            owner = next(j for j in range(i - 1, -1, -1) if views[j].get(path) == entry)
+            if i not in folders:
+                folders[i] = _folders_of(views[i])
+            if path in folders[i]:
+                clash, kind = path, "folder"
+            else:
+                clash = next(f for f in _ancestors(path) if f in views[i])
+                kind = "file"
+            out.append(ShadowedFile(path, entry[0], entry[1], parents[owner].id, parents[i].id, clash, kind))
+
+        merge_views(views, note)
+        return out
 
     def _parent_row(self, row: DatasetRow, parent_id: str) -> DatasetRow:
         parent = self.catalog.get_dataset(check_id(parent_id))
@@ -361,12 +403,11 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                   progress: ProgressFactory = null_progress) -> AddResult:
         row = self._draft(dataset_id)
         prefix = normalize_relpath(dataset_path)
-        found = self._collect(path, wildcard, local_base_folder, recursive)
-        return self._add_collected(row, ((join_relpath(prefix, rel), src) for rel, src in found),
-                                   max_workers, progress)
+        found = self._collect(path, wildcard, local_base_folder, recursive, prefix)
+        return self._add_collected(row, found, max_workers, progress)
 
-    def _collect(self, path, wildcard, local_base_folder, recursive) -> Iterator[tuple[str, str]]:
-        """(relative path, absolute source path) of each local file to add."""
+    def _collect(self, path, wildcard, local_base_folder, recursive, prefix: str = "") -> Iterator[tuple[str, str]]:
+        """(dataset path under ``prefix``, absolute source path) of each local file to add."""
         text = os.path.expanduser(os.fspath(path))
         if os.path.isdir(text) or os.path.isfile(text):
             roots = [text]
@@ -383,45 +424,52 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             if os.path.isfile(root):
                 rel = local_relpath(root, base) if base else os.path.basename(root)
                 if not wildcards or any(matches(rel, w) for w in wildcards):
-                    yield self._checked_rel(rel, root), root
+                    yield self._checked_rel(join_relpath(prefix, rel), root), root
                 continue
             folder_base = base or root
             for dirpath, names in _walk_files(root, recursive):
                 rel_dir = local_relpath(dirpath, folder_base)  # once per folder, not per file
                 if rel_dir == ".." or rel_dir.startswith("../"):
                     raise UsageError(f"{dirpath} is not inside the local base folder {folder_base}")
-                prefix = "" if rel_dir == "." else rel_dir + "/"
+                rel_prefix = "" if rel_dir == "." else rel_dir + "/"
                 for name in names:
-                    rel = prefix + name
+                    rel = rel_prefix + name
                     if wildcards and not any(matches(rel, w) for w in wildcards):
                         continue
                     full = os.path.join(dirpath, name)
-                    yield self._checked_rel(rel, full), full
+                    yield self._checked_rel(join_relpath(prefix, rel), full), full
 
     @staticmethod
     def _checked_rel(rel: str, source: str) -> str:
         try:
             return check_relpath(rel)
         except UnsafePathError as exc:
-            raise UnsafePathError(f"cannot add {describe(source)}: {exc}") from None
+            raise UnsafePathError(f"cannot add {shorten(source)}: {exc}") from None
 
     def _add_collected(self, row: DatasetRow, items: Iterable[tuple[str, str]], max_workers: int | None,
-                       progress: ProgressFactory) -> AddResult:
+                       progress: ProgressFactory, mirror: str | None = None) -> AddResult:
+        """Hash and record local files; with ``mirror`` (a dataset folder, "" for the root), also
+        remove every file under it that is not among them, in the same catalog transaction."""
         seen: dict[str, str] = {}
         for rel, src in items:
             if seen.setdefault(rel, src) != src:
                 raise UsageError(f"two files map to the dataset path {rel!r}: {seen[rel]} and {src}")
-        if not seen:
+        if not seen and mirror is None:
             return AddResult()
+        stamp = self.catalog.data_version()  # before the rows are read: a later change shows
         parent = self.parent_view(row)
         rows = {c.path: c for c in self.catalog.changes(row.id)}
         current = _apply(parent, rows, row.id)
-        _check_tree_conflicts(current, seen)
+        if mirror is not None:
+            kept = {p: v for p, v in current.items() if p in seen or not under(p, mirror)}
+            _check_tree_conflicts(kept, seen)
+        else:
+            _check_tree_conflicts(current, seen)  # fail before hashing; checked again when written
         # files are stat'ed and hashed a batch at a time, so per-file stat results and digests of a
         # large tree are never all held at once; a second stat pass gives the progress bar its total
         sources = list(seen.values())
         batches = [sources[i:i + _ADD_BATCH] for i in range(0, len(sources), _ADD_BATCH)]
-        stats = _stat_files(batches[0])
+        stats = _stat_files(batches[0]) if batches else {}
         total = sum(st.st_size for st in stats.values())
         for batch in batches[1:]:
             total += sum(_stat(src).st_size for src in batch)
@@ -442,14 +490,52 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         entries = (ChangeRow(rel, "added", digest, size, src)
                    for (rel, src), (digest, size) in zip(seen.items(), hashed, strict=True))
         crashpoints.reach("add.hashed")
-        return self._record(row, parent, rows, current, entries)
+        return self._record(row, parent, rows, current, entries, stamp, mirror)
 
     def _record(self, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
-                entries: Iterable[ChangeRow]) -> AddResult:
-        """Write hashed entries (kind ignored) as the draft's change rows against its parents."""
+                entries: Iterable[ChangeRow], stamp: int | None = None, mirror: str | None = None) -> AddResult:
+        """Write hashed entries (kind ignored) as the draft's change rows against its parents.
+
+        ``parent``, ``rows`` and ``current`` were read before the files were hashed, when the
+        catalog's data version was ``stamp``. Inside the write transaction they are read again
+        if another process wrote since, so the tree check and the rows written always start
+        from what the draft holds at that moment: two writers cannot both get a path in as a
+        file and as a folder. With ``mirror``, the files under that folder that are not among
+        ``entries`` are removed in the same transaction (sync).
+        """
+        entries = list(entries)
+        with self.catalog.write():
+            fresh = self.catalog.get_dataset(row.id)
+            if fresh is None:
+                raise DatasetNotFoundError(f"dataset {row.id} was deleted by another process")
+            if fresh.is_final:
+                raise DatasetStateError(f"dataset {row.id} was finalized by another process",
+                                        hint=f"create a child version: clearml-data create --parents {row.id}")
+            changed = stamp is None or self.catalog.data_version() != stamp or fresh.parents != row.parents
+            if changed:
+                if fresh.parents != row.parents:
+                    parent = self.parent_view(fresh)
+                rows = {c.path: c for c in self.catalog.changes(row.id)}
+                current = _apply(parent, rows, row.id)
+            # unchanged since the caller checked these paths against ``current``: no second check
+            result = self._rows_for(row, parent, rows, current, entries, mirror, check=changed)
+        crashpoints.reach("add.recorded")
+        return result
+
+    def _rows_for(self, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
+                  entries: list[ChangeRow], mirror: str | None, check: bool = True) -> AddResult:
         result = AddResult()
         upserts: list[ChangeRow] = []
         deletes: list[str] = []
+        if mirror is not None:
+            present = {e.path for e in entries}
+            gone = sorted(p for p in current if under(p, mirror) and p not in present)
+            current = {p: v for p, v in current.items() if p in present or not under(p, mirror)}
+            upserts += [ChangeRow(p, "removed", None, None) for p in gone if p in parent]
+            deletes += [p for p in gone if p not in parent]
+            result.removed = len(gone)
+        if check:
+            _check_tree_conflicts(current, [e.path for e in entries])
         for e in entries:
             result.bytes += e.size
             before = current.get(e.path)
@@ -467,7 +553,6 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             elif e.path in rows:
                 deletes.append(e.path)  # back to the parent's content
         self.catalog.replace_changes(row.id, upserts, deletes)
-        crashpoints.reach("add.recorded")
         return result
 
     def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
@@ -495,16 +580,11 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         if not os.path.isdir(folder):
             raise UsageError(f"no such folder: {folder}")
         prefix = normalize_relpath(dataset_path)
-        found = [(join_relpath(prefix, rel), src)
-                 for rel, src in self._collect(folder, None, None, True)]
-        present = {rel for rel, _ in found}
-        parent = self.parent_view(row)
-        rows = {c.path: c for c in self.catalog.changes(row.id)}
-        current = _apply(parent, rows, row.id)
-        gone = sorted(p for p in current if under(p, prefix) and p not in present)
-        self._remove(row, parent, gone)
-        added = self._add_collected(self.resolve_id(row.id), found, max_workers, progress)
-        return SyncResult(removed=len(gone), added=added.added, modified=added.modified)
+        # the whole folder is read before anything is written: a part that cannot be read is an
+        # error, never taken for files that were deleted; removals and additions are one write
+        found = list(self._collect(folder, None, None, True, prefix))
+        done = self._add_collected(row, found, max_workers, progress, mirror=prefix)
+        return SyncResult(removed=done.removed, added=done.added, modified=done.modified)
 
     # -- upload and finalize ------------------------------------------------------------------
     def pending_uploads(self, row: DatasetRow, storage: str | None = None) -> list[ChangeRow]:
@@ -628,6 +708,11 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         crashpoints.reach("finalize.checked")
         for _attempt in range(FINALIZE_ATTEMPTS):
             view = self.view(row)
+            clash = tree_clash(view)
+            if clash is not None:  # the add checks keep this out; a catalog from elsewhere may not
+                raise DatasetStateError(f"cannot finalize dataset {row.id}: {shorten(clash)} is both a file "
+                                        "and a folder in it, which no local copy can hold",
+                                        hint=f"remove one of them: clearml-data remove --id {row.id} --files ...")
             counts = self.catalog.count_changes(row.id)
             stamp = self.write_manifest(row, view, counts, now())  # after the objects, before the flag
             crashpoints.reach("finalize.manifest_written")
@@ -717,6 +802,8 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         files, label = self.selected_files(row, part, num_parts, files)
         folder = self.cache.view_path(row.id, use_soft_links)
         folder = folder.with_name(folder.name + label)
+        # the copy is built in a sibling folder named .build-<name>-<8 hex digits>
+        _check_materialisable(row, files, str(folder) + "-" * 16, "cache folder (the cache_dir setting)")
         self.cache.ensure()
         with self.cache.in_use(), self.cache.lock(folder.name):
             if not self.cache.view_is_complete(folder, files):
@@ -742,6 +829,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         target = Path(os.path.expanduser(os.fspath(target_folder))).absolute()
         if target.exists() and not target.is_dir():
             raise UsageError(f"{target} exists and is not a folder")
+        _check_materialisable(row, files, str(target), "target folder")
         if target.is_dir() and any(target.iterdir()):
             if not overwrite:
                 raise UsageError(f"the folder {target} is not empty", hint="pass overwrite=True / --overwrite")
@@ -998,16 +1086,49 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         return info
 
 
+def _check_materialisable(row: DatasetRow, files: dict[str, tuple[str, int]], base: str, what: str) -> None:
+    """Refuse, before anything is written, a copy that no folder can hold: a path that is
+    both a file and a folder, or paths too long for the filesystem under ``base``."""
+    clash = tree_clash(files)
+    if clash is not None:
+        raise DatasetStateError(f"dataset {row.id} holds {shorten(clash)} both as a file and as a folder; "
+                                "no local copy can hold it",
+                                hint="create a child version that removes one of them")
+    if not files:
+        return
+    longest = max(map(len, files))
+    if longest > MAX_PATH_BYTES // 4:
+        longest = max(len(p.encode("utf-8")) for p in files)
+    anchor = base
+    while not os.path.isdir(anchor) and os.path.dirname(anchor) != anchor:
+        anchor = os.path.dirname(anchor)
+    try:
+        limit = os.pathconf(anchor, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        limit = 4096
+    need = len(os.fsencode(base)) + 1 + longest
+    if need >= limit:
+        raise UsageError(f"the local copy of dataset {row.id} needs paths of {need} bytes under the {what} "
+                         f"{base}, and this system allows fewer than {limit}",
+                         hint=f"use a shorter {what}")
+
+
 def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
     """(folder, sorted names of its regular files) for root and, if recursive, every subfolder.
 
     Like os.walk without following folder symlinks; file symlinks count when they point to a
-    regular file. A symlink whose target lies outside root stops the walk (UnsafePathError). Directory entry types avoid a stat per file where the filesystem gives them.
+    regular file. A symlink whose target lies outside root stops the walk (UnsafePathError).
+    Directory entry types avoid a stat per file where the filesystem gives them.
+
+    Nothing is passed over in silence: a folder or entry that cannot be read, a broken link
+    and a folder nested deeper than a dataset path may go stop the walk with an error naming
+    them; sockets, pipes and devices, which hold no file content, are skipped with a warning.
     """
-    stack = [root]
+    stack = [(root, 0)]
     root_real = os.path.realpath(root)
+    root_bytes = len(os.fsencode(root.rstrip(os.sep)))
     while stack:
-        folder = stack.pop()
+        folder, depth = stack.pop()
         files, dirs = [], []
         try:
             with os.scandir(folder) as it:
@@ -1017,18 +1138,35 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
                             check_link(entry.path, root_real)
                         if entry.is_dir(follow_symlinks=False):
                             dirs.append(entry.path)
-                        elif entry.is_file():  # follows symlinks; skips sockets, fifos, broken links
+                        elif entry.is_file():  # follows symlinks
                             files.append(entry.name)
-                    except OSError:
-                        continue
+                        elif entry.is_symlink() and not os.path.exists(entry.path):
+                            raise UsageError(f"cannot add {describe(entry.path)}: it is a broken symbolic link "
+                                             f"(to {describe(os.readlink(entry.path))})",
+                                             hint="remove the link, or make its target exist")
+                        elif entry.is_symlink():
+                            log.warning("skipped %s: a symbolic link to a folder (add does not follow them)",
+                                        describe(entry.path))
+                        else:
+                            log.warning("skipped %s: not a regular file (a socket, pipe or device)",
+                                        describe(entry.path))
+                    except OSError as exc:
+                        raise UsageError(f"cannot read {describe(entry.path)}: {exc.strerror or exc}",
+                                         hint="make it readable, or move it out of the folder") from None
         except OSError as exc:
-            if folder == root:
-                raise UsageError(f"cannot read {folder}: {exc.strerror}") from None
-            continue
+            raise UsageError(f"cannot read {describe(folder)}: {exc.strerror or exc}",
+                             hint="make it readable (and searchable), or move it out of the folder") from None
         files.sort()
         yield folder, files
         if recursive:
-            stack.extend(sorted(dirs, reverse=True))
+            for sub in sorted(dirs, reverse=True):
+                # a file in a folder at depth MAX_DEPTH or at MAX_PATH_BYTES would be over the limit
+                if depth + 1 >= MAX_DEPTH or len(os.fsencode(sub)) - root_bytes - 1 + 2 > MAX_PATH_BYTES:
+                    raise UnsafePathError(
+                        f"cannot add {shorten(sub)}: it is nested {depth + 1} folders deep; a dataset path "
+                        f"has at most {MAX_DEPTH} components and {MAX_PATH_BYTES} bytes",
+                        hint="add the files from a shallower folder")
+                stack.append((sub, depth + 1))
 
 
 def _apply(parent: View, rows: dict[str, ChangeRow], dataset_id: str) -> View:
@@ -1055,18 +1193,81 @@ def _stat_files(sources: list[str]) -> dict[str, os.stat_result]:
     return {src: _stat(src) for src in sources}
 
 
-def _check_tree_conflicts(current: View, new_paths: Iterable[str]) -> None:
-    """A path cannot be both a file and a folder in one dataset."""
-    new = set(new_paths)
-    files = set(current) | new
+def _folders_of(paths: Iterable[str]) -> set[str]:
+    """Every folder that holds one of ``paths`` ("a/b/c" gives "a" and "a/b"): one step up per
+    path, and each folder's own ancestors are walked once."""
     folders: set[str] = set()
-    for p in files:
-        parts = p.split("/")
-        for i in range(1, len(parts)):
-            folders.add("/".join(parts[:i]))
-    clash = sorted(files & folders)
+    add = folders.add
+    for p in paths:
+        d = p.rpartition("/")[0]
+        while d and d not in folders:
+            add(d)
+            d = d.rpartition("/")[0]
+    return folders
+
+
+def _check_tree_conflicts(current: View, new_paths: Iterable[str]) -> None:
+    """A path cannot be both a file and a folder in one dataset: refuse new files that would
+    make it so, against the files already there and among themselves."""
+    new = set(new_paths)
+    if not new:
+        return
+    bad = [p for p in _folders_of(new) if p in current or p in new]
+    if bad:
+        p = min(bad)
+        under_it = min(q for q in new if q.startswith(p + "/"))
+        what = "is a file in the dataset" if p in current else "is added as a file too"
+        raise UsageError(f"{shorten(p)} would be both a file and a folder in the dataset: cannot add "
+                         f"{shorten(under_it)}, as {shorten(p)} {what}",
+                         hint=f"remove {p} first, or add the files under another dataset folder")
+    folders = _folders_of(current)
+    clash = sorted(p for p in new if p in folders)
     if clash:
-        raise UsageError(f"{clash[0]!r} would be both a file and a folder in the dataset")
+        raise UsageError(f"{shorten(clash[0])} would be both a file and a folder in the dataset: cannot add "
+                         "the file, as the dataset has a folder of that name",
+                         hint=f"remove the folder {clash[0]}/ first, or add the file under another name")
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    d = path.rpartition("/")[0]
+    while d:
+        yield d
+        d = d.rpartition("/")[0]
+
+
+def tree_clash(view: View) -> str | None:
+    """A path that is both a file and a folder in ``view`` (which no folder can hold), or None."""
+    clash = _folders_of(view).intersection(view)
+    return min(clash) if clash else None
+
+
+def _shadowed(earlier: View, later: View) -> list[str]:
+    """The paths of ``earlier`` that cannot sit beside ``later``'s files: a file where ``later``
+    has a folder, and every file under a path where ``later`` has a file."""
+    gone = [p for p in _folders_of(later) if p in earlier]
+    files_over = [p for p in _folders_of(earlier) if p in later]
+    if files_over:
+        keys = sorted(earlier)
+        for f in files_over:  # the files under f sort between "f/" and "f0" ("0" follows "/")
+            gone += keys[bisect.bisect_left(keys, f + "/"):bisect.bisect_left(keys, f + "0")]
+    return list(dict.fromkeys(gone))
+
+
+def merge_views(views: Iterable[View], on_shadow=None) -> View:
+    """The parents' views merged in order: a later parent wins. On the same path its file
+    replaces the earlier one; where it has a file at a path that is a folder in the views
+    merged so far, or a folder where they have a file, its entries stay and the earlier
+    entries at or under that path are shadowed (left out), so that the result is a tree.
+    ``on_shadow(index of the later view, path, earlier entry)`` hears of each one."""
+    merged: View = {}
+    for i, view in enumerate(views):
+        if merged and view:
+            for p in _shadowed(merged, view):
+                entry = merged.pop(p)
+                if on_shadow is not None:
+                    on_shadow(i, p, entry)
+        merged.update(view)
+    return merged
 
 
 _LABEL_MAX = 255

@@ -421,6 +421,11 @@ class Catalog:
         return self.conn.execute(
             "SELECT path, kind, hash, size FROM changes WHERE dataset_id = ?", [dataset_id])
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the catalog (SQLite's
+        ``PRAGMA data_version``): equal readings mean nobody else wrote in between."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
     def links(self, dataset_ids: Iterable[str]) -> dict[tuple[str, str], str]:
         """{(dataset id, path): URL} of the external-file rows of these datasets."""
         found: dict[tuple[str, str], str] = {}

@@ -116,7 +116,25 @@ def cmd_create(ctx: Context) -> Result:
     row = ctx.service.create(name=a.name, project=a.project, parents=a.parents, version=a.version,
                              storage=a.storage, tags=a.tags, description=a.description or "")
     ctx.current.set(row.id)
-    return Result(_dataset_data(row), [f"New dataset created id={row.id}"])
+    data, lines = _shadowed(ctx, row)
+    return Result({**_dataset_data(row), "shadowed": data}, [f"New dataset created id={row.id}", *lines])
+
+
+_SHADOWED_SHOWN = 20
+
+
+def _shadowed(ctx: Context, row) -> tuple[list[dict], list[str]]:
+    """What a version's later parents shadow of its earlier ones: JSON rows and text lines."""
+    found = ctx.service.shadowed(row)
+    data = [{"path": f.path, "parent": f.parent, "by": f.by, "clash": f.clash, "by_kind": f.by_kind}
+            for f in found]
+    if not found:
+        return data, []
+    lines = [f"{_plural(len(found))} of earlier parents shadowed by later parents (a later parent wins):"]
+    lines += [f"  {f.describe()}" for f in found[:_SHADOWED_SHOWN]]
+    if len(found) > _SHADOWED_SHOWN:
+        lines.append(f"  ... and {len(found) - _SHADOWED_SHOWN} more (--json lists them all)")
+    return data, lines
 
 
 def cmd_add(ctx: Context) -> Result:
@@ -192,7 +210,8 @@ def cmd_upload(ctx: Context) -> Result:
     return Result({"id": row.id, **data}, ["Dataset upload completed"])
 
 
-def _close(ctx: Context, row, storage, disable_upload: bool = False) -> dict:
+def _close(ctx: Context, row, storage, disable_upload: bool = False) -> tuple[dict, list[str]]:
+    """Upload what is pending and finalize; (JSON data, text lines on what was shadowed)."""
     data: dict = {"id": row.id}
     if ctx.service.has_pending_uploads(row, storage) or (storage and storage != row.storage):
         if disable_upload:
@@ -202,7 +221,8 @@ def _close(ctx: Context, row, storage, disable_upload: bool = False) -> dict:
     final = ctx.service.finalize(row.id)
     ctx.current.clear(row.id)
     data.update(_dataset_data(final))
-    return data
+    data["shadowed"], lines = _shadowed(ctx, final)
+    return data, lines
 
 
 def cmd_close(ctx: Context) -> Result:
@@ -211,7 +231,8 @@ def cmd_close(ctx: Context) -> Result:
     ctx.note(f"Finalizing dataset id {row.id}")
     if row.is_final:
         raise DatasetStateError(f"dataset {row.id} is already final")
-    return Result(_close(ctx, row, a.storage, a.disable_upload), ["Dataset closed and finalized"])
+    data, lines = _close(ctx, row, a.storage, a.disable_upload)
+    return Result(data, ["Dataset closed and finalized", *lines])
 
 
 def cmd_sync(ctx: Context) -> Result:
@@ -233,14 +254,24 @@ def cmd_sync(ctx: Context) -> Result:
     else:
         row = _target(ctx)
     ctx.note(f"Syncing dataset id {row.id} to local folder {a.folder}")
-    r = ctx.service.sync_folder(row.id, a.folder, a.dataset_folder, max_workers=a.max_workers,
-                                progress=ctx.progress)
+    try:
+        r = ctx.service.sync_folder(row.id, a.folder, a.dataset_folder, max_workers=a.max_workers,
+                                    progress=ctx.progress)
+    except ClearMLDataError:
+        if created:  # nothing was synced into the version this command made: it goes again
+            try:
+                ctx.service.delete(row.id)
+                ctx.current.clear(row.id)
+            except ClearMLDataError:
+                pass
+        raise
     text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
     data: dict = {"id": row.id, "created": created, "removed": r.removed, "added": r.added,
                   "modified": r.modified, "closed": False}
     if a.skip_close:
         ctx.current.set(row.id)
-        return Result(data, text)
+        data["shadowed"], lines = _shadowed(ctx, row)
+        return Result(data, text + lines)
     if created and not (r.removed or r.added or r.modified):
         ctx.service.delete(row.id)
         ctx.current.clear(row.id)
@@ -248,8 +279,9 @@ def cmd_sync(ctx: Context) -> Result:
         text.append("Zero modifications on local copy, reverting dataset creation.")
         return Result(data, text)
     ctx.note("Finalizing dataset")
-    data.update(_close(ctx, ctx.service.resolve_id(row.id), None), closed=True)
-    text.append("Dataset closed and finalized")
+    closed, lines = _close(ctx, ctx.service.resolve_id(row.id), None)
+    data.update(closed, closed=True)
+    text += ["Dataset closed and finalized", *lines]
     return Result(data, text)
 
 
