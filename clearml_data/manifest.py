@@ -181,10 +181,10 @@ def decode(data: bytes | BinaryIO, key: str = "", size: int | None = None) -> Ma
 _CHUNK = 1 << 18
 #: the longest single row (a change, a file, a key) and the longest dataset record, inflated
 MAX_ROW_BYTES = 1 << 20
-MAX_RECORD_BYTES = 64 << 20
+MAX_RECORD_BYTES = 16 << 20
 #: whitespace allowed between two tokens (the writer puts none)
 _MAX_BLANKS = 4096
-_BLANKS = " \t\n\r"
+_BLANKS = re.compile(r"[ \t\n\r]*")
 _ROWS = ("changes", "files", "keys")
 _DECODER = json.JSONDecoder()
 #: change rows (read before the record that bounds them) are kept in the first pass while
@@ -221,6 +221,27 @@ class _Inflater:
 
     def more(self) -> bool:
         """Append inflated text to ``buf`` (dropping what was consumed); False at the end."""
+        return self.fill(len(self.buf) - self.pos + 1)
+
+    def fill(self, n: int) -> bool:
+        """Have at least ``n`` characters not consumed yet in ``buf`` (fewer at the end), with
+        one join however many pieces that takes; False if nothing could be added."""
+        pieces = [self.buf[self.pos:]]
+        have = len(pieces[0])
+        while have < n:
+            text = self._inflate()
+            if text is None:
+                break
+            pieces.append(text)
+            have += len(text)
+        if len(pieces) == 1:
+            return False
+        self.buf = "".join(pieces)
+        self.pos = 0
+        return True
+
+    def _inflate(self) -> str | None:
+        """The next piece of inflated text, or None at the end."""
         while not self.done:
             if self._z.unconsumed_tail:
                 out = self._z.decompress(self._z.unconsumed_tail, _CHUNK)
@@ -240,10 +261,8 @@ class _Inflater:
                 raise ValueError(f"it inflates past the {self._limit:,} bytes it claims to hold")
             text = self._utf8.decode(out, final=self.done)
             if text:
-                self.buf = self.buf[self.pos:] + text
-                self.pos = 0
-                return True
-        return False
+                return text
+        return None
 
     def _finish(self) -> None:
         if self._z.unused_data or self._left > 0:
@@ -254,9 +273,9 @@ class _Inflater:
         """The next character that is not blank ('' at the end)."""
         blanks = 0
         while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in _BLANKS:
-                self.pos += 1
-                blanks += 1
+            end = _BLANKS.match(self.buf, self.pos).end()
+            blanks += end - self.pos
+            self.pos = end
             if blanks > _MAX_BLANKS:
                 raise ValueError("too much whitespace")
             if self.pos < len(self.buf):
@@ -287,17 +306,15 @@ class _Inflater:
                 return obj
             if len(self.buf) - self.pos > limit:
                 raise ValueError(f"a value longer than {limit:,} characters")
-            want = max(len(self.buf) - self.pos, _CHUNK)  # read as much again: linear, not quadratic
-            start = len(self.buf) - self.pos
-            while len(self.buf) - self.pos < start + want and self.more():
-                pass
+            have = len(self.buf) - self.pos  # read as much again: linear, not quadratic
+            if not self.fill(min(2 * have + _CHUNK, limit + 1)):
+                raise ValueError("the manifest ends inside a value")
 
 
     def rows(self) -> list | None:
         """Whole rows up to the last one that ends in the text read so far, parsed in one
         call (much faster than one by one), or None: the caller then parses one row."""
-        while len(self.buf) - self.pos < _CHUNK and self.more():
-            pass
+        self.fill(_CHUNK)
         if self.buf.find("]]", self.pos) >= 0:  # perhaps the end of the section: all the rest
             try:
                 rows, end = _DECODER.raw_decode("[" + self.buf[self.pos:])

@@ -584,8 +584,9 @@ class RecoveryMixin:
     def confirm_stored(self, storage: str, rows: list[ObjectRow]) -> int:
         """Before dedup skips a content: each unchecked row of ``storage`` (the rows given, as
         ``Catalog.unchecked_objects`` finds them) is seen there first, one stat per key, and
-        marked checked if it is where an upload puts content and of the right size. A row that
-        is not stays unchecked, so the content counts as missing and is uploaded (its row then
+        marked checked if it is where an upload puts content (the content's own object of its
+        size, or a pack entry the pack covers and whose bytes hash right). A row that is not
+        stays unchecked, so the content counts as missing and is uploaded (its row then
         replaced). Returns the rows marked."""
         if not rows:
             return 0
@@ -647,6 +648,14 @@ class RecoveryMixin:
             except FileNotFoundError:
                 return None
 
+        def entry_hash(r: ObjectRow) -> str | None:
+            from .verify import _hash_range
+
+            try:
+                return self._storage_call(driver, storage, r.key, _hash_range, driver, r.key, r.offset, r.length)
+            except FileNotFoundError:
+                return None
+
         keys = sorted({r.key for r in rows})
         sizes = dict(ordered_map(size_of, keys, driver.default_max_workers, window=64))
         problems = {}
@@ -654,6 +663,11 @@ class RecoveryMixin:
             reason = _misfit(r, sizes[r.key], dedup)
             if reason is not None:
                 problems[r] = f"{r.key} in {redact_url(storage)} {reason}"
+        # a pack's name says nothing of its entries: before dedup relies on one, its bytes are hashed
+        entries = [r for r in rows if dedup and r not in problems and is_pack_key(r.key)]
+        for r, digest in ordered_map(entry_hash, entries, driver.default_max_workers, window=64):
+            if digest != r.hash:
+                problems[r] = f"{r.key} in {redact_url(storage)} holds other bytes at {r.offset:,}"
         return problems
 
     @staticmethod
