@@ -188,8 +188,8 @@ _BLANKS = re.compile(r"[ \t\n\r]*")
 _ROWS = ("changes", "files", "keys")
 _DECODER = json.JSONDecoder()
 #: change rows (read before the record that bounds them) are kept in the first pass while
-#: they inflate to at most this many times the file's size (a manifest of random hashes: ~3)
-KEEP_RATIO = 16
+#: they inflate to at most this many times the file's size (a manifest of random hashes: 2.5-6)
+KEEP_RATIO = 8
 
 
 def claimed_size(fh: BinaryIO, size: int) -> int:
