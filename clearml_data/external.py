@@ -106,7 +106,7 @@ class ExternalFilesMixin:
                 objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
         finally:
             bar.close()
-        self.catalog.add_objects(objects)  # where the bytes live: before the rows that need them
+        self.catalog.add_objects(objects, checked=True)  # where the bytes live: before the rows that need them
         return self._record(row, parent, rows, current, entries)
 
     def _list_remote(self, url: str, prefix: str, recursive: bool) -> list[_Remote]:

@@ -16,10 +16,12 @@ them (recovery.py).
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -33,6 +35,8 @@ TOMBSTONE_FORMAT = "clearml-data-tombstone"
 FORMAT_VERSION = 1
 #: manifests larger than this (compressed) are refused when read
 MAX_BYTES = 1 << 30
+#: tombstones larger than this are refused unread
+MAX_TOMBSTONE_BYTES = 1 << 16
 #: the record fields a manifest keeps of a version (its catalog row, without status/storage)
 RECORD_FIELDS = ("id", "project", "name", "version", "description", "tags", "metadata", "storage",
                  "created_at", "finalized_at", "file_count", "total_size", "added", "modified",
@@ -153,19 +157,284 @@ def write(out: BinaryIO, record: dict, changes: Iterable[tuple], files: Iterable
         gz.write("".join(buf).encode("utf-8"))
 
 
-def decode(data: bytes, key: str = "") -> Manifest:
-    """Check and decode a manifest; anything malformed raises ManifestError naming the key."""
+def decode(data: bytes | BinaryIO, key: str = "", size: int | None = None) -> Manifest:
+    """Check and decode a manifest; anything malformed raises ManifestError naming the key.
+
+    ``data`` is the compressed bytes, or a readable binary file of ``size`` bytes positioned
+    at its start (read streamed: a manifest is never held whole, compressed or inflated).
+    """
     where = key or "manifest"
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        size = len(data)
+        data = io.BytesIO(data)
     try:
-        if len(data) > MAX_BYTES:
-            raise ValueError("too large")
-        doc = json.loads(gzip.decompress(data).decode("utf-8"))
-    except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
+        doc = _read_document(data, size)
+    except (OSError, EOFError, ValueError, UnicodeDecodeError, zlib.error) as exc:
         raise ManifestError(f"{where} is not a readable manifest ({exc})") from None
     try:
         return _checked(doc)
     except (KeyError, IndexError, TypeError, ValueError, UnsafePathError) as exc:
         raise ManifestError(f"{where} is malformed: {exc}") from None
+
+
+#: inflated bytes read at a time
+_CHUNK = 1 << 18
+#: the longest single row (a change, a file, a key) and the longest dataset record, inflated
+MAX_ROW_BYTES = 1 << 20
+MAX_RECORD_BYTES = 16 << 20
+#: whitespace allowed between two tokens (the writer puts none)
+_MAX_BLANKS = 4096
+_BLANKS = re.compile(r"[ \t\n\r]*")
+_ROWS = ("changes", "files", "keys")
+_DECODER = json.JSONDecoder()
+#: change rows (read before the record that bounds them) are kept in the first pass while
+#: they inflate to at most this many times the file's size (a manifest of random hashes: 2.5-6)
+KEEP_RATIO = 8
+
+
+def claimed_size(fh: BinaryIO, size: int) -> int:
+    """The inflated size a gzip file claims in its trailer (the last 4 bytes: ISIZE)."""
+    if size < 18:  # header (10) + empty deflate stream (>=2) + trailer (8)
+        raise ValueError("too short for gzip")
+    start = fh.tell()
+    fh.seek(start + size - 4)
+    tail = fh.read(4)
+    fh.seek(start)
+    if len(tail) != 4:
+        raise EOFError("cut short")
+    return int.from_bytes(tail, "little")
+
+
+class _Inflater:
+    """Text of a gzip stream, inflated on demand, never past the size the stream claims."""
+
+    def __init__(self, fh: BinaryIO, size: int, limit: int):
+        self._fh = fh
+        self._left = size
+        self._limit = limit
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.inflated = 0
+        self.done = False
+        self.buf = ""
+        self.pos = 0
+
+    def more(self) -> bool:
+        """Append inflated text to ``buf`` (dropping what was consumed); False at the end."""
+        return self.fill(len(self.buf) - self.pos + 1)
+
+    def fill(self, n: int) -> bool:
+        """Have at least ``n`` characters not consumed yet in ``buf`` (fewer at the end), with
+        one join however many pieces that takes; False if nothing could be added."""
+        pieces = [self.buf[self.pos:]]
+        have = len(pieces[0])
+        while have < n:
+            text = self._inflate()
+            if text is None:
+                break
+            pieces.append(text)
+            have += len(text)
+        if len(pieces) == 1:
+            return False
+        self.buf = "".join(pieces)
+        self.pos = 0
+        return True
+
+    def _inflate(self) -> str | None:
+        """The next piece of inflated text, or None at the end."""
+        while not self.done:
+            if self._z.unconsumed_tail:
+                out = self._z.decompress(self._z.unconsumed_tail, _CHUNK)
+            elif self._z.eof:
+                out = b""
+                self._finish()
+            else:
+                raw = self._fh.read(min(_CHUNK, self._left)) if self._left > 0 else b""
+                if not raw:
+                    raise EOFError("the gzip stream is cut short")
+                self._left -= len(raw)
+                out = self._z.decompress(raw, _CHUNK)
+            if self._z.eof and not self._z.unconsumed_tail:
+                self._finish()
+            self.inflated += len(out)
+            if self.inflated > self._limit:
+                raise ValueError(f"it inflates past the {self._limit:,} bytes it claims to hold")
+            text = self._utf8.decode(out, final=self.done)
+            if text:
+                return text
+        return None
+
+    def _finish(self) -> None:
+        if self._z.unused_data or self._left > 0:
+            raise ValueError("data follows the gzip stream")
+        self.done = True
+
+    def peek(self) -> str:
+        """The next character that is not blank ('' at the end)."""
+        blanks = 0
+        while True:
+            end = _BLANKS.match(self.buf, self.pos).end()
+            blanks += end - self.pos
+            self.pos = end
+            if blanks > _MAX_BLANKS:
+                raise ValueError("too much whitespace")
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def expect(self, ch: str) -> None:
+        if self.peek() != ch:
+            raise ValueError(f"expected {ch!r} at inflated byte {self.inflated - len(self.buf) + self.pos}")
+        self.pos += 1
+
+    def value(self, limit: int):
+        """One JSON value of at most ``limit`` characters, parsed from the stream."""
+        self.peek()
+        while True:
+            end = None
+            try:
+                obj, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if self.done or len(self.buf) - self.pos > limit:
+                    raise
+            # a value that ends where the text does (a number) may go on: read more first
+            if end is not None and (end < len(self.buf) or self.done):
+                if end - self.pos > limit:
+                    raise ValueError(f"a value longer than {limit:,} characters")
+                self.pos = end
+                return obj
+            if len(self.buf) - self.pos > limit:
+                raise ValueError(f"a value longer than {limit:,} characters")
+            have = len(self.buf) - self.pos  # read as much again: linear, not quadratic
+            if not self.fill(min(2 * have + _CHUNK, limit + 1)):
+                raise ValueError("the manifest ends inside a value")
+
+
+    def rows(self) -> list | None:
+        """Whole rows up to the last one that ends in the text read so far, parsed in one
+        call (much faster than one by one), or None: the caller then parses one row."""
+        self.fill(_CHUNK)
+        if self.buf.find("]]", self.pos) >= 0:  # perhaps the end of the section: all the rest
+            try:
+                rows, end = _DECODER.raw_decode("[" + self.buf[self.pos:])
+            except json.JSONDecodeError:
+                pass
+            else:
+                self.pos += end - 2  # at the section's closing bracket
+                return rows
+        cut = self.buf.rfind("],", self.pos)
+        if cut < 0:
+            return None
+        try:  # a cut inside a string leaves it unterminated: an error, never other rows
+            rows = json.loads("[" + self.buf[self.pos:cut + 1] + "]")
+        except json.JSONDecodeError:
+            return None
+        self.pos = cut + 1
+        return rows
+
+
+def _read_document(fh: BinaryIO, size: int | None) -> dict:
+    """The manifest document, parsed row by row from the inflated stream.
+
+    Inflating stops at the size the gzip trailer claims (zlib checks the claim at the end).
+    The change rows come before the dataset record, so the first pass only counts them; the
+    record's claims then bound every section (files and keys: its file count, itself at most
+    one per compressed byte; changes: files plus removals), and a second pass collects the
+    change rows. Rows must come sorted by path. A small file that inflates to gigabytes is
+    refused after a few reads, holding next to nothing.
+    """
+    if size is None:
+        raise ValueError("unknown size")
+    if size > MAX_BYTES:
+        raise ValueError(f"too large ({size:,} bytes, at most {MAX_BYTES:,})")
+    start = fh.tell()
+    claim = claimed_size(fh, size)
+    doc = _parse(_Inflater(fh, size, claim), size, collect_changes=False)
+    if isinstance(doc.get("changes"), int):  # counted, not kept: read them now
+        fh.seek(start)
+        doc["changes"] = _parse(_Inflater(fh, size, claim), size, collect_changes=True)["changes"]
+    return doc
+
+
+def _parse(stream: _Inflater, size: int, collect_changes: bool) -> dict:
+    doc: dict = {}
+    stream.expect("{")
+    while stream.peek() != "}":
+        if doc:
+            stream.expect(",")
+        name = stream.value(64)
+        if not isinstance(name, str) or name in doc:
+            raise ValueError(f"unexpected member {name!r}")
+        stream.expect(":")
+        if name in _ROWS:
+            if name != "changes" and "dataset" not in doc:
+                raise ValueError(f"{name} come before the dataset record")
+            # change rows are kept while they inflate to no more than KEEP_RATIO times the
+            # file (most manifests: one pass); past that the first pass only counts them
+            keep = (True if name != "changes" or collect_changes
+                    else stream.inflated + KEEP_RATIO * size + _CHUNK)
+            doc[name] = _rows(stream, name, _bounds(doc, size).get(name), keep)
+            if name == "changes" and collect_changes:
+                return doc  # the second pass: the rest was read by the first
+        else:
+            doc[name] = stream.value(MAX_RECORD_BYTES if name == "dataset" else 256)
+            if name == "dataset" and "changes" in doc:
+                changes = doc["changes"]
+                _check_count(changes if isinstance(changes, int) else len(changes),
+                             _bounds(doc, size).get("changes"), "changes")
+    stream.expect("}")
+    if stream.peek() != "":
+        raise ValueError("data follows the manifest")
+    return doc
+
+
+def _rows(stream: _Inflater, name: str, most: int | None, keep: bool | int) -> list | int:
+    """The rows of one section, or how many there are: if not ``keep``, or if the stream
+    inflates past ``keep`` bytes (an int) while they are read."""
+    rows: list = []
+    count = 0
+    stream.expect("[")
+    last = None
+    while stream.peek() != "]":
+        if count:
+            stream.expect(",")
+        batch = stream.rows() or [stream.value(MAX_ROW_BYTES)]
+        for row in batch:
+            if not isinstance(row, list) or not row:
+                raise ValueError(f"a row of {name} is not a list")
+            if name != "keys":  # the writer lists changes and files by path, each path once
+                if not isinstance(row[0], str) or (last is not None and row[0] <= last):
+                    raise ValueError(f"{name} are not sorted by path, each path once")
+                last = row[0]
+        count += len(batch)
+        _check_count(count, most, name)
+        if keep is not True and keep is not False and stream.inflated > keep:
+            rows, keep = [], False
+        if keep:
+            rows.extend(batch)
+    stream.expect("]")
+    return rows if keep else count
+
+
+def _bounds(doc: dict, size: int) -> dict[str, int]:
+    """The most rows each section may have, from the dataset record's claims: files and keys
+    (one place per file at most) its file count, changes its files plus its removals (an added
+    or modified path is a file of the view). A row never takes less than one compressed byte."""
+    rec = doc.get("dataset")
+    if not isinstance(rec, dict):
+        return {}
+    files, removed = rec.get("file_count"), rec.get("removed")
+    if not isinstance(files, int) or not isinstance(removed, int) or files < 0 or removed < 0:
+        raise ValueError("file_count and removed must be non-negative integers")
+    if files + removed > size:
+        raise ValueError(f"it claims {files + removed:,} rows in {size:,} bytes")
+    return {"files": files, "keys": files, "changes": files + removed}
+
+
+def _check_count(count: int, most: int | None, name: str) -> None:
+    if most is not None and count > most:
+        raise ValueError(f"more {name} than the dataset record claims ({most:,} at most)")
 
 
 def _checked(doc: dict) -> Manifest:

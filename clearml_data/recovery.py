@@ -37,7 +37,9 @@ from .errors import (
     UsageError,
     VersionExistsError,
 )
-from .packs import is_pack_key
+from .hashing import ordered_map
+from .packs import is_pack_key, object_key
+from .paths import check_relpath
 from .storage import StorageDriver, redact_url
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class RebuildReport:
     conflicts: list[str] = field(default_factory=list)    # messages
     damaged: list[str] = field(default_factory=list)      # messages
     objects: int = 0            # objects rows written
+    refused: int = 0            # locations not recorded: outside the storage read, or not as its writer puts them
+    elsewhere: list[str] = field(default_factory=list)    # other storages named (credentials hidden)
 
 
 @dataclass
@@ -145,9 +149,9 @@ class RecoveryMixin:
                 pass
             # a manifest of this draft exists: another finalize of it ran (concurrently, or before a crash)
             with open(tmp, "rb") as fh:
-                new = mf.decode(fh.read(), key)
+                new = mf.decode(fh, key, os.fstat(fh.fileno()).st_size)
             try:
-                old = mf.decode(self._storage_call(driver, row.storage, key, driver.get_bytes, key), key)
+                old = self._read_manifest(driver, row.storage, key, reads=1)
             except (ManifestError, FileNotFoundError):
                 old = None
             if old is not None and old.content() == new.content():
@@ -217,7 +221,7 @@ class RecoveryMixin:
             if not self._storage_call(driver, storage, key, driver.exists, key):
                 log.info("object %s vanished after its upload (a concurrent gc); uploading it again", key)
                 return False
-            self.catalog.add_objects(objects)
+            self.catalog.add_objects(objects, checked=True)  # written by this catalog, seen there
         return True
 
     # -- rebuilding the catalog -----------------------------------------------------------------
@@ -264,8 +268,7 @@ class RecoveryMixin:
             if dataset_id not in tomb_parents:
                 key = tombs[dataset_id]
                 try:
-                    tomb_parents[dataset_id] = mf.decode_tombstone(
-                        self._storage_call(driver, storage, key, driver.get_bytes, key), key)
+                    tomb_parents[dataset_id] = mf.decode_tombstone(self._read_small(driver, storage, key), key)
                 except (ManifestError, FileNotFoundError) as exc:
                     report.damaged.append(str(exc))
                     tomb_parents[dataset_id] = None
@@ -325,7 +328,8 @@ class RecoveryMixin:
             if i in present:
                 done.add(i)
                 report.present.append(i)
-                report.objects += self._restore_objects(m, storage)
+                with self.catalog.write():
+                    report.objects += self._restore_objects(m, storage, report)
                 return
             candidates, complete = effective_parents(m)
             for pid in candidates:      # parents first
@@ -335,7 +339,7 @@ class RecoveryMixin:
             parents = [p for p in candidates if p in present]
             complete = complete and len(parents) == len(candidates)
             try:
-                self._restore_version(m, parents, storage)
+                objects = self._restore_version(m, parents, storage, report)
             except VersionExistsError as exc:
                 report.conflicts.append(f"dataset {i} not restored: {exc}")
                 return
@@ -344,7 +348,7 @@ class RecoveryMixin:
                 return
             present.add(i)
             report.restored.append(i)
-            report.objects += len(m.objects)
+            report.objects += objects
             if not complete:
                 report.flattened.append(i)
 
@@ -353,13 +357,36 @@ class RecoveryMixin:
         self._views.clear()
         return report
 
-    def _restore_objects(self, m: mf.Manifest, storage: str) -> int:
-        rows = [ObjectRow(storage if loc[0] is None else loc[0], h, loc[1], loc[2], loc[3])
-                for h, loc in m.objects.items()]
-        self.catalog.add_objects(rows)
+    def _restore_objects(self, m: mf.Manifest, storage: str, report: RebuildReport) -> int:
+        """Record the locations a manifest read from ``storage`` can vouch for, all unchecked.
+
+        A manifest describes only the storage it is in: a location there is recorded when it
+        is where an upload puts content (its own object, or a pack entry) with the size the
+        manifest gives the file. An external file's location is taken from its URL. Any other
+        location (another storage, a local folder, a device) is refused: restoring that
+        storage's manifests records it, as unchecked as these. Nothing is recorded over a row
+        the catalog already has, and dedup and reads check a row before they trust it.
+        """
+        sizes = {h: size for h, size, _o, _l in m.files.values()}
+        rows: dict[tuple[str, str], ObjectRow] = {}
+        for h, size, _origin, link in m.files.values():
+            loc = _link_location(link, h, size) if link is not None else None
+            if loc is not None:
+                rows.setdefault((loc.storage, h), loc)
+        linked = {h for _s, h in rows}
+        elsewhere = set(report.elsewhere)
+        for h, (where, key, offset, length) in m.objects.items():
+            if where is None and _stored_location(h, key, offset, length, sizes.get(h)):
+                rows.setdefault((storage, h), ObjectRow(storage, h, key, offset, length))
+            elif h not in linked:
+                report.refused += 1
+                if where is not None and where != storage:
+                    elsewhere.add(redact_url(where))
+        report.elsewhere = sorted(elsewhere)
+        self.catalog.add_objects(rows.values())
         return len(rows)
 
-    def _restore_version(self, m: mf.Manifest, parents: list[str], storage: str) -> None:
+    def _restore_version(self, m: mf.Manifest, parents: list[str], storage: str, report: RebuildReport) -> int:
         rec = m.record
         from .service import merge_views
 
@@ -382,10 +409,11 @@ class RecoveryMixin:
                          total_size=sum(s for _h, s, _o, _l in m.files.values()), parents=parents,
                          **counts)
         with self.catalog.write():
-            self._restore_objects(m, storage)
+            objects = self._restore_objects(m, storage, report)
             self.catalog.insert_dataset(row)
             self.catalog.replace_changes(row.id, rows)
             self.catalog.update_dataset(row.id, updated_at=rec["finalized_at"])
+        return objects
 
     def resolve_or_restore(self, dataset_id: str | None, storage: str) -> DatasetRow:
         """The version with this id (or unique prefix) from the catalog, else restored from the
@@ -526,17 +554,121 @@ class RecoveryMixin:
         return snap
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _read_manifest(self, driver: StorageDriver, storage: str, key: str) -> mf.Manifest:
-        """Read and check a manifest. A read that overlapped a finalize replacing it (a size
-        taken before, bytes after) is read again before the manifest is called damaged."""
-        for attempt in range(MANIFEST_READS):
+    def _read_manifest(self, driver: StorageDriver, storage: str, key: str,
+                       reads: int = MANIFEST_READS) -> mf.Manifest:
+        """Read and check a manifest, streamed (ranged reads, inflated as it is parsed; see
+        manifest.decode for the bounds). A read that overlapped a finalize replacing it (a
+        size taken before, bytes after) is read again before the manifest is called damaged."""
+        for attempt in range(reads):
             try:
-                return mf.decode(self._storage_call(driver, storage, key, driver.get_bytes, key), key)
+                size = self._storage_call(driver, storage, key, driver.stat, key).size
+                if size > mf.MAX_BYTES:
+                    raise ManifestError(f"{key} is not a readable manifest (too large: {size:,} bytes, "
+                                        f"at most {mf.MAX_BYTES:,})")
+                return mf.decode(_RangeReader(self, driver, storage, key, size), key, size)
             except ManifestError:
-                if attempt == MANIFEST_READS - 1:
+                if attempt == reads - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def _read_small(self, driver: StorageDriver, storage: str, key: str) -> bytes:
+        """A tombstone's bytes; one larger than any tombstone is refused unread."""
+        size = self._storage_call(driver, storage, key, driver.stat, key).size
+        if size > mf.MAX_TOMBSTONE_BYTES:
+            raise ManifestError(f"{key} is malformed: {size:,} bytes, a tombstone is at most "
+                                f"{mf.MAX_TOMBSTONE_BYTES:,}")
+        return self._storage_call(driver, storage, key, driver.read_range, key, 0, size) if size else b""
+
+    # -- trusting locations (dedup and reads) --------------------------------------------------
+    def confirm_stored(self, storage: str, rows: list[ObjectRow]) -> int:
+        """Before dedup skips a content: each unchecked row of ``storage`` (the rows given, as
+        ``Catalog.unchecked_objects`` finds them) is seen there first, one stat per key, and
+        marked checked if it is where an upload puts content (the content's own object of its
+        size, or a pack entry the pack covers and whose bytes hash right). A row that is not
+        stays unchecked, so the content counts as missing and is uploaded (its row then
+        replaced). Returns the rows marked."""
+        if not rows:
+            return 0
+        problems = self._confirm(storage, rows, dedup=True)
+        good = [r for r in rows if r not in problems]
+        if good:
+            self.catalog.mark_checked(good)
+        for r, why in list(problems.items())[:3]:
+            log.info("not trusting the recorded location of %s: %s", r.hash[:12], why)
+        return len(good)
+
+    def readable_locations(self, row: DatasetRow, locations: dict[str, list[ObjectRow]]
+                           ) -> dict[str, list[ObjectRow]]:
+        """The location to read each content from: the version's own storage first, then the
+        others; an unchecked one is read only once a stat shows it holds enough bytes (it is
+        then marked checked), else the next is tried. Contents with rows but no readable
+        location raise StorageError; those without rows are left to the caller."""
+        order = {h: sorted(locs, key=lambda x: x.storage != row.storage) for h, locs in locations.items()}
+        chosen: dict[str, list[ObjectRow]] = {}
+        why: dict[str, str] = {}
+        turn = {h: 0 for h in order if order[h]}
+        while turn:
+            doubtful: dict[str, list[ObjectRow]] = {}
+            for h, i in turn.items():
+                loc = order[h][i]
+                if loc.checked:
+                    chosen[h] = [loc]
+                else:
+                    doubtful.setdefault(loc.storage, []).append(loc)
+            problems: dict[ObjectRow, str] = {}
+            for storage, locs in doubtful.items():
+                problems.update(self._confirm(storage, locs, dedup=False))
+            good = [loc for locs in doubtful.values() for loc in locs if loc not in problems]
+            if good:
+                self.catalog.mark_checked(good)
+            for loc in good:
+                chosen[loc.hash] = [loc]
+            nxt = {}
+            for loc, reason in problems.items():
+                why.setdefault(loc.hash, reason)
+                if turn[loc.hash] + 1 < len(order[loc.hash]):
+                    nxt[loc.hash] = turn[loc.hash] + 1
+            turn = nxt
+        lost = sorted(h for h in why if h not in chosen)
+        if lost:
+            raise StorageError(f"no readable location for content {lost[0][:12]}… of dataset {row.id}"
+                               + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else "") + f": {why[lost[0]]}",
+                               hint="the catalog (or the manifest it was rebuilt from) names bytes that are not "
+                                    "there; run clearml-data verify")
+        return chosen
+
+    def _confirm(self, storage: str, rows: list[ObjectRow], dedup: bool) -> dict[ObjectRow, str]:
+        """{row: why it cannot be trusted} for the rows of one storage that a stat refutes."""
+        driver = self.driver(storage)
+
+        def size_of(key: str) -> int | None:
+            try:
+                return self._storage_call(driver, storage, key, driver.stat, key).size
+            except FileNotFoundError:
+                return None
+
+        def entry_hash(r: ObjectRow) -> str | None:
+            from .verify import _hash_range
+
+            try:
+                return self._storage_call(driver, storage, r.key, _hash_range, driver, r.key, r.offset, r.length)
+            except FileNotFoundError:
+                return None
+
+        keys = sorted({r.key for r in rows})
+        sizes = dict(ordered_map(size_of, keys, driver.default_max_workers, window=64))
+        problems = {}
+        for r in rows:
+            reason = _misfit(r, sizes[r.key], dedup)
+            if reason is not None:
+                problems[r] = f"{r.key} in {redact_url(storage)} {reason}"
+        # a pack's name says nothing of its entries: before dedup relies on one, its bytes are hashed
+        entries = [r for r in rows if dedup and r not in problems and is_pack_key(r.key)]
+        for r, digest in ordered_map(entry_hash, entries, driver.default_max_workers, window=64):
+            if digest != r.hash:
+                problems[r] = f"{r.key} in {redact_url(storage)} holds other bytes at {r.offset:,}"
+        return problems
 
     @staticmethod
     def _storage_call(driver: StorageDriver, storage: str, key: str, fn, *args, **kwargs):
@@ -549,3 +681,65 @@ class RecoveryMixin:
         except OSError as exc:
             raise StorageError(f"cannot access {key} in {redact_url(storage)}: {exc.strerror or exc}",
                                url=redact_url(storage), key=key) from None
+
+
+class _RangeReader:
+    """A storage object as a read-only binary file, read by ranges (never held whole)."""
+
+    def __init__(self, service, driver: StorageDriver, storage: str, key: str, size: int):
+        self._call = lambda *args: service._storage_call(driver, storage, key, driver.read_range, key, *args)
+        self._size = size
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos if whence == 0 else self._size + pos if whence == 2 else self._pos + pos
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size - self._pos if n < 0 else min(n, self._size - self._pos)
+        if n <= 0:
+            return b""
+        data = self._call(self._pos, n)[:n]
+        self._pos += len(data)
+        return data
+
+
+def _stored_location(h: str, key: str, offset: int, length: int, size: int | None) -> bool:
+    """Whether a manifest's location in its own storage is one an upload writes: the content's
+    own object, or an entry of a pack, of the file's size."""
+    if size is None or length != size:
+        return False
+    return (key == object_key(h) and offset == 0) or is_pack_key(key)
+
+
+def _link_location(link: str, h: str, size: int) -> ObjectRow | None:
+    """The location an external file's URL names (None if it names no object)."""
+    from .external import split_url
+
+    parent, name = split_url(link)
+    try:
+        check_relpath(name)
+    except ClearMLDataError:
+        return None
+    return ObjectRow(parent, h, name, 0, size)
+
+
+def _misfit(r: ObjectRow, size: int | None, dedup: bool) -> str | None:
+    """Why a stat of ``size`` bytes (None: no object) refutes a location, or None.
+
+    A pack must cover the entry; any other object must be exactly the content. For dedup the
+    key must also be where an upload puts the content (its own object, or a pack)."""
+    if size is None:
+        return "is missing"
+    if is_pack_key(r.key):
+        if r.offset + r.length > size:
+            return f"is {size:,} bytes, too short for an entry ending at byte {r.offset + r.length:,}"
+        return None
+    if dedup and r.key != object_key(r.hash):
+        return "is not where an upload stores this content"
+    if r.offset != 0 or size != r.length:
+        return f"is {size:,} bytes, not the {r.length:,} bytes of the content"
+    return None

@@ -597,7 +597,9 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
     def _split_uploads(self, row: DatasetRow, storage: str | None) -> tuple[list[ChangeRow], list[ChangeRow]]:
         """(rows that carry content, those of them whose content the storage lacks)."""
         rows = [c for c in self.catalog.changes(row.id) if c.kind != "removed" and c.link is None]
-        missing = self.catalog.missing_objects(storage or row.storage, (c.hash for c in rows))
+        storage = storage or row.storage  # dedup trusts checked rows only: see the others first
+        self.confirm_stored(storage, self.catalog.unchecked_objects(storage, {c.hash for c in rows}))
+        missing = self.catalog.missing_objects(storage, (c.hash for c in rows))
         return rows, [c for c in rows if c.hash in missing]
 
     def is_dirty(self, row: DatasetRow) -> bool:
@@ -696,6 +698,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
             parent = self._parent_row(row, pid)
             if not parent.is_final:
                 raise DatasetStateError(f"parent dataset {pid} is not final")
+        self.confirm_stored(row.storage, self.catalog.unchecked_objects_of(row.id, row.storage))
         if self.has_pending_uploads(row):
             if not auto_upload:
                 raise DatasetStateError(
@@ -872,7 +875,7 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
                                                                      "restore it from a backup")
             self.cache.add_bytes(h, b"")
             wanted.pop(h)
-        locations = self.catalog.locate_objects(wanted)
+        locations = self.readable_locations(row, self.catalog.locate_objects(wanted))
         by_key: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
         for h in wanted:
             locs = locations.get(h)

@@ -16,7 +16,7 @@ from clearml_data.errors import CatalogError, SchemaVersionError
 def test_migrations_apply_once(tmp_path):
     cat = Catalog(tmp_path / "c.db")
     names = cat.info()["schema"]
-    assert names == ["0001_initial", "0002_external_links"]
+    assert names == ["0001_initial", "0002_external_links", "0003_checked_objects"]
     cat.close()
     cat = Catalog(tmp_path / "c.db")
     assert cat.info()["schema"] == names
@@ -34,12 +34,16 @@ def test_an_old_catalog_is_upgraded_in_place(tmp_path):
                "VALUES ('a' || hex(randomblob(15)), 'p', 'n', '1.0.0', 'final', '/s', 'x', 'x')")
     db.execute("INSERT INTO changes (dataset_id, path, kind, hash, size) "
                "SELECT id, 'f', 'added', 'h', 1 FROM datasets")
+    db.execute("INSERT INTO objects VALUES ('/s', 'h', 'k', 0, 1)")
     db.conn.commit()
     db.close()
     cat = Catalog(tmp_path / "c.db")
-    assert cat.info()["schema"][-1] == "0002_external_links"
+    assert cat.info()["schema"][-1] == "0003_checked_objects"
     (row,) = cat.find_datasets(project="p")
     assert cat.changes(row.id)[0].link is None and cat.changes(row.id)[0].size == 1
+    # a location of an old catalog may have come from a manifest: unchecked until seen
+    (loc,) = cat.locate_objects(["h"])["h"]
+    assert (loc.key, loc.checked) == ("k", False) and cat.missing_objects("/s", ["h"]) == {"h"}
     cat.close()
 
 
@@ -93,7 +97,7 @@ def test_writer_waits_for_a_held_lock(tmp_path):
     threading.Thread(target=release).start()
     with cat.write() as c:
         assert released.is_set()
-        c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1)")
+        c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1, 1)")
     assert cat.missing_objects("s", ["h", "x"]) == {"x"}
 
 
@@ -101,7 +105,7 @@ def test_failed_write_rolls_back(tmp_path):
     cat = Catalog(tmp_path / "c.db")
     with pytest.raises(RuntimeError):
         with cat.write() as c:
-            c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1)")
+            c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1, 1)")
             raise RuntimeError("boom")
     assert cat.missing_objects("s", ["h"]) == {"h"}
 

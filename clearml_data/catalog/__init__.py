@@ -35,7 +35,7 @@ SQL_VARS = 900  # stay below SQLite's variable limit in IN (...) lists
 #: the schema migrations this version knows, in order (schema.py holds their code; a test
 #: keeps the two in step). Checking them needs no sqlite-utils import, which is slow when
 #: pandas is installed, so a command that finds the catalog current starts faster.
-SCHEMA = ("0001_initial", "0002_external_links")
+SCHEMA = ("0001_initial", "0002_external_links", "0003_checked_objects")
 MIGRATION_SET = "clearml_data"
 
 
@@ -82,6 +82,8 @@ class ObjectRow:
     key: str
     offset: int
     length: int
+    #: this catalog wrote the row or saw the object with the right size (not just a manifest's word)
+    checked: bool = False
 
 
 _DATASET_COLUMNS = ("id", "project", "name", "version", "status", "description", "tags", "metadata",
@@ -463,26 +465,58 @@ class Catalog:
 
     # -- objects ------------------------------------------------------------------------
     def missing_objects(self, storage: str, hashes: Iterable[str]) -> set[str]:
-        """The hashes among ``hashes`` that ``storage`` does not hold yet."""
+        """The hashes among ``hashes`` that ``storage`` does not hold yet, as far as this
+        catalog has checked (a row read from a manifest and not seen yet does not count)."""
         wanted = list(set(hashes))
         have: set[str] = set()
         for chunk in _chunks(wanted):
-            q = (f"SELECT hash FROM objects WHERE storage = ? AND hash IN ({', '.join('?' * len(chunk))})")
+            q = ("SELECT hash FROM objects WHERE storage = ? AND checked = 1 "
+                 f"AND hash IN ({', '.join('?' * len(chunk))})")
             have.update(r[0] for r in self.conn.execute(q, [storage, *chunk]))
         return set(wanted) - have
 
     def has_missing_objects(self, dataset_id: str, storage: str) -> bool:
         """Whether some content of a version's change rows is not in ``storage`` yet (one query;
-        external files, which stay where they are, do not count)."""
+        external files, which stay where they are, do not count; nor do unchecked rows)."""
         return self.conn.execute(
             "SELECT 1 FROM changes c WHERE c.dataset_id = ? AND c.kind != 'removed' AND c.link IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.storage = ? AND o.hash = c.hash) LIMIT 1",
+            "AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.storage = ? AND o.hash = c.hash "
+            "AND o.checked = 1) LIMIT 1",
             [dataset_id, storage]).fetchone() is not None
 
-    def add_objects(self, rows: Iterable[ObjectRow]) -> None:
+    def unchecked_objects(self, storage: str, hashes: Iterable[str]) -> list[ObjectRow]:
+        """The rows of ``storage`` for these hashes that this catalog has not checked."""
+        found: list[ObjectRow] = []
+        for chunk in _chunks(list(set(hashes))):
+            q = ("SELECT storage, hash, key, offset, length FROM objects WHERE storage = ? AND checked = 0 "
+                 f"AND hash IN ({', '.join('?' * len(chunk))})")
+            found += [ObjectRow(*r) for r in self.conn.execute(q, [storage, *chunk])]
+        return found
+
+    def unchecked_objects_of(self, dataset_id: str, storage: str) -> list[ObjectRow]:
+        """The unchecked rows of ``storage`` for the contents of a version's change rows (one
+        query; it finds none once the version's contents are uploaded or seen)."""
+        return [ObjectRow(*r) for r in self.conn.execute(
+            "SELECT DISTINCT o.storage, o.hash, o.key, o.offset, o.length FROM changes c JOIN objects o "
+            "ON o.storage = ? AND o.hash = c.hash WHERE c.dataset_id = ? AND c.kind != 'removed' "
+            "AND c.link IS NULL AND o.checked = 0", [storage, dataset_id])]
+
+    def add_objects(self, rows: Iterable[ObjectRow], checked: bool = False) -> None:
+        """Record locations. ``checked``: this catalog stored or saw them; such a row replaces an
+        unchecked one of the same storage and hash, and is never replaced; an unchecked row
+        (read from a manifest) never replaces anything."""
         with self.write() as c:
-            c.executemany("INSERT OR IGNORE INTO objects (storage, hash, key, offset, length) "
-                          "VALUES (?, ?, ?, ?, ?)",
+            c.executemany("INSERT INTO objects (storage, hash, key, offset, length, checked) "
+                          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (storage, hash) DO UPDATE SET "
+                          "key = excluded.key, offset = excluded.offset, length = excluded.length, "
+                          "checked = 1 WHERE excluded.checked = 1 AND objects.checked = 0",
+                          ((r.storage, r.hash, r.key, r.offset, r.length, int(checked)) for r in rows))
+
+    def mark_checked(self, rows: Iterable[ObjectRow]) -> None:
+        """Rows seen in their storage with the right size (unless replaced meanwhile)."""
+        with self.write() as c:
+            c.executemany("UPDATE objects SET checked = 1 WHERE storage = ? AND hash = ? AND key = ? "
+                          "AND offset = ? AND length = ?",
                           ((r.storage, r.hash, r.key, r.offset, r.length) for r in rows))
 
     def object_locations(self, hashes: Iterable[str], prefer: str) -> dict[str, tuple[str | None, str, int, int]]:
@@ -510,10 +544,10 @@ class Catalog:
         wanted = list(set(hashes))
         found: dict[str, list[ObjectRow]] = {}
         for chunk in _chunks(wanted):
-            q = ("SELECT storage, hash, key, offset, length FROM objects WHERE hash IN "
+            q = ("SELECT storage, hash, key, offset, length, checked FROM objects WHERE hash IN "
                  f"({', '.join('?' * len(chunk))})")
             for r in self.conn.execute(q, list(chunk)):
-                found.setdefault(r[1], []).append(ObjectRow(*r))
+                found.setdefault(r[1], []).append(ObjectRow(*r[:5], bool(r[5])))
         return found
 
     # -- diagnostics -----------------------------------------------------------------------

@@ -77,6 +77,14 @@ def _external_links(db: Database) -> None:
     _run(db, "ALTER TABLE changes ADD COLUMN link TEXT")
 
 
+@migrations(name="0003_checked_objects")
+def _checked_objects(db: Database) -> None:
+    # 1: this catalog wrote the row (an upload it saw stored, an external file it hashed) or
+    # saw the object there with the right size; 0: read from a manifest, not seen yet. Rows of
+    # older catalogs may have come from manifests: they start unchecked, each is seen once
+    _run(db, "ALTER TABLE objects ADD COLUMN checked INTEGER NOT NULL DEFAULT 0")
+
+
 def _run(db: Database, script: str) -> None:
     """Run DDL statements one by one (``executescript`` would commit the migration's transaction)."""
     for statement in script.split(";\n"):

@@ -15,9 +15,14 @@ def rebuild_result(ctx: Context, r: RebuildReport) -> Result:
                 + (f", {len(r.flattened)} restored without a missing parent" if r.flattened else "")
                 + (f", {_plural(len(r.conflicts) + len(r.damaged), 'problem')}"
                    if r.conflicts or r.damaged else ""))
+    if r.refused:
+        ctx.note(f"{_plural(r.refused, 'location')} outside {redact_url(r.storage)} not recorded"
+                 + (f" (other storages: {', '.join(r.elsewhere)}; rebuild from them too to read those files)"
+                    if r.elsewhere else ""))
     data = {"storage": redact_url(r.storage), "manifests": r.manifests, "restored": r.restored,
             "present": r.present, "flattened": r.flattened, "deleted": r.deleted,
-            "conflicts": r.conflicts, "damaged": r.damaged, "objects": r.objects}
+            "conflicts": r.conflicts, "damaged": r.damaged, "objects": r.objects,
+            "refused": r.refused, "elsewhere": r.elsewhere}
     return Result(data, text, code=1 if r.conflicts or r.damaged else 0)
 
 
