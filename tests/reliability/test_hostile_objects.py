@@ -347,8 +347,9 @@ REPLACEMENTS = {
     "folder": (_folder, {"large": "bad", "pack": "bad", "manifest": "bad"}),
     "symlink-dev-zero": (_dev_zero, {"large": "bad", "pack": "bad", "manifest": "bad"}),
     "symlink-dangling": (_dangling, {"large": "bad", "pack": "bad", "manifest": "bad"}),
-    # a grown pack still holds every entry at its place (its reads stop there); a grown object is not it
-    "sparse-oversized": (_sparse, {"large": "bad", "pack": "good", "manifest": "good"}),
+    # a grown pack still holds every entry at its place (its reads stop there); a grown object is not
+    # it, and a manifest with anything after its gzip stream is refused unread
+    "sparse-oversized": (_sparse, {"large": "bad", "pack": "good", "manifest": "bad"}),
     "truncated": (_truncated, {"large": "bad", "pack": "bad", "manifest": "bad"}),
     "emptied": (_emptied, {"large": "bad", "pack": "bad", "manifest": "bad"}),
 }
