@@ -129,7 +129,9 @@ class Cache:
         """The hashes of ``wanted`` ({hash: size}) whose cached object may be served.
 
         One stat each; an object whose stat changed since its bytes were checked is hashed
-        again, and deleted if they are wrong (it is then fetched again like a missing one).
+        again, and left out if they are wrong: it is then fetched again like a missing one,
+        and the fresh copy replaces it atomically. It is not deleted here, so that a good
+        copy another process puts in its place meanwhile is never deleted with it.
         """
         items = []
         for digest, size in wanted.items():
@@ -141,12 +143,8 @@ class Cache:
             if st.st_size == size:
                 items.append((path, st, digest))
         bad = self.guard.check(items, max_workers)
-        for path, _st, digest in bad:
+        for _path, _st, digest in bad:
             log.warning("the cached copy of %s… was changed or damaged; fetching it again", digest[:12])
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
         gone = {d for _p, _s, d in bad}
         return {d for _p, _s, d in items if d not in gone}
 
@@ -402,10 +400,17 @@ class Cache:
                 remove_tree(path)
 
 
+#: temporary names of the files of a writable copy being written (renamed when complete)
+COPY_TEMP_PREFIX = ".clearml-data-copy-"
+
+
 def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str,
              writable: bool = False) -> bool:
     """Create each file of ``files`` under ``dest`` from the object at ``source_of(hash)``;
-    returns whether any file is a new inode (a copy or reflink, not a link to the object)."""
+    returns whether any file is a new inode (a copy or reflink, not a link to the object).
+
+    ``writable`` copies go to a folder of the user's: each is written under a temporary name
+    beside its place and renamed there, so a file appears complete or not at all."""
     made: set[str] = set()
     new_inodes = False
     dest = os.path.abspath(dest)
@@ -420,11 +425,21 @@ def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str
             os.symlink(src, target)
         elif mode == "link":
             new_inodes = link_or_copy(src, target) != "hardlink" or new_inodes
+        elif writable:
+            new_inodes = True
+            tmp = tempfiles.temp_path(parent, COPY_TEMP_PREFIX)
+            try:
+                shutil.copyfile(src, tmp)
+                crashpoints.reach("copy.file_written")
+                os.replace(tmp, target)
+            except BaseException:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                raise
         else:
             new_inodes = True
             shutil.copyfile(src, target)
-            if not writable:
-                os.chmod(target, 0o444)
+            os.chmod(target, 0o444)
     return new_inodes
 
 

@@ -22,13 +22,14 @@ writes and then puts the mtime and mode back on purpose) is what ``clearml-data 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
 import threading
 from collections.abc import Iterable, Iterator
 
-from .hashing import ordered_map, sha256_file
+from .hashing import BLOCK, ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -146,21 +147,42 @@ def _rehash_all(batch: list[Item]) -> list[tuple[bool, os.stat_result | None]]:
 
 
 def _rehash(item: Item) -> tuple[bool, os.stat_result | None]:
-    """(bytes right and unchanged while read, the stat to record)."""
-    path, before, digest = item
+    """(bytes right and unchanged while read, the stat to record).
+
+    The file is judged through one open descriptor: another process may atomically put a
+    fresh copy of the same content at the path meanwhile (a concurrent fetch), and then it
+    is that copy whose bytes are read and whose stat is recorded, never a mix of the two.
+    """
+    path, _before, digest = item
     try:
-        got, size = sha256_file(path)
-        after = os.stat(path)
+        with open(path, "rb", buffering=0) as fh:
+            opened = os.fstat(fh.fileno())
+            got, size = _sha256_fd(fh)
+            after = os.fstat(fh.fileno())
+            if got != digest or size != opened.st_size or after.st_size != opened.st_size \
+                    or after.st_mtime_ns != opened.st_mtime_ns:
+                return False, None
+            if after.st_mode & _WRITE_BITS:
+                try:  # a cache file stays read-only
+                    os.fchmod(fh.fileno(), stat.S_IMODE(after.st_mode) & ~_WRITE_BITS)
+                    after = os.fstat(fh.fileno())
+                except OSError:
+                    pass
     except OSError as exc:
         log.debug("cannot re-hash %s: %s", path, exc)
         return False, None
-    if got != digest or size != before.st_size or after.st_mtime_ns != before.st_mtime_ns \
-            or after.st_ino != before.st_ino:
-        return False, None
-    if after.st_mode & _WRITE_BITS:
-        try:  # a cache file stays read-only
-            os.chmod(path, stat.S_IMODE(after.st_mode) & ~_WRITE_BITS)
-            after = os.stat(path)
-        except OSError:
-            pass
     return True, after
+
+
+def _sha256_fd(fh) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(BLOCK)
+    view = memoryview(buf)
+    while True:
+        n = fh.readinto(buf)
+        if not n:
+            break
+        h.update(view[:n])
+        size += n
+    return h.hexdigest(), size
