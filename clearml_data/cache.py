@@ -111,7 +111,7 @@ class Cache:
 
     def sweep_tmp(self) -> int:
         """Remove temporary files that crashed processes left in ``tmp/``."""
-        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-"))
+        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-", "damaged-"))
 
     # -- objects --------------------------------------------------------------------------
     def object_file(self, digest: str) -> str:
@@ -129,9 +129,7 @@ class Cache:
         """The hashes of ``wanted`` ({hash: size}) whose cached object may be served.
 
         One stat each; an object whose stat changed since its bytes were checked is hashed
-        again, and left out if they are wrong: it is then fetched again like a missing one,
-        and the fresh copy replaces it atomically. It is not deleted here, so that a good
-        copy another process puts in its place meanwhile is never deleted with it.
+        again, and deleted if they are wrong (it is then fetched again like a missing one).
         """
         items = []
         for digest, size in wanted.items():
@@ -143,10 +141,30 @@ class Cache:
             if st.st_size == size:
                 items.append((path, st, digest))
         bad = self.guard.check(items, max_workers)
-        for _path, _st, digest in bad:
+        for path, st, digest in bad:
             log.warning("the cached copy of %s… was changed or damaged; fetching it again", digest[:12])
+            self._drop_damaged(path, st)
         gone = {d for _p, _s, d in bad}
         return {d for _p, _s, d in items if d not in gone}
+
+    def _drop_damaged(self, path: str, damaged: os.stat_result) -> None:
+        """Remove the damaged file ``damaged`` from ``path``, but never the good copy of the
+        same content that a concurrent fetch may have put there since it was checked: the file
+        is moved aside first, and put back if it turns out to be another one."""
+        aside = tempfiles.temp_path(self.tmp, "damaged-")
+        try:
+            os.rename(path, aside)
+        except OSError:
+            return
+        try:
+            st = os.lstat(aside)
+            if (st.st_dev, st.st_ino) != (damaged.st_dev, damaged.st_ino):
+                os.rename(aside, path)
+        except OSError as exc:
+            log.debug("cannot put %s back: %s", path, exc)
+        finally:
+            if os.path.lexists(aside):
+                os.unlink(aside)
 
     def tempfile(self) -> tuple[int, str]:
         with space_for(self.root, "the cache"):
