@@ -110,8 +110,10 @@ class Cache:
         self.sweep_tmp()
 
     def sweep_tmp(self) -> int:
-        """Remove temporary files that crashed processes left in ``tmp/``."""
-        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-", "damaged-"))
+        """Remove temporary files that crashed processes left in ``tmp/``, whatever a storage
+        driver added around the name the cache gave it (``.obj-<tag>….tmp.s3-….tmp``)."""
+        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-", "damaged-"),
+                               only_temporaries=True)
 
     # -- objects --------------------------------------------------------------------------
     def object_file(self, digest: str) -> str:
@@ -259,7 +261,9 @@ class Cache:
 
     # -- size management ----------------------------------------------------------------------
     def usage(self) -> CacheUsage:
-        """What the cache holds; bytes shared by hard links are counted once."""
+        """What the cache holds (once the temporary files of dead writers are swept); bytes
+        shared by hard links are counted once."""
+        self.sweep_tmp()
         seen: set[tuple[int, int]] = set()
         result = CacheUsage(str(self.root))
         for path, st in _files(self.objects):
@@ -340,16 +344,18 @@ class Cache:
         return freed > 0
 
     def clear(self) -> PruneResult:
-        """Empty the cache (waits until no other process is using it)."""
+        """Empty the cache (waits until no other process is using it); only the temporary files
+        that live processes are writing stay."""
         with self.lock(_USE_LOCK):
             before = self.usage()
             gone = [st for d in (self.objects, self.datasets) for _p, st in _files(d)]
-            for d in (self.datasets, self.objects, self.tmp):
+            for d in (self.datasets, self.objects):
                 if d.exists():
                     remove_tree(d)
             self.guard.forget(gone)
+            left = self.usage().total_bytes  # temporary files that live writers still write
             return PruneResult(objects=before.objects, copies=[c.name for c in before.copies],
-                               freed_bytes=before.total_bytes, remaining_bytes=0)
+                               freed_bytes=before.total_bytes - left, remaining_bytes=left)
 
     # -- dataset copies ---------------------------------------------------------------------
     def view_path(self, dataset_id: str, use_soft_links: bool | None) -> Path:
