@@ -203,3 +203,86 @@ def test_a_folder_holding_anything_else_is_still_refused(corruption, env, tmp_pa
     assert cli("get", "--id", dataset_id, "--copy", target, "--overwrite").code == 0
     assert tree_hashes(target) == expect
     report_figures(f"get --copy refuses a folder with {corruption}", refused=1, untouched=1)
+
+
+# -- a full state folder ----------------------------------------------------------------------
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=False,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Use up every free byte of the filesystem with a ballast file."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            while True:
+                try:
+                    if os.write(fd, b"\0" * size) < size:
+                        break
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def versions_named(name: str) -> list:
+    svc = Service(Settings.load())
+    try:
+        return svc.catalog.find_datasets(project="full", name=name)
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("command", ["create", "sync"])
+@pytest.mark.parametrize("state_exists", [False, True], ids=["new state folder", "state file there"])
+def test_a_full_state_folder_is_named_and_leaves_no_draft(command, state_exists, small_disk, env, tmp_path,
+                                                          monkeypatch, cli):
+    state = small_disk / "state"
+    monkeypatch.setenv("CLEARML_DATA_STATE_DIR", str(state))
+    src = write_tree(tmp_path / "src", {"a.txt": "a", "sub/b.bin": os.urandom(3000)})
+    figures = {"failures": 0, "clean_errors": 0, "drafts_left": 0, "reruns_made_one": 0}
+    for r in range(reliability_count(2, 10)):
+        name = f"n{r}"
+        argv = {"create": ("create", "--project", "full", "--name", name),
+                "sync": ("sync", "--project", "full", "--name", name, "--folder", src)}[command]
+        if state_exists and r == 0:
+            assert cli("create", "--project", "full", "--name", "before").code == 0
+        before = (state / "current.json").read_bytes() if (state / "current.json").exists() else None
+        ballast = fill(small_disk)
+        res = cli(*argv)
+        figures["failures"] += 1
+        errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
+        assert res.code == 1 and len(errors) == 1 and "Traceback" not in res.err, res.err
+        assert str(state) in errors[0] and "no space left" in errors[0], errors[0]
+        figures["clean_errors"] += 1
+        left = versions_named(name)
+        figures["drafts_left"] += len(left)
+        assert left == []   # nothing behind the failed command
+        assert not [p for p in state.iterdir() if p.name.startswith(".current-")] if state.is_dir() else True
+        current = (state / "current.json").read_bytes() if (state / "current.json").exists() else None
+        assert current == before   # the remembered dataset is as it was
+        ballast.unlink()
+        res = cli(*argv, "--json")
+        assert res.code == 0, res.err
+        made = versions_named(name)
+        assert len(made) == 1 and made[0].status == ("draft" if command == "create" else "final")
+        figures["reruns_made_one"] += 1
+    report_figures(f"full state folder ({command}, {'state file there' if state_exists else 'new'})", **figures)
