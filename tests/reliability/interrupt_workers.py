@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 import traceback
 from pathlib import Path
@@ -89,6 +88,3 @@ def sleeper(seconds: float) -> None:
     """A live process whose pid a temporary file names."""
     time.sleep(seconds)
 
-
-def pid_file(path: str) -> None:
-    Path(path).write_text(str(os.getpid()))

@@ -10,26 +10,16 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import multiprocessing
 import os
-import queue
 import random
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from clearml_data import Dataset, crashpoints, tempfiles
-from clearml_data.cache import COPY_TEMP_PREFIX, Cache
-from clearml_data.cli import main
-from clearml_data.config import CurrentDataset, Settings
-from clearml_data.service import Service
+from clearml_data import Dataset, tempfiles
+from clearml_data.cache import Cache
 from clearml_data.testing import reliability_count, report_figures, reset_services, write_tree
 
 pytestmark = pytest.mark.reliability
@@ -54,11 +44,6 @@ def make_version(root: Path, files: dict[str, bytes], chunk_mb: float = 0.02) ->
     ds.finalize()
     reset_services()
     return ds.id, {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def mixed_files(rng: random.Random, small: int, large: int) -> dict[str, bytes]:

@@ -16,11 +16,8 @@ import hashlib
 import io
 import os
 import random
-import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -206,7 +203,6 @@ def test_a_folder_holding_anything_else_is_still_refused(corruption, env, tmp_pa
 
 
 # -- a full state folder ----------------------------------------------------------------------
-MiB = 1024 * 1024
 
 
 @pytest.fixture

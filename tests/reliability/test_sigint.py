@@ -11,7 +11,6 @@ signal that long after the child reports that import. What the interpreter does 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
