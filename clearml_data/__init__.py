@@ -1,18 +1,44 @@
 """clearml-data: versioned datasets of files, with ClearML Data's interface and no server.
 
     from clearml_data import Dataset
+
+The public names are imported when first used: importing the package, as the
+``clearml-data`` command does before anything else, imports nothing more.
 """
 
 __version__ = "0.1.0"
 
-from .api import Dataset, FileEntry, LinkEntry  # noqa: E402
-from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError,  # noqa: E402
-                     DatasetStateError, IntegrityError, MissingDependencyError, PluginError,
-                     StorageError, UnsafePathError, UsageError, VersionExistsError)
-from .storage.hookspecs import hookimpl  # noqa: E402
+#: public name -> the module that defines it
+_PUBLIC = {
+    "Dataset": "api", "FileEntry": "api", "LinkEntry": "api",
+    "CatalogError": "errors", "ClearMLDataError": "errors", "DatasetNotFoundError": "errors",
+    "DatasetStateError": "errors", "IntegrityError": "errors", "MissingDependencyError": "errors",
+    "PluginError": "errors", "StorageError": "errors", "UnsafePathError": "errors", "UsageError": "errors",
+    "VersionExistsError": "errors",
+    "hookimpl": "storage.hookspecs",
+}
 
-__all__ = [
-    "CatalogError", "ClearMLDataError", "Dataset", "DatasetNotFoundError", "DatasetStateError",
-    "FileEntry", "IntegrityError", "LinkEntry", "MissingDependencyError", "PluginError", "StorageError",
-    "UnsafePathError", "UsageError", "VersionExistsError", "__version__", "hookimpl",
-]
+__all__ = sorted([*_PUBLIC, "__version__"])
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .api import Dataset, FileEntry, LinkEntry
+    from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, DatasetStateError,
+                         IntegrityError, MissingDependencyError, PluginError, StorageError,
+                         UnsafePathError, UsageError, VersionExistsError)
+    from .storage.hookspecs import hookimpl
+
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -110,8 +110,10 @@ class Cache:
         self.sweep_tmp()
 
     def sweep_tmp(self) -> int:
-        """Remove temporary files that crashed processes left in ``tmp/``."""
-        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-"))
+        """Remove temporary files that crashed processes left in ``tmp/``, whatever a storage
+        driver added around the name the cache gave it (``.obj-<tag>….tmp.s3-….tmp``)."""
+        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-", "damaged-"),
+                               only_temporaries=True)
 
     # -- objects --------------------------------------------------------------------------
     def object_file(self, digest: str) -> str:
@@ -141,14 +143,30 @@ class Cache:
             if st.st_size == size:
                 items.append((path, st, digest))
         bad = self.guard.check(items, max_workers)
-        for path, _st, digest in bad:
+        for path, st, digest in bad:
             log.warning("the cached copy of %s… was changed or damaged; fetching it again", digest[:12])
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+            self._drop_damaged(path, st)
         gone = {d for _p, _s, d in bad}
         return {d for _p, _s, d in items if d not in gone}
+
+    def _drop_damaged(self, path: str, damaged: os.stat_result) -> None:
+        """Remove the damaged file ``damaged`` from ``path``, but never the good copy of the
+        same content that a concurrent fetch may have put there since it was checked: the file
+        is moved aside first, and put back if it turns out to be another one."""
+        aside = tempfiles.temp_path(self.tmp, "damaged-")
+        try:
+            os.rename(path, aside)
+        except OSError:
+            return
+        try:
+            st = os.lstat(aside)
+            if (st.st_dev, st.st_ino) != (damaged.st_dev, damaged.st_ino):
+                os.rename(aside, path)
+        except OSError as exc:
+            log.debug("cannot put %s back: %s", path, exc)
+        finally:
+            if os.path.lexists(aside):
+                os.unlink(aside)
 
     def tempfile(self) -> tuple[int, str]:
         with space_for(self.root, "the cache"):
@@ -243,7 +261,9 @@ class Cache:
 
     # -- size management ----------------------------------------------------------------------
     def usage(self) -> CacheUsage:
-        """What the cache holds; bytes shared by hard links are counted once."""
+        """What the cache holds (once the temporary files of dead writers are swept); bytes
+        shared by hard links are counted once."""
+        self.sweep_tmp()
         seen: set[tuple[int, int]] = set()
         result = CacheUsage(str(self.root))
         for path, st in _files(self.objects):
@@ -324,16 +344,18 @@ class Cache:
         return freed > 0
 
     def clear(self) -> PruneResult:
-        """Empty the cache (waits until no other process is using it)."""
+        """Empty the cache (waits until no other process is using it); only the temporary files
+        that live processes are writing stay."""
         with self.lock(_USE_LOCK):
             before = self.usage()
             gone = [st for d in (self.objects, self.datasets) for _p, st in _files(d)]
-            for d in (self.datasets, self.objects, self.tmp):
+            for d in (self.datasets, self.objects):
                 if d.exists():
                     remove_tree(d)
             self.guard.forget(gone)
+            left = self.usage().total_bytes  # temporary files that live writers still write
             return PruneResult(objects=before.objects, copies=[c.name for c in before.copies],
-                               freed_bytes=before.total_bytes, remaining_bytes=0)
+                               freed_bytes=before.total_bytes - left, remaining_bytes=left)
 
     # -- dataset copies ---------------------------------------------------------------------
     def view_path(self, dataset_id: str, use_soft_links: bool | None) -> Path:
@@ -402,10 +424,17 @@ class Cache:
                 remove_tree(path)
 
 
+#: temporary names of the files of a writable copy being written (renamed when complete)
+COPY_TEMP_PREFIX = ".clearml-data-copy-"
+
+
 def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str,
              writable: bool = False) -> bool:
     """Create each file of ``files`` under ``dest`` from the object at ``source_of(hash)``;
-    returns whether any file is a new inode (a copy or reflink, not a link to the object)."""
+    returns whether any file is a new inode (a copy or reflink, not a link to the object).
+
+    ``writable`` copies go to a folder of the user's: each is written under a temporary name
+    beside its place and renamed there, so a file appears complete or not at all."""
     made: set[str] = set()
     new_inodes = False
     dest = os.path.abspath(dest)
@@ -420,11 +449,21 @@ def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str
             os.symlink(src, target)
         elif mode == "link":
             new_inodes = link_or_copy(src, target) != "hardlink" or new_inodes
+        elif writable:
+            new_inodes = True
+            tmp = tempfiles.temp_path(parent, COPY_TEMP_PREFIX)
+            try:
+                shutil.copyfile(src, tmp)
+                crashpoints.reach("copy.file_written")
+                os.replace(tmp, target)
+            except BaseException:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                raise
         else:
             new_inodes = True
             shutil.copyfile(src, target)
-            if not writable:
-                os.chmod(target, 0o444)
+            os.chmod(target, 0o444)
     return new_inodes
 
 

@@ -104,7 +104,8 @@ class CacheGuard:
         return same, changed
 
     def check(self, items: list[Item], max_workers: int | None = None) -> list[Item]:
-        """The damaged files among ``items``: those whose stat changed and whose bytes are wrong.
+        """The damaged files among ``items``: those whose stat changed and whose bytes are wrong
+        (each with the stat of the damaged file, which may be newer than the one given).
 
         Files whose bytes are still right are recorded again (and made read-only again if
         someone made them writable), so the next check is one stat again.
@@ -119,8 +120,8 @@ class CacheGuard:
             for item, (ok, st_after) in zip(batch, results, strict=True):
                 if ok:
                     good.append((st_after, item[2]))
-                else:
-                    bad.append(item)
+                else:  # with the stat of the file found damaged, if it could be read
+                    bad.append((item[0], st_after or item[1], item[2]))
         if self.memory is not None:
             self.memory.cached_store(good)
             self.memory.cached_forget(st for _p, st, _d in bad)
@@ -146,21 +147,30 @@ def _rehash_all(batch: list[Item]) -> list[tuple[bool, os.stat_result | None]]:
 
 
 def _rehash(item: Item) -> tuple[bool, os.stat_result | None]:
-    """(bytes right and unchanged while read, the stat to record)."""
-    path, before, digest = item
+    """(bytes right and unchanged while read, the stat of the file read: the one to record,
+    or the damaged one).
+
+    The file is judged through one open descriptor: another process may atomically put a
+    fresh copy of the same content at the path meanwhile (a concurrent fetch), and then it
+    is that copy whose bytes are read and whose stat is recorded, never a mix of the two.
+    """
+    path, _before, digest = item
     try:
-        got, size = sha256_file(path)
-        after = os.stat(path)
+        with open(path, "rb", buffering=0) as fh:
+            opened = os.fstat(fh.fileno())
+            got, size = sha256_file(fh)
+            after = os.fstat(fh.fileno())
+            if got != digest or size != opened.st_size or after.st_size != opened.st_size \
+                    or after.st_mtime_ns != opened.st_mtime_ns:
+                return False, opened
+            if after.st_mode & _WRITE_BITS:
+                try:  # a cache file stays read-only
+                    os.fchmod(fh.fileno(), stat.S_IMODE(after.st_mode) & ~_WRITE_BITS)
+                    after = os.fstat(fh.fileno())
+                except OSError:
+                    pass
     except OSError as exc:
         log.debug("cannot re-hash %s: %s", path, exc)
         return False, None
-    if got != digest or size != before.st_size or after.st_mtime_ns != before.st_mtime_ns \
-            or after.st_ino != before.st_ino:
-        return False, None
-    if after.st_mode & _WRITE_BITS:
-        try:  # a cache file stays read-only
-            os.chmod(path, stat.S_IMODE(after.st_mode) & ~_WRITE_BITS)
-            after = os.stat(path)
-        except OSError:
-            pass
     return True, after
+

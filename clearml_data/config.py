@@ -21,6 +21,7 @@ from pathlib import Path
 import platformdirs
 
 from . import tempfiles
+from .diskspace import space_for
 from .errors import UsageError
 
 APP = "clearml-data"
@@ -189,18 +190,21 @@ class CurrentDataset:
             if self.key not in data:
                 return
             data.pop(self.key)
+        elif data.get(self.key) == dataset_id:
+            return
         else:
             data[self.key] = dataset_id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tempfiles.sweep(self.path.parent, (".current-",))
-        fd, tmp = tempfiles.mkstemp(self.path.parent, ".current-", ".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with space_for(self.path.parent, "the state folder"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tempfiles.sweep(self.path.parent, (".current-",))
+            fd, tmp = tempfiles.mkstemp(self.path.parent, ".current-", ".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, indent=1, sort_keys=True)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     def clear(self, dataset_id: str | None = None) -> None:
         """Forget the current dataset (only if it is ``dataset_id``, when given)."""

@@ -1,6 +1,6 @@
 """Named crash points: make the process die at one exact step, to test crash safety.
 
-Each step of add / upload / close / delete / squash that leaves something on disk calls
+Each step of add / upload / close / delete / squash / get --copy that leaves something on disk calls
 ``reach("<point>")``. Normally that is one environment lookup and nothing else. With
 
     CLEARML_DATA_CRASH_AT=<point>        the first time the point is reached, or
@@ -49,6 +49,7 @@ POINTS: dict[str, str] = {
     "squash.created": "squash made its new draft; it has no change rows yet",
     "squash.recorded": "the squashed view is written as the draft's change rows; no content is copied",
     "squash.fetched": "content the target storage lacks is in the local cache; nothing is uploaded",
+    "copy.file_written": "a file of a mutable copy (get --copy) is written beside its place, not yet renamed to its name",
 }
 
 _lock = threading.Lock()

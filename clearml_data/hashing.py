@@ -7,7 +7,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,19 +24,26 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
-    """Return (hex digest, size) of the file's bytes, read once."""
+def sha256_file(path: str | os.PathLike | BinaryIO) -> tuple[str, int]:
+    """Return (hex digest, size) of the file's bytes, read once (``path`` may also be a file
+    already open for reading in binary mode, read from where it stands)."""
+    if hasattr(path, "readinto"):
+        return _sha256_read(path)
+    with open(path, "rb", buffering=0) as fh:
+        return _sha256_read(fh)
+
+
+def _sha256_read(fh: BinaryIO) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(BLOCK)
-        view = memoryview(buf)
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-            size += n
+    buf = bytearray(BLOCK)
+    view = memoryview(buf)
+    while True:
+        n = fh.readinto(buf)
+        if not n:
+            break
+        h.update(view[:n])
+        size += n
     return h.hexdigest(), size
 
 

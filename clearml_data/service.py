@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import crashpoints, packs, tempfiles, versions
-from .cache import LINK_MODES, Cache, populate, remove_tree
+from .cache import COPY_TEMP_PREFIX, LINK_MODES, Cache, populate, remove_tree
 from .diskspace import disk_full, is_no_space, space_for
 from .catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
 from .config import Settings
@@ -36,7 +36,7 @@ from .history import HistoryMixin
 from .recovery import FINALIZE_ATTEMPTS, RecoveryMixin
 from .verify import VerifyMixin
 from .diagnostics import probe_cache
-from .hashing import EMPTY_SHA256, hash_files, ordered_map
+from .hashing import EMPTY_SHA256, hash_files, ordered_map, sha256_file
 from .statcache import StatCache
 from .paths import (MAX_DEPTH, MAX_PATH_BYTES, check_id, check_link, check_pattern, check_relpath, describe,
                     join_relpath, local_relpath, matches, normalize_relpath, shorten, under)
@@ -833,21 +833,24 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         if target.exists() and not target.is_dir():
             raise UsageError(f"{target} exists and is not a folder")
         _check_materialisable(row, files, str(target), "target folder")
+        todo = files
         if target.is_dir() and any(target.iterdir()):
-            if not overwrite:
-                raise UsageError(f"the folder {target} is not empty", hint="pass overwrite=True / --overwrite")
-            for child in target.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    remove_tree(child)
-                else:
-                    child.unlink()
+            if overwrite:
+                for child in target.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        remove_tree(child)
+                    else:
+                        child.unlink()
+            else:  # what an interrupted copy of the same files left: finish it
+                done = _copied_already(target, files, max_workers)
+                todo = {rel: v for rel, v in files.items() if rel not in done}
         self.cache.ensure()
         with self.cache.in_use():
-            self.fetch_objects(row, files, max_workers, progress)
+            self.fetch_objects(row, todo, max_workers, progress)
             try:
                 with space_for(target, "the folder"):
                     target.mkdir(parents=True, exist_ok=True)
-                    populate(target, files, self.cache.object_file, "copy", writable=True)
+                    populate(target, todo, self.cache.object_file, "copy", writable=True)
             except BaseException:  # never leave a half-written copy: the same call can run again
                 if target.is_dir():
                     for child in target.iterdir():
@@ -1114,6 +1117,49 @@ def _check_materialisable(row: DatasetRow, files: dict[str, tuple[str, int]], ba
         raise UsageError(f"the local copy of dataset {row.id} needs paths of {need} bytes under the {what} "
                          f"{base}, and this system allows fewer than {limit}",
                          hint=f"use a shorter {what}")
+
+
+def _copied_already(target: Path, files: dict[str, tuple[str, int]], max_workers: int | None) -> set[str]:
+    """The files of ``files`` that ``target`` holds complete, when it holds nothing else.
+
+    Every file of a mutable copy appears in its folder complete, under its name, or not at
+    all, so a folder that an interrupted copy of the same files left holds some of them, the
+    folders on their way, and perhaps the temporary file being written (removed here when its
+    writer is gone). Anything else (another file, other bytes at one of the names, a symlink)
+    is the user's, and the folder is refused as before.
+    """
+    folders = {""}
+    for rel in files:
+        parts = rel.split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    present: dict[str, str] = {}
+    foreign: list[str] = []
+    stack = [("", str(target))]
+    while stack and not foreign:
+        rel_dir, folder = stack.pop()
+        tempfiles.sweep(folder, (COPY_TEMP_PREFIX,))
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_dir(follow_symlinks=False) and rel in folders:
+                stack.append((rel, entry.path))
+            elif entry.is_file(follow_symlinks=False) and rel in files \
+                    and entry.stat(follow_symlinks=False).st_size == files[rel][1]:
+                present[rel] = entry.path
+            elif not (entry.name.startswith(COPY_TEMP_PREFIX) and entry.is_file(follow_symlinks=False)):
+                foreign.append(rel)
+                break
+    if not foreign:
+        for rel, (digest, _size) in ordered_map(lambda r: sha256_file(present[r]), sorted(present),
+                                                max_workers):
+            if digest != files[rel][0]:
+                foreign.append(rel)
+                break
+    if foreign:
+        raise UsageError(f"the folder {target} is not empty ({foreign[0]!r} is not a file of this copy)",
+                         hint="pass overwrite=True / --overwrite to replace what it holds")
+    return set(present)
 
 
 def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:

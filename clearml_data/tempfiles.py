@@ -8,7 +8,9 @@ packs, objects in a folder storage, the CLI state) is named
 so that a later run can tell an abandoned one from one being written right now: it is
 removed when its writer ran on this host and that process is gone, or, whoever wrote it,
 when it has not changed for :data:`STALE_AFTER` seconds. A file of a live writer is
-never touched (a reused pid only delays the sweep). Sweeping is best effort: an error
+never touched (a reused pid only delays the sweep). In a folder of temporary files only (the
+cache's ``tmp/``), the tag is looked for anywhere in a name, since a storage driver may write
+the file it was asked for under a name of its own made from it. Sweeping is best effort: an error
 is logged, never raised, since it can only save space, never change a result.
 """
 
@@ -18,6 +20,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 import uuid
@@ -80,8 +83,40 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep(folder: str | os.PathLike, prefixes: Iterable[str]) -> int:
-    """Remove the abandoned temporary files directly in ``folder``; returns how many."""
+def is_abandoned_within(name: str, prefixes: tuple[str, ...], mtime: float, now: float | None = None) -> bool:
+    """Is ``name``, a file in a folder that holds nothing but temporary files, left by a dead writer?
+
+    A storage driver may wrap the temporary name it was given (``.obj-<tag>….tmp.s3-….tmp``),
+    so the first ``<prefix><host>.<pid>.`` anywhere in the name tells who wrote it; a file
+    that names no writer is abandoned once it is stale.
+    """
+    if (now if now is not None else time.time()) - mtime > STALE_AFTER:
+        return True
+    m = _within(prefixes).search(name)
+    if m is None or m.group("host") != _host():
+        return False
+    return not _alive(int(m.group("pid")))
+
+
+_within_cache: dict[tuple[str, ...], re.Pattern] = {}
+
+
+def _within(prefixes: tuple[str, ...]) -> re.Pattern:
+    pattern = _within_cache.get(prefixes)
+    if pattern is None:
+        alternatives = "|".join(re.escape(p) for p in prefixes)
+        pattern = _within_cache[prefixes] = re.compile(
+            rf"(?:{alternatives})(?P<host>[A-Za-z0-9-]{{1,32}})\.(?P<pid>[0-9]{{1,10}})\.")
+    return pattern
+
+
+def sweep(folder: str | os.PathLike, prefixes: Iterable[str], only_temporaries: bool = False) -> int:
+    """Remove the abandoned temporary files directly in ``folder``; returns how many.
+
+    With ``only_temporaries`` (a folder of temporary files only, such as the cache's ``tmp/``),
+    every file in it is one, whatever a driver added around the name: see
+    :func:`is_abandoned_within`.
+    """
     prefixes = tuple(prefixes)
     removed = 0
     now = time.time()
@@ -94,11 +129,17 @@ def sweep(folder: str | os.PathLike, prefixes: Iterable[str]) -> int:
         return 0
     for entry in entries:
         prefix = next((p for p in prefixes if entry.name.startswith(p)), None)
-        if prefix is None:
+        if prefix is None and not only_temporaries:
             continue
         try:
             st = entry.stat(follow_symlinks=False)
-            if is_abandoned(entry.name, prefix, st.st_mtime, now):
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if only_temporaries:
+                abandoned = is_abandoned_within(entry.name, prefixes, st.st_mtime, now)
+            else:
+                abandoned = is_abandoned(entry.name, prefix, st.st_mtime, now)
+            if abandoned:
                 os.unlink(entry.path)
                 removed += 1
         except FileNotFoundError:

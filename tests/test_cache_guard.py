@@ -45,7 +45,7 @@ def rehashes(monkeypatch):
     real = cacheguard.sha256_file
 
     def counting(path):
-        calls.append(os.fspath(path))
+        calls.append(os.fspath(getattr(path, "name", path)))  # a path, or a file open on it
         return real(path)
 
     monkeypatch.setattr(cacheguard, "sha256_file", counting)

@@ -115,7 +115,7 @@ def cmd_create(ctx: Context) -> Result:
     ctx.note("Creating a new dataset:")
     row = ctx.service.create(name=a.name, project=a.project, parents=a.parents, version=a.version,
                              storage=a.storage, tags=a.tags, description=a.description or "")
-    ctx.current.set(row.id)
+    _remember_new(ctx, row.id)
     data, lines = _shadowed(ctx, row)
     return Result({**_dataset_data(row), "shadowed": data}, [f"New dataset created id={row.id}", *lines])
 
@@ -135,6 +135,20 @@ def _shadowed(ctx: Context, row) -> tuple[list[dict], list[str]]:
     if len(found) > _SHADOWED_SHOWN:
         lines.append(f"  ... and {len(found) - _SHADOWED_SHOWN} more (--json lists them all)")
     return data, lines
+
+
+def _remember_new(ctx: Context, dataset_id: str) -> None:
+    """Make a draft just created the current dataset. If that fails (a full or read-only state
+    folder, Ctrl-C), the draft goes too: a failed command leaves no draft behind, and running
+    it again makes exactly one."""
+    try:
+        ctx.current.set(dataset_id)
+    except BaseException:
+        try:
+            ctx.service.delete(dataset_id)
+        except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
+            logging.getLogger(__name__).warning("the new draft %s could not be removed: %s", dataset_id, exc)
+        raise
 
 
 def cmd_add(ctx: Context) -> Result:
@@ -249,7 +263,7 @@ def cmd_sync(ctx: Context) -> Result:
         row = ctx.service.create(name=name, project=a.project, parents=a.parents, version=a.version,
                                  storage=a.storage, tags=a.tags)
         created = True
-        ctx.current.set(row.id)
+        _remember_new(ctx, row.id)
         text.append(f"New dataset created id={row.id}")
     else:
         row = _target(ctx)
@@ -593,6 +607,14 @@ def _envelope(command: str, status: str, data: Any, errors: list[dict]) -> str:
 def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    try:
+        return _main(argv, stdout, stderr)
+    except KeyboardInterrupt:  # Ctrl-C at any step: one line, never a traceback
+        print("User aborted", file=stderr, flush=True)
+        return 130
+
+
+def _main(argv: Sequence[str] | None, stdout, stderr) -> int:
     parser = build_parser(__version__)
     try:
         args = parser.parse_args(argv)
@@ -611,8 +633,7 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
     try:
         result = COMMANDS[args.command](ctx)
     except KeyboardInterrupt:
-        print("User aborted", file=stderr)
-        return 130
+        raise  # reported by main() once the service is closed
     except BaseException as exc:  # every failure becomes one line (a traceback only with --debug)
         if isinstance(exc, SystemExit):
             raise

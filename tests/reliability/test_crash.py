@@ -1,5 +1,5 @@
 """kill -9 anywhere: named crash points and random SIGKILLs during add / upload / close /
-delete / squash, each followed by a resume and a check of every invariant.
+delete / squash / get --copy, each followed by a resume and a check of every invariant.
 
 One warmed-up test process forks a child per run (no interpreter start-up per kill). The
 child runs a short script of ``clearml-data`` commands in-process and dies, either at a
@@ -10,6 +10,7 @@ the parent checks, with its own record of what each version must hold:
 - every final version touched holds exactly the files it must, every one present in its
   storage and hash-correct (its bytes are read from the storage folder and re-hashed);
 - no draft is left: each one was resumed by re-running the same command, and closed;
+- a copy folder (get --copy) that the same command finished holds the version byte for byte;
 - the resume wrote no object bytes beyond the content the catalog did not record as
   stored (so 0 bytes when the crash came after the objects were uploaded);
 - no temporary file is left in the storages, the cache or the CLI state folder, and a
@@ -62,7 +63,7 @@ Expected = dict[str, str]   # the view a version must have: path -> sha256
 class Run:
     """One script of commands, killed once and resumed."""
 
-    kind: str                         # ingest-3 | ingest-2 | squash | delete
+    kind: str                         # ingest-3 | ingest-2 | squash | delete | copy
     steps: list[list[str]]
     draft: str | None = None          # the draft the script closes (ingest)
     expect: Expected = field(default_factory=dict)
@@ -70,6 +71,7 @@ class Run:
     squash_name: str = ""             # the name of the version a squash makes (unique)
     deleted: str | None = None
     children: dict[str, Expected] = field(default_factory=dict)
+    target: Path | None = None        # the folder a copy writes (get --copy)
 
 
 class World:
@@ -122,6 +124,8 @@ class World:
             return len(self.finals) >= 2
         if kind == "delete":
             return bool(self.victims())
+        if kind == "copy":
+            return bool(self.finals)
         return True
 
     def next_run(self, kind: str | None = None, parent: str | None = "random",
@@ -135,6 +139,8 @@ class World:
                 kinds += ["squash"] * 4
             if self.victims():
                 kinds += ["delete"] * 3
+            if self.finals:
+                kinds += ["copy"] * 3
             kind = self.rng.choice(kinds)
         if kind.startswith("ingest"):
             if parent == "random":
@@ -158,6 +164,11 @@ class World:
             return Run(kind, [["squash", "--name", f"squash-{i}", "--project", "kill-9", "--ids", *ids,
                                "--storage", storage]],
                        expect=expect, storage=storage, squash_name=f"squash-{i}")
+        if kind == "copy":   # a version's files into a fresh folder, which a re-run finishes
+            source = self.rng.choice(sorted(self.finals))
+            target = self.root / "copies" / str(i)
+            return Run(kind, [["get", "--id", source, "--copy", str(target)]], expect=self.finals[source],
+                       target=target)
         victim = self.rng.choice(self.victims())
         copy = self.env.cache / "datasets" / victim   # a local copy the delete must remove
         copy.mkdir(parents=True, exist_ok=True)
@@ -410,6 +421,8 @@ def do_run(world: World, checker: Checker, run: Run, crash_at: str | None, delay
 
 def _already_done(svc: Service, run: Run) -> bool:
     """Did the interrupted command complete before the kill (so a user would not re-run it)?"""
+    if run.kind == "copy":   # the same get --copy is run again: it finishes the copy, or finds it done
+        return False
     if run.kind.startswith("ingest"):
         row = svc.catalog.get_dataset(run.draft)
         return row is not None and row.is_final
@@ -424,6 +437,16 @@ def _settle(world: World, checker: Checker, svc: Service, run: Run) -> list[str]
         world.finals[run.draft] = run.expect
         world.storage_of[run.draft] = run.storage
         return checker.version(svc, run.draft, run.expect)
+    if run.kind == "copy":
+        got = {}
+        for p in sorted(run.target.rglob("*")):
+            if p.is_file():
+                got[p.relative_to(run.target).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+        remove_tree(run.target)
+        if got != run.expect:
+            wrong = sorted(set(got) ^ set(run.expect) | {p for p in got if got[p] != run.expect.get(p)})
+            return [f"the copy in {run.target} does not hold the version's files: {wrong[:3]}"]
+        return []
     if run.kind == "squash":
         made = svc.catalog.find_datasets(project="kill-9", name=run.squash_name)
         if len(made) != 1:
@@ -447,7 +470,8 @@ def calibrate(world: World, checker: Checker) -> tuple[dict[str, collections.Cou
     reached: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     took: dict[str, list[float]] = collections.defaultdict(list)
     runs = [("ingest-3", None, None), ("ingest-3", "last", None), ("ingest-2", "last", None),
-            ("squash", None, world.storage2), ("squash", None, str(world.env.storage)), ("delete", None, None)]
+            ("squash", None, world.storage2), ("squash", None, str(world.env.storage)), ("delete", None, None),
+            ("copy", None, None)]
     last = None
     for kind, parent, storage in runs:
         run = world.next_run(kind, parent=last if parent == "last" else parent, storage=storage)
