@@ -9,9 +9,11 @@ runs ``clearml-data`` in-process and returns its exit code, stdout and stderr.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,3 +118,42 @@ def report_figures(topic: str, **figures) -> dict:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
     return record
+
+
+# -- small disks: a tmpfs to fill up (needs root) -------------------------------------------------
+@contextlib.contextmanager
+def small_tmpfs(mount: str | os.PathLike, size: str = "3m"):
+    """Mount a tmpfs of ``size`` at the new folder ``mount`` for the block; skips the calling
+    test when not root or when the mount is refused."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mount = Path(mount)
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=False,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+
+
+def fill_disk(disk: str | os.PathLike) -> Path:
+    """Use up every free byte of the filesystem holding ``disk`` with a ballast file in it."""
+    ballast = Path(disk) / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            while True:
+                try:
+                    if os.write(fd, b"\0" * size) < size:
+                        break
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return ballast

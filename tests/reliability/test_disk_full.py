@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from clearml_data.testing import (
+    fill_disk,
     read_tree,
     reliability_count,
     report_figures,
     reset_services,
+    small_tmpfs,
     write_tree,
 )
 
@@ -21,36 +23,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def small_disk(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=False,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "3m") as mount:
         yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Use up every free byte of the filesystem with a ballast file."""
-    ballast = disk / "ballast"
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        for size in (65536, 4096, 512, 1):
-            while True:
-                try:
-                    if os.write(fd, b"\0" * size) < size:
-                        break
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    return ballast
 
 
 def debris(disk: Path) -> list[str]:
@@ -101,7 +75,7 @@ def test_disk_full_fails_cleanly_and_resumes(placement, small_disk, tmp_path, mo
             argv = {"add": ("add", "--files", src), "close": ("close",), "get": ("get", "--id", ds),
                     "get --copy": ("get", "--id", ds, "--copy", target)}[step]
             if step in FAILING[placement]:
-                ballast = fill(disk)
+                ballast = fill_disk(disk)
                 res = cli(*argv)
                 check_clean_failure(res, disk)
                 if step == "get --copy":

@@ -17,7 +17,6 @@ import io
 import os
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from clearml_data.cache import COPY_TEMP_PREFIX, Cache, remove_tree
 from clearml_data.cli import main
 from clearml_data.config import Settings
 from clearml_data.service import Service
-from clearml_data.testing import reliability_count, report_figures, reset_services, write_tree
+from clearml_data.testing import fill_disk, reliability_count, report_figures, reset_services, small_tmpfs, write_tree
 
 pytestmark = pytest.mark.reliability
 
@@ -207,36 +206,8 @@ def test_a_folder_holding_anything_else_is_still_refused(corruption, env, tmp_pa
 
 @pytest.fixture
 def small_disk(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=False,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as mount:
         yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Use up every free byte of the filesystem with a ballast file."""
-    ballast = disk / "ballast"
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        for size in (65536, 4096, 512, 1):
-            while True:
-                try:
-                    if os.write(fd, b"\0" * size) < size:
-                        break
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    return ballast
 
 
 def versions_named(name: str) -> list:
@@ -262,7 +233,7 @@ def test_a_full_state_folder_is_named_and_leaves_no_draft(command, state_exists,
         if state_exists and r == 0:
             assert cli("create", "--project", "full", "--name", "before").code == 0
         before = (state / "current.json").read_bytes() if (state / "current.json").exists() else None
-        ballast = fill(small_disk)
+        ballast = fill_disk(small_disk)
         res = cli(*argv)
         figures["failures"] += 1
         errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
