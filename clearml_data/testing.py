@@ -76,6 +76,17 @@ def run_cli(*argv) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+def catalog_dump(path: str | os.PathLike) -> list[str]:
+    """A catalog's schema and rows as SQL statements, for before/after comparisons."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return list(db.iterdump())
+    finally:
+        db.close()
+
+
 def write_tree(root: str | os.PathLike, files: dict[str, bytes | str]) -> Path:
     """Create files under root from {relative path: content}."""
     root = Path(root)

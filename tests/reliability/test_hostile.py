@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from clearml_data.paths import check_relpath
-from clearml_data.testing import reliability_count, report_figures, reset_services, run_cli, write_tree
+from clearml_data.testing import catalog_dump, reliability_count, report_figures, reset_services, run_cli, write_tree
 
 #: ~30 paths that must never become (part of) a dataset path
 HOSTILE = [
@@ -32,11 +32,7 @@ HOSTILE = [
 def _dump(env) -> list[str]:
     """The catalog's content as SQL (schema and rows), for before/after comparisons."""
     reset_services()
-    db = sqlite3.connect(env.catalog)
-    try:
-        return list(db.iterdump())
-    finally:
-        db.close()
+    return catalog_dump(env.catalog)
 
 
 def _tree(root: Path, skip: tuple[Path, ...]) -> dict[str, tuple[int, int]]:

@@ -128,16 +128,18 @@ def _let_others_reach_the_interpreter() -> list[tuple[str, int]]:
     return opened
 
 
-def as_nobody(root: str, *args) -> dict:
+def as_nobody(root: str, *args, code: str | None = None, timeout: float = 300) -> dict:
+    """Run ``code`` (default: this file's child script) as uid 65534 with root's paths; its last
+    line of output, as JSON."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": root, "PYTHONDONTWRITEBYTECODE": "1",
            "CLEARML_DATA_CATALOG": f"{root}/catalog.db", "CLEARML_DATA_STORAGE": f"{root}/storage",
            "CLEARML_DATA_CACHE_DIR": f"{root}/cache", "CLEARML_DATA_STATE_DIR": f"{root}/state",
            "CLEARML_DATA_CONFIG": f"{root}/config.ini", "XDG_CACHE_HOME": f"{root}/xdg",
            "XDG_DATA_HOME": f"{root}/xdg", "XDG_STATE_HOME": f"{root}/xdg", "XDG_CONFIG_HOME": f"{root}/xdg"}
     cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-           sys.executable, "-c", CHILD, root, *map(str, args)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=root, check=False)
-    assert res.returncode == 0, res.stderr
+           sys.executable, "-c", code or CHILD, root, *map(str, args)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=root, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

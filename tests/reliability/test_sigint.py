@@ -117,7 +117,6 @@ def launch(script: Path, argv: list[str], delay: float | None) -> dict:
     readers = [threading.Thread(target=read_err), threading.Thread(target=read_out)]
     for t in readers:
         t.start()
-    t0 = time.perf_counter()
     assert ready.wait(60), "the command never imported its entry module"
     started = time.perf_counter()
     sent = None

@@ -22,8 +22,6 @@ import logging
 import multiprocessing
 import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -33,7 +31,8 @@ import pytest
 from clearml_data import Dataset
 from clearml_data.errors import UnsafePathError, UsageError
 from clearml_data.paths import MAX_DEPTH, MAX_PATH_BYTES
-from clearml_data.testing import read_tree, reliability_count, report_figures, reset_services, run_cli, write_tree
+from clearml_data.testing import (catalog_dump, read_tree, reliability_count, report_figures, reset_services, run_cli,
+                                  write_tree)
 
 pytestmark = pytest.mark.reliability
 
@@ -90,11 +89,7 @@ def _version(src: Path, files: dict[str, str], project: str = "p", name: str = "
 
 def _catalog_rows(env) -> list[str]:
     reset_services()
-    db = sqlite3.connect(env.catalog)
-    try:
-        return list(db.iterdump())
-    finally:
-        db.close()
+    return catalog_dump(env.catalog)
 
 
 # -- unreadable folders and files (as an ordinary user) ---------------------------------------
@@ -155,16 +150,7 @@ UNREADABLE_CHILD = textwrap.dedent("""
 
 
 def _as_nobody(root: str, code: str, *args) -> dict:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": root, "PYTHONDONTWRITEBYTECODE": "1",
-           "CLEARML_DATA_CATALOG": f"{root}/catalog.db", "CLEARML_DATA_STORAGE": f"{root}/storage",
-           "CLEARML_DATA_CACHE_DIR": f"{root}/cache", "CLEARML_DATA_STATE_DIR": f"{root}/state",
-           "CLEARML_DATA_CONFIG": f"{root}/config.ini", "XDG_CACHE_HOME": f"{root}/xdg",
-           "XDG_DATA_HOME": f"{root}/xdg", "XDG_STATE_HOME": f"{root}/xdg", "XDG_CONFIG_HOME": f"{root}/xdg"}
-    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-           sys.executable, "-c", code, root, *map(str, args)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=root, check=False)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return _readonly.as_nobody(root, *args, code=code, timeout=600)
 
 
 UNREADABLE_KINDS = ["folder-000", "folder-no-read", "folder-no-search", "file-000"]
