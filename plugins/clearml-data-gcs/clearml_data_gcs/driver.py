@@ -48,6 +48,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
                                        StorageDriver, redact_url)
+from clearml_data.storage.scrub import scrub
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,12 @@ def _positive_float(value) -> float:
 
 
 def _scrub(text: str) -> str:
-    """An SDK message without request URLs' query strings (upload ids) or credentials."""
+    """The first line of an SDK message, without request URLs' query strings (they name
+    upload sessions), passed through the core's credential scrubber."""
     def short(m: re.Match) -> str:
-        u = m.group(0)
-        return redact_url(u.split("?", 1)[0].split("#", 1)[0])
+        return m.group(0).split("?", 1)[0].split("#", 1)[0]
     first = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return redact_url(_URL_IN_TEXT.sub(short, first))[:500]
+    return scrub(_URL_IN_TEXT.sub(short, scrub(first)))[:500]
 
 
 class _OffsetWriter:

@@ -54,6 +54,7 @@ from botocore.exceptions import HTTPClientError
 from clearml_data.paths import check_relpath
 from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
                                        StorageDriver, redact_url)
+from clearml_data.storage.scrub import scrub
 
 from . import __version__
 
@@ -450,7 +451,7 @@ class S3Driver(StorageDriver):
         where = self._where(key)
         if isinstance(exc, ClientError):
             code, status = _code(exc)
-            message = " ".join(redact_url(str((exc.response.get("Error") or {}).get("Message") or "")).split())
+            message = " ".join(scrub(str((exc.response.get("Error") or {}).get("Message") or "")).split())
             detail = f"{code}: {message}" if message and message != code else code
             attempts = (exc.response.get("ResponseMetadata") or {}).get("RetryAttempts")
             if code == "NoSuchBucket":
@@ -471,7 +472,7 @@ class S3Driver(StorageDriver):
                 return OSError(errno.EAGAIN, f"the server is busy ({detail}; gave up after "
                                              f"{(attempts or 0) + 1} attempts)", where)
             return OSError(errno.EIO, f"S3 error ({detail})", where)
-        text = " ".join(redact_url(str(exc)).split())
+        text = " ".join(scrub(str(exc)).split())
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError,
                             ProfileNotFound)):
             return PermissionError(errno.EACCES, f"no usable AWS credentials ({type(exc).__name__}: {text}); "
