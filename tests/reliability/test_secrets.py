@@ -506,3 +506,100 @@ def test_no_canary_from_any_credential_channel(scheme, name, where, env, canary_
                    outputs=len(transcript), failed=failed, raised=len(raised), hits=sum(len(h) for h in hits.values()))
     assert failed > 0
     assert hits == {"output": [], "logs": [], "catalog": []}
+
+
+# -- the scrubber itself, and the CLI's last line of defence ----------------------------------
+def _shapes(secret: str) -> dict[str, str]:
+    """Texts an SDK or a server might build around a secret."""
+    from urllib.parse import quote
+
+    return {
+        "endpoint userinfo": f'Could not connect to the endpoint URL: "http://AKIAX:{secret}@127.0.0.1:9/b/k"',
+        "encoded userinfo": f"http://user:{quote(secret, safe='')}@127.0.0.1:9/b",
+        "userinfo without scheme": f"HTTPConnectionPool(host='u:{secret}@127.0.0.1', port=9)",
+        "signed query": f"GET /c/b?sv=2024-01-01&se=2030&sig={secret}&sp=r HTTP/1.1",
+        "amz query": f"/b/k?X-Amz-Credential=x&X-Amz-Signature={secret}&X-Amz-Security-Token={secret}",
+        "token query": f"https://h/upload?upload_id={secret}&token={secret}",
+        "connection string": f"DefaultEndpointsProtocol=http;AccountName=a;AccountKey={secret};BlobEndpoint=x",
+        "sas pair": f"BlobEndpoint=http://h/a;SharedAccessSignature=sv=1&sig={secret}",
+        "json field": f'{{"error": "invalid_grant", "refresh_token": "{secret}", "client_secret": "{secret}"}}',
+        "authorization header": f"Authorization: Bearer {secret}",
+        "sigv4 header": f"Authorization: AWS4-HMAC-SHA256 Credential=AKIAX/2024, Signature={secret}",
+        "bearer": f"token rejected: Bearer {secret}",
+        "pem": f"-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----",
+    }
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("known", [True, False], ids=["value-known", "shape-only"])
+def test_scrubber_family(known, canary_env, monkeypatch):
+    """Every canary in every shape: gone, whether its value is known (it sits in a credential
+    variable) or only its shape gives it away. A bare value in prose goes only when known."""
+    from clearml_data.storage.scrub import scrub
+
+    if not known:
+        for var in list(os.environ):
+            if var.startswith(("AWS_", "AZURE_", "GOOGLE_", "CLEARML_DATA_")) or var == "STORAGE_EMULATOR_HOST":
+                monkeypatch.delenv(var)
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://u:{CANARIES['url_password']}@127.0.0.1:9/?"
+                                                  f"sig={CANARIES['url_sig']}&token={CANARIES['url_token']}")
+    tried = 0
+    missed = []
+    for name, value in CANARIES.items():
+        if known and name in ("gcs_path",):  # a path, not a secret: shown in messages on purpose
+            continue
+        texts = dict(_shapes(value))
+        if "/" in value:  # a URL's userinfo holds no raw slash: only its encoded form is real
+            del texts["endpoint userinfo"], texts["userinfo without scheme"]
+        if known and name not in ("gcs_private_key",):
+            texts["bare"] = f"unexpected answer {value} from the server"
+        for shape, text in texts.items():
+            tried += 1
+            out = scrub(text)
+            if value in out:
+                missed.append((name, shape, out))
+    report_figures("secrets", scrubber="known values" if known else "shapes", texts=tried, missed=len(missed))
+    assert missed == []
+
+
+_LOGGING_CHILD = """
+import logging, sys
+from clearml_data.cli import main
+main(["--verbose", "--debug", "plugins"])          # the CLI's logging set-up, as in any command
+for name, text in [("urllib3.connectionpool", sys.argv[1]), ("botocore.endpoint", sys.argv[2]),
+                   ("clearml_data_s3.driver", sys.argv[3])]:
+    logging.getLogger(name).warning("retrying after %s", text)
+try:
+    raise OSError(5, "failed: " + sys.argv[1])
+except OSError:
+    logging.getLogger("azure.core.pipeline").error("request failed", exc_info=True)
+"""
+
+
+@pytest.mark.reliability
+def test_cli_log_handler_and_error_line_scrub(env, canary_env, monkeypatch):
+    """What slips past a plugin still never reaches the terminal: the CLI's log handler and
+    its final error line pass through the scrubber."""
+    pw, sig = CANARIES["url_password"], CANARIES["url_sig"]
+    texts = [f"http://u:{pw}@127.0.0.1:9/b?sig={sig}", f"AccountKey={CANARIES['azure_key']};",
+             f"key {CANARIES['aws_secret']} refused"]
+    p = subprocess.run([sys.executable, "-c", _LOGGING_CHILD, *texts], capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "retrying after" in p.stderr and "request failed" in p.stderr
+    log_hits = _hits(p.stdout + p.stderr)
+
+    import importlib
+
+    cli_main = importlib.import_module("clearml_data.cli.main")
+
+    def leaky(ctx):
+        raise OSError(5, f"cannot reach http://u:{pw}@127.0.0.1:9 (secret {CANARIES['aws_secret']})")
+
+    monkeypatch.setitem(cli_main.COMMANDS, "doctor", leaky)
+    outputs = [run_cli("doctor"), run_cli("--json", "doctor")]
+    assert all(r.code == 1 for r in outputs)
+    line_hits = _hits("".join(r.out + r.err for r in outputs))
+    report_figures("secrets", log_records=4, error_lines=2, hits=len(log_hits) + len(line_hits))
+    assert log_hits == [] and line_hits == []
