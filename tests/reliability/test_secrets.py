@@ -6,6 +6,10 @@ AccountKey, a GCS credentials file: its path and its JSON) and in storage URLs
 --debug against s3://, gs:// and azure:// storages on a loopback port where nothing
 listens, so every storage call fails and every error path is taken. Afterwards not one
 canary may appear in stdout, stderr, the log records or the bytes of the catalog files.
+
+Then the same per credential channel (each variable a plugin reads, against a dead port and
+a live emulator), for the scrubber on its own (every canary in every shape an SDK builds
+around it), and for the CLI's log handler and error line, the last line of defence.
 """
 
 from __future__ import annotations
