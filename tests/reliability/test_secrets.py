@@ -487,7 +487,7 @@ def test_no_canary_from_any_credential_channel(scheme, name, where, env, canary_
         transcript += [created.out, created.err]
         commands = _commands(plain, draft, final, folder, port)
         case = CHANNEL_CASES.index((scheme, name)) * 2 + LIVE.index(where)
-        step = reliability_count(10, 1)  # CI: every 10th command, a different share for each case
+        step = reliability_count(18, 1)  # CI: every 18th command, a different share for each case
         for argv in commands[case % step::step]:
             try:
                 r = run_cli("--verbose", "--debug", *(["--json"] if case % 2 else []), *argv)
