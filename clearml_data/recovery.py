@@ -87,6 +87,12 @@ class GcReport:
     deleted: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
     kept_by_recheck: int = 0    # candidates a concurrent writer started needing (kept)
+    #: unfinished uploads (killed multipart uploads, resumable sessions, uncommitted blocks)
+    #: older than min_age: (key, started, upload id); aborted with delete
+    unfinished: list[tuple[str, float | None, str]] = field(default_factory=list)
+    unfinished_too_young: int = 0
+    aborted: list[str] = field(default_factory=list)
+    abort_failed: int = 0
 
 
 def duration(text: str | float) -> float:
@@ -487,7 +493,31 @@ class RecoveryMixin:
                 snap = self._delete_batch(driver, storage, keys[start:start + GC_BATCH], from_manifests,
                                           snap, report)
             report.deleted_bytes = sum(sizes[k] for k in report.deleted)
+        self._collect_unfinished(driver, storage, delete, min_age, cutoff, report)
         return report
+
+    def _collect_unfinished(self, driver: StorageDriver, storage: str, delete: bool, min_age: float,
+                            cutoff: float, report: GcReport) -> None:
+        """Uploads under the storage's prefix that a killed writer never finished: listed, and
+        with ``delete`` aborted, once they started at least ``min_age`` ago."""
+        uploads = self._storage_call(driver, storage, "", lambda: list(driver.list_unfinished("")))
+        for upload in sorted(uploads, key=lambda u: (u.key, u.started or 0.0)):
+            if min_age > 0 and (upload.started is None or upload.started > cutoff):
+                report.unfinished_too_young += 1
+            else:
+                report.unfinished.append((upload.key, upload.started, upload.upload_id))
+        if not delete:
+            return
+        by_id = {(u.key, u.upload_id): u for u in uploads}
+        for key, _started, upload_id in report.unfinished:
+            try:
+                driver.abort_unfinished(by_id[key, upload_id])
+            except OSError as exc:
+                report.abort_failed += 1
+                log.warning("could not abort the unfinished upload of %s in %s: %s", key,
+                            redact_url(storage), exc.strerror or exc)
+            else:
+                report.aborted.append(key)
 
     def _manifest_keys(self, driver: StorageDriver, storage: str, report: GcReport) -> set[str]:
         live, tombs = {}, set()

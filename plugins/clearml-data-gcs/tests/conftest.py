@@ -58,7 +58,7 @@ def gcs_server(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _gcs_offline(monkeypatch):
+def _gcs_offline(monkeypatch, tmp_path):
     """Whatever a test does, google-auth can reach no metadata server and no user config."""
     dead = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("NO_GCE_CHECK", "True")
@@ -70,6 +70,8 @@ def _gcs_offline(monkeypatch):
     for var in list(os.environ):
         if var.startswith("CLEARML_DATA_GCS_"):
             monkeypatch.delenv(var)
+    # the records of running resumable sessions stay in the test's own folder
+    monkeypatch.setenv("CLEARML_DATA_GCS_SESSIONS_DIR", str(tmp_path / "gcs-sessions"))
 
 
 @pytest.fixture

@@ -18,3 +18,13 @@ class TestgcsConformance(DriverConformance):
         bucket = unique_name("conf")
         gcs_admin.create_bucket(bucket)
         return make_driver(f"gs://{bucket}/some/prefix", chunk_size_mb=16)
+
+    def abandon_upload(self, driver, key, tmp_path) -> bool:
+        """A resumable session started by the driver's own upload path, never sent a byte."""
+        from clearml_data_gcs.driver import _SessionBlob, _SessionRecord
+
+        name = driver._name(key)
+        blob = _SessionBlob(name, driver.bucket, chunk_size=256 * 1024)
+        blob.recorder = _SessionRecord(driver.sessions_dir, driver.bucket_name, name)
+        blob.create_resumable_upload_session(size=10 * 1024 * 1024, timeout=30)
+        return True

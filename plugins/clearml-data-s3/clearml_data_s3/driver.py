@@ -53,7 +53,8 @@ from botocore.exceptions import HTTPClientError
 
 from clearml_data.paths import check_relpath
 from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                       StorageDriver, redact_url)
+                                       StorageDriver, Unfinished, redact_url)
+from clearml_data.storage.scrub import scrub
 
 from . import __version__
 
@@ -450,7 +451,7 @@ class S3Driver(StorageDriver):
         where = self._where(key)
         if isinstance(exc, ClientError):
             code, status = _code(exc)
-            message = " ".join(redact_url(str((exc.response.get("Error") or {}).get("Message") or "")).split())
+            message = " ".join(scrub(str((exc.response.get("Error") or {}).get("Message") or "")).split())
             detail = f"{code}: {message}" if message and message != code else code
             attempts = (exc.response.get("ResponseMetadata") or {}).get("RetryAttempts")
             if code == "NoSuchBucket":
@@ -471,7 +472,7 @@ class S3Driver(StorageDriver):
                 return OSError(errno.EAGAIN, f"the server is busy ({detail}; gave up after "
                                              f"{(attempts or 0) + 1} attempts)", where)
             return OSError(errno.EIO, f"S3 error ({detail})", where)
-        text = " ".join(redact_url(str(exc)).split())
+        text = " ".join(scrub(str(exc)).split())
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError,
                             ProfileNotFound)):
             return PermissionError(errno.EACCES, f"no usable AWS credentials ({type(exc).__name__}: {text}); "
@@ -826,6 +827,31 @@ class S3Driver(StorageDriver):
         full = self._key(key)
         self._call("head_object", key, Key=full)  # S3 deletes missing keys silently
         self._call("delete_object", key, Key=full)
+
+    # -- unfinished uploads ----------------------------------------------------------------
+    def list_unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """The multipart uploads under this storage's prefix that were never completed or
+        aborted (a writer killed mid-upload leaves its parts stored, and billed)."""
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for upload in page.get("Uploads") or ():
+                    name = upload.get("Key") or ""
+                    if not name.startswith(root + prefix) or len(name) == len(root):
+                        continue
+                    started = upload.get("Initiated")
+                    yield Unfinished(name[len(root):], started.timestamp() if started else None,
+                                     str(upload.get("UploadId") or ""))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, prefix) from exc
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        full = self._key(upload.key)
+        try:
+            self._call("abort_multipart_upload", upload.key, Key=full, UploadId=upload.upload_id)
+        except FileNotFoundError:
+            pass  # completed or aborted meanwhile
 
 
 def _backoff(attempt: int) -> None:

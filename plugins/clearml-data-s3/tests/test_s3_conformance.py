@@ -15,3 +15,11 @@ class Tests3Conformance(DriverConformance):
     @pytest.fixture
     def driver(self, make_driver, bucket):
         return make_driver(f"s3://{bucket}/conformance/prefix/")
+
+    def abandon_upload(self, driver, key, tmp_path) -> bool:
+        """A multipart upload with one part and no complete, as a writer killed mid-upload leaves it."""
+        full = driver._key(key)
+        upload = driver.client.create_multipart_upload(Bucket=driver.bucket, Key=full)
+        driver.client.upload_part(Bucket=driver.bucket, Key=full, UploadId=upload["UploadId"], PartNumber=1,
+                                  Body=b"x" * (5 * 1024 * 1024))
+        return True
