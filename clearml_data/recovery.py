@@ -153,6 +153,10 @@ class RecoveryMixin:
                 return stamp
             except FileExistsError:
                 pass
+            except FileNotFoundError as exc:  # the bucket or container itself is gone
+                raise StorageError(f"cannot write {key} to {redact_url(row.storage)}: {exc.strerror or exc}",
+                                   url=redact_url(row.storage), key=key,
+                                   hint="check that the storage (bucket, container or folder) exists") from None
             # a manifest of this draft exists: another finalize of it ran (concurrently, or before a crash)
             with open(tmp, "rb") as fh:
                 new = mf.decode(fh, key, os.fstat(fh.fileno()).st_size)
