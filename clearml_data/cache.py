@@ -44,6 +44,7 @@ LINK_MODES = {None: "link", True: "symlink", False: "copy"}
 _LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
                   errno.EACCES, errno.EINVAL}
 _FICLONE = 0x40049409  # Linux ioctl: share extents (reflink)
+_LINK_TRIES = 5  # hard links of an object that a concurrent fetch replaces meanwhile
 
 
 _USE_LOCK = "cache-use"
@@ -469,12 +470,20 @@ def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str
 
 def link_or_copy(src: str, dst: str) -> str:
     """Hard link, else reflink, else copy; returns the method that worked."""
-    try:
-        os.link(src, dst)
-        return "hardlink"
-    except OSError as exc:
-        if exc.errno not in _LINK_FALLBACK:
-            raise
+    for attempt in range(_LINK_TRIES):
+        try:
+            os.link(src, dst)
+            return "hardlink"
+        except FileNotFoundError:
+            # another process fetching the same content renamed a fresh copy over ``src`` while
+            # it was being linked: the inode being linked lost its last name (Linux then refuses
+            # the link), and the name already holds the new copy
+            if attempt == _LINK_TRIES - 1 or not os.path.exists(src):
+                raise
+        except OSError as exc:
+            if exc.errno not in _LINK_FALLBACK:
+                raise
+            break
     try:
         with open(src, "rb") as s, open(dst, "wb") as d:
             fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
