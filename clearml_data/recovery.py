@@ -40,6 +40,7 @@ from .errors import (
 from .hashing import ordered_map
 from .packs import is_pack_key, object_key
 from .paths import check_relpath
+from .rowcheck import extent_problem
 from .storage import StorageDriver, redact_url
 
 log = logging.getLogger(__name__)
@@ -768,12 +769,9 @@ def _misfit(r: ObjectRow, size: int | None, dedup: bool) -> str | None:
     key must also be where an upload puts the content (its own object, or a pack)."""
     if size is None:
         return "is missing"
-    if is_pack_key(r.key):
-        if r.offset + r.length > size:
-            return f"is {size:,} bytes, too short for an entry ending at byte {r.offset + r.length:,}"
-        return None
-    if dedup and r.key != object_key(r.hash):
-        return "is not where an upload stores this content"
-    if r.offset != 0 or size != r.length:
-        return f"is {size:,} bytes, not the {r.length:,} bytes of the content"
-    return None
+    if not is_pack_key(r.key):
+        if dedup and r.key != object_key(r.hash):
+            return "is not where an upload stores this content"
+        if r.offset != 0:
+            return f"holds one content, but the catalog reads it from byte {r.offset:,}"
+    return extent_problem(r.key, [(r.hash, r.offset, r.length)], size) or None
