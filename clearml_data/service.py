@@ -805,11 +805,11 @@ class Service(ExternalFilesMixin, HistoryMixin, VerifyMixin, RecoveryMixin):
         files, label = self.selected_files(row, part, num_parts, files)
         folder = self.cache.view_path(row.id, use_soft_links)
         folder = folder.with_name(folder.name + label)
-        # the copy is built in a sibling folder named .build-<name>-<8 hex digits>
-        _check_materialisable(row, files, str(folder) + "-" * 16, "cache folder (the cache_dir setting)")
         self.cache.ensure()
         with self.cache.in_use(), self.cache.lock(folder.name):
             if not self.cache.view_is_complete(folder, files):
+                # the copy is built in a sibling folder named .build-<name>-<8 hex digits>
+                _check_materialisable(row, files, str(folder) + "-" * 16, "cache folder (the cache_dir setting)")
                 self.fetch_objects(row, files, max_workers, progress)
                 self.cache.build_view(folder, files, use_soft_links)
             self.cache.touch(folder)
