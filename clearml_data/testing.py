@@ -76,6 +76,30 @@ def run_cli(*argv) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+def spawn_together(target, jobs: list[dict], timeout: float = 900) -> list[dict]:
+    """Run ``target(job, barrier)`` in one spawned process per job, all released together by
+    the barrier; wait for them (killing any still running after ``timeout`` seconds) and return
+    the JSON result each wrote to ``job["out"]``."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(len(jobs))
+    procs = [ctx.Process(target=target, args=(job, barrier)) for job in jobs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=timeout)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    results = []
+    for i, (p, job) in enumerate(zip(procs, jobs)):
+        out = Path(job["out"])
+        assert out.exists(), f"worker {job.get('index', i)} left no result (exit code {p.exitcode})"
+        results.append(json.loads(out.read_text()))
+    return results
+
+
 def catalog_dump(path: str | os.PathLike) -> list[str]:
     """A catalog's schema and rows as SQL statements, for before/after comparisons."""
     import sqlite3

@@ -7,8 +7,6 @@ that breaks the mechanism behind it and shows that the same check then fails.
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
 import re
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 from clearml_data.catalog import Catalog
 from clearml_data.config import Settings
 from clearml_data.service import Service
-from clearml_data.testing import reliability_count, report_figures, write_tree
+from clearml_data.testing import reliability_count, report_figures, spawn_together, write_tree
 
 pytestmark = pytest.mark.reliability
 
@@ -38,22 +36,7 @@ def workers(monkeypatch):
 
 
 def _spawn(target, jobs: list[dict]) -> list[dict]:
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(len(jobs))
-    procs = [ctx.Process(target=target, args=(job, barrier)) for job in jobs]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=900)
-        if p.is_alive():
-            p.kill()
-            p.join()
-    results = []
-    for p, job in zip(procs, jobs):
-        out = Path(job["out"])
-        assert out.exists(), f"worker {job['index']} left no result (exit code {p.exitcode})"
-        results.append(json.loads(out.read_text()))
-    return results
+    return spawn_together(target, jobs, timeout=900)
 
 
 def _jobs(root: Path, n: int, **extra) -> list[dict]:

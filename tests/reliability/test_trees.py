@@ -19,7 +19,6 @@ import importlib.util
 import itertools
 import json
 import logging
-import multiprocessing
 import os
 import sqlite3
 import textwrap
@@ -32,7 +31,7 @@ from clearml_data import Dataset
 from clearml_data.errors import UnsafePathError, UsageError
 from clearml_data.paths import MAX_DEPTH, MAX_PATH_BYTES
 from clearml_data.testing import (catalog_dump, read_tree, reliability_count, report_figures, reset_services, run_cli,
-                                  write_tree)
+                                  spawn_together, write_tree)
 
 pytestmark = pytest.mark.reliability
 
@@ -575,18 +574,8 @@ def test_two_writers_never_get_a_file_and_a_folder_in(env, tmp_path, monkeypatch
         steps[1].append([second, did, sides[1]])
     reset_services()
     jobs = _race_jobs(env, tmp_path / "race", steps)
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(len(jobs))
-    procs = [ctx.Process(target=tree_workers.racer, args=(job, barrier)) for job in jobs]
     started = time.monotonic()
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=600)
-        if p.is_alive():
-            p.kill()
-            p.join()
-    results = [json.loads(Path(j["out"]).read_text()) for j in jobs]
+    results = spawn_together(tree_workers.racer, jobs, timeout=600)
     assert [r["fatal"] for r in results] == [None, None], results
     both, one, clashes, served = 0, 0, 0, 0
     refused_by_kind = dict.fromkeys(RACES, 0)
