@@ -185,6 +185,14 @@ MAX_RECORD_BYTES = 16 << 20
 #: whitespace allowed between two tokens (the writer puts none)
 _MAX_BLANKS = 4096
 _BLANKS = re.compile(r"[ \t\n\r]*")
+
+
+def _blank_end(buf: str, pos: int) -> int:
+    """Where the run of JSON whitespace at ``pos`` ends (``pos`` itself when there is none)."""
+    m = _BLANKS.match(buf, pos)
+    return m.end() if m else pos
+
+
 _ROWS = ("changes", "files", "keys")
 _DECODER = json.JSONDecoder()
 #: change rows (read before the record that bounds them) are kept in the first pass while
@@ -273,7 +281,7 @@ class _Inflater:
         """The next character that is not blank ('' at the end)."""
         blanks = 0
         while True:
-            end = _BLANKS.match(self.buf, self.pos).end()
+            end = _blank_end(self.buf, self.pos)
             blanks += end - self.pos
             self.pos = end
             if blanks > _MAX_BLANKS:

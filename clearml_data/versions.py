@@ -61,10 +61,10 @@ def taken_by(text: str, existing: list[str]) -> str | None:
 
 def next_version(existing: list[str]) -> str:
     """The version a new dataset gets when none is given: one above the highest."""
-    valid = [v for v in existing if parse(v) is not None]
-    if not valid:
+    parsed = [(v, p) for v in existing if (p := parse(v)) is not None]
+    if not parsed:
         return DEFAULT_VERSION
-    candidate = bump(max(valid, key=parse))
+    candidate = bump(max(parsed, key=lambda pair: pair[1])[0])
     while taken_by(candidate, existing) is not None:  # e.g. 1.0.1 exists although 1.0.10 is the highest
         candidate = bump(candidate)
     return candidate
