@@ -260,6 +260,7 @@ def measure_driver(driver, shape: Shape, sources: list[tuple[Path, str]], scratc
     puts, gets = [], []
     for run in range(repeat):
         keys = [f"{shape.name}/run{run}/{path.name}" for path, _sha in sources]
+        os.sync()  # what the run before left to write back is not charged to this one
         target = scratch / f"get-{shape.name}-{run}"
         target.mkdir(parents=True)
         try:
@@ -299,8 +300,10 @@ def measure_copy(shape: Shape, sources: list[tuple[Path, str]], scratch: Path, w
 
     plain: list[float] = []
     synced: list[float] = []
-    for run in range(repeat):
-        for sync, into in ((False, plain), (True, synced)):
+    # all plain copies first: the writeback the synced ones leave behind would slow them
+    for sync, into in ((False, plain), (True, synced)):
+        for run in range(repeat):
+            os.sync()
             target = scratch / f"copy-{shape.name}-{run}-{int(sync)}"
             target.mkdir(parents=True)
             try:
@@ -350,6 +353,7 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="transfer-bench-", dir=args.workdir) as tmp:
         work = Path(tmp)
         sources = {s: generate(s, work / "src" / s.name) for s in args.shapes}
+        os.sync()  # the sources are on disk before anything is timed, not being written back
         copy_workers = report["copy_workers"] = args.workers or 16
         for shape in args.shapes:
             report["limit"][shape.name] = measure_copy(shape, sources[shape], work / "copies",
