@@ -17,9 +17,10 @@ Every download is compared with its source (size and SHA-256, outside the timing
 the objects are deleted after each run, so emulators hold one run's bytes at a time.
 The machine's own limit is a local copy of the same files with as many threads (to the
 page cache, and with an fsync of each copy); the report gives each figure's ratio to the
-plain copy. Medians over ``--repeat`` runs (default 3). Results go to
-``benchmarks/results/transfer.json`` (``--out``); ``--compare OLD.json`` adds the ratio
-of each figure to the same one in an earlier run.
+plain copy. Medians over ``--repeat`` runs (default 3). Every sample goes to
+``benchmarks/results/transfer.json`` (``--out``), the table to
+``docs/internals/benchmarks-transfer.md`` (``--page``); ``--compare OLD.json`` adds the
+ratio of each figure to the same one in an earlier run.
 
 Emulator throughput is not cloud throughput: the figures compare drivers with
 themselves over time (before and after a change), not with a real bucket.
@@ -49,6 +50,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_OUT = HERE / "results" / "transfer.json"
+DEFAULT_PAGE = ROOT / "docs" / "internals" / "benchmarks-transfer.md"
 MiB = 1024 * 1024
 DRIVERS = ("s3", "gcs", "azure", "folder")
 
@@ -425,6 +427,33 @@ def table(report: dict) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
+def markdown(report: dict) -> str:
+    m, v = report["machine"], report["versions"]
+    sdks = ", ".join(f"{k} {v[k]}" for k in ("boto3", "moto", "google-cloud-storage", "azure-storage-blob")
+                     if k in v)
+    lines = ["# Transfer throughput of the storage drivers", "",
+             f"Run on {report['started']} on `{m['platform']}` ({m['cpus']} CPUs, load average "
+             f"{' / '.join(map(str, m['load_average']))} at the start), Python {m['python']}, clearml-data "
+             f"{v.get('clearml-data', '?')} (commit {v.get('git', '?')}); {sdks}. Produced by "
+             "`python benchmarks/transfer.py` (see benchmarks/README.md); every sample in "
+             "`benchmarks/results/transfer.json`.", "",
+             f"Medians of {report['repeat']} runs. Each figure is the bytes of all the objects of a shape "
+             "over the wall time of `put_file` (or `get_file`) of every one of them, on as many threads "
+             "as the driver's `default_max_workers` (a single object is one call). The cloud drivers "
+             "talk to the emulators their tests use, on 127.0.0.1: moto (s3), fake-gcs-server (gs), "
+             "Azurite (azure). Emulator throughput is not cloud throughput: these figures compare a "
+             "driver with itself before and after a change. The ratios are to a local copy of the same "
+             "files (to the page cache; the fsync row shows what making them durable costs).", ""]
+    if "compared_with" in report:
+        old = report["compared_with"]
+        lines += [f"The `/ before` columns divide by the run of {old.get('started')} (commit "
+                  f"{(old.get('versions') or {}).get('git', '?')}): above 1 is faster now.", ""]
+    lines.append(table(report))
+    for name, why in report["unavailable"].items():
+        lines.append(f"\n{name}: not measured ({why})")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -436,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0,
                         help="threads for shapes of many objects (default: the driver's default_max_workers)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default: {DEFAULT_OUT})")
+    parser.add_argument("--page", type=Path, default=DEFAULT_PAGE,
+                        help=f"Markdown report (default: {DEFAULT_PAGE.relative_to(ROOT)}); '-' for none")
     parser.add_argument("--compare", type=Path,
                         help="an earlier JSON report: add the ratio to each of its figures")
     parser.add_argument("--workdir",
@@ -452,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
+    if str(args.page) != "-":
+        args.page.parent.mkdir(parents=True, exist_ok=True)
+        args.page.write_text(markdown(report))
     print(table(report))
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 1 if report["unavailable"] and not report["drivers"] else 0
