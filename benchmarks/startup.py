@@ -14,7 +14,9 @@ The figures are the medians minus the interpreter's, next to the goal of at most
 (a figure to watch, not a test: nothing fails when it is missed). One more run under
 ``python -X importtime`` names the modules that cost the most, by their own time and by
 top-level package. Every process gets its own empty catalog, storage, cache, state and
-config folders, so nothing on the machine changes what is imported. ``benchmarks/run.py``
+config folders, so nothing on the machine changes what is imported, and reads bytecode
+that a warm-up run of each command wrote into a folder of its own (as an installed package
+has it; ``PYTHONDONTWRITEBYTECODE`` would make every run compile). ``benchmarks/run.py``
 runs this too and puts the figures in its report; alone, it writes
 ``benchmarks/results/startup.json`` (``--out``).
 """
@@ -50,7 +52,11 @@ def isolated_env(root: Path) -> dict[str, str]:
         env[var] = str(root / var.lower())
     for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
         env[var] = str(root / "xdg" / var.lower())
-    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    # bytecode as an installed package has it (pip compiles it): written once by the warm-up
+    # run, into a folder of our own rather than the source tree, and read from then on
+    for var in ("PYTHONDONTWRITEBYTECODE", "PYTHONPROFILEIMPORTTIME"):
+        env.pop(var, None)
+    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
     return env
 
 

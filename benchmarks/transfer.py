@@ -68,7 +68,6 @@ FAKE_AWS_ENV = {
 }
 #: variables that could point an SDK at anything but the emulator
 FOREIGN_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "CLOUDSDK_", "GCE_", "STORAGE_EMULATOR_HOST",
-                    "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_", "CLEARML_DATA_AZURE_",
                     "IDENTITY_ENDPOINT", "MSI_ENDPOINT", "API_ENDPOINT_OVERRIDE")
 
 
@@ -155,11 +154,15 @@ def timed_map(fn: Callable[[int], None], count: int, workers: int) -> float:
 
 
 # -- the emulators --------------------------------------------------------------------------------
-def clean_environment() -> None:
-    """Drop every variable of this machine that could send an SDK anywhere but 127.0.0.1."""
+def clean_environment(work: Path) -> None:
+    """Drop every variable of this machine that could send an SDK anywhere but 127.0.0.1, and
+    keep clearml-data's own settings (a config file may hold driver options) out of the run."""
     for var in list(os.environ):
-        if var.startswith(FOREIGN_PREFIXES):
+        if var.startswith(FOREIGN_PREFIXES) or var.startswith("CLEARML_DATA_"):
             del os.environ[var]
+    os.environ.update(CLEARML_DATA_CONFIG=str(work / "config.ini"),  # none: every option at its default
+                      CLEARML_DATA_STATE_DIR=str(work / "state"),
+                      CLEARML_DATA_CACHE_DIR=str(work / "cache"))
     from clearml_data.storage.testserver import keep_loopback_off_proxies
 
     keep_loopback_off_proxies()
@@ -344,7 +347,6 @@ def versions() -> dict[str, str]:
 def run(args: argparse.Namespace) -> dict:
     from clearml_data.storage.manager import PluginManager
 
-    clean_environment()
     report: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -354,6 +356,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     with tempfile.TemporaryDirectory(prefix="transfer-bench-", dir=args.workdir) as tmp:
         work = Path(tmp)
+        clean_environment(work)
         sources = {s: generate(s, work / "src" / s.name) for s in args.shapes}
         os.sync()  # the sources are on disk before anything is timed, not being written back
         copy_workers = report["copy_workers"] = args.workers or 16
