@@ -10,7 +10,8 @@ threads, ``cp -r``, ``cp -al``), clearml-data's CLI, and DVC's CLI (``dvc init -
 with a local-folder remote). Each command runs as its own process; its wall time and
 peak memory (``ru_maxrss`` from ``wait4``) are recorded. The report gives medians, the
 ratios ours/DVC and ours/limit, and the targets of the performance plan with a pass or
-fail for each. Results go to ``docs/benchmarks.json`` and ``docs/benchmarks.md``.
+fail for each, and the start-up figures of ``benchmarks/startup.py``. The report goes to
+``docs/internals/benchmarks.md``, every sample to ``benchmarks/results/benchmarks.json``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import startup  # benchmarks/startup.py, next to this script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+#: where the reports go: the page the docs show, and the samples behind it
+DOCS_OUT = ROOT / "docs" / "internals"
+RESULTS_OUT = HERE / "results"
 BIN = Path(sys.executable).parent
 KiB, MiB = 1024, 1024 * 1024
 
@@ -122,6 +128,7 @@ def run(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> Sa
     _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.stderr is not None  # stderr=PIPE above
     err = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
     if proc.returncode != 0:
@@ -230,7 +237,8 @@ def dvc(work: Path, data: Path, w: Workload, results: dict[str, list[Sample]], b
         drop_page_cache_hint()
         s1 = dv("add", "-q", "data")
         s2 = dv("push", "-q")
-        results.setdefault("new_version", []).append(Sample(s1.seconds + s2.seconds, max(s1.rss_mb, s2.rss_mb)))
+        results.setdefault("new_version", []).append(Sample(s1.seconds + s2.seconds,
+                                                            max(s1.rss_mb, s2.rss_mb)))
 
 
 def limits(work: Path, data: Path, results: dict[str, list[Sample]]) -> None:
@@ -313,7 +321,7 @@ def markdown(reports: list[Report], meta: dict) -> str:
              f"Run on {meta['date']} on `{meta['machine']}` ({meta['cpus']} CPUs), Python {meta['python']}, "
              f"clearml-data {meta['clearml_data']}, DVC {meta['dvc'] or 'not installed'}, "
              f"{meta['repeat']} repetitions, medians. Produced by `python benchmarks/run.py` "
-             "(see benchmarks/README.md); raw numbers in `benchmarks.json`.", "",
+             "(see benchmarks/README.md); every sample in `benchmarks/results/benchmarks.json`.", "",
              "Target for each operation: ours <= max(0.1 x DVC at its best setting, the machine-limit "
              "bound named in the table). DVC's best is the faster of its default cache and "
              "`cache.type hardlink`. Each bound adds one interpreter start (`python -c pass`), the "
@@ -322,7 +330,8 @@ def markdown(reports: list[Report], meta: dict) -> str:
     for r in reports:
         lim = {k: median(v) for k, v in r.limit.items()}
         lines += [f"## {r.workload.title} ({r.workload.total_bytes / MiB:,.0f} MiB)", "",
-                  "Machine limits: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in lim.items()), "",
+                  "Machine limits: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s"
+                                                 for k, v in lim.items()), "",
                   "| operation | ours (s) | peak RSS (MB) | DVC (s) | DVC best (s) | ours/DVC best | "
                   "limit bound | bound (s) | ours/bound | target met |",
                   "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
@@ -373,7 +382,8 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int, chain_base
         n = min(per, extra_rows - made)
         did = uuid.uuid4().hex
         _insert_final(conn, did, "filler", f"1.0.{made // per}")
-        conn.executemany("INSERT INTO changes (dataset_id, path, kind, hash, size) VALUES (?, ?, 'added', ?, 16)",
+        conn.executemany("INSERT INTO changes (dataset_id, path, kind, hash, size) "
+                         "VALUES (?, ?, 'added', ?, 16)",
                          ((did, f"p{j // 1000:05}/f{j:07}", f"{j:064x}") for j in range(n)))
         conn.commit()
         made += n
@@ -447,7 +457,8 @@ def scale_markdown(rows: list[dict], meta: dict) -> str:
              "| check | seconds | peak RSS (MB) | target | met |", "|---|---:|---:|---|---|"]
     for r in rows:
         met = "—" if r["met"] is None else ("yes" if r["met"] else "no")
-        lines.append(f"| {r['check']} | {r['seconds']:.2f} | {r['peak_rss_mb']} | {r['target'] or '—'} | {met} |")
+        lines.append(f"| {r['check']} | {r['seconds']:.2f} | {r['peak_rss_mb']} | {r['target'] or '—'} "
+                     f"| {met} |")
     return "\n".join(lines) + "\n"
 
 
@@ -459,16 +470,29 @@ def main(argv=None) -> int:
     ap.add_argument("--no-dvc", action="store_true", help="skip DVC (ratios against it are then empty)")
     ap.add_argument("--scale", action="store_true",
                     help="run only the scale checks (1,000,000 files, 10,000,000 catalog rows, a chain "
-                         "of 100 versions) and write docs/benchmarks-scale.md")
+                         "of 100 versions) and write benchmarks-scale.md / .json")
+    ap.add_argument("--startup", action="store_true",
+                    help="run only the start-up figures (benchmarks/startup.py) and write startup.json")
+    ap.add_argument("--startup-runs", type=int, default=20, help="processes per start-up figure")
     ap.add_argument("--scale-files", type=int, default=1_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--scale-rows", type=int, default=9_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--scale-chain", type=int, default=100, help=argparse.SUPPRESS)
     ap.add_argument("--scale-chain-base", type=int, default=200_000, help=argparse.SUPPRESS)
-    ap.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.json / .md")
+    ap.add_argument("--out", default=str(RESULTS_OUT),
+                    help=f"folder for the JSON samples (default: {RESULTS_OUT.relative_to(ROOT)})")
+    ap.add_argument("--docs", default=str(DOCS_OUT),
+                    help=f"folder for the Markdown reports (default: {DOCS_OUT.relative_to(ROOT)})")
     ap.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
     a = ap.parse_args(argv)
     all_w = workloads()
     names = a.workload or ["small", "large", "mixed"]
+    out, docs = Path(a.out), Path(a.docs)
+    if a.startup:
+        report = startup.measure(a.startup_runs)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "startup.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(startup.markdown(report))
+        return 0
     dvc_version = None
     if not a.no_dvc and not a.scale:
         if not (BIN / "dvc").exists():
@@ -476,7 +500,7 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         dvc_version = subprocess.run([str(BIN / "dvc"), "--version"], capture_output=True,
-                                     text=True).stdout.strip()
+                                     text=True, check=False).stdout.strip()
     from clearml_data import __version__
 
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
@@ -490,10 +514,10 @@ def main(argv=None) -> int:
         finally:
             if not a.workdir:
                 shutil.rmtree(base, ignore_errors=True)
-        out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
+        docs.mkdir(parents=True, exist_ok=True)
         (out / "benchmarks-scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-        (out / "benchmarks-scale.md").write_text(scale_markdown(rows, meta))
+        (docs / "benchmarks-scale.md").write_text(scale_markdown(rows, meta))
         print(scale_markdown(rows, meta))
         return 0
     try:
@@ -501,7 +525,8 @@ def main(argv=None) -> int:
             w = all_w[name]
             r = Report(w)
             src = base / f"src-{name}"
-            print(f"[{name}] generating {len(w.files):,} files, {w.total_bytes / MiB:,.0f} MiB", file=sys.stderr)
+            print(f"[{name}] generating {len(w.files):,} files, {w.total_bytes / MiB:,.0f} MiB",
+                  file=sys.stderr)
             generate(w, src)
             reps = a.repeat
             for i in range(reps):
@@ -530,18 +555,21 @@ def main(argv=None) -> int:
     finally:
         if not a.workdir:
             shutil.rmtree(base, ignore_errors=True)
-    out = Path(a.out)
+    print("[startup] the CLI's start-up", file=sys.stderr)
+    started = startup.measure(a.startup_runs)
     out.mkdir(parents=True, exist_ok=True)
-    data = {"meta": meta, "workloads": {
+    docs.mkdir(parents=True, exist_ok=True)
+    report = {"meta": meta, "startup": started, "workloads": {
         r.workload.name: {"title": r.workload.title, "files": len(r.workload.files),
                           "bytes": r.workload.total_bytes, "rows": r.rows(),
                           "limits_s": {k: round(median(v), 3) for k, v in r.limit.items()},
                           "samples": {tool: {op: [round(s.seconds, 3) for s in v] for op, v in d.items()}
                                       for tool, d in (("ours", r.ours), ("dvc", r.dvc), ("limits", r.limit))}}
         for r in reports}}
-    (out / "benchmarks.json").write_text(json.dumps(data, indent=2) + "\n")
-    (out / "benchmarks.md").write_text(markdown(reports, meta))
-    print(markdown(reports, meta))
+    page = markdown(reports, meta) + "\n" + startup.markdown(started, heading="##")
+    (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+    (docs / "benchmarks.md").write_text(page)
+    print(page)
     return 0
 
 

@@ -513,7 +513,7 @@ def test_every_crash_point_is_called_and_documented():
         for name in crashpoints.POINTS:
             called[name] += text.count(f'crashpoints.reach("{name}")')
     assert {n for n, c in called.items() if c == 0} == set()
-    doc = (Path(__file__).parents[2] / "docs" / "reliability-crash.md").read_text()
+    doc = (Path(__file__).parents[2] / "docs" / "internals" / "reliability-crash.md").read_text()
     assert [n for n in crashpoints.POINTS if f"`{n}`" not in doc] == []
 
 
