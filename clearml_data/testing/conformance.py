@@ -4,7 +4,7 @@ Subclass :class:`DriverConformance` in a test module and provide a ``driver`` fi
 that returns a driver on a fresh, empty location::
 
     import pytest
-    from clearml_data.storage.conformance import DriverConformance
+    from clearml_data.testing.conformance import DriverConformance
 
     class TestMyDriver(DriverConformance):
         @pytest.fixture
@@ -22,7 +22,7 @@ import threading
 
 import pytest
 
-from .base import ObjectInfo, StorageDriver
+from ..storage.base import ObjectInfo, StorageDriver
 
 
 def _write(path, data: bytes) -> str:
@@ -145,7 +145,7 @@ class DriverConformance:
         def put(i):
             try:
                 driver.put_bytes(os.urandom(10_000) + bytes([i]), f"par/{i}")
-            except BaseException as exc:  # collected and asserted below
+            except BaseException as exc:  # noqa: BLE001 - collected, and asserted in the test thread
                 errors.append(exc)
 
         _in_threads(put, 16)

@@ -1,6 +1,6 @@
-"""Storage-fault checks a driver's tests run through a :class:`~.faultproxy.FaultProxy`.
+"""Storage-fault checks a driver's tests run through a :class:`~.proxy.FaultProxy`.
 
-Two checks, each returning figures for ``clearml_data.testing.report_figures``:
+Two checks, each returning figures (a dict) for the test to report:
 
 ``check_retry_bound(...)``
     For each fault and each transfer (put, whole get, ranged read): ``k`` consecutive faults
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .faultproxy import Fault, FaultProxy
+from .proxy import Fault, FaultProxy
 
 MiB = 1024 * 1024
 
@@ -116,7 +116,7 @@ def check_retry_bound(driver, direct, proxy: FaultProxy, target: FaultTarget, at
                         stored = direct.get_bytes(key)
                     except FileNotFoundError:
                         stored = None
-                    if ok and stored != payload or stored is not None and stored != payload:
+                    if (ok and stored != payload) or (stored is not None and stored != payload):
                         problems.append(f"{fault} x{k} put: the stored object is "
                                         f"{'missing' if stored is None else 'damaged'}")
                 elif not ok and out.exists():
@@ -193,7 +193,8 @@ def check_workflow(cli, target: FaultTarget, proxy: FaultProxy, storage: str, so
     for r in range(rounds):
         use_proxy(True)
         proxy.clear()
-        res = run("create", "--project", "faults", "--name", f"{target.name}-{seed}-{r}", "--storage", storage)
+        res = run("create", "--project", "faults", "--name", f"{target.name}-{seed}-{r}",
+                  "--storage", storage)
         assert res.code == 0, res.err
         ds = res.out.strip().rsplit("=", 1)[-1]
         assert run("add", "--id", ds, "--files", str(source)).code == 0
@@ -244,7 +245,7 @@ def check_workflow(cli, target: FaultTarget, proxy: FaultProxy, storage: str, so
 
 
 def _clear(cache_root: Path) -> None:
-    from ..cache import remove_tree
+    from ...cache.links import remove_tree
 
     for name in ("objects", "datasets", "tmp"):
         remove_tree(cache_root / name)

