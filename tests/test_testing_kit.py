@@ -28,8 +28,10 @@ OLD_PATHS = {
 def test_an_old_import_path_still_works_and_warns(old, monkeypatch):
     new, names = OLD_PATHS[old]
     monkeypatch.delitem(sys.modules, old, raising=False)  # import it afresh, so it warns again
-    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated.*import from {new}"):
-        shim = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated.*import from {new}") as caught:
+        __import__(old)  # as an import statement does
+    assert caught[0].filename == __file__  # shown at the import to change, not inside the shim
+    shim = sys.modules[old]
     target = importlib.import_module(new)
     assert all(getattr(shim, n) is getattr(target, n) for n in names)
     assert set(names) <= set(shim.__all__)
