@@ -179,6 +179,23 @@ class LoopbackServer:
         self.stop()
 
 
+def azurite_main() -> Path | None:
+    """Azurite's blob main.js: ``$AZURITE_MAIN`` (None if that is no file), else the one in
+    ``node_modules/`` of the working directory or a folder above it, or above this package,
+    up to the root of the repository it is in."""
+    env = os.environ.get("AZURITE_MAIN")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for base in (start, *start.parents):
+            candidate = base / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+            if candidate.is_file():
+                return candidate
+            if (base / ".git").exists() or (base / "tox.ini").is_file():
+                break  # a repository's root: do not wander into other projects
+    return None
+
+
 def emulator(scheme: str, workdir: str | os.PathLike, env: dict | None = None) -> LoopbackServer:
     """A started emulator for ``scheme`` ("s3": moto, "gs": fake-gcs-server, "azure": Azurite,
     from the plugins' [test] extras and the repository's node_modules); skips the calling test
@@ -214,16 +231,19 @@ def emulator(scheme: str, workdir: str | os.PathLike, env: dict | None = None) -
             "-log-level", "warn"],
             "/storage/v1/b", workdir, env=env)
     elif scheme == "azure":
-        main_js = os.environ.get("AZURITE_MAIN") or str(Path(__file__).resolve().parents[2] / "node_modules" /
-                                                        "azurite" / "dist" / "src" / "blob" / "main.js")
-        node = shutil.which("node")
-        if not Path(main_js).is_file() or node is None:
-            unavailable("Azurite is not installed: run `npm ci` in the repository root "
-                        "(or set AZURITE_MAIN)")
+        found_js, node = azurite_main(), shutil.which("node")
+        if found_js is None:
+            unavailable("Azurite is not installed: run `npm ci` in the repository root (its "
+                        "package.json pins Azurite) or set AZURITE_MAIN to Azurite's blob main.js")
+        if node is None:
+            unavailable("node is not on PATH (needed to run Azurite)")
+        main_js = str(found_js)
         server = LoopbackServer("azurite", lambda p: [
             node, main_js, "--blobHost", LOOPBACK, "--blobPort", str(p), "--location", str(workdir / "data"),
-            "--silent", "--loose", "--disableTelemetry", "--skipApiVersionCheck"],
-            "/devstoreaccount1?comp=list", workdir, env=env)
+            "--silent", "--loose",
+            "--disableTelemetry",     # Azurite reports usage off the machine otherwise
+            "--skipApiVersionCheck",  # the SDKs speak newer x-ms-versions than a pinned Azurite knows
+            ], "/devstoreaccount1?comp=list", workdir, env=env)
     else:
         raise ValueError(f"no emulator for {scheme!r}")
     try:

@@ -1,8 +1,9 @@
 """Fixtures for the azure:// driver tests: a real Azurite blob server on 127.0.0.1.
 
 Azurite 3.35.0 comes from npm (the repository root's package.json / package-lock.json,
-installed with ``npm ci``); it is run as ``node .../azurite/dist/src/blob/main.js``, never
-through npx. Set ``AZURITE_MAIN`` to use another main.js. Nothing but 127.0.0.1 is
+installed with ``npm ci``); clearml_data.testing.servers.emulator runs it as
+``node .../azurite/dist/src/blob/main.js``, never through npx. Set ``AZURITE_MAIN`` to use
+another main.js. Nothing but 127.0.0.1 is
 contacted: the well-known development account is set explicitly, azure-identity is
 switched off, and loopback is kept off any HTTP proxy. ``core_env``, ``cli`` and ``make_driver``
 come from clearml_data.testing.pytest (named in the repository's conftest).
@@ -13,16 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from clearml_data.testing import CliResult, IsolatedEnv
 from clearml_data.testing.faults import FaultProxy
-from clearml_data.testing.servers import LoopbackServer, keep_loopback_off_proxies, unavailable, unique_name
+from clearml_data.testing.servers import emulator, keep_loopback_off_proxies, unique_name
 
-HERE = Path(__file__).resolve().parent
-AZURITE_VERSION = "3.35.0"
 #: Azurite's published development account (a well-known value, not a secret)
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -39,45 +37,14 @@ _FOREIGN_ENV = (
 keep_loopback_off_proxies()
 
 
-def azurite_main() -> Path | None:
-    """Azurite's blob main.js: $AZURITE_MAIN, else node_modules in the repository root above us."""
-    env = os.environ.get("AZURITE_MAIN")
-    if env:
-        return Path(env) if Path(env).is_file() else None
-    for base in (HERE, *HERE.parents):
-        candidate = base / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
-        if candidate.is_file():
-            return candidate
-        if (base / ".git").exists() or (base / "tox.ini").is_file():
-            break  # the repository root: do not wander into other projects
-    return None
-
-
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory):
     """A running Azurite blob service on 127.0.0.1 for the whole session."""
-    main_js, node = azurite_main(), shutil.which("node")
-    if main_js is None:
-        unavailable("Azurite not found: run `npm ci` in the repository root (package.json pins "
-                    f"azurite {AZURITE_VERSION}) or set AZURITE_MAIN")
-    if node is None:
-        unavailable("node is not on PATH (needed to run Azurite)")
     workdir = tmp_path_factory.mktemp("azurite")
-    data = workdir / "data"
-    argv = lambda port: [  # noqa: E731
-        node, str(main_js), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-        "--location", str(data), "--silent", "--loose",
-        "--disableTelemetry",     # Azurite reports usage off the machine otherwise
-        "--skipApiVersionCheck",  # the SDK speaks a newer x-ms-version than Azurite 3.35 knows
-    ]
-    server = LoopbackServer("azurite", argv, probe_path=f"/{ACCOUNT}?comp=list", workdir=workdir)
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        unavailable(f"Azurite ({main_js}) did not start: {exc}")
+    server = emulator("azure", workdir)
     yield server
     server.stop()
-    shutil.rmtree(data, ignore_errors=True)  # hundreds of MiB of test blobs
+    shutil.rmtree(workdir / "data", ignore_errors=True)  # hundreds of MiB of test blobs
 
 
 def connection_string(server_url: str, key: str = ACCOUNT_KEY) -> str:
