@@ -20,8 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
-from . import tempfiles
-from .diskspace import space_for
+from .cache import tempfiles
+from .cache.diskspace import space_for
 from .errors import UsageError
 
 APP = "clearml-data"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from . import tempfiles
-from .cache import Cache, link_or_copy
+from .cache import Cache, tempfiles
+from .cache.links import link_or_copy
 from .catalog.fs import filesystem_type
 
 

@@ -78,7 +78,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int | Non
 def hash_files(stats: dict[str, os.stat_result], memory=None, max_workers: int | None = None,
                 on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, str, int]]:
     """Yield (path, digest, size) for each already-stat'ed file, in input order, hashing in
-    parallel only the files ``memory`` (a :class:`~clearml_data.statcache.StatCache`) does
+    parallel only the files ``memory`` (a :class:`~clearml_data.cache.hashmemory.HashMemory`) does
     not know unchanged. ``on_done(nbytes)`` is called once per file, from the calling thread."""
     import time
 

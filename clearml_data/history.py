@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from . import crashpoints
+from . import _crashpoints as crashpoints
 from .catalog import ChangeRow, DatasetRow
 from .errors import DatasetNotFoundError, DatasetStateError, UsageError
 from .progress import ProgressFactory, null_progress

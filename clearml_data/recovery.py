@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import manifest as mf
-from . import tempfiles
+from .cache import tempfiles
 from .catalog import ChangeRow, DatasetRow, ObjectRow, refs
 from .errors import (
     ClearMLDataError,

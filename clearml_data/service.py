@@ -24,9 +24,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crashpoints, packs, tempfiles, versions
-from .cache import COPY_TEMP_PREFIX, LINK_MODES, Cache, populate, remove_tree
-from .diskspace import disk_full, is_no_space, space_for
+from . import _crashpoints as crashpoints
+from . import packs, versions
+from .cache import Cache, tempfiles
+from .cache.diskspace import disk_full, is_no_space, space_for
+from .cache.links import COPY_TEMP_PREFIX, LINK_MODES, populate, remove_tree
 from .catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
 from .config import Settings
 from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, DatasetStateError,
@@ -37,7 +39,7 @@ from .recovery import FINALIZE_ATTEMPTS, RecoveryMixin
 from .verify import VerifyMixin
 from .diagnostics import probe_cache
 from .hashing import EMPTY_SHA256, hash_files, ordered_map, sha256_file
-from .statcache import StatCache
+from .cache.hashmemory import HashMemory as StatCache
 from .paths import (MAX_DEPTH, MAX_PATH_BYTES, check_id, check_link, check_pattern, check_relpath, describe,
                     join_relpath, local_relpath, matches, normalize_relpath, shorten, under)
 from .rowcheck import check_change, check_length, check_location, extent_problem

@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import remove_tree
-from .cacheguard import batched
+from .cache.guard import batched
+from .cache.links import remove_tree
 from .catalog import DatasetRow
 from .errors import ClearMLDataError
 from .hashing import EMPTY_SHA256, ordered_map, sha256_file

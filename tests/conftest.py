@@ -1,19 +1,21 @@
+"""Every core test runs in its own catalog, default storage, cache, state and config."""
+
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
-from clearml_data.testing import IsolatedEnv, isolate, reset_services, run_cli
+from clearml_data.testing import CliResult, IsolatedEnv
 
 
 @pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch) -> IsolatedEnv:
+def env(clearml_data_env: IsolatedEnv) -> IsolatedEnv:
     """Every test gets its own catalog, default storage, cache, state and config."""
-    e = isolate(tmp_path / "clearml-data-env", monkeypatch)
-    yield e
-    reset_services()
+    return clearml_data_env
 
 
 @pytest.fixture
-def cli():
+def cli(clearml_data_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
     """Run ``clearml-data`` in-process: cli("add", "--files", "x") -> CliResult."""
-    return run_cli
+    return clearml_data_cli

@@ -354,15 +354,15 @@ def test_concurrent_get_never_sees_a_half_built_copy(tmp_path, env, monkeypatch)
 def test_link_falls_back_to_copy_across_filesystems(tmp_path, monkeypatch):
     import errno
 
-    from clearml_data import cache
+    from clearml_data.cache import links
 
     def no_link(src, dst):
         raise OSError(errno.EXDEV, "cross-device link")
 
-    monkeypatch.setattr(cache.os, "link", no_link)
+    monkeypatch.setattr(links.os, "link", no_link)
     src = tmp_path / "src"
     src.write_bytes(b"payload")
-    method = cache.link_or_copy(str(src), str(tmp_path / "dst"))
+    method = links.link_or_copy(str(src), str(tmp_path / "dst"))
     assert method in ("reflink", "copy")
     assert (tmp_path / "dst").read_bytes() == b"payload"
     assert not os.stat(tmp_path / "dst").st_mode & stat.S_IWUSR

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data import Dataset, IntegrityError, cacheguard
+from clearml_data import Dataset, IntegrityError
 from clearml_data.api import default_service
-from clearml_data.cache import remove_tree
+from clearml_data.cache import guard as cacheguard
+from clearml_data.cache.links import remove_tree
 from clearml_data.testing import read_tree, write_tree
 
 FILES = {"a.txt": b"alpha" * 100, "sub/b.bin": os.urandom(3000), "sub/c.bin": os.urandom(5000),

@@ -1,4 +1,4 @@
-"""The fault proxy (clearml_data.storage.faultproxy) against a small HTTP server on loopback."""
+"""The fault proxy (clearml_data.testing.faults) against a small HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from clearml_data.storage.faultproxy import Fault, FaultProxy
+from clearml_data.testing.faults import Fault, FaultProxy
 
 BODY = os.urandom(200_000)
 
@@ -207,6 +207,68 @@ def test_expect_continue_is_answered_and_faults_still_apply(proxy, upstream):
     assert statuses == [503, 201] and upstream.objects["/e"] == b"hello"
 
 
+def _one_bit_apart(a: bytes, b: bytes) -> list[tuple[int, int]]:
+    """[(offset, a ^ b)] of every byte where a and b differ."""
+    assert len(a) == len(b)
+    return [(i, x ^ y) for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+
+
+def test_flip_request_damages_one_bit_of_each_upload_body(proxy, upstream):
+    proxy.inject(Fault.flip_request(min_size=101), method="PUT", times=None)
+    c = conn(proxy)
+    for name, body in (("/big", BODY), ("/tiny", b"t" * 100)):
+        c.request("PUT", name, body=body)
+        r = c.getresponse()
+        r.read()
+        assert r.status == 201  # the server accepts the damaged body as if it were whole
+    c.close()
+    assert _one_bit_apart(upstream.objects["/big"], BODY) == [(len(BODY) // 2, 1)]
+    assert upstream.objects["/tiny"] == b"t" * 100  # under min_size: passed untouched
+    # only the damaged upload counts as a fault
+    assert proxy.injected == {"flip_request": 1}
+    assert [str(e.fault) if e.fault else None for e in proxy.log] == [
+        "flip request bit (bodies of 101 B and more)", None]
+
+
+@pytest.mark.parametrize("path", ["/x", "/chunked"])
+def test_flip_response_damages_one_bit_of_each_download_body(proxy, path):
+    rule = proxy.inject(Fault.flip_response(), method="GET", times=1)
+    c = conn(proxy)
+    c.request("GET", path)
+    first = c.getresponse().read()
+    c.request("GET", path)
+    second = c.getresponse().read()
+    c.close()
+    assert second == BODY  # times=1: the next download is whole again
+    if path == "/x":
+        assert _one_bit_apart(first, BODY) == [(len(BODY) // 2, 1)]
+        assert proxy.injected == {"flip_response": 1}
+    else:  # no Content-Length: nothing to aim at; the bodies pass untouched, the rule stays unused
+        assert first == BODY and proxy.total_injected == 0 and rule.hits == 0
+
+
+def test_flip_response_leaves_bodiless_and_error_answers_alone(proxy, upstream):
+    proxy.inject(Fault.flip_response(), times=None)
+    c = conn(proxy)
+    c.request("HEAD", "/x")
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b""
+    c.request("PUT", "/obj", body=b"payload")  # a 201 answer without a body
+    r = c.getresponse()
+    r.read()
+    c.close()
+    assert r.status == 201 and upstream.objects["/obj"] == b"payload"
+    assert proxy.total_injected == 0 and all(e.fault is None for e in proxy.log)
+
+
+def test_the_log_keeps_each_request_s_headers(proxy):
+    c = conn(proxy)
+    c.request("GET", "/x", headers={"X-Ms-Range-Get-Content-Md5": "true"})
+    c.getresponse().read()
+    c.close()
+    assert proxy.log[0].headers["x-ms-range-get-content-md5"] == "true"
+
+
 def test_stall_outlasts_the_client_timeout_and_stop_ends_it(upstream):
     p = FaultProxy(upstream.url).start()
     p.inject(Fault.stall(seconds=60, after=100))
@@ -248,3 +310,5 @@ def test_only_loopback_http_upstreams():
         FaultProxy("https://127.0.0.1:443")
     with pytest.raises(ValueError):
         Fault("explode")
+    with pytest.raises(ValueError):
+        Fault.flip_request(min_size=0)

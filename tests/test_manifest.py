@@ -17,7 +17,9 @@ from clearml_data.config import Settings
 from clearml_data.errors import ManifestError
 from clearml_data.service import Service
 from clearml_data.storage.folder import FolderDriver
-from clearml_data.testing import read_tree, report_figures, reset_services, write_tree
+from clearml_data.testing import read_tree, reset_services, write_tree
+
+from figures import report_figures
 
 
 def created(res) -> str:

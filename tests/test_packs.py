@@ -66,6 +66,7 @@ def counted_reads(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_20000_small_files_make_a_handful_of_objects_and_one_ranged_read(tmp_path, env, counted_reads,
                                                                            monkeypatch):
     src = tmp_path / "src"

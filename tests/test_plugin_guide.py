@@ -29,8 +29,8 @@ import pytest
 import clearml_data.service
 from clearml_data.errors import UsageError
 from clearml_data.storage import PluginManager, StorageDriver
-from clearml_data.storage.conformance import DriverConformance
-from clearml_data.storage.testserver import unique_name
+from clearml_data.testing.conformance import DriverConformance
+from clearml_data.testing.servers import unique_name
 from clearml_data.testing import isolate, read_tree, reset_services, run_cli, write_tree
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
@@ -42,6 +42,7 @@ FILES = {
     "clearml_data_memory/driver.py",
     "setup.cfg",
     "pyproject.toml",
+    "tests/conftest.py",
     "tests/test_memory_conformance.py",
     "tests/test_memory_workflow.py",
 }
@@ -177,8 +178,11 @@ class Outcomes:
             self.problems.append(f"collecting {report.nodeid}: {report.longreprtext}")
 
 
-def test_the_examples_own_tests_pass(example, tmp_path):
+def test_the_examples_own_tests_pass(example, tmp_path, monkeypatch):
     """DriverConformance against the example driver, and the example's workflow test."""
+    # with --import-mode=importlib the example's tests/conftest.py is the module "tests.conftest",
+    # the name this suite's own tests/conftest.py has: the run must import the example's
+    monkeypatch.delitem(sys.modules, "tests.conftest", raising=False)
     ini = tmp_path / "pytest.ini"
     ini.write_text("[pytest]\n")
     outcomes = Outcomes()

@@ -7,8 +7,8 @@ import pytest
 
 from clearml_data.errors import MissingDependencyError, PluginError, UsageError
 from clearml_data.storage import DriverInfo, PluginManager, hookimpl, redact_url, url_scheme
-from clearml_data.storage.conformance import DriverConformance
 from clearml_data.storage.folder import FolderDriver, folder_path
+from clearml_data.testing.conformance import DriverConformance
 
 
 class TestFolderDriver(DriverConformance):

@@ -21,8 +21,9 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import crashpoints, versions
-from ..diskspace import nearly_full
+from .. import _crashpoints as crashpoints
+from .. import versions
+from ..cache.diskspace import nearly_full
 from ..errors import CatalogError, CatalogLockedError, DiskFullError, SchemaVersionError, VersionExistsError
 from .fs import filesystem_type, is_network_filesystem
 from .lockfile import DEFAULT_TIMEOUT, LockedConnection, LockFile, resolve_lock_method

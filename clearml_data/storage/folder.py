@@ -17,7 +17,8 @@ import stat
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
-from .. import crashpoints, tempfiles
+from .. import _crashpoints as crashpoints
+from ..cache import tempfiles
 from ..errors import UsageError
 from ..paths import safe_join
 from .base import RANGED_READS, CONDITIONAL_PUT, DriverInfo, ObjectInfo, StorageDriver

@@ -11,13 +11,9 @@ import pytest
 
 from clearml_data import Dataset
 from clearml_data.api import default_service
-from clearml_data.testing import (
-    isolate,
-    read_tree,
-    reliability_count,
-    report_figures,
-    write_tree,
-)
+from clearml_data.testing import isolate, read_tree, write_tree
+
+from figures import reliability_count, report_figures
 
 FILES_PER_ROUND = 60
 CHUNK_MB = 0.02  # ~20 KB packs; files from that size up are objects of their own

@@ -16,7 +16,9 @@ import pytest
 from clearml_data.catalog import Catalog
 from clearml_data.config import Settings
 from clearml_data.service import Service
-from clearml_data.testing import reliability_count, report_figures, spawn_together, write_tree
+from clearml_data.testing import spawn_together, write_tree
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 

@@ -38,15 +38,18 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data import ClearMLDataError, __version__, crashpoints, manifest
+from clearml_data import ClearMLDataError, __version__, manifest
+from clearml_data import _crashpoints as crashpoints
 from clearml_data import service as service_module
-from clearml_data.cache import remove_tree
+from clearml_data.cache.links import remove_tree
 from clearml_data.cli import main
 from clearml_data.config import Settings
 from clearml_data.service import Service
 from clearml_data.storage import PluginManager
 from clearml_data.storage.folder import FolderDriver
-from clearml_data.testing import isolate, reliability_count, report_figures
+from clearml_data.testing import isolate
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 cli_main = importlib.import_module("clearml_data.cli.main")   # the package exports main() by that name

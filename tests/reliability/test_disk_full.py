@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data.testing import (
-    fill_disk,
-    read_tree,
-    reliability_count,
-    report_figures,
-    reset_services,
-    small_tmpfs,
-    write_tree,
-)
+from clearml_data.testing import fill_disk, read_tree, reset_services, small_tmpfs, write_tree
+
+from figures import reliability_count, report_figures
 
 MiB = 1024 * 1024
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data.testing import reliability_count, report_figures
+from figures import reliability_count, report_figures
 
 
 def _settings(root: str):

@@ -18,7 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from clearml_data.paths import check_relpath
-from clearml_data.testing import catalog_dump, reliability_count, report_figures, reset_services, run_cli, write_tree
+from clearml_data.testing import catalog_dump, reset_services, run_cli, write_tree
+
+from figures import reliability_count, report_figures
 
 #: ~30 paths that must never become (part of) a dataset path
 HOSTILE = [

@@ -32,7 +32,9 @@ from pathlib import Path
 import pytest
 
 from clearml_data import errors
-from clearml_data.testing import read_tree, reliability_count, report_figures, reset_services, run_cli, write_tree
+from clearml_data.testing import read_tree, reset_services, run_cli, write_tree
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 

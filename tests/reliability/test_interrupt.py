@@ -22,12 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data import Dataset, crashpoints
-from clearml_data.cache import COPY_TEMP_PREFIX, Cache, remove_tree
+from clearml_data import Dataset
+from clearml_data import _crashpoints as crashpoints
+from clearml_data.cache import Cache
+from clearml_data.cache.links import COPY_TEMP_PREFIX, remove_tree
 from clearml_data.cli import main
 from clearml_data.config import Settings
 from clearml_data.service import Service
-from clearml_data.testing import fill_disk, reliability_count, report_figures, reset_services, small_tmpfs, write_tree
+from clearml_data.testing import fill_disk, reset_services, small_tmpfs, write_tree
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 

@@ -32,7 +32,9 @@ import pytest
 
 from clearml_data import manifest as mf
 from clearml_data.packs import object_key, pack_key
-from clearml_data.testing import reliability_count, report_figures, reset_services, write_tree
+from clearml_data.testing import reset_services, write_tree
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from clearml_data.testing import reliability_count, report_figures
+from figures import reliability_count, report_figures
 
 NOBODY = 65534
 

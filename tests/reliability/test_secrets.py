@@ -27,7 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data.testing import reliability_count, report_figures, reset_services, run_cli, write_tree
+from clearml_data.testing import reset_services, run_cli, write_tree
+
+from figures import reliability_count, report_figures
 
 pytest.importorskip("clearml_data_s3", reason="the s3 plugin is not installed (plugins/clearml-data-s3)")
 pytest.importorskip("clearml_data_gcs", reason="the gcs plugin is not installed (plugins/clearml-data-gcs)")
@@ -381,7 +383,7 @@ _servers: dict[str, object] = {}
 
 def _live_server(scheme: str, tmp_path_factory):
     """A real emulator of the scheme on loopback, started once per test module."""
-    from clearml_data.storage.testserver import emulator
+    from clearml_data.testing.servers import emulator
 
     if scheme not in _servers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -26,7 +26,9 @@ from clearml_data import Dataset
 from clearml_data.cache import Cache
 from clearml_data.config import Settings
 from clearml_data.service import Service
-from clearml_data.testing import reliability_count, report_figures, reset_services, write_tree
+from clearml_data.testing import reset_services, write_tree
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 

@@ -30,8 +30,9 @@ import pytest
 from clearml_data import Dataset
 from clearml_data.errors import UnsafePathError, UsageError
 from clearml_data.paths import MAX_DEPTH, MAX_PATH_BYTES
-from clearml_data.testing import (catalog_dump, read_tree, reliability_count, report_figures, reset_services, run_cli,
-                                  spawn_together, write_tree)
+from clearml_data.testing import catalog_dump, read_tree, reset_services, run_cli, spawn_together, write_tree
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 

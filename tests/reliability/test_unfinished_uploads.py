@@ -21,8 +21,10 @@ import time
 
 import pytest
 
-from clearml_data.storage.testserver import emulator, unique_name
-from clearml_data.testing import reliability_count, report_figures, reset_services, run_cli
+from clearml_data.testing import reset_services, run_cli
+from clearml_data.testing.servers import emulator, unique_name
+
+from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clearml_data.storage.conformance import DriverConformance
+from clearml_data.testing.conformance import DriverConformance
 
 
 class TestazureConformance(DriverConformance):

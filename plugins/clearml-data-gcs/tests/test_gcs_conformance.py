@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clearml_data.storage.conformance import DriverConformance
-from clearml_data.storage.testserver import unique_name
+from clearml_data.testing.conformance import DriverConformance
+from clearml_data.testing.servers import unique_name
 
 
 class TestgcsConformance(DriverConformance):

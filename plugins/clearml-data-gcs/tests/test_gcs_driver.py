@@ -24,7 +24,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from clearml_data.errors import MissingDependencyError, UsageError
 from clearml_data.storage import CONDITIONAL_PUT, MULTIPART, RANGED_READS, StorageDriver
 from clearml_data.storage.manager import PluginManager
-from clearml_data.storage.testserver import free_port, unique_name
+from clearml_data.testing.servers import free_port, unique_name
 from clearml_data_gcs import INSTALL_HINT
 from clearml_data_gcs.driver import BucketNotFoundError, GCSDriver, parse_gs_url
 

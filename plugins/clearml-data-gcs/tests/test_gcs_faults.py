@@ -1,7 +1,7 @@
 """Storage faults between the GCS driver and fake-gcs-server: 5xx answers, cut transfers, stalls.
 
-Everything goes through clearml_data.storage.faultproxy on 127.0.0.1; the checks are the
-core's (clearml_data.storage.faultsuite). Counts grow under ``tox -e reliability``.
+Everything goes through the core's fault proxy on 127.0.0.1, and the checks are the core's
+(both in clearml_data.testing.faults). Counts grow under ``tox -e reliability``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ import gc
 
 import pytest
 
-from clearml_data.storage.faultproxy import FaultProxy
-from clearml_data.storage.faultsuite import (
+from clearml_data.testing import reset_services
+from clearml_data.testing.faults import (
+    FaultProxy,
     FaultTarget,
     check_retry_bound,
     check_workflow,
     make_source,
     standard_faults,
 )
-from clearml_data.testing import reliability_count, report_figures, reset_services
+
+from figures import reliability_count, report_figures
 
 pytestmark = [
     pytest.mark.reliability,

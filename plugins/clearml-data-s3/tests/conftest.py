@@ -2,18 +2,19 @@
 
 Nothing but 127.0.0.1 is contacted: the credentials are fake and set explicitly, the
 AWS config and credentials files are /dev/null, and the instance-metadata lookup is off.
-Each test gets its own bucket, so tests never see each other's objects.
+Each test gets its own bucket, so tests never see each other's objects. ``core_env``, ``cli``
+and ``make_driver`` come from clearml_data.testing.pytest (named in the repository's conftest).
 """
 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Callable
 
 import pytest
 
-from clearml_data.testing import isolate, reset_services, run_cli
-from clearml_data.storage.testserver import LoopbackServer, keep_loopback_off_proxies, unavailable, unique_name
+from clearml_data.testing import CliResult, IsolatedEnv
+from clearml_data.testing.servers import emulator, keep_loopback_off_proxies, unique_name
 
 #: fake credentials; tests assert they never show up in output
 ACCESS_KEY = "AKIACLEARMLDATACANARY"
@@ -38,22 +39,10 @@ UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURIT
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
     """``python -m moto.server`` on a free loopback port, stopped (process group) at the end."""
-    try:
-        import moto.server  # noqa: F401
-        import flask  # noqa: F401
-    except ImportError as exc:
-        unavailable(f"the S3 test server is not installed ({exc.name}): "
-                    "pip install 'moto[s3]' flask flask-cors")
     keep_loopback_off_proxies()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(FAKE_AWS_ENV)
-    server = LoopbackServer(
-        "moto", lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        probe_path="/moto-api/", workdir=tmp_path_factory.mktemp("moto"), env=env)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        unavailable(f"moto server did not start: {exc}")
+    server = emulator("s3", tmp_path_factory.mktemp("moto"), env=env)
     yield server
     server.stop()
 
@@ -94,35 +83,24 @@ def bucket(s3_client) -> str:
 
 
 @pytest.fixture
-def make_driver(s3_env):
-    """make_driver(url, **options) -> S3Driver, closed at the end of the test."""
+def driver_class(s3_env):
+    """What ``make_driver(url, **options)`` opens: S3Driver, on the test server."""
     from clearml_data_s3.driver import S3Driver
 
-    made = []
-
-    def make(url: str, **options) -> S3Driver:
-        driver = S3Driver(url, **options)
-        made.append(driver)
-        return driver
-
-    yield make
-    for driver in made:
-        driver.close()
+    return S3Driver
 
 
-# -- the core's environment, for the CLI workflow tests -------------------------------------
+# -- the core's environment, for the CLI workflow tests (clearml_data.testing.pytest) --------
 @pytest.fixture
-def core_env(tmp_path, monkeypatch):
-    """Own catalog, default storage, cache, state and config for one test (as tests/conftest.py)."""
-    e = isolate(tmp_path / "clearml-data-env", monkeypatch)
-    yield e
-    reset_services()
+def core_env(clearml_data_env: IsolatedEnv) -> IsolatedEnv:
+    """Own catalog, default storage, cache, state and config for one test."""
+    return clearml_data_env
 
 
 @pytest.fixture
-def cli(core_env):
+def cli(clearml_data_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
     """Run ``clearml-data`` in-process: cli("add", "--files", "x") -> CliResult."""
-    return run_cli
+    return clearml_data_cli
 
 
 @pytest.fixture

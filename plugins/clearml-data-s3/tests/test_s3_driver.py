@@ -17,7 +17,7 @@ from botocore.exceptions import ResponseStreamingError
 from clearml_data.errors import MissingDependencyError, UsageError
 from clearml_data.storage import CONDITIONAL_PUT, MULTIPART, RANGED_READS, StorageDriver
 from clearml_data.storage.manager import PluginManager
-from clearml_data.storage.testserver import free_port, unique_name
+from clearml_data.testing.servers import free_port, unique_name
 from clearml_data_s3.driver import S3Driver, S3Location, S3Options, parse_s3_url
 
 MiB = 1024 * 1024

@@ -11,7 +11,7 @@ hashed again next time; any later change moves mtime or ctime, which are both co
 logged and ignored: the cache can only save work, never change a result.
 
 The same file also remembers, per (device, inode), the stat of each file of the local cache
-as it stood when its bytes were last hash-checked (see :mod:`clearml_data.cacheguard`). A
+as it stood when its bytes were last hash-checked (see :mod:`clearml_data.cache.guard`). A
 lost or unreadable memory only means that cached files are hashed again before use.
 """
 
@@ -35,7 +35,7 @@ def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class StatCache:
+class HashMemory:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
@@ -84,14 +84,16 @@ class StatCache:
                 log.debug("hash memory lookup failed: %s", exc)
         return found
 
-    def store(self, entries: Iterable[tuple[str, os.stat_result, str]], hashed_at_ns: int | None = None) -> None:
+    def store(self, entries: Iterable[tuple[str, os.stat_result, str]],
+              hashed_at_ns: int | None = None) -> None:
         """Remember (path, stat before hashing, sha256); skips files changed too recently."""
         cutoff = (hashed_at_ns or time.time_ns()) - RACY_NS
         rows = [(path, *_key(st), digest) for path, st, digest in entries if st.st_mtime_ns < cutoff]
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    # -- cache files, by inode (see cacheguard) ---------------------------------------------
-    def cached_lookup(self, stats: Iterable[os.stat_result]) -> dict[tuple[int, int], tuple[int, int, int, str]]:
+    # -- cache files, by inode (see cache.guard) --------------------------------------------
+    def cached_lookup(self, stats: Iterable[os.stat_result]
+                      ) -> dict[tuple[int, int], tuple[int, int, int, str]]:
         """{(dev, ino): (size, mtime_ns, ctime_ns, sha256)} recorded for these files' inodes."""
         by_dev: dict[int, set[int]] = {}
         for st in stats:

@@ -25,6 +25,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the storage package imports this module
+    from ..storage.base import StorageDriver
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ def _within(prefixes: tuple[str, ...]) -> re.Pattern:
     return pattern
 
 
-def sweep(folder: str | os.PathLike, prefixes: Iterable[str], only_temporaries: bool = False) -> int:
+def sweep(folder: str | os.PathLike[str], prefixes: Iterable[str], only_temporaries: bool = False) -> int:
     """Remove the abandoned temporary files directly in ``folder``; returns how many.
 
     With ``only_temporaries`` (a folder of temporary files only, such as the cache's ``tmp/``),
@@ -135,7 +139,7 @@ def sweep(folder: str | os.PathLike, prefixes: Iterable[str], only_temporaries: 
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 continue
-            if only_temporaries:
+            if only_temporaries or prefix is None:  # no prefix: only_temporaries
                 abandoned = is_abandoned_within(entry.name, prefixes, st.st_mtime, now)
             else:
                 abandoned = is_abandoned(entry.name, prefix, st.st_mtime, now)
@@ -151,7 +155,7 @@ def sweep(folder: str | os.PathLike, prefixes: Iterable[str], only_temporaries: 
     return removed
 
 
-def clean(cache, open_driver: Callable[[], object]) -> None:
+def clean(cache, open_driver: Callable[[], StorageDriver]) -> None:
     """Sweep the local cache's and a storage's temporary files (before an upload, a finalize).
 
     ``open_driver()`` gives the storage's driver; it is called inside the guard, so a storage

@@ -1,10 +1,26 @@
-"""Helpers for testing clearml-data and storage plugins built on it.
+"""Helpers for testing clearml-data, and storage plugins built on it.
 
     from clearml_data.testing import isolate, run_cli, write_tree, read_tree
 
 ``isolate(root, monkeypatch)`` points the catalog, default storage, cache, CLI state and
 config file of this process at fresh paths under ``root``; ``run_cli("add", "--files", d)``
-runs ``clearml-data`` in-process and returns its exit code, stdout and stderr.
+runs ``clearml-data`` in-process and returns its exit code, stdout and stderr. Also here:
+``reset_services`` (drop the Python API's cached services, as a new process would start),
+``write_tree`` / ``read_tree`` (a folder from and to ``{relative path: bytes}``),
+``catalog_dump`` (a catalog as SQL, for before/after comparisons), ``spawn_together``
+(processes released at once by a barrier) and ``small_tmpfs`` / ``fill_disk`` (a full disk).
+
+The rest of the kit, for a storage driver's own test suite:
+
+- :mod:`clearml_data.testing.pytest`: opt-in fixtures (``clearml_data_env``,
+  ``clearml_data_cli``, ``make_driver``), enabled with
+  ``pytest_plugins = ["clearml_data.testing.pytest"]`` in a conftest.py;
+- :mod:`clearml_data.testing.conformance`: ``DriverConformance``, the storage contract as tests;
+- :mod:`clearml_data.testing.servers`: emulators (moto, fake-gcs-server, Azurite) on 127.0.0.1;
+- :mod:`clearml_data.testing.faults`: a fault-injecting proxy, and the checks run through it.
+
+It needs pytest (``pip install 'clearml-data[testing]'``); each emulator needs its own
+server package, and only the tests that start it do.
 """
 
 from __future__ import annotations
@@ -49,7 +65,7 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
 
 def reset_services() -> None:
     """Close the services the Python API keeps per configuration."""
-    from . import api
+    from .. import api
 
     for service in api._services.values():
         service.close()
@@ -69,7 +85,7 @@ class CliResult:
 
 def run_cli(*argv) -> CliResult:
     """Run ``clearml-data`` in this process: run_cli("add", "--files", "x") -> CliResult."""
-    from .cli import main
+    from ..cli import main
 
     out, err = io.StringIO(), io.StringIO()
     code = main([str(a) for a in argv], stdout=out, stderr=err)
@@ -93,7 +109,7 @@ def spawn_together(target, jobs: list[dict], timeout: float = 900) -> list[dict]
             p.kill()
             p.join()
     results = []
-    for i, (p, job) in enumerate(zip(procs, jobs)):
+    for i, (p, job) in enumerate(zip(procs, jobs, strict=True)):
         out = Path(job["out"])
         assert out.exists(), f"worker {job.get('index', i)} left no result (exit code {p.exitcode})"
         results.append(json.loads(out.read_text()))
@@ -126,33 +142,6 @@ def read_tree(root: str | os.PathLike) -> dict[str, bytes]:
     root = Path(root)
     return {p.relative_to(root).as_posix(): p.read_bytes()
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-# -- reliability tests: the same tests run small in CI and large from ``tox -e reliability`` -----
-RELIABILITY_ENV = "CLEARML_DATA_RELIABILITY"
-REPORT_ENV = "CLEARML_DATA_RELIABILITY_REPORT"
-figures_recorded: list[dict] = []
-
-
-def reliability_count(ci: int, full: int) -> int:
-    """``ci`` in the normal test run, ``full`` when CLEARML_DATA_RELIABILITY=full."""
-    return full if os.environ.get(RELIABILITY_ENV, "").lower() == "full" else ci
-
-
-def report_figures(topic: str, **figures) -> dict:
-    """Record what a reliability test injected and survived, e.g.
-    report_figures("kill -9", kills=300, survived=300).
-
-    The figures are listed at the end of the pytest run and, when
-    CLEARML_DATA_RELIABILITY_REPORT names a file, appended to it as one JSON line.
-    """
-    record = {"topic": topic, **figures}
-    figures_recorded.append(record)
-    path = os.environ.get(REPORT_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-    return record
 
 
 # -- small disks: a tmpfs to fill up (needs root) -------------------------------------------------

@@ -10,42 +10,33 @@ Layout under the cache folder::
 Content is hash-checked before it enters ``objects/``. A copy folder is built under a
 temporary name and renamed into place, so nobody ever sees a half-built copy. A cached
 file is served only while its stat is the one recorded when its bytes were checked, else
-after hashing it again (:mod:`clearml_data.cacheguard`).
+after hashing it again (:mod:`clearml_data.cache.guard`).
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import logging
 import os
-import shutil
 import stat
-import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crashpoints, tempfiles
-from .cacheguard import CacheGuard
+from .. import _crashpoints as crashpoints
+from .. import packs  # a module: packs imports this package's tempfiles
+from ..errors import IntegrityError
+from ..hashing import sha256_file
+from ..paths import check_id, safe_join
+from . import tempfiles
 from .diskspace import space_for
-from .errors import IntegrityError
-from .hashing import sha256_file
-from .packs import PendingFile, copy_verified
-from .paths import check_id, safe_join
+from .guard import CacheGuard
+from .links import LINK_MODES, populate, remove_tree
 
 log = logging.getLogger(__name__)
-
-#: how ``get_local_copy(use_soft_links=...)`` materialises files
-LINK_MODES = {None: "link", True: "symlink", False: "copy"}
-_LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
-                  errno.EACCES, errno.EINVAL}
-_FICLONE = 0x40049409  # Linux ioctl: share extents (reflink)
-_LINK_TRIES = 5  # hard links of an object that a concurrent fetch replaces meanwhile
-
 
 _USE_LOCK = "cache-use"
 
@@ -97,7 +88,7 @@ def _files(root: Path, follow: bool = False) -> Iterator[tuple[str, os.stat_resu
 class Cache:
     def __init__(self, root: str | os.PathLike, memory=None):
         self.root = Path(root)
-        #: checks cached files before they are served (``memory``: a StatCache)
+        #: checks cached files before they are served (``memory``: a HashMemory)
         self.guard = CacheGuard(memory)
         self.objects = self.root / "objects"
         self._objects_str = str(self.objects)
@@ -125,7 +116,7 @@ class Cache:
         return Path(self.object_file(digest))
 
     def has(self, digest: str, size: int) -> bool:
-        """Is the content in the cache, intact (checked as described in cacheguard)?"""
+        """Is the content in the cache, intact (checked as described in cache.guard)?"""
         return digest in self.usable({digest: size})
 
     def usable(self, wanted: dict[str, int], max_workers: int | None = None) -> set[str]:
@@ -211,7 +202,7 @@ class Cache:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
 
-    def ingest(self, f: PendingFile) -> Path:
+    def ingest(self, f: packs.PendingFile) -> Path:
         """Copy a local source file into the cache in one hashing pass and return its path.
 
         Uploading from this read-only copy, not from the user's file, means the bytes sent
@@ -223,7 +214,7 @@ class Cache:
         fd, tmp = self.tempfile()
         try:
             with space_for(self.root, "the cache"), os.fdopen(fd, "wb") as out:
-                copy_verified(f.source, out, f)
+                packs.copy_verified(f.source, out, f)
             self._install(tmp, f.hash)
         finally:
             if os.path.lexists(tmp):
@@ -267,7 +258,7 @@ class Cache:
         self.sweep_tmp()
         seen: set[tuple[int, int]] = set()
         result = CacheUsage(str(self.root))
-        for path, st in _files(self.objects):
+        for _path, st in _files(self.objects):
             seen.add((st.st_dev, st.st_ino))
             result.objects += 1
             result.object_bytes += st.st_size
@@ -423,95 +414,3 @@ class Cache:
         if self.datasets.is_dir():
             for path in self.datasets.glob(f"{dataset_id}*"):
                 remove_tree(path)
-
-
-#: temporary names of the files of a writable copy being written (renamed when complete)
-COPY_TEMP_PREFIX = ".clearml-data-copy-"
-
-
-def populate(dest: Path, files: dict[str, tuple[str, int]], source_of, mode: str,
-             writable: bool = False) -> bool:
-    """Create each file of ``files`` under ``dest`` from the object at ``source_of(hash)``;
-    returns whether any file is a new inode (a copy or reflink, not a link to the object).
-
-    ``writable`` copies go to a folder of the user's: each is written under a temporary name
-    beside its place and renamed there, so a file appears complete or not at all."""
-    made: set[str] = set()
-    new_inodes = False
-    dest = os.path.abspath(dest)
-    for rel, (digest, _size) in files.items():
-        target = safe_join(dest, rel)
-        parent = os.path.dirname(target)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        src = str(source_of(digest))
-        if mode == "symlink":
-            os.symlink(src, target)
-        elif mode == "link":
-            new_inodes = link_or_copy(src, target) != "hardlink" or new_inodes
-        elif writable:
-            new_inodes = True
-            tmp = tempfiles.temp_path(parent, COPY_TEMP_PREFIX)
-            try:
-                shutil.copyfile(src, tmp)
-                crashpoints.reach("copy.file_written")
-                os.replace(tmp, target)
-            except BaseException:
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
-                raise
-        else:
-            new_inodes = True
-            shutil.copyfile(src, target)
-            os.chmod(target, 0o444)
-    return new_inodes
-
-
-def link_or_copy(src: str, dst: str) -> str:
-    """Hard link, else reflink, else copy; returns the method that worked."""
-    for attempt in range(_LINK_TRIES):
-        try:
-            os.link(src, dst)
-            return "hardlink"
-        except FileNotFoundError:
-            # another process fetching the same content renamed a fresh copy over ``src`` while
-            # it was being linked: the inode being linked lost its last name (Linux then refuses
-            # the link), and the name already holds the new copy
-            if attempt == _LINK_TRIES - 1 or not os.path.exists(src):
-                raise
-        except OSError as exc:
-            if exc.errno not in _LINK_FALLBACK:
-                raise
-            break
-    try:
-        with open(src, "rb") as s, open(dst, "wb") as d:
-            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
-        os.chmod(dst, 0o444)
-        return "reflink"
-    except OSError:
-        if os.path.lexists(dst):
-            os.unlink(dst)
-    shutil.copyfile(src, dst)
-    os.chmod(dst, 0o444)
-    return "copy"
-
-
-def remove_tree(path: str | os.PathLike) -> None:
-    """Remove a folder tree even where files or folders were made read-only."""
-    def onerror(func, p, _exc):
-        parent = os.path.dirname(p)
-        try:
-            os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, os.stat(p).st_mode | stat.S_IWUSR | stat.S_IXUSR)
-            func(p)
-        except FileNotFoundError:
-            pass
-
-    if not os.path.lexists(path):
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=onerror)
-    else:
-        shutil.rmtree(path, onerror=onerror)

@@ -3,7 +3,7 @@
 Every file of the local cache (an object in ``objects/``, or a file of a local copy in
 ``datasets/``) had its bytes hash-checked when it was made. At that moment its
 (device, inode, size, mtime) is recorded with its hash, per inode, in the per-machine hash
-memory (:class:`~clearml_data.statcache.StatCache`). Before a cached file is served, one
+memory (:class:`~clearml_data.cache.hashmemory.HashMemory`). Before a cached file is served, one
 ``stat`` is compared with that record:
 
 - same inode, size and mtime, same hash, and still read-only: served as is (the warm path:
@@ -28,7 +28,7 @@ import stat
 import threading
 from collections.abc import Iterable, Iterator
 
-from .hashing import ordered_map, sha256_file
+from ..hashing import ordered_map, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class CacheGuard:
     """Records what entered the cache; tells which cached files may be served."""
 
     def __init__(self, memory=None):
-        #: a StatCache, or None: then nothing is remembered and every check re-hashes
+        #: a HashMemory, or None: then nothing is remembered and every check re-hashes
         self.memory = memory
         self._pending: list[tuple[os.stat_result, str]] = []
         self._lock = threading.Lock()
@@ -97,7 +97,8 @@ class CacheGuard:
             return [], list(items)
         self.flush()
         known = self.memory.cached_lookup(st for _p, st, _d in items)
-        same, changed = [], []
+        same: list[Item] = []
+        changed: list[Item] = []
         for item in items:
             st = item[1]
             (same if _same(st, known.get((st.st_dev, st.st_ino)), item[2]) else changed).append(item)
@@ -118,7 +119,7 @@ class CacheGuard:
         good: list[tuple[os.stat_result, str]] = []
         for batch, results in ordered_map(_rehash_all, batched(changed), max_workers, window=16):
             for item, (ok, st_after) in zip(batch, results, strict=True):
-                if ok:
+                if ok and st_after is not None:  # a right file always has its stat
                     good.append((st_after, item[2]))
                 else:  # with the stat of the file found damaged, if it could be read
                     bad.append((item[0], st_after or item[1], item[2]))
