@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..recovery import GcReport, RebuildReport
+from ..service import GcReport, RebuildReport
 from ..storage import redact_url
 from .main import Context, Result, _plural, _size
 
