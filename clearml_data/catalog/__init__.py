@@ -91,6 +91,12 @@ _DATASET_COLUMNS = ("id", "project", "name", "version", "status", "description",
                     "total_size", "added", "modified", "removed")
 
 
+def preferred_location(locs: Sequence[ObjectRow], storage: str) -> ObjectRow:
+    """The location to read a content from: one in ``storage`` (the version's own) if any,
+    else the first known. ``locs`` must not be empty."""
+    return next((x for x in locs if x.storage == storage), locs[0])
+
+
 def _json_column(data: dict, column: str, kind: type) -> list | dict:
     """Decode a dataset's JSON column (tags: a list of strings, metadata: an object)."""
     text = data[column]
@@ -530,7 +536,7 @@ class Catalog:
                 if h in wanted:
                     found[h] = (None, key, offset, length)
         for h, locs in self.locate_objects(h for h in wanted if h not in found).items():
-            loc = next((x for x in locs if x.storage == prefer), locs[0])
+            loc = preferred_location(locs, prefer)
             found[h] = (None if loc.storage == prefer else loc.storage, loc.key, loc.offset, loc.length)
         return found
 

@@ -18,8 +18,7 @@ from ..storage import redact_url
 
 if TYPE_CHECKING:
     from ..catalog import DatasetRow
-    from ..recovery import GcReport, RebuildReport
-    from ..service import ShadowedFile
+    from ..service import GcReport, RebuildReport, ShadowedFile
 
 #: the version of the ``--json`` envelope's layout
 RESULT_VERSION = "1"
