@@ -45,10 +45,7 @@ BESIDE_FACES = ["clearml_data.testing", "clearml_data.testing.*"]
 VERSION = "clearml_data.__version__"
 
 #: cycles that are known and being removed; each is skipped only if it is exactly this set
-KNOWN_CYCLES: list[set[str]] = [
-    # the CLI's renderers of `catalog rebuild` and `gc` import the CLI's helpers back
-    {"clearml_data.cli.main", "clearml_data.cli.recovery"},
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 #: upward imports that are known and accepted: (importer, imported) -> why
 KNOWN_UPWARD: dict[tuple[str, str], str] = {}

@@ -8,14 +8,13 @@ This module and the service under it are imported only once a command is about t
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ..config import CurrentDataset, Settings
-from ..errors import ClearMLDataError, DatasetNotFoundError, DatasetStateError, UsageError
+from ..errors import DatasetNotFoundError, UsageError
 from ..progress import ProgressFactory, bar_progress, null_progress
-from ..service import Service
+from ..service import Closed, Service, UploadResult, WorkflowEvents
 from ..storage import redact_url
 from .render import (
     Result,
@@ -34,7 +33,7 @@ from .render import (
 if TYPE_CHECKING:
     import argparse
 
-    from ..catalog import DatasetRow
+    from ..service import DatasetRow
 
 
 class Context:
@@ -166,10 +165,7 @@ def cmd_remove(ctx: Context) -> Result:
     ctx.note(f"Removing files/folder from dataset id {row.id}")
     removed: list[str] = []
     for pattern in a.files:
-        if "://" in pattern:
-            gone = ctx.service.remove_links(row.id, pattern)
-        else:
-            gone = ctx.service.remove_files(row.id, pattern, recursive=not a.non_recursive)
+        gone = ctx.service.remove(row.id, pattern, recursive=not a.non_recursive)
         if not gone:
             ctx.note(f"nothing matches {redact_url(pattern)!r}")
         removed += gone
@@ -180,13 +176,30 @@ def cmd_remove(ctx: Context) -> Result:
     return Result({"id": row.id, "removed": removed}, [f"{plural(len(removed))} removed"])
 
 
-def _upload(ctx: Context, row, storage) -> dict:
-    a = ctx.args
-    target = storage or row.storage
-    ctx.note(f"Pending uploads, starting dataset upload to {redact_url(target)}")
-    r = ctx.service.upload(row.id, storage=storage, chunk_size=a.chunk_size, max_workers=a.max_workers,
-                           progress=ctx.progress)
-    if getattr(a, "verbose", False):
+class _Events(WorkflowEvents):
+    """The command line's side of a close or a sync: notes on stderr, the current dataset."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def created(self, row: DatasetRow) -> None:
+        self.ctx.current.set(row.id)
+
+    def dropped(self, dataset_id: str) -> None:
+        self.ctx.current.clear(dataset_id)
+
+    def syncing(self, row: DatasetRow, folder: str) -> None:
+        self.ctx.note(f"Syncing dataset id {row.id} to local folder {folder}")
+
+    def closing(self, row: DatasetRow) -> None:
+        self.ctx.note("Finalizing dataset")
+
+    def uploading(self, row: DatasetRow, storage: str) -> None:
+        self.ctx.note(f"Pending uploads, starting dataset upload to {redact_url(storage)}")
+
+
+def _upload_data(ctx: Context, r: UploadResult) -> dict:
+    if getattr(ctx.args, "verbose", False):
         ctx.note(f"{plural(r.objects, 'object')} written, {r.uploaded_bytes} bytes, "
                  f"{r.skipped} contents already stored")
     return {"storage": redact_url(r.storage), "files": r.files, "objects": r.objects,
@@ -194,27 +207,25 @@ def _upload(ctx: Context, row, storage) -> dict:
 
 
 def cmd_upload(ctx: Context) -> Result:
+    a = ctx.args
     row = _target(ctx)
-    if row.is_final:
-        raise DatasetStateError(f"dataset {row.id} is final; there is nothing to upload")
     ctx.note(f"uploading local files to dataset id {row.id}")
-    data = _upload(ctx, row, ctx.args.storage)
+    _Events(ctx).uploading(row, a.storage or row.storage)
+    r = ctx.service.upload(row.id, storage=a.storage, chunk_size=a.chunk_size, max_workers=a.max_workers,
+                           progress=ctx.progress)
+    data = _upload_data(ctx, r)
     ctx.current.set(row.id)
     return Result({"id": row.id, **data}, ["Dataset upload completed"])
 
 
-def _close(ctx: Context, row, storage, disable_upload: bool = False) -> tuple[dict, list[str]]:
-    """Upload what is pending and finalize; (JSON data, text lines on what was shadowed)."""
-    data: dict = {"id": row.id}
-    if ctx.service.has_pending_uploads(row, storage) or (storage and storage != row.storage):
-        if disable_upload:
-            raise DatasetStateError(f"dataset {row.id} has pending uploads and --disable-upload was given",
-                                    hint="run clearml-data upload first, or drop --disable-upload")
-        data["upload"] = _upload(ctx, row, storage)
-    final = ctx.service.finalize(row.id)
-    ctx.current.clear(row.id)
-    data.update(dataset_data(final))
-    data["shadowed"], lines = shadowed(ctx.service.shadowed(final))
+def _closed_data(ctx: Context, closed: Closed) -> tuple[dict, list[str]]:
+    """JSON data of a version just closed, and the text lines on what it shadows."""
+    data: dict = {"id": closed.row.id}
+    if closed.upload is not None:
+        data["upload"] = _upload_data(ctx, closed.upload)
+    ctx.current.clear(closed.row.id)
+    data.update(dataset_data(closed.row))
+    data["shadowed"], lines = shadowed(closed.shadowed)
     return data, lines
 
 
@@ -222,71 +233,43 @@ def cmd_close(ctx: Context) -> Result:
     a = ctx.args
     row = _target(ctx)
     ctx.note(f"Finalizing dataset id {row.id}")
-    if row.is_final:
-        raise DatasetStateError(f"dataset {row.id} is already final")
-    data, lines = _close(ctx, row, a.storage, a.disable_upload)
+    closed = ctx.service.close_dataset(row.id, storage=a.storage, upload=not a.disable_upload,
+                                       chunk_size=a.chunk_size, max_workers=a.max_workers,
+                                       progress=ctx.progress, events=_Events(ctx))
+    data, lines = _closed_data(ctx, closed)
     return Result(data, ["Dataset closed and finalized", *lines])
 
 
 def cmd_sync(ctx: Context) -> Result:
     a = ctx.args
-    created = False
-    text: list[str] = []
-    if bool(a.project) != bool(a.name) and not a.parents:
-        raise UsageError("sync creates a new version only with both --project and --name (or --parents)",
-                         hint="pass both, or --id to sync into an existing draft")
-    if a.parents or (a.project and a.name):
-        name = a.name
-        if not name:
-            name = ctx.service.resolve_id(a.parents[-1]).name
-        row = ctx.service.create(name=name, project=a.project, parents=a.parents, version=a.version,
-                                 storage=a.storage, tags=a.tags)
-        created = True
-        _remember_new(ctx, row.id)
-        text.append(f"New dataset created id={row.id}")
-    else:
-        row = _target(ctx)
-    ctx.note(f"Syncing dataset id {row.id} to local folder {a.folder}")
-    try:
-        r = ctx.service.sync_folder(row.id, a.folder, a.dataset_folder, max_workers=a.max_workers,
-                                    progress=ctx.progress)
-    except ClearMLDataError:
-        if created:  # nothing was synced into the version this command made: it goes again
-            try:
-                ctx.service.delete(row.id)
-                ctx.current.clear(row.id)
-            except ClearMLDataError:
-                pass
-        raise
+    creates = bool(a.parents or a.project or a.name)  # else: into the draft named by --id or current
+    r = ctx.service.sync(a.folder, dataset_id=None if creates else _target(ctx).id,
+                         dataset_path=a.dataset_folder, project=a.project, name=a.name, parents=a.parents,
+                         version=a.version, storage=a.storage, tags=a.tags, skip_close=a.skip_close,
+                         chunk_size=a.chunk_size, max_workers=a.max_workers, progress=ctx.progress,
+                         events=_Events(ctx))
+    text = [f"New dataset created id={r.row.id}"] if r.created else []
     text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
-    data: dict = {"id": row.id, "created": created, "removed": r.removed, "added": r.added,
+    data: dict = {"id": r.row.id, "created": r.created, "removed": r.removed, "added": r.added,
                   "modified": r.modified, "closed": False}
-    if a.skip_close:
-        ctx.current.set(row.id)
-        data["shadowed"], lines = shadowed(ctx.service.shadowed(row))
-        return Result(data, text + lines)
-    if created and not (r.removed or r.added or r.modified):
-        ctx.service.delete(row.id)
-        ctx.current.clear(row.id)
+    if r.reverted:
         data["reverted"] = True
         text.append("Zero modifications on local copy, reverting dataset creation.")
         return Result(data, text)
-    ctx.note("Finalizing dataset")
-    closed, lines = _close(ctx, ctx.service.resolve_id(row.id), None)
+    if r.closed is None:  # --skip-close
+        ctx.current.set(r.row.id)
+        data["shadowed"], lines = shadowed(r.shadowed)
+        return Result(data, text + lines)
+    closed, lines = _closed_data(ctx, r.closed)
     data.update(closed, closed=True)
-    text += ["Dataset closed and finalized", *lines]
-    return Result(data, text)
+    return Result(data, [*text, "Dataset closed and finalized", *lines])
 
 
 def cmd_list(ctx: Context) -> Result:
     a = ctx.args
     row = _target(ctx, lookup=True)
     ctx.note(f"List dataset content: {row.project}/{row.name} version {row.version} id={row.id}")
-    files = ctx.service.list_files(row, only_from=row.id if a.modified else None)
-    if a.filter:
-        from ..paths import matches
-
-        files = [f for f in files if any(matches(f.path, pat) for pat in a.filter)]
+    files = ctx.service.list_files(row, a.filter, only_from=row.id if a.modified else None)
     total = sum(f.size for f in files)
     links = {p: info.link for p, info in ctx.service.link_entries(row).items()}
     if a.verbose:
@@ -309,10 +292,8 @@ def cmd_delete(ctx: Context) -> Result:
     if a.entire_dataset:
         if not (a.project and a.name):
             raise UsageError("--entire-dataset needs --project and --name")
-        if not a.force:
-            raise UsageError("--entire-dataset deletes every version; it needs --force as well")
         ctx.note(f"Deleting dataset with project={a.project}, name={a.name} (all versions)")
-        deleted = ctx.service.delete_versions(a.project, a.name, force=True)
+        deleted = ctx.service.delete(project=a.project, name=a.name, entire=True, force=a.force)
     else:
         row = _target(ctx, lookup=True)
         if a.id:
@@ -339,30 +320,13 @@ def cmd_get(ctx: Context) -> Result:
     a = ctx.args
     row = ctx.service.resolve_or_restore(a.id, a.storage) if a.storage else _target(ctx)
     ctx.note(f"Download dataset id {row.id}")
-    if a.copy and a.link:
-        raise UsageError("--copy and --link cannot be used together")
-    if a.copy:
-        path = ctx.service.get_mutable_local_copy(row.id, a.copy, overwrite=a.overwrite,
-                                                  max_workers=a.max_workers, part=a.part,
-                                                  num_parts=a.num_parts, progress=ctx.progress)
-    else:
-        path = ctx.service.get_local_copy(row.id, max_workers=a.max_workers, part=a.part,
-                                          num_parts=a.num_parts, progress=ctx.progress)
-        if a.link:
-            link = os.path.abspath(os.path.expanduser(a.link))
-            if os.path.lexists(link):
-                if not (a.overwrite and os.path.islink(link)):
-                    raise UsageError(f"{link} already exists",
-                                     hint="pass --overwrite to replace an existing link")
-                os.unlink(link)
-            os.symlink(path, link)
-            path = link
-    files, _label = ctx.service.selected_files(row, a.part, a.num_parts)
-    total = sum(size for _h, size in files.values())
+    copy = ctx.service.local_copy(row.id, copy_to=a.copy, link=a.link, overwrite=a.overwrite,
+                                  max_workers=a.max_workers, part=a.part, num_parts=a.num_parts,
+                                  progress=ctx.progress)
     if a.verbose:
-        ctx.note(f"{plural(len(files))}, {total:,} bytes")
-    return Result({"id": row.id, "path": path, "files": len(files), "bytes": total},
-                  [f"Dataset local copy available for files at: {path}"])
+        ctx.note(f"{plural(copy.files)}, {copy.bytes:,} bytes")
+    return Result({"id": row.id, "path": copy.path, "files": copy.files, "bytes": copy.bytes},
+                  [f"Dataset local copy available for files at: {copy.path}"])
 
 
 def cmd_verify(ctx: Context) -> Result:
@@ -450,26 +414,19 @@ def cmd_move(ctx: Context) -> Result:
 
 
 def cmd_cache(ctx: Context) -> Result:
-    from ..config import parse_size
-
     a = ctx.args
-    cache = ctx.service.cache
-    limit = ctx.settings.cache_max_size
     if a.action == "prune":
-        budget = parse_size(a.max_size) if a.max_size else limit
-        if budget is None:
-            raise UsageError("prune needs a size", hint="pass --max-size SIZE or set cache_max_size")
-        r = cache.prune(budget)
-        assert r is not None  # a blocking prune waits for the cache instead of giving up
+        r = ctx.service.prune_cache(a.max_size)
         return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies,
                        "remaining_bytes": r.remaining_bytes},
                       [f"Cache pruned: {size(r.freed_bytes)} freed ({plural(r.objects, 'content')}, "
                        f"{plural(len(r.copies), 'local copy')}); {size(r.remaining_bytes)} left"])
     if a.action == "clear":
-        r = cache.clear()
+        r = ctx.service.clear_cache()
         return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies},
                       [f"Cache cleared: {size(r.freed_bytes)} freed"])
-    u = cache.usage()
+    u = ctx.service.cache_usage()
+    limit = ctx.settings.cache_max_size
     text = [f"cache:        {u.root}",
             f"size:         {size(u.total_bytes)}"
             f"{f' (limit {size(limit)})' if limit is not None else ' (no limit)'}",
@@ -492,18 +449,13 @@ def cmd_gc(ctx: Context) -> Result:
                      verbose=a.verbose)
 
 
-def _plugins_report(ctx: Context) -> list[dict]:
-    pm = ctx.service.plugins
-    by_plugin: dict[str, list[str]] = {}
-    for scheme, rec in sorted(pm.drivers.items()):
-        by_plugin.setdefault(rec.plugin, []).append(scheme)
-    return [{"name": r.name, "package": r.package, "version": r.version, "status": r.status,
-             "schemes": by_plugin.get(r.name, []), "error": r.error or None} for r in pm.records]
-
-
 def cmd_plugins(ctx: Context) -> Result:
-    report = _plugins_report(ctx)
-    return Result(report, plugins_table(report))
+    report = ctx.service.plugins_report()
+    if report.error is not None:  # two plugins claim one scheme: no table can be right
+        raise report.error
+    data = [{"name": p.name, "package": p.package, "version": p.version, "status": p.status,
+             "schemes": p.schemes, "error": p.error or None} for p in report.plugins]
+    return Result(data, plugins_table(data))
 
 
 def cmd_doctor(ctx: Context) -> Result:
@@ -513,14 +465,7 @@ def cmd_doctor(ctx: Context) -> Result:
 
 def plugin_packages(ctx: Context) -> list[str]:
     """The top-level import names of the loaded storage plugins (their loggers' names)."""
-    pm = ctx.service.plugins
-    names: list[str] = []
-    for r in pm.records:
-        plugin = pm.pm.get_plugin(r.name) if r.status == "loaded" else None
-        module = getattr(plugin, "__name__", None) or type(plugin).__module__ if plugin is not None else None
-        if module and module.partition(".")[0] not in names:
-            names.append(module.partition(".")[0])
-    return names
+    return ctx.service.plugins_report().packages
 
 
 COMMANDS: dict[str, Callable[[Context], Result]] = {

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..storage import redact_url
 
 if TYPE_CHECKING:
-    from ..catalog import DatasetRow
-    from ..service import GcReport, RebuildReport, ShadowedFile
+    from ..service import DatasetRow, GcReport, RebuildReport, ShadowedFile
 
 #: the version of the ``--json`` envelope's layout
 RESULT_VERSION = "1"

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from ..cache import Cache
+from ..cache import Cache, CacheUsage, PruneResult
 from ..catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
 from ..config import Settings
 from ..progress import ProgressFactory, null_progress
@@ -53,22 +53,29 @@ from . import (
     verify,
     views,
 )
+from . import upload as _upload  # the name `upload` is also a parameter of close_dataset
 from .external import link_url, split_url
 from .gc import DEFAULT_MIN_AGE, duration
 from .lookup import ID_RE, MIN_PREFIX, normalize_storage, now
 from .metadata import METADATA_MAX_BYTES
 from .results import (
     AddResult,
+    Closed,
     Diff,
     FileInfo,
     GcReport,
     LinkInfo,
+    LocalCopy,
+    PluginInfo,
+    PluginsReport,
     Problem,
     RebuildReport,
     ShadowedFile,
+    SyncOutcome,
     SyncResult,
     UploadResult,
     VerifyReport,
+    WorkflowEvents,
 )
 from .upload import FINALIZE_ATTEMPTS
 from .views import merge_views, tree_clash
@@ -76,9 +83,10 @@ from .workspace import View, Workspace
 
 __all__ = [
     "DEFAULT_MIN_AGE", "FINALIZE_ATTEMPTS", "ID_RE", "METADATA_MAX_BYTES", "MIN_PREFIX", "AddResult",
-    "Diff", "FileInfo", "GcReport", "LinkInfo", "PluginManager", "Problem", "RebuildReport", "Service",
-    "ShadowedFile", "SyncResult", "UploadResult", "VerifyReport", "View", "Workspace", "duration", "link_url",
-    "merge_views", "normalize_storage", "now", "split_url", "tree_clash",
+    "Closed", "DatasetRow", "Diff", "FileInfo", "GcReport", "LinkInfo", "LocalCopy", "PluginInfo",
+    "PluginManager", "PluginsReport", "Problem", "RebuildReport", "Service", "ShadowedFile", "SyncOutcome",
+    "SyncResult", "UploadResult", "VerifyReport", "View", "WorkflowEvents", "Workspace", "duration",
+    "link_url", "merge_views", "normalize_storage", "now", "split_url", "tree_clash",
 ]
 
 
@@ -138,9 +146,10 @@ class Service:
 
     def get(self, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
             version: str | None = None, tags: Iterable[str] | None = None,
-            only_completed: bool = False, only_published: bool = False) -> DatasetRow:
-        return lookup.get(self.workspace, dataset_id, project, name, version, tags, only_completed,
-                          only_published)
+            only_completed: bool = False, only_published: bool = False,
+            writable_copy: bool = False) -> DatasetRow:
+        return drafts.get(self.workspace, dataset_id, project, name, version, tags, only_completed,
+                          only_published, writable_copy)
 
     def search(self, project: str | None = None, partial_name: str | None = None,
                tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
@@ -154,7 +163,7 @@ class Service:
     def shadowed(self, row: DatasetRow) -> list[ShadowedFile]:
         return views.shadowed(self.workspace, row)
 
-    def list_files(self, row: DatasetRow, pattern: str | None = None, recursive: bool = True,
+    def list_files(self, row: DatasetRow, pattern: str | Iterable[str] | None = None, recursive: bool = True,
                    only_from: str | None = None) -> list[FileInfo]:
         return views.list_files(self.workspace, row, pattern, recursive, only_from)
 
@@ -178,6 +187,9 @@ class Service:
     def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
         return drafts.remove_files(self.workspace, dataset_id, pattern, recursive)
 
+    def remove(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
+        return external.remove(self.workspace, dataset_id, pattern, recursive)
+
     def sync_folder(self, dataset_id: str, local_path: str | os.PathLike, dataset_path: str | None = None,
                     max_workers: int | None = None, progress: ProgressFactory = null_progress) -> SyncResult:
         return drafts.sync_folder(self.workspace, dataset_id, local_path, dataset_path, max_workers, progress)
@@ -200,6 +212,9 @@ class Service:
     def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:
         return external.link_entries(self.workspace, row)
 
+    def file_entries(self, row: DatasetRow) -> dict[str, FileInfo]:
+        return external.file_entries(self.workspace, row)
+
     def remove_links(self, dataset_id: str, url_pattern: str) -> list[str]:
         return external.remove_links(self.workspace, dataset_id, url_pattern)
 
@@ -221,6 +236,21 @@ class Service:
                  max_workers: int | None = None, progress: ProgressFactory = null_progress) -> DatasetRow:
         return upload.finalize(self.workspace, dataset_id, auto_upload, chunk_size, max_workers, progress)
 
+    def close_dataset(self, dataset_id: str, storage: str | None = None, upload: bool = True,
+                      chunk_size: float | None = None, max_workers: int | None = None,
+                      progress: ProgressFactory = null_progress,
+                      events: WorkflowEvents | None = None) -> Closed:
+        return _upload.close(self.workspace, dataset_id, storage, upload, chunk_size, max_workers, progress,
+                             events)
+
+    def sync(self, folder: str | os.PathLike, dataset_id: str | None = None, dataset_path: str | None = None,
+             project: str | None = None, name: str | None = None, parents: Iterable[str] = (),
+             version: str | None = None, storage: str | None = None, tags: Iterable[str] | None = None,
+             skip_close: bool = False, chunk_size: float | None = None, max_workers: int | None = None,
+             progress: ProgressFactory = null_progress, events: WorkflowEvents | None = None) -> SyncOutcome:
+        return lineage.sync(self.workspace, folder, dataset_id, dataset_path, project, name, parents, version,
+                            storage, tags, skip_close, chunk_size, max_workers, progress, events)
+
     # -- local copies -------------------------------------------------------------------------------
     def get_local_copy(self, dataset_id: str, use_soft_links: bool | None = None,
                        max_workers: int | None = None, part: int | None = None,
@@ -235,6 +265,23 @@ class Service:
                                progress: ProgressFactory = null_progress) -> str:
         return checkout.get_mutable_local_copy(self.workspace, dataset_id, target_folder, overwrite,
                                                max_workers, part, num_parts, progress)
+
+    def local_copy(self, dataset_id: str, copy_to: str | os.PathLike | None = None,
+                   link: str | os.PathLike | None = None, overwrite: bool = False,
+                   max_workers: int | None = None, part: int | None = None, num_parts: int | None = None,
+                   progress: ProgressFactory = null_progress) -> LocalCopy:
+        return checkout.local_copy(self.workspace, dataset_id, copy_to, link, overwrite, max_workers, part,
+                                   num_parts, progress)
+
+    # -- the local cache ----------------------------------------------------------------------------
+    def prune_cache(self, size: str | int | None = None) -> PruneResult:
+        return checkout.prune_cache(self.workspace, size)
+
+    def clear_cache(self) -> PruneResult:
+        return checkout.clear_cache(self.workspace)
+
+    def cache_usage(self) -> CacheUsage:
+        return checkout.cache_usage(self.workspace)
 
     # -- across versions ----------------------------------------------------------------------------
     def dependency_graph(self, row: DatasetRow) -> dict[str, list[str]]:
@@ -259,8 +306,9 @@ class Service:
     def move(self, project: str, name: str, new_project: str) -> list[str]:
         return lineage.move(self.workspace, project, name, new_project)
 
-    def delete(self, dataset_id: str, force: bool = False) -> list[str]:
-        return lineage.delete(self.workspace, dataset_id, force)
+    def delete(self, dataset_id: str | None = None, force: bool = False, project: str | None = None,
+               name: str | None = None, version: str | None = None, entire: bool = False) -> list[str]:
+        return lineage.delete(self.workspace, dataset_id, force, project, name, version, entire)
 
     def delete_versions(self, project: str, name: str, force: bool = False) -> list[str]:
         return lineage.delete_versions(self.workspace, project, name, force)
@@ -286,6 +334,11 @@ class Service:
                       progress: ProgressFactory = null_progress) -> VerifyReport:
         return verify.verify_folder(self.workspace, row, folder, skip_hash, max_workers, progress)
 
+    def verify_local(self, row: DatasetRow, folder: str | os.PathLike | None = None, skip_hash: bool = False,
+                     max_workers: int | None = None,
+                     progress: ProgressFactory = null_progress) -> VerifyReport:
+        return verify.verify_local(self.workspace, row, folder, skip_hash, max_workers, progress)
+
     # -- manifests, rebuild and gc ------------------------------------------------------------------
     def write_manifest(self, row: DatasetRow, view: View, counts: dict[str, int], stamp: str) -> str:
         return manifests.write_manifest(self.workspace, row, view, counts, stamp)
@@ -306,3 +359,6 @@ class Service:
     # -- diagnostics --------------------------------------------------------------------------------
     def doctor(self) -> dict[str, Any]:
         return doctor.doctor(self.workspace)
+
+    def plugins_report(self) -> PluginsReport:
+        return doctor.plugins_report(self.workspace)

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .. import packs, tempfiles
-from ..cache import COPY_TEMP_PREFIX, LINK_MODES, PruneResult, populate, remove_tree
+from ..cache import COPY_TEMP_PREFIX, LINK_MODES, CacheUsage, PruneResult, populate, remove_tree
 from ..catalog import DatasetRow
 from ..catalog.validate import check_length, extent_problem
+from ..config import parse_size
 from ..diskspace import disk_full, is_no_space, space_for
 from ..errors import (
     CatalogError,
@@ -33,6 +34,7 @@ from ..progress import ProgressFactory, null_progress
 from ..storage import StorageDriver, redact_url
 from .locations import ByKey, by_stored_key, readable_locations
 from .lookup import final
+from .results import LocalCopy
 from .views import selected_files, tree_clash
 from .workspace import Workspace
 
@@ -44,6 +46,41 @@ def get_local_copy(ws: Workspace, dataset_id: str, use_soft_links: bool | None =
                    num_parts: int | None = None, files: Iterable[str] | None = None,
                    progress: ProgressFactory = null_progress) -> str:
     """A read-only folder holding the version's merged view, built from the object cache."""
+    return _cached_copy(ws, dataset_id, use_soft_links, max_workers, part, num_parts, files, progress)[0]
+
+
+def local_copy(ws: Workspace, dataset_id: str, copy_to: str | os.PathLike | None = None,
+               link: str | os.PathLike | None = None, overwrite: bool = False,
+               max_workers: int | None = None, part: int | None = None, num_parts: int | None = None,
+               progress: ProgressFactory = null_progress) -> LocalCopy:
+    """``clearml-data get``: the read-only copy in the cache, reached through a symbolic link
+    at ``link`` when given (``overwrite`` replaces a link already there, never anything else),
+    or with ``copy_to`` a writable copy in that folder; with the files and bytes it holds."""
+    if copy_to and link:
+        raise UsageError("--copy and --link cannot be used together")
+    if copy_to:
+        path, chosen = _writable_copy(ws, dataset_id, copy_to, overwrite, max_workers, part, num_parts,
+                                      progress)
+    else:
+        path, chosen = _cached_copy(ws, dataset_id, None, max_workers, part, num_parts, None, progress)
+        if link:
+            path = _link_to(path, link, overwrite)
+    return LocalCopy(path, len(chosen), sum(size for _h, size in chosen.values()))
+
+
+def _link_to(target: str, link: str | os.PathLike, overwrite: bool) -> str:
+    path = os.path.abspath(os.path.expanduser(os.fspath(link)))
+    if os.path.lexists(path):
+        if not (overwrite and os.path.islink(path)):
+            raise UsageError(f"{path} already exists", hint="pass --overwrite to replace an existing link")
+        os.unlink(path)
+    os.symlink(target, path)
+    return path
+
+
+def _cached_copy(ws: Workspace, dataset_id: str, use_soft_links: bool | None, max_workers: int | None,
+                 part: int | None, num_parts: int | None, files: Iterable[str] | None,
+                 progress: ProgressFactory) -> tuple[str, Files]:
     row = final(ws, dataset_id)
     if use_soft_links not in LINK_MODES:
         raise UsageError("use_soft_links must be None, True or False")
@@ -59,7 +96,27 @@ def get_local_copy(ws: Workspace, dataset_id: str, use_soft_links: bool | None =
             ws.cache.build_view(folder, chosen, use_soft_links)
         ws.cache.touch(folder)
     enforce_cache_limit(ws, keep=[folder.name])
-    return str(folder)
+    return str(folder), chosen
+
+
+def prune_cache(ws: Workspace, max_size: str | int | None = None) -> PruneResult:
+    """Prune the cache to ``max_size`` (bytes, or a size such as ``20G``), else to the
+    cache_max_size setting; waits for other processes using the cache."""
+    budget = parse_size(str(max_size)) if max_size else ws.settings.cache_max_size
+    if budget is None:
+        raise UsageError("prune needs a size", hint="pass --max-size SIZE or set cache_max_size")
+    result = ws.cache.prune(budget)
+    assert result is not None  # a blocking prune waits for the cache instead of giving up
+    return result
+
+
+def clear_cache(ws: Workspace) -> PruneResult:
+    """Empty the cache: every cached content and local copy."""
+    return ws.cache.clear()
+
+
+def cache_usage(ws: Workspace) -> CacheUsage:
+    return ws.cache.usage()
 
 
 def enforce_cache_limit(ws: Workspace, keep: Iterable[str] = ()) -> PruneResult | None:
@@ -74,6 +131,12 @@ def get_mutable_local_copy(ws: Workspace, dataset_id: str, target_folder: str | 
                            overwrite: bool = False, max_workers: int | None = None,
                            part: int | None = None, num_parts: int | None = None,
                            progress: ProgressFactory = null_progress) -> str:
+    return _writable_copy(ws, dataset_id, target_folder, overwrite, max_workers, part, num_parts, progress)[0]
+
+
+def _writable_copy(ws: Workspace, dataset_id: str, target_folder: str | os.PathLike, overwrite: bool,
+                   max_workers: int | None, part: int | None, num_parts: int | None,
+                   progress: ProgressFactory) -> tuple[str, Files]:
     row = final(ws, dataset_id)
     chosen, _label = selected_files(ws, row, part, num_parts)
     target = Path(os.path.expanduser(os.fspath(target_folder))).absolute()
@@ -99,7 +162,7 @@ def get_mutable_local_copy(ws: Workspace, dataset_id: str, target_folder: str | 
                 _empty(target)
             raise
     enforce_cache_limit(ws)
-    return str(target)
+    return str(target), chosen
 
 
 def _empty(folder: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import sqlite3
+import types
 from typing import Any
 
 from .. import tempfiles
@@ -14,6 +15,7 @@ from ..cache import Cache, link_or_copy
 from ..catalog.fs import filesystem_type
 from ..errors import ClearMLDataError
 from ..storage import redact_url
+from .results import PluginInfo, PluginsReport
 from .workspace import Workspace
 
 
@@ -68,13 +70,36 @@ def doctor(ws: Workspace) -> dict[str, Any]:
     except ClearMLDataError as exc:
         catalog["error"] = str(exc)
     cache.update(probe_cache(ws.cache))
+    report = plugins_report(ws)
     info["plugins"] = [
-        {"name": r.name, "package": r.package, "version": r.version, "status": r.status,
-         **({"error": r.error} if r.error else {})}
-        for r in ws.plugins.records
+        {"name": p.name, "package": p.package, "version": p.version, "status": p.status,
+         **({"error": p.error} if p.error else {})}
+        for p in report.plugins
     ]
-    try:
-        info["drivers"] = {scheme: rec.plugin for scheme, rec in sorted(ws.plugins.drivers.items())}
-    except ClearMLDataError as exc:
-        info["drivers"] = {"error": str(exc)}
+    info["drivers"] = report.drivers if report.error is None else {"error": str(report.error)}
     return info
+
+
+def plugins_report(ws: Workspace) -> PluginsReport:
+    """The storage plugins found (loaded, disabled or broken), the URL schemes each serves,
+    and the import name of each loaded one (whose loggers ``--debug`` turns on)."""
+    pm = ws.plugins
+    report = PluginsReport()
+    try:
+        report.drivers = {scheme: rec.plugin for scheme, rec in sorted(pm.drivers.items())}
+    except ClearMLDataError as exc:
+        report.error = exc
+    for r in pm.records:  # after the drivers: a plugin whose hook fails is marked broken there
+        module = _import_name(pm.pm.get_plugin(r.name)) if r.status == "loaded" else ""
+        report.plugins.append(PluginInfo(r.name, r.package, r.version, r.status, r.error,
+                                         [s for s, owner in report.drivers.items() if owner == r.name],
+                                         module))
+    return report
+
+
+def _import_name(plugin: object) -> str:
+    """The top-level package a registered plugin (a module, a class or an object) comes from."""
+    if plugin is None:
+        return ""
+    name = plugin.__name__ if isinstance(plugin, types.ModuleType) else getattr(plugin, "__module__", "")
+    return (name or "").partition(".")[0]

@@ -37,6 +37,7 @@ from ..paths import (
 )
 from ..progress import ProgressFactory, null_progress
 from .lookup import check_label, clean_tags, draft, now, resolve_id, storage_url
+from .lookup import get as find_version
 from .results import AddResult, SyncResult
 from .views import check_tree_conflicts, draft_view, parent_view
 from .workspace import View, Workspace
@@ -77,6 +78,17 @@ def create(ws: Workspace, name: str | None, project: str | None = None, parents:
                      status="draft", storage=url, created_at=stamp, updated_at=stamp,
                      description=description or "", tags=tag_list, parents=[r.id for r in parent_rows])
     ws.catalog.insert_dataset(row, None if version else versions.next_version)
+    return row
+
+
+def get(ws: Workspace, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
+        version: str | None = None, tags: Iterable[str] | None = None, only_completed: bool = False,
+        only_published: bool = False, writable_copy: bool = False) -> DatasetRow:
+    """One version, found as :func:`.lookup.get` finds it; with ``writable_copy``, a new child
+    draft of it with its name, project and tags instead (ClearML's writable copy)."""
+    row = find_version(ws, dataset_id, project, name, version, tags, only_completed, only_published)
+    if writable_copy:
+        return create(ws, row.name, project=row.project, parents=[row.id], tags=row.tags)
     return row
 
 

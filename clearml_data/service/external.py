@@ -21,9 +21,9 @@ from ..paths import check_relpath, join_relpath, matches, normalize_relpath
 from ..progress import ProgressFactory, null_progress
 from ..storage import StorageDriver, redact_url, url_scheme
 from ..storage.folder import FolderDriver, folder_path
-from .drafts import record, remove_paths
+from .drafts import record, remove_files, remove_paths
 from .lookup import draft
-from .results import AddResult, LinkInfo
+from .results import AddResult, FileInfo, LinkInfo
 from .views import check_tree_conflicts, draft_view, parent_view, view
 from .workspace import Workspace
 
@@ -164,6 +164,24 @@ def link_entries(ws: Workspace, row: DatasetRow) -> dict[str, LinkInfo]:
         if url is not None:
             out[path] = LinkInfo(path, url, h, size, origin)
     return out
+
+
+def file_entries(ws: Workspace, row: DatasetRow) -> dict[str, FileInfo]:
+    """The files of a version's view that are not external files, by dataset path; a draft's
+    added files name the local file they came from (``source``)."""
+    sources = {c.path: c.source for c in ws.catalog.changes(row.id)} if not row.is_final else {}
+    links = link_entries(ws, row)
+    return {p: FileInfo(p, h, size, origin, source=sources.get(p))
+            for p, (h, size, origin) in sorted(view(ws, row).items()) if p not in links}
+
+
+def remove(ws: Workspace, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
+    """Remove from a draft what ``pattern`` names: with "://" in it, the external files
+    registered from that URL (or under it); else the files matching that dataset path,
+    folder or wildcard. Returns the removed paths."""
+    if "://" in pattern:
+        return remove_links(ws, dataset_id, pattern)
+    return remove_files(ws, dataset_id, pattern, recursive)
 
 
 def remove_links(ws: Workspace, dataset_id: str, url_pattern: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Operations across versions: lineage, comparisons, squash, rename and move, and delete.
+"""Operations across versions: lineage, comparisons, squash, sync, rename and move, and delete.
 
 A forced delete of a version that has children folds it into them: each child gets the
 deleted version's parents in its place and change rows that keep its view exactly as it
@@ -8,20 +8,24 @@ never brings a deleted version back.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable
 
 from .. import crashpoints
 from ..catalog import ChangeRow, DatasetRow, preferred_location
-from ..errors import DatasetNotFoundError, DatasetStateError, UsageError
+from ..errors import ClearMLDataError, DatasetNotFoundError, DatasetStateError, UsageError
 from ..progress import ProgressFactory, null_progress
 from . import manifests
 from .checkout import fetch_objects
-from .drafts import create
+from .drafts import create, sync_folder
 from .lookup import check_label, get, now, parent_row, resolve_id, storage_url
-from .results import Diff
-from .upload import finalize, pending_uploads, upload
-from .views import diff, parent_view, shadowed_paths, view
+from .results import Diff, SyncOutcome, WorkflowEvents
+from .upload import close, finalize, pending_uploads, upload
+from .views import diff, parent_view, shadowed, shadowed_paths, view
 from .workspace import View, Workspace
+
+log = logging.getLogger(__name__)
 
 
 # -- lineage -------------------------------------------------------------------------------------
@@ -127,6 +131,74 @@ def _interrupted_squash(ws: Workspace, name: str, project: str, storage: str | N
 
 
 # -- names ---------------------------------------------------------------------------------------
+# -- sync -----------------------------------------------------------------------------------------
+def sync(ws: Workspace, folder: str | os.PathLike, dataset_id: str | None = None,
+         dataset_path: str | None = None, project: str | None = None, name: str | None = None,
+         parents: Iterable[str] = (), version: str | None = None, storage: str | None = None,
+         tags: Iterable[str] | None = None, skip_close: bool = False, chunk_size: float | None = None,
+         max_workers: int | None = None, progress: ProgressFactory = null_progress,
+         events: WorkflowEvents | None = None) -> SyncOutcome:
+    """Make a version mirror a local folder (ClearML's ``clearml-data sync``).
+
+    With ``parents``, or ``project`` and ``name``, a new draft is made first (named after the
+    last parent when no name is given); otherwise the folder is synced into the draft
+    ``dataset_id``. Then, unless ``skip_close``, the version is closed. A draft this call made
+    never outlives a failure: it is deleted again when the sync fails, when ``events.created``
+    raises, and when the sync changed nothing (there is no new version to close).
+    """
+    events = events or WorkflowEvents()
+    parents = list(parents or ())
+    if bool(project) != bool(name) and not parents:
+        raise UsageError("sync creates a new version only with both --project and --name (or --parents)",
+                         hint="pass both, or --id to sync into an existing draft")
+    created = bool(parents or (project and name))
+    if created:
+        row = create(ws, name or resolve_id(ws, parents[-1]).name, project, parents, version, storage, tags)
+        _announce(ws, row, events)
+    elif dataset_id is None:
+        raise UsageError("sync needs the draft to sync into, or a project and name (or parents) to make one")
+    else:
+        row = resolve_id(ws, dataset_id)
+    events.syncing(row, os.fspath(folder))
+    try:
+        r = sync_folder(ws, row.id, folder, dataset_path, max_workers, progress)
+    except ClearMLDataError:
+        if created:  # nothing was synced into the version this call made: it goes again
+            try:
+                delete(ws, row.id)
+                events.dropped(row.id)
+            except ClearMLDataError:
+                pass
+        raise
+    out = SyncOutcome(row, created, r.removed, r.added, r.modified)
+    if skip_close:
+        out.shadowed = shadowed(ws, row)
+        return out
+    if created and not (r.removed or r.added or r.modified):
+        delete(ws, row.id)
+        events.dropped(row.id)
+        out.reverted = True
+        return out
+    events.closing(row)
+    out.closed = close(ws, row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress,
+                       events=events)
+    out.row = out.closed.row
+    return out
+
+
+def _announce(ws: Workspace, row: DatasetRow, events: WorkflowEvents) -> None:
+    """Tell the caller about a new draft. If that fails (the command line could not remember
+    it, Ctrl-C), the draft goes again: running the same call again makes exactly one."""
+    try:
+        events.created(row)
+    except BaseException:
+        try:
+            delete(ws, row.id)
+        except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
+            log.warning("the new draft %s could not be removed: %s", row.id, exc)
+        raise
+
+
 def rename(ws: Workspace, project: str, name: str, new_name: str) -> list[str]:
     check_label("name", new_name)
     return _relabel(ws, project, name, new_name=new_name)
@@ -149,7 +221,21 @@ def _relabel(ws: Workspace, project: str, name: str, **change: str) -> list[str]
 
 
 # -- deleting ------------------------------------------------------------------------------------
-def delete(ws: Workspace, dataset_id: str, force: bool = False) -> list[str]:
+def delete(ws: Workspace, dataset_id: str | None = None, force: bool = False, project: str | None = None,
+           name: str | None = None, version: str | None = None, entire: bool = False) -> list[str]:
+    """Delete the version ``dataset_id``, else the highest (or ``version``) of project/name;
+    with ``entire``, every version of project/name, newest first, which needs ``force``.
+    Returns the deleted ids."""
+    if entire:
+        if not (project and name):
+            raise UsageError("deleting every version of a dataset needs its project and name")
+        return delete_versions(ws, project, name, force)
+    if not dataset_id and not (project and name):
+        raise UsageError("deleting a version needs its id, or its project and name")
+    return _delete_version(ws, get(ws, dataset_id, project, name, version).id, force)
+
+
+def _delete_version(ws: Workspace, dataset_id: str, force: bool = False) -> list[str]:
     """Delete one version; with ``force``, its children keep their views (rows are folded in)."""
     row = resolve_id(ws, dataset_id)
     children = ws.catalog.children(row.id)
@@ -211,5 +297,5 @@ def delete_versions(ws: Workspace, project: str, name: str, force: bool = False)
         raise UsageError("deleting every version of a dataset needs --force")
     deleted = []
     for r in sorted(rows, key=lambda r: r.created_at, reverse=True):
-        deleted += delete(ws, r.id, force=True)
+        deleted += _delete_version(ws, r.id, force=True)
     return deleted

@@ -5,6 +5,11 @@ them without reaching into the service."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..catalog import DatasetRow
+    from ..errors import ClearMLDataError
 
 
 @dataclass
@@ -43,6 +48,7 @@ class FileInfo:
     size: int
     dataset_id: str
     kind: str | None = None  # for change listings
+    source: str | None = None  #: a draft's added file: the local file it was added from
 
 
 @dataclass
@@ -131,3 +137,81 @@ class GcReport:
     unfinished_too_young: int = 0
     aborted: list[str] = field(default_factory=list)
     abort_failed: int = 0
+
+
+@dataclass
+class Closed:
+    """A version that ``close`` finalized: the final row, what its upload step wrote (None
+    when nothing was pending) and what its later parents shadow of earlier ones."""
+
+    row: DatasetRow
+    upload: UploadResult | None = None
+    shadowed: list[ShadowedFile] = field(default_factory=list)
+
+
+@dataclass
+class SyncOutcome:
+    """What ``sync`` did: the version (final once closed), whether it made it, the changes."""
+
+    row: DatasetRow
+    created: bool = False
+    removed: int = 0
+    added: int = 0
+    modified: int = 0
+    reverted: bool = False                #: made by the sync, nothing changed, deleted again
+    closed: Closed | None = None          #: None when the draft was left open (skip_close)
+    shadowed: list[ShadowedFile] = field(default_factory=list)  #: of the draft left open
+
+
+@dataclass
+class LocalCopy:
+    """A local copy of a version (or of one part of it): where, and what it holds."""
+
+    path: str
+    files: int
+    bytes: int
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    package: str
+    version: str
+    status: str                 #: loaded | disabled | broken
+    error: str = ""
+    schemes: list[str] = field(default_factory=list)
+    module: str = ""            #: top-level import name of a loaded plugin (its loggers' root)
+
+
+@dataclass
+class PluginsReport:
+    """The storage plugins found and the URL schemes each one serves."""
+
+    plugins: list[PluginInfo] = field(default_factory=list)
+    drivers: dict[str, str] = field(default_factory=dict)   #: scheme -> plugin name
+    error: ClearMLDataError | None = None   #: why the drivers could not be listed (two claim one scheme)
+
+    @property
+    def packages(self) -> list[str]:
+        """Import names of the loaded plugins, each once."""
+        return list(dict.fromkeys(p.module for p in self.plugins if p.module))
+
+
+class WorkflowEvents:
+    """What ``close`` and ``sync`` tell their caller as they go. Each method does nothing here;
+    a face overrides the ones it shows or acts on."""
+
+    def created(self, row: DatasetRow) -> None:
+        """A new draft was made. If this raises, the draft is deleted again."""
+
+    def dropped(self, dataset_id: str) -> None:
+        """A draft made by the same call was deleted again (nothing changed, or the sync failed)."""
+
+    def syncing(self, row: DatasetRow, folder: str) -> None:
+        """The folder is about to be synced into the draft."""
+
+    def closing(self, row: DatasetRow) -> None:
+        """A sync is about to close the draft."""
+
+    def uploading(self, row: DatasetRow, storage: str) -> None:
+        """Pending content is about to be uploaded to ``storage``."""

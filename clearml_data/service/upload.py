@@ -1,5 +1,8 @@
 """Upload and finalize: a draft's content into its storage, then the version made final.
 
+:func:`close` is the one definition of closing a draft (``clearml-data close`` and
+``sync``, ``Dataset.finalize``): upload what is pending, then finalize.
+
 Write order, so that a crash at any moment leaves a resumable draft or a complete
 version: objects into storage, then their catalog rows (:func:`record_stored`, one object
 at a time, so an interrupted upload resumes where it stopped), then the manifest, then the
@@ -24,8 +27,8 @@ from ..storage import StorageDriver, redact_url
 from . import manifests
 from .locations import confirm_stored
 from .lookup import draft, normalize_storage, now, parent_row, resolve_id
-from .results import UploadResult
-from .views import tree_clash, view
+from .results import Closed, UploadResult, WorkflowEvents
+from .views import shadowed, tree_clash, view
 from .workspace import Workspace, storage_call
 
 log = logging.getLogger(__name__)
@@ -159,6 +162,30 @@ def record_stored(ws: Workspace, driver: StorageDriver, storage: str, objects: l
     return True
 
 
+def close(ws: Workspace, dataset_id: str, storage: str | None = None, with_upload: bool = True,
+          chunk_size: float | None = None, max_workers: int | None = None,
+          progress: ProgressFactory = null_progress, events: WorkflowEvents | None = None) -> Closed:
+    """Close a draft: upload what its storage lacks (into ``storage`` when given, which then
+    becomes the dataset's storage), then finalize. Without ``with_upload``, content still to
+    upload is an error and nothing is written."""
+    row = draft(ws, dataset_id)
+    uploaded = None
+    if has_pending_uploads(ws, row, storage) or (storage and storage != row.storage):
+        if not with_upload:
+            raise _pending(row)
+        (events or WorkflowEvents()).uploading(row, storage or row.storage)
+        uploaded = upload(ws, row.id, storage, chunk_size, max_workers, progress)
+    # finalize checks again what the storage holds; what it finds missing is uploaded too
+    final = finalize(ws, row.id, with_upload, chunk_size, max_workers, progress)
+    return Closed(final, uploaded, shadowed(ws, final))
+
+
+def _pending(row: DatasetRow) -> DatasetStateError:
+    return DatasetStateError(f"cannot finalize dataset {row.id}: pending uploads",
+                             hint="call Dataset.upload() first, or use finalize(auto_upload=True) / "
+                                  "clearml-data close")
+
+
 def finalize(ws: Workspace, dataset_id: str, auto_upload: bool = False, chunk_size: float | None = None,
              max_workers: int | None = None, progress: ProgressFactory = null_progress) -> DatasetRow:
     row = draft(ws, dataset_id)
@@ -169,9 +196,7 @@ def finalize(ws: Workspace, dataset_id: str, auto_upload: bool = False, chunk_si
     confirm_stored(ws, row.storage, ws.catalog.unchecked_objects_of(row.id, row.storage))
     if has_pending_uploads(ws, row):
         if not auto_upload:
-            raise DatasetStateError(
-                f"cannot finalize dataset {row.id}: pending uploads",
-                hint="call Dataset.upload() first, or use finalize(auto_upload=True) / clearml-data close")
+            raise _pending(row)
         upload(ws, row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
         if has_pending_uploads(ws, row):
             raise StorageError(f"dataset {row.id} still has pending uploads after upload")

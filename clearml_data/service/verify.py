@@ -25,6 +25,7 @@ from ..parallel import batched, ordered_map
 from ..paths import safe_join
 from ..progress import ProgressFactory, null_progress
 from ..storage import redact_url
+from .checkout import get_local_copy
 from .locations import ByKey, by_stored_key, hash_range
 from .results import Problem, VerifyReport
 from .views import view
@@ -198,6 +199,26 @@ def _damaged_cache_files(ws: Workspace, files: CachedFiles, sizes: dict[str, int
     if guard.memory is not None:  # re-hashed and right: served after one stat next time
         guard.memory.cached_store(intact)
     return damaged
+
+
+def verify_local(ws: Workspace, row: DatasetRow, folder: str | os.PathLike | None = None,
+                 skip_hash: bool = False, max_workers: int | None = None,
+                 progress: ProgressFactory = null_progress) -> VerifyReport:
+    """``Dataset.verify_dataset_hash``: check a local copy of a final version. Without
+    ``folder``, the version's content in the local cache is checked first (damaged cached
+    files are removed), then the cached local copy, which is rebuilt as needed."""
+    report = VerifyReport()
+    parts = []
+    if folder is None:
+        parts.append(verify_cache(ws, row, full=not skip_hash, max_workers=max_workers, progress=progress))
+    folder = folder or get_local_copy(ws, row.id, max_workers=max_workers)
+    parts.append(verify_folder(ws, row, folder, skip_hash, max_workers, progress))
+    for part in parts:
+        report.checked += part.checked
+        report.bytes += part.bytes
+        report.cached += part.cached
+        report.problems += part.problems
+    return report
 
 
 def verify_folder(ws: Workspace, row: DatasetRow, folder: str | os.PathLike, skip_hash: bool = False,

@@ -225,15 +225,18 @@ def diff(old: View, new: View) -> Diff:
     return d
 
 
-def list_files(ws: Workspace, row: DatasetRow, pattern: str | None = None, recursive: bool = True,
-               only_from: str | None = None) -> list[FileInfo]:
+def list_files(ws: Workspace, row: DatasetRow, pattern: str | Iterable[str] | None = None,
+               recursive: bool = True, only_from: str | None = None) -> list[FileInfo]:
+    """The version's files, sorted by path: those matching ``pattern`` (a wildcard, or any of
+    several), those a version ``only_from`` brought in."""
+    patterns = [pattern] if isinstance(pattern, str) else [p for p in pattern or () if p]
     current = view(ws, row)
     out = []
     for p in sorted(current):
         h, size, origin = current[p]
         if only_from is not None and origin != only_from:
             continue
-        if pattern and not matches(p, pattern, recursive):
+        if patterns and not any(matches(p, pat, recursive) for pat in patterns):
             continue
         out.append(FileInfo(p, h, size, origin))
     return out
