@@ -175,3 +175,13 @@ def test_cli_get_reports_what_the_copy_holds(cli, tmp_path):
     part = cli("get", "--id", ds.id, "--part", "0", "--num-parts", "2", "--json").json["data"]
     other = cli("get", "--id", ds.id, "--part", "1", "--num-parts", "2", "--json").json["data"]
     assert part["files"] + other["files"] == 2 and part["bytes"] + other["bytes"] == 10
+
+
+# -- plugins ----------------------------------------------------------------------------------
+def test_plugins_and_doctor_report_the_same_plugins(cli):
+    listed = cli("plugins", "--json").json["data"]
+    doctor = cli("doctor", "--json").json["data"]
+    assert [(p["name"], p["package"], p["status"]) for p in listed] == \
+           [(p["name"], p["package"], p["status"]) for p in doctor["plugins"]]
+    schemes = {s: p["name"] for p in listed for s in p["schemes"]}
+    assert schemes == doctor["drivers"] and schemes["file"] == "folder"
