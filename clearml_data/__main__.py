@@ -16,7 +16,8 @@ Whatever runs before this module (the interpreter's own start-up, ``site`` and `
 files, the console script's first lines) is outside any program's reach.
 """
 
-import _signal
+# the C module (no stubs): `signal` would import enum before the handler is in place
+import _signal  # type: ignore[import-not-found]
 
 _interrupted: list[int] = []
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .config import Settings
 from .errors import ClearMLDataError, DatasetNotFoundError, UsageError
 from .progress import ProgressFactory, bar_progress, null_progress
-from .service import Service
+from .service import Service, ShadowedFile
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Dataset:
     def create(cls, dataset_name: str | None = None, dataset_project: str | None = None,
                dataset_tags: Iterable[str] | None = None, parent_datasets: Iterable | None = None,
                use_current_task: bool = False, dataset_version: str | None = None,
-               output_uri: str | None = None, description: str | None = None) -> "Dataset":
+               output_uri: str | None = None, description: str | None = None) -> Dataset:
         """Create a new draft version; parents (ids or Dataset objects) are merged in order."""
         if use_current_task:
             raise UsageError("use_current_task needs a ClearML Task; clearml-data has no tasks")
@@ -110,7 +110,7 @@ class Dataset:
             only_completed: bool = False, only_published: bool = False,
             include_archived: bool = False, auto_create: bool = False, writable_copy: bool = False,
             dataset_version: str | None = None, alias: str | None = None, overridable: bool = False,
-            shallow_search: bool = False, **kwargs) -> "Dataset":
+            shallow_search: bool = False, **kwargs) -> Dataset:
         """Find a version by id, or the highest version of project/name (optionally version, tags)."""
         bad = [k for k in kwargs if not k.startswith("_")]
         if bad:
@@ -118,15 +118,12 @@ class Dataset:
         service = default_service()
         try:
             row = service.get(dataset_id, dataset_project, dataset_name, dataset_version,
-                              dataset_tags, only_completed, only_published)
+                              dataset_tags, only_completed, only_published, writable_copy=writable_copy)
         except DatasetNotFoundError:
             if not auto_create or dataset_id:
                 raise
             return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
                               dataset_tags=dataset_tags, dataset_version=dataset_version)
-        if writable_copy:
-            child = service.create(name=row.name, project=row.project, parents=[row.id], tags=row.tags)
-            return cls(child, service)
         return cls(row, service)
 
     # -- properties ------------------------------------------------------------------------------
@@ -173,13 +170,8 @@ class Dataset:
     @property
     def file_entries_dict(self) -> dict[str, FileEntry]:
         """relative path -> FileEntry of every file in this version's merged view."""
-        row = self._refresh()
-        sources = {}
-        if not row.is_final:
-            sources = {c.path: c.source for c in self._service.catalog.changes(row.id)}
-        links = self._service.link_entries(row)
-        return {p: FileEntry(p, h, origin, size, local_path=sources.get(p))
-                for p, (h, size, origin) in sorted(self._service.view(row).items()) if p not in links}
+        return {p: FileEntry(p, f.hash, f.dataset_id, f.size, local_path=f.source)
+                for p, f in self._service.file_entries(self._refresh()).items()}
 
     @property
     def file_entries(self) -> list[FileEntry]:
@@ -202,11 +194,13 @@ class Dataset:
         ``clearml_data.service.ShadowedFile`` (path, hash, size, parent, by, clash, by_kind)."""
         return self._service.shadowed(self._refresh())
 
-    def _warn_shadowed(self) -> None:
-        found = self._service.shadowed(self._row)
+    def _warn_shadowed(self, found: list[ShadowedFile] | None = None) -> None:
+        if found is None:
+            found = self._service.shadowed(self._row)
         if found:
             log.warning("dataset %s: %d file(s) of earlier parents are shadowed by later parents, "
-                        "e.g. %s (Dataset.shadowed_files lists them)", self.id, len(found), found[0].describe())
+                        "e.g. %s (Dataset.shadowed_files lists them)", self.id, len(found),
+                        found[0].describe())
 
     def is_final(self) -> bool:
         return self._refresh().is_final
@@ -231,10 +225,7 @@ class Dataset:
         """Remove files matching ``dataset_path`` (a path, folder or wildcard); returns the count."""
         if not dataset_path:
             raise UsageError("remove_files needs a dataset_path (a path, folder or wildcard)")
-        if "://" in dataset_path:
-            removed = self._service.remove_links(self.id, dataset_path)
-        else:
-            removed = self._service.remove_files(self.id, dataset_path, recursive)
+        removed = self._service.remove(self.id, dataset_path, recursive)
         if verbose:
             for p in removed:
                 log.info("removed %s", p)
@@ -258,8 +249,10 @@ class Dataset:
 
     def sync_folder(self, local_path: str | os.PathLike, dataset_path: str | None = None,
                     verbose: bool = False) -> tuple[int, int, int]:
-        """Mirror a local folder into ``dataset_path``; returns (removed, added, modified)."""
-        r = self._service.sync_folder(self.id, local_path, dataset_path)
+        """Mirror a local folder into ``dataset_path``; returns (removed, added, modified).
+
+        The same sync as ``clearml-data sync --id ... --skip-close``: the draft stays open."""
+        r = self._service.sync(local_path, dataset_id=self.id, dataset_path=dataset_path, skip_close=True)
         return r.removed, r.added, r.modified
 
     def upload(self, show_progress: bool = True, verbose: bool = False, output_url: str | None = None,
@@ -282,14 +275,17 @@ class Dataset:
         return True if result.files == 0 else None
 
     def finalize(self, verbose: bool = False, raise_on_error: bool = True, auto_upload: bool = False) -> bool:
-        """Close the version: after this its content never changes."""
+        """Close the version: after this its content never changes. With ``auto_upload``,
+        pending content is uploaded first (``clearml-data close``); without it, pending
+        content is an error."""
         try:
-            self._row = self._service.finalize(self.id, auto_upload=auto_upload)
+            closed = self._service.close_dataset(self.id, upload=auto_upload)
         except ClearMLDataError:
             if raise_on_error:
                 raise
             return False
-        self._warn_shadowed()
+        self._row = closed.row
+        self._warn_shadowed(closed.shadowed)
         return True
 
     def publish(self, raise_on_error: bool = True) -> bool:
@@ -350,11 +346,7 @@ class Dataset:
                             verbose: bool = False) -> list[str]:
         """Paths whose local copy is missing or differs (default: the version's content in the
         local cache, damaged cached files removed, then the cached local copy)."""
-        problems = []
-        if local_copy_path is None:
-            problems += self._service.verify_cache(self._refresh(), full=not skip_hash).problems
-        folder = local_copy_path or self.get_local_copy(show_progress=False)
-        problems += self._service.verify_folder(self._refresh(), folder, skip_hash=skip_hash).problems
+        problems = self._service.verify_local(self._refresh(), local_copy_path, skip_hash=skip_hash).problems
         if verbose:
             for p in problems:
                 log.info("%s: %s %s", p.path, p.problem, p.detail)
@@ -363,7 +355,7 @@ class Dataset:
     @classmethod
     def squash(cls, dataset_name: str, dataset_ids: Iterable | None = None,
                dataset_project_name_pairs: Iterable[tuple[str, str]] | None = None,
-               output_url: str | None = None, close_squashed_dataset: bool = True) -> "Dataset":
+               output_url: str | None = None, close_squashed_dataset: bool = True) -> Dataset:
         """A new root version whose content is the merged view of the given versions, in order."""
         service = default_service()
         row = service.squash(dataset_name, ids=_ids(dataset_ids) or None,
@@ -384,11 +376,11 @@ class Dataset:
     @classmethod
     def rebuild_catalog(cls, storage: str | None = None):
         """Restore every final version whose manifest is in ``storage`` into the catalog
-        (``clearml-data catalog rebuild``); returns a ``clearml_data.recovery.RebuildReport``."""
+        (``clearml-data catalog rebuild``); returns a ``clearml_data.service.RebuildReport``."""
         return default_service().rebuild_catalog(storage)
 
     @classmethod
-    def get_from_storage(cls, dataset_id: str, storage: str) -> "Dataset":
+    def get_from_storage(cls, dataset_id: str, storage: str) -> Dataset:
         """The version with this id: from the catalog, else restored (with its ancestors) from
         the manifests in ``storage`` (``clearml-data get --storage URL --id ID``)."""
         service = default_service()
@@ -397,7 +389,7 @@ class Dataset:
     @classmethod
     def garbage_collect(cls, storage: str | None = None, dry_run: bool = True, min_age: float | str = "24h"):
         """Find, and unless ``dry_run`` delete, the stored objects nothing needs (``clearml-data
-        gc``); returns a ``clearml_data.recovery.GcReport``."""
+        gc``); returns a ``clearml_data.service.GcReport``."""
         return default_service().collect_garbage(storage, delete=not dry_run, min_age=min_age)
 
     @classmethod
@@ -452,12 +444,10 @@ class Dataset:
                entire_dataset: bool = False, shallow_search: bool = False, delete_files: bool = True,
                delete_external_files: bool = False) -> list[str]:
         """Delete a version (or with ``entire_dataset=True`` and ``force``, every version)."""
-        service = default_service()
         if entire_dataset:
             if not dataset_project or not dataset_name:
                 raise UsageError("entire_dataset needs dataset_project and dataset_name")
-            return service.delete_versions(dataset_project, dataset_name, force=force)
-        if not dataset_id and not (dataset_project and dataset_name):
+        elif not dataset_id and not (dataset_project and dataset_name):
             raise UsageError("Dataset.delete needs dataset_id, or both dataset_project and dataset_name")
-        row = service.get(dataset_id, dataset_project, dataset_name, dataset_version)
-        return service.delete(row.id, force=force)
+        return default_service().delete(dataset_id, force=force, project=dataset_project, name=dataset_name,
+                                        version=dataset_version, entire=entire_dataset)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
-from .cache import tempfiles
-from .cache.diskspace import space_for
+from . import tempfiles
+from .diskspace import space_for
 from .errors import UsageError
 
 APP = "clearml-data"

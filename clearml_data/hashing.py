@@ -4,36 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
-T = TypeVar("T")
-R = TypeVar("R")
+from .parallel import default_workers, ordered_map
+
+__all__ = ["BLOCK", "EMPTY_SHA256", "default_workers", "hash_files", "ordered_map", "sha256_bytes",
+           "sha256_file"]
 
 BLOCK = 1 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
-def default_workers() -> int:
-    return min(32, (os.cpu_count() or 1) + 4)
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: str | os.PathLike | BinaryIO) -> tuple[str, int]:
+class _Readable(Protocol):
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
+def sha256_file(path: str | os.PathLike | _Readable) -> tuple[str, int]:
     """Return (hex digest, size) of the file's bytes, read once (``path`` may also be a file
     already open for reading in binary mode, read from where it stands)."""
-    if hasattr(path, "readinto"):
+    if not isinstance(path, (str, bytes, os.PathLike)):
         return _sha256_read(path)
     with open(path, "rb", buffering=0) as fh:
         return _sha256_read(fh)
 
 
-def _sha256_read(fh: BinaryIO) -> tuple[str, int]:
+def _sha256_read(fh: _Readable) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
     buf = bytearray(BLOCK)
@@ -45,34 +45,6 @@ def _sha256_read(fh: BinaryIO) -> tuple[str, int]:
         h.update(view[:n])
         size += n
     return h.hexdigest(), size
-
-
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int | None = None,
-                window: int = 1024) -> Iterator[tuple[T, R]]:
-    """Yield (item, fn(item)) in input order, running ``fn`` in a thread pool.
-
-    At most ``window`` calls are in flight, so memory stays flat however many items
-    there are. With one worker everything runs in the calling thread.
-    """
-    workers = max_workers or default_workers()
-    if workers <= 1:
-        for item in items:
-            yield item, fn(item)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clearml-data") as pool:
-        pending: deque = deque()
-        try:
-            for item in items:
-                pending.append((item, pool.submit(fn, item)))
-                if len(pending) >= window:
-                    item0, fut = pending.popleft()
-                    yield item0, fut.result()
-            while pending:
-                item0, fut = pending.popleft()
-                yield item0, fut.result()
-        finally:
-            for _, fut in pending:
-                fut.cancel()
 
 
 def hash_files(stats: dict[str, os.stat_result], memory=None, max_workers: int | None = None,

@@ -11,7 +11,7 @@ lineage), it lists the version's whole merged view and where each content's byte
 the version can be restored and fetched even when its ancestors are gone. The encoding is
 deterministic (sorted keys, no gzip timestamp), so the same version always gives the same
 bytes. This module only builds, encodes and checks documents; the service writes and reads
-them (recovery.py).
+them (service/manifests.py).
 """
 
 from __future__ import annotations

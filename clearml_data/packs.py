@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .cache import tempfiles
+from . import tempfiles
 from .errors import IntegrityError
 
 _PACK_KEY = re.compile(r"packs/[0-9a-f]{2}/[0-9a-f]{64}\.pack")

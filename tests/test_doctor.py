@@ -11,7 +11,7 @@ import pytest
 
 import clearml_data
 from clearml_data.catalog import fs
-from clearml_data.diagnostics import probe_link_type
+from clearml_data.service.doctor import probe_link_type
 
 
 def test_doctor_reports_every_field(cli, env):

@@ -8,7 +8,7 @@ import time
 from clearml_data import manifest as mf
 from clearml_data.catalog import refs
 from clearml_data.config import Settings
-from clearml_data.service import Service
+from clearml_data.service import Service, manifests
 from clearml_data.storage.folder import FolderDriver
 from clearml_data.testing import read_tree, reset_services, write_tree
 
@@ -139,11 +139,11 @@ def test_finalize_uploads_again_what_vanished_after_the_upload(env, tmp_path, mo
     src = write_tree(tmp_path / "s", {"x.bin": os.urandom(4000)})
     svc, other = Service(Settings.load()), Service(Settings.load())
     storage = svc.settings.storage
-    original = Service.write_manifest
+    original = manifests.write_manifest
     calls = []
 
-    def write_then_lose(self, row, view, counts, stamp):
-        stamp = original(self, row, view, counts, stamp)
+    def write_then_lose(ws, row, view, counts, stamp):
+        stamp = original(ws, row, view, counts, stamp)
         if not calls:
             snap = refs.snapshot(other.catalog, row.storage)
             refs.forget_objects(other.catalog, row.storage, [(h, k) for k, hs in snap.hashes.items() for h in hs])
@@ -152,7 +152,7 @@ def test_finalize_uploads_again_what_vanished_after_the_upload(env, tmp_path, mo
         calls.append(stamp)
         return stamp
 
-    monkeypatch.setattr(Service, "write_manifest", write_then_lose)
+    monkeypatch.setattr(manifests, "write_manifest", write_then_lose)
     try:
         row = svc.create("n", project="p")
         svc.add_files(row.id, src)
@@ -204,25 +204,25 @@ def test_content_a_draft_starts_needing_after_gc_looked_is_kept(env, tmp_path, m
     """gc reads what is needed, then a draft (another process's catalog connection) adds files
     whose content only a deleted version had: the deletion, under the catalog lock, sees the
     catalog changed, reads it again and keeps that content."""
-    from clearml_data.recovery import RecoveryMixin
+    from clearml_data.service import gc
 
     src = write_tree(tmp_path / "s", {"x.bin": os.urandom(4000), "y.txt": "y"})
     svc, writer = Service(Settings.load()), Service(Settings.load())
-    original = RecoveryMixin._delete_batch
+    original = gc._delete_batch
     drafts = []
 
-    def add_then_delete(self, *args, **kwargs):
+    def add_then_delete(ws, *args, **kwargs):
         if not drafts:
             drafts.append(writer.create("again", project="p"))
             writer.add_files(drafts[0].id, src)
-        return original(self, *args, **kwargs)
+        return original(ws, *args, **kwargs)
 
     try:
         old = svc.create("old", project="p")
         svc.add_files(old.id, src)
         svc.finalize(old.id, auto_upload=True, chunk_size=0.001)
         svc.delete(old.id)
-        monkeypatch.setattr(RecoveryMixin, "_delete_batch", add_then_delete)
+        monkeypatch.setattr(gc, "_delete_batch", add_then_delete)
         report = svc.collect_garbage(delete=True, min_age=0)
         assert len(report.unreferenced) == 2 and report.kept_by_recheck == 2 and report.deleted == []
         assert writer.upload(drafts[0].id).objects == 0  # the catalog still says the storage has it

@@ -71,7 +71,7 @@ def test_recently_modified_files_are_not_remembered(tmp_path, monkeypatch):
 
 
 def test_a_large_add_is_hashed_in_batches_with_the_same_result(tmp_path, monkeypatch):
-    from clearml_data import service
+    from clearml_data.service import drafts as service
 
     files = {f"d{i % 7}/f{i:03}.bin": os.urandom(100 + i) for i in range(53)}
     src = write_tree(tmp_path / "src", files)

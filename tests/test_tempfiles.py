@@ -5,7 +5,8 @@ import subprocess
 import sys
 import time
 
-from clearml_data.cache import Cache, tempfiles
+from clearml_data import tempfiles
+from clearml_data.cache import Cache
 from clearml_data.storage.folder import TMP_FOLDER, TMP_PREFIX, FolderDriver
 
 

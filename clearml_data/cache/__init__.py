@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _crashpoints as crashpoints
-from .. import packs  # a module: packs imports this package's tempfiles
+from .. import packs, tempfiles
+from ..diskspace import space_for
 from ..errors import IntegrityError
 from ..hashing import sha256_file
 from ..paths import check_id, safe_join
-from . import tempfiles
-from .diskspace import space_for
 from .guard import CacheGuard
 from .links import LINK_MODES, populate, remove_tree
 

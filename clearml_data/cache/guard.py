@@ -26,9 +26,10 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-from ..hashing import ordered_map, sha256_file
+from ..hashing import sha256_file
+from ..parallel import batched, ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -127,20 +128,6 @@ class CacheGuard:
             self.memory.cached_store(good)
             self.memory.cached_forget(st for _p, st, _d in bad)
         return bad
-
-
-def batched(items: list, max_files: int = 256, max_bytes: int = 32 * 1024 * 1024) -> Iterator[list]:
-    """Small files in groups, so that a thread pool task is not much smaller than its overhead."""
-    batch: list = []
-    size = 0
-    for item in items:
-        batch.append(item)
-        size += item[1].st_size
-        if len(batch) >= max_files or size >= max_bytes:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
 
 
 def _rehash_all(batch: list[Item]) -> list[tuple[bool, os.stat_result | None]]:

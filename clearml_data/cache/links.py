@@ -15,8 +15,8 @@ import stat
 import sys
 
 from .. import _crashpoints as crashpoints
+from .. import tempfiles
 from ..paths import safe_join
-from . import tempfiles
 
 #: how ``get_local_copy(use_soft_links=...)`` materialises files
 LINK_MODES = {None: "link", True: "symlink", False: "copy"}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import _crashpoints as crashpoints
 from .. import versions
-from ..cache.diskspace import nearly_full
+from ..diskspace import nearly_full
 from ..errors import CatalogError, CatalogLockedError, DiskFullError, SchemaVersionError, VersionExistsError
 from .fs import filesystem_type, is_network_filesystem
 from .lockfile import DEFAULT_TIMEOUT, LockedConnection, LockFile, resolve_lock_method
@@ -90,6 +90,12 @@ class ObjectRow:
 _DATASET_COLUMNS = ("id", "project", "name", "version", "status", "description", "tags", "metadata",
                     "storage", "created_at", "updated_at", "finalized_at", "file_count",
                     "total_size", "added", "modified", "removed")
+
+
+def preferred_location(locs: Sequence[ObjectRow], storage: str) -> ObjectRow:
+    """The location to read a content from: one in ``storage`` (the version's own) if any,
+    else the first known. ``locs`` must not be empty."""
+    return next((x for x in locs if x.storage == storage), locs[0])
 
 
 def _json_column(data: dict, column: str, kind: type) -> list | dict:
@@ -531,7 +537,7 @@ class Catalog:
                 if h in wanted:
                     found[h] = (None, key, offset, length)
         for h, locs in self.locate_objects(h for h in wanted if h not in found).items():
-            loc = next((x for x in locs if x.storage == prefer), locs[0])
+            loc = preferred_location(locs, prefer)
             found[h] = (None if loc.storage == prefer else loc.storage, loc.key, loc.offset, loc.length)
         return found
 

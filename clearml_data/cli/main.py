@@ -1,611 +1,46 @@
-"""``clearml-data``: parse, call the service, render. Nothing else happens here."""
+"""``clearml-data``: parse, call the service, render. Nothing else happens here.
+
+Importing this module loads the argument parser (standard library only) and nothing of the
+service: ``--help``, ``--version`` and usage errors are answered before the commands, the
+catalog, the storage plugins or the progress bars are imported. A command imports them when
+it runs (:mod:`.commands`), and prints through :mod:`.render`.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import sqlite3
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from .. import __version__
-from ..config import CurrentDataset, Settings
-from ..errors import ClearMLDataError, DatasetNotFoundError, DatasetStateError, UsageError
-from ..progress import ProgressFactory, bar_progress, null_progress
-from ..service import Service
-from ..storage import redact_url
-from ..storage.scrub import install_log_filter, scrub
 from .parser import DESCRIPTION, build_parser
 
-RESULT_VERSION = "1"
+TYPE_CHECKING = False   # typing itself is not imported: it costs a start-up what the rest costs
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import TextIO
 
+    from .commands import Context
+    from .render import Result
 
-@dataclass
-class Result:
-    data: Any = None
-    text: list[str] = field(default_factory=list)
-    code: int = 0   #: exit code of a command that ran but found problems (verify)
+#: the loggers ``--debug`` sets to DEBUG besides those of the loaded storage plugins
+CORE_LOGGER = "clearml_data"
 
 
-class Context:
-    def __init__(self, args, stdout, stderr):
-        self.args = args
-        self.stdout = stdout
-        self.stderr = stderr
-        self.quiet = bool(getattr(args, "quiet", False))
-        self.json = bool(getattr(args, "json", False))
-        self._service: Service | None = None
-        self._settings: Settings | None = None
+class _Commands(dict):
+    """Command name -> its ``cmd_*`` function. The table of :mod:`.commands` is imported on
+    the first look-up, so that only a command that runs pays for loading the service; an
+    entry set here (a test's replacement) comes first."""
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = Settings.load(catalog=getattr(self.args, "catalog", None))
-        return self._settings
+    def __missing__(self, name: str) -> Callable[[Context], Result]:
+        from .commands import COMMANDS as table
 
-    @property
-    def service(self) -> Service:
-        if self._service is None:
-            self._service = Service(self.settings)
-        return self._service
+        return table[name]
 
-    @property
-    def current(self) -> CurrentDataset:
-        return CurrentDataset(self.settings)
 
-    @property
-    def progress(self) -> ProgressFactory:
-        return null_progress if self.quiet else bar_progress
+COMMANDS: dict[str, Callable[[Context], Result]] = _Commands()
 
-    def note(self, message: str) -> None:
-        """Informational text: stderr, so stdout stays the result."""
-        if not self.quiet:
-            print(printable(message), file=self.stderr, flush=True)
 
-    def close(self) -> None:
-        if self._service is not None:
-            self._service.close()
-
-
-def _plural(n: int, word: str = "file") -> str:
-    if n == 1:
-        return f"{n} {word}"
-    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
-
-
-def _dataset_data(row) -> dict:
-    return {
-        "id": row.id, "project": row.project, "name": row.name, "version": row.version,
-        "status": row.status, "storage": redact_url(row.storage), "parents": list(row.parents),
-        "tags": list(row.tags), "description": row.description, "created_at": row.created_at,
-        "finalized_at": row.finalized_at, "file_count": row.file_count, "total_size": row.total_size,
-    }
-
-
-def _target(ctx: Context, lookup: bool = False):
-    """The dataset a command acts on: --id, else --project/--name, else the current dataset."""
-    args = ctx.args
-    if args.id:
-        return ctx.service.resolve_id(args.id)
-    if lookup:
-        project, name = getattr(args, "project", None), getattr(args, "name", None)
-        version = getattr(args, "version", None)
-        if project or name or version:
-            if not (project and name):
-                raise UsageError("--project and --name go together (and --version needs both)",
-                                 hint="pass --id, or both --project and --name")
-            return ctx.service.get(project=project, name=name, version=version)
-    remembered = ctx.current.get()
-    if remembered:
-        try:
-            return ctx.service.resolve_id(remembered)
-        except DatasetNotFoundError:
-            ctx.current.clear(remembered)
-            raise DatasetNotFoundError(f"the current dataset {remembered} no longer exists",
-                                       hint="pass --id") from None
-    raise UsageError("no dataset given and no current dataset",
-                     hint="pass --id, or create one first with clearml-data create")
-
-
-# -- commands ------------------------------------------------------------------------------
-def cmd_create(ctx: Context) -> Result:
-    a = ctx.args
-    ctx.note("Creating a new dataset:")
-    row = ctx.service.create(name=a.name, project=a.project, parents=a.parents, version=a.version,
-                             storage=a.storage, tags=a.tags, description=a.description or "")
-    _remember_new(ctx, row.id)
-    data, lines = _shadowed(ctx, row)
-    return Result({**_dataset_data(row), "shadowed": data}, [f"New dataset created id={row.id}", *lines])
-
-
-_SHADOWED_SHOWN = 20
-
-
-def _shadowed(ctx: Context, row) -> tuple[list[dict], list[str]]:
-    """What a version's later parents shadow of its earlier ones: JSON rows and text lines."""
-    found = ctx.service.shadowed(row)
-    data = [{"path": f.path, "parent": f.parent, "by": f.by, "clash": f.clash, "by_kind": f.by_kind}
-            for f in found]
-    if not found:
-        return data, []
-    lines = [f"{_plural(len(found))} of earlier parents shadowed by later parents (a later parent wins):"]
-    lines += [f"  {f.describe()}" for f in found[:_SHADOWED_SHOWN]]
-    if len(found) > _SHADOWED_SHOWN:
-        lines.append(f"  ... and {len(found) - _SHADOWED_SHOWN} more (--json lists them all)")
-    return data, lines
-
-
-def _remember_new(ctx: Context, dataset_id: str) -> None:
-    """Make a draft just created the current dataset. If that fails (a full or read-only state
-    folder, Ctrl-C), the draft goes too: a failed command leaves no draft behind, and running
-    it again makes exactly one."""
-    try:
-        ctx.current.set(dataset_id)
-    except BaseException:
-        try:
-            ctx.service.delete(dataset_id)
-        except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
-            logging.getLogger(__name__).warning("the new draft %s could not be removed: %s", dataset_id, exc)
-        raise
-
-
-def cmd_add(ctx: Context) -> Result:
-    a = ctx.args
-    if not a.files and not a.links:
-        raise UsageError("nothing to add", hint="pass --files PATH [PATH ...] or --links URL [URL ...]")
-    row = _target(ctx)
-    ctx.note(f"Adding files/folder/links to dataset id {row.id}")
-    totals = {"added": 0, "modified": 0, "unchanged": 0, "bytes": 0}
-    for path in a.files:
-        r = ctx.service.add_files(row.id, path, wildcard=a.wildcard, dataset_path=a.dataset_folder,
-                                  recursive=not a.non_recursive, max_workers=a.max_workers,
-                                  progress=ctx.progress)
-        for k in totals:
-            totals[k] += getattr(r, k)
-        if a.verbose:
-            ctx.note(f"{path}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
-    for url in a.links:
-        r = ctx.service.add_external_files(row.id, url, wildcard=a.wildcard, dataset_path=a.dataset_folder,
-                                           recursive=not a.non_recursive, max_workers=a.max_workers,
-                                           progress=ctx.progress)
-        for k in totals:
-            totals[k] += getattr(r, k)
-        if a.verbose:
-            ctx.note(f"{redact_url(url)}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
-    ctx.current.set(row.id)
-    text = [f"{_plural(totals['added'])} added"]
-    if totals["modified"]:
-        text.append(f"{_plural(totals['modified'])} modified")
-    return Result({"id": row.id, **totals}, text)
-
-
-def cmd_remove(ctx: Context) -> Result:
-    a = ctx.args
-    row = _target(ctx)
-    ctx.note(f"Removing files/folder from dataset id {row.id}")
-    removed: list[str] = []
-    for pattern in a.files:
-        if "://" in pattern:
-            gone = ctx.service.remove_links(row.id, pattern)
-        else:
-            gone = ctx.service.remove_files(row.id, pattern, recursive=not a.non_recursive)
-        if not gone:
-            ctx.note(f"nothing matches {redact_url(pattern)!r}")
-        removed += gone
-    if a.verbose:
-        for p in removed:
-            ctx.note(f"removed {p}")
-    ctx.current.set(row.id)
-    return Result({"id": row.id, "removed": removed}, [f"{_plural(len(removed))} removed"])
-
-
-def _upload(ctx: Context, row, storage) -> dict:
-    a = ctx.args
-    target = storage or row.storage
-    ctx.note(f"Pending uploads, starting dataset upload to {redact_url(target)}")
-    r = ctx.service.upload(row.id, storage=storage, chunk_size=a.chunk_size, max_workers=a.max_workers,
-                           progress=ctx.progress)
-    if getattr(a, "verbose", False):
-        ctx.note(f"{_plural(r.objects, 'object')} written, {r.uploaded_bytes} bytes, "
-                 f"{r.skipped} contents already stored")
-    return {"storage": redact_url(r.storage), "files": r.files, "objects": r.objects,
-            "uploaded_bytes": r.uploaded_bytes}
-
-
-def cmd_upload(ctx: Context) -> Result:
-    row = _target(ctx)
-    if row.is_final:
-        raise DatasetStateError(f"dataset {row.id} is final; there is nothing to upload")
-    ctx.note(f"uploading local files to dataset id {row.id}")
-    data = _upload(ctx, row, ctx.args.storage)
-    ctx.current.set(row.id)
-    return Result({"id": row.id, **data}, ["Dataset upload completed"])
-
-
-def _close(ctx: Context, row, storage, disable_upload: bool = False) -> tuple[dict, list[str]]:
-    """Upload what is pending and finalize; (JSON data, text lines on what was shadowed)."""
-    data: dict = {"id": row.id}
-    if ctx.service.has_pending_uploads(row, storage) or (storage and storage != row.storage):
-        if disable_upload:
-            raise DatasetStateError(f"dataset {row.id} has pending uploads and --disable-upload was given",
-                                    hint="run clearml-data upload first, or drop --disable-upload")
-        data["upload"] = _upload(ctx, row, storage)
-    final = ctx.service.finalize(row.id)
-    ctx.current.clear(row.id)
-    data.update(_dataset_data(final))
-    data["shadowed"], lines = _shadowed(ctx, final)
-    return data, lines
-
-
-def cmd_close(ctx: Context) -> Result:
-    a = ctx.args
-    row = _target(ctx)
-    ctx.note(f"Finalizing dataset id {row.id}")
-    if row.is_final:
-        raise DatasetStateError(f"dataset {row.id} is already final")
-    data, lines = _close(ctx, row, a.storage, a.disable_upload)
-    return Result(data, ["Dataset closed and finalized", *lines])
-
-
-def cmd_sync(ctx: Context) -> Result:
-    a = ctx.args
-    created = False
-    text: list[str] = []
-    if bool(a.project) != bool(a.name) and not a.parents:
-        raise UsageError("sync creates a new version only with both --project and --name (or --parents)",
-                         hint="pass both, or --id to sync into an existing draft")
-    if a.parents or (a.project and a.name):
-        name = a.name
-        if not name:
-            name = ctx.service.resolve_id(a.parents[-1]).name
-        row = ctx.service.create(name=name, project=a.project, parents=a.parents, version=a.version,
-                                 storage=a.storage, tags=a.tags)
-        created = True
-        _remember_new(ctx, row.id)
-        text.append(f"New dataset created id={row.id}")
-    else:
-        row = _target(ctx)
-    ctx.note(f"Syncing dataset id {row.id} to local folder {a.folder}")
-    try:
-        r = ctx.service.sync_folder(row.id, a.folder, a.dataset_folder, max_workers=a.max_workers,
-                                    progress=ctx.progress)
-    except ClearMLDataError:
-        if created:  # nothing was synced into the version this command made: it goes again
-            try:
-                ctx.service.delete(row.id)
-                ctx.current.clear(row.id)
-            except ClearMLDataError:
-                pass
-        raise
-    text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
-    data: dict = {"id": row.id, "created": created, "removed": r.removed, "added": r.added,
-                  "modified": r.modified, "closed": False}
-    if a.skip_close:
-        ctx.current.set(row.id)
-        data["shadowed"], lines = _shadowed(ctx, row)
-        return Result(data, text + lines)
-    if created and not (r.removed or r.added or r.modified):
-        ctx.service.delete(row.id)
-        ctx.current.clear(row.id)
-        data["reverted"] = True
-        text.append("Zero modifications on local copy, reverting dataset creation.")
-        return Result(data, text)
-    ctx.note("Finalizing dataset")
-    closed, lines = _close(ctx, ctx.service.resolve_id(row.id), None)
-    data.update(closed, closed=True)
-    text += ["Dataset closed and finalized", *lines]
-    return Result(data, text)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int] = (),
-           right: Sequence[int] = ()) -> list[str]:
-    cols = len(headers)
-    w = [max([len(headers[i])] + [len(r[i]) for r in rows] + ([widths[i]] if i < len(widths) else []))
-         for i in range(cols)]
-
-    def fmt(cells):
-        return " | ".join(c.rjust(w[i]) if i in right else c.ljust(w[i]) for i, c in enumerate(cells)).rstrip()
-
-    return [fmt(headers), "-" * (sum(w) + 3 * (cols - 1))] + [fmt(r) for r in rows]
-
-
-def cmd_list(ctx: Context) -> Result:
-    a = ctx.args
-    row = _target(ctx, lookup=True)
-    ctx.note(f"List dataset content: {row.project}/{row.name} version {row.version} id={row.id}")
-    files = ctx.service.list_files(row, only_from=row.id if a.modified else None)
-    if a.filter:
-        from ..paths import matches
-
-        files = [f for f in files if any(matches(f.path, pat) for pat in a.filter)]
-    total = sum(f.size for f in files)
-    links = {p: info.link for p, info in ctx.service.link_entries(row).items()}
-    if a.verbose:
-        text = _table(["file name", "size", "hash", "version", "link"],
-                      [(f.path, f"{f.size:,}", f.hash, f.dataset_id, redact_url(links.get(f.path, "")))
-                       for f in files], widths=(64, 10, 64), right=(1,))
-    else:
-        text = _table(["file name", "size", "hash"], [(f.path, f"{f.size:,}", f.hash) for f in files],
-                      widths=(64, 10, 64), right=(1,))
-    text.append(f"Total {_plural(len(files))}, {total:,} bytes")
-    data = {"id": row.id, "files": [{"path": f.path, "size": f.size, "hash": f.hash,
-                                     "dataset_id": f.dataset_id, "link": redact_url(links[f.path])
-                                     if f.path in links else None} for f in files],
-            "total_files": len(files), "total_size": total}
-    return Result(data, text)
-
-
-def cmd_delete(ctx: Context) -> Result:
-    a = ctx.args
-    if a.entire_dataset:
-        if not (a.project and a.name):
-            raise UsageError("--entire-dataset needs --project and --name")
-        if not a.force:
-            raise UsageError("--entire-dataset deletes every version; it needs --force as well")
-        ctx.note(f"Deleting dataset with project={a.project}, name={a.name} (all versions)")
-        deleted = ctx.service.delete_versions(a.project, a.name, force=True)
-    else:
-        row = _target(ctx, lookup=True)
-        if a.id:
-            ctx.note(f"Deleting dataset id {row.id}")
-        else:
-            ctx.note(f"Deleting dataset with project={row.project}, name={row.name}, version={row.version}")
-        deleted = ctx.service.delete(row.id, force=a.force)
-    for did in deleted:
-        ctx.current.clear(did)
-    return Result({"deleted": deleted}, [f"Dataset(s) deleted: {', '.join(deleted)}"])
-
-
-def cmd_search(ctx: Context) -> Result:
-    a = ctx.args
-    rows = ctx.service.search(project=a.project, partial_name=a.name, tags=a.tags, ids=a.ids,
-                              only_completed=not a.not_only_completed)
-    table = _table(["project", "name", "version", "tags", "created", "id", "status"],
-                   [(r.project, r.name, r.version, ", ".join(r.tags), r.created_at[:19].replace("T", " "),
-                     r.id, r.status) for r in rows])
-    return Result([_dataset_data(r) for r in rows], table)
-
-
-def cmd_get(ctx: Context) -> Result:
-    a = ctx.args
-    row = ctx.service.resolve_or_restore(a.id, a.storage) if a.storage else _target(ctx)
-    ctx.note(f"Download dataset id {row.id}")
-    if a.copy and a.link:
-        raise UsageError("--copy and --link cannot be used together")
-    if a.copy:
-        path = ctx.service.get_mutable_local_copy(row.id, a.copy, overwrite=a.overwrite,
-                                                  max_workers=a.max_workers, part=a.part,
-                                                  num_parts=a.num_parts, progress=ctx.progress)
-    else:
-        path = ctx.service.get_local_copy(row.id, max_workers=a.max_workers, part=a.part,
-                                          num_parts=a.num_parts, progress=ctx.progress)
-        if a.link:
-            link = os.path.abspath(os.path.expanduser(a.link))
-            if os.path.lexists(link):
-                if not (a.overwrite and os.path.islink(link)):
-                    raise UsageError(f"{link} already exists",
-                                     hint="pass --overwrite to replace an existing link")
-                os.unlink(link)
-            os.symlink(path, link)
-            path = link
-    files, _label = ctx.service.selected_files(row, a.part, a.num_parts)
-    total = sum(size for _h, size in files.values())
-    if a.verbose:
-        ctx.note(f"{_plural(len(files))}, {total:,} bytes")
-    return Result({"id": row.id, "path": path, "files": len(files), "bytes": total},
-                  [f"Dataset local copy available for files at: {path}"])
-
-
-def cmd_verify(ctx: Context) -> Result:
-    a = ctx.args
-    row = _target(ctx)
-    if a.folder:
-        ctx.note(f"Verifying local copy {a.folder} of dataset id {row.id}")
-        report = ctx.service.verify_folder(row, a.folder, skip_hash=a.filesize, max_workers=a.max_workers,
-                                           progress=ctx.progress)
-    else:
-        ctx.note(f"Verifying dataset id {row.id} in {redact_url(row.storage)}")
-        report = ctx.service.verify_storage(row, full=not a.filesize, max_workers=a.max_workers,
-                                            progress=ctx.progress)
-    text = [f"{p.path}: {p.problem}{' (' + p.detail + ')' if p.detail else ''}" for p in report.problems]
-    if a.verbose:
-        ctx.note(f"checked {_plural(report.checked)}, {report.bytes:,} bytes"
-                 f"{' (sizes only)' if a.filesize else ''}")
-    n = len(report.problems)
-    text.append(f"Dataset verification completed, {n} errors found!" if n
-                else "Dataset verification completed successfully, no errors found.")
-    data = {"id": row.id, "checked": report.checked, "bytes": report.bytes, "mode":
-            ("folder" if a.folder else "storage") + ("-size" if a.filesize else ""),
-            "problems": [{"path": p.path, "problem": p.problem, "detail": p.detail}
-                         for p in report.problems]}
-    return Result(data, text, code=1 if n else 0)
-
-
-def cmd_publish(ctx: Context) -> Result:
-    row = ctx.service.resolve_id(ctx.args.id)
-    ctx.note(f"Publishing dataset id {row.id}")
-    row = ctx.service.publish(row.id)
-    return Result(_dataset_data(row), ["Dataset published"])
-
-
-def cmd_compare(ctx: Context) -> Result:
-    a = ctx.args
-    source = ctx.service.resolve_id(a.source)
-    target = ctx.service.resolve_id(a.target)
-    ctx.note(f"Comparing target dataset id {target.id} with source dataset id {source.id}")
-    d = ctx.service.changes_against(target, source.id)
-    text: list[str] = []
-    if a.verbose:
-        for title, paths in (("Removed files:", d.removed), ("Modified files:", d.modified),
-                             ("Added files:", d.added)):
-            text.append(title)
-            text += [f"  {p}" for p in paths]
-    text.append(f"Comparison summary: {_plural(len(d.removed))} removed, "
-                f"{_plural(len(d.modified))} modified, {_plural(len(d.added))} added")
-    return Result({"source": source.id, "target": target.id, "added": d.added,
-                   "modified": d.modified, "removed": d.removed}, text)
-
-
-def cmd_squash(ctx: Context) -> Result:
-    a = ctx.args
-    ctx.note(f"Squashing datasets {', '.join(a.ids)} into a new dataset {a.name!r}")
-    row = ctx.service.squash(a.name, ids=a.ids, storage=a.storage, project=a.project,
-                             progress=ctx.progress)
-    if a.verbose:
-        ctx.note(f"{_plural(row.file_count or 0)}, {row.total_size or 0:,} bytes")
-    return Result(_dataset_data(row), [f"Squashing completed, new dataset created id={row.id}"])
-
-
-def cmd_set_description(ctx: Context) -> Result:
-    a = ctx.args
-    row = _target(ctx)
-    ctx.note(f"Setting description {a.description!r} to dataset {row.id}")
-    row = ctx.service.update(row.id, description=a.description)
-    return Result(_dataset_data(row), ["Description set"])
-
-
-def cmd_rename(ctx: Context) -> Result:
-    a = ctx.args
-    ids = ctx.service.rename(a.project, a.name, a.new_name)
-    return Result({"renamed": ids, "project": a.project, "name": a.new_name},
-                  [f"Dataset(s) renamed: {_plural(len(ids), 'version')} of {a.project}/{a.name} "
-                   f"{'is' if len(ids) == 1 else 'are'} now {a.project}/{a.new_name}"])
-
-
-def cmd_move(ctx: Context) -> Result:
-    a = ctx.args
-    ids = ctx.service.move(a.project, a.name, a.new_project)
-    return Result({"moved": ids, "project": a.new_project, "name": a.name},
-                  [f"Dataset(s) moved: {_plural(len(ids), 'version')} of {a.project}/{a.name} "
-                   f"{'is' if len(ids) == 1 else 'are'} now in {a.new_project}"])
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def cmd_cache(ctx: Context) -> Result:
-    from ..config import parse_size
-
-    a = ctx.args
-    cache = ctx.service.cache
-    limit = ctx.settings.cache_max_size
-    if a.action == "prune":
-        budget = parse_size(a.max_size) if a.max_size else limit
-        if budget is None:
-            raise UsageError("prune needs a size", hint="pass --max-size SIZE or set cache_max_size")
-        r = cache.prune(budget)
-        return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies,
-                       "remaining_bytes": r.remaining_bytes},
-                      [f"Cache pruned: {_size(r.freed_bytes)} freed ({_plural(r.objects, 'content')}, "
-                       f"{_plural(len(r.copies), 'local copy')}); {_size(r.remaining_bytes)} left"])
-    if a.action == "clear":
-        r = cache.clear()
-        return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies},
-                      [f"Cache cleared: {_size(r.freed_bytes)} freed"])
-    u = cache.usage()
-    text = [f"cache:        {u.root}",
-            f"size:         {_size(u.total_bytes)}"
-            f"{f' (limit {_size(limit)})' if limit is not None else ' (no limit)'}",
-            f"contents:     {_plural(u.objects, 'object')}, {_size(u.object_bytes)}",
-            f"local copies: {len(u.copies)}"]
-    text += [f"  {c.name}  {_plural(c.files)}" for c in sorted(u.copies, key=lambda c: -c.last_used)]
-    return Result({"path": u.root, "total_bytes": u.total_bytes, "limit_bytes": limit,
-                   "objects": u.objects, "object_bytes": u.object_bytes, "tmp_bytes": u.tmp_bytes,
-                   "copies": [{"name": c.name, "files": c.files, "own_bytes": c.own_bytes,
-                               "last_used": c.last_used} for c in u.copies]}, text)
-
-
-def cmd_catalog(ctx: Context) -> Result:
-    from .recovery import rebuild_result
-
-    return rebuild_result(ctx, ctx.service.rebuild_catalog(ctx.args.storage))
-
-
-def cmd_gc(ctx: Context) -> Result:
-    from .recovery import gc_result
-
-    a = ctx.args
-    return gc_result(ctx, ctx.service.collect_garbage(a.storage, delete=a.delete, min_age=a.min_age))
-
-
-def cmd_plugins(ctx: Context) -> Result:
-    pm = ctx.service.plugins
-    drivers = pm.drivers
-    by_plugin: dict[str, list[str]] = {}
-    for scheme, rec in sorted(drivers.items()):
-        by_plugin.setdefault(rec.plugin, []).append(scheme)
-    rows = []
-    data = []
-    for r in pm.records:
-        schemes = by_plugin.get(r.name, [])
-        rows.append((", ".join(f"{s}://" for s in schemes) or "-", r.name, r.package, r.version,
-                     r.status + (f": {r.error}" if r.error else "")))
-        data.append({"name": r.name, "package": r.package, "version": r.version, "status": r.status,
-                     "schemes": schemes, "error": r.error or None})
-    return Result(data, _table(["schemes", "plugin", "package", "version", "status"], rows))
-
-
-def cmd_doctor(ctx: Context) -> Result:
-    info = ctx.service.doctor()
-    cat = info["catalog"]
-    lines = [
-        f"clearml-data {info['clearml_data']} (Python {info['python']}, SQLite {info['sqlite']})",
-        f"config file:     {info['config_file']}",
-        f"catalog:         {cat['path']}  [{cat.get('source')}]",
-    ]
-    if "error" in cat:
-        lines.append(f"  error:         {cat['error']}")
-    else:
-        lines += [f"  filesystem:    {cat['filesystem']}, journal {cat['journal_mode']}, lock {cat['lock_method']}"
-                  + (f" ({cat['lock_file']})" if cat.get("lock_file") else ""),
-                  f"  integrity:     {cat['integrity']}",
-                  f"  contents:      {_plural(cat['counts']['datasets'], 'dataset')}, "
-                  f"{_plural(cat['counts']['changes'], 'file row')}, "
-                  f"{_plural(cat['counts']['objects'], 'stored content')}"]
-    lines += [
-        f"default storage: {info['storage']['url']}  [{info['storage']['source']}]",
-        f"cache:           {info['cache']['path']}  [{info['cache']['source']}]",
-        f"  size limit:    {'none' if info['cache']['max_size'] is None else _size(info['cache']['max_size'])}"
-        f"  [{info['cache']['max_size_source']}]",
-        f"  filesystem:    {info['cache']['filesystem']}, local copies use: {info['cache']['link_type']}",
-        f"state:           {info['state_dir']}",
-        "plugins:",
-    ]
-    for p in info["plugins"]:
-        extra = f" - {p['error']}" if p.get("error") else ""
-        lines.append(f"  {p['name']:<10} {p['package']} {p['version']} ({p['status']}){extra}")
-    drivers = info["drivers"]
-    lines.append("storage drivers: " + (", ".join(f"{s}:// ({n})" for s, n in drivers.items())
-                                        if "error" not in drivers else drivers["error"]))
-    return Result(info, lines)
-
-
-COMMANDS: dict[str, Callable[[Context], Result]] = {
-    "create": cmd_create, "add": cmd_add, "remove": cmd_remove, "upload": cmd_upload,
-    "close": cmd_close, "sync": cmd_sync, "list": cmd_list, "delete": cmd_delete,
-    "search": cmd_search, "get": cmd_get, "verify": cmd_verify, "publish": cmd_publish,
-    "compare": cmd_compare, "squash": cmd_squash, "set-description": cmd_set_description,
-    "rename": cmd_rename, "move": cmd_move, "cache": cmd_cache, "plugins": cmd_plugins,
-    "catalog": cmd_catalog, "gc": cmd_gc,
-    "doctor": cmd_doctor,
-}
-
-
-# -- running ----------------------------------------------------------------------------------
-def _envelope(command: str, status: str, data: Any, errors: list[dict]) -> str:
-    return json.dumps({"clearml_data_result_version": RESULT_VERSION, "command": command,
-                       "status": status, "data": data, "errors": errors}, indent=2, default=str)
-
-
-def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
+         stderr: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
@@ -615,7 +50,7 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
         return 130
 
 
-def _main(argv: Sequence[str] | None, stdout, stderr) -> int:
+def _main(argv: Sequence[str] | None, stdout: TextIO, stderr: TextIO) -> int:
     parser = build_parser(__version__)
     try:
         args = parser.parse_args(argv)
@@ -624,16 +59,25 @@ def _main(argv: Sequence[str] | None, stdout, stderr) -> int:
     if not args.command:
         parser.print_help(stderr)
         return 2
+
+    import logging
+
+    from ..errors import ClearMLDataError
+    from ..storage.scrub import install_log_filter, scrub
+    from .commands import Context
+    from .render import envelope, printable
+
     ctx = Context(args, stdout, stderr)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=stderr)
     for handler in logging.getLogger().handlers:  # no log line shows a credential
         install_log_filter(handler)
     if args.debug:  # our own loggers only: SDK debug logs print request headers (key ids, signatures)
-        for name in ("clearml_data", "clearml_data_s3", "clearml_data_gcs", "clearml_data_azure"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
+        logging.getLogger(CORE_LOGGER).setLevel(logging.DEBUG)
     if not ctx.quiet and not ctx.json:
         print(DESCRIPTION, file=stderr)
     try:
+        if args.debug:
+            _debug_plugin_loggers(ctx)
         result = COMMANDS[args.command](ctx)
     except KeyboardInterrupt:
         raise  # reported by main() once the service is closed
@@ -644,15 +88,15 @@ def _main(argv: Sequence[str] | None, stdout, stderr) -> int:
             raise
         message = scrub(_one_line(exc))
         if ctx.json:
-            print(_envelope(args.command, "error", None,
-                            [{"type": type(exc).__name__, "message": message}]), file=stdout)
+            print(envelope(args.command, "error", None,
+                           [{"type": type(exc).__name__, "message": message}]), file=stdout)
         print(f"Error: {printable(message)}", file=stderr)
         return 1
     finally:
         ctx.close()
     try:
         if ctx.json:
-            print(_envelope(args.command, "ok" if result.code == 0 else "failed", result.data, []),
+            print(envelope(args.command, "ok" if result.code == 0 else "failed", result.data, []),
                   file=stdout)
         else:
             for line in result.text:
@@ -660,20 +104,29 @@ def _main(argv: Sequence[str] | None, stdout, stderr) -> int:
         stdout.flush()
     except BrokenPipeError:  # `clearml-data list | head`: the reader left, which is fine
         if stdout is sys.__stdout__:
+            import os
+
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
         return result.code
     return result.code
 
 
-def printable(text: str) -> str:
-    """Text for a terminal: control and other invisible characters (a name from a crafted
-    catalog, a file name with an escape sequence) are shown escaped, never sent raw."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+def _debug_plugin_loggers(ctx: Context) -> None:
+    """DEBUG for the logger of each loaded storage plugin's package, whoever wrote it; the
+    SDKs under them keep their level."""
+    import logging
+
+    from .commands import plugin_packages
+
+    for name in plugin_packages(ctx):
+        logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 def _one_line(exc: BaseException) -> str:
+    import sqlite3
+
+    from ..errors import ClearMLDataError
+
     if isinstance(exc, ClearMLDataError):
         return str(exc)
     if isinstance(exc, sqlite3.DatabaseError):

@@ -239,7 +239,8 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p = add("verify", "Check that a version's content is intact",
             "Without --folder: read every object the version needs from its storage and "
             "re-hash it (with --filesize: only check that each pack holds its entries and each "
-            "other object has exactly its content's size). With --folder: check a local copy against the version's sizes and hashes. "
+            "other object has exactly its content's size). With --folder: check a local copy against "
+            "the version's sizes and hashes. "
             "Every damaged or missing file is named; the exit code is 1 if any was found.")
     _id(p)
     p.add_argument("--folder", default=None, metavar="DIR",

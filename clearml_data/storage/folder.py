@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
 from .. import _crashpoints as crashpoints
-from ..cache import tempfiles
+from .. import tempfiles
 from ..errors import UsageError
 from ..paths import safe_join
-from .base import RANGED_READS, CONDITIONAL_PUT, DriverInfo, ObjectInfo, StorageDriver
+from .base import CONDITIONAL_PUT, RANGED_READS, DriverInfo, ObjectInfo, StorageDriver
 from .hookspecs import hookimpl
 
 TMP_PREFIX = ".tmp-"

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from clearml_data import Dataset
-from clearml_data.cache import Cache, tempfiles
+from clearml_data import tempfiles
+from clearml_data.cache import Cache
 from clearml_data.testing import reset_services, write_tree
 
 from figures import reliability_count, report_figures

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import DiskFullError
+from .errors import DiskFullError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 

@@ -24,11 +24,7 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the storage package imports this module
-    from ..storage.base import StorageDriver
+from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
@@ -154,15 +150,3 @@ def sweep(folder: str | os.PathLike[str], prefixes: Iterable[str], only_temporar
         log.debug("removed %d abandoned temporary file(s) from %s", removed, folder)
     return removed
 
-
-def clean(cache, open_driver: Callable[[], StorageDriver]) -> None:
-    """Sweep the local cache's and a storage's temporary files (before an upload, a finalize).
-
-    ``open_driver()`` gives the storage's driver; it is called inside the guard, so a storage
-    whose plugin is missing does not fail an operation that needs no transfer.
-    """
-    try:
-        cache.sweep_tmp()
-        open_driver().clean_temporaries()
-    except Exception as exc:  # noqa: BLE001 - a plugin's sweep must never fail what it precedes
-        log.debug("sweeping temporary files failed: %s", exc)

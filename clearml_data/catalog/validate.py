@@ -8,10 +8,10 @@ negative size or offset, a length that is not its content's size) stops the comm
 
 from __future__ import annotations
 
-from .catalog import ChangeRow, ObjectRow
-from .errors import CatalogError, UnsafePathError
-from .packs import is_pack_key
-from .paths import check_relpath, describe, is_hash
+from ..errors import CatalogError, UnsafePathError
+from ..packs import is_pack_key
+from ..paths import check_relpath, describe, is_hash
+from . import ChangeRow, ObjectRow
 
 _KINDS = ("added", "modified", "removed")
 _HINT = "the catalog was changed outside clearml-data; restore it from a backup"
@@ -49,8 +49,9 @@ def check_location(loc: ObjectRow) -> ObjectRow:
 def check_length(loc: ObjectRow, size: int, dataset_id: str) -> ObjectRow:
     """A location holds exactly the bytes of its content: its length is the file rows' size."""
     if loc.length != size:
-        raise CatalogError(f"the catalog records {loc.length:,} bytes for content {loc.hash[:12]}… in {loc.key!r}, "
-                           f"but the file rows of dataset {dataset_id} give it {size:,}", hint=_HINT)
+        raise CatalogError(f"the catalog records {loc.length:,} bytes for content {loc.hash[:12]}… "
+                           f"in {loc.key!r}, but the file rows of dataset {dataset_id} give it {size:,}",
+                           hint=_HINT)
     return loc
 
 

@@ -1,0 +1,364 @@
+"""The service layer: every operation of clearml-data, under both the CLI and the API.
+
+:class:`Service` is the one surface the faces use. It builds a
+:class:`~clearml_data.service.workspace.Workspace` (settings, catalog, cache, plugins,
+hash memory, remembered views) and each public method calls one function of the module
+that owns the operation:
+
+==============  ==========================================================================
+lookup          resolve_id, get, search; label, tag and storage URL checks
+views           view, shadowed, list_files, selected_files; merge and tree rules
+drafts          create, add_files, remove_files, sync_folder, update, publish
+external        add_external_files, link_entries, remove_links
+upload          upload, finalize, pending uploads, record_stored
+checkout        get_local_copy, get_mutable_local_copy, fetch_objects, the cache limit
+lineage         dependency_graph, changes_against, num_chunks, squash, rename, move, delete
+metadata        set_metadata, get_metadata
+verify          verify_storage, verify_cache, verify_folder
+locations       where content lives, and when a recorded location is trusted
+manifests       manifests in storage, rebuild_catalog, resolve_or_restore
+gc              collect_garbage
+doctor          doctor and its probes
+==============  ==========================================================================
+
+The modules import only the ones above them in this table's dependency order (lookup and
+views at the bottom, lineage near the top), never the facade.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+from ..cache import Cache, CacheUsage, PruneResult
+from ..cache.hashmemory import HashMemory
+from ..catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
+from ..config import Settings
+from ..progress import ProgressFactory, null_progress
+from ..storage import PluginManager, StorageDriver
+from . import (
+    checkout,
+    doctor,
+    drafts,
+    external,
+    gc,
+    lineage,
+    locations,
+    lookup,
+    manifests,
+    metadata,
+    upload,
+    verify,
+    views,
+)
+from . import upload as _upload  # the name `upload` is also a parameter of close_dataset
+from .external import link_url, split_url
+from .gc import DEFAULT_MIN_AGE, duration
+from .lookup import ID_RE, MIN_PREFIX, normalize_storage, now
+from .metadata import METADATA_MAX_BYTES
+from .results import (
+    AddResult,
+    Closed,
+    Diff,
+    FileInfo,
+    GcReport,
+    LinkInfo,
+    LocalCopy,
+    PluginInfo,
+    PluginsReport,
+    Problem,
+    RebuildReport,
+    ShadowedFile,
+    SyncOutcome,
+    SyncResult,
+    UploadResult,
+    VerifyReport,
+    WorkflowEvents,
+)
+from .upload import FINALIZE_ATTEMPTS
+from .views import merge_views, tree_clash
+from .workspace import View, Workspace
+
+__all__ = [
+    "DEFAULT_MIN_AGE", "FINALIZE_ATTEMPTS", "ID_RE", "METADATA_MAX_BYTES", "MIN_PREFIX", "AddResult",
+    "Closed", "DatasetRow", "Diff", "FileInfo", "GcReport", "LinkInfo", "LocalCopy", "PluginInfo",
+    "PluginManager", "PluginsReport", "Problem", "RebuildReport", "Service", "ShadowedFile", "SyncOutcome",
+    "SyncResult", "UploadResult", "VerifyReport", "View", "WorkflowEvents", "Workspace", "duration",
+    "link_url", "merge_views", "normalize_storage", "now", "split_url", "tree_clash",
+]
+
+
+def _new_plugins() -> PluginManager:
+    # looked up here at call time, so a test or an embedding program can swap the manager class
+    return PluginManager()
+
+
+class Service:
+    """Operations on one catalog, its storages and the local cache."""
+
+    def __init__(self, settings: Settings | None = None, plugins: PluginManager | None = None):
+        self.workspace = Workspace(settings or Settings.load(), plugins, _new_plugins)
+
+    # -- collaborators ----------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.workspace.settings
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.workspace.catalog
+
+    @property
+    def _catalog(self) -> Catalog | None:
+        return self.workspace._catalog
+
+    @_catalog.setter
+    def _catalog(self, catalog: Catalog | None) -> None:  # a catalog opened with other options
+        self.workspace.catalog = catalog
+
+    @property
+    def plugins(self) -> PluginManager:
+        return self.workspace.plugins
+
+    @property
+    def cache(self) -> Cache:
+        return self.workspace.cache
+
+    @property
+    def hash_memory(self) -> HashMemory:
+        return self.workspace.hash_memory
+
+    @property
+    def _views(self) -> OrderedDict[str, View]:
+        return self.workspace.views
+
+    def driver(self, storage: str) -> StorageDriver:
+        return self.workspace.driver(storage)
+
+    def close(self) -> None:
+        self.workspace.close()
+
+    # -- finding versions (lookup) --------------------------------------------------------------
+    def resolve_id(self, dataset_id: str) -> DatasetRow:
+        return lookup.resolve_id(self.workspace, dataset_id)
+
+    def get(self, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
+            version: str | None = None, tags: Iterable[str] | None = None,
+            only_completed: bool = False, only_published: bool = False,
+            writable_copy: bool = False) -> DatasetRow:
+        return drafts.get(self.workspace, dataset_id, project, name, version, tags, only_completed,
+                          only_published, writable_copy)
+
+    def search(self, project: str | None = None, partial_name: str | None = None,
+               tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
+               only_completed: bool = True) -> list[DatasetRow]:
+        return lookup.search(self.workspace, project, partial_name, tags, ids, only_completed)
+
+    # -- views ----------------------------------------------------------------------------------
+    def view(self, row: DatasetRow) -> View:
+        return views.view(self.workspace, row)
+
+    def shadowed(self, row: DatasetRow) -> list[ShadowedFile]:
+        return views.shadowed(self.workspace, row)
+
+    def list_files(self, row: DatasetRow, pattern: str | Iterable[str] | None = None, recursive: bool = True,
+                   only_from: str | None = None) -> list[FileInfo]:
+        return views.list_files(self.workspace, row, pattern, recursive, only_from)
+
+    def selected_files(self, row: DatasetRow, part: int | None = None, num_parts: int | None = None,
+                       files: Iterable[str] | None = None) -> tuple[dict[str, tuple[str, int]], str]:
+        return views.selected_files(self.workspace, row, part, num_parts, files)
+
+    # -- drafts -----------------------------------------------------------------------------------
+    def create(self, name: str | None, project: str | None = None, parents: Iterable[str] = (),
+               version: str | None = None, storage: str | None = None,
+               tags: Iterable[str] | None = None, description: str = "") -> DatasetRow:
+        return drafts.create(self.workspace, name, project, parents, version, storage, tags, description)
+
+    def add_files(self, dataset_id: str, path: str | os.PathLike, wildcard: str | list[str] | None = None,
+                  local_base_folder: str | None = None, dataset_path: str | None = None,
+                  recursive: bool = True, max_workers: int | None = None,
+                  progress: ProgressFactory = null_progress) -> AddResult:
+        return drafts.add_files(self.workspace, dataset_id, path, wildcard, local_base_folder, dataset_path,
+                                recursive, max_workers, progress)
+
+    def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
+        return drafts.remove_files(self.workspace, dataset_id, pattern, recursive)
+
+    def remove(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
+        return external.remove(self.workspace, dataset_id, pattern, recursive)
+
+    def sync_folder(self, dataset_id: str, local_path: str | os.PathLike, dataset_path: str | None = None,
+                    max_workers: int | None = None, progress: ProgressFactory = null_progress) -> SyncResult:
+        return drafts.sync_folder(self.workspace, dataset_id, local_path, dataset_path, max_workers, progress)
+
+    def update(self, dataset_id: str, **fields: Any) -> DatasetRow:
+        return drafts.update(self.workspace, dataset_id, **fields)
+
+    def publish(self, dataset_id: str) -> DatasetRow:
+        return drafts.publish(self.workspace, dataset_id)
+
+    # -- external files -----------------------------------------------------------------------------
+    def add_external_files(self, dataset_id: str, source_url: str | Iterable[str],
+                           wildcard: str | list[str] | None = None,
+                           dataset_path: str | list[str] | None = None, recursive: bool = True,
+                           max_workers: int | None = None,
+                           progress: ProgressFactory = null_progress) -> AddResult:
+        return external.add_external_files(self.workspace, dataset_id, source_url, wildcard, dataset_path,
+                                           recursive, max_workers, progress)
+
+    def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:
+        return external.link_entries(self.workspace, row)
+
+    def file_entries(self, row: DatasetRow) -> dict[str, FileInfo]:
+        return external.file_entries(self.workspace, row)
+
+    def remove_links(self, dataset_id: str, url_pattern: str) -> list[str]:
+        return external.remove_links(self.workspace, dataset_id, url_pattern)
+
+    # -- upload and finalize ------------------------------------------------------------------------
+    def pending_uploads(self, row: DatasetRow, storage: str | None = None) -> list[ChangeRow]:
+        return upload.pending_uploads(self.workspace, row, storage)
+
+    def has_pending_uploads(self, row: DatasetRow, storage: str | None = None) -> bool:
+        return upload.has_pending_uploads(self.workspace, row, storage)
+
+    def is_dirty(self, row: DatasetRow) -> bool:
+        return upload.is_dirty(self.workspace, row)
+
+    def upload(self, dataset_id: str, storage: str | None = None, chunk_size: float | None = None,
+               max_workers: int | None = None, progress: ProgressFactory = null_progress) -> UploadResult:
+        return upload.upload(self.workspace, dataset_id, storage, chunk_size, max_workers, progress)
+
+    def finalize(self, dataset_id: str, auto_upload: bool = False, chunk_size: float | None = None,
+                 max_workers: int | None = None, progress: ProgressFactory = null_progress) -> DatasetRow:
+        return upload.finalize(self.workspace, dataset_id, auto_upload, chunk_size, max_workers, progress)
+
+    def close_dataset(self, dataset_id: str, storage: str | None = None, upload: bool = True,
+                      chunk_size: float | None = None, max_workers: int | None = None,
+                      progress: ProgressFactory = null_progress,
+                      events: WorkflowEvents | None = None) -> Closed:
+        return _upload.close(self.workspace, dataset_id, storage, upload, chunk_size, max_workers, progress,
+                             events)
+
+    def sync(self, folder: str | os.PathLike, dataset_id: str | None = None, dataset_path: str | None = None,
+             project: str | None = None, name: str | None = None, parents: Iterable[str] = (),
+             version: str | None = None, storage: str | None = None, tags: Iterable[str] | None = None,
+             skip_close: bool = False, chunk_size: float | None = None, max_workers: int | None = None,
+             progress: ProgressFactory = null_progress, events: WorkflowEvents | None = None) -> SyncOutcome:
+        return lineage.sync(self.workspace, folder, dataset_id, dataset_path, project, name, parents, version,
+                            storage, tags, skip_close, chunk_size, max_workers, progress, events)
+
+    # -- local copies -------------------------------------------------------------------------------
+    def get_local_copy(self, dataset_id: str, use_soft_links: bool | None = None,
+                       max_workers: int | None = None, part: int | None = None,
+                       num_parts: int | None = None, files: Iterable[str] | None = None,
+                       progress: ProgressFactory = null_progress) -> str:
+        return checkout.get_local_copy(self.workspace, dataset_id, use_soft_links, max_workers, part,
+                                       num_parts, files, progress)
+
+    def get_mutable_local_copy(self, dataset_id: str, target_folder: str | os.PathLike,
+                               overwrite: bool = False, max_workers: int | None = None,
+                               part: int | None = None, num_parts: int | None = None,
+                               progress: ProgressFactory = null_progress) -> str:
+        return checkout.get_mutable_local_copy(self.workspace, dataset_id, target_folder, overwrite,
+                                               max_workers, part, num_parts, progress)
+
+    def local_copy(self, dataset_id: str, copy_to: str | os.PathLike | None = None,
+                   link: str | os.PathLike | None = None, overwrite: bool = False,
+                   max_workers: int | None = None, part: int | None = None, num_parts: int | None = None,
+                   progress: ProgressFactory = null_progress) -> LocalCopy:
+        return checkout.local_copy(self.workspace, dataset_id, copy_to, link, overwrite, max_workers, part,
+                                   num_parts, progress)
+
+    # -- the local cache ----------------------------------------------------------------------------
+    def prune_cache(self, size: str | int | None = None) -> PruneResult:
+        return checkout.prune_cache(self.workspace, size)
+
+    def clear_cache(self) -> PruneResult:
+        return checkout.clear_cache(self.workspace)
+
+    def cache_usage(self) -> CacheUsage:
+        return checkout.cache_usage(self.workspace)
+
+    # -- across versions ----------------------------------------------------------------------------
+    def dependency_graph(self, row: DatasetRow) -> dict[str, list[str]]:
+        return lineage.dependency_graph(self.workspace, row)
+
+    def changes_against(self, row: DatasetRow, baseline_id: str | None = None) -> Diff:
+        return lineage.changes_against(self.workspace, row, baseline_id)
+
+    def num_chunks(self, row: DatasetRow, include_parents: bool = True) -> int:
+        return lineage.num_chunks(self.workspace, row, include_parents)
+
+    def squash(self, name: str, ids: Iterable[str] | None = None,
+               project_name_pairs: Iterable[tuple[str, str]] | None = None,
+               storage: str | None = None, project: str | None = None, close: bool = True,
+               progress: ProgressFactory = null_progress) -> DatasetRow:
+        return lineage.squash(self.workspace, name, ids, project_name_pairs, storage, project, close,
+                              progress)
+
+    def rename(self, project: str, name: str, new_name: str) -> list[str]:
+        return lineage.rename(self.workspace, project, name, new_name)
+
+    def move(self, project: str, name: str, new_project: str) -> list[str]:
+        return lineage.move(self.workspace, project, name, new_project)
+
+    def delete(self, dataset_id: str | None = None, force: bool = False, project: str | None = None,
+               name: str | None = None, version: str | None = None, entire: bool = False) -> list[str]:
+        return lineage.delete(self.workspace, dataset_id, force, project, name, version, entire)
+
+    def delete_versions(self, project: str, name: str, force: bool = False) -> list[str]:
+        return lineage.delete_versions(self.workspace, project, name, force)
+
+    # -- metadata -----------------------------------------------------------------------------------
+    def set_metadata(self, dataset_id: str, value: Any, metadata_name: str = "metadata") -> None:
+        metadata.set_metadata(self.workspace, dataset_id, value, metadata_name)
+
+    def get_metadata(self, row: DatasetRow, metadata_name: str = "metadata") -> Any:
+        return metadata.get_metadata(row, metadata_name)
+
+    # -- verification -------------------------------------------------------------------------------
+    def verify_storage(self, row: DatasetRow, full: bool = True, max_workers: int | None = None,
+                       progress: ProgressFactory = null_progress, cache: bool = True) -> VerifyReport:
+        return verify.verify_storage(self.workspace, row, full, max_workers, progress, cache)
+
+    def verify_cache(self, row: DatasetRow, full: bool = True, max_workers: int | None = None,
+                     progress: ProgressFactory = null_progress) -> VerifyReport:
+        return verify.verify_cache(self.workspace, row, full, max_workers, progress)
+
+    def verify_folder(self, row: DatasetRow, folder: str | os.PathLike, skip_hash: bool = False,
+                      max_workers: int | None = None,
+                      progress: ProgressFactory = null_progress) -> VerifyReport:
+        return verify.verify_folder(self.workspace, row, folder, skip_hash, max_workers, progress)
+
+    def verify_local(self, row: DatasetRow, folder: str | os.PathLike | None = None, skip_hash: bool = False,
+                     max_workers: int | None = None,
+                     progress: ProgressFactory = null_progress) -> VerifyReport:
+        return verify.verify_local(self.workspace, row, folder, skip_hash, max_workers, progress)
+
+    # -- manifests, rebuild and gc ------------------------------------------------------------------
+    def write_manifest(self, row: DatasetRow, view: View, counts: dict[str, int], stamp: str) -> str:
+        return manifests.write_manifest(self.workspace, row, view, counts, stamp)
+
+    def confirm_stored(self, storage: str, rows: list[ObjectRow]) -> int:
+        return locations.confirm_stored(self.workspace, storage, rows)
+
+    def rebuild_catalog(self, storage: str | None = None, ids: Iterable[str] | None = None) -> RebuildReport:
+        return manifests.rebuild_catalog(self.workspace, storage, ids)
+
+    def resolve_or_restore(self, dataset_id: str | None, storage: str) -> DatasetRow:
+        return manifests.resolve_or_restore(self.workspace, dataset_id, storage)
+
+    def collect_garbage(self, storage: str | None = None, delete: bool = False,
+                        min_age: float | str = DEFAULT_MIN_AGE, now: float | None = None) -> GcReport:
+        return gc.collect_garbage(self.workspace, storage, delete, min_age, now)
+
+    # -- diagnostics --------------------------------------------------------------------------------
+    def doctor(self) -> dict[str, Any]:
+        return doctor.doctor(self.workspace)
+
+    def plugins_report(self) -> PluginsReport:
+        return doctor.plugins_report(self.workspace)

@@ -1,0 +1,379 @@
+"""Drafts: creating a version, and changing it until it is finalized.
+
+``add_files`` and ``sync_folder`` hash local files (in batches, through the per-machine
+hash memory) and record change rows against the draft's parents; ``remove_files`` records
+removals. Nothing is uploaded here: a draft's rows name their local source until upload.
+
+Write order, so that a crash at any moment leaves a resumable draft or a complete
+version: objects into storage, then their catalog rows, then the final flag.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .. import _crashpoints as crashpoints
+from .. import versions
+from ..catalog import ChangeRow, DatasetRow
+from ..errors import DatasetNotFoundError, DatasetStateError, UnsafePathError, UsageError
+from ..hashing import hash_files
+from ..paths import (
+    MAX_DEPTH,
+    MAX_PATH_BYTES,
+    check_link,
+    check_pattern,
+    check_relpath,
+    describe,
+    join_relpath,
+    local_relpath,
+    matches,
+    normalize_relpath,
+    shorten,
+    under,
+)
+from ..progress import ProgressFactory, null_progress
+from .lookup import check_label, clean_tags, draft, now, resolve_id, storage_url
+from .lookup import get as find_version
+from .results import AddResult, SyncResult
+from .views import check_tree_conflicts, draft_view, parent_view
+from .workspace import View, Workspace
+
+log = logging.getLogger(__name__)
+
+_ADD_BATCH = 50_000  # files stat'ed and hashed together by add
+
+
+def create(ws: Workspace, name: str | None, project: str | None = None, parents: Iterable[str] = (),
+           version: str | None = None, storage: str | None = None,
+           tags: Iterable[str] | None = None, description: str = "") -> DatasetRow:
+    parent_rows: list[DatasetRow] = []
+    for p in parents or ():
+        row = resolve_id(ws, p)
+        if not row.is_final:
+            raise DatasetStateError(f"parent dataset {row.id} is not final",
+                                    hint=f"close it first: clearml-data close --id {row.id}")
+        if row.id not in (r.id for r in parent_rows):
+            parent_rows.append(row)
+    if not name:
+        raise UsageError("missing dataset name", hint="pass --name")
+    if not project:
+        if not parent_rows:
+            raise UsageError("missing dataset project name; it could not be taken from a parent dataset",
+                             hint="pass --project")
+        project = parent_rows[-1].project
+    check_label("project", project)
+    check_label("name", name)
+    if version is not None:
+        version = str(version).strip()
+        check_label("version", version)
+    url = storage_url(ws, storage)
+    ws.driver(url)  # unknown scheme or malformed URL: fail now, not at upload
+    tag_list = clean_tags(tags)
+    stamp = now()
+    row = DatasetRow(id=uuid.uuid4().hex, project=project, name=name, version=version or "",
+                     status="draft", storage=url, created_at=stamp, updated_at=stamp,
+                     description=description or "", tags=tag_list, parents=[r.id for r in parent_rows])
+    ws.catalog.insert_dataset(row, None if version else versions.next_version)
+    return row
+
+
+def get(ws: Workspace, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
+        version: str | None = None, tags: Iterable[str] | None = None, only_completed: bool = False,
+        only_published: bool = False, writable_copy: bool = False) -> DatasetRow:
+    """One version, found as :func:`.lookup.get` finds it; with ``writable_copy``, a new child
+    draft of it with its name, project and tags instead (ClearML's writable copy)."""
+    row = find_version(ws, dataset_id, project, name, version, tags, only_completed, only_published)
+    if writable_copy:
+        return create(ws, row.name, project=row.project, parents=[row.id], tags=row.tags)
+    return row
+
+
+def update(ws: Workspace, dataset_id: str, **fields: Any) -> DatasetRow:
+    """Change descriptive fields (description, tags, metadata, version of a draft)."""
+    row = resolve_id(ws, dataset_id)
+    if "tags" in fields:
+        fields["tags"] = clean_tags(fields["tags"])
+    if "version" in fields:
+        if row.is_final:
+            raise DatasetStateError(f"dataset {row.id} is final; its version cannot change")
+        check_label("version", fields["version"])
+        if versions.taken_by(fields["version"], ws.catalog.versions_of(row.project, row.name)):
+            raise UsageError(f"dataset {row.project}/{row.name} already has a version {fields['version']}")
+    ws.catalog.update_dataset(row.id, updated_at=now(), **fields)
+    return resolve_id(ws, row.id)
+
+
+def publish(ws: Workspace, dataset_id: str) -> DatasetRow:
+    row = resolve_id(ws, dataset_id)
+    if not row.is_final:
+        raise DatasetStateError(f"dataset {row.id} is not final", hint="close it before publishing")
+    if row.status != "published":
+        ws.catalog.update_dataset(row.id, status="published", updated_at=now())
+    return resolve_id(ws, row.id)
+
+
+# -- adding local files ------------------------------------------------------------------------
+def add_files(ws: Workspace, dataset_id: str, path: str | os.PathLike,
+              wildcard: str | list[str] | None = None, local_base_folder: str | None = None,
+              dataset_path: str | None = None, recursive: bool = True, max_workers: int | None = None,
+              progress: ProgressFactory = null_progress) -> AddResult:
+    row = draft(ws, dataset_id)
+    prefix = normalize_relpath(dataset_path or "")
+    found = _collect(path, wildcard, local_base_folder, recursive, prefix)
+    return _add_collected(ws, row, found, max_workers, progress)
+
+
+def sync_folder(ws: Workspace, dataset_id: str, local_path: str | os.PathLike,
+                dataset_path: str | None = None, max_workers: int | None = None,
+                progress: ProgressFactory = null_progress) -> SyncResult:
+    """Make the dataset folder ``dataset_path`` mirror ``local_path``."""
+    row = draft(ws, dataset_id)
+    folder = os.path.abspath(os.path.expanduser(os.fspath(local_path)))
+    if not os.path.isdir(folder):
+        raise UsageError(f"no such folder: {folder}")
+    prefix = normalize_relpath(dataset_path or "")
+    # the whole folder is read before anything is written: a part that cannot be read is an
+    # error, never taken for files that were deleted; removals and additions are one write
+    found = list(_collect(folder, None, None, True, prefix))
+    done = _add_collected(ws, row, found, max_workers, progress, mirror=prefix)
+    return SyncResult(removed=done.removed, added=done.added, modified=done.modified)
+
+
+def _collect(path: str | os.PathLike, wildcard: str | list[str] | None, local_base_folder: str | None,
+             recursive: bool, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(dataset path under ``prefix``, absolute source path) of each local file to add."""
+    text = os.path.expanduser(os.fspath(path))
+    if os.path.isdir(text) or os.path.isfile(text):
+        roots = [text]
+    elif glob.has_magic(text):
+        roots = sorted(glob.glob(text, recursive=True))
+        if not roots:
+            raise UsageError(f"no local file matches {text}")
+    else:
+        raise UsageError(f"no such file or folder: {text}")
+    wildcards = [wildcard] if isinstance(wildcard, str) else list(wildcard or [])
+    base = os.path.abspath(os.path.expanduser(local_base_folder)) if local_base_folder else None
+    for root in roots:
+        root = os.path.abspath(root)
+        if os.path.isfile(root):
+            rel = local_relpath(root, base) if base else os.path.basename(root)
+            if not wildcards or any(matches(rel, w) for w in wildcards):
+                yield _checked_rel(join_relpath(prefix, rel), root), root
+            continue
+        folder_base = base or root
+        for dirpath, names in _walk_files(root, recursive):
+            rel_dir = local_relpath(dirpath, folder_base)  # once per folder, not per file
+            if rel_dir == ".." or rel_dir.startswith("../"):
+                raise UsageError(f"{dirpath} is not inside the local base folder {folder_base}")
+            rel_prefix = "" if rel_dir == "." else rel_dir + "/"
+            for name in names:
+                rel = rel_prefix + name
+                if wildcards and not any(matches(rel, w) for w in wildcards):
+                    continue
+                full = os.path.join(dirpath, name)
+                yield _checked_rel(join_relpath(prefix, rel), full), full
+
+
+def _checked_rel(rel: str, source: str) -> str:
+    try:
+        return check_relpath(rel)
+    except UnsafePathError as exc:
+        raise UnsafePathError(f"cannot add {shorten(source)}: {exc}") from None
+
+
+def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
+    """(folder, sorted names of its regular files) for root and, if recursive, every subfolder.
+
+    Like os.walk without following folder symlinks; file symlinks count when they point to a
+    regular file. A symlink whose target lies outside root stops the walk (UnsafePathError).
+    Directory entry types avoid a stat per file where the filesystem gives them.
+
+    Nothing is passed over in silence: a folder or entry that cannot be read, a broken link
+    and a folder nested deeper than a dataset path may go stop the walk with an error naming
+    them; sockets, pipes and devices, which hold no file content, are skipped with a warning.
+    """
+    stack = [(root, 0)]
+    root_real = os.path.realpath(root)
+    root_bytes = len(os.fsencode(root.rstrip(os.sep)))
+    while stack:
+        folder, depth = stack.pop()
+        files, dirs = [], []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    try:
+                        if entry.is_symlink():
+                            check_link(entry.path, root_real)
+                        if entry.is_dir(follow_symlinks=False):
+                            dirs.append(entry.path)
+                        elif entry.is_file():  # follows symlinks
+                            files.append(entry.name)
+                        elif entry.is_symlink() and not os.path.exists(entry.path):
+                            raise UsageError(f"cannot add {describe(entry.path)}: it is a broken "
+                                             f"symbolic link (to {describe(os.readlink(entry.path))})",
+                                             hint="remove the link, or make its target exist")
+                        elif entry.is_symlink():
+                            log.warning("skipped %s: a symbolic link to a folder (add does not follow them)",
+                                        describe(entry.path))
+                        else:
+                            log.warning("skipped %s: not a regular file (a socket, pipe or device)",
+                                        describe(entry.path))
+                    except OSError as exc:
+                        raise UsageError(f"cannot read {describe(entry.path)}: {exc.strerror or exc}",
+                                         hint="make it readable, or move it out of the folder") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {describe(folder)}: {exc.strerror or exc}",
+                             hint="make it readable (and searchable), or move it out of the folder") from None
+        files.sort()
+        yield folder, files
+        if recursive:
+            for sub in sorted(dirs, reverse=True):
+                # a file in a folder at depth MAX_DEPTH or at MAX_PATH_BYTES would be over the limit
+                if depth + 1 >= MAX_DEPTH or len(os.fsencode(sub)) - root_bytes - 1 + 2 > MAX_PATH_BYTES:
+                    raise UnsafePathError(
+                        f"cannot add {shorten(sub)}: it is nested {depth + 1} folders deep; a dataset path "
+                        f"has at most {MAX_DEPTH} components and {MAX_PATH_BYTES} bytes",
+                        hint="add the files from a shallower folder")
+                stack.append((sub, depth + 1))
+
+
+def _stat(src: str) -> os.stat_result:
+    try:
+        return os.stat(src)
+    except OSError as exc:
+        raise UsageError(f"cannot read {src}: {exc.strerror}") from None
+
+
+def _stat_files(sources: list[str]) -> dict[str, os.stat_result]:
+    return {src: _stat(src) for src in sources}
+
+
+def _add_collected(ws: Workspace, row: DatasetRow, items: Iterable[tuple[str, str]], max_workers: int | None,
+                   progress: ProgressFactory, mirror: str | None = None) -> AddResult:
+    """Hash and record local files; with ``mirror`` (a dataset folder, "" for the root), also
+    remove every file under it that is not among them, in the same catalog transaction."""
+    seen: dict[str, str] = {}
+    for rel, src in items:
+        if seen.setdefault(rel, src) != src:
+            raise UsageError(f"two files map to the dataset path {rel!r}: {seen[rel]} and {src}")
+    if not seen and mirror is None:
+        return AddResult()
+    stamp = ws.catalog.data_version()  # before the rows are read: a later change shows
+    parent, rows, current = draft_view(ws, row)
+    if mirror is not None:
+        kept = {p: v for p, v in current.items() if p in seen or not under(p, mirror)}
+        check_tree_conflicts(kept, seen)
+    else:
+        check_tree_conflicts(current, seen)  # fail before hashing; checked again when written
+    # files are stat'ed and hashed a batch at a time, so per-file stat results and digests of a
+    # large tree are never all held at once; a second stat pass gives the progress bar its total
+    sources = list(seen.values())
+    batches = [sources[i:i + _ADD_BATCH] for i in range(0, len(sources), _ADD_BATCH)]
+    stats = _stat_files(batches[0]) if batches else {}
+    total = sum(st.st_size for st in stats.values())
+    for batch in batches[1:]:
+        total += sum(_stat(src).st_size for src in batch)
+    bar = progress(total, "B", "Hashing", files=len(sources))
+    hashed: list[tuple[str, int]] = []
+    try:
+        for i in range(len(batches)):
+            if i:
+                stats = _stat_files(batches[i])
+            hashed += ((digest, size) for _, digest, size in
+                       hash_files(stats, ws.hash_memory, max_workers,
+                                  on_done=lambda n: bar.update(n, files=1)))
+            stats = {}
+    except OSError as exc:
+        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    finally:
+        bar.close()
+    entries = (ChangeRow(rel, "added", digest, size, src)
+               for (rel, src), (digest, size) in zip(seen.items(), hashed, strict=True))
+    crashpoints.reach("add.hashed")
+    return record(ws, row, parent, rows, current, entries, stamp, mirror)
+
+
+def record(ws: Workspace, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
+           entries: Iterable[ChangeRow], stamp: int | None = None, mirror: str | None = None) -> AddResult:
+    """Write hashed entries (kind ignored) as the draft's change rows against its parents.
+
+    ``parent``, ``rows`` and ``current`` were read before the files were hashed, when the
+    catalog's data version was ``stamp``. Inside the write transaction they are read again
+    if another process wrote since, so the tree check and the rows written always start
+    from what the draft holds at that moment: two writers cannot both get a path in as a
+    file and as a folder. With ``mirror``, the files under that folder that are not among
+    ``entries`` are removed in the same transaction (sync).
+    """
+    entries = list(entries)
+    with ws.catalog.write():
+        fresh = ws.catalog.get_dataset(row.id)
+        if fresh is None:
+            raise DatasetNotFoundError(f"dataset {row.id} was deleted by another process")
+        if fresh.is_final:
+            raise DatasetStateError(f"dataset {row.id} was finalized by another process",
+                                    hint=f"create a child version: clearml-data create --parents {row.id}")
+        changed = stamp is None or ws.catalog.data_version() != stamp or fresh.parents != row.parents
+        if changed:
+            parent, rows, current = draft_view(ws, row, parent_view(ws, fresh)
+                                               if fresh.parents != row.parents else parent)
+        # unchanged since the caller checked these paths against ``current``: no second check
+        result = _rows_for(ws, row, parent, rows, current, entries, mirror, check=changed)
+    crashpoints.reach("add.recorded")
+    return result
+
+
+def _rows_for(ws: Workspace, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
+              entries: list[ChangeRow], mirror: str | None, check: bool = True) -> AddResult:
+    result = AddResult()
+    upserts: list[ChangeRow] = []
+    deletes: list[str] = []
+    if mirror is not None:
+        present = {e.path for e in entries}
+        gone = sorted(p for p in current if under(p, mirror) and p not in present)
+        current = {p: v for p, v in current.items() if p in present or not under(p, mirror)}
+        upserts += [ChangeRow(p, "removed", None, None) for p in gone if p in parent]
+        deletes += [p for p in gone if p not in parent]
+        result.removed = len(gone)
+    if check:
+        check_tree_conflicts(current, [e.path for e in entries])
+    for e in entries:
+        result.bytes += e.size or 0
+        before = current.get(e.path)
+        if before is None:
+            result.added += 1
+        elif before[0] != e.hash:
+            result.modified += 1
+        else:
+            result.unchanged += 1
+        base_entry = parent.get(e.path)
+        if base_entry is None:
+            upserts.append(ChangeRow(e.path, "added", e.hash, e.size, e.source, e.link))
+        elif base_entry[0] != e.hash:
+            upserts.append(ChangeRow(e.path, "modified", e.hash, e.size, e.source, e.link))
+        elif e.path in rows:
+            deletes.append(e.path)  # back to the parent's content
+    ws.catalog.replace_changes(row.id, upserts, deletes)
+    return result
+
+
+# -- removing ------------------------------------------------------------------------------------
+def remove_files(ws: Workspace, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
+    """Remove the files matching ``pattern`` from a draft; returns the removed paths."""
+    row = draft(ws, dataset_id)
+    check_pattern(pattern)
+    parent, _rows, current = draft_view(ws, row)
+    gone = sorted(p for p in current if matches(p, pattern, recursive))
+    remove_paths(ws, row, parent, gone)
+    return gone
+
+
+def remove_paths(ws: Workspace, row: DatasetRow, parent: View, paths: list[str]) -> None:
+    """Record the removal of ``paths`` from a draft whose parents' view is ``parent``."""
+    upserts = [ChangeRow(p, "removed", None, None) for p in paths if p in parent]
+    deletes = [p for p in paths if p not in parent]
+    ws.catalog.replace_changes(row.id, upserts, deletes)

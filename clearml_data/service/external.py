@@ -1,0 +1,195 @@
+"""External files: registered in place by URL, not copied into the dataset's storage.
+
+``add_external_files`` lists a URL prefix (or stats one object) through the storage
+driver of its scheme, reads each object once to hash it (the bytes land in the local
+cache on the way), and records a change row carrying the URL. The object's location is
+recorded like any stored content, so ``get`` fetches it from where it lives and checks
+its hash; ``upload`` never copies it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..catalog import ChangeRow, DatasetRow, ObjectRow
+from ..errors import ClearMLDataError, StorageError, UsageError
+from ..hashing import sha256_file
+from ..parallel import ordered_map
+from ..paths import check_relpath, join_relpath, matches, normalize_relpath
+from ..progress import ProgressFactory, null_progress
+from ..storage import StorageDriver, redact_url, url_scheme
+from ..storage.folder import FolderDriver, folder_path
+from .drafts import record, remove_files, remove_paths
+from .lookup import draft
+from .results import AddResult, FileInfo, LinkInfo
+from .views import check_tree_conflicts, draft_view, parent_view, view
+from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class _Remote:
+    rel: str        # path inside the dataset
+    storage: str    # the URL prefix the driver is opened on
+    key: str        # the object's key under it
+    size: int
+
+
+def link_url(url: str | os.PathLike) -> str:
+    """Canonical form of an external file URL: plain local paths become file:// URLs."""
+    text = os.fspath(url).strip()
+    if not text:
+        raise UsageError("empty external file URL")
+    if url_scheme(text) == "file":
+        return "file://" + folder_path(text)
+    return text
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """("scheme://host/parent", "name") of an object URL; name is "" for a bare bucket."""
+    scheme, sep, rest = url.partition("://")
+    rest = rest.rstrip("/")
+    if "/" not in rest.lstrip("/"):
+        return url.rstrip("/"), ""
+    parent, name = rest.rsplit("/", 1)
+    return f"{scheme}{sep}{parent}", name
+
+
+def add_external_files(ws: Workspace, dataset_id: str, source_url: str | Iterable[str],
+                       wildcard: str | list[str] | None = None,
+                       dataset_path: str | list[str] | None = None, recursive: bool = True,
+                       max_workers: int | None = None,
+                       progress: ProgressFactory = null_progress) -> AddResult:
+    row = draft(ws, dataset_id)
+    urls = [source_url] if isinstance(source_url, (str, os.PathLike)) else list(source_url)
+    prefixes: list[str | None]
+    if isinstance(dataset_path, (list, tuple)):
+        if len(dataset_path) != len(urls):
+            raise UsageError("dataset_path must be one path, or a list as long as source_url")
+        prefixes = list(dataset_path)
+    else:
+        prefixes = [dataset_path] * len(urls)
+    wildcards = [wildcard] if isinstance(wildcard, str) else list(wildcard or [])
+    found: dict[str, _Remote] = {}
+    for url, prefix in zip(urls, prefixes, strict=True):
+        for remote in _list_remote(ws, link_url(url), normalize_relpath(prefix or ""), recursive):
+            # wildcards match the path under the URL, as they match the path under a folder
+            if wildcards and not any(matches(remote.key, w) for w in wildcards):
+                continue
+            other = found.get(remote.rel)
+            if other is not None and (other.storage, other.key) != (remote.storage, remote.key):
+                raise UsageError(f"two external files map to the dataset path {remote.rel!r}")
+            found[remote.rel] = remote
+    parent, rows, current = draft_view(ws, row)
+    check_tree_conflicts(current, list(found))
+    bar = progress(sum(r.size for r in found.values()), "B", "Hashing links", files=len(found))
+    entries: list[ChangeRow] = []
+    objects: list[ObjectRow] = []
+    try:
+        workers = max_workers or max([ws.driver(s).default_max_workers
+                                      for s in {r.storage for r in found.values()}]
+                                     or [StorageDriver.default_max_workers])
+        for remote, digest in ordered_map(lambda r: _hash_remote(ws, r), list(found.values()), workers):
+            bar.update(remote.size, files=1)
+            url = f"{remote.storage.rstrip('/')}/{remote.key}"
+            entries.append(ChangeRow(remote.rel, "added", digest, remote.size, None, url))
+            objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
+    finally:
+        bar.close()
+    ws.catalog.add_objects(objects, checked=True)  # where the bytes live: before the rows that need them
+    return record(ws, row, parent, rows, current, entries)
+
+
+def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[_Remote]:
+    parent_url, name = split_url(url)
+    if name:
+        try:
+            info = ws.driver(parent_url).stat(name)
+        except FileNotFoundError:
+            info = None
+        except OSError as exc:
+            raise StorageError(f"cannot read {redact_url(url)}: {exc.strerror or exc}") from None
+        if info is not None:  # one object
+            return [_Remote(check_relpath(join_relpath(prefix, name)), parent_url, name, info.size)]
+    driver = ws.driver(url)
+    try:
+        listed = sorted(driver.list(""), key=lambda o: o.key)
+    except OSError as exc:
+        raise StorageError(f"cannot list {redact_url(url)}: {exc.strerror or exc}") from None
+    result = []
+    for obj in listed:
+        if not recursive and "/" in obj.key:
+            continue
+        result.append(_Remote(check_relpath(join_relpath(prefix, obj.key)), url.rstrip("/"),
+                              obj.key, obj.size))
+    if not result:
+        raise UsageError(f"no external file found at {redact_url(url)}",
+                         hint="check the URL; a folder or prefix is listed, a file is taken as is")
+    return result
+
+
+def _hash_remote(ws: Workspace, remote: _Remote) -> str:
+    """SHA-256 of an external object, read once; the bytes are kept in the local cache."""
+    driver = ws.driver(remote.storage)
+    if url_scheme(remote.storage) == "file" and isinstance(driver, FolderDriver):  # read in place
+        digest, size = sha256_file(driver._path(remote.key))
+        if size != remote.size:
+            raise StorageError(f"{remote.key} changed while it was being added")
+        return digest
+    fd, tmp = ws.cache.tempfile()
+    os.close(fd)
+    try:
+        try:
+            driver.get_file(remote.key, tmp)
+        except ClearMLDataError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot read {remote.key} from {redact_url(remote.storage)}: "
+                               f"{exc.strerror or exc}") from None
+        return ws.cache.adopt(tmp)  # hashed once, and kept in the cache
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def link_entries(ws: Workspace, row: DatasetRow) -> dict[str, LinkInfo]:
+    """The external files of a version's view, by dataset path."""
+    current = view(ws, row)
+    links = ws.catalog.links({origin for _h, _s, origin in current.values()})
+    out = {}
+    for path in sorted(current):
+        h, size, origin = current[path]
+        url = links.get((origin, path))
+        if url is not None:
+            out[path] = LinkInfo(path, url, h, size, origin)
+    return out
+
+
+def file_entries(ws: Workspace, row: DatasetRow) -> dict[str, FileInfo]:
+    """The files of a version's view that are not external files, by dataset path; a draft's
+    added files name the local file they came from (``source``)."""
+    sources = {c.path: c.source for c in ws.catalog.changes(row.id)} if not row.is_final else {}
+    links = link_entries(ws, row)
+    return {p: FileInfo(p, h, size, origin, source=sources.get(p))
+            for p, (h, size, origin) in sorted(view(ws, row).items()) if p not in links}
+
+
+def remove(ws: Workspace, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
+    """Remove from a draft what ``pattern`` names: with "://" in it, the external files
+    registered from that URL (or under it); else the files matching that dataset path,
+    folder or wildcard. Returns the removed paths."""
+    if "://" in pattern:
+        return remove_links(ws, dataset_id, pattern)
+    return remove_files(ws, dataset_id, pattern, recursive)
+
+
+def remove_links(ws: Workspace, dataset_id: str, url_pattern: str) -> list[str]:
+    """Remove the external files whose URL matches (exactly, under it, or by wildcard)."""
+    row = draft(ws, dataset_id)
+    pattern = link_url(url_pattern)
+    base = pattern.rstrip("/")
+    gone = [p for p, info in link_entries(ws, row).items()
+            if info.link == pattern or info.link.startswith(base + "/") or matches(info.link, pattern)]
+    remove_paths(ws, row, parent_view(ws, row), gone)
+    return gone

@@ -1,0 +1,164 @@
+"""Finding versions: by id or unique id prefix, by project/name/version/tags, and the checks
+on the labels a version is found by (project, name, version, tags) and on storage URLs.
+
+Every other operation module starts here: ``resolve_id`` is the one way from what a user
+typed to a :class:`~clearml_data.catalog.DatasetRow`, and ``draft`` / ``final`` add the state
+a change or a local copy needs, with an error that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Iterable
+
+from .. import versions
+from ..catalog import DatasetRow
+from ..errors import CatalogError, DatasetNotFoundError, DatasetStateError, UsageError
+from ..paths import check_id
+from ..storage import url_scheme
+from ..storage.folder import folder_path
+from .workspace import Workspace
+
+ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
+MIN_PREFIX = 8
+_LABEL_MAX = 255
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalize_storage(url: str) -> str:
+    """Canonical form of a storage URL: local folders become absolute paths."""
+    url = str(url).strip()
+    if not url:
+        raise UsageError("empty storage URL")
+    if url_scheme(url) == "file":
+        absolute = folder_path(url)
+        return "file://" + absolute if url.lower().startswith("file://") else absolute
+    head, sep, rest = url.partition("://")
+    return head + sep + rest.rstrip("/") if rest.strip("/") else url
+
+
+def storage_url(ws: Workspace, storage: str | None) -> str:
+    """The canonical URL of ``storage``, or of the configured default storage if none is given."""
+    return normalize_storage(storage or ws.settings.storage)
+
+
+def check_label(what: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"the dataset {what} must not be empty")
+    if len(value) > _LABEL_MAX:
+        raise UsageError(f"the dataset {what} is longer than {_LABEL_MAX} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise UsageError(f"the dataset {what} {value!r} contains a control character")
+
+
+def clean_tags(tags: Iterable[str] | None) -> list[str]:
+    out: list[str] = []
+    for t in tags or ():
+        t = str(t).strip()
+        if t and t not in out:
+            check_label("tag", t)
+            out.append(t)
+    return out
+
+
+def resolve_id(ws: Workspace, dataset_id: str) -> DatasetRow:
+    """The dataset with this id, or the only one whose id starts with this prefix."""
+    text = str(dataset_id).strip().lower()
+    if not ID_RE.match(text):
+        raise UsageError(f"{dataset_id!r} is not a dataset id",
+                         hint=f"an id is 32 hex characters; a unique prefix of {MIN_PREFIX}+ works")
+    row = ws.catalog.get_dataset(text) if len(text) == 32 else None
+    if row is None:
+        matches_ = ws.catalog.ids_with_prefix(text)
+        if len(matches_) > 1:
+            raise UsageError(f"dataset id prefix {text!r} is ambiguous ({', '.join(matches_)}, ...)")
+        if not matches_:
+            raise DatasetNotFoundError(f"no dataset with id {text}",
+                                       hint="`clearml-data search` lists the datasets")
+        row = ws.catalog.get_dataset(check_id(matches_[0]))
+        if row is None:  # deleted between the two reads
+            raise DatasetNotFoundError(f"no dataset with id {text}",
+                                       hint="`clearml-data search` lists the datasets")
+    check_id(row.id)
+    return row
+
+
+def get(ws: Workspace, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
+        version: str | None = None, tags: Iterable[str] | None = None,
+        only_completed: bool = False, only_published: bool = False) -> DatasetRow:
+    """One dataset by id, or the highest version matching project/name/version/tags."""
+    if dataset_id:
+        if project or name or version:
+            raise UsageError("give either a dataset id or project/name/version, not both")
+        row = resolve_id(ws, dataset_id)
+        if only_published and row.status != "published":
+            raise DatasetStateError(f"dataset {row.id} is not published")
+        if only_completed and not row.is_final:
+            raise DatasetStateError(f"dataset {row.id} is not final")
+        return row
+    if not project and not name:
+        raise UsageError("no dataset given", hint="pass a dataset id, or a project and name")
+    statuses = ["published"] if only_published else (["final", "published"] if only_completed else None)
+    rows = ws.catalog.find_datasets(project=project, name=name, statuses=statuses)
+    if version is not None:
+        exact = [r for r in rows if r.version == version]
+        rows = exact or [r for r in rows if versions.same(r.version, str(version))]
+    wanted = set(tags or ())
+    rows = [r for r in rows if wanted.issubset(r.tags)]
+    if not rows:
+        what = ", ".join(f"{k}={v!r}" for k, v in (("project", project), ("name", name),
+                                                    ("version", version)) if v)
+        if tags:
+            what += f", tags={sorted(wanted)}"
+        extra = " completed" if only_completed else (" published" if only_published else "")
+        raise DatasetNotFoundError(f"no{extra} dataset with {what}",
+                                   hint="`clearml-data search` lists the datasets")
+    return max(rows, key=lambda r: (versions.sort_key(r.version), r.created_at))
+
+
+def search(ws: Workspace, project: str | None = None, partial_name: str | None = None,
+           tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
+           only_completed: bool = True) -> list[DatasetRow]:
+    statuses = ["final", "published"] if only_completed else None
+    full_ids = [resolve_id(ws, i).id for i in ids] if ids else None
+    rows = ws.catalog.find_datasets(project=project, statuses=statuses, ids=full_ids)
+    if partial_name:
+        try:
+            pattern = re.compile(partial_name)
+        except re.error as exc:
+            raise UsageError(f"--name {partial_name!r} is not a valid regular expression: {exc}") from None
+        rows = [r for r in rows if pattern.search(r.name)]
+    if tags:
+        wanted = set(tags)
+        rows = [r for r in rows if wanted.issubset(r.tags)]
+    return rows
+
+
+def parent_row(ws: Workspace, row: DatasetRow, parent_id: str) -> DatasetRow:
+    parent = ws.catalog.get_dataset(check_id(parent_id))
+    if parent is None:
+        raise CatalogError(f"dataset {row.id} names a parent {parent_id} that is not in the catalog")
+    return parent
+
+
+def draft(ws: Workspace, dataset_id: str) -> DatasetRow:
+    """The draft with this id; a final version is refused (it cannot change)."""
+    row = resolve_id(ws, dataset_id)
+    if row.is_final:
+        raise DatasetStateError(
+            f"dataset {row.id} is final and cannot be changed",
+            hint=f"create a child version: clearml-data create --parents {row.id} ...")
+    return row
+
+
+def final(ws: Workspace, dataset_id: str) -> DatasetRow:
+    """The final version with this id; a draft is refused (only final versions have local copies)."""
+    row = resolve_id(ws, dataset_id)
+    if not row.is_final:
+        raise DatasetStateError(f"dataset {row.id} is not final; only final versions have local copies",
+                                hint=f"close it first: clearml-data close --id {row.id}")
+    return row
