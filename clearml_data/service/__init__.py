@@ -16,7 +16,8 @@ lineage         dependency_graph, changes_against, num_chunks, squash, rename, m
 metadata        set_metadata, get_metadata
 verify          verify_storage, verify_cache, verify_folder
 locations       where content lives, and when a recorded location is trusted
-manifests       manifests in storage, rebuild_catalog, resolve_or_restore
+manifests       manifests in storage: write, tombstone, list and read them
+rebuild         rebuild_catalog, resolve_or_restore
 gc              collect_garbage
 doctor          doctor and its probes
 ==============  ==========================================================================
@@ -49,6 +50,7 @@ from . import (
     lookup,
     manifests,
     metadata,
+    rebuild,
     upload,
     verify,
     views,
@@ -294,10 +296,10 @@ class Service:
         return locations.confirm_stored(self.workspace, storage, rows)
 
     def rebuild_catalog(self, storage: str | None = None, ids: Iterable[str] | None = None) -> RebuildReport:
-        return manifests.rebuild_catalog(self.workspace, storage, ids)
+        return rebuild.rebuild_catalog(self.workspace, storage, ids)
 
     def resolve_or_restore(self, dataset_id: str | None, storage: str) -> DatasetRow:
-        return manifests.resolve_or_restore(self.workspace, dataset_id, storage)
+        return rebuild.resolve_or_restore(self.workspace, dataset_id, storage)
 
     def collect_garbage(self, storage: str | None = None, delete: bool = False,
                         min_age: float | str = DEFAULT_MIN_AGE, now: float | None = None) -> GcReport:
