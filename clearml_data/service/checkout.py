@@ -74,6 +74,9 @@ def get_mutable_local_copy(ws: Workspace, dataset_id: str, target_folder: str | 
                            overwrite: bool = False, max_workers: int | None = None,
                            part: int | None = None, num_parts: int | None = None,
                            progress: ProgressFactory = null_progress) -> str:
+    """A writable copy of the version (or one part of it) in ``target_folder``, copied from the
+    object cache; an interrupted copy of the same files is finished, anything else there is
+    refused unless ``overwrite``."""
     row = final(ws, dataset_id)
     chosen, _label = selected_files(ws, row, part, num_parts)
     target = Path(os.path.expanduser(os.fspath(target_folder))).absolute()

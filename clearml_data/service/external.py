@@ -61,6 +61,8 @@ def add_external_files(ws: Workspace, dataset_id: str, source_url: str | Iterabl
                        dataset_path: str | list[str] | None = None, recursive: bool = True,
                        max_workers: int | None = None,
                        progress: ProgressFactory = null_progress) -> AddResult:
+    """Register the objects at ``source_url`` (a URL prefix or one object, or a list of them)
+    in the draft in place: each is hashed once, and stays where it is."""
     row = draft(ws, dataset_id)
     urls = [source_url] if isinstance(source_url, (str, os.PathLike)) else list(source_url)
     prefixes: list[str | None]

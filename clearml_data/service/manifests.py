@@ -133,6 +133,8 @@ def retire_manifest(ws: Workspace, row: DatasetRow, stamp: str) -> str | None:
 
 
 def remove_manifest(ws: Workspace, row: DatasetRow, key: str | None) -> None:
+    """After the catalog rows of a deleted version are gone: remove the manifest that
+    :func:`retire_manifest` tombstoned (a failure only leaves it, hidden by its tombstone)."""
     if key is None:
         return
     driver = ws.driver(row.storage)
