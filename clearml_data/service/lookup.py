@@ -17,7 +17,6 @@ from ..catalog import DatasetRow
 from ..errors import CatalogError, DatasetNotFoundError, DatasetStateError, UsageError
 from ..paths import check_id
 from ..storage import url_scheme
-from ..storage.folder import folder_path
 from .workspace import Workspace
 
 ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
@@ -36,6 +35,8 @@ def normalize_storage(url: str) -> str:
     if not url:
         raise UsageError("empty storage URL")
     if url_scheme(url) == "file":
+        from ..storage.folder import folder_path  # the folder driver loads only when a folder is used
+
         absolute = folder_path(url)
         return "file://" + absolute if url.lower().startswith("file://") else absolute
     head, sep, rest = url.partition("://")
