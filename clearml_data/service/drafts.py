@@ -2,10 +2,9 @@
 
 ``add_files`` and ``sync_folder`` hash local files (in batches, through the per-machine
 hash memory) and record change rows against the draft's parents; ``remove_files`` records
-removals. Nothing is uploaded here: a draft's rows name their local source until upload.
-
-Write order, so that a crash at any moment leaves a resumable draft or a complete
-version: objects into storage, then their catalog rows, then the final flag.
+removals. Nothing is uploaded here: a draft's rows name their local source until upload
+(upload.py). The rows are written in one catalog transaction that first reads the draft
+again, so two writers never get one path in both as a file and as a folder.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Manifests: a catalog you cannot lose.
+"""Manifests in storage: what makes the catalog one you cannot lose.
+
+Each final version has a manifest in its storage naming its whole view and where each
+content lives, so that the catalog can be rebuilt from the storage alone (rebuild.py).
 
 - ``write_manifest``: called by finalize after the version's objects are stored and before
   its final flag; writes ``manifests/<id>.json.gz`` create-only (manifest.py has the format).
@@ -8,8 +11,8 @@
 - ``list_manifests`` / ``read_manifest``: what a storage holds, for rebuild (rebuild.py)
   and for gc.
 
-A manifest describes only the storage it is in, and a location restored from one is
-recorded *unchecked* (see locations.py): nothing is trusted before a stat confirms it.
+Reads are streamed by ranges and bounded (manifest.decode), and a read that overlaps a
+finalize replacing the manifest is tried again before the manifest is called damaged.
 """
 
 from __future__ import annotations
