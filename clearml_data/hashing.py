@@ -1,4 +1,5 @@
-"""SHA-256 of files, in a thread pool (hashlib releases the GIL on large updates)."""
+"""SHA-256 of files, in a thread pool (hashlib releases the GIL on large updates; the pool is
+parallel.ordered_map)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from .parallel import default_workers, ordered_map
-
-__all__ = ["BLOCK", "EMPTY_SHA256", "default_workers", "hash_files", "ordered_map", "sha256_bytes",
-           "sha256_file"]
+from .parallel import ordered_map
 
 BLOCK = 1 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()

@@ -280,6 +280,15 @@ def test_a_plugin_imports_only_the_driver_contract_and_has_no_cycle(plugin):
     assert not problems, "\n".join(problems)
 
 
+def test_the_graph_sees_what_the_package_root_loads_lazily():
+    """The root imports its public names on first use (PEP 562, from its ``_PUBLIC`` table);
+    its TYPE_CHECKING block names the same modules, and that block is what the reader sees."""
+    import clearml_data
+
+    lazy = {f"{CORE}.{module}" for module in clearml_data._PUBLIC.values()}
+    assert set(build_graph(ROOT, CORE)[CORE]) == lazy
+
+
 # -- the checker itself ----------------------------------------------------------------------------
 def test_the_checker_names_a_cycle_and_an_upward_import():
     graph: Graph = {

@@ -6,23 +6,27 @@ hash memory, remembered views) and each public method calls one function of the 
 that owns the operation:
 
 ==============  ==========================================================================
+workspace       the Workspace, and storage_call (a driver's OSError as a StorageError)
+results         the result dataclasses
 lookup          resolve_id, get, search; label, tag and storage URL checks
 views           view, shadowed, list_files, selected_files; merge and tree rules
+locations       where content lives, and when a recorded location is trusted
 drafts          create, add_files, remove_files, sync_folder, update, publish
 external        add_external_files, link_entries, remove_links
+manifests       manifests in storage: write, tombstone, list and read them
 upload          upload, finalize, pending uploads, record_stored
 checkout        get_local_copy, get_mutable_local_copy, fetch_objects, the cache limit
 lineage         dependency_graph, changes_against, num_chunks, squash, rename, move, delete
 metadata        set_metadata, get_metadata
 verify          verify_storage, verify_cache, verify_folder
-locations       where content lives, and when a recorded location is trusted
-manifests       manifests in storage, rebuild_catalog, resolve_or_restore
+rebuild         rebuild_catalog, resolve_or_restore
 gc              collect_garbage
 doctor          doctor and its probes
 ==============  ==========================================================================
 
-The modules import only the ones above them in this table's dependency order (lookup and
-views at the bottom, lineage near the top), never the facade.
+Each module imports only modules listed above it here (and the layers below the service:
+catalog, storage, cache and the format modules), never this facade, so the imports form
+a DAG (tests/test_architecture.py checks it).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from . import (
     lookup,
     manifests,
     metadata,
+    rebuild,
     upload,
     verify,
     views,
@@ -347,10 +352,10 @@ class Service:
         return locations.confirm_stored(self.workspace, storage, rows)
 
     def rebuild_catalog(self, storage: str | None = None, ids: Iterable[str] | None = None) -> RebuildReport:
-        return manifests.rebuild_catalog(self.workspace, storage, ids)
+        return rebuild.rebuild_catalog(self.workspace, storage, ids)
 
     def resolve_or_restore(self, dataset_id: str | None, storage: str) -> DatasetRow:
-        return manifests.resolve_or_restore(self.workspace, dataset_id, storage)
+        return rebuild.resolve_or_restore(self.workspace, dataset_id, storage)
 
     def collect_garbage(self, storage: str | None = None, delete: bool = False,
                         min_age: float | str = DEFAULT_MIN_AGE, now: float | None = None) -> GcReport:

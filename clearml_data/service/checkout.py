@@ -132,6 +132,9 @@ def get_mutable_local_copy(ws: Workspace, dataset_id: str, target_folder: str | 
                            overwrite: bool = False, max_workers: int | None = None,
                            part: int | None = None, num_parts: int | None = None,
                            progress: ProgressFactory = null_progress) -> str:
+    """A writable copy of the version (or one part of it) in ``target_folder``, copied from the
+    object cache; an interrupted copy of the same files is finished, anything else there is
+    refused unless ``overwrite``."""
     return _writable_copy(ws, dataset_id, target_folder, overwrite, max_workers, part, num_parts, progress)[0]
 
 

@@ -49,6 +49,8 @@ def probe_cache(cache: Cache) -> dict:
 
 
 def doctor(ws: Workspace) -> dict[str, Any]:
+    """The settings in force and where each came from, the catalog's health, the cache's
+    filesystem and link type, and the plugins and drivers loaded."""
     from .. import __version__  # the package's own version (its __init__ loads lazily)
 
     s = ws.settings

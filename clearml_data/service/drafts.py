@@ -2,10 +2,9 @@
 
 ``add_files`` and ``sync_folder`` hash local files (in batches, through the per-machine
 hash memory) and record change rows against the draft's parents; ``remove_files`` records
-removals. Nothing is uploaded here: a draft's rows name their local source until upload.
-
-Write order, so that a crash at any moment leaves a resumable draft or a complete
-version: objects into storage, then their catalog rows, then the final flag.
+removals. Nothing is uploaded here: a draft's rows name their local source until upload
+(upload.py). The rows are written in one catalog transaction that first reads the draft
+again, so two writers never get one path in both as a file and as a folder.
 """
 
 from __future__ import annotations
@@ -51,6 +50,8 @@ _ADD_BATCH = 50_000  # files stat'ed and hashed together by add
 def create(ws: Workspace, name: str | None, project: str | None = None, parents: Iterable[str] = (),
            version: str | None = None, storage: str | None = None,
            tags: Iterable[str] | None = None, description: str = "") -> DatasetRow:
+    """A new draft on ``parents`` (final versions, merged in order); the project defaults to the
+    last parent's, the version to the next free one, the storage to the configured one."""
     parent_rows: list[DatasetRow] = []
     for p in parents or ():
         row = resolve_id(ws, p)
@@ -109,6 +110,7 @@ def update(ws: Workspace, dataset_id: str, **fields: Any) -> DatasetRow:
 
 
 def publish(ws: Workspace, dataset_id: str) -> DatasetRow:
+    """Mark a final version published (once; publishing it again changes nothing)."""
     row = resolve_id(ws, dataset_id)
     if not row.is_final:
         raise DatasetStateError(f"dataset {row.id} is not final", hint="close it before publishing")
@@ -122,6 +124,8 @@ def add_files(ws: Workspace, dataset_id: str, path: str | os.PathLike,
               wildcard: str | list[str] | None = None, local_base_folder: str | None = None,
               dataset_path: str | None = None, recursive: bool = True, max_workers: int | None = None,
               progress: ProgressFactory = null_progress) -> AddResult:
+    """Hash the local files under ``path`` (a file, a folder or a glob) and record them in the
+    draft, under ``dataset_path``; returns what was added, modified and already there."""
     row = draft(ws, dataset_id)
     prefix = normalize_relpath(dataset_path or "")
     found = _collect(path, wildcard, local_base_folder, recursive, prefix)

@@ -20,7 +20,6 @@ from ..parallel import ordered_map
 from ..paths import check_relpath, join_relpath, matches, normalize_relpath
 from ..progress import ProgressFactory, null_progress
 from ..storage import StorageDriver, redact_url, url_scheme
-from ..storage.folder import FolderDriver, folder_path
 from .drafts import record, remove_files, remove_paths
 from .lookup import draft
 from .results import AddResult, FileInfo, LinkInfo
@@ -42,6 +41,8 @@ def link_url(url: str | os.PathLike) -> str:
     if not text:
         raise UsageError("empty external file URL")
     if url_scheme(text) == "file":
+        from ..storage.folder import folder_path  # the folder driver loads only when a folder is used
+
         return "file://" + folder_path(text)
     return text
 
@@ -61,6 +62,8 @@ def add_external_files(ws: Workspace, dataset_id: str, source_url: str | Iterabl
                        dataset_path: str | list[str] | None = None, recursive: bool = True,
                        max_workers: int | None = None,
                        progress: ProgressFactory = null_progress) -> AddResult:
+    """Register the objects at ``source_url`` (a URL prefix or one object, or a list of them)
+    in the draft in place: each is hashed once, and stays where it is."""
     row = draft(ws, dataset_id)
     urls = [source_url] if isinstance(source_url, (str, os.PathLike)) else list(source_url)
     prefixes: list[str | None]
@@ -132,6 +135,8 @@ def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[
 def _hash_remote(ws: Workspace, remote: _Remote) -> str:
     """SHA-256 of an external object, read once; the bytes are kept in the local cache."""
     driver = ws.driver(remote.storage)
+    from ..storage.folder import FolderDriver
+
     if url_scheme(remote.storage) == "file" and isinstance(driver, FolderDriver):  # read in place
         digest, size = sha256_file(driver._path(remote.key))
         if size != remote.size:

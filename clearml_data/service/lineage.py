@@ -200,11 +200,13 @@ def _announce(ws: Workspace, row: DatasetRow, events: WorkflowEvents) -> None:
 
 
 def rename(ws: Workspace, project: str, name: str, new_name: str) -> list[str]:
+    """Give every version of project/name a new name; returns their ids."""
     check_label("name", new_name)
     return _relabel(ws, project, name, new_name=new_name)
 
 
 def move(ws: Workspace, project: str, name: str, new_project: str) -> list[str]:
+    """Move every version of project/name to another project; returns their ids."""
     check_label("project", new_project)
     return _relabel(ws, project, name, new_project=new_project)
 

@@ -17,7 +17,6 @@ from ..catalog import DatasetRow
 from ..errors import CatalogError, DatasetNotFoundError, DatasetStateError, UsageError
 from ..paths import check_id
 from ..storage import url_scheme
-from ..storage.folder import folder_path
 from .workspace import Workspace
 
 ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
@@ -26,6 +25,7 @@ _LABEL_MAX = 255
 
 
 def now() -> str:
+    """The current UTC time as the catalog records it (ISO 8601, microseconds)."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -35,6 +35,8 @@ def normalize_storage(url: str) -> str:
     if not url:
         raise UsageError("empty storage URL")
     if url_scheme(url) == "file":
+        from ..storage.folder import folder_path  # the folder driver loads only when a folder is used
+
         absolute = folder_path(url)
         return "file://" + absolute if url.lower().startswith("file://") else absolute
     head, sep, rest = url.partition("://")
@@ -47,6 +49,7 @@ def storage_url(ws: Workspace, storage: str | None) -> str:
 
 
 def check_label(what: str, value: str) -> None:
+    """Refuse an empty, overlong or control-character project, name, version or tag."""
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"the dataset {what} must not be empty")
     if len(value) > _LABEL_MAX:
@@ -56,6 +59,7 @@ def check_label(what: str, value: str) -> None:
 
 
 def clean_tags(tags: Iterable[str] | None) -> list[str]:
+    """The tags stripped, checked and without repeats, in their first order."""
     out: list[str] = []
     for t in tags or ():
         t = str(t).strip()
@@ -123,6 +127,8 @@ def get(ws: Workspace, dataset_id: str | None = None, project: str | None = None
 def search(ws: Workspace, project: str | None = None, partial_name: str | None = None,
            tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
            only_completed: bool = True) -> list[DatasetRow]:
+    """The versions matching a project, a regular expression on the name, tags and ids
+    (by default only final and published ones)."""
     statuses = ["final", "published"] if only_completed else None
     full_ids = [resolve_id(ws, i).id for i in ids] if ids else None
     rows = ws.catalog.find_datasets(project=project, statuses=statuses, ids=full_ids)
@@ -139,6 +145,7 @@ def search(ws: Workspace, project: str | None = None, partial_name: str | None =
 
 
 def parent_row(ws: Workspace, row: DatasetRow, parent_id: str) -> DatasetRow:
+    """The parent ``parent_id`` of ``row``; a parent the catalog lacks is a CatalogError."""
     parent = ws.catalog.get_dataset(check_id(parent_id))
     if parent is None:
         raise CatalogError(f"dataset {row.id} names a parent {parent_id} that is not in the catalog")

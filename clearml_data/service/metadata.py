@@ -36,6 +36,7 @@ def set_metadata(ws: Workspace, dataset_id: str, value: Any, metadata_name: str 
 
 
 def get_metadata(row: DatasetRow, metadata_name: str = "metadata") -> Any:
+    """The value stored under ``metadata_name``, or None."""
     record = row.metadata.get(metadata_name)
     return None if record is None else _decode(record)
 

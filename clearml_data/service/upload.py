@@ -45,10 +45,12 @@ def pending_uploads(ws: Workspace, row: DatasetRow, storage: str | None = None) 
 
 
 def has_pending_uploads(ws: Workspace, row: DatasetRow, storage: str | None = None) -> bool:
+    """Whether a content of the draft's rows is missing from the storage (the draft's own by default)."""
     return ws.catalog.has_missing_objects(row.id, storage or row.storage)
 
 
 def is_dirty(ws: Workspace, row: DatasetRow) -> bool:
+    """A draft with content not yet uploaded."""
     return not row.is_final and has_pending_uploads(ws, row)
 
 
@@ -66,6 +68,8 @@ def _split_uploads(ws: Workspace, row: DatasetRow, storage: str | None
 def upload(ws: Workspace, dataset_id: str, storage: str | None = None, chunk_size: float | None = None,
            max_workers: int | None = None, progress: ProgressFactory = null_progress,
            _attempt: int = 1) -> UploadResult:
+    """Store the draft's content its storage lacks: small files in packs, large ones as their own
+    objects, each recorded as soon as it is stored. ``storage`` moves the draft to another one."""
     row = draft(ws, dataset_id)
     if storage:
         storage = normalize_storage(storage)
@@ -191,6 +195,8 @@ def _pending(row: DatasetRow) -> DatasetStateError:
 
 def finalize(ws: Workspace, dataset_id: str, auto_upload: bool = False, chunk_size: float | None = None,
              max_workers: int | None = None, progress: ProgressFactory = null_progress) -> DatasetRow:
+    """Make the draft a final version: check its parents, upload what is pending (with
+    ``auto_upload``), write its manifest, then set the final flag."""
     row = draft(ws, dataset_id)
     for pid in row.parents:
         parent = parent_row(ws, row, pid)

@@ -212,6 +212,7 @@ def shadowed(ws: Workspace, row: DatasetRow) -> list[ShadowedFile]:
 
 
 def diff(old: View, new: View) -> Diff:
+    """The paths added, modified (other content) and removed from ``old`` to ``new``, sorted."""
     d = Diff()
     for p, entry in new.items():
         before = old.get(p)
@@ -227,8 +228,8 @@ def diff(old: View, new: View) -> Diff:
 
 def list_files(ws: Workspace, row: DatasetRow, pattern: str | Iterable[str] | None = None,
                recursive: bool = True, only_from: str | None = None) -> list[FileInfo]:
-    """The version's files, sorted by path: those matching ``pattern`` (a wildcard, or any of
-    several), those a version ``only_from`` brought in."""
+    """The files of the version's view, by path; optionally those matching ``pattern`` (a
+    wildcard, or any of several) or those that ``only_from`` (a version id) introduced."""
     patterns = [pattern] if isinstance(pattern, str) else [p for p in pattern or () if p]
     current = view(ws, row)
     out = []
