@@ -50,7 +50,7 @@ SITES: dict[str, tuple[str, ...]] = {
     "hash_remote": ("add --links",),
     # uploads: the puts, the sweep before them, the dedup checks, the recording of each object
     "put": UPLOADS,
-    "clean": UPLOADS,                                   # temporaries, before an upload and a finalize
+    "sweep_temporaries": UPLOADS,                       # temporaries, before an upload and a finalize
     "record_stored": UPLOADS,
     "confirm": (*UPLOADS, "get"),                      # dedup, and where get (and squash) may read
     "hash_range": ("verify", *UPLOADS),                # verify, and the dedup check of a pack entry
@@ -65,11 +65,9 @@ SITES: dict[str, tuple[str, ...]] = {
     "read_manifest": MANIFEST_READERS,
     "RangeReader.__init__": MANIFEST_READERS,           # the reader read_manifest streams through
     "read_small": ("catalog rebuild", "get --storage"),
-    "rebuild_catalog": ("catalog rebuild", "get --storage"),
-    "resolve_or_restore": ("get --storage",),
     # gc
     "collect_garbage": ("gc",),
-    "manifest_keys": ("gc",),
+    "list_manifests": ("catalog rebuild", "get --storage", "gc"),
     "delete_batch": ("gc",),
     "collect_unfinished": ("gc",),
     # verify
