@@ -1,10 +1,12 @@
 """Finding storage plugins through entry points and turning URLs into drivers.
 
-Before it builds a driver the manager resolves the options its class declares
+Before it builds a driver the manager checks that the class serves the scheme (its
+``schemes``, when it declares any; a warning if not), and resolves the options its class declares
 (``declared_options``): a ``CLEARML_DATA_<SCHEME>_<OPTION>`` environment variable wins over
 the ``[storage.<scheme>]`` section of the config file. Only options that one of them sets
 are passed, as keyword arguments, so a class that takes the URL alone is called with the
-URL alone.
+URL alone. Each driver it builds is guarded (:func:`.calls.guard`): reads are retried on
+transient errors and every transfer counts against the process's budget.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .. import config
 from ..errors import MissingDependencyError, PluginError, UsageError
 from . import hookspecs
 from .base import DriverInfo, StorageDriver, redact_url, url_scheme
+from .calls import BUDGET, guard
 from .toolkit import gather_options, section_name
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,8 @@ class PluginManager:
         self._drivers: dict[str, DriverRecord] | None = None
         self._instances: dict[str, StorageDriver] = {}
         self._lock = threading.Lock()
+        #: transfers at once, over every driver of the process (calls.TransferBudget)
+        self.budget = BUDGET
 
     def _load_entry_points(self, disabled: set[str]) -> None:
         seen: set[str] = set()
@@ -167,6 +172,10 @@ class PluginManager:
         except AttributeError:
             raise PluginError(f"storage driver {info.factory!r} of plugin {record.plugin!r} "
                               "does not exist") from None
+        served = tuple(getattr(cls, "schemes", ()) or ())
+        if served and scheme not in served:  # a factory pointing at the wrong class, likely
+            log.warning("plugin %r gives %r for %s:// URLs, but that class serves %s", record.plugin,
+                        info.factory, scheme, ", ".join(f"{s}://" for s in served))
         return cast("type[StorageDriver]", cls)
 
     def driver_options(self, scheme: str, cls: type[StorageDriver]) -> tuple[dict, dict[str, str]]:
@@ -199,7 +208,7 @@ class PluginManager:
                 except TypeError as exc:
                     raise PluginError(f"the storage driver for {url_scheme(url)}:// cannot be created: "
                                       f"{exc}") from None
-                self._instances[url] = inst
+                self._instances[url] = guard(inst, self.budget)
             return inst
 
     def close(self) -> None:
