@@ -16,9 +16,11 @@ from clearml_data.storage.folder import FolderDriver
 from clearml_data.storage.toolkit import (
     MiB,
     Option,
+    choice,
     env_name,
     gather_options,
     in_parallel,
+    optional,
     parse_bool,
     parse_size,
     positive_float,
@@ -50,6 +52,17 @@ def test_parse_bool_and_positive_numbers():
                        (positive_float, "inf"), (positive_int, True)):
         with pytest.raises(ValueError):
             parse(bad)
+
+
+def test_choice_and_optional():
+    mode = choice("path", "virtual")
+    assert mode("path") == "path" and mode("") is None
+    with pytest.raises(ValueError, match="use one of path, virtual, not 'dns'"):
+        mode("dns")
+    attempts = optional(positive_int)
+    assert attempts("") is None and attempts(None) is None and attempts("4") == 4
+    with pytest.raises(ValueError):
+        attempts("0")
 
 
 # -- option resolution --------------------------------------------------------------------

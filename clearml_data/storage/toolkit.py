@@ -105,6 +105,23 @@ def positive_float(value: Any) -> float:
     return number
 
 
+def choice(*allowed: str) -> Callable[[Any], str | None]:
+    """A parser that takes one of ``allowed`` (an empty value is None: not set)."""
+    def parse(value: Any) -> str | None:
+        text = str(value).strip()
+        if text and text not in allowed:
+            raise ValueError(f"use one of {', '.join(allowed)}, not {text!r}")
+        return text or None
+    return parse
+
+
+def optional(parse: Callable[[Any], T]) -> Callable[[Any], T | None]:
+    """``parse``, except that None or an empty string is None (the driver picks a default later)."""
+    def parse_optional(value: Any) -> T | None:
+        return None if value is None or value == "" else parse(value)
+    return parse_optional
+
+
 def optional_str(value: Any) -> str | None:
     """A string; an empty one is None (the option is not set)."""
     text = str(value).strip()

@@ -38,25 +38,9 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore import UNSIGNED
+from botocore import exceptions as bx
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ChecksumError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    CredentialRetrievalError,
-    EndpointConnectionError,
-    FlexibleChecksumError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 from s3transfer.subscribers import BaseSubscriber
 
@@ -73,7 +57,16 @@ from clearml_data.storage import (
     redact_url,
 )
 from clearml_data.storage.calls import mark_retried, retrying
-from clearml_data.storage.toolkit import GiB, MiB, backoff, parse_bool, positive_int, transfer_options
+from clearml_data.storage.toolkit import (
+    GiB,
+    MiB,
+    backoff,
+    choice,
+    optional,
+    parse_bool,
+    positive_int,
+    transfer_options,
+)
 
 from . import __version__
 
@@ -94,24 +87,11 @@ DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDo
 BUSY = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503",
         "ServiceUnavailable", "TooManyRequests", "RequestThrottled"}
 #: errors of a body read after the response started: read_range tries the GET again
-STREAM_ERRORS = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError,
-                 ConnectionClosedError)
+STREAM_ERRORS = (bx.ResponseStreamingError, bx.IncompleteReadError, bx.ReadTimeoutError,
+                 bx.ConnectionClosedError)
 
 
 # -- options -------------------------------------------------------------------------------
-def _max_attempts(value: Any) -> int | None:
-    return None if value is None or value == "" else positive_int(value)
-
-
-def _choice(*allowed: str):
-    def parse(value: Any) -> str | None:
-        text = str(value).strip()
-        if text and text not in allowed:
-            raise ValueError(f"use one of {', '.join(allowed)}, not {text!r}")
-        return text or None
-    return parse
-
-
 def _checksum(value: Any) -> str | None:
     """"SHA256" or "CRC32"; None when checksums are off."""
     text = str(value or "off").strip().upper()
@@ -131,7 +111,7 @@ OPTIONS: tuple[Option, ...] = (
     _TRANSFER["max_concurrency"],
     dataclasses.replace(_TRANSFER["part_size"], old_names=("multipart_chunksize",)),
     _TRANSFER["multipart_threshold"],
-    dataclasses.replace(_TRANSFER["max_attempts"], parse=_max_attempts, default=None,
+    dataclasses.replace(_TRANSFER["max_attempts"], parse=optional(positive_int), default=None,
                         help="tries of a request (botocore's) and of a cut-off body, including the "
                              "first; else AWS_MAX_ATTEMPTS, else 8"),
     _TRANSFER["connect_timeout"],
@@ -140,13 +120,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("region", help="region; else boto3's (AWS_REGION, AWS_DEFAULT_REGION, the profile's)"),
     Option("profile", help="named profile of ~/.aws/config; else boto3's (AWS_PROFILE)"),
     Option("secure", parse_bool, True, "https (true) or http (false) for s3://host:port/bucket URLs"),
-    Option("addressing_style", _choice("auto", "path", "virtual"), None,
+    Option("addressing_style", choice("auto", "path", "virtual"), None,
            "path, virtual or auto; default: path when an endpoint is overridden"),
     Option("anonymous", parse_bool, False, "unsigned requests, for public buckets"),
-    Option("retry_mode", _choice("standard", "adaptive", "legacy"), None,
+    Option("retry_mode", choice("standard", "adaptive", "legacy"), None,
            "botocore retry mode; else AWS_RETRY_MODE, else standard"),
     Option("checksum_algorithm", _checksum, "SHA256", "SHA256, CRC32, or off (for stores that reject them)"),
-    Option("sse", _choice("AES256", "aws:kms", "aws:kms:dsse"), None, "server-side encryption"),
+    Option("sse", choice("AES256", "aws:kms", "aws:kms:dsse"), None, "server-side encryption"),
     Option("sse_kms_key_id", help="KMS key for sse=aws:kms"),
     Option("max_pool_connections", positive_int, 64, "HTTP connections kept to the endpoint"),
 )
@@ -398,18 +378,18 @@ class S3Driver(StorageDriver):
                                              f"{(attempts or 0) + 1} attempts)", where)
             return OSError(errno.EIO, f"S3 error ({detail})", where)
         text = " ".join(redact_text(str(exc)).split())
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError,
-                            ProfileNotFound)):
+        if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
+                            bx.ProfileNotFound)):
             return PermissionError(errno.EACCES, f"no usable AWS credentials ({type(exc).__name__}: {text}); "
                                    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
                                    "or use an instance role", where)
-        if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
+        if isinstance(exc, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
             return TimeoutError(errno.ETIMEDOUT, f"timed out: {text}", where)
-        if isinstance(exc, EndpointConnectionError):
+        if isinstance(exc, bx.EndpointConnectionError):
             return ConnectionRefusedError(errno.ECONNREFUSED, f"cannot connect: {text}", where)
-        if isinstance(exc, (BotoConnectionError, HTTPClientError, ConnectionClosedError)):
+        if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError, bx.ConnectionClosedError)):
             return ConnectionError(errno.ECONNRESET, f"connection failed: {text}", where)
-        if isinstance(exc, (FlexibleChecksumError, ChecksumError)):
+        if isinstance(exc, (bx.FlexibleChecksumError, bx.ChecksumError)):
             return _ChecksumMismatch(errno.EIO, f"checksum mismatch: {text}", where)
         if isinstance(exc, OSError):
             return exc
