@@ -13,11 +13,19 @@ import pytest
 from clearml_data.errors import StorageError
 from clearml_data.storage import RANGED_READS, DriverInfo, PluginManager, hookimpl
 from clearml_data.storage.calls import TransferBudget, guard, mark_retried, retrying, storage_error
-from clearml_data.storage.folder import FolderDriver
+from clearml_data.storage.folder import FolderDriver, folder_path
 from clearml_data.storage.toolkit import Option, positive_int
 
 
-class FlakyFolder(FolderDriver):
+class _SchemeFolder(FolderDriver):
+    """A folder driver for ``<scheme>:///path`` URLs."""
+
+    def __init__(self, url, **options):
+        super().__init__(url, **options)
+        self.root = folder_path("file://" + url.split("://", 1)[1])
+
+
+class FlakyFolder(_SchemeFolder):
     """A folder driver whose next reads fail as a network would (``failures`` of them)."""
 
     schemes = ("flaky",)
@@ -43,7 +51,7 @@ class FlakyFolder(FolderDriver):
         super().put_file(local_path, key, overwrite=overwrite, callback=callback)
 
 
-class OldFolder(FolderDriver):
+class OldFolder(_SchemeFolder):
     """A driver written before callbacks and ranged reads: no callback, no RANGED_READS."""
 
     schemes = ("old",)
@@ -65,7 +73,7 @@ class TwoWorkers(FolderDriver):
     default_max_workers = 2
 
 
-class WrongScheme(FolderDriver):
+class WrongScheme(_SchemeFolder):
     schemes = ("file", "nfs")
 
 
