@@ -14,6 +14,7 @@ from clearml_data.storage import DriverInfo, PluginManager, StorageDriver, hooki
 from clearml_data.storage.base import redact_text
 from clearml_data.storage.folder import FolderDriver
 from clearml_data.storage.toolkit import (
+    Lazy,
     MiB,
     Option,
     choice,
@@ -256,3 +257,17 @@ def test_folder_driver_reports_progress_as_bytes_move(tmp_path, size):
     assert sum(sent) == sum(got) == size
     assert all(n > 0 for n in sent + got)
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+
+
+def test_lazy_makes_its_value_once():
+    made = []
+    lazy = Lazy(lambda: made.append(1) or object())
+    assert lazy.peek() is None and made == []
+    threads = [threading.Thread(target=lazy.get) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    value = lazy.peek()
+    assert made == [1] and value is lazy.get()
+    assert lazy.take() is value and lazy.peek() is None

@@ -319,6 +319,10 @@ class Lazy:
                 value = self._value
         return value
 
+    def peek(self) -> Any:
+        """The value if it was made, else None (nothing is made)."""
+        return self._value
+
     def take(self) -> Any:
         """The value if it was made (None otherwise), forgotten: for close()."""
         with self._lock:

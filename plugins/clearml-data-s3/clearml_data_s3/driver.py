@@ -59,6 +59,7 @@ from clearml_data.storage import (
 from clearml_data.storage.calls import mark_retried, retrying
 from clearml_data.storage.toolkit import (
     GiB,
+    Lazy,
     MiB,
     backoff,
     choice,
@@ -76,6 +77,8 @@ log = logging.getLogger(__name__)
 MIN_PART = 5 * MiB
 MAX_PART = 5 * GiB
 MAX_SINGLE_PUT = 5 * GiB
+#: bytes read from a download's body at a time (s3transfer's default is 256 KiB)
+IO_CHUNK = 1 * MiB
 #: S3 answers 409 ConditionalRequestConflict while another conditional write is in flight
 CONFLICT_ATTEMPTS = 6
 
@@ -262,8 +265,8 @@ class S3Driver(StorageDriver):
         if self.prefix:
             self._base += "/" + self.prefix
         self._lock = threading.Lock()
-        self._client: Any = None
-        self._transfers: Any = None
+        self._client = Lazy(self._make_client)
+        self._transfers = Lazy(self._make_transfers)
         self._key_locks: dict[str, list] = {}
 
     def __repr__(self) -> str:
@@ -311,38 +314,28 @@ class S3Driver(StorageDriver):
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, "") from exc
 
+    def _make_transfers(self):
+        o = self.options
+        config = TransferConfig(
+            multipart_threshold=o["multipart_threshold"], multipart_chunksize=o["part_size"],
+            max_concurrency=o["max_concurrency"], num_download_attempts=self.max_attempts,
+            io_chunksize=IO_CHUNK, preferred_transfer_client="classic")
+        # the core calls from default_max_workers threads: each call is one submission
+        config.max_submission_concurrency = max(o["max_concurrency"], self.default_max_workers)
+        return create_transfer_manager(self.client, config)
+
     @property
     def client(self):
         """The boto3 S3 client (created on first use; boto3 clients are thread safe)."""
-        client = self._client
-        if client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-                client = self._client
-        return client
+        return self._client.get()
 
     @property
     def transfers(self):
         """The driver's transfer manager: its threads move the parts of every transfer."""
-        manager = self._transfers
-        if manager is None:
-            client = self.client
-            with self._lock:
-                if self._transfers is None:
-                    o = self.options
-                    config = TransferConfig(
-                        multipart_threshold=o["multipart_threshold"], multipart_chunksize=o["part_size"],
-                        max_concurrency=o["max_concurrency"], num_download_attempts=self.max_attempts,
-                        preferred_transfer_client="classic")
-                    self._transfers = create_transfer_manager(client, config)
-                manager = self._transfers
-        return manager
+        return self._transfers.get()
 
     def close(self) -> None:
-        with self._lock:
-            transfers, self._transfers = self._transfers, None
-            client, self._client = self._client, None
+        transfers, client = self._transfers.take(), self._client.take()
         if transfers is not None:
             transfers.shutdown()
         if client is not None:

@@ -582,7 +582,6 @@ def test_no_secret_in_reprs_or_errors(fake_keys, make_driver, bucket, tmp_path):
 
 # -- concurrency and lifecycle ---------------------------------------------------------------
 def test_one_driver_from_many_threads(make_driver, bucket, monkeypatch):
-    driver = make_driver(f"s3://{bucket}/p")
     made = []
     real = S3Driver._make_client
 
@@ -591,6 +590,7 @@ def test_one_driver_from_many_threads(make_driver, bucket, monkeypatch):
         return real(self)
 
     monkeypatch.setattr(S3Driver, "_make_client", counting)
+    driver = make_driver(f"s3://{bucket}/p")
     errors = []
     barrier = threading.Barrier(32)
 
@@ -616,9 +616,9 @@ def test_one_driver_from_many_threads(make_driver, bucket, monkeypatch):
 def test_close_releases_the_client(make_driver, bucket, tmp_path):
     driver = make_driver(f"s3://{bucket}/p", multipart_threshold="5MiB", part_size="5MiB")
     driver.put_file(write(tmp_path / "src", os.urandom(6 * MiB)), "k")
-    assert driver._client is not None and driver._transfers is not None
+    assert driver._client.peek() is not None and driver._transfers.peek() is not None
     driver.close()
-    assert driver._client is None and driver._transfers is None
+    assert driver._client.peek() is None and driver._transfers.peek() is None
     driver.close()  # twice is fine
 
 
