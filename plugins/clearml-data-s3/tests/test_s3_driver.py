@@ -128,7 +128,8 @@ def test_credentials_in_the_url_are_refused_and_not_echoed(fake_keys):
 
 def test_options_from_keywords_environment_and_defaults(fake_keys, monkeypatch):
     ACCESS_KEY, SECRET_KEY = fake_keys
-    for var in ("CLEARML_DATA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_MAX_ATTEMPTS"):
+    for var in ("CLEARML_DATA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+                "AWS_MAX_ATTEMPTS"):
         monkeypatch.delenv(var, raising=False)
     driver = S3Driver("s3://bucket/x")
     assert (driver.options["multipart_threshold"], driver.options["part_size"]) == (16 * MiB, 8 * MiB)
@@ -141,9 +142,9 @@ def test_options_from_keywords_environment_and_defaults(fake_keys, monkeypatch):
     assert (driver.options["multipart_threshold"], driver.options["part_size"]) == (32 * MiB, 10 * MiB)
     assert driver.max_attempts == 3 and driver.algorithm is None
     assert S3Driver("s3://bucket/x", endpoint_url="https://r2.example:443").endpoint_url == "https://r2.example:443"
-    monkeypatch.setenv("CLEARML_DATA_S3_MAX_ATTEMPTS", "5")  # the plugin's variable wins over AWS_MAX_ATTEMPTS
+    monkeypatch.setenv("CLEARML_DATA_S3_MAX_ATTEMPTS", "5")  # the plugin's variable wins over AWS's
     assert S3Driver("s3://bucket/x").max_attempts == 5
-    with pytest.raises(ValueError, match="unknown option.*aws_secret_access_key of the s3 driver"):
+    with pytest.raises(ValueError, match=r"unknown option.*aws_secret_access_key of the s3 driver"):
         S3Driver("s3://bucket/x", aws_secret_access_key="no")
     with pytest.raises(ValueError, match="at least 5 MiB"):
         S3Driver("s3://bucket/x", part_size="1MiB")
@@ -164,7 +165,8 @@ def test_the_old_part_size_name_still_works_and_warns(monkeypatch):
         driver = S3Driver("s3://bucket/x", multipart_chunksize="12MiB")
     assert driver.options["part_size"] == 12 * MiB
     monkeypatch.setenv("CLEARML_DATA_S3_MULTIPART_CHUNKSIZE", "6MiB")
-    with pytest.warns(DeprecationWarning, match=r"\$CLEARML_DATA_S3_MULTIPART_CHUNKSIZE.*CLEARML_DATA_S3_PART_SIZE"):
+    with pytest.warns(DeprecationWarning,
+                      match=r"\$CLEARML_DATA_S3_MULTIPART_CHUNKSIZE.*CLEARML_DATA_S3_PART_SIZE"):
         driver = PluginManager().driver("s3://bucket/y")
     assert driver.options["part_size"] == 6 * MiB
 
@@ -181,14 +183,16 @@ def test_options_from_the_config_file(core_env, monkeypatch):
         assert (driver.options["part_size"], driver.max_attempts, driver.options["region"]) == \
             (32 * MiB, 2, "eu-west-3")
         (core_env.root / "config.ini").write_text("[storage.s3]\npart_size = huge\n")
-        with pytest.raises(UsageError, match=r"part_size in \[storage.s3\] in .*config.ini: part_size = 'huge'"):
+        with pytest.raises(UsageError,
+                           match=r"part_size in \[storage.s3\] in .*config.ini: part_size = 'huge'"):
             pm.driver("s3://bucket/other")
     finally:
         pm.close()
 
 
 def test_host_port_urls_pick_the_endpoint(monkeypatch):
-    for var in ("CLEARML_DATA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "CLEARML_DATA_S3_SECURE"):
+    for var in ("CLEARML_DATA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+                "CLEARML_DATA_S3_SECURE"):
         monkeypatch.delenv(var, raising=False)
     assert S3Driver("s3://minio.local:9000/b1b/p").endpoint_url == "https://minio.local:9000"
     assert S3Driver("s3://minio.local:9000/b1b/p", secure=False).endpoint_url == "http://minio.local:9000"
@@ -210,7 +214,8 @@ def test_found_through_its_entry_point(s3_env, bucket):
         assert "s3" in pm.drivers
         record = pm.drivers["s3"]
         assert record.plugin == "s3" and record.info.factory == "clearml_data_s3.driver:S3Driver"
-        assert any(r.name == "s3" and r.package == "clearml-data-s3" and r.status == "loaded" for r in pm.records)
+        assert any(r.name == "s3" and r.package == "clearml-data-s3" and r.status == "loaded"
+                   for r in pm.records)
         assert pm.driver_class("s3") is S3Driver
         driver = pm.driver(f"s3://{bucket}/via/manager")
         assert type(driver) is S3Driver and driver.prefix == "via/manager"
@@ -461,7 +466,8 @@ def test_progress_callbacks_see_every_byte(make_driver, bucket, tmp_path):
     data = os.urandom(12 * MiB + 5)
     for overwrite in (True, False):  # a multipart upload, and one create-only PUT
         sent: list[int] = []
-        driver.put_file(write(tmp_path / "src", data), f"k{overwrite}", overwrite=overwrite, callback=sent.append)
+        driver.put_file(write(tmp_path / "src", data), f"k{overwrite}", overwrite=overwrite,
+                        callback=sent.append)
         assert sum(sent) == len(data)
     got: list[int] = []
     driver.get_file("kTrue", str(tmp_path / "out"), callback=got.append)
