@@ -71,7 +71,7 @@ def cloud(request, env, monkeypatch, tmp_path_factory):
                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
                            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                            "AWS_ENDPOINT_URL_S3": server.url, "CLEARML_DATA_S3_MULTIPART_THRESHOLD": "5MiB",
-                           "CLEARML_DATA_S3_MULTIPART_CHUNKSIZE": "5MiB",
+                           "CLEARML_DATA_S3_PART_SIZE": "5MiB",
                            "CLEARML_DATA_S3_MAX_CONCURRENCY": "1"}.items():
             monkeypatch.setenv(var, value)
         import boto3
