@@ -1,19 +1,23 @@
 """The ``azure://`` storage driver: Azure Blob Storage (and Azurite) through azure-storage-blob.
 
 Writes
-    Up to ``single_put_size`` (8 MiB) a file goes up in one Put Blob; larger files are
-    staged as blocks of ``block_size`` (8 MiB) in parallel and made visible by one Put Block
-    List. Block ids are random per upload, so concurrent writers of one key never mix their
-    blocks. Until the block list is committed nothing is visible; an upload that fails is
-    never committed, and Azure discards uncommitted blocks by itself (there is no "abort").
-    A create-only put (``overwrite=False``) sends ``If-None-Match: *`` with the Put Blob or
-    the Put Block List, so of many racing writers exactly one wins.
+    The SDK's ``upload_blob`` does the transfer: up to ``single_put_size`` (8 MiB) a file
+    goes up in one Put Blob; larger files are staged as blocks of ``block_size`` (8 MiB),
+    ``max_concurrency`` at a time, and made visible by one Put Block List. The SDK's block
+    ids are random per upload, so concurrent writers of one key never mix their blocks.
+    Until the block list is committed nothing is visible; an upload that fails is never
+    committed, and Azure discards uncommitted blocks by itself (there is no "abort"). A
+    create-only put (``overwrite=False``) sends ``If-None-Match: *`` with the Put Blob or
+    the Put Block List, so of many racing writers exactly one wins. The driver adds what
+    the SDK does not: a file that changes size during its upload is never committed, and a
+    commit refused because another writer committed meanwhile is sorted out by ETags.
 
 Integrity
     With ``validate_content`` (the default) every request body carries a Content-MD5 that
-    the service checks, every download chunk is checked against the MD5 the service sends
-    for it, and block-uploaded blobs get the whole-object Content-MD5 (Put Blob stores it
-    by itself), as AzCopy expects.
+    the service checks, and every download chunk is checked against the MD5 the service
+    sends for it. A blob written with one Put Blob also keeps its whole-object Content-MD5;
+    a block-uploaded one has none (as with every SDK upload: its bytes were checked block by
+    block, and the core checks the SHA-256 of everything it downloads).
 
 Errors
     ``FileNotFoundError`` for a missing blob or container, ``FileExistsError`` for a lost
@@ -24,9 +28,7 @@ Errors
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import errno
-import hashlib
 import logging
 import math
 import os
@@ -34,7 +36,6 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 from azure.core import MatchConditions
@@ -148,8 +149,6 @@ class AzureBlobDriver(StorageDriver):
         self._container_client = None
         self._credential_to_close = None
         self._closed = False
-        #: number of blocks staged by this driver (for tests and diagnostics)
-        self.blocks_staged = 0
         self.endpoint, self._credential, self.credential_source = self._resolve_credentials()
 
     # -- connection ---------------------------------------------------------------------------
@@ -226,19 +225,21 @@ class AzureBlobDriver(StorageDriver):
             if self._closed:
                 raise OSError(errno.EBADF, f"the driver for {redact_url(self.url)} is closed")
             if self._service is None:
-                self._service = BlobServiceClient(
-                    account_url=self.endpoint, credential=self._credential,
-                    # room for every transfer the core runs at once, each with its own parallel chunks
-                    transport=_make_transport(self.default_max_workers * (self.max_concurrency + 1),
-                                              self.connection_timeout, self.read_timeout),
-                    retry_policy=_Backoff(self.retry_backoff, retry_total=self.retries),
-                    max_single_put_size=self.single_put_size, max_block_size=self.block_size,
-                    max_single_get_size=32 * MiB, max_chunk_get_size=MD5_RANGE_LIMIT,
-                    connection_timeout=self.connection_timeout, read_timeout=self.read_timeout,
-                    **({"api_version": self.api_version} if self.api_version else {}),
-                )
+                # room for every transfer the core runs at once, each with its own parallel chunks
+                self._service = self._new_service(self.block_size, self.default_max_workers)
                 self._container_client = self._service.get_container_client(self.container)
             return self._container_client
+
+    def _new_service(self, block_size: int, transfers: int) -> BlobServiceClient:
+        return BlobServiceClient(
+            account_url=self.endpoint, credential=self._credential,
+            transport=_make_transport(transfers * (self.max_concurrency + 1), self.connection_timeout,
+                                      self.read_timeout),
+            retry_policy=_Backoff(self.retry_backoff, retry_total=self.retries),
+            max_single_put_size=self.single_put_size, max_block_size=block_size,
+            max_single_get_size=32 * MiB, max_chunk_get_size=MD5_RANGE_LIMIT,
+            connection_timeout=self.connection_timeout, read_timeout=self.read_timeout,
+            **({"api_version": self.api_version} if self.api_version else {}))
 
     def _blob(self, key: str):
         return self._service_client().get_blob_client(self._name(key))
@@ -307,10 +308,13 @@ class AzureBlobDriver(StorageDriver):
         blob = self._blob(key)
         size = self._source_size(local_path)  # a missing source is FileNotFoundError: nothing is sent
         try:
-            if size <= self.single_put_size:
-                self._put_single(blob, local_path, size, overwrite)
-            else:
-                self._put_blocks(blob, local_path, size, overwrite, key)
+            with open(local_path, "rb") as fh:
+                if size <= self.block_size * MAX_BLOCKS:
+                    self._put(blob, fh, local_path, size, overwrite, key)
+                else:  # more blocks than a blob may have: a client of its own with larger ones
+                    with self._new_service(math.ceil(size / MAX_BLOCKS), 1) as service:
+                        self._put(service.get_blob_client(self.container, blob.blob_name), fh, local_path,
+                                  size, overwrite, key)
         except (ResourceExistsError, ResourceModifiedError) as exc:
             if not overwrite:
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
@@ -322,17 +326,10 @@ class AzureBlobDriver(StorageDriver):
     def _source_size(local_path: str) -> int:
         return os.stat(local_path).st_size
 
-    def _put_single(self, blob, local_path: str, size: int, overwrite: bool) -> None:
-        with open(local_path, "rb") as fh:
-            data = fh.read(size + 1)
-        if len(data) != size:
-            raise OSError(errno.EIO, f"{local_path} changed size while it was being uploaded")
-        blob.upload_blob(data, length=size, overwrite=overwrite, validate_content=self.validate_content,
-                         max_concurrency=1,
-                         content_settings=ContentSettings(content_type="application/octet-stream"))
-
-    def _put_blocks(self, blob, local_path: str, size: int, overwrite: bool, key: str) -> None:
-        """Stage the file as blocks, then commit them in one Put Block List.
+    def _put(self, blob, fh, local_path: str, size: int, overwrite: bool, key: str) -> None:
+        """One ``upload_blob``: a Put Blob up to ``single_put_size``, else blocks staged in
+        parallel under random ids and one Put Block List (with ``If-None-Match: *`` when
+        create-only).
 
         Committing a blob discards every uncommitted block of it, so a concurrent writer of
         the same key that commits while we stage makes our commit fail with InvalidBlockList.
@@ -340,15 +337,19 @@ class AzureBlobDriver(StorageDriver):
         were uploading, our write is ordered just before that writer's and is done (as with a
         last-writer-wins PUT); otherwise the upload is tried again.
         """
+        blocks = size > self.single_put_size
         for attempt in range(3):
-            before = self._etag(blob)
+            before = self._etag(blob) if blocks else None
             if before is not None and not overwrite:
                 raise ResourceExistsError("the blob exists")  # early out; the commit's condition decides
+            fh.seek(0)
             try:
-                self._stage_and_commit(blob, local_path, size, overwrite)
+                blob.upload_blob(_SizedSource(fh, size, local_path), length=size, overwrite=overwrite,
+                                 max_concurrency=self.max_concurrency, validate_content=self.validate_content,
+                                 content_settings=ContentSettings(content_type="application/octet-stream"))
                 return
             except HttpResponseError as exc:
-                if _code(exc) != "InvalidBlockList":
+                if not blocks or _code(exc) != "InvalidBlockList":
                     raise
                 after = self._etag(blob)
                 if after is not None and not overwrite:
@@ -359,49 +360,6 @@ class AzureBlobDriver(StorageDriver):
                 if attempt == 2:
                     raise
                 log.debug("the block list of %s was refused; uploading it again", key)
-
-    def _stage_and_commit(self, blob, local_path: str, size: int, overwrite: bool) -> None:
-        block_size = max(self.block_size, math.ceil(size / MAX_BLOCKS))
-        count = math.ceil(size / block_size)
-        tag = uuid.uuid4().hex
-        ids = [f"{tag}-{i:08d}" for i in range(count)]  # same length for every block of a blob
-        whole = hashlib.md5(usedforsecurity=False) if self.validate_content else None
-        workers = min(self.max_concurrency, count)
-        pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azure-block")
-        pending: set[cf.Future] = set()
-        sent = 0
-        try:
-            with open(local_path, "rb") as fh:
-                for block_id in ids:
-                    chunk = fh.read(block_size)
-                    if not chunk:
-                        break
-                    sent += len(chunk)
-                    if whole is not None:
-                        whole.update(chunk)
-                    while len(pending) >= workers:  # bounded memory: one block per worker in flight
-                        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                        for fut in done:
-                            fut.result()  # the first failure stops the upload
-                    pending.add(pool.submit(self._stage, blob, block_id, chunk))
-                if sent != size or fh.read(1):
-                    raise OSError(errno.EIO, f"{local_path} changed size while it was being uploaded")
-            for fut in cf.as_completed(pending):
-                fut.result()
-            pending = set()
-        finally:
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-        settings = ContentSettings(content_type="application/octet-stream",
-                                   content_md5=bytearray(whole.digest()) if whole is not None else None)
-        kwargs = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
-        blob.commit_block_list(ids, content_settings=settings, **kwargs)
-
-    def _stage(self, blob, block_id: str, chunk: bytes) -> None:
-        blob.stage_block(block_id, chunk, length=len(chunk), validate_content=self.validate_content)
-        with self._lock:
-            self.blocks_staged += 1
 
     @staticmethod
     def _etag(blob) -> str | None:
@@ -553,6 +511,23 @@ class AzureBlobDriver(StorageDriver):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact_url(self.url)} via {self.scrub(self.endpoint)}>"
+
+
+class _SizedSource:
+    """A local file as the SDK reads it for an upload: exactly ``size`` bytes, in order, and
+    an OSError (so nothing is committed) when the file turns out shorter or longer. No
+    ``seek``: the SDK then reads it in one thread, block after block."""
+
+    def __init__(self, fh, size: int, path: str):
+        self.fh, self.size, self.path, self.pos = fh, size, path, 0
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
+        data = self.fh.read(want)
+        self.pos += len(data)
+        if len(data) < want or (self.pos == self.size and os.fstat(self.fh.fileno()).st_size != self.size):
+            raise OSError(errno.EIO, f"{self.path} changed size while it was being uploaded")
+        return data
 
 
 class _Backoff(ExponentialRetry):

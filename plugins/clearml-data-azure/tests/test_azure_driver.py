@@ -11,6 +11,8 @@ import threading
 from functools import partial
 
 import pytest
+import requests
+import requests.adapters
 
 from clearml_data.errors import MissingDependencyError, UsageError
 from clearml_data.storage.manager import PluginManager
@@ -24,6 +26,33 @@ CANARY_SIG = "CANARYsignatureDoNotShow0123456789"
 
 def _listed(driver) -> list:
     return list(driver.list(""))
+
+
+class _BlockRequests(requests.adapters.HTTPAdapter):
+    """Counts the Put Block requests a driver sends and, from the ``fail_from``-th on, fails
+    them with a reset connection instead of sending them."""
+
+    def __init__(self, fail_from: int | None = None):
+        super().__init__(pool_maxsize=64)
+        self.fail_from = fail_from
+        self.staged = 0
+        self.lock = threading.Lock()
+
+    def send(self, request, **kwargs):
+        if request.method == "PUT" and "comp=block&" in request.url + "&":
+            with self.lock:
+                self.staged += 1
+                fail = self.fail_from is not None and self.staged >= self.fail_from
+            if fail:
+                raise requests.ConnectionError("connection reset by peer (injected)")
+        return super().send(request, **kwargs)
+
+
+def _count_blocks(driver, fail_from: int | None = None) -> _BlockRequests:
+    driver._service_client()
+    adapter = _BlockRequests(fail_from)
+    driver._service._config.transport.session.mount("http://", adapter)
+    return adapter
 
 
 def _write(path, data: bytes) -> str:
@@ -308,10 +337,11 @@ def test_100_mib_goes_up_in_blocks_and_comes_back(azure_url, make_driver, tmp_pa
     data = os.urandom(MiB) * 100
     src = _write(tmp_path / "big", data)
     driver = make_driver(azure_url)
+    sent = _count_blocks(driver)
     driver.put_file(src, "objects/big", overwrite=False)
     blocks = driver.committed_blocks("objects/big")
-    assert blocks == 13 == driver.blocks_staged  # 100 MiB in 8 MiB blocks: a Put Block List, not a Put Blob
-    assert driver.content_md5("objects/big") == hashlib.md5(data).digest()  # whole-object MD5 stored
+    assert blocks == 13 == sent.staged  # 100 MiB in 8 MiB blocks: a Put Block List, not a Put Blob
+    assert driver.content_md5("objects/big") is None  # checked block by block, no whole-object MD5
     assert driver.stat("objects/big").size == len(data)
     out = tmp_path / "out"
     driver.get_file("objects/big", str(out))
@@ -325,8 +355,9 @@ def test_100_mib_goes_up_in_blocks_and_comes_back(azure_url, make_driver, tmp_pa
 
 def test_small_object_is_one_put_blob_with_service_md5(azure_url, make_driver):
     driver = make_driver(azure_url)
+    sent = _count_blocks(driver)
     driver.put_bytes(b"small" * 1000, "packs/s.pack")
-    assert driver.committed_blocks("packs/s.pack") == 0 and driver.blocks_staged == 0
+    assert driver.committed_blocks("packs/s.pack") == 0 and sent.staged == 0
     assert driver.content_md5("packs/s.pack") == hashlib.md5(b"small" * 1000).digest()
 
 
@@ -400,26 +431,16 @@ def test_server_busy_is_retried(fault_proxy, new_container, make_driver, monkeyp
     assert not isinstance(info.value, (FileNotFoundError, PermissionError))
 
 
-def test_failed_block_upload_leaves_nothing(azure_url, make_driver, tmp_path, monkeypatch):
-    from azure.core.exceptions import ServiceResponseError
-
-    driver = make_driver(azure_url)
+def test_failed_block_upload_leaves_nothing(azure_url, make_driver, tmp_path):
+    driver = make_driver(azure_url, retries=0)
     src = _write(tmp_path / "big", os.urandom(40 * MiB))
-    real_stage = driver._stage
-    calls = []
-
-    def flaky(blob, block_id, chunk):
-        calls.append(block_id)
-        if len(calls) == 3:
-            raise ServiceResponseError("connection reset by peer (injected)")
-        real_stage(blob, block_id, chunk)
-
-    monkeypatch.setattr(driver, "_stage", flaky)
+    sent = _count_blocks(driver, fail_from=3)
     with pytest.raises(ConnectionError):
         driver.put_file(src, "objects/big")
+    assert sent.staged >= 3
     assert not driver.exists("objects/big")
     assert list(driver.list("")) == []
-    monkeypatch.setattr(driver, "_stage", real_stage)
+    sent.fail_from = None
     driver.put_file(src, "objects/big", overwrite=False)  # nothing half-made is in the way
     assert driver.get_bytes("objects/big") == (tmp_path / "big").read_bytes()
 

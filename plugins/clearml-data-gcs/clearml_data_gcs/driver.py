@@ -4,8 +4,9 @@
   resumable upload in ``chunk_size`` pieces. Nothing is visible before the last piece
   lands, and an abandoned resumable session holds no object (GCS drops it after a week).
 - Every upload sends its CRC32C (the SDK computes it; GCS rejects a mismatch), and whole
-  downloads are checked against the object's CRC32C. Large downloads are split into
-  ranged reads that run in parallel, pinned to one object generation, then checked.
+  downloads are checked against the object's CRC32C. Large downloads go through the SDK's
+  transfer manager: ranged reads in ``max_workers`` threads, pinned to one object
+  generation, whose CRC32Cs combine into the whole object's.
 - Create-only puts use ``ifGenerationMatch=0``. The SDK retries throttling (429), 5xx
   and dropped connections with exponential backoff (``retry_backoff`` doubling up to
   ``retry_max_backoff``), at most ``retries`` tries and ``retry_deadline`` seconds per
@@ -23,7 +24,6 @@ STORAGE_EMULATOR_HOST set the SDK talks to that emulator, anonymously.
 
 from __future__ import annotations
 
-import base64
 import errno
 import functools
 import json
@@ -35,16 +35,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
-import google_crc32c
 import requests
 import requests.adapters
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exc
 from google.cloud import storage
+from google.cloud.storage import transfer_manager
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -167,26 +166,6 @@ def _scrub(text: str) -> str:
     return scrub(_URL_IN_TEXT.sub(short, scrub(first)))[:500]
 
 
-class _OffsetWriter:
-    """A write-only file object that writes at an advancing offset of a shared descriptor."""
-
-    def __init__(self, fd: int, offset: int):
-        self.fd = fd
-        self.offset = offset
-
-    def write(self, data) -> int:
-        view = memoryview(data)
-        total = len(view)
-        while len(view):
-            n = os.pwrite(self.fd, view, self.offset)
-            self.offset += n
-            view = view[n:]
-        return total
-
-    def flush(self) -> None:
-        pass
-
-
 # ------------------------------------------------------------------------------- driver
 class GCSDriver(StorageDriver):
     """A ``gs://bucket/prefix`` location; safe to call from many threads at once."""
@@ -226,7 +205,6 @@ class GCSDriver(StorageDriver):
         self._name_prefix = self.prefix + "/" if self.prefix else ""
         self._client: storage.Client | None = None
         self._bucket: storage.Bucket | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._bucket_seen = False  # once an operation succeeded, a 404 means "no such object"
 
@@ -267,29 +245,21 @@ class GCSDriver(StorageDriver):
         return client
 
     def _size_connection_pool(self, client: storage.Client) -> None:
-        """requests keeps 10 connections per host by default; we run more threads than that."""
+        """requests keeps 10 connections per host by default; we run more threads than that: the
+        core's transfers, each large download with ``max_workers`` ranged reads of its own."""
         try:
             session = client._http  # the SDK's AuthorizedSession (a requests.Session)
-            size = 2 * self.max_workers + 4
+            size = self.default_max_workers * (self.max_workers + 1)
             for prefix in ("https://", "http://"):
                 if type(session.adapters.get(prefix)) is requests.adapters.HTTPAdapter:  # not mTLS
                     session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size))
         except Exception:  # the defaults still work, only slower
             log.debug("could not resize the HTTP connection pool", exc_info=True)
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="clearml-data-gcs")
-            return self._pool
-
     def close(self) -> None:
         with self._lock:
-            pool, client = self._pool, self._client
-            self._pool = self._client = self._bucket = None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            client = self._client
+            self._client = self._bucket = None
         if client is not None:
             try:
                 client.close()
@@ -440,53 +410,25 @@ class GCSDriver(StorageDriver):
 
     def get_file(self, key: str, local_path: str) -> None:
         name = self._name(key)
-        blob = self._reload(name, key)  # size and generation: every byte comes from one version
-        size = int(blob.size or 0)
-        pinned = self.bucket.blob(name, generation=blob.generation)
+        blob = self._reload(name, key)  # size, generation and CRC32C of the object as it is now
+        # every request then names that generation (the SDK does when the blob has no mediaLink),
+        # so a replaced object fails the download instead of mixing the bytes of two versions
+        blob._properties.pop("mediaLink", None)
+        kwargs = {"raw_download": True, "retry": self.retry, "timeout": self.timeout, "single_shot_download": True}
         try:
-            if size > 2 * self.slice_size and self.max_workers > 1:
-                self._sliced_download(pinned, size, blob.crc32c, local_path, key)
+            if int(blob.size or 0) > 2 * self.slice_size and self.max_workers > 1:
+                # ranged GETs in threads, and the whole file checked against the object's
+                # CRC32C, combined from theirs
+                transfer_manager.download_chunks_concurrently(
+                    blob, local_path, chunk_size=self.slice_size, worker_type=transfer_manager.THREAD,
+                    max_workers=self.max_workers, crc32c_checksum=bool(blob.crc32c), download_kwargs=kwargs)
             else:
                 with open(local_path, "wb") as fh:
-                    pinned.download_to_file(fh, raw_download=True, checksum="crc32c", retry=self.retry,
-                                            timeout=self.timeout, single_shot_download=True)
+                    blob.download_to_file(fh, checksum="crc32c", **kwargs)
         except Exception as exc:
             _remove_quietly(local_path)
             raise self._error(exc, "download of", key) from None
         self._ok()
-
-    def _sliced_download(self, blob: storage.Blob, size: int, crc32c: str | None,
-                         local_path: str, key: str) -> None:
-        """Ranged GETs in parallel into one file, then the whole file's CRC32C checked."""
-        fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            os.ftruncate(fd, size)
-            stop = threading.Event()
-
-            def fetch(start: int) -> None:
-                if stop.is_set():
-                    return
-                end = min(start + self.slice_size, size) - 1
-                blob.download_to_file(_OffsetWriter(fd, start), start=start, end=end, raw_download=True,
-                                      checksum=None, retry=self.retry, timeout=self.timeout,
-                                      single_shot_download=True)
-
-            futures = [self.pool.submit(fetch, start) for start in range(0, size, self.slice_size)]
-            done, _pending = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in done if f.exception() is not None), None)
-            if failed is not None:
-                stop.set()
-                for f in futures:
-                    f.cancel()
-                wait(futures)
-                raise failed.exception()
-        finally:
-            os.close(fd)
-        if crc32c:
-            actual = _file_crc32c(local_path)
-            if actual != crc32c:
-                raise OSError(errno.EIO, f"download of {self._where(blob.name)}: CRC32C mismatch "
-                                         f"(got {actual}, the object has {crc32c})", key)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         name = self._name(key)
@@ -587,18 +529,6 @@ class BoundedRetry(Retry):
             return once(func, on_error)(*args, **kwargs)
 
         return call
-
-
-def _file_crc32c(path: str) -> str:
-    """Base64 of the big-endian CRC32C of a file, as GCS reports it."""
-    crc = google_crc32c.Checksum()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(8 * MiB)
-            if not block:
-                break
-            crc.update(block)
-    return base64.b64encode(crc.digest()).decode("ascii")
 
 
 def _remove_quietly(path: str) -> None:
