@@ -8,6 +8,14 @@ is an INI file, by default ``<user config dir>/config.ini``::
     catalog = /mnt/team/catalog.db
     storage = s3://team-bucket/datasets
     cache_dir = /scratch/clearml-data-cache
+
+    [storage.s3]
+    endpoint_url = http://minio.internal:9000
+    part_size = 16MiB
+
+A ``[storage.<scheme>]`` section holds the options of that scheme's storage driver; the
+plugin manager reads it (:func:`read_section`) and ``CLEARML_DATA_<SCHEME>_<OPTION>``
+variables override it.
 """
 
 from __future__ import annotations
@@ -94,6 +102,19 @@ def _read_config_file(path: Path) -> dict[str, str]:
     return values
 
 
+def read_section(name: str, path: Path | None = None) -> dict[str, str]:
+    """The keys of one section of the config file (``storage.s3``); empty when it has none."""
+    path = config_file_path() if path is None else path
+    if not path.is_file():
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from None
+    return dict(parser.items(name)) if parser.has_section(name) else {}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved locations; ``sources`` says where each came from."""
@@ -110,7 +131,7 @@ class Settings:
 
     @classmethod
     def load(cls, catalog: str | os.PathLike | None = None, storage: str | None = None,
-             cache_dir: str | os.PathLike | None = None) -> "Settings":
+             cache_dir: str | os.PathLike | None = None) -> Settings:
         cfg_path = config_file_path()
         from_file = _read_config_file(cfg_path)
         data_dir = Path(platformdirs.user_data_dir(APP, appauthor=False))
@@ -141,7 +162,8 @@ class Settings:
             try:
                 max_size = parse_size(values["cache_max_size"])
             except UsageError as exc:
-                raise UsageError(f"the cache_max_size setting (from {sources['cache_max_size']}): {exc}") from None
+                raise UsageError(f"the cache_max_size setting (from {sources['cache_max_size']}): "
+                                 f"{exc}") from None
         catalog_lock = values["catalog_lock"].strip().lower()
         if catalog_lock not in CATALOG_LOCKS:
             raise UsageError(f"the catalog_lock setting (from {sources['catalog_lock']}) is "

@@ -1,11 +1,26 @@
-"""Storage drivers: the contract, the plugin machinery and the built-in folder driver."""
+"""Storage drivers: the contract, the plugin machinery and the built-in folder driver.
 
-from .base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, DriverInfo, ObjectInfo,
-                   StorageDriver, Unfinished, redact_url, url_scheme)
+Plugins import what they need from here (and the helpers of :mod:`.toolkit`)."""
+
+from .base import (
+    CONDITIONAL_PUT,
+    MULTIPART,
+    RANGED_READS,
+    DriverInfo,
+    ObjectInfo,
+    Progress,
+    StorageDriver,
+    Unfinished,
+    redact_text,
+    redact_url,
+    url_scheme,
+)
 from .hookspecs import hookimpl, hookspec
 from .manager import PluginManager
+from .toolkit import Option
 
 __all__ = [
-    "CONDITIONAL_PUT", "MULTIPART", "RANGED_READS", "DriverInfo", "ObjectInfo", "PluginManager",
-    "StorageDriver", "Unfinished", "hookimpl", "hookspec", "redact_url", "url_scheme",
+    "CONDITIONAL_PUT", "MULTIPART", "RANGED_READS", "DriverInfo", "ObjectInfo", "Option", "PluginManager",
+    "Progress", "StorageDriver", "Unfinished", "hookimpl", "hookspec", "redact_text", "redact_url",
+    "url_scheme",
 ]

@@ -8,6 +8,12 @@ create-only put of an existing key, ``PermissionError`` — and the service wrap
 
 Objects are written once and never modified. A put must be atomic: a reader sees
 either nothing or the whole object, never a prefix of it.
+
+Options reach a driver as keyword arguments: the class declares them in
+``declared_options`` (see :mod:`clearml_data.storage.toolkit`), the plugin manager
+resolves them from the environment and the config file, and :class:`StorageDriver`'s
+constructor parses them into ``self.options``. ``put_file`` and ``get_file`` take a
+progress ``callback``, called with the number of bytes just moved (increments).
 """
 
 from __future__ import annotations
@@ -16,10 +22,18 @@ import abc
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import UnsafePathError
+from ..paths import check_relpath
+from .scrub import scrub
+from .toolkit import Option, resolve_options
+
+#: a progress callback: called with the number of bytes moved since its last call
+Progress = Callable[[int], object]
 
 #: capability flags a driver may declare
 RANGED_READS = "ranged_reads"
@@ -61,23 +75,56 @@ class StorageDriver(abc.ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: parallel transfers the service runs on this driver when the user sets no --max-workers
     default_max_workers: ClassVar[int] = 8
+    #: the options the class accepts (keyword arguments of the constructor); see toolkit.Option
+    declared_options: ClassVar[tuple[Option, ...]] = ()
+    #: longest full key (prefix included) the store takes, in UTF-8 bytes and in characters
+    max_key_bytes: ClassVar[int | None] = None
+    max_key_chars: ClassVar[int | None] = None
 
-    def __init__(self, url: str, **options):
+    #: what :meth:`full_key` puts before every key ("" or "a/b", no slash at either end)
+    prefix: str = ""
+
+    def __init__(self, url: str, **options: Any):
         self.url = url
-        self.options = options
+        #: the options, parsed and with defaults when the class declares them, else as given
+        self.options: dict[str, Any] = (
+            resolve_options(url_scheme(url), self.declared_options, options) if self.declared_options
+            else options)
+
+    def full_key(self, key: str) -> str:
+        """The store's name of ``key``: checked as a clean relative path, joined to
+        :attr:`prefix` and checked against the store's length limits (UnsafePathError, a
+        ValueError, when it is not a key)."""
+        check_relpath(key)
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        if self.max_key_bytes is not None and len(full.encode("utf-8")) > self.max_key_bytes:
+            raise UnsafePathError(f"keys of this store are at most {self.max_key_bytes} bytes: "
+                                  f"{full[:60]!r}...")
+        if self.max_key_chars is not None and len(full) > self.max_key_chars:
+            raise UnsafePathError(f"keys of this store are at most {self.max_key_chars} characters: "
+                                  f"{full[:60]!r}...")
+        return full
 
     # -- primitives ----------------------------------------------------------------
     @abc.abstractmethod
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
+                 callback: Progress | None = None) -> None:
         """Store the local file's bytes at ``key``, atomically.
 
         With ``overwrite=False`` an existing key raises ``FileExistsError`` and is left
-        untouched (create-only put).
+        untouched (create-only put). ``callback``, when given, is called with the number of
+        bytes sent since its last call, as they go. A driver written before ``callback``
+        existed may leave it out of its signature: the core then reports the whole size
+        once the put returns.
         """
 
     @abc.abstractmethod
-    def get_file(self, key: str, local_path: str) -> None:
-        """Copy the object's bytes into ``local_path`` (created or replaced)."""
+    def get_file(self, key: str, local_path: str, *, callback: Progress | None = None) -> None:
+        """Copy the object's bytes into ``local_path`` (created or replaced).
+
+        ``local_path`` is a temporary name the core chose and removes if this raises.
+        ``callback`` as for :meth:`put_file`, with the bytes received.
+        """
 
     @abc.abstractmethod
     def read_range(self, key: str, offset: int, length: int) -> bytes:
@@ -122,7 +169,7 @@ class StorageDriver(abc.ABC):
         Drivers whose puts leave nothing behind keep this default, which yields nothing."""
         return iter(())
 
-    def abort_unfinished(self, upload: Unfinished) -> None:
+    def abort_unfinished(self, upload: Unfinished) -> None:  # noqa: B027 - optional, no-op by default
         """Abort one upload :meth:`list_unfinished` yielded, freeing what it holds; one that
         is gone already (completed, aborted, expired) is no error."""
 
@@ -131,7 +178,7 @@ class StorageDriver(abc.ABC):
         items. Best effort; drivers whose puts leave nothing behind keep this default."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional, no-op by default
         """Release connections; the driver is not used afterwards."""
 
     def __repr__(self) -> str:
@@ -160,6 +207,13 @@ def redact_url(url: str) -> str:
             query = _SECRET_QUERY.sub(r"\1***", parts.query)
             text = urlunsplit((parts.scheme, netloc, parts.path, query, "***" if parts.fragment else ""))
     return _SECRET_PAIR.sub(r"\1***", text)
+
+
+def redact_text(text: object) -> str:
+    """Hide credentials in free text (an SDK's error message, a log line): the shared
+    scrubber of :mod:`clearml_data.storage.scrub`, which also knows the values of the
+    credential variables set in the environment."""
+    return scrub(text)
 
 
 def url_scheme(url: str) -> str:

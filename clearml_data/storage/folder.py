@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
@@ -20,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from .. import crashpoints, tempfiles
 from ..errors import UsageError
 from ..paths import safe_join
-from .base import RANGED_READS, CONDITIONAL_PUT, DriverInfo, ObjectInfo, StorageDriver
+from .base import CONDITIONAL_PUT, RANGED_READS, DriverInfo, ObjectInfo, Progress, StorageDriver
 from .hookspecs import hookimpl
 
 TMP_PREFIX = ".tmp-"
@@ -66,8 +65,9 @@ def _regular(st: os.stat_result, key: str) -> os.stat_result:
     raise FileNotFoundError(errno.ENOENT, f"not a regular file but {what}", key)
 
 
-def _copy_at_most(src, out, size: int) -> None:
-    """Copy up to ``size`` bytes from the start of ``src`` to ``out`` (kernel copy where it can)."""
+def _copy_at_most(src, out, size: int, callback: Progress | None = None) -> None:
+    """Copy up to ``size`` bytes from the start of ``src`` to ``out`` (kernel copy where it can),
+    telling ``callback`` each block's bytes."""
     done = 0
     fast = hasattr(os, "copy_file_range")
     while done < size:
@@ -87,6 +87,8 @@ def _copy_at_most(src, out, size: int) -> None:
         if not got:
             break
         done += got
+        if callback is not None:
+            callback(got)
 
 
 class FolderDriver(StorageDriver):
@@ -98,10 +100,14 @@ class FolderDriver(StorageDriver):
         self.root = folder_path(url)
         self._swept = False
 
-    def _path(self, key: str) -> str:
+    def local_path(self, key: str) -> str:
+        """The local file that holds ``key`` (checked to stay inside the folder)."""
         return safe_join(self.root, key)
 
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+    _path = local_path
+
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
+                 callback: Progress | None = None) -> None:
         final = self._path(key)
         folder = os.path.dirname(final)
         os.makedirs(folder, exist_ok=True)
@@ -114,9 +120,10 @@ class FolderDriver(StorageDriver):
             self.clean_temporaries()
         tmp = tempfiles.temp_path(tmp_folder, TMP_PREFIX)
         try:
-            shutil.copyfile(local_path, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
+            with open(local_path, "rb") as src, open(tmp, "wb") as out:
+                _copy_at_most(src, out, os.fstat(src.fileno()).st_size, callback)
+                out.flush()
+                os.fsync(out.fileno())
             crashpoints.reach("storage.temp_written")
             if overwrite:
                 os.replace(tmp, final)
@@ -158,10 +165,11 @@ class FolderDriver(StorageDriver):
             raise
         return fd, st
 
-    def get_file(self, key: str, local_path: str) -> None:
+    def get_file(self, key: str, local_path: str, *, callback: Progress | None = None) -> None:
         fd, st = self._open(key)
         with os.fdopen(fd, "rb") as src, open(local_path, "wb") as out:
-            _copy_at_most(src, out, st.st_size)  # what it held when opened: a file that grows is not followed
+            # what it held when opened: a file that grows is not followed
+            _copy_at_most(src, out, st.st_size, callback)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:

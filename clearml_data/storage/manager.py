@@ -1,4 +1,11 @@
-"""Finding storage plugins through entry points and turning URLs into drivers."""
+"""Finding storage plugins through entry points and turning URLs into drivers.
+
+Before it builds a driver the manager resolves the options its class declares
+(``declared_options``): a ``CLEARML_DATA_<SCHEME>_<OPTION>`` environment variable wins over
+the ``[storage.<scheme>]`` section of the config file. Only options that one of them sets
+are passed, as keyword arguments, so a class that takes the URL alone is called with the
+URL alone.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,17 @@ import importlib.util
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import pluggy
 
+from .. import config
 from ..errors import MissingDependencyError, PluginError, UsageError
 from . import hookspecs
 from .base import DriverInfo, StorageDriver, redact_url, url_scheme
+from .toolkit import gather_options, section_name
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +85,7 @@ class PluginManager:
                     continue
                 try:
                     plugin = ep.load()
-                except Exception as exc:  # a broken third-party plugin must not take us down
+                except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not take us down
                     msg = f"{type(exc).__name__}: {exc}"
                     log.warning("storage plugin %r from %s could not be loaded: %s",
                                 ep.name, package, msg)
@@ -82,7 +93,7 @@ class PluginManager:
                     continue
                 try:
                     self.register(plugin, ep.name, package, version)
-                except Exception as exc:  # e.g. pluggy rejects a hook implementation
+                except Exception as exc:  # noqa: BLE001 - e.g. pluggy rejects a hook implementation
                     msg = f"{type(exc).__name__}: {exc}"
                     log.warning("storage plugin %r from %s could not be registered: %s",
                                 ep.name, package, msg)
@@ -108,8 +119,8 @@ class PluginManager:
             for impl in self.pm.hook.clearml_data_storage_drivers.get_hookimpls():
                 plugin_name = self.pm.get_name(impl.plugin) or "?"
                 try:
-                    infos = list(impl.function() or ())
-                except Exception as exc:
+                    infos = list(cast("Iterable[DriverInfo]", impl.function() or ()))
+                except Exception as exc:  # noqa: BLE001 - a plugin's hook that fails is reported, not fatal
                     log.warning("storage plugin %r failed to list its drivers: %s", plugin_name, exc)
                     self._mark_broken(plugin_name, f"{type(exc).__name__}: {exc}")
                     continue
@@ -148,23 +159,41 @@ class PluginManager:
             raise PluginError(f"storage driver factory {info.factory!r} of plugin {record.plugin!r} "
                               f"must name a class as 'package.module:Class'")
         try:
-            module = importlib.import_module(module_name)
-            cls = getattr(module, attr) if attr else module
+            cls = getattr(importlib.import_module(module_name), attr)
         except ImportError as exc:
             missing = exc.name or module_name
-            raise MissingDependencyError(scheme, missing, info.install_hint or f"pip install {missing}") from None
+            raise MissingDependencyError(scheme, missing,
+                                         info.install_hint or f"pip install {missing}") from None
         except AttributeError:
-            raise PluginError(f"storage driver {info.factory!r} of plugin {record.plugin!r} does not exist") from None
-        return cls
+            raise PluginError(f"storage driver {info.factory!r} of plugin {record.plugin!r} "
+                              "does not exist") from None
+        return cast("type[StorageDriver]", cls)
+
+    def driver_options(self, scheme: str, cls: type[StorageDriver]) -> tuple[dict, dict[str, str]]:
+        """The options the environment and the config file set for ``scheme``'s driver,
+        typed, and where each came from (for ``doctor``)."""
+        section_title = section_name(scheme)
+        path = config.config_file_path()
+        section = config.read_section(section_title, path)
+        declared = tuple(getattr(cls, "declared_options", ()) or ())
+        if not declared:
+            if section:
+                raise UsageError(f"the {scheme}:// storage driver takes no options, but [{section_title}] "
+                                 f"in {path} sets {', '.join(sorted(section))}",
+                                 hint=f"remove the [{section_title}] section")
+            return {}, {}
+        return gather_options(scheme, declared, section=section, section_source=str(path))
 
     def driver(self, url: str) -> StorageDriver:
         """A driver instance for a storage URL (one per URL, reused)."""
         with self._lock:
             inst = self._instances.get(url)
             if inst is None:
-                cls = self.driver_class(url_scheme(url))
+                scheme = url_scheme(url)
+                cls = self.driver_class(scheme)
+                options, _ = self.driver_options(scheme, cls)
                 try:
-                    inst = cls(url)
+                    inst = cls(url, **options)
                 except (ValueError, OSError) as exc:
                     raise UsageError(f"invalid storage URL {redact_url(url)}: {exc}") from None
                 except TypeError as exc:

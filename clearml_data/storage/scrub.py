@@ -113,7 +113,7 @@ class ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a record whose arguments do not fit its format: show the format
+        except Exception:  # noqa: BLE001 - a record whose arguments do not fit its format: show the format
             message = str(record.msg)
         record.msg, record.args = scrub(message), None
         if record.exc_info and not record.exc_text:
