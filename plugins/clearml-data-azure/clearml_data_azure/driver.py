@@ -35,8 +35,9 @@ import os
 import random
 import re
 import threading
-import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
@@ -47,17 +48,16 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 from requests import exceptions as requests_exceptions
 
-from clearml_data.paths import check_relpath
-from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                  StorageDriver, Unfinished, redact_url)
+from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo, Option, Progress,
+                                  StorageDriver, Unfinished, redact_text, redact_url)
 from clearml_data.storage.scrub import register_secret
-from clearml_data.storage.scrub import scrub as scrub_text
+from clearml_data.storage.toolkit import (MiB, backoff, env_name, parse_bool, positive_float, transfer_options,
+                                          unlink_quietly)
 
-from .urls import AzureLocation, connection_info, endpoint_account, parse_url
+from .urls import MAX_BLOB_NAME, AzureLocation, connection_info, endpoint_account, parse_url
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 #: Azure's limit of committed blocks per blob
 MAX_BLOCKS = 50_000
 #: the service only returns a transactional MD5 for ranges up to 4 MiB
@@ -68,45 +68,52 @@ ENV_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
 ENV_KEY = "AZURE_STORAGE_KEY"
 ENV_SAS = "AZURE_STORAGE_SAS_TOKEN"
 ENV_ACCOUNT_URL = "CLEARML_DATA_AZURE_ACCOUNT_URL"
-ENV_PREFIX = "CLEARML_DATA_AZURE_"
+OLD_ENV_PREFIX = "CLEARML_DATA_AZURE_"
 
-#: option name -> (type, default); each can also come from CLEARML_DATA_AZURE_<NAME>
-TUNABLES: dict[str, tuple[type, object]] = {
-    "single_put_size_mb": (float, 8),     # files up to this size: one Put Blob
-    "block_size_mb": (float, 8),          # staged block size above it
-    "max_concurrency": (int, 8),          # parallel blocks / download chunks per object
-    "validate_content": (bool, True),     # per-request Content-MD5 checked by service and SDK
-    "retries": (int, 5),                  # SDK ExponentialRetry retry_total
-    "retry_backoff": (float, 1.0),        # first back-off in seconds
-    "connection_timeout": (float, 20),
-    "read_timeout": (float, 120),
-    "use_identity": (bool, True),         # azure-identity DefaultAzureCredential when installed
-    "api_version": (str, ""),             # e.g. 2025-11-05 for an older Azurite
-}
+OPTIONS = (*transfer_options(max_concurrency=8, part_size=8 * MiB, multipart_threshold=8 * MiB + 1, max_attempts=6,
+                             connect_timeout=20.0, read_timeout=120.0),
+           Option("validate_content", parse_bool, True, "a Content-MD5 on every request, checked on every answer"),
+           Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
+           Option("use_identity", parse_bool, True, "azure-identity's DefaultAzureCredential when installed"),
+           Option("api_version", help="the storage service version to speak, e.g. for an older Azurite"),
+           Option("account_url", help="the blob endpoint for every account ({account} is replaced)"))
+
+
+def _mib(value: Any) -> int:
+    return max(1, int(positive_float(value) * MiB))
+
+
+#: options of earlier releases (also read from CLEARML_DATA_AZURE_<OLD NAME>) -> (today's name,
+#: old value -> today's)
+RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "single_put_size_mb": ("multipart_threshold", lambda v: _mib(v) + 1),  # "up to" became "from"
+    "block_size_mb": ("part_size", _mib), "retries": ("max_attempts", lambda v: int(v) + 1),
+    "connection_timeout": ("connect_timeout", float)}
 #: options that carry credentials (never kept in ``driver.options``)
 SECRET_OPTIONS = ("connection_string", "account_key", "sas_token", "credential")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 # anything that looks like a signed query parameter or key=value secret, anywhere in a text
 _SECRET_PARAM = re.compile(r"(?i)\b(sig|signature|se|st|sv|sp|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|"
                            r"token|key|accountkey|sharedaccesssignature|password|secret)=[^&;\s'\"]*")
 
 
-def _coerce(name: str, kind: type, value):
-    if isinstance(value, str) and kind is not str:
-        text = value.strip().lower()
-        if kind is bool:
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a boolean")
-        try:
-            return kind(text)
-        except ValueError:
-            raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a number") from None
-    return kind(value) if value is not None else value
+def _renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the names of earlier releases (keyword or variable) moved to today's,
+    each with a DeprecationWarning; a value under today's name wins."""
+    for old, (new, convert) in RENAMED.items():
+        var, value, where = OLD_ENV_PREFIX + old.upper(), options.pop(old, None), f"option {old!r}"
+        if value is None and os.environ.get(var):
+            value, where = os.environ[var], f"${var}"
+        if value is None:
+            continue
+        warnings.warn(f"the azure:// driver's {where} is deprecated: use {new!r} ({env_name('azure', new)})",
+                      DeprecationWarning, stacklevel=3)
+        if options.get(new) is None and not os.environ.get(env_name("azure", new)):
+            try:
+                options[new] = convert(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"invalid value for the azure:// driver's {where}: {value!r}") from None
+    return options
 
 
 class AzureBlobDriver(StorageDriver):
@@ -117,37 +124,37 @@ class AzureBlobDriver(StorageDriver):
     #: transfers in flight that saturate a normal link (each large one also stages blocks in parallel)
     default_max_workers = 16
 
-    def __init__(self, url: str, **options):
+    declared_options = OPTIONS
+    max_key_chars = MAX_BLOB_NAME
+
+    def __init__(self, url: str, **options: Any):
         self.location: AzureLocation = parse_url(url)
-        unknown = sorted(set(options) - set(TUNABLES) - set(SECRET_OPTIONS) - {"account_url"})
-        if unknown:
-            raise ValueError(f"unknown azure:// driver option(s): {', '.join(unknown)}")
+        options = _renamed(dict(options))
         # secrets given as options stay out of the public ``options``
         secret = {k: options.pop(k) for k in SECRET_OPTIONS if k in options}
         super().__init__(self.location.url, **options)
+        opts = self.options
         self.account = self.location.account
         self.container = self.location.container
-        self.prefix = self.location.prefix
-        settings = {}
-        for name, (kind, default) in TUNABLES.items():
-            value = options.get(name, os.environ.get(ENV_PREFIX + name.upper(), default))
-            settings[name] = _coerce(name, kind, value)
-        self.single_put_size = max(1, int(settings["single_put_size_mb"] * MiB))
-        self.block_size = max(64 * 1024, int(settings["block_size_mb"] * MiB))
-        self.max_concurrency = max(1, settings["max_concurrency"])
-        self.validate_content = settings["validate_content"]
-        self.retries = max(0, settings["retries"])
-        self.retry_backoff = max(0.0, settings["retry_backoff"])
-        self.connection_timeout = settings["connection_timeout"]
-        self.read_timeout = settings["read_timeout"]
-        self.use_identity = settings["use_identity"]
-        self.api_version = settings["api_version"] or None
-        self._options = {**options, **secret}
+        self.prefix = self.location.prefix.rstrip("/")
+        self._name_prefix = self.location.prefix  # "" or "some/prefix/"
+        #: files of at least ``multipart_threshold`` bytes go up in blocks
+        self.single_put_size = max(0, opts["multipart_threshold"] - 1)
+        self.block_size = max(64 * 1024, opts["part_size"])
+        self.max_concurrency: int = opts["max_concurrency"]
+        self.validate_content: bool = opts["validate_content"]
+        self.retries: int = opts["max_attempts"] - 1  # the SDK counts retries, not attempts
+        self.retry_backoff: float = opts["retry_backoff"]
+        self.connection_timeout: float = opts["connect_timeout"]
+        self.read_timeout: float = opts["read_timeout"]
+        self.use_identity: bool = opts["use_identity"]
+        self.api_version: str | None = opts["api_version"]
+        self._options = {**opts, **secret}
         self._secrets: list[str] = []
         self._lock = threading.Lock()
-        self._service = None
-        self._container_client = None
-        self._credential_to_close = None
+        self._service: BlobServiceClient | None = None
+        self._container_client: Any = None
+        self._credential_to_close: Any = None
         self._closed = False
         self.endpoint, self._credential, self.credential_source = self._resolve_credentials()
 
@@ -155,8 +162,7 @@ class AzureBlobDriver(StorageDriver):
     def _resolve_credentials(self):
         """(endpoint, credential, a word saying where the credential came from)."""
         opts = self._options
-        override = opts.get("account_url") or os.environ.get(ENV_ACCOUNT_URL, "")
-        override = override.strip().rstrip("/").replace("{account}", self.account) if override else ""
+        override = (opts.get("account_url") or "").rstrip("/").replace("{account}", self.account)
         if override and ("?" in override or "@" in override):
             raise ValueError(f"{ENV_ACCOUNT_URL} must be a plain URL without a SAS token or credentials")
         if opts.get("credential") is not None:
@@ -242,14 +248,7 @@ class AzureBlobDriver(StorageDriver):
             **({"api_version": self.api_version} if self.api_version else {}))
 
     def _blob(self, key: str):
-        return self._service_client().get_blob_client(self._name(key))
-
-    def _name(self, key: str) -> str:
-        check_relpath(key)
-        name = self.prefix + key
-        if len(name) > 1024:
-            raise ValueError(f"the blob name for key {key!r} is longer than 1024 characters")
-        return name
+        return self._service_client().get_blob_client(self.full_key(key))
 
     def close(self) -> None:
         with self._lock:
@@ -268,11 +267,11 @@ class AzureBlobDriver(StorageDriver):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = _SECRET_PARAM.sub(lambda m: m.group(1) + "=***", text)
-        return scrub_text(redact_url(text))
+        return redact_text(redact_url(text))
 
     def _error(self, exc: BaseException, key: str | None, action: str) -> OSError:
         """The builtin OSError for an SDK exception, with a short message free of secrets."""
-        where = f"{self.container}/{self.prefix}{key}" if key is not None else f"{self.container}/{self.prefix}"
+        where = f"{self.container}/{self._name_prefix}{key if key is not None else ''}"
         code = _code(exc)
         status = getattr(exc, "status_code", None)
         if status is None:
@@ -304,17 +303,19 @@ class AzureBlobDriver(StorageDriver):
         return err
 
     # -- primitives ---------------------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
+                 callback: Progress | None = None) -> None:
         blob = self._blob(key)
+        hook = _Increments(callback)
         size = self._source_size(local_path)  # a missing source is FileNotFoundError: nothing is sent
         try:
             with open(local_path, "rb") as fh:
                 if size <= self.block_size * MAX_BLOCKS:
-                    self._put(blob, fh, local_path, size, overwrite, key)
+                    self._put(blob, fh, local_path, size, overwrite, key, hook)
                 else:  # more blocks than a blob may have: a client of its own with larger ones
                     with self._new_service(math.ceil(size / MAX_BLOCKS), 1) as service:
                         self._put(service.get_blob_client(self.container, blob.blob_name), fh, local_path,
-                                  size, overwrite, key)
+                                  size, overwrite, key, hook)
         except (ResourceExistsError, ResourceModifiedError) as exc:
             if not overwrite:
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
@@ -326,7 +327,8 @@ class AzureBlobDriver(StorageDriver):
     def _source_size(local_path: str) -> int:
         return os.stat(local_path).st_size
 
-    def _put(self, blob, fh, local_path: str, size: int, overwrite: bool, key: str) -> None:
+    def _put(self, blob: Any, fh: Any, local_path: str, size: int, overwrite: bool, key: str,
+             hook: _Increments) -> None:
         """One ``upload_blob``: a Put Blob up to ``single_put_size``, else blocks staged in
         parallel under random ids and one Put Block List (with ``If-None-Match: *`` when
         create-only).
@@ -346,7 +348,8 @@ class AzureBlobDriver(StorageDriver):
             try:
                 blob.upload_blob(_SizedSource(fh, size, local_path), length=size, overwrite=overwrite,
                                  max_concurrency=self.max_concurrency, validate_content=self.validate_content,
-                                 content_settings=ContentSettings(content_type="application/octet-stream"))
+                                 content_settings=ContentSettings(content_type="application/octet-stream"),
+                                 progress_hook=hook)
                 return
             except HttpResponseError as exc:
                 if not blocks or _code(exc) != "InvalidBlockList":
@@ -376,7 +379,6 @@ class AzureBlobDriver(StorageDriver):
         off afterwards (requests' ChunkedEncodingError, a read timeout) escapes it, so such
         failures get the same bound (``retries``) and back-off here.
         """
-        policy = _Backoff(self.retry_backoff, retry_total=self.retries)
         for count in range(self.retries + 1):
             try:
                 return fn()
@@ -384,25 +386,26 @@ class AzureBlobDriver(StorageDriver):
                 if count == self.retries:
                     raise
                 log.debug("download cut off (%s); reading it again", type(exc).__name__)
-                time.sleep(policy.get_backoff_time({"count": count}))
+                backoff(count + 1, base=self.retry_backoff / 2, cap=60.0)
         raise AssertionError("unreachable")
 
-    def get_file(self, key: str, local_path: str) -> None:
+    def get_file(self, key: str, local_path: str, *, callback: Progress | None = None) -> None:
         blob = self._blob(key)
+        hook = _Increments(callback)
 
         def attempt() -> None:
             stream = blob.download_blob(max_concurrency=self.max_concurrency,
-                                        validate_content=self.validate_content)
+                                        validate_content=self.validate_content, progress_hook=hook)
             with open(local_path, "wb") as fh:
                 stream.readinto(fh)
 
         try:
             self._reading(attempt)
         except AzureError as exc:
-            _unlink_quietly(local_path)
+            unlink_quietly(local_path)
             raise self._error(exc, key, "reading") from None
         except BaseException:
-            _unlink_quietly(local_path)
+            unlink_quietly(local_path)
             raise
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
@@ -435,8 +438,8 @@ class AzureBlobDriver(StorageDriver):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         container = self._service_client()
-        start = self.prefix + (prefix or "")
-        cut = len(self.prefix)
+        start = self._name_prefix + (prefix or "")
+        cut = len(self._name_prefix)
         try:
             for item in container.list_blobs(name_starts_with=start or None, results_per_page=5000):
                 mtime = item.last_modified.timestamp() if item.last_modified else None
@@ -457,8 +460,8 @@ class AzureBlobDriver(StorageDriver):
         whose writer was killed before its Put Block List (Azure drops them after a week).
         Found as the names a listing with uncommitted blobs has and a plain listing lacks."""
         container = self._service_client()
-        start = self.prefix + (prefix or "")
-        cut = len(self.prefix)
+        start = self._name_prefix + (prefix or "")
+        cut = len(self._name_prefix)
         try:
             committed = {item.name for item in container.list_blobs(name_starts_with=start or None,
                                                                      results_per_page=5000)}
@@ -511,6 +514,22 @@ class AzureBlobDriver(StorageDriver):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact_url(self.url)} via {self.scrub(self.endpoint)}>"
+
+
+class _Increments:
+    """The SDK's progress hook (bytes so far, total) as the increments a core callback wants;
+    a transfer tried again from the start reports nothing until it passes what was told."""
+
+    def __init__(self, callback: Progress | None):
+        self.callback, self.done, self.lock = callback, 0, threading.Lock()
+
+    def __call__(self, current: int, total: int | None) -> None:
+        if self.callback is None:
+            return
+        with self.lock:  # the SDK calls it from its transfer threads
+            step, self.done = current - self.done, max(self.done, current)
+        if step > 0:
+            self.callback(step)
 
 
 class _SizedSource:
@@ -575,11 +594,3 @@ def _code(exc: BaseException) -> str:
     """The service's error code ("BlobNotFound", ...) of an SDK exception, or ""."""
     code = getattr(exc, "error_code", None)
     return str(getattr(code, "value", code) or "")
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-

@@ -249,14 +249,31 @@ def test_account_url_override(clean_env, monkeypatch):
 def test_bad_tunable_is_a_clear_value_error(clean_env, monkeypatch):
     from clearml_data_azure.driver import AzureBlobDriver
 
-    with pytest.raises(ValueError, match="unknown azure:// driver option"):
+    with pytest.raises(ValueError, match="unknown option.*max_concurency"):
         AzureBlobDriver("azure://acct1/ctr", max_concurency=4)
-    d = AzureBlobDriver("azure://acct1/ctr", account_key=CANARY_KEY, max_concurrency=2)
-    assert d.options == {"max_concurrency": 2} and d.credential_source == "account key"
+    d = AzureBlobDriver("azure://acct1/ctr", account_key=CANARY_KEY, max_concurrency=2, part_size="1MiB")
+    assert (d.options["max_concurrency"], d.block_size) == (2, MiB) and d.credential_source == "account key"
+    assert CANARY_KEY not in repr(d.options) and "account_key" not in d.options
 
     monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_CONCURRENCY", "lots")
     with pytest.raises(ValueError, match="CLEARML_DATA_AZURE_MAX_CONCURRENCY"):
         AzureBlobDriver("azure://acct1/ctr")
+
+
+def test_options_of_earlier_releases_still_work_and_warn(clean_env, monkeypatch):
+    from clearml_data_azure.driver import AzureBlobDriver
+
+    monkeypatch.setenv("CLEARML_DATA_AZURE_BLOCK_SIZE_MB", "2")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_CONNECTION_TIMEOUT", "3")
+    with pytest.warns(DeprecationWarning) as caught:
+        d = AzureBlobDriver("azure://acct1/ctr", retries=0, single_put_size_mb=1)
+    assert (d.block_size, d.connection_timeout, d.retries, d.single_put_size) == (2 * MiB, 3.0, 0, MiB)
+    said = " ".join(str(w.message) for w in caught)
+    assert "CLEARML_DATA_AZURE_BLOCK_SIZE_MB" in said and "'max_attempts'" in said
+    assert "CLEARML_DATA_AZURE_PART_SIZE" in said
+    monkeypatch.setenv("CLEARML_DATA_AZURE_PART_SIZE", "3MiB")  # today's name wins
+    with pytest.warns(DeprecationWarning):
+        assert AzureBlobDriver("azure://acct1/ctr").block_size == 3 * MiB
 
 
 # -- against Azurite ------------------------------------------------------------------------------
@@ -309,7 +326,7 @@ def test_missing_container_is_file_not_found(make_driver, tmp_path):
 def test_credentials_never_shown(azurite, make_driver, new_container, monkeypatch, caplog, tmp_path):
     """A wrong key (refused by Azurite) and a SAS for a dead port: no secret in repr, errors or logs."""
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "0")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "1")
     ctr = new_container()
     src = _write(tmp_path / "src", os.urandom(9 * MiB))  # a block upload, too
     seen: list[str] = []
@@ -378,7 +395,7 @@ def test_checksums_are_sent_and_requested(fault_proxy, new_container, make_drive
 
 @pytest.mark.parametrize("validate", [True, False])
 def test_corrupted_download_is_refused(validate, fault_proxy, new_container, make_driver, tmp_path, monkeypatch):
-    monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "1")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
     driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string,
@@ -399,7 +416,7 @@ def test_corrupted_download_is_refused(validate, fault_proxy, new_container, mak
 @pytest.mark.parametrize("size", [MiB, 20 * MiB])
 def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, new_container, make_driver, tmp_path,
                                                    monkeypatch):
-    monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "0")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "1")
     ctr = new_container()
     driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string)
     src = _write(tmp_path / "src", os.urandom(size))
@@ -420,11 +437,13 @@ def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, new_contai
 def test_server_busy_is_retried(fault_proxy, new_container, make_driver, monkeypatch):
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
-    patient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string, retries=3)
+    patient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string,
+                          max_attempts=4)
     fault_proxy.fail_next = 3
     patient.put_bytes(b"payload", "k")
     assert fault_proxy.failed == 3 and patient.get_bytes("k") == b"payload"
-    impatient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string, retries=0)
+    impatient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string,
+                            max_attempts=1)
     fault_proxy.fail_next = 1
     with pytest.raises(OSError, match="HTTP 503") as info:
         impatient.stat("k")
@@ -432,7 +451,7 @@ def test_server_busy_is_retried(fault_proxy, new_container, make_driver, monkeyp
 
 
 def test_failed_block_upload_leaves_nothing(azure_url, make_driver, tmp_path):
-    driver = make_driver(azure_url, retries=0)
+    driver = make_driver(azure_url, max_attempts=1)
     src = _write(tmp_path / "big", os.urandom(40 * MiB))
     sent = _count_blocks(driver, fail_from=3)
     with pytest.raises(ConnectionError):
@@ -513,3 +532,15 @@ def test_close_releases_the_client(azure_url, make_driver):
     assert driver._service is None
     with pytest.raises(OSError, match="closed"):
         driver.stat("k")
+
+
+@pytest.mark.parametrize("size", [1000, 20 * MiB])  # one Put Blob; staged blocks and chunked reads
+def test_progress_callbacks_count_every_byte_once(azure_url, make_driver, tmp_path, size):
+    driver = make_driver(azure_url)
+    sent: list[int] = []
+    driver.put_file(_write(tmp_path / "s", os.urandom(size)), "obj", callback=sent.append)
+    assert sum(sent) == size and (len(sent) >= 2 or size < MiB)
+    received: list[int] = []
+    driver.get_file("obj", str(tmp_path / "out"), callback=received.append)
+    assert sum(received) == size == (tmp_path / "out").stat().st_size
+    assert len(received) >= 2 or size < MiB

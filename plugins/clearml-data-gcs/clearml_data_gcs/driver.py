@@ -31,10 +31,10 @@ import logging
 import math
 import os
 import re
-import threading
 import time
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -47,21 +47,44 @@ from google.cloud.storage import transfer_manager
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                       StorageDriver, Unfinished, redact_url)
-from clearml_data.storage.scrub import scrub
+from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo, Option, Progress,
+                                  StorageDriver, Unfinished, redact_text, redact_url)
+from clearml_data.storage.toolkit import (MiB, Lazy, env_name, parse_size, positive_float, transfer_options,
+                                          unlink_quietly)
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 #: resumable chunks must be multiples of this (GCS rule)
 CHUNK_MULTIPLE = 256 * 1024
 #: objects larger than this go up as resumable uploads (the SDK's own switch-over point)
 RESUMABLE_THRESHOLD = 8 * MiB
-ENV_PREFIX = "CLEARML_DATA_GCS_"
+#: the prefix of the environment variables of earlier releases (today's: CLEARML_DATA_GS_<OPTION>)
+OLD_ENV_PREFIX = "CLEARML_DATA_GCS_"
 #: metadata key of the per-put token that tells a retried create-only put its own object
 TOKEN_KEY = "clearml-data-put"
 MAX_NAME_BYTES = 1024  # GCS limit on an object name
+
+OPTIONS = (*transfer_options(max_concurrency=16, part_size=16 * MiB, multipart_threshold=0, max_attempts=8,
+                             connect_timeout=10.0, read_timeout=60.0),
+           Option("chunk_size", parse_size, 100 * MiB, "piece size of resumable uploads (rounded up to 256 KiB)"),
+           Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
+           Option("retry_max_backoff", positive_float, 32.0, "longest back-off in seconds"),
+           Option("retry_deadline", positive_float, 120.0, "seconds to keep retrying one request"),
+           Option("project", help="project for the client"), Option("endpoint", help="API endpoint"),
+           Option("sessions_dir", help="where the resumable sessions running are recorded"))
+
+
+def _mib(value: Any) -> int:
+    return max(1, int(positive_float(value) * MiB))
+
+
+#: options of earlier releases -> (today's name, old value -> today's); each was also read from
+#: CLEARML_DATA_GCS_<OLD NAME>, as are the options whose name did not change
+RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "max_workers": ("max_concurrency", int), "download_slice_mb": ("part_size", _mib),
+    "chunk_size_mb": ("chunk_size", _mib), "retries": ("max_attempts", int), "timeout": ("read_timeout", float),
+    **{same: (same, str) for same in ("connect_timeout", "retry_backoff", "retry_max_backoff", "retry_deadline",
+                                      "project", "endpoint", "sessions_dir")}}
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
 _IPV4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
@@ -127,34 +150,24 @@ def _check_bucket(bucket: str) -> None:
 
 
 # ------------------------------------------------------------------------------ options
-def _opt(options: dict, name: str, conv, default):
-    """An option from the constructor, else CLEARML_DATA_GCS_<NAME>, else the default."""
-    value = options.pop(name, None)
-    source = name
-    if value is None:
-        env = ENV_PREFIX + name.upper()
-        value = os.environ.get(env) or None
-        source = env
-    if value is None:
-        return default
-    try:
-        return conv(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"invalid value for the gs:// driver option {source}: {value!r}") from None
-
-
-def _positive_int(value) -> int:
-    n = int(value)
-    if n < 1:
-        raise ValueError(value)
-    return n
-
-
-def _positive_float(value) -> float:
-    x = float(value)
-    if not x > 0:
-        raise ValueError(value)
-    return x
+def _renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the names and CLEARML_DATA_GCS_* variables of earlier releases moved to
+    today's (each with a DeprecationWarning); a value under today's name wins."""
+    for old, (new, convert) in RENAMED.items():
+        var, value = OLD_ENV_PREFIX + old.upper(), options.pop(old, None) if old != new else None
+        where = f"option {old!r}"
+        if value is None and os.environ.get(var):
+            value, where = os.environ[var], f"${var}"
+        if value is None:
+            continue
+        warnings.warn(f"the gs:// driver's {where} is deprecated: use {new!r} ({env_name('gs', new)})",
+                      DeprecationWarning, stacklevel=3)
+        if options.get(new) is None and not os.environ.get(env_name("gs", new)):
+            try:
+                options[new] = convert(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"invalid value for the gs:// driver's {where}: {value!r}") from None
+    return options
 
 
 def _scrub(text: str) -> str:
@@ -163,7 +176,7 @@ def _scrub(text: str) -> str:
     def short(m: re.Match) -> str:
         return m.group(0).split("?", 1)[0].split("#", 1)[0]
     first = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return scrub(_URL_IN_TEXT.sub(short, scrub(first)))[:500]
+    return redact_text(_URL_IN_TEXT.sub(short, redact_text(first)))[:500]
 
 
 # ------------------------------------------------------------------------------- driver
@@ -175,37 +188,35 @@ class GCSDriver(StorageDriver):
     #: parallel transfers that keep a normal link busy (the core sizes its pool with it)
     default_max_workers = 16
 
+    declared_options = OPTIONS
+    max_key_bytes = MAX_NAME_BYTES
+
     def __init__(self, url: str, **options: Any):
-        options = dict(options)
         self.bucket_name, self.prefix = parse_gs_url(url)
-        self.project: str | None = _opt(options, "project", str, None)
-        self.endpoint: str | None = _opt(options, "endpoint", str, None)
-        chunk_mb = _opt(options, "chunk_size_mb", _positive_float, 100.0)
-        self.chunk_size = max(CHUNK_MULTIPLE, math.ceil(chunk_mb * MiB / CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
-        self.max_workers = _opt(options, "max_workers", _positive_int, self.default_max_workers)
-        slice_mb = _opt(options, "download_slice_mb", _positive_float, 16.0)
-        self.slice_size = max(CHUNK_MULTIPLE, int(slice_mb * MiB))
-        read_timeout: float = _opt(options, "timeout", _positive_float, 60.0)
-        connect_timeout: float = _opt(options, "connect_timeout", _positive_float, 10.0)
-        #: (connect, read) seconds; a stalled connection fails after the read timeout
-        self.timeout = (connect_timeout, read_timeout)
-        deadline = _opt(options, "retry_deadline", _positive_float, 120.0)
-        attempts = _opt(options, "retries", _positive_int, 8)
-        initial = _opt(options, "retry_backoff", _positive_float, 1.0)
-        maximum = _opt(options, "retry_max_backoff", _positive_float, 32.0)
-        retry = options.pop("retry", None)
-        if retry is None:  # the SDK's retryable errors; its back-off, bounded in attempts too
-            retry = BoundedRetry(attempts, predicate=DEFAULT_RETRY._predicate, initial=initial,
-                                 maximum=max(initial, maximum), multiplier=2.0, timeout=deadline)
-        self.retry = retry
+        options = _renamed(dict(options))
+        retry = options.pop("retry", None)  # a google.api_core Retry
         self._credentials = options.pop("credentials", None)  # a google.auth Credentials object
-        #: where the resumable sessions this driver starts are recorded until they end
-        self.sessions_dir: str = _opt(options, "sessions_dir", str, None) or _default_sessions_dir()
         super().__init__(url, **options)
+        opts = self.options
+        self.project: str | None = opts["project"]
+        self.endpoint: str | None = opts["endpoint"]
+        self.chunk_size = max(CHUNK_MULTIPLE, math.ceil(opts["chunk_size"] / CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
+        self.max_workers: int = opts["max_concurrency"]
+        self.slice_size = max(CHUNK_MULTIPLE, opts["part_size"])
+        #: objects of at least this size are downloaded in ranged parts (default: two parts)
+        self.sliced_from: int = opts["multipart_threshold"] or 2 * self.slice_size
+        #: (connect, read) seconds; a stalled connection fails after the read timeout
+        self.timeout = (opts["connect_timeout"], opts["read_timeout"])
+        if retry is None:  # the SDK's retryable errors; its back-off, bounded in attempts too
+            initial = opts["retry_backoff"]
+            retry = BoundedRetry(opts["max_attempts"], predicate=DEFAULT_RETRY._predicate, initial=initial,
+                                 maximum=max(initial, opts["retry_max_backoff"]), multiplier=2.0,
+                                 timeout=opts["retry_deadline"])
+        self.retry = retry
+        #: where the resumable sessions this driver starts are recorded until they end
+        self.sessions_dir: str = opts["sessions_dir"] or _default_sessions_dir()
         self._name_prefix = self.prefix + "/" if self.prefix else ""
-        self._client: storage.Client | None = None
-        self._bucket: storage.Bucket | None = None
-        self._lock = threading.Lock()
+        self._client = Lazy(self._make_client)
         self._bucket_seen = False  # once an operation succeeded, a 404 means "no such object"
 
     def __repr__(self) -> str:
@@ -215,17 +226,11 @@ class GCSDriver(StorageDriver):
     @property
     def client(self) -> storage.Client:
         """The driver's one SDK client (created on first use; shared by all threads)."""
-        with self._lock:
-            if self._client is None:
-                self._client = self._make_client()
-                self._bucket = self._client.bucket(self.bucket_name)
-            return self._client
+        return self._client.get()
 
     @property
     def bucket(self) -> storage.Bucket:
-        if self._bucket is None:
-            self.client  # noqa: B018 - creates both
-        return self._bucket
+        return self.client.bucket(self.bucket_name)
 
     def _make_client(self) -> storage.Client:
         kwargs: dict[str, Any] = {"project": self.project}  # None: object calls need no project
@@ -257,9 +262,7 @@ class GCSDriver(StorageDriver):
             log.debug("could not resize the HTTP connection pool", exc_info=True)
 
     def close(self) -> None:
-        with self._lock:
-            client = self._client
-            self._client = self._bucket = None
+        client = self._client.take()
         if client is not None:
             try:
                 client.close()
@@ -267,16 +270,6 @@ class GCSDriver(StorageDriver):
                 log.debug("closing the GCS client failed", exc_info=True)
 
     # -- names and errors ----------------------------------------------------------------
-    def _name(self, key: str) -> str:
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"empty object key {key!r}")
-        if key.startswith("/") or _CONTROL_RE.search(key) or any(p in ("", ".", "..") for p in key.split("/")):
-            raise ValueError(f"invalid object key {key!r}")
-        name = self._name_prefix + key
-        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise ValueError(f"object key {key!r} makes a GCS object name longer than {MAX_NAME_BYTES} bytes")
-        return name
-
     def _where(self, name: str | None = None) -> str:
         return f"gs://{self.bucket_name}/{name}" if name is not None else f"gs://{self.bucket_name}/{self.prefix}"
 
@@ -333,8 +326,9 @@ class GCSDriver(StorageDriver):
         self._bucket_seen = True
 
     # -- primitives ----------------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
-        name = self._name(key)
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
+                 callback: Progress | None = None) -> None:
+        name = self.full_key(key)
         blob = _SessionBlob(name, self.bucket, chunk_size=self.chunk_size)
         blob.recorder = _SessionRecord(self.sessions_dir, self.bucket_name, name)
         token = uuid.uuid4().hex
@@ -350,7 +344,7 @@ class GCSDriver(StorageDriver):
             try:
                 try:
                     blob.upload_from_file(
-                        fh, size=size, content_type="application/octet-stream",
+                        _Counted(fh, callback), size=size, content_type="application/octet-stream",
                         if_generation_match=None if overwrite else 0,
                         checksum="crc32c", retry=self.retry, timeout=self.timeout)
                 except BaseException:
@@ -405,33 +399,36 @@ class GCSDriver(StorageDriver):
         return blob
 
     def stat(self, key: str) -> ObjectInfo:
-        blob = self._reload(self._name(key), key)
+        blob = self._reload(self.full_key(key), key)
         return ObjectInfo(key, int(blob.size or 0), blob.updated.timestamp() if blob.updated else None)
 
-    def get_file(self, key: str, local_path: str) -> None:
-        name = self._name(key)
+    def get_file(self, key: str, local_path: str, *, callback: Progress | None = None) -> None:
+        name = self.full_key(key)
         blob = self._reload(name, key)  # size, generation and CRC32C of the object as it is now
         # every request then names that generation (the SDK does when the blob has no mediaLink),
         # so a replaced object fails the download instead of mixing the bytes of two versions
         blob._properties.pop("mediaLink", None)
         kwargs = {"raw_download": True, "retry": self.retry, "timeout": self.timeout, "single_shot_download": True}
         try:
-            if int(blob.size or 0) > 2 * self.slice_size and self.max_workers > 1:
+            if int(blob.size or 0) >= self.sliced_from and self.max_workers > 1:
                 # ranged GETs in threads, and the whole file checked against the object's
-                # CRC32C, combined from theirs
+                # CRC32C, combined from theirs (the transfer manager reports no progress: the
+                # callback hears of the whole object at the end)
                 transfer_manager.download_chunks_concurrently(
                     blob, local_path, chunk_size=self.slice_size, worker_type=transfer_manager.THREAD,
                     max_workers=self.max_workers, crc32c_checksum=bool(blob.crc32c), download_kwargs=kwargs)
+                if callback is not None:
+                    callback(int(blob.size or 0))
             else:
                 with open(local_path, "wb") as fh:
-                    blob.download_to_file(fh, checksum="crc32c", **kwargs)
+                    blob.download_to_file(_Counted(fh, callback), checksum="crc32c", **kwargs)
         except Exception as exc:
-            _remove_quietly(local_path)
+            unlink_quietly(local_path)
             raise self._error(exc, "download of", key) from None
         self._ok()
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        name = self._name(key)
+        name = self.full_key(key)
         if offset < 0 or length < 0:
             raise ValueError(f"invalid range offset={offset} length={length}")
         if length == 0:
@@ -471,7 +468,7 @@ class GCSDriver(StorageDriver):
         self._ok()
 
     def delete(self, key: str) -> None:
-        blob = self.bucket.blob(self._name(key))
+        blob = self.bucket.blob(self.full_key(key))
         try:
             blob.delete(timeout=self.timeout, retry=self.retry)
         except Exception as exc:
@@ -504,6 +501,33 @@ class GCSDriver(StorageDriver):
         return self.client._http  # the SDK's authorised requests session
 
 
+class _Counted:
+    """A file as the SDK reads or writes it, telling ``callback`` of each byte it had not
+    reached before (a retried piece is not counted twice)."""
+
+    def __init__(self, fh: Any, callback: Progress | None):
+        self._fh, self._callback, self._done = fh, callback, 0
+
+    def _moved(self) -> None:
+        position = self._fh.tell()
+        if self._callback is not None and position > self._done:
+            self._callback(position - self._done)
+            self._done = position
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._moved()
+        return data
+
+    def write(self, data: bytes) -> int:
+        written = self._fh.write(data)
+        self._moved()
+        return written
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, flush, ... of the file itself
+        return getattr(self._fh, name)
+
+
 class BoundedRetry(Retry):
     """google-api-core's Retry (exponential back-off with jitter, up to a deadline) that also
     gives up after ``attempts`` tries of one call; the SDK only calls ``retry(func)``."""
@@ -529,13 +553,6 @@ class BoundedRetry(Retry):
             return once(func, on_error)(*args, **kwargs)
 
         return call
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _default_sessions_dir() -> str:

@@ -18,7 +18,6 @@ import requests
 import requests.adapters
 import urllib3
 from requests.structures import CaseInsensitiveDict
-from google.api_core.retry import Retry
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from clearml_data.errors import MissingDependencyError, UsageError
@@ -31,6 +30,15 @@ from clearml_data_gcs.driver import BucketNotFoundError, GCSDriver, parse_gs_url
 MiB = 1024 * 1024
 FAST_RETRY = DEFAULT_RETRY.with_delay(initial=0.01, maximum=0.05, multiplier=2)
 CANARY = "CANARY-8c1f0e2d-secret"
+
+
+@pytest.fixture(autouse=True)
+def _sessions_dir_by_its_new_name(monkeypatch):
+    """conftest.py sets the sessions folder under the variable's old name, which now warns."""
+    folder = os.environ.get("CLEARML_DATA_GCS_SESSIONS_DIR")
+    if folder:
+        monkeypatch.delenv("CLEARML_DATA_GCS_SESSIONS_DIR")
+        monkeypatch.setenv("CLEARML_DATA_GS_SESSIONS_DIR", folder)
 
 
 def crc32c_b64(data: bytes) -> str:
@@ -209,15 +217,34 @@ def test_default_max_workers_and_capabilities():
 
 
 def test_options_from_environment(monkeypatch):
-    monkeypatch.setenv("CLEARML_DATA_GCS_CHUNK_SIZE_MB", "1.1")
-    monkeypatch.setenv("CLEARML_DATA_GCS_MAX_WORKERS", "3")
+    monkeypatch.setenv("CLEARML_DATA_GS_CHUNK_SIZE", "1.1MiB")
+    monkeypatch.setenv("CLEARML_DATA_GS_MAX_CONCURRENCY", "3")
+    monkeypatch.setenv("CLEARML_DATA_GS_PART_SIZE", "4M")
     d = GCSDriver("gs://bucket/p")
     assert d.chunk_size % (256 * 1024) == 0 and MiB <= d.chunk_size <= MiB + 256 * 1024
     assert d.max_workers == 3
-    assert GCSDriver("gs://bucket/p", max_workers=5).max_workers == 5  # a constructor option wins
-    monkeypatch.setenv("CLEARML_DATA_GCS_MAX_WORKERS", "many")
-    with pytest.raises(ValueError, match="CLEARML_DATA_GCS_MAX_WORKERS"):
+    assert (d.slice_size, d.sliced_from) == (4 * MiB, 8 * MiB)  # sliced from two parts on, unless set
+    assert GCSDriver("gs://bucket/p", multipart_threshold="5MiB").sliced_from == 5 * MiB
+    assert GCSDriver("gs://bucket/p", max_concurrency=5).max_workers == 5  # a constructor option wins
+    monkeypatch.setenv("CLEARML_DATA_GS_MAX_CONCURRENCY", "many")
+    with pytest.raises(ValueError, match="CLEARML_DATA_GS_MAX_CONCURRENCY"):
         GCSDriver("gs://bucket/p")
+    with pytest.raises(ValueError, match="max_concurency"):
+        GCSDriver("gs://bucket/p", max_concurency=2)
+
+
+def test_options_of_earlier_releases_still_work_and_warn(monkeypatch):
+    monkeypatch.setenv("CLEARML_DATA_GCS_CHUNK_SIZE_MB", "2")
+    monkeypatch.setenv("CLEARML_DATA_GCS_TIMEOUT", "7")
+    with pytest.warns(DeprecationWarning) as caught:
+        d = GCSDriver("gs://bucket/p", max_workers=5, download_slice_mb=2)
+    assert (d.chunk_size, d.max_workers, d.slice_size, d.timeout) == (2 * MiB, 5, 2 * MiB, (10.0, 7.0))
+    said = " ".join(str(w.message) for w in caught)
+    assert "CLEARML_DATA_GCS_CHUNK_SIZE_MB" in said and "'max_concurrency'" in said
+    assert "CLEARML_DATA_GS_READ_TIMEOUT" in said
+    monkeypatch.setenv("CLEARML_DATA_GS_READ_TIMEOUT", "9")  # today's name wins
+    with pytest.warns(DeprecationWarning):
+        assert GCSDriver("gs://bucket/p").timeout == (10.0, 9.0)
 
 
 # ------------------------------------------------------------------------ the plugin
@@ -284,7 +311,7 @@ def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket,
 
 
 def test_error_messages_hide_upload_session_ids(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size_mb=1, retry=FAST_RETRY.with_timeout(0.3))
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=1 * MiB, retry=FAST_RETRY.with_timeout(0.3))
     adapter = instrument(driver, Instrumented(
         fail=lambda r: 503 if r.method == "PUT" and "upload_id=" in r.url else None))
     with pytest.raises(OSError) as info:
@@ -296,7 +323,7 @@ def test_error_messages_hide_upload_session_ids(gcs_bucket, make_driver, tmp_pat
 
 # ------------------------------------------------------------- large objects, checksums
 def test_100_mib_object_uses_resumable_upload_and_sliced_download(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/big", chunk_size_mb=32)
+    driver = make_driver(f"gs://{gcs_bucket}/big", chunk_size=32 * MiB)
     data = os.urandom(100 * MiB)
     src = write(tmp_path / "src", data)
     adapter = instrument(driver, Instrumented())
@@ -340,7 +367,7 @@ def test_small_uploads_send_their_crc32c(gcs_bucket, make_driver, tmp_path):
 
 @pytest.mark.parametrize("size", [300_000, 40 * MiB])  # one download, and parallel slices
 def test_corrupted_download_is_rejected(gcs_bucket, make_driver, tmp_path, size):
-    driver = make_driver(f"gs://{gcs_bucket}/p", download_slice_mb=8)
+    driver = make_driver(f"gs://{gcs_bucket}/p", part_size=8 * MiB)
     data = os.urandom(size)
     driver.put_file(write(tmp_path / "s", data), "obj")
     instrument(driver, Instrumented(corrupt=lambda r: r.method == "GET" and "alt=media" in r.url))
@@ -381,7 +408,7 @@ def test_retries_give_up_with_an_oserror(gcs_bucket, make_driver):
 
 
 def test_failed_resumable_upload_leaves_no_object(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size_mb=4, retry=FAST_RETRY.with_timeout(0.3))
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=4 * MiB, retry=FAST_RETRY.with_timeout(0.3))
     data = os.urandom(13 * MiB)
     seen = {"puts": 0}
 
@@ -423,7 +450,7 @@ def test_create_only_put_retried_after_its_own_success(gcs_bucket, make_driver, 
 def test_large_create_only_put_conflicts(gcs_bucket, make_driver, tmp_path):
     # fake-gcs-server ignores ifGenerationMatch on resumable uploads: this passes through the
     # driver's own existence check (GCS itself also enforces the precondition)
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size_mb=4)
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=4 * MiB)
     first = os.urandom(10 * MiB)
     driver.put_file(write(tmp_path / "a", first), "objects/x", overwrite=False)
     with pytest.raises(FileExistsError):
@@ -432,7 +459,7 @@ def test_large_create_only_put_conflicts(gcs_bucket, make_driver, tmp_path):
 
 
 def test_concurrent_large_gets(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/p", download_slice_mb=2, max_workers=4)
+    driver = make_driver(f"gs://{gcs_bucket}/p", part_size=2 * MiB, max_concurrency=4)
     data = [os.urandom(9 * MiB + i) for i in range(4)]
     for i, d in enumerate(data):
         driver.put_file(write(tmp_path / f"s{i}", d), f"objects/{i}")
@@ -458,9 +485,8 @@ def test_close_releases_the_client(gcs_bucket, make_driver):
     driver = make_driver(f"gs://{gcs_bucket}/p")
     driver.put_bytes(b"x", "k")
     session = driver.client._http
-    assert driver._client is not None
     driver.close()
-    assert driver._client is None
+    assert driver._client.take() is None  # nothing left to close
     assert not session.adapters["http://"].poolmanager.pools  # connections closed
     driver.close()  # twice is fine
 
@@ -491,7 +517,7 @@ def test_forbidden_is_a_permission_error(gcs_bucket, make_driver):
 
 @pytest.mark.parametrize("size", [300_000, 20 * MiB])  # one download, and parallel ranged reads
 def test_object_replaced_during_a_download_fails_it(gcs_admin, gcs_bucket, make_driver, tmp_path, size):
-    driver = make_driver(f"gs://{gcs_bucket}/p", download_slice_mb=4, retry=FAST_RETRY.with_timeout(0.5))
+    driver = make_driver(f"gs://{gcs_bucket}/p", part_size=4 * MiB, retry=FAST_RETRY.with_timeout(0.5))
     driver.put_file(write(tmp_path / "s", os.urandom(size)), "obj")
     replaced = threading.Event()
 
@@ -507,3 +533,18 @@ def test_object_replaced_during_a_download_fails_it(gcs_admin, gcs_bucket, make_
         driver.get_file("obj", str(out))
     assert replaced.is_set()  # the old generation is gone: no mix of the two versions
     assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [9 * MiB + 5, 20 * MiB])  # resumable in 1 MiB pieces; one or sliced download
+def test_progress_callbacks_count_every_byte_once(gcs_bucket, make_driver, tmp_path, size):
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=MiB, part_size=4 * MiB, multipart_threshold=16 * MiB)
+    sent: list[int] = []
+    driver.put_file(write(tmp_path / "s", os.urandom(size)), "obj", callback=sent.append)
+    assert sum(sent) == size and len(sent) >= 2
+    received: list[int] = []
+    driver.get_file("obj", str(tmp_path / "out"), callback=received.append)
+    assert sum(received) == size == (tmp_path / "out").stat().st_size
+    small: list[int] = []
+    driver.put_bytes(b"x" * 1000, "small")
+    driver.get_file("small", str(tmp_path / "small"), callback=small.append)
+    assert small and sum(small) == 1000
