@@ -40,21 +40,46 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
-                                   IncompleteReadError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
-                                   ServiceRequestError, ServiceRequestTimeoutError,
-                                   ServiceResponseError, ServiceResponseTimeoutError)
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 from requests import exceptions as requests_exceptions
 
-from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo, Option, Progress,
-                                  StorageDriver, Unfinished, redact_text, redact_url)
-from clearml_data.storage.scrub import register_secret
-from clearml_data.storage.toolkit import (MiB, backoff, env_name, parse_bool, positive_float, transfer_options,
-                                          unlink_quietly)
+from clearml_data.storage import (
+    CONDITIONAL_PUT,
+    MULTIPART,
+    RANGED_READS,
+    ObjectInfo,
+    Option,
+    Progress,
+    StorageDriver,
+    Unfinished,
+    redact_text,
+    redact_url,
+)
+from clearml_data.storage.toolkit import (
+    MiB,
+    backoff,
+    env_name,
+    parse_bool,
+    positive_float,
+    transfer_options,
+    unlink_quietly,
+)
 
-from .urls import MAX_BLOB_NAME, AzureLocation, connection_info, endpoint_account, parse_url
+from .urls import MAX_BLOB_NAME, AzureLocation, parse_url, resolve_connection
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +88,6 @@ MAX_BLOCKS = 50_000
 #: the service only returns a transactional MD5 for ranges up to 4 MiB
 MD5_RANGE_LIMIT = 4 * MiB
 
-ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
-ENV_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
-ENV_KEY = "AZURE_STORAGE_KEY"
-ENV_SAS = "AZURE_STORAGE_SAS_TOKEN"
-ENV_ACCOUNT_URL = "CLEARML_DATA_AZURE_ACCOUNT_URL"
 OLD_ENV_PREFIX = "CLEARML_DATA_AZURE_"
 
 OPTIONS = (*transfer_options(max_concurrency=8, part_size=8 * MiB, multipart_threshold=8 * MiB + 1, max_attempts=6,
@@ -149,83 +169,16 @@ class AzureBlobDriver(StorageDriver):
         self.read_timeout: float = opts["read_timeout"]
         self.use_identity: bool = opts["use_identity"]
         self.api_version: str | None = opts["api_version"]
-        self._options = {**opts, **secret}
-        self._secrets: list[str] = []
         self._lock = threading.Lock()
         self._service: BlobServiceClient | None = None
         self._container_client: Any = None
-        self._credential_to_close: Any = None
         self._closed = False
-        self.endpoint, self._credential, self.credential_source = self._resolve_credentials()
+        found = resolve_connection(self.location, {**opts, **secret}, self.use_identity)
+        self.endpoint, self._credential, self.credential_source = found.endpoint, found.credential, found.source
+        self._secrets = found.secrets
+        self._credential_to_close = found.credential if found.source == "DefaultAzureCredential" else None
 
     # -- connection ---------------------------------------------------------------------------
-    def _resolve_credentials(self):
-        """(endpoint, credential, a word saying where the credential came from)."""
-        opts = self._options
-        override = (opts.get("account_url") or "").rstrip("/").replace("{account}", self.account)
-        if override and ("?" in override or "@" in override):
-            raise ValueError(f"{ENV_ACCOUNT_URL} must be a plain URL without a SAS token or credentials")
-        if opts.get("credential") is not None:
-            return override or self.location.default_account_url, opts["credential"], "option"
-        if opts.get("account_key"):
-            key = opts["account_key"]
-            self._remember_secret(key)
-            return (override or self.location.default_account_url,
-                    {"account_name": self.account, "account_key": key}, "account key")
-        if opts.get("sas_token"):
-            sas = str(opts["sas_token"]).lstrip("?")
-            self._remember_secret(sas)
-            return override or self.location.default_account_url, sas, "SAS token"
-        conn = opts.get("connection_string") or os.environ.get(ENV_CONNECTION_STRING, "")
-        if conn.strip():
-            info = connection_info(conn)
-            named = info.account or endpoint_account(info.endpoint)
-            if named is None or named.lower() == self.account:
-                endpoint = override or info.endpoint
-                if info.account_key:
-                    self._remember_secret(info.account_key)
-                    return endpoint, {"account_name": self.account, "account_key": info.account_key}, \
-                        "connection string"
-                if info.sas_token:
-                    self._remember_secret(info.sas_token)
-                    return endpoint, info.sas_token, "connection string"
-                # a connection string with an endpoint but no secret: use it with what follows
-                override = endpoint
-            else:
-                log.debug("%s is for account %s, not %s: not used", ENV_CONNECTION_STRING, named, self.account)
-        endpoint = override or self.location.default_account_url
-        env_account = os.environ.get(ENV_ACCOUNT, "").strip().lower()
-        key = os.environ.get(ENV_KEY, "").strip()
-        if key and (not env_account or env_account == self.account):
-            self._remember_secret(key)
-            return endpoint, {"account_name": self.account, "account_key": key}, ENV_KEY
-        sas = os.environ.get(ENV_SAS, "").strip().lstrip("?")
-        if sas:
-            self._remember_secret(sas)
-            return endpoint, sas, ENV_SAS
-        if self.use_identity:
-            try:
-                from azure.identity import DefaultAzureCredential
-            except ImportError:
-                pass
-            else:
-                cred = DefaultAzureCredential()
-                self._credential_to_close = cred
-                return endpoint, cred, "DefaultAzureCredential"
-        return endpoint, None, "anonymous"
-
-    def _remember_secret(self, secret: str) -> None:
-        secret = str(secret)
-        if not secret:
-            return
-        self._secrets.append(secret)
-        for part in secret.split("&"):  # each SAS parameter value, e.g. the signature
-            value = part.partition("=")[2]
-            if len(value) >= 8:
-                self._secrets.append(value)
-        self._secrets.sort(key=len, reverse=True)
-        register_secret(secret)
-
     def _service_client(self):
         with self._lock:
             if self._closed:
@@ -577,8 +530,9 @@ def _make_transport(pool_size: int, connection_timeout: float, read_timeout: flo
     from urllib3.util.retry import Retry
 
     try:  # azure-core's adapter reads responses in larger blocks
-        from azure.core.pipeline.transport._bigger_block_size_http_adapters import \
-            BiggerBlockSizeHTTPAdapter as Adapter
+        from azure.core.pipeline.transport._bigger_block_size_http_adapters import (
+            BiggerBlockSizeHTTPAdapter as Adapter,
+        )
     except ImportError:  # pragma: no cover - older or newer azure-core
         from requests.adapters import HTTPAdapter as Adapter
     session = requests.Session()

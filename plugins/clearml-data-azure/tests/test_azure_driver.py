@@ -131,8 +131,8 @@ def test_invalid_urls_are_value_errors(url, words, clean_env):
 
 # -- the plugin -----------------------------------------------------------------------------
 def test_found_through_its_entry_point(clean_env):
-    from clearml_data_azure.driver import AzureBlobDriver
     from clearml_data.storage import CONDITIONAL_PUT, MULTIPART, RANGED_READS
+    from clearml_data_azure.driver import AzureBlobDriver
 
     pm = PluginManager()
     try:

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import logging
 import math
 import os
 import re
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -47,10 +45,31 @@ from google.cloud.storage import transfer_manager
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo, Option, Progress,
-                                  StorageDriver, Unfinished, redact_text, redact_url)
-from clearml_data.storage.toolkit import (MiB, Lazy, env_name, parse_size, positive_float, transfer_options,
-                                          unlink_quietly)
+from clearml_data.storage import (
+    CONDITIONAL_PUT,
+    MULTIPART,
+    RANGED_READS,
+    ObjectInfo,
+    Option,
+    Progress,
+    StorageDriver,
+    Unfinished,
+    redact_text,
+)
+from clearml_data.storage.toolkit import (
+    Lazy,
+    MiB,
+    env_name,
+    parse_size,
+    positive_float,
+    transfer_options,
+    unlink_quietly,
+)
+
+from .sessions import SessionBlob, SessionRecord, default_sessions_dir
+from .urls import MAX_NAME_BYTES, parse_gs_url
+
+__all__ = ["BucketNotFoundError", "GCSDriver", "parse_gs_url"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +81,6 @@ RESUMABLE_THRESHOLD = 8 * MiB
 OLD_ENV_PREFIX = "CLEARML_DATA_GCS_"
 #: metadata key of the per-put token that tells a retried create-only put its own object
 TOKEN_KEY = "clearml-data-put"
-MAX_NAME_BYTES = 1024  # GCS limit on an object name
 
 OPTIONS = (*transfer_options(max_concurrency=16, part_size=16 * MiB, multipart_threshold=0, max_attempts=8,
                              connect_timeout=10.0, read_timeout=60.0),
@@ -86,67 +104,12 @@ RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     **{same: (same, str) for same in ("connect_timeout", "retry_backoff", "retry_max_backoff", "retry_deadline",
                                       "project", "endpoint", "sessions_dir")}}
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
-_IPV4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+")
 
 
 class BucketNotFoundError(OSError):
     """The bucket of a ``gs://`` URL does not exist (deliberately not a FileNotFoundError:
     a missing bucket must not look like an empty one)."""
-
-
-# --------------------------------------------------------------------------------- URLs
-def parse_gs_url(url: str) -> tuple[str, str]:
-    """``gs://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``; ValueError if malformed.
-
-    A trailing slash is ignored; the prefix may be empty. Error messages never repeat
-    what could be a credential (user info, query strings).
-    """
-    if not isinstance(url, str):
-        raise ValueError(f"a gs:// URL must be a string, not {type(url).__name__}")
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() != "gs":
-        raise ValueError(f"not a gs:// URL: {redact_url(url)!r} (expected gs://bucket/prefix)")
-    if "?" in rest or "#" in rest:
-        raise ValueError("a gs:// URL takes no query string or fragment "
-                         "(options go in CLEARML_DATA_GCS_* variables, credentials in ADC)")
-    bucket, _, path = rest.partition("/")
-    if "@" in bucket:
-        raise ValueError("a gs:// URL must not contain credentials: use Application Default "
-                         "Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)")
-    if not bucket:
-        raise ValueError("no bucket in gs:// URL (expected gs://bucket/prefix)")
-    _check_bucket(bucket)
-    path = path.strip("/")
-    if path:
-        if _CONTROL_RE.search(path):
-            raise ValueError(f"the prefix of gs://{bucket}/ contains a control character")
-        for part in path.split("/"):
-            if part in ("", ".", ".."):
-                raise ValueError(f"the prefix {path!r} of gs://{bucket}/ has an empty, '.' or '..' component")
-        if len(path.encode("utf-8", "surrogateescape")) >= MAX_NAME_BYTES:
-            raise ValueError(f"the prefix of gs://{bucket}/ is longer than GCS object names may be")
-    return bucket, path
-
-
-def _check_bucket(bucket: str) -> None:
-    """GCS bucket naming rules (https://cloud.google.com/storage/docs/buckets#naming)."""
-    why = ""
-    if not _BUCKET_RE.match(bucket):
-        why = ("bucket names use lowercase letters, digits, '-', '_' and '.', and start and end "
-               "with a letter or digit")
-    elif len(bucket) < 3 or len(bucket) > 222 or ("." not in bucket and len(bucket) > 63):
-        why = "bucket names are 3-63 characters long (up to 222 with dots)"
-    elif any(not part or len(part) > 63 for part in bucket.split(".")):
-        why = "each dot-separated part of a bucket name is 1-63 characters long"
-    elif _IPV4_RE.match(bucket):
-        why = "bucket names cannot be IP addresses"
-    elif bucket.startswith("goog"):
-        why = "bucket names cannot start with 'goog'"
-    if why:
-        raise ValueError(f"invalid bucket name {bucket!r} in gs:// URL: {why}")
 
 
 # ------------------------------------------------------------------------------ options
@@ -214,13 +177,10 @@ class GCSDriver(StorageDriver):
                                  timeout=opts["retry_deadline"])
         self.retry = retry
         #: where the resumable sessions this driver starts are recorded until they end
-        self.sessions_dir: str = opts["sessions_dir"] or _default_sessions_dir()
+        self.sessions_dir: str = opts["sessions_dir"] or default_sessions_dir()
         self._name_prefix = self.prefix + "/" if self.prefix else ""
         self._client = Lazy(self._make_client)
         self._bucket_seen = False  # once an operation succeeded, a 404 means "no such object"
-
-    def __repr__(self) -> str:
-        return f"<GCSDriver {redact_url(self.url)}>"
 
     # -- SDK objects -------------------------------------------------------------------
     @property
@@ -329,15 +289,15 @@ class GCSDriver(StorageDriver):
     def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
                  callback: Progress | None = None) -> None:
         name = self.full_key(key)
-        blob = _SessionBlob(name, self.bucket, chunk_size=self.chunk_size)
-        blob.recorder = _SessionRecord(self.sessions_dir, self.bucket_name, name)
+        blob = SessionBlob(name, self.bucket, chunk_size=self.chunk_size)
+        blob.recorder = SessionRecord(self.sessions_dir, self.bucket_name, name)
         token = uuid.uuid4().hex
         if not overwrite:
             blob.metadata = {TOKEN_KEY: token}
         with open(local_path, "rb") as fh:  # a missing local file raises FileNotFoundError here
             size = os.fstat(fh.fileno()).st_size
             resumable = size > RESUMABLE_THRESHOLD
-            if not overwrite and resumable and self._exists_name(name, key):
+            if not overwrite and resumable and self._find(name, key) is not None:
                 # not needed on GCS (it checks ifGenerationMatch), but cheap next to a large
                 # upload, and some emulators ignore preconditions on resumable uploads
                 raise FileExistsError(errno.EEXIST, "object exists", key)
@@ -353,49 +313,41 @@ class GCSDriver(StorageDriver):
                 finally:
                     blob.recorder.forget()
             except gexc.PreconditionFailed:
-                if self._is_own_put(name, token):
+                if self._is_own_put(name, key, token):
                     self._ok()
                     return
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
             except Exception as exc:
                 raise self._error(exc, "upload to", key) from None
         self._ok()
-        if not overwrite and resumable and not self._is_own_put(name, token):
+        if not overwrite and resumable and not self._is_own_put(name, key, token):
             # another create-only writer finished after us on a server that did not check
             # the precondition when the upload completed: theirs is the object now
             raise FileExistsError(errno.EEXIST, "object exists", key)
 
-    def _is_own_put(self, name: str, token: str) -> bool:
+    def _is_own_put(self, name: str, key: str, token: str) -> bool:
         """Is the object the one this very put wrote (after a 412 on an SDK retry, or after a
         large create-only upload)?"""
+        blob = self._find(name, key)
+        return blob is not None and (blob.metadata or {}).get(TOKEN_KEY) == token
+
+    def _find(self, name: str, key: str) -> storage.Blob | None:
+        """The object's metadata, or None when it does not exist (a missing bucket raises)."""
         blob = self.bucket.blob(name)
         try:
             blob.reload(timeout=self.timeout, retry=self.retry)
-        except gexc.NotFound:
-            return False
         except Exception as exc:
-            raise self._error(exc, "stat", name[len(self._name_prefix):]) from None
-        return (blob.metadata or {}).get(TOKEN_KEY) == token
-
-    def _exists_name(self, name: str, key: str) -> bool:
-        try:
-            self.bucket.blob(name).reload(timeout=self.timeout, retry=self.retry)
-        except gexc.NotFound as exc:
             err = self._error(exc, "stat", key)
             if isinstance(err, FileNotFoundError):
-                return False
+                return None
             raise err from None
-        except Exception as exc:
-            raise self._error(exc, "stat", key) from None
-        return True
+        self._ok()
+        return blob
 
     def _reload(self, name: str, key: str) -> storage.Blob:
-        blob = self.bucket.blob(name)
-        try:
-            blob.reload(timeout=self.timeout, retry=self.retry)
-        except Exception as exc:
-            raise self._error(exc, "stat", key) from None
-        self._ok()
+        blob = self._find(name, key)
+        if blob is None:
+            raise FileNotFoundError(errno.ENOENT, "no such object", key)
         return blob
 
     def stat(self, key: str) -> ObjectInfo:
@@ -481,7 +433,7 @@ class GCSDriver(StorageDriver):
         and never ended (GCS cannot list them: each is recorded in ``sessions_dir`` while it
         runs, and a killed writer leaves its record behind)."""
         start = self._name_prefix + prefix
-        for record_id, record in _SessionRecord.all(self.sessions_dir):
+        for record_id, record in SessionRecord.all(self.sessions_dir):
             name = record.get("name")
             if record.get("bucket") != self.bucket_name or not isinstance(name, str) or not name.startswith(start):
                 continue
@@ -491,7 +443,7 @@ class GCSDriver(StorageDriver):
 
     def abort_unfinished(self, upload: Unfinished) -> None:
         """Cancel the recorded session (GCS then drops what it received) and forget it."""
-        record = _SessionRecord.load(self.sessions_dir, upload.upload_id)
+        record = SessionRecord.load(self.sessions_dir, upload.upload_id)
         if record is None:
             return
         record.cancel(self._http_session(), strict=True)
@@ -553,111 +505,3 @@ class BoundedRetry(Retry):
             return once(func, on_error)(*args, **kwargs)
 
         return call
-
-
-def _default_sessions_dir() -> str:
-    """``gcs-sessions`` in the core's state folder (CLEARML_DATA_STATE_DIR, else the user's)."""
-    from clearml_data.config import APP, ENV_STATE
-
-    import platformdirs
-
-    state = os.environ.get(ENV_STATE) or platformdirs.user_state_dir(APP, appauthor=False)
-    return os.path.join(os.path.expanduser(state), "gcs-sessions")
-
-
-class _SessionRecord:
-    """One resumable session while it runs: a small file (readable by the owner only: the
-    session URI lets anyone who has it write the upload) removed when the upload ends."""
-
-    def __init__(self, folder: str, bucket: str, name: str, record_id: str | None = None,
-                 uri: str | None = None):
-        self.folder = folder
-        self.bucket = bucket
-        self.name = name
-        self.id = record_id or uuid.uuid4().hex
-        self.uri = uri
-
-    @property
-    def path(self) -> str:
-        return os.path.join(self.folder, f"{self.id}.json")
-
-    def started(self, uri: str) -> None:
-        self.uri = uri
-        try:
-            os.makedirs(self.folder, mode=0o700, exist_ok=True)
-            tmp = f"{self.path}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"bucket": self.bucket, "name": self.name, "started": time.time(), "uri": uri}, fh)
-            os.replace(tmp, self.path)
-        except OSError as exc:  # the upload still works; only gc cannot find it if it is cut off
-            log.debug("could not record the resumable session of %s: %s", self.name, exc)
-
-    def cancel(self, http, strict: bool = False) -> None:
-        """DELETE the session URI; GCS answers 499 once it is cancelled, 404 when it is gone."""
-        if not self.uri:
-            return
-        try:
-            response = http.request("DELETE", self.uri, timeout=30)
-        except Exception as exc:
-            if strict:
-                raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
-                                         f"{_scrub(type(exc).__name__)}") from None
-            return
-        if strict and response.status_code not in (200, 204, 404, 410, 499):
-            raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
-                                     f"HTTP {response.status_code}")
-
-    def forget(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.debug("could not remove the session record %s: %s", self.path, exc)
-
-    @classmethod
-    def load(cls, folder: str, record_id: str) -> _SessionRecord | None:
-        if not re.fullmatch(r"[0-9a-f]{32}", record_id or ""):
-            return None
-        found = cls._read(os.path.join(folder, f"{record_id}.json"))
-        if found is None:
-            return None
-        return cls(folder, found["bucket"], found["name"], record_id, found.get("uri"))
-
-    @classmethod
-    def all(cls, folder: str) -> Iterator[tuple[str, dict]]:
-        try:
-            names = sorted(os.listdir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in names:
-            record_id, ext = os.path.splitext(entry)
-            if ext == ".json" and re.fullmatch(r"[0-9a-f]{32}", record_id):
-                found = cls._read(os.path.join(folder, entry))
-                if found is not None:
-                    yield record_id, found
-
-    @staticmethod
-    def _read(path: str) -> dict | None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("bucket"), str) or \
-                not isinstance(data.get("name"), str):
-            return None
-        return data
-
-
-class _SessionBlob(storage.Blob):
-    """A Blob that records the resumable session of its upload while the upload runs."""
-
-    recorder: _SessionRecord | None = None
-
-    def _initiate_resumable_upload(self, *args, **kwargs):
-        upload, transport = super()._initiate_resumable_upload(*args, **kwargs)
-        if self.recorder is not None and getattr(upload, "resumable_url", None):
-            self.recorder.started(upload.resumable_url)
-        return upload, transport

@@ -32,10 +32,10 @@ class TestgcsConformance(DriverConformance):
 
     def abandon_upload(self, driver, key, tmp_path) -> bool:
         """A resumable session started by the driver's own upload path, never sent a byte."""
-        from clearml_data_gcs.driver import _SessionBlob, _SessionRecord
+        from clearml_data_gcs.sessions import SessionBlob, SessionRecord
 
         name = driver.full_key(key)
-        blob = _SessionBlob(name, driver.bucket, chunk_size=256 * 1024)
-        blob.recorder = _SessionRecord(driver.sessions_dir, driver.bucket_name, name)
+        blob = SessionBlob(name, driver.bucket, chunk_size=256 * 1024)
+        blob.recorder = SessionRecord(driver.sessions_dir, driver.bucket_name, name)
         blob.create_resumable_upload_session(size=10 * 1024 * 1024, timeout=30)
         return True

@@ -17,8 +17,8 @@ import pytest
 import requests
 import requests.adapters
 import urllib3
-from requests.structures import CaseInsensitiveDict
 from google.cloud.storage.retry import DEFAULT_RETRY
+from requests.structures import CaseInsensitiveDict
 
 from clearml_data.errors import MissingDependencyError, UsageError
 from clearml_data.storage import CONDITIONAL_PUT, MULTIPART, RANGED_READS, StorageDriver
@@ -470,7 +470,7 @@ def test_concurrent_large_gets(gcs_bucket, make_driver, tmp_path):
             out = tmp_path / f"o{i}"
             driver.get_file(f"objects/{i % 4}", str(out))
             assert out.read_bytes() == data[i % 4]
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=get, args=(i,)) for i in range(8)]
