@@ -90,9 +90,10 @@ MD5_RANGE_LIMIT = 4 * MiB
 
 OLD_ENV_PREFIX = "CLEARML_DATA_AZURE_"
 
-OPTIONS = (*transfer_options(max_concurrency=8, part_size=8 * MiB, multipart_threshold=8 * MiB + 1, max_attempts=6,
-                             connect_timeout=20.0, read_timeout=120.0),
-           Option("validate_content", parse_bool, True, "a Content-MD5 on every request, checked on every answer"),
+OPTIONS = (*transfer_options(max_concurrency=8, part_size=8 * MiB, multipart_threshold=8 * MiB + 1,
+                             max_attempts=6, connect_timeout=20.0, read_timeout=120.0),
+           Option("validate_content", parse_bool, True,
+                  "a Content-MD5 on every request, checked on every answer"),
            Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
            Option("use_identity", parse_bool, True, "azure-identity's DefaultAzureCredential when installed"),
            Option("api_version", help="the storage service version to speak, e.g. for an older Azurite"),
@@ -174,7 +175,8 @@ class AzureBlobDriver(StorageDriver):
         self._container_client: Any = None
         self._closed = False
         found = resolve_connection(self.location, {**opts, **secret}, self.use_identity)
-        self.endpoint, self._credential, self.credential_source = found.endpoint, found.credential, found.source
+        self.endpoint, self.credential_source = found.endpoint, found.source
+        self._credential = found.credential
         self._secrets = found.secrets
         self._credential_to_close = found.credential if found.source == "DefaultAzureCredential" else None
 
@@ -190,6 +192,7 @@ class AzureBlobDriver(StorageDriver):
             return self._container_client
 
     def _new_service(self, block_size: int, transfers: int) -> BlobServiceClient:
+        extra: dict[str, Any] = {"api_version": self.api_version} if self.api_version else {}
         return BlobServiceClient(
             account_url=self.endpoint, credential=self._credential,
             transport=_make_transport(transfers * (self.max_concurrency + 1), self.connection_timeout,
@@ -198,7 +201,7 @@ class AzureBlobDriver(StorageDriver):
             max_single_put_size=self.single_put_size, max_block_size=block_size,
             max_single_get_size=32 * MiB, max_chunk_get_size=MD5_RANGE_LIMIT,
             connection_timeout=self.connection_timeout, read_timeout=self.read_timeout,
-            **({"api_version": self.api_version} if self.api_version else {}))
+            **extra)
 
     def _blob(self, key: str):
         return self._service_client().get_blob_client(self.full_key(key))
@@ -246,13 +249,12 @@ class AzureBlobDriver(StorageDriver):
             err = TimeoutError(errno.ETIMEDOUT, f"{action} {where} timed out talking to "
                                                 f"{self.scrub(self.endpoint)}: {first}", key)
         elif isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-            err = ConnectionError(errno.ECONNREFUSED if isinstance(exc, ServiceRequestError) else errno.ECONNRESET,
-                                  f"{action} {where} failed: cannot talk to {self.scrub(self.endpoint)}: {first}",
-                                  key)
+            refused = isinstance(exc, ServiceRequestError)  # before the request was sent
+            err = ConnectionError(errno.ECONNREFUSED if refused else errno.ECONNRESET,
+                                  f"{action} {where} failed: cannot talk to {self.scrub(self.endpoint)}: "
+                                  f"{first}", key)
         else:
             err = OSError(errno.EIO, f"{action} {where} failed ({detail}): {first}", key)
-        err.azure_error_code = code or None
-        err.http_status = status
         return err
 
     # -- primitives ---------------------------------------------------------------------------
@@ -509,9 +511,8 @@ class _Backoff(ExponentialRetry):
 
     def __init__(self, first: float, retry_total: int):
         # the SDK also caps connect, read and status retries at 3 each by default: one bound
-        super().__init__(initial_backoff=first, increment_base=2, retry_total=retry_total,
-                         random_jitter_range=0, retry_connect=retry_total, retry_read=retry_total,
-                         retry_status=retry_total)
+        super().__init__(retry_total=retry_total, random_jitter_range=0, retry_connect=retry_total,
+                         retry_read=retry_total, retry_status=retry_total)
         self.first = first
 
     def get_backoff_time(self, settings) -> float:
@@ -527,17 +528,18 @@ _BODY_ERRORS = (ServiceResponseError, IncompleteReadError, requests_exceptions.C
 def _make_transport(pool_size: int, connection_timeout: float, read_timeout: float):
     """A requests transport whose connection pool fits the driver's parallelism."""
     import requests
+    from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
+    adapter_class: type[HTTPAdapter] = HTTPAdapter
     try:  # azure-core's adapter reads responses in larger blocks
-        from azure.core.pipeline.transport._bigger_block_size_http_adapters import (
-            BiggerBlockSizeHTTPAdapter as Adapter,
-        )
+        from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
+        adapter_class = BiggerBlockSizeHTTPAdapter
     except ImportError:  # pragma: no cover - older or newer azure-core
-        from requests.adapters import HTTPAdapter as Adapter
+        pass
     session = requests.Session()
-    adapter = Adapter(pool_connections=4, pool_maxsize=pool_size,
-                      max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    adapter = adapter_class(pool_connections=4, pool_maxsize=pool_size,
+                            max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return RequestsTransport(session=session, session_owner=True,

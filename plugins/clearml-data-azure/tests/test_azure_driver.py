@@ -78,7 +78,8 @@ def clean_env(monkeypatch):
     ("AZURE://Acct1.Blob.Core.Windows.Net/my-ctr-2/Data", "acct1", "my-ctr-2", "Data/",
      "acct1.blob.core.windows.net"),
     ("azure://acct1/ctr/datasets", "acct1", "ctr", "datasets/", "acct1.blob.core.windows.net"),
-    ("azure://acct1.blob.core.chinacloudapi.cn/ctr/x", "acct1", "ctr", "x/", "acct1.blob.core.chinacloudapi.cn"),
+    ("azure://acct1.blob.core.chinacloudapi.cn/ctr/x", "acct1", "ctr", "x/",
+     "acct1.blob.core.chinacloudapi.cn"),
     ("azure://acct1.blob.core.windows.net/ctr/with%20space/ü", "acct1", "ctr", "with space/ü/",
      "acct1.blob.core.windows.net"),
     ("azure://acct1.blob.core.windows.net/$root", "acct1", "$root", "", "acct1.blob.core.windows.net"),
@@ -171,7 +172,7 @@ def test_plugin_module_imports_without_the_sdk(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env["CLEARML_DATA_CATALOG"] = str(tmp_path / "catalog.db")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "azure-storage-blob" in proc.stdout
@@ -198,7 +199,8 @@ def test_connection_string_with_blob_endpoint_serves_its_account(clean_env, monk
     d = AzureBlobDriver(f"azure://{HOST}/ctr/p")
     assert (d.endpoint, d.credential_source) == ("http://127.0.0.1:1/devstoreaccount1", "connection string")
     other = AzureBlobDriver("azure://otheracct.blob.core.windows.net/ctr/p")  # not this account's string
-    assert (other.endpoint, other.credential_source) == ("https://otheracct.blob.core.windows.net", "anonymous")
+    assert (other.endpoint, other.credential_source) == ("https://otheracct.blob.core.windows.net",
+                                                         "anonymous")
     for drv in (d, other):
         assert CANARY_KEY not in repr(drv) and CANARY_KEY not in repr(vars(drv).get("options"))
 
@@ -249,7 +251,7 @@ def test_account_url_override(clean_env, monkeypatch):
 def test_bad_tunable_is_a_clear_value_error(clean_env, monkeypatch):
     from clearml_data_azure.driver import AzureBlobDriver
 
-    with pytest.raises(ValueError, match="unknown option.*max_concurency"):
+    with pytest.raises(ValueError, match=r"unknown option.*max_concurency"):
         AzureBlobDriver("azure://acct1/ctr", max_concurency=4)
     d = AzureBlobDriver("azure://acct1/ctr", account_key=CANARY_KEY, max_concurrency=2, part_size="1MiB")
     assert (d.options["max_concurrency"], d.block_size) == (2, MiB) and d.credential_source == "account key"
@@ -336,7 +338,8 @@ def test_credentials_never_shown(azurite, make_driver, new_container, monkeypatc
     for conn, expected in ((wrong_key, PermissionError), (dead_sas, ConnectionError)):
         driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=conn)
         seen.append(repr(driver))
-        for action in (partial(driver.stat, "k"), partial(_listed, driver), partial(driver.put_file, src, "k"),
+        for action in (partial(driver.stat, "k"), partial(_listed, driver),
+                       partial(driver.put_file, src, "k"),
                        partial(driver.put_bytes, b"x", "k", overwrite=False), partial(driver.get_bytes, "k")):
             with pytest.raises(expected) as info:
                 action()
@@ -394,7 +397,8 @@ def test_checksums_are_sent_and_requested(fault_proxy, new_container, make_drive
 
 
 @pytest.mark.parametrize("validate", [True, False])
-def test_corrupted_download_is_refused(validate, fault_proxy, new_container, make_driver, tmp_path, monkeypatch):
+def test_corrupted_download_is_refused(validate, fault_proxy, new_container, make_driver, tmp_path,
+                                       monkeypatch):
     monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
@@ -421,7 +425,7 @@ def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, new_contai
     driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=fault_proxy.connection_string)
     src = _write(tmp_path / "src", os.urandom(size))
     fault_proxy.mode = "flip-request"
-    with pytest.raises(OSError, match="MD5|block list"):
+    with pytest.raises(OSError, match=r"MD5|block list"):
         driver.put_file(src, "obj")
     fault_proxy.mode = None
     assert not driver.exists("obj") and list(driver.list("")) == []
@@ -506,7 +510,7 @@ def test_concurrent_large_writers_of_one_key(overwrite, azure_url, make_driver, 
         assert sorted(outcomes.values()) == ["won"] * 4
     else:
         assert sorted(outcomes.values()) == ["lost"] * 3 + ["won"]
-        winner = [i for i, o in outcomes.items() if o == "won"][0]
+        winner = next(i for i, o in outcomes.items() if o == "won")
         assert stored == blobs[winner]
 
 

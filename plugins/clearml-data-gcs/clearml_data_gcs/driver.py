@@ -84,7 +84,8 @@ TOKEN_KEY = "clearml-data-put"
 
 OPTIONS = (*transfer_options(max_concurrency=16, part_size=16 * MiB, multipart_threshold=0, max_attempts=8,
                              connect_timeout=10.0, read_timeout=60.0),
-           Option("chunk_size", parse_size, 100 * MiB, "piece size of resumable uploads (rounded up to 256 KiB)"),
+           Option("chunk_size", parse_size, 100 * MiB,
+                  "piece size of resumable uploads (rounded up to 256 KiB)"),
            Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
            Option("retry_max_backoff", positive_float, 32.0, "longest back-off in seconds"),
            Option("retry_deadline", positive_float, 120.0, "seconds to keep retrying one request"),
@@ -100,9 +101,10 @@ def _mib(value: Any) -> int:
 #: CLEARML_DATA_GCS_<OLD NAME>, as are the options whose name did not change
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_workers": ("max_concurrency", int), "download_slice_mb": ("part_size", _mib),
-    "chunk_size_mb": ("chunk_size", _mib), "retries": ("max_attempts", int), "timeout": ("read_timeout", float),
-    **{same: (same, str) for same in ("connect_timeout", "retry_backoff", "retry_max_backoff", "retry_deadline",
-                                      "project", "endpoint", "sessions_dir")}}
+    "chunk_size_mb": ("chunk_size", _mib), "retries": ("max_attempts", int),
+    "timeout": ("read_timeout", float),
+    **{same: (same, str) for same in ("connect_timeout", "retry_backoff", "retry_max_backoff",
+                                      "retry_deadline", "project", "endpoint", "sessions_dir")}}
 
 _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+")
 
@@ -217,7 +219,8 @@ class GCSDriver(StorageDriver):
             size = self.default_max_workers * (self.max_workers + 1)
             for prefix in ("https://", "http://"):
                 if type(session.adapters.get(prefix)) is requests.adapters.HTTPAdapter:  # not mTLS
-                    session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size))
+                    session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=4,
+                                                                        pool_maxsize=size))
         except Exception:  # the defaults still work, only slower
             log.debug("could not resize the HTTP connection pool", exc_info=True)
 
@@ -237,7 +240,7 @@ class GCSDriver(StorageDriver):
         """True / False, or None when we may not ask (no storage.buckets.get permission)."""
         try:
             exists = self.bucket.exists(timeout=self.timeout, retry=self.retry)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any SDK error becomes a builtin one
             return None
         if exists:
             self._bucket_seen = True
@@ -317,7 +320,7 @@ class GCSDriver(StorageDriver):
                     self._ok()
                     return
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
                 raise self._error(exc, "upload to", key) from None
         self._ok()
         if not overwrite and resumable and not self._is_own_put(name, key, token):
@@ -336,7 +339,7 @@ class GCSDriver(StorageDriver):
         blob = self.bucket.blob(name)
         try:
             blob.reload(timeout=self.timeout, retry=self.retry)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             err = self._error(exc, "stat", key)
             if isinstance(err, FileNotFoundError):
                 return None
@@ -360,7 +363,8 @@ class GCSDriver(StorageDriver):
         # every request then names that generation (the SDK does when the blob has no mediaLink),
         # so a replaced object fails the download instead of mixing the bytes of two versions
         blob._properties.pop("mediaLink", None)
-        kwargs = {"raw_download": True, "retry": self.retry, "timeout": self.timeout, "single_shot_download": True}
+        kwargs = {"raw_download": True, "retry": self.retry, "timeout": self.timeout,
+                  "single_shot_download": True}
         try:
             if int(blob.size or 0) >= self.sliced_from and self.max_workers > 1:
                 # ranged GETs in threads, and the whole file checked against the object's
@@ -374,7 +378,7 @@ class GCSDriver(StorageDriver):
             else:
                 with open(local_path, "wb") as fh:
                     blob.download_to_file(_Counted(fh, callback), checksum="crc32c", **kwargs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             unlink_quietly(local_path)
             raise self._error(exc, "download of", key) from None
         self._ok()
@@ -394,7 +398,7 @@ class GCSDriver(StorageDriver):
         except gexc.RequestRangeNotSatisfiable:
             self._ok()
             return b""  # offset at or past the end
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             raise self._error(exc, "ranged read of", key) from None
         self._ok()
         return data
@@ -411,11 +415,12 @@ class GCSDriver(StorageDriver):
                 if name.endswith("/"):  # a "folder" placeholder made by the console
                     continue
                 self._bucket_seen = True
-                yield ObjectInfo(name[cut:], int(blob.size or 0), blob.updated.timestamp() if blob.updated else None)
+                mtime = blob.updated.timestamp() if blob.updated else None
+                yield ObjectInfo(name[cut:], int(blob.size or 0), mtime)
         except gexc.NotFound:  # listing a missing prefix is empty; only a missing bucket is a 404
             raise BucketNotFoundError(errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist",
                                       self._where()) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             raise self._error(exc, "listing of", prefix) from None
         self._ok()
 
@@ -423,7 +428,7 @@ class GCSDriver(StorageDriver):
         blob = self.bucket.blob(self.full_key(key))
         try:
             blob.delete(timeout=self.timeout, retry=self.retry)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             raise self._error(exc, "delete of", key) from None
         self._ok()
 
@@ -435,11 +440,12 @@ class GCSDriver(StorageDriver):
         start = self._name_prefix + prefix
         for record_id, record in SessionRecord.all(self.sessions_dir):
             name = record.get("name")
-            if record.get("bucket") != self.bucket_name or not isinstance(name, str) or not name.startswith(start):
+            if record.get("bucket") != self.bucket_name or not isinstance(name, str) or \
+                    not name.startswith(start):
                 continue
             started = record.get("started")
-            yield Unfinished(name[len(self._name_prefix):], float(started) if isinstance(started, (int, float))
-                             else None, record_id)
+            when = float(started) if isinstance(started, (int, float)) else None
+            yield Unfinished(name[len(self._name_prefix):], when, record_id)
 
     def abort_unfinished(self, upload: Unfinished) -> None:
         """Cancel the recorded session (GCS then drops what it received) and forget it."""

@@ -66,10 +66,10 @@ class SessionRecord:
             return
         try:
             response = http.request("DELETE", self.uri, timeout=30)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any transport error: the session stays recorded
             if strict:
-                raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
-                                         f"{type(exc).__name__}") from None
+                raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/"
+                                         f"{self.name}: {type(exc).__name__}") from None
             return
         if strict and response.status_code not in (200, 204, 404, 410, 499):
             raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "

@@ -67,7 +67,8 @@ class Instrumented(requests.adapters.HTTPAdapter):
         elif not isinstance(body, (bytes, bytearray)):
             body = b"<stream>"
         with self.lock:
-            self.requests.append((request.method, request.url, CaseInsensitiveDict(request.headers), bytes(body)))
+            self.requests.append((request.method, request.url, CaseInsensitiveDict(request.headers),
+                                  bytes(body)))
         action = self.fail(request) if self.fail else None
         if isinstance(action, int):
             return self._fake_response(request, action)
@@ -83,8 +84,9 @@ class Instrumented(requests.adapters.HTTPAdapter):
             data = bytearray(resp.read(decode_content=False))
             if data:
                 data[len(data) // 2] ^= 0x01
-            resp = urllib3.HTTPResponse(body=io.BytesIO(bytes(data)), headers=resp.headers, status=resp.status,
-                                        reason=resp.reason, preload_content=False, decode_content=False)
+            resp = urllib3.HTTPResponse(body=io.BytesIO(bytes(data)), headers=resp.headers,
+                                        status=resp.status, reason=resp.reason, preload_content=False,
+                                        decode_content=False)
         return super().build_response(req, resp)
 
     @staticmethod
@@ -259,7 +261,8 @@ def test_plugin_found_through_its_entry_point(gcs_env):
         assert pm.driver("gs://some-bucket/prefix") is driver
     finally:
         pm.close()
-    assert any(r.name == "gcs" and r.package == "clearml-data-gcs" and r.status == "loaded" for r in pm.records)
+    assert any(r.name == "gcs" and r.package == "clearml-data-gcs" and r.status == "loaded"
+               for r in pm.records)
 
 
 def test_plugin_module_imports_without_the_sdk():
@@ -282,7 +285,8 @@ def test_missing_sdk_gives_the_install_hint(monkeypatch):
 
 
 # ----------------------------------------------------------------- secrets stay secret
-def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket, monkeypatch, tmp_path, caplog):
+def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket, monkeypatch, tmp_path,
+                                                         caplog):
     from google.oauth2.credentials import Credentials
 
     creds = Credentials(token=CANARY)  # sent as a bearer token; the emulator ignores it
@@ -372,7 +376,7 @@ def test_corrupted_download_is_rejected(gcs_bucket, make_driver, tmp_path, size)
     driver.put_file(write(tmp_path / "s", data), "obj")
     instrument(driver, Instrumented(corrupt=lambda r: r.method == "GET" and "alt=media" in r.url))
     out = tmp_path / "out"
-    with pytest.raises(OSError, match="(?i)checksum|crc32c") as info:
+    with pytest.raises(OSError, match=r"(?i)checksum|crc32c") as info:
         driver.get_file("obj", str(out))
     assert not isinstance(info.value, FileNotFoundError)
     assert not out.exists()
@@ -529,7 +533,7 @@ def test_object_replaced_during_a_download_fails_it(gcs_admin, gcs_bucket, make_
 
     instrument(driver, Instrumented(fail=replace_first))
     out = tmp_path / "out"
-    with pytest.raises(OSError) as info:
+    with pytest.raises(OSError):
         driver.get_file("obj", str(out))
     assert replaced.is_set()  # the old generation is gone: no mix of the two versions
     assert not out.exists()
@@ -537,7 +541,8 @@ def test_object_replaced_during_a_download_fails_it(gcs_admin, gcs_bucket, make_
 
 @pytest.mark.parametrize("size", [9 * MiB + 5, 20 * MiB])  # resumable in 1 MiB pieces; one or sliced download
 def test_progress_callbacks_count_every_byte_once(gcs_bucket, make_driver, tmp_path, size):
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=MiB, part_size=4 * MiB, multipart_threshold=16 * MiB)
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=MiB, part_size=4 * MiB,
+                         multipart_threshold=16 * MiB)
     sent: list[int] = []
     driver.put_file(write(tmp_path / "s", os.urandom(size)), "obj", callback=sent.append)
     assert sum(sent) == size and len(sent) >= 2
