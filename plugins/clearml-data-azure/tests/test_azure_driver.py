@@ -548,3 +548,16 @@ def test_progress_callbacks_count_every_byte_once(azure_url, make_driver, tmp_pa
     driver.get_file("obj", str(tmp_path / "out"), callback=received.append)
     assert sum(received) == size == (tmp_path / "out").stat().st_size
     assert len(received) >= 2 or size < MiB
+
+
+def test_more_blocks_than_a_blob_may_have_get_larger_blocks(azure_url, make_driver, tmp_path, monkeypatch):
+    import clearml_data_azure.driver as module
+
+    monkeypatch.setattr(module, "MAX_BLOCKS", 4)  # as a file of 50,001 blocks would do
+    driver = make_driver(azure_url, part_size="1MiB", multipart_threshold="1MiB")
+    data = os.urandom(10 * MiB + 3)
+    driver.put_file(_write(tmp_path / "big", data), "objects/big", overwrite=False)
+    assert driver.committed_blocks("objects/big") == 4  # blocks of ceil(size / 4), not 11 of 1 MiB
+    assert driver.get_bytes("objects/big") == data
+    with pytest.raises(FileExistsError):
+        driver.put_file(str(tmp_path / "big"), "objects/big", overwrite=False)
