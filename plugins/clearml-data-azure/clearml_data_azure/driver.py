@@ -4,7 +4,9 @@ Writes
     The SDK's ``upload_blob`` does the transfer: up to ``single_put_size`` (8 MiB) a file
     goes up in one Put Blob; larger files are staged as blocks of ``block_size`` (8 MiB),
     ``max_concurrency`` at a time, and made visible by one Put Block List. The SDK's block
-    ids are random per upload, so concurrent writers of one key never mix their blocks.
+    ids are random per upload, so concurrent writers of one key never mix their blocks
+    (since azure-storage-blob 12.31, which the plugin requires: earlier versions numbered
+    the blocks of every upload alike).
     Until the block list is committed nothing is visible; an upload that fails is never
     committed, and Azure discards uncommitted blocks by itself (there is no "abort"). A
     create-only put (``overwrite=False``) sends ``If-None-Match: *`` with the Put Blob or

@@ -5,13 +5,17 @@
   lands, and an abandoned resumable session holds no object (GCS drops it after a week).
 - Every upload sends its CRC32C (the SDK computes it; GCS rejects a mismatch), and whole
   downloads are checked against the object's CRC32C. Large downloads go through the SDK's
-  transfer manager: ranged reads in ``max_workers`` threads, pinned to one object
-  generation, whose CRC32Cs combine into the whole object's.
+  transfer manager: ranged reads of ``part_size`` in ``max_concurrency`` threads, pinned
+  to one object generation, whose CRC32Cs combine into the whole object's.
 - Create-only puts use ``ifGenerationMatch=0``. The SDK retries throttling (429), 5xx
   and dropped connections with exponential backoff (``retry_backoff`` doubling up to
-  ``retry_max_backoff``), at most ``retries`` tries and ``retry_deadline`` seconds per
+  ``retry_max_backoff``), at most ``max_attempts`` tries and ``retry_deadline`` seconds per
   call; a retried create-only put that finds "its own" object (tagged with a per-put
-  token) counts as a success. Requests time out after ``connect_timeout`` / ``timeout``.
+  token) counts as a success. Requests time out after ``connect_timeout`` /
+  ``read_timeout``.
+- Options (:data:`OPTIONS`) come from keyword arguments, ``CLEARML_DATA_GS_<OPTION>`` and
+  the ``[storage.gs]`` config section; the names of earlier releases and their
+  ``CLEARML_DATA_GCS_*`` variables still work, with a DeprecationWarning.
 - Errors become builtin exceptions: FileNotFoundError (missing object), FileExistsError
   (create-only put of an existing key), PermissionError (401/403, no credentials),
   BucketNotFoundError (an OSError), TimeoutError/ConnectionError, OSError otherwise.
