@@ -54,8 +54,8 @@ def cloud(request, env, monkeypatch, tmp_path_factory):
     """(scheme, bucket URL) on the scheme's emulator, with small parts so that puts take long."""
     scheme = request.param
     for var in list(os.environ):
-        if var.startswith(("AWS_", "AZURE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_", "CLEARML_DATA_GS_", "CLEARML_DATA_AZURE_",
-                           "GOOGLE_")) or var == "STORAGE_EMULATOR_HOST":
+        if var.startswith(("AWS_", "AZURE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_", "CLEARML_DATA_GS_",
+                           "CLEARML_DATA_AZURE_", "GOOGLE_")) or var == "STORAGE_EMULATOR_HOST":
             monkeypatch.delenv(var)
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(var, "127.0.0.1,localhost")
