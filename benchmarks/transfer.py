@@ -6,7 +6,7 @@
 
 Each cloud driver talks to the emulator its plugin's tests use, started here on 127.0.0.1
 (moto server for s3://, fake-gcs-server for gs://, Azurite for azure://; see
-``clearml_data.storage.testserver.emulator``); the folder driver writes to a temporary
+``clearml_data.testing.servers.emulator``); the folder driver writes to a temporary
 folder. Drivers are built through the plugin manager, as the service builds them, and
 only their public calls are timed: ``put_file`` of every object of a shape, then
 ``get_file`` of every object back into a fresh folder. Shapes of many objects are moved
@@ -163,14 +163,14 @@ def clean_environment(work: Path) -> None:
     os.environ.update(CLEARML_DATA_CONFIG=str(work / "config.ini"),  # none: every option at its default
                       CLEARML_DATA_STATE_DIR=str(work / "state"),
                       CLEARML_DATA_CACHE_DIR=str(work / "cache"))
-    from clearml_data.storage.testserver import keep_loopback_off_proxies
+    from clearml_data.testing.servers import keep_loopback_off_proxies
 
     keep_loopback_off_proxies()
 
 
 def start_emulator(scheme: str, workdir: Path, env: dict[str, str] | None = None):
     """The emulator the plugin's tests use, started on 127.0.0.1; Unavailable if it cannot run."""
-    from clearml_data.storage.testserver import emulator
+    from clearml_data.testing.servers import emulator
 
     try:
         import pytest  # the helper reports a missing emulator the way tests want: as a skip
@@ -212,7 +212,7 @@ def gcs_storage(workdir: Path) -> Iterator[str]:
     need("clearml_data_gcs", "pip install -e 'plugins/clearml-data-gcs[test]'")
     server = start_emulator("gs", workdir)
     try:
-        from clearml_data.storage.testserver import free_port
+        from clearml_data.testing.servers import free_port
 
         dead = f"127.0.0.1:{free_port()}"  # google-auth finds no metadata server
         os.environ.update(STORAGE_EMULATOR_HOST=server.url, GOOGLE_CLOUD_PROJECT="bench-project",

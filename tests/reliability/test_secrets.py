@@ -96,13 +96,13 @@ def canary_env(env, tmp_path, monkeypatch):
             f"DefaultEndpointsProtocol=http;AccountName=canaryacct;AccountKey={CANARIES['azure_key']};"
             f"BlobEndpoint={dead}/canaryacct;",
         "AZURE_STORAGE_SAS_TOKEN": f"sv=2024-01-01&sig={CANARIES['azure_sas_env']}",
-        "CLEARML_DATA_AZURE_RETRIES": "0",
+        "CLEARML_DATA_AZURE_MAX_ATTEMPTS": "1",
         "CLEARML_DATA_AZURE_USE_IDENTITY": "false",
         "GOOGLE_APPLICATION_CREDENTIALS": str(creds),
         "GOOGLE_CLOUD_PROJECT": "canary-project",
         "NO_GCE_CHECK": "True",
-        "CLEARML_DATA_GCS_ENDPOINT": dead,
-        "CLEARML_DATA_GCS_RETRY_DEADLINE": "0.2",
+        "CLEARML_DATA_GS_ENDPOINT": dead,
+        "CLEARML_DATA_GS_RETRY_DEADLINE": "0.2",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }

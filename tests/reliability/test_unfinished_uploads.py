@@ -56,8 +56,8 @@ def cloud(request, env, monkeypatch, tmp_path_factory):
     """(scheme, bucket URL) on the scheme's emulator, with small parts so that puts take long."""
     scheme = request.param
     for var in list(os.environ):
-        if var.startswith(("AWS_", "AZURE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_", "CLEARML_DATA_AZURE_",
-                           "GOOGLE_")) or var == "STORAGE_EMULATOR_HOST":
+        if var.startswith(("AWS_", "AZURE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_", "CLEARML_DATA_GS_",
+                           "CLEARML_DATA_AZURE_", "GOOGLE_")) or var == "STORAGE_EMULATOR_HOST":
             monkeypatch.delenv(var)
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(var, "127.0.0.1,localhost")
@@ -84,7 +84,7 @@ def cloud(request, env, monkeypatch, tmp_path_factory):
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
         monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
         monkeypatch.setenv("NO_GCE_CHECK", "True")
-        monkeypatch.setenv("CLEARML_DATA_GCS_CHUNK_SIZE_MB", "0.25")
+        monkeypatch.setenv("CLEARML_DATA_GS_CHUNK_SIZE", "256KiB")
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
@@ -97,8 +97,8 @@ def cloud(request, env, monkeypatch, tmp_path_factory):
         conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
                 f"BlobEndpoint={server.url}/devstoreaccount1;")
         for var, value in {"AZURE_STORAGE_CONNECTION_STRING": conn, "CLEARML_DATA_AZURE_USE_IDENTITY": "0",
-                           "CLEARML_DATA_AZURE_SINGLE_PUT_SIZE_MB": "1",
-                           "CLEARML_DATA_AZURE_BLOCK_SIZE_MB": "0.0625",
+                           "CLEARML_DATA_AZURE_MULTIPART_THRESHOLD": "1MiB",
+                           "CLEARML_DATA_AZURE_PART_SIZE": "64KiB",
                            "CLEARML_DATA_AZURE_MAX_CONCURRENCY": "1"}.items():
             monkeypatch.setenv(var, value)
         from azure.storage.blob import BlobServiceClient
@@ -210,7 +210,7 @@ def _leftovers(scheme: str, driver, keys: list[str]) -> list[str]:
         uploads = driver.client.list_multipart_uploads(Bucket=driver.bucket).get("Uploads") or []
         left = [u["Key"] for u in uploads if u["Key"].split("/", 1)[-1] in keys]
     elif scheme == "gs":  # the driver's records of its sessions, and the sessions themselves
-        names = {driver._name(k) for k in keys}
+        names = {driver.full_key(k) for k in keys}
         for entry in sorted(os.listdir(driver.sessions_dir)):
             record = _record(driver, entry)
             if record and record.get("bucket") == driver.bucket_name and record.get("name") in names:

@@ -9,7 +9,8 @@ from clearml_data.storage import DriverInfo, hookimpl
 
 __version__ = "0.1.0"
 
-INSTALL_HINT = "pip install 'azure-storage-blob>=12.19' (or reinstall clearml-data-azure with its dependencies)"
+INSTALL_HINT = ("pip install 'azure-storage-blob>=12.31' "
+                "(or reinstall clearml-data-azure with its dependencies)")
 
 
 @hookimpl

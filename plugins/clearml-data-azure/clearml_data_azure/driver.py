@@ -1,19 +1,25 @@
 """The ``azure://`` storage driver: Azure Blob Storage (and Azurite) through azure-storage-blob.
 
 Writes
-    Up to ``single_put_size`` (8 MiB) a file goes up in one Put Blob; larger files are
-    staged as blocks of ``block_size`` (8 MiB) in parallel and made visible by one Put Block
-    List. Block ids are random per upload, so concurrent writers of one key never mix their
-    blocks. Until the block list is committed nothing is visible; an upload that fails is
-    never committed, and Azure discards uncommitted blocks by itself (there is no "abort").
-    A create-only put (``overwrite=False``) sends ``If-None-Match: *`` with the Put Blob or
-    the Put Block List, so of many racing writers exactly one wins.
+    The SDK's ``upload_blob`` does the transfer: up to ``single_put_size`` (8 MiB) a file
+    goes up in one Put Blob; larger files are staged as blocks of ``block_size`` (8 MiB),
+    ``max_concurrency`` at a time, and made visible by one Put Block List. The SDK's block
+    ids are random per upload, so concurrent writers of one key never mix their blocks
+    (since azure-storage-blob 12.31, which the plugin requires: earlier versions numbered
+    the blocks of every upload alike).
+    Until the block list is committed nothing is visible; an upload that fails is never
+    committed, and Azure discards uncommitted blocks by itself (there is no "abort"). A
+    create-only put (``overwrite=False``) sends ``If-None-Match: *`` with the Put Blob or
+    the Put Block List, so of many racing writers exactly one wins. The driver adds what
+    the SDK does not: a file that changes size during its upload is never committed, and a
+    commit refused because another writer committed meanwhile is sorted out by ETags.
 
 Integrity
     With ``validate_content`` (the default) every request body carries a Content-MD5 that
-    the service checks, every download chunk is checked against the MD5 the service sends
-    for it, and block-uploaded blobs get the whole-object Content-MD5 (Put Blob stores it
-    by itself), as AzCopy expects.
+    the service checks, and every download chunk is checked against the MD5 the service
+    sends for it. A blob written with one Put Blob also keeps its whole-object Content-MD5;
+    a block-uploaded one has none (as with every SDK upload: its bytes were checked block by
+    block, and the core checks the SHA-256 of everything it downloads).
 
 Errors
     ``FileNotFoundError`` for a missing blob or container, ``FileExistsError`` for a lost
@@ -24,88 +30,113 @@ Errors
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import errno
-import hashlib
 import logging
 import math
 import os
 import random
 import re
 import threading
-import time
-import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
-                                   IncompleteReadError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
-                                   ServiceRequestError, ServiceRequestTimeoutError,
-                                   ServiceResponseError, ServiceResponseTimeoutError)
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 from requests import exceptions as requests_exceptions
 
-from clearml_data.paths import check_relpath
-from clearml_data.storage import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                  StorageDriver, Unfinished, redact_url)
-from clearml_data.storage.scrub import register_secret
-from clearml_data.storage.scrub import scrub as scrub_text
+from clearml_data.storage import (
+    CONDITIONAL_PUT,
+    MULTIPART,
+    RANGED_READS,
+    ObjectInfo,
+    Option,
+    Progress,
+    StorageDriver,
+    Unfinished,
+    redact_text,
+    redact_url,
+)
+from clearml_data.storage.toolkit import (
+    MiB,
+    backoff,
+    env_name,
+    parse_bool,
+    positive_float,
+    transfer_options,
+    unlink_quietly,
+)
 
-from .urls import AzureLocation, connection_info, endpoint_account, parse_url
+from .urls import MAX_BLOB_NAME, AzureLocation, parse_url, resolve_connection
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 #: Azure's limit of committed blocks per blob
 MAX_BLOCKS = 50_000
 #: the service only returns a transactional MD5 for ranges up to 4 MiB
 MD5_RANGE_LIMIT = 4 * MiB
 
-ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
-ENV_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
-ENV_KEY = "AZURE_STORAGE_KEY"
-ENV_SAS = "AZURE_STORAGE_SAS_TOKEN"
-ENV_ACCOUNT_URL = "CLEARML_DATA_AZURE_ACCOUNT_URL"
-ENV_PREFIX = "CLEARML_DATA_AZURE_"
+OLD_ENV_PREFIX = "CLEARML_DATA_AZURE_"
 
-#: option name -> (type, default); each can also come from CLEARML_DATA_AZURE_<NAME>
-TUNABLES: dict[str, tuple[type, object]] = {
-    "single_put_size_mb": (float, 8),     # files up to this size: one Put Blob
-    "block_size_mb": (float, 8),          # staged block size above it
-    "max_concurrency": (int, 8),          # parallel blocks / download chunks per object
-    "validate_content": (bool, True),     # per-request Content-MD5 checked by service and SDK
-    "retries": (int, 5),                  # SDK ExponentialRetry retry_total
-    "retry_backoff": (float, 1.0),        # first back-off in seconds
-    "connection_timeout": (float, 20),
-    "read_timeout": (float, 120),
-    "use_identity": (bool, True),         # azure-identity DefaultAzureCredential when installed
-    "api_version": (str, ""),             # e.g. 2025-11-05 for an older Azurite
-}
+OPTIONS = (*transfer_options(max_concurrency=8, part_size=8 * MiB, multipart_threshold=8 * MiB + 1,
+                             max_attempts=6, connect_timeout=20.0, read_timeout=120.0),
+           Option("validate_content", parse_bool, True,
+                  "a Content-MD5 on every request, checked on every answer"),
+           Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
+           Option("use_identity", parse_bool, True, "azure-identity's DefaultAzureCredential when installed"),
+           Option("api_version", help="the storage service version to speak, e.g. for an older Azurite"),
+           Option("account_url", help="the blob endpoint for every account ({account} is replaced)"))
+
+
+def _mib(value: Any) -> int:
+    return max(1, int(positive_float(value) * MiB))
+
+
+#: options of earlier releases (also read from CLEARML_DATA_AZURE_<OLD NAME>) -> (today's name,
+#: old value -> today's)
+RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "single_put_size_mb": ("multipart_threshold", lambda v: _mib(v) + 1),  # "up to" became "from"
+    "block_size_mb": ("part_size", _mib), "retries": ("max_attempts", lambda v: int(v) + 1),
+    "connection_timeout": ("connect_timeout", float)}
 #: options that carry credentials (never kept in ``driver.options``)
 SECRET_OPTIONS = ("connection_string", "account_key", "sas_token", "credential")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 # anything that looks like a signed query parameter or key=value secret, anywhere in a text
 _SECRET_PARAM = re.compile(r"(?i)\b(sig|signature|se|st|sv|sp|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|"
                            r"token|key|accountkey|sharedaccesssignature|password|secret)=[^&;\s'\"]*")
 
 
-def _coerce(name: str, kind: type, value):
-    if isinstance(value, str) and kind is not str:
-        text = value.strip().lower()
-        if kind is bool:
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a boolean")
-        try:
-            return kind(text)
-        except ValueError:
-            raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a number") from None
-    return kind(value) if value is not None else value
+def _renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the names of earlier releases (keyword or variable) moved to today's,
+    each with a DeprecationWarning; a value under today's name wins."""
+    for old, (new, convert) in RENAMED.items():
+        var, value, where = OLD_ENV_PREFIX + old.upper(), options.pop(old, None), f"option {old!r}"
+        if value is None and os.environ.get(var):
+            value, where = os.environ[var], f"${var}"
+        if value is None:
+            continue
+        warnings.warn(f"the azure:// driver's {where} is deprecated: use {new!r} ({env_name('azure', new)})",
+                      DeprecationWarning, stacklevel=3)
+        if options.get(new) is None and not os.environ.get(env_name("azure", new)):
+            try:
+                options[new] = convert(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"invalid value for the azure:// driver's {where}: {value!r}") from None
+    return options
 
 
 class AzureBlobDriver(StorageDriver):
@@ -116,139 +147,66 @@ class AzureBlobDriver(StorageDriver):
     #: transfers in flight that saturate a normal link (each large one also stages blocks in parallel)
     default_max_workers = 16
 
-    def __init__(self, url: str, **options):
+    declared_options = OPTIONS
+    max_key_chars = MAX_BLOB_NAME
+
+    def __init__(self, url: str, **options: Any):
         self.location: AzureLocation = parse_url(url)
-        unknown = sorted(set(options) - set(TUNABLES) - set(SECRET_OPTIONS) - {"account_url"})
-        if unknown:
-            raise ValueError(f"unknown azure:// driver option(s): {', '.join(unknown)}")
+        options = _renamed(dict(options))
         # secrets given as options stay out of the public ``options``
         secret = {k: options.pop(k) for k in SECRET_OPTIONS if k in options}
         super().__init__(self.location.url, **options)
+        opts = self.options
         self.account = self.location.account
         self.container = self.location.container
-        self.prefix = self.location.prefix
-        settings = {}
-        for name, (kind, default) in TUNABLES.items():
-            value = options.get(name, os.environ.get(ENV_PREFIX + name.upper(), default))
-            settings[name] = _coerce(name, kind, value)
-        self.single_put_size = max(1, int(settings["single_put_size_mb"] * MiB))
-        self.block_size = max(64 * 1024, int(settings["block_size_mb"] * MiB))
-        self.max_concurrency = max(1, settings["max_concurrency"])
-        self.validate_content = settings["validate_content"]
-        self.retries = max(0, settings["retries"])
-        self.retry_backoff = max(0.0, settings["retry_backoff"])
-        self.connection_timeout = settings["connection_timeout"]
-        self.read_timeout = settings["read_timeout"]
-        self.use_identity = settings["use_identity"]
-        self.api_version = settings["api_version"] or None
-        self._options = {**options, **secret}
-        self._secrets: list[str] = []
+        self.prefix = self.location.prefix.rstrip("/")
+        self._name_prefix = self.location.prefix  # "" or "some/prefix/"
+        #: files of at least ``multipart_threshold`` bytes go up in blocks
+        self.single_put_size = max(0, opts["multipart_threshold"] - 1)
+        self.block_size = max(64 * 1024, opts["part_size"])
+        self.max_concurrency: int = opts["max_concurrency"]
+        self.validate_content: bool = opts["validate_content"]
+        self.retries: int = opts["max_attempts"] - 1  # the SDK counts retries, not attempts
+        self.retry_backoff: float = opts["retry_backoff"]
+        self.connection_timeout: float = opts["connect_timeout"]
+        self.read_timeout: float = opts["read_timeout"]
+        self.use_identity: bool = opts["use_identity"]
+        self.api_version: str | None = opts["api_version"]
         self._lock = threading.Lock()
-        self._service = None
-        self._container_client = None
-        self._credential_to_close = None
+        self._service: BlobServiceClient | None = None
+        self._container_client: Any = None
         self._closed = False
-        #: number of blocks staged by this driver (for tests and diagnostics)
-        self.blocks_staged = 0
-        self.endpoint, self._credential, self.credential_source = self._resolve_credentials()
+        found = resolve_connection(self.location, {**opts, **secret}, self.use_identity)
+        self.endpoint, self.credential_source = found.endpoint, found.source
+        self._credential = found.credential
+        self._secrets = found.secrets
+        self._credential_to_close = found.credential if found.source == "DefaultAzureCredential" else None
 
     # -- connection ---------------------------------------------------------------------------
-    def _resolve_credentials(self):
-        """(endpoint, credential, a word saying where the credential came from)."""
-        opts = self._options
-        override = opts.get("account_url") or os.environ.get(ENV_ACCOUNT_URL, "")
-        override = override.strip().rstrip("/").replace("{account}", self.account) if override else ""
-        if override and ("?" in override or "@" in override):
-            raise ValueError(f"{ENV_ACCOUNT_URL} must be a plain URL without a SAS token or credentials")
-        if opts.get("credential") is not None:
-            return override or self.location.default_account_url, opts["credential"], "option"
-        if opts.get("account_key"):
-            key = opts["account_key"]
-            self._remember_secret(key)
-            return (override or self.location.default_account_url,
-                    {"account_name": self.account, "account_key": key}, "account key")
-        if opts.get("sas_token"):
-            sas = str(opts["sas_token"]).lstrip("?")
-            self._remember_secret(sas)
-            return override or self.location.default_account_url, sas, "SAS token"
-        conn = opts.get("connection_string") or os.environ.get(ENV_CONNECTION_STRING, "")
-        if conn.strip():
-            info = connection_info(conn)
-            named = info.account or endpoint_account(info.endpoint)
-            if named is None or named.lower() == self.account:
-                endpoint = override or info.endpoint
-                if info.account_key:
-                    self._remember_secret(info.account_key)
-                    return endpoint, {"account_name": self.account, "account_key": info.account_key}, \
-                        "connection string"
-                if info.sas_token:
-                    self._remember_secret(info.sas_token)
-                    return endpoint, info.sas_token, "connection string"
-                # a connection string with an endpoint but no secret: use it with what follows
-                override = endpoint
-            else:
-                log.debug("%s is for account %s, not %s: not used", ENV_CONNECTION_STRING, named, self.account)
-        endpoint = override or self.location.default_account_url
-        env_account = os.environ.get(ENV_ACCOUNT, "").strip().lower()
-        key = os.environ.get(ENV_KEY, "").strip()
-        if key and (not env_account or env_account == self.account):
-            self._remember_secret(key)
-            return endpoint, {"account_name": self.account, "account_key": key}, ENV_KEY
-        sas = os.environ.get(ENV_SAS, "").strip().lstrip("?")
-        if sas:
-            self._remember_secret(sas)
-            return endpoint, sas, ENV_SAS
-        if self.use_identity:
-            try:
-                from azure.identity import DefaultAzureCredential
-            except ImportError:
-                pass
-            else:
-                cred = DefaultAzureCredential()
-                self._credential_to_close = cred
-                return endpoint, cred, "DefaultAzureCredential"
-        return endpoint, None, "anonymous"
-
-    def _remember_secret(self, secret: str) -> None:
-        secret = str(secret)
-        if not secret:
-            return
-        self._secrets.append(secret)
-        for part in secret.split("&"):  # each SAS parameter value, e.g. the signature
-            value = part.partition("=")[2]
-            if len(value) >= 8:
-                self._secrets.append(value)
-        self._secrets.sort(key=len, reverse=True)
-        register_secret(secret)
-
     def _service_client(self):
         with self._lock:
             if self._closed:
                 raise OSError(errno.EBADF, f"the driver for {redact_url(self.url)} is closed")
             if self._service is None:
-                self._service = BlobServiceClient(
-                    account_url=self.endpoint, credential=self._credential,
-                    # room for every transfer the core runs at once, each with its own parallel chunks
-                    transport=_make_transport(self.default_max_workers * (self.max_concurrency + 1),
-                                              self.connection_timeout, self.read_timeout),
-                    retry_policy=_Backoff(self.retry_backoff, retry_total=self.retries),
-                    max_single_put_size=self.single_put_size, max_block_size=self.block_size,
-                    max_single_get_size=32 * MiB, max_chunk_get_size=MD5_RANGE_LIMIT,
-                    connection_timeout=self.connection_timeout, read_timeout=self.read_timeout,
-                    **({"api_version": self.api_version} if self.api_version else {}),
-                )
+                # room for every transfer the core runs at once, each with its own parallel chunks
+                self._service = self._new_service(self.block_size, self.default_max_workers)
                 self._container_client = self._service.get_container_client(self.container)
             return self._container_client
 
-    def _blob(self, key: str):
-        return self._service_client().get_blob_client(self._name(key))
+    def _new_service(self, block_size: int, transfers: int) -> BlobServiceClient:
+        extra: dict[str, Any] = {"api_version": self.api_version} if self.api_version else {}
+        return BlobServiceClient(
+            account_url=self.endpoint, credential=self._credential,
+            transport=_make_transport(transfers * (self.max_concurrency + 1), self.connection_timeout,
+                                      self.read_timeout),
+            retry_policy=_Backoff(self.retry_backoff, retry_total=self.retries),
+            max_single_put_size=self.single_put_size, max_block_size=block_size,
+            max_single_get_size=32 * MiB, max_chunk_get_size=MD5_RANGE_LIMIT,
+            connection_timeout=self.connection_timeout, read_timeout=self.read_timeout,
+            **extra)
 
-    def _name(self, key: str) -> str:
-        check_relpath(key)
-        name = self.prefix + key
-        if len(name) > 1024:
-            raise ValueError(f"the blob name for key {key!r} is longer than 1024 characters")
-        return name
+    def _blob(self, key: str):
+        return self._service_client().get_blob_client(self.full_key(key))
 
     def close(self) -> None:
         with self._lock:
@@ -267,11 +225,11 @@ class AzureBlobDriver(StorageDriver):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = _SECRET_PARAM.sub(lambda m: m.group(1) + "=***", text)
-        return scrub_text(redact_url(text))
+        return redact_text(redact_url(text))
 
     def _error(self, exc: BaseException, key: str | None, action: str) -> OSError:
         """The builtin OSError for an SDK exception, with a short message free of secrets."""
-        where = f"{self.container}/{self.prefix}{key}" if key is not None else f"{self.container}/{self.prefix}"
+        where = f"{self.container}/{self._name_prefix}{key if key is not None else ''}"
         code = _code(exc)
         status = getattr(exc, "status_code", None)
         if status is None:
@@ -293,24 +251,28 @@ class AzureBlobDriver(StorageDriver):
             err = TimeoutError(errno.ETIMEDOUT, f"{action} {where} timed out talking to "
                                                 f"{self.scrub(self.endpoint)}: {first}", key)
         elif isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-            err = ConnectionError(errno.ECONNREFUSED if isinstance(exc, ServiceRequestError) else errno.ECONNRESET,
-                                  f"{action} {where} failed: cannot talk to {self.scrub(self.endpoint)}: {first}",
-                                  key)
+            refused = isinstance(exc, ServiceRequestError)  # before the request was sent
+            err = ConnectionError(errno.ECONNREFUSED if refused else errno.ECONNRESET,
+                                  f"{action} {where} failed: cannot talk to {self.scrub(self.endpoint)}: "
+                                  f"{first}", key)
         else:
             err = OSError(errno.EIO, f"{action} {where} failed ({detail}): {first}", key)
-        err.azure_error_code = code or None
-        err.http_status = status
         return err
 
     # -- primitives ---------------------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
+                 callback: Progress | None = None) -> None:
         blob = self._blob(key)
+        hook = _Increments(callback)
         size = self._source_size(local_path)  # a missing source is FileNotFoundError: nothing is sent
         try:
-            if size <= self.single_put_size:
-                self._put_single(blob, local_path, size, overwrite)
-            else:
-                self._put_blocks(blob, local_path, size, overwrite, key)
+            with open(local_path, "rb") as fh:
+                if size <= self.block_size * MAX_BLOCKS:
+                    self._put(blob, fh, local_path, size, overwrite, key, hook)
+                else:  # more blocks than a blob may have: a client of its own with larger ones
+                    with self._new_service(math.ceil(size / MAX_BLOCKS), 1) as service:
+                        self._put(service.get_blob_client(self.container, blob.blob_name), fh, local_path,
+                                  size, overwrite, key, hook)
         except (ResourceExistsError, ResourceModifiedError) as exc:
             if not overwrite:
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
@@ -322,17 +284,11 @@ class AzureBlobDriver(StorageDriver):
     def _source_size(local_path: str) -> int:
         return os.stat(local_path).st_size
 
-    def _put_single(self, blob, local_path: str, size: int, overwrite: bool) -> None:
-        with open(local_path, "rb") as fh:
-            data = fh.read(size + 1)
-        if len(data) != size:
-            raise OSError(errno.EIO, f"{local_path} changed size while it was being uploaded")
-        blob.upload_blob(data, length=size, overwrite=overwrite, validate_content=self.validate_content,
-                         max_concurrency=1,
-                         content_settings=ContentSettings(content_type="application/octet-stream"))
-
-    def _put_blocks(self, blob, local_path: str, size: int, overwrite: bool, key: str) -> None:
-        """Stage the file as blocks, then commit them in one Put Block List.
+    def _put(self, blob: Any, fh: Any, local_path: str, size: int, overwrite: bool, key: str,
+             hook: _Increments) -> None:
+        """One ``upload_blob``: a Put Blob up to ``single_put_size``, else blocks staged in
+        parallel under random ids and one Put Block List (with ``If-None-Match: *`` when
+        create-only).
 
         Committing a blob discards every uncommitted block of it, so a concurrent writer of
         the same key that commits while we stage makes our commit fail with InvalidBlockList.
@@ -340,15 +296,20 @@ class AzureBlobDriver(StorageDriver):
         were uploading, our write is ordered just before that writer's and is done (as with a
         last-writer-wins PUT); otherwise the upload is tried again.
         """
+        blocks = size > self.single_put_size
         for attempt in range(3):
-            before = self._etag(blob)
+            before = self._etag(blob) if blocks else None
             if before is not None and not overwrite:
                 raise ResourceExistsError("the blob exists")  # early out; the commit's condition decides
+            fh.seek(0)
             try:
-                self._stage_and_commit(blob, local_path, size, overwrite)
+                blob.upload_blob(_SizedSource(fh, size, local_path), length=size, overwrite=overwrite,
+                                 max_concurrency=self.max_concurrency, validate_content=self.validate_content,
+                                 content_settings=ContentSettings(content_type="application/octet-stream"),
+                                 progress_hook=hook)
                 return
             except HttpResponseError as exc:
-                if _code(exc) != "InvalidBlockList":
+                if not blocks or _code(exc) != "InvalidBlockList":
                     raise
                 after = self._etag(blob)
                 if after is not None and not overwrite:
@@ -359,49 +320,6 @@ class AzureBlobDriver(StorageDriver):
                 if attempt == 2:
                     raise
                 log.debug("the block list of %s was refused; uploading it again", key)
-
-    def _stage_and_commit(self, blob, local_path: str, size: int, overwrite: bool) -> None:
-        block_size = max(self.block_size, math.ceil(size / MAX_BLOCKS))
-        count = math.ceil(size / block_size)
-        tag = uuid.uuid4().hex
-        ids = [f"{tag}-{i:08d}" for i in range(count)]  # same length for every block of a blob
-        whole = hashlib.md5(usedforsecurity=False) if self.validate_content else None
-        workers = min(self.max_concurrency, count)
-        pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="azure-block")
-        pending: set[cf.Future] = set()
-        sent = 0
-        try:
-            with open(local_path, "rb") as fh:
-                for block_id in ids:
-                    chunk = fh.read(block_size)
-                    if not chunk:
-                        break
-                    sent += len(chunk)
-                    if whole is not None:
-                        whole.update(chunk)
-                    while len(pending) >= workers:  # bounded memory: one block per worker in flight
-                        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                        for fut in done:
-                            fut.result()  # the first failure stops the upload
-                    pending.add(pool.submit(self._stage, blob, block_id, chunk))
-                if sent != size or fh.read(1):
-                    raise OSError(errno.EIO, f"{local_path} changed size while it was being uploaded")
-            for fut in cf.as_completed(pending):
-                fut.result()
-            pending = set()
-        finally:
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-        settings = ContentSettings(content_type="application/octet-stream",
-                                   content_md5=bytearray(whole.digest()) if whole is not None else None)
-        kwargs = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
-        blob.commit_block_list(ids, content_settings=settings, **kwargs)
-
-    def _stage(self, blob, block_id: str, chunk: bytes) -> None:
-        blob.stage_block(block_id, chunk, length=len(chunk), validate_content=self.validate_content)
-        with self._lock:
-            self.blocks_staged += 1
 
     @staticmethod
     def _etag(blob) -> str | None:
@@ -418,7 +336,6 @@ class AzureBlobDriver(StorageDriver):
         off afterwards (requests' ChunkedEncodingError, a read timeout) escapes it, so such
         failures get the same bound (``retries``) and back-off here.
         """
-        policy = _Backoff(self.retry_backoff, retry_total=self.retries)
         for count in range(self.retries + 1):
             try:
                 return fn()
@@ -426,25 +343,26 @@ class AzureBlobDriver(StorageDriver):
                 if count == self.retries:
                     raise
                 log.debug("download cut off (%s); reading it again", type(exc).__name__)
-                time.sleep(policy.get_backoff_time({"count": count}))
+                backoff(count + 1, base=self.retry_backoff / 2, cap=60.0)
         raise AssertionError("unreachable")
 
-    def get_file(self, key: str, local_path: str) -> None:
+    def get_file(self, key: str, local_path: str, *, callback: Progress | None = None) -> None:
         blob = self._blob(key)
+        hook = _Increments(callback)
 
         def attempt() -> None:
             stream = blob.download_blob(max_concurrency=self.max_concurrency,
-                                        validate_content=self.validate_content)
+                                        validate_content=self.validate_content, progress_hook=hook)
             with open(local_path, "wb") as fh:
                 stream.readinto(fh)
 
         try:
             self._reading(attempt)
         except AzureError as exc:
-            _unlink_quietly(local_path)
+            unlink_quietly(local_path)
             raise self._error(exc, key, "reading") from None
         except BaseException:
-            _unlink_quietly(local_path)
+            unlink_quietly(local_path)
             raise
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
@@ -477,8 +395,8 @@ class AzureBlobDriver(StorageDriver):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         container = self._service_client()
-        start = self.prefix + (prefix or "")
-        cut = len(self.prefix)
+        start = self._name_prefix + (prefix or "")
+        cut = len(self._name_prefix)
         try:
             for item in container.list_blobs(name_starts_with=start or None, results_per_page=5000):
                 mtime = item.last_modified.timestamp() if item.last_modified else None
@@ -499,8 +417,8 @@ class AzureBlobDriver(StorageDriver):
         whose writer was killed before its Put Block List (Azure drops them after a week).
         Found as the names a listing with uncommitted blobs has and a plain listing lacks."""
         container = self._service_client()
-        start = self.prefix + (prefix or "")
-        cut = len(self.prefix)
+        start = self._name_prefix + (prefix or "")
+        cut = len(self._name_prefix)
         try:
             committed = {item.name for item in container.list_blobs(name_starts_with=start or None,
                                                                      results_per_page=5000)}
@@ -555,6 +473,39 @@ class AzureBlobDriver(StorageDriver):
         return f"<{type(self).__name__} {redact_url(self.url)} via {self.scrub(self.endpoint)}>"
 
 
+class _Increments:
+    """The SDK's progress hook (bytes so far, total) as the increments a core callback wants;
+    a transfer tried again from the start reports nothing until it passes what was told."""
+
+    def __init__(self, callback: Progress | None):
+        self.callback, self.done, self.lock = callback, 0, threading.Lock()
+
+    def __call__(self, current: int, total: int | None) -> None:
+        if self.callback is None:
+            return
+        with self.lock:  # the SDK calls it from its transfer threads
+            step, self.done = current - self.done, max(self.done, current)
+        if step > 0:
+            self.callback(step)
+
+
+class _SizedSource:
+    """A local file as the SDK reads it for an upload: exactly ``size`` bytes, in order, and
+    an OSError (so nothing is committed) when the file turns out shorter or longer. No
+    ``seek``: the SDK then reads it in one thread, block after block."""
+
+    def __init__(self, fh, size: int, path: str):
+        self.fh, self.size, self.path, self.pos = fh, size, path, 0
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
+        data = self.fh.read(want)
+        self.pos += len(data)
+        if len(data) < want or (self.pos == self.size and os.fstat(self.fh.fileno()).st_size != self.size):
+            raise OSError(errno.EIO, f"{self.path} changed size while it was being uploaded")
+        return data
+
+
 class _Backoff(ExponentialRetry):
     """The SDK's storage retry policy (5xx, 408, timeouts, connection errors, MD5 mismatches)
     with a back-off of ``first * 2**n`` seconds, capped at 60 s, +-25 % jitter, and at most
@@ -562,9 +513,8 @@ class _Backoff(ExponentialRetry):
 
     def __init__(self, first: float, retry_total: int):
         # the SDK also caps connect, read and status retries at 3 each by default: one bound
-        super().__init__(initial_backoff=first, increment_base=2, retry_total=retry_total,
-                         random_jitter_range=0, retry_connect=retry_total, retry_read=retry_total,
-                         retry_status=retry_total)
+        super().__init__(retry_total=retry_total, random_jitter_range=0, retry_connect=retry_total,
+                         retry_read=retry_total, retry_status=retry_total)
         self.first = first
 
     def get_backoff_time(self, settings) -> float:
@@ -580,16 +530,18 @@ _BODY_ERRORS = (ServiceResponseError, IncompleteReadError, requests_exceptions.C
 def _make_transport(pool_size: int, connection_timeout: float, read_timeout: float):
     """A requests transport whose connection pool fits the driver's parallelism."""
     import requests
+    from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
+    adapter_class: type[HTTPAdapter] = HTTPAdapter
     try:  # azure-core's adapter reads responses in larger blocks
-        from azure.core.pipeline.transport._bigger_block_size_http_adapters import \
-            BiggerBlockSizeHTTPAdapter as Adapter
+        from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
+        adapter_class = BiggerBlockSizeHTTPAdapter
     except ImportError:  # pragma: no cover - older or newer azure-core
-        from requests.adapters import HTTPAdapter as Adapter
+        pass
     session = requests.Session()
-    adapter = Adapter(pool_connections=4, pool_maxsize=pool_size,
-                      max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    adapter = adapter_class(pool_connections=4, pool_maxsize=pool_size,
+                            max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return RequestsTransport(session=session, session_owner=True,
@@ -600,11 +552,3 @@ def _code(exc: BaseException) -> str:
     """The service's error code ("BlobNotFound", ...) of an SDK exception, or ""."""
     code = getattr(exc, "error_code", None)
     return str(getattr(code, "value", code) or "")
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-

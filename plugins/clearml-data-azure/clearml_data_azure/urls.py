@@ -1,4 +1,5 @@
-"""Parsing ``azure://`` storage URLs and Azure connection strings (no SDK needed).
+"""Parsing ``azure://`` storage URLs and Azure connection strings, and choosing the endpoint
+and credential for a URL's account (no SDK needed; azure-identity is used when installed).
 
 ClearML's form is ``azure://<account>.blob.core.windows.net/<container>/<prefix>``; the
 short form ``azure://<account>/<container>/<prefix>`` means the same thing. Other Azure
@@ -7,11 +8,17 @@ clouds work with their own host (``<account>.blob.core.chinacloudapi.cn``).
 
 from __future__ import annotations
 
+import logging
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from clearml_data.storage import redact_url
+from clearml_data.storage.scrub import register_secret
+
+log = logging.getLogger(__name__)
 
 SCHEME = "azure"
 DEFAULT_SUFFIX = "core.windows.net"
@@ -27,6 +34,12 @@ MAX_BLOB_NAME = 1024
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 DEV_BLOB_ENDPOINT = "http://127.0.0.1:10000/devstoreaccount1"
+
+ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+ENV_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
+ENV_KEY = "AZURE_STORAGE_KEY"
+ENV_SAS = "AZURE_STORAGE_SAS_TOKEN"
+ENV_ACCOUNT_URL = "CLEARML_DATA_AZURE_ACCOUNT_URL"
 
 
 @dataclass(frozen=True)
@@ -155,3 +168,85 @@ def endpoint_account(endpoint: str) -> str | None:
         return host.split(".", 1)[0]
     first = parts.path.strip("/").split("/", 1)[0]
     return first.lower() or None
+
+
+@dataclass
+class Connection:
+    """Where requests for an account go and with which credential."""
+
+    endpoint: str
+    credential: Any
+    source: str                                         #: where the credential came from, for messages
+    secrets: list[str] = field(default_factory=list)    #: its secret strings, longest first
+
+    def remember(self, secret: str) -> None:
+        """Keep ``secret`` (and each value of a SAS token in it) for scrubbing, here and in
+        the core's scrubber."""
+        secret = str(secret)
+        if not secret:
+            return
+        self.secrets.append(secret)
+        for part in secret.split("&"):  # each SAS parameter value, e.g. the signature
+            value = part.partition("=")[2]
+            if len(value) >= 8:
+                self.secrets.append(value)
+        self.secrets.sort(key=len, reverse=True)
+        register_secret(secret)
+
+
+def resolve_connection(location: AzureLocation, opts: dict[str, Any], use_identity: bool) -> Connection:
+    """The endpoint and credential for ``location``'s account, from the driver's options (its
+    secrets included) and the environment, in the order the README gives."""
+    found = Connection("", None, "anonymous")
+    account = location.account
+
+    def done(endpoint: str, credential: Any, source: str, *secrets: str) -> Connection:
+        found.endpoint, found.credential, found.source = endpoint, credential, source
+        for secret in secrets:
+            found.remember(secret)
+        return found
+
+    override = (opts.get("account_url") or "").rstrip("/").replace("{account}", account)
+    if override and ("?" in override or "@" in override):
+        raise ValueError(f"{ENV_ACCOUNT_URL} must be a plain URL without a SAS token or credentials")
+    if opts.get("credential") is not None:
+        return done(override or location.default_account_url, opts["credential"], "option")
+    if opts.get("account_key"):
+        key = opts["account_key"]
+        return done(override or location.default_account_url, {"account_name": account, "account_key": key},
+                    "account key", key)
+    if opts.get("sas_token"):
+        sas = str(opts["sas_token"]).lstrip("?")
+        return done(override or location.default_account_url, sas, "SAS token", sas)
+    conn = opts.get("connection_string") or os.environ.get(ENV_CONNECTION_STRING, "")
+    if conn.strip():
+        info = connection_info(conn)
+        named = info.account or endpoint_account(info.endpoint)
+        if named is None or named.lower() == account:
+            endpoint = override or info.endpoint
+            if info.account_key:
+                return done(endpoint, {"account_name": account, "account_key": info.account_key},
+                            "connection string", info.account_key)
+            if info.sas_token:
+                return done(endpoint, info.sas_token, "connection string", info.sas_token)
+            # a connection string with an endpoint but no secret: use it with what follows
+            override = endpoint
+        else:
+            log.debug("%s is for account %s, not %s: not used", ENV_CONNECTION_STRING, named, account)
+    endpoint = override or location.default_account_url
+    env_account = os.environ.get(ENV_ACCOUNT, "").strip().lower()
+    key = os.environ.get(ENV_KEY, "").strip()
+    if key and (not env_account or env_account == account):
+        return done(endpoint, {"account_name": account, "account_key": key}, ENV_KEY, key)
+    sas = os.environ.get(ENV_SAS, "").strip().lstrip("?")
+    if sas:
+        return done(endpoint, sas, ENV_SAS, sas)
+    if use_identity:
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            pass
+        else:
+            return done(endpoint, DefaultAzureCredential(), "DefaultAzureCredential")
+    return done(endpoint, None, "anonymous")
+

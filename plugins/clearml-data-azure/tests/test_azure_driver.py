@@ -11,6 +11,8 @@ import threading
 from functools import partial
 
 import pytest
+import requests
+import requests.adapters
 
 from clearml_data.errors import MissingDependencyError, UsageError
 from clearml_data.storage.manager import PluginManager
@@ -25,6 +27,33 @@ CANARY_SIG = "CANARYsignatureDoNotShow0123456789"
 
 def _listed(driver) -> list:
     return list(driver.list(""))
+
+
+class _BlockRequests(requests.adapters.HTTPAdapter):
+    """Counts the Put Block requests a driver sends and, from the ``fail_from``-th on, fails
+    them with a reset connection instead of sending them."""
+
+    def __init__(self, fail_from: int | None = None):
+        super().__init__(pool_maxsize=64)
+        self.fail_from = fail_from
+        self.staged = 0
+        self.lock = threading.Lock()
+
+    def send(self, request, **kwargs):
+        if request.method == "PUT" and "comp=block&" in request.url + "&":
+            with self.lock:
+                self.staged += 1
+                fail = self.fail_from is not None and self.staged >= self.fail_from
+            if fail:
+                raise requests.ConnectionError("connection reset by peer (injected)")
+        return super().send(request, **kwargs)
+
+
+def _count_blocks(driver, fail_from: int | None = None) -> _BlockRequests:
+    driver._service_client()
+    adapter = _BlockRequests(fail_from)
+    driver._service._config.transport.session.mount("http://", adapter)
+    return adapter
 
 
 def _write(path, data: bytes) -> str:
@@ -50,7 +79,8 @@ def clean_env(monkeypatch):
     ("AZURE://Acct1.Blob.Core.Windows.Net/my-ctr-2/Data", "acct1", "my-ctr-2", "Data/",
      "acct1.blob.core.windows.net"),
     ("azure://acct1/ctr/datasets", "acct1", "ctr", "datasets/", "acct1.blob.core.windows.net"),
-    ("azure://acct1.blob.core.chinacloudapi.cn/ctr/x", "acct1", "ctr", "x/", "acct1.blob.core.chinacloudapi.cn"),
+    ("azure://acct1.blob.core.chinacloudapi.cn/ctr/x", "acct1", "ctr", "x/",
+     "acct1.blob.core.chinacloudapi.cn"),
     ("azure://acct1.blob.core.windows.net/ctr/with%20space/ü", "acct1", "ctr", "with space/ü/",
      "acct1.blob.core.windows.net"),
     ("azure://acct1.blob.core.windows.net/$root", "acct1", "$root", "", "acct1.blob.core.windows.net"),
@@ -103,8 +133,8 @@ def test_invalid_urls_are_value_errors(url, words, clean_env):
 
 # -- the plugin -----------------------------------------------------------------------------
 def test_found_through_its_entry_point(clean_env):
-    from clearml_data_azure.driver import AzureBlobDriver
     from clearml_data.storage import CONDITIONAL_PUT, MULTIPART, RANGED_READS
+    from clearml_data_azure.driver import AzureBlobDriver
 
     pm = PluginManager()
     try:
@@ -143,7 +173,7 @@ def test_plugin_module_imports_without_the_sdk(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env["CLEARML_DATA_CATALOG"] = str(tmp_path / "catalog.db")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "azure-storage-blob" in proc.stdout
@@ -170,7 +200,8 @@ def test_connection_string_with_blob_endpoint_serves_its_account(clean_env, monk
     d = AzureBlobDriver(f"azure://{HOST}/ctr/p")
     assert (d.endpoint, d.credential_source) == ("http://127.0.0.1:1/devstoreaccount1", "connection string")
     other = AzureBlobDriver("azure://otheracct.blob.core.windows.net/ctr/p")  # not this account's string
-    assert (other.endpoint, other.credential_source) == ("https://otheracct.blob.core.windows.net", "anonymous")
+    assert (other.endpoint, other.credential_source) == ("https://otheracct.blob.core.windows.net",
+                                                         "anonymous")
     for drv in (d, other):
         assert CANARY_KEY not in repr(drv) and CANARY_KEY not in repr(vars(drv).get("options"))
 
@@ -221,14 +252,31 @@ def test_account_url_override(clean_env, monkeypatch):
 def test_bad_tunable_is_a_clear_value_error(clean_env, monkeypatch):
     from clearml_data_azure.driver import AzureBlobDriver
 
-    with pytest.raises(ValueError, match="unknown azure:// driver option"):
+    with pytest.raises(ValueError, match=r"unknown option.*max_concurency"):
         AzureBlobDriver("azure://acct1/ctr", max_concurency=4)
-    d = AzureBlobDriver("azure://acct1/ctr", account_key=CANARY_KEY, max_concurrency=2)
-    assert d.options == {"max_concurrency": 2} and d.credential_source == "account key"
+    d = AzureBlobDriver("azure://acct1/ctr", account_key=CANARY_KEY, max_concurrency=2, part_size="1MiB")
+    assert (d.options["max_concurrency"], d.block_size) == (2, MiB) and d.credential_source == "account key"
+    assert CANARY_KEY not in repr(d.options) and "account_key" not in d.options
 
     monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_CONCURRENCY", "lots")
     with pytest.raises(ValueError, match="CLEARML_DATA_AZURE_MAX_CONCURRENCY"):
         AzureBlobDriver("azure://acct1/ctr")
+
+
+def test_options_of_earlier_releases_still_work_and_warn(clean_env, monkeypatch):
+    from clearml_data_azure.driver import AzureBlobDriver
+
+    monkeypatch.setenv("CLEARML_DATA_AZURE_BLOCK_SIZE_MB", "2")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_CONNECTION_TIMEOUT", "3")
+    with pytest.warns(DeprecationWarning) as caught:
+        d = AzureBlobDriver("azure://acct1/ctr", retries=0, single_put_size_mb=1)
+    assert (d.block_size, d.connection_timeout, d.retries, d.single_put_size) == (2 * MiB, 3.0, 0, MiB)
+    said = " ".join(str(w.message) for w in caught)
+    assert "CLEARML_DATA_AZURE_BLOCK_SIZE_MB" in said and "'max_attempts'" in said
+    assert "CLEARML_DATA_AZURE_PART_SIZE" in said
+    monkeypatch.setenv("CLEARML_DATA_AZURE_PART_SIZE", "3MiB")  # today's name wins
+    with pytest.warns(DeprecationWarning):
+        assert AzureBlobDriver("azure://acct1/ctr").block_size == 3 * MiB
 
 
 # -- against Azurite ------------------------------------------------------------------------------
@@ -281,7 +329,7 @@ def test_missing_container_is_file_not_found(make_driver, tmp_path):
 def test_credentials_never_shown(azurite, make_driver, new_container, monkeypatch, caplog, tmp_path):
     """A wrong key (refused by Azurite) and a SAS for a dead port: no secret in repr, errors or logs."""
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "0")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "1")
     ctr = new_container()
     src = _write(tmp_path / "src", os.urandom(9 * MiB))  # a block upload, too
     seen: list[str] = []
@@ -291,7 +339,8 @@ def test_credentials_never_shown(azurite, make_driver, new_container, monkeypatc
     for conn, expected in ((wrong_key, PermissionError), (dead_sas, ConnectionError)):
         driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=conn)
         seen.append(repr(driver))
-        for action in (partial(driver.stat, "k"), partial(_listed, driver), partial(driver.put_file, src, "k"),
+        for action in (partial(driver.stat, "k"), partial(_listed, driver),
+                       partial(driver.put_file, src, "k"),
                        partial(driver.put_bytes, b"x", "k", overwrite=False), partial(driver.get_bytes, "k")):
             with pytest.raises(expected) as info:
                 action()
@@ -309,10 +358,11 @@ def test_100_mib_goes_up_in_blocks_and_comes_back(azure_url, make_driver, tmp_pa
     data = os.urandom(MiB) * 100
     src = _write(tmp_path / "big", data)
     driver = make_driver(azure_url)
+    sent = _count_blocks(driver)
     driver.put_file(src, "objects/big", overwrite=False)
     blocks = driver.committed_blocks("objects/big")
-    assert blocks == 13 == driver.blocks_staged  # 100 MiB in 8 MiB blocks: a Put Block List, not a Put Blob
-    assert driver.content_md5("objects/big") == hashlib.md5(data).digest()  # whole-object MD5 stored
+    assert blocks == 13 == sent.staged  # 100 MiB in 8 MiB blocks: a Put Block List, not a Put Blob
+    assert driver.content_md5("objects/big") is None  # checked block by block, no whole-object MD5
     assert driver.stat("objects/big").size == len(data)
     out = tmp_path / "out"
     driver.get_file("objects/big", str(out))
@@ -326,8 +376,9 @@ def test_100_mib_goes_up_in_blocks_and_comes_back(azure_url, make_driver, tmp_pa
 
 def test_small_object_is_one_put_blob_with_service_md5(azure_url, make_driver):
     driver = make_driver(azure_url)
+    sent = _count_blocks(driver)
     driver.put_bytes(b"small" * 1000, "packs/s.pack")
-    assert driver.committed_blocks("packs/s.pack") == 0 and driver.blocks_staged == 0
+    assert driver.committed_blocks("packs/s.pack") == 0 and sent.staged == 0
     assert driver.content_md5("packs/s.pack") == hashlib.md5(b"small" * 1000).digest()
 
 
@@ -350,7 +401,7 @@ def test_checksums_are_sent_and_requested(fault_proxy, via_proxy, new_container,
 @pytest.mark.parametrize("validate", [True, False])
 def test_corrupted_download_is_refused(validate, fault_proxy, via_proxy, new_container, make_driver, tmp_path,
                                        monkeypatch):
-    monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "1")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
     driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy,
@@ -372,13 +423,13 @@ def test_corrupted_download_is_refused(validate, fault_proxy, via_proxy, new_con
 @pytest.mark.parametrize("size", [MiB, 20 * MiB])
 def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, via_proxy, new_container, make_driver,
                                                    tmp_path, monkeypatch):
-    monkeypatch.setenv("CLEARML_DATA_AZURE_RETRIES", "0")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "1")
     ctr = new_container()
     driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy)
     src = _write(tmp_path / "src", os.urandom(size))
     flip = Fault.flip_request(min_size=101)  # one bit of each upload body over 100 bytes
     fault_proxy.inject(flip, method="PUT", times=None)
-    with pytest.raises(OSError, match="MD5|block list"):
+    with pytest.raises(OSError, match=r"MD5|block list"):
         driver.put_file(src, "obj")
     fault_proxy.clear()
     assert not driver.exists("obj") and list(driver.list("")) == []
@@ -394,37 +445,27 @@ def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, via_proxy,
 def test_server_busy_is_retried(fault_proxy, via_proxy, new_container, make_driver, monkeypatch):
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
-    patient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, retries=3)
+    patient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, max_attempts=4)
     fault_proxy.inject(Fault.http(503), times=3)
     patient.put_bytes(b"payload", "k")
     assert fault_proxy.injected["status"] == 3 and patient.get_bytes("k") == b"payload"
-    impatient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, retries=0)
+    impatient = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, max_attempts=1)
     fault_proxy.inject(Fault.http(503), times=1)
     with pytest.raises(OSError, match="HTTP 503") as info:
         impatient.stat("k")
     assert not isinstance(info.value, (FileNotFoundError, PermissionError))
 
 
-def test_failed_block_upload_leaves_nothing(azure_url, make_driver, tmp_path, monkeypatch):
-    from azure.core.exceptions import ServiceResponseError
-
-    driver = make_driver(azure_url)
+def test_failed_block_upload_leaves_nothing(azure_url, make_driver, tmp_path):
+    driver = make_driver(azure_url, max_attempts=1)
     src = _write(tmp_path / "big", os.urandom(40 * MiB))
-    real_stage = driver._stage
-    calls = []
-
-    def flaky(blob, block_id, chunk):
-        calls.append(block_id)
-        if len(calls) == 3:
-            raise ServiceResponseError("connection reset by peer (injected)")
-        real_stage(blob, block_id, chunk)
-
-    monkeypatch.setattr(driver, "_stage", flaky)
+    sent = _count_blocks(driver, fail_from=3)
     with pytest.raises(ConnectionError):
         driver.put_file(src, "objects/big")
+    assert sent.staged >= 3
     assert not driver.exists("objects/big")
     assert list(driver.list("")) == []
-    monkeypatch.setattr(driver, "_stage", real_stage)
+    sent.fail_from = None
     driver.put_file(src, "objects/big", overwrite=False)  # nothing half-made is in the way
     assert driver.get_bytes("objects/big") == (tmp_path / "big").read_bytes()
 
@@ -471,7 +512,7 @@ def test_concurrent_large_writers_of_one_key(overwrite, azure_url, make_driver, 
         assert sorted(outcomes.values()) == ["won"] * 4
     else:
         assert sorted(outcomes.values()) == ["lost"] * 3 + ["won"]
-        winner = [i for i, o in outcomes.items() if o == "won"][0]
+        winner = next(i for i, o in outcomes.items() if o == "won")
         assert stored == blobs[winner]
 
 
@@ -497,3 +538,28 @@ def test_close_releases_the_client(azure_url, make_driver):
     assert driver._service is None
     with pytest.raises(OSError, match="closed"):
         driver.stat("k")
+
+
+@pytest.mark.parametrize("size", [1000, 20 * MiB])  # one Put Blob; staged blocks and chunked reads
+def test_progress_callbacks_count_every_byte_once(azure_url, make_driver, tmp_path, size):
+    driver = make_driver(azure_url)
+    sent: list[int] = []
+    driver.put_file(_write(tmp_path / "s", os.urandom(size)), "obj", callback=sent.append)
+    assert sum(sent) == size and (len(sent) >= 2 or size < MiB)
+    received: list[int] = []
+    driver.get_file("obj", str(tmp_path / "out"), callback=received.append)
+    assert sum(received) == size == (tmp_path / "out").stat().st_size
+    assert len(received) >= 2 or size < MiB
+
+
+def test_more_blocks_than_a_blob_may_have_get_larger_blocks(azure_url, make_driver, tmp_path, monkeypatch):
+    import clearml_data_azure.driver as module
+
+    monkeypatch.setattr(module, "MAX_BLOCKS", 4)  # as a file of 50,001 blocks would do
+    driver = make_driver(azure_url, part_size="1MiB", multipart_threshold="1MiB")
+    data = os.urandom(10 * MiB + 3)
+    driver.put_file(_write(tmp_path / "big", data), "objects/big", overwrite=False)
+    assert driver.committed_blocks("objects/big") == 4  # blocks of ceil(size / 4), not 11 of 1 MiB
+    assert driver.get_bytes("objects/big") == data
+    with pytest.raises(FileExistsError):
+        driver.put_file(str(tmp_path / "big"), "objects/big", overwrite=False)

@@ -35,10 +35,9 @@ STALL = 0.4  # the read timeout the tests set; a stall lasts longer
 
 
 def _env(attempts: int, read_timeout: float) -> dict[str, str]:
-    # the SDK counts retries, not tries
-    return {"CLEARML_DATA_AZURE_RETRIES": str(attempts - 1), "CLEARML_DATA_AZURE_RETRY_BACKOFF": "0.01",
+    return {"CLEARML_DATA_AZURE_MAX_ATTEMPTS": str(attempts), "CLEARML_DATA_AZURE_RETRY_BACKOFF": "0.01",
             "CLEARML_DATA_AZURE_READ_TIMEOUT": str(read_timeout),
-            "CLEARML_DATA_AZURE_CONNECTION_TIMEOUT": "2"}
+            "CLEARML_DATA_AZURE_CONNECT_TIMEOUT": "2"}
 
 
 TARGET = FaultTarget("azure", put=("PUT", r"^/devstoreaccount1/[^?]+/[^?]+(\?comp=(block|blocklist)|$)"),
@@ -82,8 +81,8 @@ def test_azure_workflow_under_faults(proxy, azurite, new_container, cli, core_en
     attempts = 4
     for var, value in _env(attempts, STALL).items():
         monkeypatch.setenv(var, value)
-    monkeypatch.setenv("CLEARML_DATA_AZURE_SINGLE_PUT_SIZE_MB", "1")  # the 3 MiB file: staged blocks
-    monkeypatch.setenv("CLEARML_DATA_AZURE_BLOCK_SIZE_MB", "1")
+    monkeypatch.setenv("CLEARML_DATA_AZURE_MULTIPART_THRESHOLD", "1MiB")  # the 3 MiB file: staged blocks
+    monkeypatch.setenv("CLEARML_DATA_AZURE_PART_SIZE", "1MiB")
 
     def use_proxy(on: bool) -> None:
         monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(proxy.url if on else None))

@@ -58,7 +58,8 @@ def test_seed_workflow_on_azure(cli, core_env, new_container, service_client, tm
     stored = blobs(service_client, container, "datasets/team-a/")
     large = [k for k in stored if k.startswith("objects/")]
     assert len(large) == 1 and stored[large[0]] == 20 * MiB
-    rest = [k for k in stored if k not in large and not k.startswith("manifests/")]  # manifests: one per version
+    # manifests: one per version
+    rest = [k for k in stored if k not in large and not k.startswith("manifests/")]
     assert 1 <= len(rest) <= 3, rest  # 500 small files became a pack or two, not 500 objects
     assert all(k.startswith("packs/") for k in rest)
 

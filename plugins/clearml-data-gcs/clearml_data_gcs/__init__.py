@@ -13,7 +13,8 @@ from clearml_data.storage.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 SCHEME = "gs"
-INSTALL_HINT = "pip install google-cloud-storage (or reinstall the plugin: pip install ./plugins/clearml-data-gcs)"
+INSTALL_HINT = ("pip install google-cloud-storage "
+                "(or reinstall the plugin: pip install ./plugins/clearml-data-gcs)")
 
 
 @hookimpl

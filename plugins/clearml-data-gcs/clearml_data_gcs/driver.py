@@ -4,13 +4,18 @@
   resumable upload in ``chunk_size`` pieces. Nothing is visible before the last piece
   lands, and an abandoned resumable session holds no object (GCS drops it after a week).
 - Every upload sends its CRC32C (the SDK computes it; GCS rejects a mismatch), and whole
-  downloads are checked against the object's CRC32C. Large downloads are split into
-  ranged reads that run in parallel, pinned to one object generation, then checked.
+  downloads are checked against the object's CRC32C. Large downloads go through the SDK's
+  transfer manager: ranged reads of ``part_size`` in ``max_concurrency`` threads, pinned
+  to one object generation, whose CRC32Cs combine into the whole object's.
 - Create-only puts use ``ifGenerationMatch=0``. The SDK retries throttling (429), 5xx
   and dropped connections with exponential backoff (``retry_backoff`` doubling up to
-  ``retry_max_backoff``), at most ``retries`` tries and ``retry_deadline`` seconds per
+  ``retry_max_backoff``), at most ``max_attempts`` tries and ``retry_deadline`` seconds per
   call; a retried create-only put that finds "its own" object (tagged with a per-put
-  token) counts as a success. Requests time out after ``connect_timeout`` / ``timeout``.
+  token) counts as a success. Requests time out after ``connect_timeout`` /
+  ``read_timeout``.
+- Options (:data:`OPTIONS`) come from keyword arguments, ``CLEARML_DATA_GS_<OPTION>`` and
+  the ``[storage.gs]`` config section; the names of earlier releases and their
+  ``CLEARML_DATA_GCS_*`` variables still work, with a DeprecationWarning.
 - Errors become builtin exceptions: FileNotFoundError (missing object), FileExistsError
   (create-only put of an existing key), PermissionError (401/403, no credentials),
   BucketNotFoundError (an OSError), TimeoutError/ConnectionError, OSError otherwise.
@@ -23,50 +28,88 @@ STORAGE_EMULATOR_HOST set the SDK talks to that emulator, anonymously.
 
 from __future__ import annotations
 
-import base64
 import errno
 import functools
-import json
 import logging
 import math
 import os
 import re
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import google_crc32c
 import requests
 import requests.adapters
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exc
 from google.cloud import storage
+from google.cloud.storage import transfer_manager
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from clearml_data.storage.base import (CONDITIONAL_PUT, MULTIPART, RANGED_READS, ObjectInfo,
-                                       StorageDriver, Unfinished, redact_url)
-from clearml_data.storage.scrub import scrub
+from clearml_data.storage import (
+    CONDITIONAL_PUT,
+    MULTIPART,
+    RANGED_READS,
+    ObjectInfo,
+    Option,
+    Progress,
+    StorageDriver,
+    Unfinished,
+    redact_text,
+)
+from clearml_data.storage.toolkit import (
+    Lazy,
+    MiB,
+    env_name,
+    parse_size,
+    positive_float,
+    transfer_options,
+    unlink_quietly,
+)
+
+from .sessions import SessionBlob, SessionRecord, default_sessions_dir
+from .urls import MAX_NAME_BYTES, parse_gs_url
+
+__all__ = ["BucketNotFoundError", "GCSDriver", "parse_gs_url"]
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 #: resumable chunks must be multiples of this (GCS rule)
 CHUNK_MULTIPLE = 256 * 1024
 #: objects larger than this go up as resumable uploads (the SDK's own switch-over point)
 RESUMABLE_THRESHOLD = 8 * MiB
-ENV_PREFIX = "CLEARML_DATA_GCS_"
+#: the prefix of the environment variables of earlier releases (today's: CLEARML_DATA_GS_<OPTION>)
+OLD_ENV_PREFIX = "CLEARML_DATA_GCS_"
 #: metadata key of the per-put token that tells a retried create-only put its own object
 TOKEN_KEY = "clearml-data-put"
-MAX_NAME_BYTES = 1024  # GCS limit on an object name
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
-_IPV4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+OPTIONS = (*transfer_options(max_concurrency=16, part_size=16 * MiB, multipart_threshold=0, max_attempts=8,
+                             connect_timeout=10.0, read_timeout=60.0),
+           Option("chunk_size", parse_size, 100 * MiB,
+                  "piece size of resumable uploads (rounded up to 256 KiB)"),
+           Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
+           Option("retry_max_backoff", positive_float, 32.0, "longest back-off in seconds"),
+           Option("retry_deadline", positive_float, 120.0, "seconds to keep retrying one request"),
+           Option("project", help="project for the client"), Option("endpoint", help="API endpoint"),
+           Option("sessions_dir", help="where the resumable sessions running are recorded"))
+
+
+def _mib(value: Any) -> int:
+    return max(1, int(positive_float(value) * MiB))
+
+
+#: options of earlier releases -> (today's name, old value -> today's); each was also read from
+#: CLEARML_DATA_GCS_<OLD NAME>, as are the options whose name did not change
+RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "max_workers": ("max_concurrency", int), "download_slice_mb": ("part_size", _mib),
+    "chunk_size_mb": ("chunk_size", _mib), "retries": ("max_attempts", int),
+    "timeout": ("read_timeout", float),
+    **{same: (same, str) for same in ("connect_timeout", "retry_backoff", "retry_max_backoff",
+                                      "retry_deadline", "project", "endpoint", "sessions_dir")}}
+
 _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+")
 
 
@@ -75,87 +118,25 @@ class BucketNotFoundError(OSError):
     a missing bucket must not look like an empty one)."""
 
 
-# --------------------------------------------------------------------------------- URLs
-def parse_gs_url(url: str) -> tuple[str, str]:
-    """``gs://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``; ValueError if malformed.
-
-    A trailing slash is ignored; the prefix may be empty. Error messages never repeat
-    what could be a credential (user info, query strings).
-    """
-    if not isinstance(url, str):
-        raise ValueError(f"a gs:// URL must be a string, not {type(url).__name__}")
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() != "gs":
-        raise ValueError(f"not a gs:// URL: {redact_url(url)!r} (expected gs://bucket/prefix)")
-    if "?" in rest or "#" in rest:
-        raise ValueError("a gs:// URL takes no query string or fragment "
-                         "(options go in CLEARML_DATA_GCS_* variables, credentials in ADC)")
-    bucket, _, path = rest.partition("/")
-    if "@" in bucket:
-        raise ValueError("a gs:// URL must not contain credentials: use Application Default "
-                         "Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)")
-    if not bucket:
-        raise ValueError("no bucket in gs:// URL (expected gs://bucket/prefix)")
-    _check_bucket(bucket)
-    path = path.strip("/")
-    if path:
-        if _CONTROL_RE.search(path):
-            raise ValueError(f"the prefix of gs://{bucket}/ contains a control character")
-        for part in path.split("/"):
-            if part in ("", ".", ".."):
-                raise ValueError(f"the prefix {path!r} of gs://{bucket}/ has an empty, '.' or '..' component")
-        if len(path.encode("utf-8", "surrogateescape")) >= MAX_NAME_BYTES:
-            raise ValueError(f"the prefix of gs://{bucket}/ is longer than GCS object names may be")
-    return bucket, path
-
-
-def _check_bucket(bucket: str) -> None:
-    """GCS bucket naming rules (https://cloud.google.com/storage/docs/buckets#naming)."""
-    why = ""
-    if not _BUCKET_RE.match(bucket):
-        why = ("bucket names use lowercase letters, digits, '-', '_' and '.', and start and end "
-               "with a letter or digit")
-    elif len(bucket) < 3 or len(bucket) > 222 or ("." not in bucket and len(bucket) > 63):
-        why = "bucket names are 3-63 characters long (up to 222 with dots)"
-    elif any(not part or len(part) > 63 for part in bucket.split(".")):
-        why = "each dot-separated part of a bucket name is 1-63 characters long"
-    elif _IPV4_RE.match(bucket):
-        why = "bucket names cannot be IP addresses"
-    elif bucket.startswith("goog"):
-        why = "bucket names cannot start with 'goog'"
-    if why:
-        raise ValueError(f"invalid bucket name {bucket!r} in gs:// URL: {why}")
-
-
 # ------------------------------------------------------------------------------ options
-def _opt(options: dict, name: str, conv, default):
-    """An option from the constructor, else CLEARML_DATA_GCS_<NAME>, else the default."""
-    value = options.pop(name, None)
-    source = name
-    if value is None:
-        env = ENV_PREFIX + name.upper()
-        value = os.environ.get(env) or None
-        source = env
-    if value is None:
-        return default
-    try:
-        return conv(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"invalid value for the gs:// driver option {source}: {value!r}") from None
-
-
-def _positive_int(value) -> int:
-    n = int(value)
-    if n < 1:
-        raise ValueError(value)
-    return n
-
-
-def _positive_float(value) -> float:
-    x = float(value)
-    if not x > 0:
-        raise ValueError(value)
-    return x
+def _renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the names and CLEARML_DATA_GCS_* variables of earlier releases moved to
+    today's (each with a DeprecationWarning); a value under today's name wins."""
+    for old, (new, convert) in RENAMED.items():
+        var, value = OLD_ENV_PREFIX + old.upper(), options.pop(old, None) if old != new else None
+        where = f"option {old!r}"
+        if value is None and os.environ.get(var):
+            value, where = os.environ[var], f"${var}"
+        if value is None:
+            continue
+        warnings.warn(f"the gs:// driver's {where} is deprecated: use {new!r} ({env_name('gs', new)})",
+                      DeprecationWarning, stacklevel=3)
+        if options.get(new) is None and not os.environ.get(env_name("gs", new)):
+            try:
+                options[new] = convert(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"invalid value for the gs:// driver's {where}: {value!r}") from None
+    return options
 
 
 def _scrub(text: str) -> str:
@@ -164,27 +145,7 @@ def _scrub(text: str) -> str:
     def short(m: re.Match) -> str:
         return m.group(0).split("?", 1)[0].split("#", 1)[0]
     first = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return scrub(_URL_IN_TEXT.sub(short, scrub(first)))[:500]
-
-
-class _OffsetWriter:
-    """A write-only file object that writes at an advancing offset of a shared descriptor."""
-
-    def __init__(self, fd: int, offset: int):
-        self.fd = fd
-        self.offset = offset
-
-    def write(self, data) -> int:
-        view = memoryview(data)
-        total = len(view)
-        while len(view):
-            n = os.pwrite(self.fd, view, self.offset)
-            self.offset += n
-            view = view[n:]
-        return total
-
-    def flush(self) -> None:
-        pass
+    return redact_text(_URL_IN_TEXT.sub(short, redact_text(first)))[:500]
 
 
 # ------------------------------------------------------------------------------- driver
@@ -196,58 +157,46 @@ class GCSDriver(StorageDriver):
     #: parallel transfers that keep a normal link busy (the core sizes its pool with it)
     default_max_workers = 16
 
-    def __init__(self, url: str, **options: Any):
-        options = dict(options)
-        self.bucket_name, self.prefix = parse_gs_url(url)
-        self.project: str | None = _opt(options, "project", str, None)
-        self.endpoint: str | None = _opt(options, "endpoint", str, None)
-        chunk_mb = _opt(options, "chunk_size_mb", _positive_float, 100.0)
-        self.chunk_size = max(CHUNK_MULTIPLE, math.ceil(chunk_mb * MiB / CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
-        self.max_workers = _opt(options, "max_workers", _positive_int, self.default_max_workers)
-        slice_mb = _opt(options, "download_slice_mb", _positive_float, 16.0)
-        self.slice_size = max(CHUNK_MULTIPLE, int(slice_mb * MiB))
-        read_timeout: float = _opt(options, "timeout", _positive_float, 60.0)
-        connect_timeout: float = _opt(options, "connect_timeout", _positive_float, 10.0)
-        #: (connect, read) seconds; a stalled connection fails after the read timeout
-        self.timeout = (connect_timeout, read_timeout)
-        deadline = _opt(options, "retry_deadline", _positive_float, 120.0)
-        attempts = _opt(options, "retries", _positive_int, 8)
-        initial = _opt(options, "retry_backoff", _positive_float, 1.0)
-        maximum = _opt(options, "retry_max_backoff", _positive_float, 32.0)
-        retry = options.pop("retry", None)
-        if retry is None:  # the SDK's retryable errors; its back-off, bounded in attempts too
-            retry = BoundedRetry(attempts, predicate=DEFAULT_RETRY._predicate, initial=initial,
-                                 maximum=max(initial, maximum), multiplier=2.0, timeout=deadline)
-        self.retry = retry
-        self._credentials = options.pop("credentials", None)  # a google.auth Credentials object
-        #: where the resumable sessions this driver starts are recorded until they end
-        self.sessions_dir: str = _opt(options, "sessions_dir", str, None) or _default_sessions_dir()
-        super().__init__(url, **options)
-        self._name_prefix = self.prefix + "/" if self.prefix else ""
-        self._client: storage.Client | None = None
-        self._bucket: storage.Bucket | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._bucket_seen = False  # once an operation succeeded, a 404 means "no such object"
+    declared_options = OPTIONS
+    max_key_bytes = MAX_NAME_BYTES
 
-    def __repr__(self) -> str:
-        return f"<GCSDriver {redact_url(self.url)}>"
+    def __init__(self, url: str, **options: Any):
+        self.bucket_name, self.prefix = parse_gs_url(url)
+        options = _renamed(dict(options))
+        retry = options.pop("retry", None)  # a google.api_core Retry
+        self._credentials = options.pop("credentials", None)  # a google.auth Credentials object
+        super().__init__(url, **options)
+        opts = self.options
+        self.project: str | None = opts["project"]
+        self.endpoint: str | None = opts["endpoint"]
+        self.chunk_size = max(CHUNK_MULTIPLE, math.ceil(opts["chunk_size"] / CHUNK_MULTIPLE) * CHUNK_MULTIPLE)
+        self.max_workers: int = opts["max_concurrency"]
+        self.slice_size = max(CHUNK_MULTIPLE, opts["part_size"])
+        #: objects of at least this size are downloaded in ranged parts (default: two parts)
+        self.sliced_from: int = opts["multipart_threshold"] or 2 * self.slice_size
+        #: (connect, read) seconds; a stalled connection fails after the read timeout
+        self.timeout = (opts["connect_timeout"], opts["read_timeout"])
+        if retry is None:  # the SDK's retryable errors; its back-off, bounded in attempts too
+            initial = opts["retry_backoff"]
+            retry = BoundedRetry(opts["max_attempts"], predicate=DEFAULT_RETRY._predicate, initial=initial,
+                                 maximum=max(initial, opts["retry_max_backoff"]), multiplier=2.0,
+                                 timeout=opts["retry_deadline"])
+        self.retry = retry
+        #: where the resumable sessions this driver starts are recorded until they end
+        self.sessions_dir: str = opts["sessions_dir"] or default_sessions_dir()
+        self._name_prefix = self.prefix + "/" if self.prefix else ""
+        self._client = Lazy(self._make_client)
+        self._bucket_seen = False  # once an operation succeeded, a 404 means "no such object"
 
     # -- SDK objects -------------------------------------------------------------------
     @property
     def client(self) -> storage.Client:
         """The driver's one SDK client (created on first use; shared by all threads)."""
-        with self._lock:
-            if self._client is None:
-                self._client = self._make_client()
-                self._bucket = self._client.bucket(self.bucket_name)
-            return self._client
+        return self._client.get()
 
     @property
     def bucket(self) -> storage.Bucket:
-        if self._bucket is None:
-            self.client  # noqa: B018 - creates both
-        return self._bucket
+        return self.client.bucket(self.bucket_name)
 
     def _make_client(self) -> storage.Client:
         kwargs: dict[str, Any] = {"project": self.project}  # None: object calls need no project
@@ -267,29 +216,20 @@ class GCSDriver(StorageDriver):
         return client
 
     def _size_connection_pool(self, client: storage.Client) -> None:
-        """requests keeps 10 connections per host by default; we run more threads than that."""
+        """requests keeps 10 connections per host by default; we run more threads than that: the
+        core's transfers, each large download with ``max_workers`` ranged reads of its own."""
         try:
             session = client._http  # the SDK's AuthorizedSession (a requests.Session)
-            size = 2 * self.max_workers + 4
+            size = self.default_max_workers * (self.max_workers + 1)
             for prefix in ("https://", "http://"):
                 if type(session.adapters.get(prefix)) is requests.adapters.HTTPAdapter:  # not mTLS
-                    session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size))
+                    session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=4,
+                                                                        pool_maxsize=size))
         except Exception:  # the defaults still work, only slower
             log.debug("could not resize the HTTP connection pool", exc_info=True)
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="clearml-data-gcs")
-            return self._pool
-
     def close(self) -> None:
-        with self._lock:
-            pool, client = self._pool, self._client
-            self._pool = self._client = self._bucket = None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        client = self._client.take()
         if client is not None:
             try:
                 client.close()
@@ -297,16 +237,6 @@ class GCSDriver(StorageDriver):
                 log.debug("closing the GCS client failed", exc_info=True)
 
     # -- names and errors ----------------------------------------------------------------
-    def _name(self, key: str) -> str:
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"empty object key {key!r}")
-        if key.startswith("/") or _CONTROL_RE.search(key) or any(p in ("", ".", "..") for p in key.split("/")):
-            raise ValueError(f"invalid object key {key!r}")
-        name = self._name_prefix + key
-        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise ValueError(f"object key {key!r} makes a GCS object name longer than {MAX_NAME_BYTES} bytes")
-        return name
-
     def _where(self, name: str | None = None) -> str:
         return f"gs://{self.bucket_name}/{name}" if name is not None else f"gs://{self.bucket_name}/{self.prefix}"
 
@@ -314,7 +244,7 @@ class GCSDriver(StorageDriver):
         """True / False, or None when we may not ask (no storage.buckets.get permission)."""
         try:
             exists = self.bucket.exists(timeout=self.timeout, retry=self.retry)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any SDK error becomes a builtin one
             return None
         if exists:
             self._bucket_seen = True
@@ -363,24 +293,25 @@ class GCSDriver(StorageDriver):
         self._bucket_seen = True
 
     # -- primitives ----------------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True) -> None:
-        name = self._name(key)
-        blob = _SessionBlob(name, self.bucket, chunk_size=self.chunk_size)
-        blob.recorder = _SessionRecord(self.sessions_dir, self.bucket_name, name)
+    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
+                 callback: Progress | None = None) -> None:
+        name = self.full_key(key)
+        blob = SessionBlob(name, self.bucket, chunk_size=self.chunk_size)
+        blob.recorder = SessionRecord(self.sessions_dir, self.bucket_name, name)
         token = uuid.uuid4().hex
         if not overwrite:
             blob.metadata = {TOKEN_KEY: token}
         with open(local_path, "rb") as fh:  # a missing local file raises FileNotFoundError here
             size = os.fstat(fh.fileno()).st_size
             resumable = size > RESUMABLE_THRESHOLD
-            if not overwrite and resumable and self._exists_name(name, key):
+            if not overwrite and resumable and self._find(name, key) is not None:
                 # not needed on GCS (it checks ifGenerationMatch), but cheap next to a large
                 # upload, and some emulators ignore preconditions on resumable uploads
                 raise FileExistsError(errno.EEXIST, "object exists", key)
             try:
                 try:
                     blob.upload_from_file(
-                        fh, size=size, content_type="application/octet-stream",
+                        _Counted(fh, callback), size=size, content_type="application/octet-stream",
                         if_generation_match=None if overwrite else 0,
                         checksum="crc32c", retry=self.retry, timeout=self.timeout)
                 except BaseException:
@@ -389,107 +320,75 @@ class GCSDriver(StorageDriver):
                 finally:
                     blob.recorder.forget()
             except gexc.PreconditionFailed:
-                if self._is_own_put(name, token):
+                if self._is_own_put(name, key, token):
                     self._ok()
                     return
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
                 raise self._error(exc, "upload to", key) from None
         self._ok()
-        if not overwrite and resumable and not self._is_own_put(name, token):
+        if not overwrite and resumable and not self._is_own_put(name, key, token):
             # another create-only writer finished after us on a server that did not check
             # the precondition when the upload completed: theirs is the object now
             raise FileExistsError(errno.EEXIST, "object exists", key)
 
-    def _is_own_put(self, name: str, token: str) -> bool:
+    def _is_own_put(self, name: str, key: str, token: str) -> bool:
         """Is the object the one this very put wrote (after a 412 on an SDK retry, or after a
         large create-only upload)?"""
+        blob = self._find(name, key)
+        return blob is not None and (blob.metadata or {}).get(TOKEN_KEY) == token
+
+    def _find(self, name: str, key: str) -> storage.Blob | None:
+        """The object's metadata, or None when it does not exist (a missing bucket raises)."""
         blob = self.bucket.blob(name)
         try:
             blob.reload(timeout=self.timeout, retry=self.retry)
-        except gexc.NotFound:
-            return False
-        except Exception as exc:
-            raise self._error(exc, "stat", name[len(self._name_prefix):]) from None
-        return (blob.metadata or {}).get(TOKEN_KEY) == token
-
-    def _exists_name(self, name: str, key: str) -> bool:
-        try:
-            self.bucket.blob(name).reload(timeout=self.timeout, retry=self.retry)
-        except gexc.NotFound as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             err = self._error(exc, "stat", key)
             if isinstance(err, FileNotFoundError):
-                return False
+                return None
             raise err from None
-        except Exception as exc:
-            raise self._error(exc, "stat", key) from None
-        return True
-
-    def _reload(self, name: str, key: str) -> storage.Blob:
-        blob = self.bucket.blob(name)
-        try:
-            blob.reload(timeout=self.timeout, retry=self.retry)
-        except Exception as exc:
-            raise self._error(exc, "stat", key) from None
         self._ok()
         return blob
 
+    def _reload(self, name: str, key: str) -> storage.Blob:
+        blob = self._find(name, key)
+        if blob is None:
+            raise FileNotFoundError(errno.ENOENT, "no such object", key)
+        return blob
+
     def stat(self, key: str) -> ObjectInfo:
-        blob = self._reload(self._name(key), key)
+        blob = self._reload(self.full_key(key), key)
         return ObjectInfo(key, int(blob.size or 0), blob.updated.timestamp() if blob.updated else None)
 
-    def get_file(self, key: str, local_path: str) -> None:
-        name = self._name(key)
-        blob = self._reload(name, key)  # size and generation: every byte comes from one version
-        size = int(blob.size or 0)
-        pinned = self.bucket.blob(name, generation=blob.generation)
+    def get_file(self, key: str, local_path: str, *, callback: Progress | None = None) -> None:
+        name = self.full_key(key)
+        blob = self._reload(name, key)  # size, generation and CRC32C of the object as it is now
+        # every request then names that generation (the SDK does when the blob has no mediaLink),
+        # so a replaced object fails the download instead of mixing the bytes of two versions
+        blob._properties.pop("mediaLink", None)
+        kwargs = {"raw_download": True, "retry": self.retry, "timeout": self.timeout,
+                  "single_shot_download": True}
         try:
-            if size > 2 * self.slice_size and self.max_workers > 1:
-                self._sliced_download(pinned, size, blob.crc32c, local_path, key)
+            if int(blob.size or 0) >= self.sliced_from and self.max_workers > 1:
+                # ranged GETs in threads, and the whole file checked against the object's
+                # CRC32C, combined from theirs (the transfer manager reports no progress: the
+                # callback hears of the whole object at the end)
+                transfer_manager.download_chunks_concurrently(
+                    blob, local_path, chunk_size=self.slice_size, worker_type=transfer_manager.THREAD,
+                    max_workers=self.max_workers, crc32c_checksum=bool(blob.crc32c), download_kwargs=kwargs)
+                if callback is not None:
+                    callback(int(blob.size or 0))
             else:
                 with open(local_path, "wb") as fh:
-                    pinned.download_to_file(fh, raw_download=True, checksum="crc32c", retry=self.retry,
-                                            timeout=self.timeout, single_shot_download=True)
-        except Exception as exc:
-            _remove_quietly(local_path)
+                    blob.download_to_file(_Counted(fh, callback), checksum="crc32c", **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
+            unlink_quietly(local_path)
             raise self._error(exc, "download of", key) from None
         self._ok()
 
-    def _sliced_download(self, blob: storage.Blob, size: int, crc32c: str | None,
-                         local_path: str, key: str) -> None:
-        """Ranged GETs in parallel into one file, then the whole file's CRC32C checked."""
-        fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            os.ftruncate(fd, size)
-            stop = threading.Event()
-
-            def fetch(start: int) -> None:
-                if stop.is_set():
-                    return
-                end = min(start + self.slice_size, size) - 1
-                blob.download_to_file(_OffsetWriter(fd, start), start=start, end=end, raw_download=True,
-                                      checksum=None, retry=self.retry, timeout=self.timeout,
-                                      single_shot_download=True)
-
-            futures = [self.pool.submit(fetch, start) for start in range(0, size, self.slice_size)]
-            done, _pending = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in done if f.exception() is not None), None)
-            if failed is not None:
-                stop.set()
-                for f in futures:
-                    f.cancel()
-                wait(futures)
-                raise failed.exception()
-        finally:
-            os.close(fd)
-        if crc32c:
-            actual = _file_crc32c(local_path)
-            if actual != crc32c:
-                raise OSError(errno.EIO, f"download of {self._where(blob.name)}: CRC32C mismatch "
-                                         f"(got {actual}, the object has {crc32c})", key)
-
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        name = self._name(key)
+        name = self.full_key(key)
         if offset < 0 or length < 0:
             raise ValueError(f"invalid range offset={offset} length={length}")
         if length == 0:
@@ -503,7 +402,7 @@ class GCSDriver(StorageDriver):
         except gexc.RequestRangeNotSatisfiable:
             self._ok()
             return b""  # offset at or past the end
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             raise self._error(exc, "ranged read of", key) from None
         self._ok()
         return data
@@ -520,19 +419,20 @@ class GCSDriver(StorageDriver):
                 if name.endswith("/"):  # a "folder" placeholder made by the console
                     continue
                 self._bucket_seen = True
-                yield ObjectInfo(name[cut:], int(blob.size or 0), blob.updated.timestamp() if blob.updated else None)
+                mtime = blob.updated.timestamp() if blob.updated else None
+                yield ObjectInfo(name[cut:], int(blob.size or 0), mtime)
         except gexc.NotFound:  # listing a missing prefix is empty; only a missing bucket is a 404
             raise BucketNotFoundError(errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist",
                                       self._where()) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             raise self._error(exc, "listing of", prefix) from None
         self._ok()
 
     def delete(self, key: str) -> None:
-        blob = self.bucket.blob(self._name(key))
+        blob = self.bucket.blob(self.full_key(key))
         try:
             blob.delete(timeout=self.timeout, retry=self.retry)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             raise self._error(exc, "delete of", key) from None
         self._ok()
 
@@ -542,17 +442,18 @@ class GCSDriver(StorageDriver):
         and never ended (GCS cannot list them: each is recorded in ``sessions_dir`` while it
         runs, and a killed writer leaves its record behind)."""
         start = self._name_prefix + prefix
-        for record_id, record in _SessionRecord.all(self.sessions_dir):
+        for record_id, record in SessionRecord.all(self.sessions_dir):
             name = record.get("name")
-            if record.get("bucket") != self.bucket_name or not isinstance(name, str) or not name.startswith(start):
+            if record.get("bucket") != self.bucket_name or not isinstance(name, str) or \
+                    not name.startswith(start):
                 continue
             started = record.get("started")
-            yield Unfinished(name[len(self._name_prefix):], float(started) if isinstance(started, (int, float))
-                             else None, record_id)
+            when = float(started) if isinstance(started, (int, float)) else None
+            yield Unfinished(name[len(self._name_prefix):], when, record_id)
 
     def abort_unfinished(self, upload: Unfinished) -> None:
         """Cancel the recorded session (GCS then drops what it received) and forget it."""
-        record = _SessionRecord.load(self.sessions_dir, upload.upload_id)
+        record = SessionRecord.load(self.sessions_dir, upload.upload_id)
         if record is None:
             return
         record.cancel(self._http_session(), strict=True)
@@ -560,6 +461,33 @@ class GCSDriver(StorageDriver):
 
     def _http_session(self):
         return self.client._http  # the SDK's authorised requests session
+
+
+class _Counted:
+    """A file as the SDK reads or writes it, telling ``callback`` of each byte it had not
+    reached before (a retried piece is not counted twice)."""
+
+    def __init__(self, fh: Any, callback: Progress | None):
+        self._fh, self._callback, self._done = fh, callback, 0
+
+    def _moved(self) -> None:
+        position = self._fh.tell()
+        if self._callback is not None and position > self._done:
+            self._callback(position - self._done)
+            self._done = position
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._moved()
+        return data
+
+    def write(self, data: bytes) -> int:
+        written = self._fh.write(data)
+        self._moved()
+        return written
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, flush, ... of the file itself
+        return getattr(self._fh, name)
 
 
 class BoundedRetry(Retry):
@@ -587,130 +515,3 @@ class BoundedRetry(Retry):
             return once(func, on_error)(*args, **kwargs)
 
         return call
-
-
-def _file_crc32c(path: str) -> str:
-    """Base64 of the big-endian CRC32C of a file, as GCS reports it."""
-    crc = google_crc32c.Checksum()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(8 * MiB)
-            if not block:
-                break
-            crc.update(block)
-    return base64.b64encode(crc.digest()).decode("ascii")
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _default_sessions_dir() -> str:
-    """``gcs-sessions`` in the core's state folder (CLEARML_DATA_STATE_DIR, else the user's)."""
-    from clearml_data.config import APP, ENV_STATE
-
-    import platformdirs
-
-    state = os.environ.get(ENV_STATE) or platformdirs.user_state_dir(APP, appauthor=False)
-    return os.path.join(os.path.expanduser(state), "gcs-sessions")
-
-
-class _SessionRecord:
-    """One resumable session while it runs: a small file (readable by the owner only: the
-    session URI lets anyone who has it write the upload) removed when the upload ends."""
-
-    def __init__(self, folder: str, bucket: str, name: str, record_id: str | None = None,
-                 uri: str | None = None):
-        self.folder = folder
-        self.bucket = bucket
-        self.name = name
-        self.id = record_id or uuid.uuid4().hex
-        self.uri = uri
-
-    @property
-    def path(self) -> str:
-        return os.path.join(self.folder, f"{self.id}.json")
-
-    def started(self, uri: str) -> None:
-        self.uri = uri
-        try:
-            os.makedirs(self.folder, mode=0o700, exist_ok=True)
-            tmp = f"{self.path}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"bucket": self.bucket, "name": self.name, "started": time.time(), "uri": uri}, fh)
-            os.replace(tmp, self.path)
-        except OSError as exc:  # the upload still works; only gc cannot find it if it is cut off
-            log.debug("could not record the resumable session of %s: %s", self.name, exc)
-
-    def cancel(self, http, strict: bool = False) -> None:
-        """DELETE the session URI; GCS answers 499 once it is cancelled, 404 when it is gone."""
-        if not self.uri:
-            return
-        try:
-            response = http.request("DELETE", self.uri, timeout=30)
-        except Exception as exc:
-            if strict:
-                raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
-                                         f"{_scrub(type(exc).__name__)}") from None
-            return
-        if strict and response.status_code not in (200, 204, 404, 410, 499):
-            raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
-                                     f"HTTP {response.status_code}")
-
-    def forget(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.debug("could not remove the session record %s: %s", self.path, exc)
-
-    @classmethod
-    def load(cls, folder: str, record_id: str) -> _SessionRecord | None:
-        if not re.fullmatch(r"[0-9a-f]{32}", record_id or ""):
-            return None
-        found = cls._read(os.path.join(folder, f"{record_id}.json"))
-        if found is None:
-            return None
-        return cls(folder, found["bucket"], found["name"], record_id, found.get("uri"))
-
-    @classmethod
-    def all(cls, folder: str) -> Iterator[tuple[str, dict]]:
-        try:
-            names = sorted(os.listdir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in names:
-            record_id, ext = os.path.splitext(entry)
-            if ext == ".json" and re.fullmatch(r"[0-9a-f]{32}", record_id):
-                found = cls._read(os.path.join(folder, entry))
-                if found is not None:
-                    yield record_id, found
-
-    @staticmethod
-    def _read(path: str) -> dict | None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("bucket"), str) or \
-                not isinstance(data.get("name"), str):
-            return None
-        return data
-
-
-class _SessionBlob(storage.Blob):
-    """A Blob that records the resumable session of its upload while the upload runs."""
-
-    recorder: _SessionRecord | None = None
-
-    def _initiate_resumable_upload(self, *args, **kwargs):
-        upload, transport = super()._initiate_resumable_upload(*args, **kwargs)
-        if self.recorder is not None and getattr(upload, "resumable_url", None):
-            self.recorder.started(upload.resumable_url)
-        return upload, transport

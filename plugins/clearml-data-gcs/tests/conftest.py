@@ -44,7 +44,7 @@ def _gcs_offline(monkeypatch, tmp_path):
         if var.startswith("CLEARML_DATA_GCS_"):
             monkeypatch.delenv(var)
     # the records of running resumable sessions stay in the test's own folder
-    monkeypatch.setenv("CLEARML_DATA_GCS_SESSIONS_DIR", str(tmp_path / "gcs-sessions"))
+    monkeypatch.setenv("CLEARML_DATA_GS_SESSIONS_DIR", str(tmp_path / "gcs-sessions"))
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ import pytest
 import requests
 import requests.adapters
 import urllib3
-from requests.structures import CaseInsensitiveDict
-from google.api_core.retry import Retry
 from google.cloud.storage.retry import DEFAULT_RETRY
+from requests.structures import CaseInsensitiveDict
 
 from clearml_data.errors import MissingDependencyError, UsageError
 from clearml_data.storage import CONDITIONAL_PUT, MULTIPART, RANGED_READS, StorageDriver
@@ -31,6 +30,15 @@ from clearml_data_gcs.driver import BucketNotFoundError, GCSDriver, parse_gs_url
 MiB = 1024 * 1024
 FAST_RETRY = DEFAULT_RETRY.with_delay(initial=0.01, maximum=0.05, multiplier=2)
 CANARY = "CANARY-8c1f0e2d-secret"
+
+
+@pytest.fixture(autouse=True)
+def _sessions_dir_by_its_new_name(monkeypatch):
+    """conftest.py sets the sessions folder under the variable's old name, which now warns."""
+    folder = os.environ.get("CLEARML_DATA_GCS_SESSIONS_DIR")
+    if folder:
+        monkeypatch.delenv("CLEARML_DATA_GCS_SESSIONS_DIR")
+        monkeypatch.setenv("CLEARML_DATA_GS_SESSIONS_DIR", folder)
 
 
 def crc32c_b64(data: bytes) -> str:
@@ -59,7 +67,8 @@ class Instrumented(requests.adapters.HTTPAdapter):
         elif not isinstance(body, (bytes, bytearray)):
             body = b"<stream>"
         with self.lock:
-            self.requests.append((request.method, request.url, CaseInsensitiveDict(request.headers), bytes(body)))
+            self.requests.append((request.method, request.url, CaseInsensitiveDict(request.headers),
+                                  bytes(body)))
         action = self.fail(request) if self.fail else None
         if isinstance(action, int):
             return self._fake_response(request, action)
@@ -75,8 +84,9 @@ class Instrumented(requests.adapters.HTTPAdapter):
             data = bytearray(resp.read(decode_content=False))
             if data:
                 data[len(data) // 2] ^= 0x01
-            resp = urllib3.HTTPResponse(body=io.BytesIO(bytes(data)), headers=resp.headers, status=resp.status,
-                                        reason=resp.reason, preload_content=False, decode_content=False)
+            resp = urllib3.HTTPResponse(body=io.BytesIO(bytes(data)), headers=resp.headers,
+                                        status=resp.status, reason=resp.reason, preload_content=False,
+                                        decode_content=False)
         return super().build_response(req, resp)
 
     @staticmethod
@@ -209,15 +219,34 @@ def test_default_max_workers_and_capabilities():
 
 
 def test_options_from_environment(monkeypatch):
-    monkeypatch.setenv("CLEARML_DATA_GCS_CHUNK_SIZE_MB", "1.1")
-    monkeypatch.setenv("CLEARML_DATA_GCS_MAX_WORKERS", "3")
+    monkeypatch.setenv("CLEARML_DATA_GS_CHUNK_SIZE", "1.1MiB")
+    monkeypatch.setenv("CLEARML_DATA_GS_MAX_CONCURRENCY", "3")
+    monkeypatch.setenv("CLEARML_DATA_GS_PART_SIZE", "4M")
     d = GCSDriver("gs://bucket/p")
     assert d.chunk_size % (256 * 1024) == 0 and MiB <= d.chunk_size <= MiB + 256 * 1024
     assert d.max_workers == 3
-    assert GCSDriver("gs://bucket/p", max_workers=5).max_workers == 5  # a constructor option wins
-    monkeypatch.setenv("CLEARML_DATA_GCS_MAX_WORKERS", "many")
-    with pytest.raises(ValueError, match="CLEARML_DATA_GCS_MAX_WORKERS"):
+    assert (d.slice_size, d.sliced_from) == (4 * MiB, 8 * MiB)  # sliced from two parts on, unless set
+    assert GCSDriver("gs://bucket/p", multipart_threshold="5MiB").sliced_from == 5 * MiB
+    assert GCSDriver("gs://bucket/p", max_concurrency=5).max_workers == 5  # a constructor option wins
+    monkeypatch.setenv("CLEARML_DATA_GS_MAX_CONCURRENCY", "many")
+    with pytest.raises(ValueError, match="CLEARML_DATA_GS_MAX_CONCURRENCY"):
         GCSDriver("gs://bucket/p")
+    with pytest.raises(ValueError, match="max_concurency"):
+        GCSDriver("gs://bucket/p", max_concurency=2)
+
+
+def test_options_of_earlier_releases_still_work_and_warn(monkeypatch):
+    monkeypatch.setenv("CLEARML_DATA_GCS_CHUNK_SIZE_MB", "2")
+    monkeypatch.setenv("CLEARML_DATA_GCS_TIMEOUT", "7")
+    with pytest.warns(DeprecationWarning) as caught:
+        d = GCSDriver("gs://bucket/p", max_workers=5, download_slice_mb=2)
+    assert (d.chunk_size, d.max_workers, d.slice_size, d.timeout) == (2 * MiB, 5, 2 * MiB, (10.0, 7.0))
+    said = " ".join(str(w.message) for w in caught)
+    assert "CLEARML_DATA_GCS_CHUNK_SIZE_MB" in said and "'max_concurrency'" in said
+    assert "CLEARML_DATA_GS_READ_TIMEOUT" in said
+    monkeypatch.setenv("CLEARML_DATA_GS_READ_TIMEOUT", "9")  # today's name wins
+    with pytest.warns(DeprecationWarning):
+        assert GCSDriver("gs://bucket/p").timeout == (10.0, 9.0)
 
 
 # ------------------------------------------------------------------------ the plugin
@@ -232,7 +261,8 @@ def test_plugin_found_through_its_entry_point(gcs_env):
         assert pm.driver("gs://some-bucket/prefix") is driver
     finally:
         pm.close()
-    assert any(r.name == "gcs" and r.package == "clearml-data-gcs" and r.status == "loaded" for r in pm.records)
+    assert any(r.name == "gcs" and r.package == "clearml-data-gcs" and r.status == "loaded"
+               for r in pm.records)
 
 
 def test_plugin_module_imports_without_the_sdk():
@@ -255,7 +285,8 @@ def test_missing_sdk_gives_the_install_hint(monkeypatch):
 
 
 # ----------------------------------------------------------------- secrets stay secret
-def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket, monkeypatch, tmp_path, caplog):
+def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket, monkeypatch, tmp_path,
+                                                         caplog):
     from google.oauth2.credentials import Credentials
 
     creds = Credentials(token=CANARY)  # sent as a bearer token; the emulator ignores it
@@ -284,7 +315,7 @@ def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket,
 
 
 def test_error_messages_hide_upload_session_ids(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size_mb=1, retry=FAST_RETRY.with_timeout(0.3))
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=1 * MiB, retry=FAST_RETRY.with_timeout(0.3))
     adapter = instrument(driver, Instrumented(
         fail=lambda r: 503 if r.method == "PUT" and "upload_id=" in r.url else None))
     with pytest.raises(OSError) as info:
@@ -296,7 +327,7 @@ def test_error_messages_hide_upload_session_ids(gcs_bucket, make_driver, tmp_pat
 
 # ------------------------------------------------------------- large objects, checksums
 def test_100_mib_object_uses_resumable_upload_and_sliced_download(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/big", chunk_size_mb=32)
+    driver = make_driver(f"gs://{gcs_bucket}/big", chunk_size=32 * MiB)
     data = os.urandom(100 * MiB)
     src = write(tmp_path / "src", data)
     adapter = instrument(driver, Instrumented())
@@ -318,7 +349,9 @@ def test_100_mib_object_uses_resumable_upload_and_sliced_download(gcs_bucket, ma
     driver.get_file("objects/aa/big", str(out))
     gets = [r for r in adapter.requests if r[0] == "GET" and "alt=media" in r[1]]
     assert len(gets) == -(-len(data) // driver.slice_size) >= 2  # ranged GETs in parallel
-    assert all("generation=" in r[1] and r[2].get("range", "").startswith("bytes=") for r in gets)
+    generation = driver.bucket.get_blob("big/objects/aa/big").generation  # all from one version of it
+    assert all(f"generation={generation}" in r[1] and r[2].get("range", "").startswith("bytes=")
+               for r in gets)
     assert out.read_bytes() == data
     mid = 50 * MiB + 123
     assert driver.read_range("objects/aa/big", mid, 1 * MiB) == data[mid:mid + MiB]
@@ -338,12 +371,12 @@ def test_small_uploads_send_their_crc32c(gcs_bucket, make_driver, tmp_path):
 
 @pytest.mark.parametrize("size", [300_000, 40 * MiB])  # one download, and parallel slices
 def test_corrupted_download_is_rejected(gcs_bucket, make_driver, tmp_path, size):
-    driver = make_driver(f"gs://{gcs_bucket}/p", download_slice_mb=8)
+    driver = make_driver(f"gs://{gcs_bucket}/p", part_size=8 * MiB)
     data = os.urandom(size)
     driver.put_file(write(tmp_path / "s", data), "obj")
     instrument(driver, Instrumented(corrupt=lambda r: r.method == "GET" and "alt=media" in r.url))
     out = tmp_path / "out"
-    with pytest.raises(OSError, match="(?i)checksum|crc32c") as info:
+    with pytest.raises(OSError, match=r"(?i)checksum|crc32c") as info:
         driver.get_file("obj", str(out))
     assert not isinstance(info.value, FileNotFoundError)
     assert not out.exists()
@@ -379,7 +412,7 @@ def test_retries_give_up_with_an_oserror(gcs_bucket, make_driver):
 
 
 def test_failed_resumable_upload_leaves_no_object(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size_mb=4, retry=FAST_RETRY.with_timeout(0.3))
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=4 * MiB, retry=FAST_RETRY.with_timeout(0.3))
     data = os.urandom(13 * MiB)
     seen = {"puts": 0}
 
@@ -421,7 +454,7 @@ def test_create_only_put_retried_after_its_own_success(gcs_bucket, make_driver, 
 def test_large_create_only_put_conflicts(gcs_bucket, make_driver, tmp_path):
     # fake-gcs-server ignores ifGenerationMatch on resumable uploads: this passes through the
     # driver's own existence check (GCS itself also enforces the precondition)
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size_mb=4)
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=4 * MiB)
     first = os.urandom(10 * MiB)
     driver.put_file(write(tmp_path / "a", first), "objects/x", overwrite=False)
     with pytest.raises(FileExistsError):
@@ -430,7 +463,7 @@ def test_large_create_only_put_conflicts(gcs_bucket, make_driver, tmp_path):
 
 
 def test_concurrent_large_gets(gcs_bucket, make_driver, tmp_path):
-    driver = make_driver(f"gs://{gcs_bucket}/p", download_slice_mb=2, max_workers=4)
+    driver = make_driver(f"gs://{gcs_bucket}/p", part_size=2 * MiB, max_concurrency=4)
     data = [os.urandom(9 * MiB + i) for i in range(4)]
     for i, d in enumerate(data):
         driver.put_file(write(tmp_path / f"s{i}", d), f"objects/{i}")
@@ -441,7 +474,7 @@ def test_concurrent_large_gets(gcs_bucket, make_driver, tmp_path):
             out = tmp_path / f"o{i}"
             driver.get_file(f"objects/{i % 4}", str(out))
             assert out.read_bytes() == data[i % 4]
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=get, args=(i,)) for i in range(8)]
@@ -456,9 +489,8 @@ def test_close_releases_the_client(gcs_bucket, make_driver):
     driver = make_driver(f"gs://{gcs_bucket}/p")
     driver.put_bytes(b"x", "k")
     session = driver.client._http
-    assert driver._client is not None
     driver.close()
-    assert driver._client is None and driver._pool is None
+    assert driver._client.take() is None  # nothing left to close
     assert not session.adapters["http://"].poolmanager.pools  # connections closed
     driver.close()  # twice is fine
 
@@ -485,3 +517,39 @@ def test_forbidden_is_a_permission_error(gcs_bucket, make_driver):
         driver.put_bytes(b"x", "k")
     with pytest.raises(PermissionError):
         driver.stat("k")
+
+
+@pytest.mark.parametrize("size", [300_000, 20 * MiB])  # one download, and parallel ranged reads
+def test_object_replaced_during_a_download_fails_it(gcs_admin, gcs_bucket, make_driver, tmp_path, size):
+    driver = make_driver(f"gs://{gcs_bucket}/p", part_size=4 * MiB, retry=FAST_RETRY.with_timeout(0.5))
+    driver.put_file(write(tmp_path / "s", os.urandom(size)), "obj")
+    replaced = threading.Event()
+
+    def replace_first(request):
+        if request.method == "GET" and "alt=media" in request.url and not replaced.is_set():
+            replaced.set()
+            gcs_admin.bucket(gcs_bucket).blob("p/obj").upload_from_string(os.urandom(size))
+        return None
+
+    instrument(driver, Instrumented(fail=replace_first))
+    out = tmp_path / "out"
+    with pytest.raises(OSError):
+        driver.get_file("obj", str(out))
+    assert replaced.is_set()  # the old generation is gone: no mix of the two versions
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [9 * MiB + 5, 20 * MiB])  # resumable in 1 MiB pieces; one or sliced download
+def test_progress_callbacks_count_every_byte_once(gcs_bucket, make_driver, tmp_path, size):
+    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=MiB, part_size=4 * MiB,
+                         multipart_threshold=16 * MiB)
+    sent: list[int] = []
+    driver.put_file(write(tmp_path / "s", os.urandom(size)), "obj", callback=sent.append)
+    assert sum(sent) == size and len(sent) >= 2
+    received: list[int] = []
+    driver.get_file("obj", str(tmp_path / "out"), callback=received.append)
+    assert sum(received) == size == (tmp_path / "out").stat().st_size
+    small: list[int] = []
+    driver.put_bytes(b"x" * 1000, "small")
+    driver.get_file("small", str(tmp_path / "small"), callback=small.append)
+    assert small and sum(small) == 1000

@@ -7,6 +7,7 @@ Everything goes through the core's fault proxy on 127.0.0.1, and the checks are 
 from __future__ import annotations
 
 import gc
+import os
 
 import pytest
 
@@ -32,10 +33,19 @@ pytestmark = [
 STALL = 0.4  # the read timeout the tests set; a stall lasts longer
 
 
+@pytest.fixture(autouse=True)
+def _sessions_dir_by_its_new_name(monkeypatch):
+    """conftest.py sets the sessions folder under the variable's old name, which now warns."""
+    folder = os.environ.get("CLEARML_DATA_GCS_SESSIONS_DIR")
+    if folder:
+        monkeypatch.delenv("CLEARML_DATA_GCS_SESSIONS_DIR")
+        monkeypatch.setenv("CLEARML_DATA_GS_SESSIONS_DIR", folder)
+
+
 def _env(attempts: int, read_timeout: float) -> dict[str, str]:
-    return {"CLEARML_DATA_GCS_RETRIES": str(attempts), "CLEARML_DATA_GCS_RETRY_BACKOFF": "0.01",
-            "CLEARML_DATA_GCS_RETRY_MAX_BACKOFF": "0.1", "CLEARML_DATA_GCS_TIMEOUT": str(read_timeout),
-            "CLEARML_DATA_GCS_CONNECT_TIMEOUT": "2"}
+    return {"CLEARML_DATA_GS_MAX_ATTEMPTS": str(attempts), "CLEARML_DATA_GS_RETRY_BACKOFF": "0.01",
+            "CLEARML_DATA_GS_RETRY_MAX_BACKOFF": "0.1", "CLEARML_DATA_GS_READ_TIMEOUT": str(read_timeout),
+            "CLEARML_DATA_GS_CONNECT_TIMEOUT": "2"}
 
 
 TARGET = FaultTarget("gcs", put=("POST|PUT", r"^/upload/"), get=("GET", r"alt=media|^/download/"), env=_env)
@@ -70,7 +80,7 @@ def test_gcs_workflow_under_faults(proxy, gcs_server, gcs_bucket, gcs_cli, core_
     attempts = 4
     for var, value in _env(attempts, STALL).items():
         monkeypatch.setenv(var, value)
-    monkeypatch.setenv("CLEARML_DATA_GCS_CHUNK_SIZE_MB", "1")  # the 3 MiB file: resumable, in pieces
+    monkeypatch.setenv("CLEARML_DATA_GS_CHUNK_SIZE", "1MiB")  # the 3 MiB file: resumable, in pieces
 
     def use_proxy(on: bool) -> None:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url if on else gcs_server.url)

@@ -7,10 +7,21 @@ import random
 import shutil
 from pathlib import Path
 
+import pytest
+
 from clearml_data import Dataset
 
 MiB = 1024 * 1024
 PREFIX = "team/datasets"
+
+
+@pytest.fixture(autouse=True)
+def _sessions_dir_by_its_new_name(monkeypatch):
+    """conftest.py sets the sessions folder under the variable's old name, which now warns."""
+    folder = os.environ.get("CLEARML_DATA_GCS_SESSIONS_DIR")
+    if folder:
+        monkeypatch.delenv("CLEARML_DATA_GCS_SESSIONS_DIR")
+        monkeypatch.setenv("CLEARML_DATA_GS_SESSIONS_DIR", folder)
 
 
 def make_tree(root: Path, small: int = 500, large_size: int = 17 * MiB) -> dict[str, bytes]:
