@@ -48,7 +48,7 @@ KiB, MiB = 1024, 1024 * 1024
 class Workload:
     name: str
     title: str
-    files: list[tuple[str, int]]          # (relative path, size)
+    files: list[tuple[str, int]]  # (relative path, size)
 
     @property
     def total_bytes(self) -> int:
@@ -84,7 +84,7 @@ def generate(w: Workload, root: Path) -> None:
             off = (i * 7919) % len(block)
             while left > 0:
                 n = min(left, len(block) - off)
-                fh.write(block[off:off + n])
+                fh.write(block[off : off + n])
                 left -= n
                 off = 0
 
@@ -101,7 +101,7 @@ def change_one_percent(w: Workload, root: Path) -> None:
     for rel, _size in w.files[:n]:
         with open(root / rel, "r+b") as fh:
             fh.write(b"changed!")
-    for rel, _size in w.files[n:2 * n]:
+    for rel, _size in w.files[n : 2 * n]:
         os.unlink(root / rel)
     for i in range(n):
         p = root / "added" / f"new{i:05}.bin"
@@ -166,9 +166,14 @@ def sha256_all(root: Path) -> None:
 def our_cli(work: Path):
     """(cmd, cmd_json) running ``clearml-data`` with its catalog, storage and cache in ``work``:
     cmd(*args) -> Sample of a timed run; cmd_json(*args) -> the ``data`` of its --json result."""
-    env = dict(os.environ, CLEARML_DATA_CATALOG=str(work / "catalog.db"),
-               CLEARML_DATA_STORAGE=str(work / "storage"), CLEARML_DATA_CACHE_DIR=str(work / "cache"),
-               CLEARML_DATA_STATE_DIR=str(work / "state"), CLEARML_DATA_CONFIG=str(work / "none.ini"))
+    env = dict(
+        os.environ,
+        CLEARML_DATA_CATALOG=str(work / "catalog.db"),
+        CLEARML_DATA_STORAGE=str(work / "storage"),
+        CLEARML_DATA_CACHE_DIR=str(work / "cache"),
+        CLEARML_DATA_STATE_DIR=str(work / "state"),
+        CLEARML_DATA_CONFIG=str(work / "none.ini"),
+    )
     cli = [str(BIN / "clearml-data"), "-q"]
 
     def cmd(*args) -> Sample:
@@ -198,15 +203,21 @@ def ours(work: Path, data: Path, w: Workload, results: dict[str, list[Sample]]) 
     change_one_percent(w, data)
     drop_page_cache_hint()
     results.setdefault("new_version", []).append(
-        cmd("sync", "--folder", str(data), "--parents", ds, "--project", "bench", "--name", w.name))
+        cmd("sync", "--folder", str(data), "--parents", ds, "--project", "bench", "--name", w.name)
+    )
 
 
 def dvc(work: Path, data: Path, w: Workload, results: dict[str, list[Sample]], best: bool) -> None:
     repo = work / "repo"
     repo.mkdir()
     exe = str(BIN / "dvc")
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(work / "site-cache"),
-               XDG_CONFIG_HOME=str(work / "xdg-config"), XDG_CACHE_HOME=str(work / "xdg-cache"))
+    env = dict(
+        os.environ,
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(work / "site-cache"),
+        XDG_CONFIG_HOME=str(work / "xdg-config"),
+        XDG_CACHE_HOME=str(work / "xdg-cache"),
+    )
 
     def dv(*args) -> Sample:
         return run([exe, *args], cwd=repo, env=env)
@@ -237,8 +248,9 @@ def dvc(work: Path, data: Path, w: Workload, results: dict[str, list[Sample]], b
         drop_page_cache_hint()
         s1 = dv("add", "-q", "data")
         s2 = dv("push", "-q")
-        results.setdefault("new_version", []).append(Sample(s1.seconds + s2.seconds,
-                                                            max(s1.rss_mb, s2.rss_mb)))
+        results.setdefault("new_version", []).append(
+            Sample(s1.seconds + s2.seconds, max(s1.rss_mb, s2.rss_mb))
+        )
 
 
 def limits(work: Path, data: Path, results: dict[str, list[Sample]]) -> None:
@@ -280,8 +292,10 @@ class Report:
             "upload": ("2 x cp -r", 2 * m["cp_r"]),
             "restore_cold": ("1.5 x (cp -r + SHA-256)", 1.5 * (m["cp_r"] + m["sha256"])),
             "restore_warm": ("2 x cp -al", 2 * m["cp_al"]),
-            "new_version": ("3 x (walk+stat + SHA-256 of the changed bytes)",
-                            3 * (m["walk_stat"] + share * m["sha256"])),
+            "new_version": (
+                "3 x (walk+stat + SHA-256 of the changed bytes)",
+                3 * (m["walk_stat"] + share * m["sha256"]),
+            ),
             "list": ("2 x walk+stat", 2 * m["walk_stat"]),
             "verify": ("2 x SHA-256", 2 * m["sha256"]),
         }[op]
@@ -303,46 +317,62 @@ class Report:
             # the plan's target: ours <= max(0.1 x DVC at its best, the limit-based bound)
             bounds = [b for b in (0.1 * best if best else None, lim[1] if lim else None) if b]
             target = max(bounds) if bounds else None
-            out.append({
-                "operation": op, "ours_s": round(t, 3), "ours_peak_rss_mb": round(peak(self.ours[op]), 1),
-                "dvc_s": round(median(self.dvc[op]), 3) if self.dvc.get(op) else None,
-                "dvc_best_s": round(best, 3) if best else None,
-                "ratio_ours_dvc_best": round(t / best, 3) if best else None,
-                "limit": lim[0] if lim else None, "limit_s": round(lim[1], 3) if lim else None,
-                "ratio_ours_limit": round(t / lim[1], 2) if lim else None,
-                "target_s": round(target, 3) if target else None,
-                "met": (t <= target) if target else None,
-            })
+            out.append(
+                {
+                    "operation": op,
+                    "ours_s": round(t, 3),
+                    "ours_peak_rss_mb": round(peak(self.ours[op]), 1),
+                    "dvc_s": round(median(self.dvc[op]), 3) if self.dvc.get(op) else None,
+                    "dvc_best_s": round(best, 3) if best else None,
+                    "ratio_ours_dvc_best": round(t / best, 3) if best else None,
+                    "limit": lim[0] if lim else None,
+                    "limit_s": round(lim[1], 3) if lim else None,
+                    "ratio_ours_limit": round(t / lim[1], 2) if lim else None,
+                    "target_s": round(target, 3) if target else None,
+                    "met": (t <= target) if target else None,
+                }
+            )
         return out
 
 
 def markdown(reports: list[Report], meta: dict) -> str:
-    lines = ["# Benchmarks", "",
-             f"Run on {meta['date']} on `{meta['machine']}` ({meta['cpus']} CPUs), Python {meta['python']}, "
-             f"clearml-data {meta['clearml_data']}, DVC {meta['dvc'] or 'not installed'}, "
-             f"{meta['repeat']} repetitions, medians. Produced by `python benchmarks/run.py` "
-             "(see benchmarks/README.md); every sample in `benchmarks/results/benchmarks.json`.", "",
-             "Target for each operation: ours <= max(0.1 x DVC at its best setting, the machine-limit "
-             "bound named in the table). DVC's best is the faster of its default cache and "
-             "`cache.type hardlink`. Each bound adds one interpreter start (`python -c pass`), the "
-             "floor of any command-line tool. Every clearml-data number is a whole `clearml-data` "
-             "process, start-up and imports included.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run on {meta['date']} on `{meta['machine']}` ({meta['cpus']} CPUs), Python {meta['python']}, "
+        f"clearml-data {meta['clearml_data']}, DVC {meta['dvc'] or 'not installed'}, "
+        f"{meta['repeat']} repetitions, medians. Produced by `python benchmarks/run.py` "
+        "(see benchmarks/README.md); every sample in `benchmarks/results/benchmarks.json`.",
+        "",
+        "Target for each operation: ours <= max(0.1 x DVC at its best setting, the machine-limit "
+        "bound named in the table). DVC's best is the faster of its default cache and "
+        "`cache.type hardlink`. Each bound adds one interpreter start (`python -c pass`), the "
+        "floor of any command-line tool. Every clearml-data number is a whole `clearml-data` "
+        "process, start-up and imports included.",
+        "",
+    ]
     for r in reports:
         lim = {k: median(v) for k, v in r.limit.items()}
-        lines += [f"## {r.workload.title} ({r.workload.total_bytes / MiB:,.0f} MiB)", "",
-                  "Machine limits: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s"
-                                                 for k, v in lim.items()), "",
-                  "| operation | ours (s) | peak RSS (MB) | DVC (s) | DVC best (s) | ours/DVC best | "
-                  "limit bound | bound (s) | ours/bound | target met |",
-                  "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+        lines += [
+            f"## {r.workload.title} ({r.workload.total_bytes / MiB:,.0f} MiB)",
+            "",
+            "Machine limits: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in lim.items()),
+            "",
+            "| operation | ours (s) | peak RSS (MB) | DVC (s) | DVC best (s) | ours/DVC best | "
+            "limit bound | bound (s) | ours/bound | target met |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        ]
         for row in r.rows():
+
             def f(v, fmt="{:.2f}"):
                 return "—" if v is None else fmt.format(v)
+
             lines.append(
                 f"| {row['operation']} | {f(row['ours_s'])} | {f(row['ours_peak_rss_mb'], '{:.0f}')} | "
                 f"{f(row['dvc_s'])} | {f(row['dvc_best_s'])} | {f(row['ratio_ours_dvc_best'], '{:.3f}')} | "
                 f"{row['limit'] or '—'} | {f(row['limit_s'])} | {f(row['ratio_ours_limit'])} | "
-                f"{'yes' if row['met'] else ('no' if row['met'] is False else '—')} |")
+                f"{'yes' if row['met'] else ('no' if row['met'] is False else '—')} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -366,10 +396,24 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int, chain_base
     ds = cmd_json("create", "--project", "scale", "--name", "big")["id"]
     add = cmd("add", "--files", str(data))
     close = cmd("close")
-    rows.append({"check": f"add {files:,} files", "seconds": round(add.seconds, 2),
-                 "peak_rss_mb": round(add.rss_mb), "target": None, "met": None})
-    rows.append({"check": f"close (finalize + upload) {files:,} files", "seconds": round(close.seconds, 2),
-                 "peak_rss_mb": round(close.rss_mb), "target": "< 60 s", "met": close.seconds < 60})
+    rows.append(
+        {
+            "check": f"add {files:,} files",
+            "seconds": round(add.seconds, 2),
+            "peak_rss_mb": round(add.rss_mb),
+            "target": None,
+            "met": None,
+        }
+    )
+    rows.append(
+        {
+            "check": f"close (finalize + upload) {files:,} files",
+            "seconds": round(close.seconds, 2),
+            "peak_rss_mb": round(close.rss_mb),
+            "target": "< 60 s",
+            "met": close.seconds < 60,
+        }
+    )
     shutil.rmtree(data)
     # more file rows in the catalog: synthetic final versions, written straight into SQLite
     import sqlite3
@@ -382,17 +426,25 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int, chain_base
         n = min(per, extra_rows - made)
         did = uuid.uuid4().hex
         _insert_final(conn, did, "filler", f"1.0.{made // per}")
-        conn.executemany("INSERT INTO changes (dataset_id, path, kind, hash, size) "
-                         "VALUES (?, ?, 'added', ?, 16)",
-                         ((did, f"p{j // 1000:05}/f{j:07}", f"{j:064x}") for j in range(n)))
+        conn.executemany(
+            "INSERT INTO changes (dataset_id, path, kind, hash, size) VALUES (?, ?, 'added', ?, 16)",
+            ((did, f"p{j // 1000:05}/f{j:07}", f"{j:064x}") for j in range(n)),
+        )
         conn.commit()
         made += n
     total = conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
     conn.close()
     listing = cmd("list", "--id", ds)
-    rows.append({"check": f"list the {files:,}-file version (prints every file) from a catalog of "
-                          f"{total:,} file rows", "seconds": round(listing.seconds, 2),
-                 "peak_rss_mb": round(listing.rss_mb), "target": None, "met": None})
+    rows.append(
+        {
+            "check": f"list the {files:,}-file version (prints every file) from a catalog of "
+            f"{total:,} file rows",
+            "seconds": round(listing.seconds, 2),
+            "peak_rss_mb": round(listing.rss_mb),
+            "target": None,
+            "met": None,
+        }
+    )
     # a chain of versions, each adding one file: the view at its end
     src = work / "chain-src"
     src.mkdir()
@@ -400,20 +452,31 @@ def scale_checks(base: Path, files: int, extra_rows: int, chain: int, chain_base
     parent = cmd_json("sync", "--folder", str(src), "--project", "scale", "--name", "chain")["id"]
     for i in range(chain):
         (src / f"v{i:03}.txt").write_text(str(i))
-        parent = cmd_json("sync", "--folder", str(src), "--parents", parent,
-                          "--project", "scale", "--name", "chain")["id"]
+        parent = cmd_json(
+            "sync", "--folder", str(src), "--parents", parent, "--project", "scale", "--name", "chain"
+        )["id"]
     end = cmd("list", "--id", parent)
-    rows.append({"check": f"list the end of a chain of {chain} versions, from the same catalog "
-                          f"(over {total:,} file rows)", "seconds": round(end.seconds, 2),
-                 "peak_rss_mb": round(end.rss_mb), "target": "< 1 s", "met": end.seconds < 1})
+    rows.append(
+        {
+            "check": f"list the end of a chain of {chain} versions, from the same catalog "
+            f"(over {total:,} file rows)",
+            "seconds": round(end.seconds, 2),
+            "peak_rss_mb": round(end.rss_mb),
+            "target": "< 1 s",
+            "met": end.seconds < 1,
+        }
+    )
     rows += deep_chain_check(work, cmd, chain, chain_base)
     return rows
 
 
 def _insert_final(conn, dataset_id: str, name: str, version: str) -> None:
     """A synthetic final version of project "scale", written straight into the catalog."""
-    conn.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, "
-                 "updated_at) VALUES (?, 'scale', ?, ?, 'final', 'x', 'x', 'x')", [dataset_id, name, version])
+    conn.execute(
+        "INSERT INTO datasets (id, project, name, version, status, storage, created_at, "
+        "updated_at) VALUES (?, 'scale', ?, ?, 'final', 'x', 'x', 'x')",
+        [dataset_id, name, version],
+    )
 
 
 def deep_chain_check(work: Path, cmd, chain: int, base_files: int) -> list[dict]:
@@ -428,60 +491,96 @@ def deep_chain_check(work: Path, cmd, chain: int, base_files: int) -> list[dict]
     for level, did in enumerate(ids):
         _insert_final(conn, did, "deep", f"1.0.{level}")
         if level:
-            conn.execute("INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, 0, ?)",
-                         [did, ids[level - 1]])
+            conn.execute(
+                "INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, 0, ?)",
+                [did, ids[level - 1]],
+            )
             first = (level * step) % base_files
             picked = range(first, min(first + step, base_files))
             kind = "modified"
         else:
             picked, kind = range(base_files), "added"
-        conn.executemany("INSERT INTO changes (dataset_id, path, kind, hash, size) VALUES (?, ?, ?, ?, 16)",
-                         ((did, f"d{j // 1000:04}/f{j:07}", kind, f"{level:08x}{j:056x}") for j in picked))
+        conn.executemany(
+            "INSERT INTO changes (dataset_id, path, kind, hash, size) VALUES (?, ?, ?, ?, 16)",
+            ((did, f"d{j // 1000:04}/f{j:07}", kind, f"{level:08x}{j:056x}") for j in picked),
+        )
     conn.commit()
     conn.close()
     base = cmd("list", "--id", ids[0])
     end = cmd("list", "--id", ids[-1])
     return [
-        {"check": f"list a {base_files:,}-file version with no parents (prints every file)",
-         "seconds": round(base.seconds, 2), "peak_rss_mb": round(base.rss_mb), "target": None, "met": None},
-        {"check": f"list the end of a chain of {chain} versions over that base, each changing 1 % "
-                  f"(target: about the cost of the base alone, not {chain} x)",
-         "seconds": round(end.seconds, 2), "peak_rss_mb": round(end.rss_mb),
-         "target": "< 3 x the base alone", "met": end.seconds < 3 * base.seconds},
+        {
+            "check": f"list a {base_files:,}-file version with no parents (prints every file)",
+            "seconds": round(base.seconds, 2),
+            "peak_rss_mb": round(base.rss_mb),
+            "target": None,
+            "met": None,
+        },
+        {
+            "check": f"list the end of a chain of {chain} versions over that base, each changing 1 % "
+            f"(target: about the cost of the base alone, not {chain} x)",
+            "seconds": round(end.seconds, 2),
+            "peak_rss_mb": round(end.rss_mb),
+            "target": "< 3 x the base alone",
+            "met": end.seconds < 3 * base.seconds,
+        },
     ]
 
 
 def scale_markdown(rows: list[dict], meta: dict) -> str:
-    lines = ["# Scale checks", "", f"Run on {meta['date']} on `{meta['machine']}` ({meta['cpus']} CPUs), "
-             f"clearml-data {meta['clearml_data']}; `python benchmarks/run.py --scale`. One run each.", "",
-             "| check | seconds | peak RSS (MB) | target | met |", "|---|---:|---:|---|---|"]
+    lines = [
+        "# Scale checks",
+        "",
+        f"Run on {meta['date']} on `{meta['machine']}` ({meta['cpus']} CPUs), "
+        f"clearml-data {meta['clearml_data']}; `python benchmarks/run.py --scale`. One run each.",
+        "",
+        "| check | seconds | peak RSS (MB) | target | met |",
+        "|---|---:|---:|---|---|",
+    ]
     for r in rows:
         met = "—" if r["met"] is None else ("yes" if r["met"] else "no")
-        lines.append(f"| {r['check']} | {r['seconds']:.2f} | {r['peak_rss_mb']} | {r['target'] or '—'} "
-                     f"| {met} |")
+        lines.append(
+            f"| {r['check']} | {r['seconds']:.2f} | {r['peak_rss_mb']} | {r['target'] or '—'} | {met} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workload", action="append", choices=["small", "large", "mixed"],
-                    help="workloads to run (default: small, large, mixed)")
+    ap.add_argument(
+        "--workload",
+        action="append",
+        choices=["small", "large", "mixed"],
+        help="workloads to run (default: small, large, mixed)",
+    )
     ap.add_argument("--repeat", type=int, default=5, help="repetitions per workload (median reported)")
     ap.add_argument("--no-dvc", action="store_true", help="skip DVC (ratios against it are then empty)")
-    ap.add_argument("--scale", action="store_true",
-                    help="run only the scale checks (1,000,000 files, 10,000,000 catalog rows, a chain "
-                         "of 100 versions) and write benchmarks-scale.md / .json")
-    ap.add_argument("--startup", action="store_true",
-                    help="run only the start-up figures (benchmarks/startup.py) and write startup.json")
+    ap.add_argument(
+        "--scale",
+        action="store_true",
+        help="run only the scale checks (1,000,000 files, 10,000,000 catalog rows, a chain "
+        "of 100 versions) and write benchmarks-scale.md / .json",
+    )
+    ap.add_argument(
+        "--startup",
+        action="store_true",
+        help="run only the start-up figures (benchmarks/startup.py) and write startup.json",
+    )
     ap.add_argument("--startup-runs", type=int, default=20, help="processes per start-up figure")
     ap.add_argument("--scale-files", type=int, default=1_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--scale-rows", type=int, default=9_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--scale-chain", type=int, default=100, help=argparse.SUPPRESS)
     ap.add_argument("--scale-chain-base", type=int, default=200_000, help=argparse.SUPPRESS)
-    ap.add_argument("--out", default=str(RESULTS_OUT),
-                    help=f"folder for the JSON samples (default: {RESULTS_OUT.relative_to(ROOT)})")
-    ap.add_argument("--docs", default=str(DOCS_OUT),
-                    help=f"folder for the Markdown reports (default: {DOCS_OUT.relative_to(ROOT)})")
+    ap.add_argument(
+        "--out",
+        default=str(RESULTS_OUT),
+        help=f"folder for the JSON samples (default: {RESULTS_OUT.relative_to(ROOT)})",
+    )
+    ap.add_argument(
+        "--docs",
+        default=str(DOCS_OUT),
+        help=f"folder for the Markdown reports (default: {DOCS_OUT.relative_to(ROOT)})",
+    )
     ap.add_argument("--workdir", default=None, help="where to generate files (default: a temp folder)")
     a = ap.parse_args(argv)
     all_w = workloads()
@@ -496,16 +595,25 @@ def main(argv=None) -> int:
     dvc_version = None
     if not a.no_dvc and not a.scale:
         if not (BIN / "dvc").exists():
-            print("DVC is not installed in this environment (pip install dvc, or use tox -e bench)",
-                  file=sys.stderr)
+            print(
+                "DVC is not installed in this environment (pip install dvc, or use tox -e bench)",
+                file=sys.stderr,
+            )
             return 2
-        dvc_version = subprocess.run([str(BIN / "dvc"), "--version"], capture_output=True,
-                                     text=True, check=False).stdout.strip()
+        dvc_version = subprocess.run(
+            [str(BIN / "dvc"), "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     from clearml_data import __version__
 
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "clearml_data": __version__,
-            "dvc": dvc_version, "repeat": a.repeat}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "clearml_data": __version__,
+        "dvc": dvc_version,
+        "repeat": a.repeat,
+    }
     reports = []
     base = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="clearml-data-bench-"))
     if a.scale:
@@ -525,8 +633,9 @@ def main(argv=None) -> int:
             w = all_w[name]
             r = Report(w)
             src = base / f"src-{name}"
-            print(f"[{name}] generating {len(w.files):,} files, {w.total_bytes / MiB:,.0f} MiB",
-                  file=sys.stderr)
+            print(
+                f"[{name}] generating {len(w.files):,} files, {w.total_bytes / MiB:,.0f} MiB", file=sys.stderr
+            )
             generate(w, src)
             reps = a.repeat
             for i in range(reps):
@@ -559,13 +668,24 @@ def main(argv=None) -> int:
     started = startup.measure(a.startup_runs)
     out.mkdir(parents=True, exist_ok=True)
     docs.mkdir(parents=True, exist_ok=True)
-    report = {"meta": meta, "startup": started, "workloads": {
-        r.workload.name: {"title": r.workload.title, "files": len(r.workload.files),
-                          "bytes": r.workload.total_bytes, "rows": r.rows(),
-                          "limits_s": {k: round(median(v), 3) for k, v in r.limit.items()},
-                          "samples": {tool: {op: [round(s.seconds, 3) for s in v] for op, v in d.items()}
-                                      for tool, d in (("ours", r.ours), ("dvc", r.dvc), ("limits", r.limit))}}
-        for r in reports}}
+    report = {
+        "meta": meta,
+        "startup": started,
+        "workloads": {
+            r.workload.name: {
+                "title": r.workload.title,
+                "files": len(r.workload.files),
+                "bytes": r.workload.total_bytes,
+                "rows": r.rows(),
+                "limits_s": {k: round(median(v), 3) for k, v in r.limit.items()},
+                "samples": {
+                    tool: {op: [round(s.seconds, 3) for s in v] for op, v in d.items()}
+                    for tool, d in (("ours", r.ours), ("dvc", r.dvc), ("limits", r.limit))
+                },
+            }
+            for r in reports
+        },
+    }
     page = markdown(reports, meta) + "\n" + startup.markdown(started, heading="##")
     (out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
     (docs / "benchmarks.md").write_text(page)

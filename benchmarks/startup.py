@@ -42,8 +42,13 @@ DEFAULT_OUT = HERE / "results" / "startup.json"
 GOAL_MS = 60.0
 ENTRY_MODULE = "clearml_data.cli.main"
 #: the variables that point clearml-data at its catalog, storage, cache, state and config
-ISOLATED = ("CLEARML_DATA_CATALOG", "CLEARML_DATA_STORAGE", "CLEARML_DATA_CACHE_DIR",
-            "CLEARML_DATA_STATE_DIR", "CLEARML_DATA_CONFIG")
+ISOLATED = (
+    "CLEARML_DATA_CATALOG",
+    "CLEARML_DATA_STORAGE",
+    "CLEARML_DATA_CACHE_DIR",
+    "CLEARML_DATA_STATE_DIR",
+    "CLEARML_DATA_CONFIG",
+)
 
 
 def isolated_env(root: Path) -> dict[str, str]:
@@ -72,15 +77,22 @@ def wall(argv: list[str], env: dict[str, str]) -> float:
     done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode:
-        raise RuntimeError(f"{' '.join(argv)} exited with {done.returncode}: "
-                           f"{done.stderr.decode(errors='replace')[-500:]}")
+        raise RuntimeError(
+            f"{' '.join(argv)} exited with {done.returncode}: {done.stderr.decode(errors='replace')[-500:]}"
+        )
     return seconds
 
 
 def import_offenders(env: dict[str, str], top: int) -> dict:
     """One ``-X importtime`` run of the entry module: the costliest modules and packages."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {ENTRY_MODULE}"],
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {ENTRY_MODULE}"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     modules: list[tuple[str, int, int]] = []  # (name, self us, cumulative us)
     for line in done.stderr.splitlines():
         # "import time:       123 |        456 |     package.module" (nesting shown by spaces)
@@ -99,10 +111,14 @@ def import_offenders(env: dict[str, str], top: int) -> dict:
     return {
         "total_ms": round(sum(own for _n, own, _c in modules) / 1000, 1),
         "modules": len(modules),
-        "by_module": [{"module": n, "self_ms": round(s / 1000, 1), "cumulative_ms": round(c / 1000, 1)}
-                      for n, s, c in sorted(modules, key=lambda m: -m[1])[:top]],
-        "by_package": [{"package": p, "self_ms": round(s / 1000, 1)}
-                       for p, s in sorted(per_package.items(), key=lambda kv: -kv[1])[:top]],
+        "by_module": [
+            {"module": n, "self_ms": round(s / 1000, 1), "cumulative_ms": round(c / 1000, 1)}
+            for n, s, c in sorted(modules, key=lambda m: -m[1])[:top]
+        ],
+        "by_package": [
+            {"package": p, "self_ms": round(s / 1000, 1)}
+            for p, s in sorted(per_package.items(), key=lambda kv: -kv[1])[:top]
+        ],
     }
 
 
@@ -130,15 +146,25 @@ def measure(runs: int = 20, top: int = 15) -> dict:
     for name in ("import_cli", "version"):
         if name in medians_ms:
             above = medians_ms[name] - base
-            figures[name] = {"median_ms": round(medians_ms[name], 1), "above_interpreter_ms": round(above, 1),
-                             "goal_ms": GOAL_MS, "met": above <= GOAL_MS}
+            figures[name] = {
+                "median_ms": round(medians_ms[name], 1),
+                "above_interpreter_ms": round(above, 1),
+                "goal_ms": GOAL_MS,
+                "met": above <= GOAL_MS,
+            }
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "runs": runs, "interpreter_ms": round(base, 1), "figures": figures,
-        "commands": {name: " ".join(Path(a).name if i == 0 else a for i, a in enumerate(argv))
-                     for name, argv in commands.items()},
+        "runs": runs,
+        "interpreter_ms": round(base, 1),
+        "figures": figures,
+        "commands": {
+            name: " ".join(Path(a).name if i == 0 else a for i, a in enumerate(argv))
+            for name, argv in commands.items()
+        },
         "samples_ms": {name: [round(s * 1000, 1) for s in v] for name, v in samples.items()},
         "importtime": offenders,
     }
@@ -147,24 +173,36 @@ def measure(runs: int = 20, top: int = 15) -> dict:
 def markdown(report: dict, heading: str = "#") -> str:
     """The start-up figures as a Markdown section (``heading``: its level)."""
     labels = {"import_cli": f"`import {ENTRY_MODULE}`", "version": "`clearml-data --version`"}
-    lines = [f"{heading} Start-up", "",
-             f"Medians of {report['runs']} fresh processes each, interleaved; `python -c pass` takes "
-             f"{report['interpreter_ms']:.1f} ms here and is subtracted. The goal is at most "
-             f"{GOAL_MS:.0f} ms above the interpreter (a figure to watch, not a test).", "",
-             "| command | median (ms) | above the interpreter (ms) | goal (ms) | met |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        f"{heading} Start-up",
+        "",
+        f"Medians of {report['runs']} fresh processes each, interleaved; `python -c pass` takes "
+        f"{report['interpreter_ms']:.1f} ms here and is subtracted. The goal is at most "
+        f"{GOAL_MS:.0f} ms above the interpreter (a figure to watch, not a test).",
+        "",
+        "| command | median (ms) | above the interpreter (ms) | goal (ms) | met |",
+        "|---|---:|---:|---:|---|",
+    ]
     for name, fig in report["figures"].items():
-        lines.append(f"| {labels[name]} | {fig['median_ms']:.1f} | {fig['above_interpreter_ms']:.1f} | "
-                     f"{fig['goal_ms']:.0f} | {'yes' if fig['met'] else 'no'} |")
+        lines.append(
+            f"| {labels[name]} | {fig['median_ms']:.1f} | {fig['above_interpreter_ms']:.1f} | "
+            f"{fig['goal_ms']:.0f} | {'yes' if fig['met'] else 'no'} |"
+        )
     imp = report["importtime"]
     if imp.get("by_package"):
-        lines += ["", f"`python -X importtime -c \"import {ENTRY_MODULE}\"`: {imp['modules']} modules, "
-                  f"{imp['total_ms']:.0f} ms of import time in all. Costliest top-level packages (own "
-                  "time of all their modules) and modules (own time):", "",
-                  "| package | ms | | module | ms |", "|---|---:|---|---|---:|"]
+        lines += [
+            "",
+            f'`python -X importtime -c "import {ENTRY_MODULE}"`: {imp["modules"]} modules, '
+            f"{imp['total_ms']:.0f} ms of import time in all. Costliest top-level packages (own "
+            "time of all their modules) and modules (own time):",
+            "",
+            "| package | ms | | module | ms |",
+            "|---|---:|---|---|---:|",
+        ]
         for pkg, mod in zip(imp["by_package"], imp["by_module"], strict=False):
-            lines.append(f"| {pkg['package']} | {pkg['self_ms']:.1f} | "
-                         f"| {mod['module']} | {mod['self_ms']:.1f} |")
+            lines.append(
+                f"| {pkg['package']} | {pkg['self_ms']:.1f} | | {mod['module']} | {mod['self_ms']:.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

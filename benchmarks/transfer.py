@@ -67,8 +67,17 @@ FAKE_AWS_ENV = {
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
 }
 #: variables that could point an SDK at anything but the emulator
-FOREIGN_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "CLOUDSDK_", "GCE_", "STORAGE_EMULATOR_HOST",
-                    "IDENTITY_ENDPOINT", "MSI_ENDPOINT", "API_ENDPOINT_OVERRIDE")
+FOREIGN_PREFIXES = (
+    "AWS_",
+    "AZURE_",
+    "GOOGLE_",
+    "CLOUDSDK_",
+    "GCE_",
+    "STORAGE_EMULATOR_HOST",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+    "API_ENDPOINT_OVERRIDE",
+)
 
 
 class Unavailable(Exception):
@@ -91,7 +100,7 @@ class Shape:
 
 
 def parse_shapes(text: str) -> list[Shape]:
-    """"1x256,200x1" -> objects of 256 MiB (one) and 1 MiB (200); sizes in MiB, fractions allowed."""
+    """ "1x256,200x1" -> objects of 256 MiB (one) and 1 MiB (200); sizes in MiB, fractions allowed."""
     shapes = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         count, sep, size = part.lower().removesuffix("mib").partition("x")
@@ -123,7 +132,7 @@ def generate(shape: Shape, folder: Path) -> list[tuple[Path, str]]:
             digest.update(head)
             left -= len(head)
             while left > 0:
-                piece = block[offset:offset + left]
+                piece = block[offset : offset + left]
                 fh.write(piece)
                 digest.update(piece)
                 left -= len(piece)
@@ -160,9 +169,11 @@ def clean_environment(work: Path) -> None:
     for var in list(os.environ):
         if var.startswith(FOREIGN_PREFIXES) or var.startswith("CLEARML_DATA_"):
             del os.environ[var]
-    os.environ.update(CLEARML_DATA_CONFIG=str(work / "config.ini"),  # none: every option at its default
-                      CLEARML_DATA_STATE_DIR=str(work / "state"),
-                      CLEARML_DATA_CACHE_DIR=str(work / "cache"))
+    os.environ.update(
+        CLEARML_DATA_CONFIG=str(work / "config.ini"),  # none: every option at its default
+        CLEARML_DATA_STATE_DIR=str(work / "state"),
+        CLEARML_DATA_CACHE_DIR=str(work / "cache"),
+    )
     from clearml_data.testing.servers import keep_loopback_off_proxies
 
     keep_loopback_off_proxies()
@@ -215,15 +226,23 @@ def gcs_storage(workdir: Path) -> Iterator[str]:
         from clearml_data.testing.servers import free_port
 
         dead = f"127.0.0.1:{free_port()}"  # google-auth finds no metadata server
-        os.environ.update(STORAGE_EMULATOR_HOST=server.url, GOOGLE_CLOUD_PROJECT="bench-project",
-                          NO_GCE_CHECK="True", GCE_METADATA_HOST=dead, GCE_METADATA_IP=dead,
-                          CLOUDSDK_CONFIG=str(workdir / "gcloud-config"),
-                          CLEARML_DATA_GCS_SESSIONS_DIR=str(workdir / "gcs-sessions"))
+        os.environ.update(
+            STORAGE_EMULATOR_HOST=server.url,
+            GOOGLE_CLOUD_PROJECT="bench-project",
+            NO_GCE_CHECK="True",
+            GCE_METADATA_HOST=dead,
+            GCE_METADATA_IP=dead,
+            CLOUDSDK_CONFIG=str(workdir / "gcloud-config"),
+            CLEARML_DATA_GCS_SESSIONS_DIR=str(workdir / "gcs-sessions"),
+        )
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        client = storage.Client(project="bench-project", credentials=AnonymousCredentials(),
-                                client_options={"api_endpoint": server.url})
+        client = storage.Client(
+            project="bench-project",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": server.url},
+        )
         client.create_bucket("transfer-bench")
         client.close()
         yield "gs://transfer-bench/bench"
@@ -236,8 +255,10 @@ def azure_storage(workdir: Path) -> Iterator[str]:
     need("clearml_data_azure", "pip install -e 'plugins/clearml-data-azure[test]'")
     server = start_emulator("azure", workdir)
     try:
-        conn = (f"DefaultEndpointsProtocol=http;AccountName={AZURE_ACCOUNT};AccountKey={AZURE_KEY};"
-                f"BlobEndpoint={server.url}/{AZURE_ACCOUNT};")
+        conn = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURE_ACCOUNT};AccountKey={AZURE_KEY};"
+            f"BlobEndpoint={server.url}/{AZURE_ACCOUNT};"
+        )
         os.environ.update(AZURE_STORAGE_CONNECTION_STRING=conn, CLEARML_DATA_AZURE_USE_IDENTITY="0")
         from azure.storage.blob import BlobServiceClient
 
@@ -259,8 +280,9 @@ STORAGES = {"s3": s3_storage, "gcs": gcs_storage, "azure": azure_storage, "folde
 
 
 # -- one measurement ------------------------------------------------------------------------------
-def measure_driver(driver, shape: Shape, sources: list[tuple[Path, str]], scratch: Path,
-                   workers: int, repeat: int) -> dict:
+def measure_driver(
+    driver, shape: Shape, sources: list[tuple[Path, str]], scratch: Path, workers: int, repeat: int
+) -> dict:
     """put_file and get_file of every object, ``repeat`` times -> seconds and MiB/s of each run."""
     puts, gets = [], []
     for run in range(repeat):
@@ -269,6 +291,7 @@ def measure_driver(driver, shape: Shape, sources: list[tuple[Path, str]], scratc
         target = scratch / f"get-{shape.name}-{run}"
         target.mkdir(parents=True)
         try:
+
             def put(i: int, keys: list[str] = keys) -> None:
                 driver.put_file(str(sources[i][0]), keys[i])
 
@@ -291,9 +314,11 @@ def measure_driver(driver, shape: Shape, sources: list[tuple[Path, str]], scratc
     return figures(shape, put=puts, get=gets)
 
 
-def measure_copy(shape: Shape, sources: list[tuple[Path, str]], scratch: Path, workers: int,
-                 repeat: int) -> dict:
+def measure_copy(
+    shape: Shape, sources: list[tuple[Path, str]], scratch: Path, workers: int, repeat: int
+) -> dict:
     """The machine's limit: copying the same files locally, with and without an fsync of each."""
+
     def copy(target: Path, sync: bool) -> Callable[[int], None]:
         def one(i: int) -> None:
             dest = target / sources[i][0].name
@@ -301,6 +326,7 @@ def measure_copy(shape: Shape, sources: list[tuple[Path, str]], scratch: Path, w
             if sync:
                 with open(dest, "rb+") as fh:
                     os.fsync(fh.fileno())
+
         return one
 
     plain: list[float] = []
@@ -321,24 +347,38 @@ def measure_copy(shape: Shape, sources: list[tuple[Path, str]], scratch: Path, w
 def figures(shape: Shape, **runs: list[float]) -> dict:
     out: dict = {}
     for what, seconds in runs.items():
-        out[what] = {"seconds": [round(s, 4) for s in seconds],
-                     "median_seconds": round(statistics.median(seconds), 4),
-                     "mib_s": round(shape.total / MiB / statistics.median(seconds), 1)}
+        out[what] = {
+            "seconds": [round(s, 4) for s in seconds],
+            "median_seconds": round(statistics.median(seconds), 4),
+            "mib_s": round(shape.total / MiB / statistics.median(seconds), 1),
+        }
     return out
 
 
 # -- the run ------------------------------------------------------------------------------------
 def versions() -> dict[str, str]:
     found = {}
-    for dist in ("clearml-data", "clearml-data-s3", "clearml-data-gcs", "clearml-data-azure",
-                 "boto3", "moto", "google-cloud-storage", "azure-storage-blob"):
+    for dist in (
+        "clearml-data",
+        "clearml-data-s3",
+        "clearml-data-gcs",
+        "clearml-data-azure",
+        "boto3",
+        "moto",
+        "google-cloud-storage",
+        "azure-storage-blob",
+    ):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             pass
     try:
-        found["git"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                      capture_output=True, text=True, check=True).stdout.strip()
+        found["git"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         pass
     return found
@@ -349,10 +389,18 @@ def run(args: argparse.Namespace) -> dict:
 
     report: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "versions": versions(), "repeat": args.repeat, "shapes": [s.name for s in args.shapes],
-        "limit": {}, "drivers": {}, "unavailable": {},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
+        "versions": versions(),
+        "repeat": args.repeat,
+        "shapes": [s.name for s in args.shapes],
+        "limit": {},
+        "drivers": {},
+        "unavailable": {},
     }
     with tempfile.TemporaryDirectory(prefix="transfer-bench-", dir=args.workdir) as tmp:
         work = Path(tmp)
@@ -361,8 +409,9 @@ def run(args: argparse.Namespace) -> dict:
         os.sync()  # the sources are on disk before anything is timed, not being written back
         copy_workers = report["copy_workers"] = args.workers or 16
         for shape in args.shapes:
-            report["limit"][shape.name] = measure_copy(shape, sources[shape], work / "copies",
-                                                      copy_workers, args.repeat)
+            report["limit"][shape.name] = measure_copy(
+                shape, sources[shape], work / "copies", copy_workers, args.repeat
+            )
         for name in args.drivers:
             with ExitStack() as stack:
                 try:
@@ -378,8 +427,9 @@ def run(args: argparse.Namespace) -> dict:
                 entry: dict = {"driver": type(driver).__name__, "workers": workers, "shapes": {}}
                 for shape in args.shapes:
                     print(f"{name}: {shape.name} ...", file=sys.stderr, flush=True)
-                    entry["shapes"][shape.name] = measure_driver(driver, shape, sources[shape],
-                                                                 work / "gets", workers, args.repeat)
+                    entry["shapes"][shape.name] = measure_driver(
+                        driver, shape, sources[shape], work / "gets", workers, args.repeat
+                    )
                 report["drivers"][name] = entry
     add_ratios(report)
     if args.compare:
@@ -417,40 +467,67 @@ def table(report: dict) -> str:
         for what, label in (("copy", "local copy"), ("copy_fsync", "local copy + fsync")):
             # a local copy reads and writes: the same figure stands for put and get
             mib_s, ratio = lim[what]["mib_s"], lim[what]["mib_s"] / lim["copy"]["mib_s"]
-            rows.append([label, shape, str(report["copy_workers"]), f"{mib_s:g}", f"{mib_s:g}",
-                         f"{ratio:.3f}", f"{ratio:.3f}"] + [""] * (2 * compared))
+            rows.append(
+                [
+                    label,
+                    shape,
+                    str(report["copy_workers"]),
+                    f"{mib_s:g}",
+                    f"{mib_s:g}",
+                    f"{ratio:.3f}",
+                    f"{ratio:.3f}",
+                ]
+                + [""] * (2 * compared)
+            )
     for name, entry in report["drivers"].items():
         for shape, got in entry["shapes"].items():
-            row = [name, shape, str(entry["workers"]), f"{got['put']['mib_s']:g}", f"{got['get']['mib_s']:g}",
-                   f"{got['put']['of_copy']:.3f}", f"{got['get']['of_copy']:.3f}"]
+            row = [
+                name,
+                shape,
+                str(entry["workers"]),
+                f"{got['put']['mib_s']:g}",
+                f"{got['get']['mib_s']:g}",
+                f"{got['put']['of_copy']:.3f}",
+                f"{got['get']['of_copy']:.3f}",
+            ]
             if compared:
-                row += [f"{got[w]['of_before']:.2f}" if "of_before" in got[w] else "-"
-                        for w in ("put", "get")]
+                row += [
+                    f"{got[w]['of_before']:.2f}" if "of_before" in got[w] else "-" for w in ("put", "get")
+                ]
             rows.append(row)
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
 def markdown(report: dict) -> str:
     m, v = report["machine"], report["versions"]
-    sdks = ", ".join(f"{k} {v[k]}" for k in ("boto3", "moto", "google-cloud-storage", "azure-storage-blob")
-                     if k in v)
-    lines = ["# Transfer throughput of the storage drivers", "",
-             f"Run on {report['started']} on `{m['platform']}` ({m['cpus']} CPUs, load average "
-             f"{' / '.join(map(str, m['load_average']))} at the start), Python {m['python']}, clearml-data "
-             f"{v.get('clearml-data', '?')} (commit {v.get('git', '?')}); {sdks}. Produced by "
-             "`python benchmarks/transfer.py` (see benchmarks/README.md); every sample in "
-             "`benchmarks/results/transfer.json`.", "",
-             f"Medians of {report['repeat']} runs. Each figure is the bytes of all the objects of a shape "
-             "over the wall time of `put_file` (or `get_file`) of every one of them, on as many threads "
-             "as the driver's `default_max_workers` (a single object is one call). The cloud drivers "
-             "talk to the emulators their tests use, on 127.0.0.1: moto (s3), fake-gcs-server (gs), "
-             "Azurite (azure). Emulator throughput is not cloud throughput: these figures compare a "
-             "driver with itself before and after a change. The ratios are to a local copy of the same "
-             "files (to the page cache; the fsync row shows what making them durable costs).", ""]
+    sdks = ", ".join(
+        f"{k} {v[k]}" for k in ("boto3", "moto", "google-cloud-storage", "azure-storage-blob") if k in v
+    )
+    lines = [
+        "# Transfer throughput of the storage drivers",
+        "",
+        f"Run on {report['started']} on `{m['platform']}` ({m['cpus']} CPUs, load average "
+        f"{' / '.join(map(str, m['load_average']))} at the start), Python {m['python']}, clearml-data "
+        f"{v.get('clearml-data', '?')} (commit {v.get('git', '?')}); {sdks}. Produced by "
+        "`python benchmarks/transfer.py` (see benchmarks/README.md); every sample in "
+        "`benchmarks/results/transfer.json`.",
+        "",
+        f"Medians of {report['repeat']} runs. Each figure is the bytes of all the objects of a shape "
+        "over the wall time of `put_file` (or `get_file`) of every one of them, on as many threads "
+        "as the driver's `default_max_workers` (a single object is one call). The cloud drivers "
+        "talk to the emulators their tests use, on 127.0.0.1: moto (s3), fake-gcs-server (gs), "
+        "Azurite (azure). Emulator throughput is not cloud throughput: these figures compare a "
+        "driver with itself before and after a change. The ratios are to a local copy of the same "
+        "files (to the page cache; the fsync row shows what making them durable costs).",
+        "",
+    ]
     if "compared_with" in report:
         old = report["compared_with"]
-        lines += [f"The `/ before` columns divide by the run of {old.get('started')} (commit "
-                  f"{(old.get('versions') or {}).get('git', '?')}): above 1 is faster now.", ""]
+        lines += [
+            f"The `/ before` columns divide by the run of {old.get('started')} (commit "
+            f"{(old.get('versions') or {}).get('git', '?')}): above 1 is faster now.",
+            "",
+        ]
     lines.append(table(report))
     for name, why in report["unavailable"].items():
         lines.append(f"\n{name}: not measured ({why})")
@@ -458,22 +535,40 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--drivers", default=",".join(DRIVERS),
-                        help=f"comma-separated, of {', '.join(DRIVERS)} (default: all)")
-    parser.add_argument("--shapes", type=parse_shapes, default=parse_shapes("1x256,200x1"),
-                        help="COUNTxMIB,... objects per shape and MiB each (default: 1x256,200x1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--drivers",
+        default=",".join(DRIVERS),
+        help=f"comma-separated, of {', '.join(DRIVERS)} (default: all)",
+    )
+    parser.add_argument(
+        "--shapes",
+        type=parse_shapes,
+        default=parse_shapes("1x256,200x1"),
+        help="COUNTxMIB,... objects per shape and MiB each (default: 1x256,200x1)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="threads for shapes of many objects (default: the driver's default_max_workers)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="threads for shapes of many objects (default: the driver's default_max_workers)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default: {DEFAULT_OUT})")
-    parser.add_argument("--page", type=Path, default=DEFAULT_PAGE,
-                        help=f"Markdown report (default: {DEFAULT_PAGE.relative_to(ROOT)}); '-' for none")
-    parser.add_argument("--compare", type=Path,
-                        help="an earlier JSON report: add the ratio to each of its figures")
-    parser.add_argument("--workdir",
-                        help="where the bytes are written (default: the system's temporary folder)")
+    parser.add_argument(
+        "--page",
+        type=Path,
+        default=DEFAULT_PAGE,
+        help=f"Markdown report (default: {DEFAULT_PAGE.relative_to(ROOT)}); '-' for none",
+    )
+    parser.add_argument(
+        "--compare", type=Path, help="an earlier JSON report: add the ratio to each of its figures"
+    )
+    parser.add_argument(
+        "--workdir", help="where the bytes are written (default: the system's temporary folder)"
+    )
     args = parser.parse_args(argv)
     args.drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
     unknown = [d for d in args.drivers if d not in DRIVERS]

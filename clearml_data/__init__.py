@@ -10,22 +10,59 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _PUBLIC = {
-    "Dataset": "api", "FileEntry": "api", "LinkEntry": "api",
-    "CatalogError": "errors", "ClearMLDataError": "errors", "DatasetNotFoundError": "errors",
-    "DatasetStateError": "errors", "IntegrityError": "errors", "MissingDependencyError": "errors",
-    "PluginError": "errors", "StorageError": "errors", "UnsafePathError": "errors", "UsageError": "errors",
+    "Dataset": "api",
+    "FileEntry": "api",
+    "LinkEntry": "api",
+    "CatalogError": "errors",
+    "ClearMLDataError": "errors",
+    "DatasetNotFoundError": "errors",
+    "DatasetStateError": "errors",
+    "IntegrityError": "errors",
+    "MissingDependencyError": "errors",
+    "PluginError": "errors",
+    "StorageError": "errors",
+    "UnsafePathError": "errors",
+    "UsageError": "errors",
     "VersionExistsError": "errors",
     "hookimpl": "storage.hookspecs",
 }
 
-__all__ = sorted([*_PUBLIC, "__version__"])
+#: written out for tools that read it without running the module; the same names as _PUBLIC
+__all__ = [
+    "CatalogError",
+    "ClearMLDataError",
+    "Dataset",
+    "DatasetNotFoundError",
+    "DatasetStateError",
+    "FileEntry",
+    "IntegrityError",
+    "LinkEntry",
+    "MissingDependencyError",
+    "PluginError",
+    "StorageError",
+    "UnsafePathError",
+    "UsageError",
+    "VersionExistsError",
+    "__version__",
+    "hookimpl",
+]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .api import Dataset, FileEntry, LinkEntry
-    from .errors import (CatalogError, ClearMLDataError, DatasetNotFoundError, DatasetStateError,
-                         IntegrityError, MissingDependencyError, PluginError, StorageError,
-                         UnsafePathError, UsageError, VersionExistsError)
+    from .errors import (
+        CatalogError,
+        ClearMLDataError,
+        DatasetNotFoundError,
+        DatasetStateError,
+        IntegrityError,
+        MissingDependencyError,
+        PluginError,
+        StorageError,
+        UnsafePathError,
+        UsageError,
+        VersionExistsError,
+    )
     from .storage.hookspecs import hookimpl
 
 

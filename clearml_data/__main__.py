@@ -34,7 +34,7 @@ except ValueError:  # imported outside the main thread: main() still handles Ctr
 import signal  # noqa: E402 - after the handler is in place
 import sys  # noqa: E402
 
-_lost: list[int] = []   #: KeyboardInterrupts swallowed by a finalizer, not yet delivered again
+_lost: list[int] = []  #: KeyboardInterrupts swallowed by a finalizer, not yet delivered again
 
 
 def main(argv=None) -> int:

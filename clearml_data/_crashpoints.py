@@ -40,8 +40,9 @@ POINTS: dict[str, str] = {
     "upload.planned": "the contents to upload are split into packs and objects; nothing is written",
     "upload.cached": "a large file is copied into the cache; it is not yet put into storage",
     "upload.pack_written": "a pack is written to a temporary file; it is not yet put into storage",
-    "storage.temp_written": ("an object's (or manifest's) bytes are in a storage temporary file, "
-                             "not at its key"),
+    "storage.temp_written": (
+        "an object's (or manifest's) bytes are in a storage temporary file, not at its key"
+    ),
     "upload.object_put": "an object is in storage; the catalog does not record it yet",
     "upload.object_recorded": "an object is in storage and recorded in the catalog",
     "upload.done": "every object is in storage and recorded; the version is still a draft",
@@ -53,8 +54,9 @@ POINTS: dict[str, str] = {
     "squash.created": "squash made its new draft; it has no change rows yet",
     "squash.recorded": "the squashed view is written as the draft's change rows; no content is copied",
     "squash.fetched": "content the target storage lacks is in the local cache; nothing is uploaded",
-    "copy.file_written": ("a file of a mutable copy (get --copy) is written beside its place, "
-                          "not yet renamed to its name"),
+    "copy.file_written": (
+        "a file of a mutable copy (get --copy) is written beside its place, not yet renamed to its name"
+    ),
 }
 
 _lock = threading.Lock()
@@ -76,8 +78,9 @@ def parse(spec: str) -> tuple[str, int]:
     """``"point@n"`` -> (point, n); ``"point"`` -> (point, 1)."""
     name, sep, count = spec.strip().partition("@")
     if name not in POINTS:
-        raise UsageError(f"{ENV} names an unknown crash point {name!r}",
-                         hint=f"known points: {', '.join(POINTS)}")
+        raise UsageError(
+            f"{ENV} names an unknown crash point {name!r}", hint=f"known points: {', '.join(POINTS)}"
+        )
     if not sep:
         return name, 1
     try:

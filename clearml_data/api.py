@@ -89,41 +89,77 @@ class Dataset:
 
     # -- creating and finding -----------------------------------------------------------------
     @classmethod
-    def create(cls, dataset_name: str | None = None, dataset_project: str | None = None,
-               dataset_tags: Iterable[str] | None = None, parent_datasets: Iterable | None = None,
-               use_current_task: bool = False, dataset_version: str | None = None,
-               output_uri: str | None = None, description: str | None = None) -> Dataset:
+    def create(
+        cls,
+        dataset_name: str | None = None,
+        dataset_project: str | None = None,
+        dataset_tags: Iterable[str] | None = None,
+        parent_datasets: Iterable | None = None,
+        use_current_task: bool = False,
+        dataset_version: str | None = None,
+        output_uri: str | None = None,
+        description: str | None = None,
+    ) -> Dataset:
         """Create a new draft version; parents (ids or Dataset objects) are merged in order."""
         if use_current_task:
             raise UsageError("use_current_task needs a ClearML Task; clearml-data has no tasks")
         service = default_service()
-        row = service.create(name=dataset_name, project=dataset_project, parents=_ids(parent_datasets),
-                             version=dataset_version, storage=output_uri, tags=dataset_tags,
-                             description=description or "")
+        row = service.create(
+            name=dataset_name,
+            project=dataset_project,
+            parents=_ids(parent_datasets),
+            version=dataset_version,
+            storage=output_uri,
+            tags=dataset_tags,
+            description=description or "",
+        )
         ds = cls(row, service)
         ds._warn_shadowed()
         return ds
 
     @classmethod
-    def get(cls, dataset_id: str | None = None, dataset_project: str | None = None,
-            dataset_name: str | None = None, dataset_tags: Iterable[str] | None = None,
-            only_completed: bool = False, only_published: bool = False,
-            include_archived: bool = False, auto_create: bool = False, writable_copy: bool = False,
-            dataset_version: str | None = None, alias: str | None = None, overridable: bool = False,
-            shallow_search: bool = False, **kwargs) -> Dataset:
+    def get(
+        cls,
+        dataset_id: str | None = None,
+        dataset_project: str | None = None,
+        dataset_name: str | None = None,
+        dataset_tags: Iterable[str] | None = None,
+        only_completed: bool = False,
+        only_published: bool = False,
+        include_archived: bool = False,
+        auto_create: bool = False,
+        writable_copy: bool = False,
+        dataset_version: str | None = None,
+        alias: str | None = None,
+        overridable: bool = False,
+        shallow_search: bool = False,
+        **kwargs,
+    ) -> Dataset:
         """Find a version by id, or the highest version of project/name (optionally version, tags)."""
         bad = [k for k in kwargs if not k.startswith("_")]
         if bad:
             raise TypeError(f"Dataset.get() got unexpected keyword argument(s) {', '.join(bad)}")
         service = default_service()
         try:
-            row = service.get(dataset_id, dataset_project, dataset_name, dataset_version,
-                              dataset_tags, only_completed, only_published, writable_copy=writable_copy)
+            row = service.get(
+                dataset_id,
+                dataset_project,
+                dataset_name,
+                dataset_version,
+                dataset_tags,
+                only_completed,
+                only_published,
+                writable_copy=writable_copy,
+            )
         except DatasetNotFoundError:
             if not auto_create or dataset_id:
                 raise
-            return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
-                              dataset_tags=dataset_tags, dataset_version=dataset_version)
+            return cls.create(
+                dataset_name=dataset_name,
+                dataset_project=dataset_project,
+                dataset_tags=dataset_tags,
+                dataset_version=dataset_version,
+            )
         return cls(row, service)
 
     # -- properties ------------------------------------------------------------------------------
@@ -170,8 +206,10 @@ class Dataset:
     @property
     def file_entries_dict(self) -> dict[str, FileEntry]:
         """relative path -> FileEntry of every file in this version's merged view."""
-        return {p: FileEntry(p, f.hash, f.dataset_id, f.size, local_path=f.source)
-                for p, f in self._service.file_entries(self._refresh()).items()}
+        return {
+            p: FileEntry(p, f.hash, f.dataset_id, f.size, local_path=f.source)
+            for p, f in self._service.file_entries(self._refresh()).items()
+        }
 
     @property
     def file_entries(self) -> list[FileEntry]:
@@ -180,8 +218,10 @@ class Dataset:
     @property
     def link_entries_dict(self) -> dict[str, LinkEntry]:
         """relative path -> LinkEntry of every external file (add_external_files) in the view."""
-        return {p: LinkEntry(i.link, p, i.dataset_id, i.size, i.hash)
-                for p, i in self._service.link_entries(self._refresh()).items()}
+        return {
+            p: LinkEntry(i.link, p, i.dataset_id, i.size, i.hash)
+            for p, i in self._service.link_entries(self._refresh()).items()
+        }
 
     @property
     def link_entries(self) -> list[LinkEntry]:
@@ -198,9 +238,13 @@ class Dataset:
         if found is None:
             found = self._service.shadowed(self._row)
         if found:
-            log.warning("dataset %s: %d file(s) of earlier parents are shadowed by later parents, "
-                        "e.g. %s (Dataset.shadowed_files lists them)", self.id, len(found),
-                        found[0].describe())
+            log.warning(
+                "dataset %s: %d file(s) of earlier parents are shadowed by later parents, "
+                "e.g. %s (Dataset.shadowed_files lists them)",
+                self.id,
+                len(found),
+                found[0].describe(),
+            )
 
     def is_final(self) -> bool:
         return self._refresh().is_final
@@ -209,19 +253,28 @@ class Dataset:
         return self._service.is_dirty(self._refresh())
 
     # -- changing a draft ---------------------------------------------------------------------
-    def add_files(self, path: str | os.PathLike, wildcard: str | list[str] | None = None,
-                  local_base_folder: str | None = None, dataset_path: str | None = None,
-                  recursive: bool = True, verbose: bool = False, max_workers: int | None = None) -> int:
+    def add_files(
+        self,
+        path: str | os.PathLike,
+        wildcard: str | list[str] | None = None,
+        local_base_folder: str | None = None,
+        dataset_path: str | None = None,
+        recursive: bool = True,
+        verbose: bool = False,
+        max_workers: int | None = None,
+    ) -> int:
         """Add a file or a folder's contents (at ``dataset_path``); returns the number of new files."""
-        result = self._service.add_files(self.id, path, wildcard, local_base_folder, dataset_path,
-                                         recursive, max_workers)
+        result = self._service.add_files(
+            self.id, path, wildcard, local_base_folder, dataset_path, recursive, max_workers
+        )
         if verbose:
             log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)
         self._refresh()
         return result.added
 
-    def remove_files(self, dataset_path: str | None = None, recursive: bool = True,
-                     verbose: bool = False) -> int:
+    def remove_files(
+        self, dataset_path: str | None = None, recursive: bool = True, verbose: bool = False
+    ) -> int:
         """Remove files matching ``dataset_path`` (a path, folder or wildcard); returns the count."""
         if not dataset_path:
             raise UsageError("remove_files needs a dataset_path (a path, folder or wildcard)")
@@ -231,33 +284,50 @@ class Dataset:
                 log.info("removed %s", p)
         return len(removed)
 
-    def add_external_files(self, source_url: str | Iterable[str], wildcard: str | list[str] | None = None,
-                           dataset_path: str | list[str] | None = None, recursive: bool = True,
-                           verbose: bool = False, max_workers: int | None = None,
-                           read_hash: bool = True) -> int:
+    def add_external_files(
+        self,
+        source_url: str | Iterable[str],
+        wildcard: str | list[str] | None = None,
+        dataset_path: str | list[str] | None = None,
+        recursive: bool = True,
+        verbose: bool = False,
+        max_workers: int | None = None,
+        read_hash: bool = True,
+    ) -> int:
         """Register files that already sit in a storage (a file, folder or prefix URL) in place.
 
         Each is read once to hash it (``read_hash`` is always on: a hash is what lets ``get``
         check the bytes); ``upload`` never copies them. Returns the number of new files.
         """
-        result = self._service.add_external_files(self.id, source_url, wildcard, dataset_path,
-                                                  recursive, max_workers)
+        result = self._service.add_external_files(
+            self.id, source_url, wildcard, dataset_path, recursive, max_workers
+        )
         if verbose:
             log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)
         self._refresh()
         return result.added
 
-    def sync_folder(self, local_path: str | os.PathLike, dataset_path: str | None = None,
-                    verbose: bool = False) -> tuple[int, int, int]:
+    def sync_folder(
+        self, local_path: str | os.PathLike, dataset_path: str | None = None, verbose: bool = False
+    ) -> tuple[int, int, int]:
         """Mirror a local folder into ``dataset_path``; returns (removed, added, modified).
 
         The same sync as ``clearml-data sync --id ... --skip-close``: the draft stays open."""
         r = self._service.sync(local_path, dataset_id=self.id, dataset_path=dataset_path, skip_close=True)
         return r.removed, r.added, r.modified
 
-    def upload(self, show_progress: bool = True, verbose: bool = False, output_url: str | None = None,
-               compression=None, chunk_size: int | None = None, max_workers: int | None = None,
-               retries: int = 3, preview: bool = True, upload_as_external_links: bool = False):
+    def upload(
+        self,
+        show_progress: bool = True,
+        verbose: bool = False,
+        output_url: str | None = None,
+        compression=None,
+        chunk_size: int | None = None,
+        max_workers: int | None = None,
+        retries: int = 3,
+        preview: bool = True,
+        upload_as_external_links: bool = False,
+    ):
         """Store the content this version adds in its storage (or ``output_url``).
 
         Returns True when there was nothing to upload, like ClearML.
@@ -266,11 +336,17 @@ class Dataset:
             log.warning("compression=%r is ignored: clearml-data stores objects uncompressed", compression)
         if upload_as_external_links:
             raise UsageError("upload_as_external_links is not supported")
-        result = self._service.upload(self.id, storage=output_url, chunk_size=chunk_size,
-                                      max_workers=max_workers, progress=_progress(show_progress))
+        result = self._service.upload(
+            self.id,
+            storage=output_url,
+            chunk_size=chunk_size,
+            max_workers=max_workers,
+            progress=_progress(show_progress),
+        )
         if verbose:
-            log.info("uploaded %d objects (%d bytes) to %s", result.objects, result.uploaded_bytes,
-                     result.storage)
+            log.info(
+                "uploaded %d objects (%d bytes) to %s", result.objects, result.uploaded_bytes, result.storage
+            )
         self._refresh()
         return True if result.files == 0 else None
 
@@ -342,8 +418,9 @@ class Dataset:
 
         return redact_url(self._refresh().storage)
 
-    def verify_dataset_hash(self, local_copy_path: str | os.PathLike | None = None, skip_hash: bool = False,
-                            verbose: bool = False) -> list[str]:
+    def verify_dataset_hash(
+        self, local_copy_path: str | os.PathLike | None = None, skip_hash: bool = False, verbose: bool = False
+    ) -> list[str]:
         """Paths whose local copy is missing or differs (default: the version's content in the
         local cache, damaged cached files removed, then the cached local copy)."""
         problems = self._service.verify_local(self._refresh(), local_copy_path, skip_hash=skip_hash).problems
@@ -353,14 +430,24 @@ class Dataset:
         return sorted({p.path for p in problems})
 
     @classmethod
-    def squash(cls, dataset_name: str, dataset_ids: Iterable | None = None,
-               dataset_project_name_pairs: Iterable[tuple[str, str]] | None = None,
-               output_url: str | None = None, close_squashed_dataset: bool = True) -> Dataset:
+    def squash(
+        cls,
+        dataset_name: str,
+        dataset_ids: Iterable | None = None,
+        dataset_project_name_pairs: Iterable[tuple[str, str]] | None = None,
+        output_url: str | None = None,
+        close_squashed_dataset: bool = True,
+    ) -> Dataset:
         """A new root version whose content is the merged view of the given versions, in order."""
         service = default_service()
-        row = service.squash(dataset_name, ids=_ids(dataset_ids) or None,
-                             project_name_pairs=dataset_project_name_pairs, storage=output_url,
-                             close=close_squashed_dataset, progress=bar_progress)
+        row = service.squash(
+            dataset_name,
+            ids=_ids(dataset_ids) or None,
+            project_name_pairs=dataset_project_name_pairs,
+            storage=output_url,
+            close=close_squashed_dataset,
+            progress=bar_progress,
+        )
         return cls(row, service)
 
     @classmethod
@@ -393,61 +480,121 @@ class Dataset:
         return default_service().collect_garbage(storage, delete=not dry_run, min_age=min_age)
 
     @classmethod
-    def list_datasets(cls, dataset_project: str | None = None, partial_name: str | None = None,
-                      tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
-                      only_completed: bool = True, recursive_project_search: bool = True,
-                      include_archived: bool = True) -> list[dict]:
+    def list_datasets(
+        cls,
+        dataset_project: str | None = None,
+        partial_name: str | None = None,
+        tags: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+        only_completed: bool = True,
+        recursive_project_search: bool = True,
+        include_archived: bool = True,
+    ) -> list[dict]:
         """[{name, created, project, id, tags, version, status}] like ClearML's."""
-        rows = default_service().search(project=dataset_project, partial_name=partial_name, tags=tags,
-                                        ids=ids, only_completed=only_completed)
-        return [{"name": r.name, "created": r.created_at, "project": r.project, "id": r.id,
-                 "tags": list(r.tags), "version": r.version,
-                 "status": {"draft": "in_progress", "final": "completed"}.get(r.status, r.status)}
-                for r in rows]
+        rows = default_service().search(
+            project=dataset_project,
+            partial_name=partial_name,
+            tags=tags,
+            ids=ids,
+            only_completed=only_completed,
+        )
+        return [
+            {
+                "name": r.name,
+                "created": r.created_at,
+                "project": r.project,
+                "id": r.id,
+                "tags": list(r.tags),
+                "version": r.version,
+                "status": {"draft": "in_progress", "final": "completed"}.get(r.status, r.status),
+            }
+            for r in rows
+        ]
 
     # -- reading -----------------------------------------------------------------------------
-    def list_files(self, dataset_path: str | None = None, recursive: bool = True,
-                   dataset_id: str | None = None) -> list[str]:
+    def list_files(
+        self, dataset_path: str | None = None, recursive: bool = True, dataset_id: str | None = None
+    ) -> list[str]:
         """Sorted paths of the version's files (matching ``dataset_path``, a wildcard)."""
         only = self._service.resolve_id(dataset_id).id if dataset_id else None
         return [f.path for f in self._service.list_files(self._refresh(), dataset_path, recursive, only)]
 
-    def get_local_copy(self, use_soft_links: bool | None = None, part: int | None = None,
-                       num_parts: int | None = None, raise_on_error: bool = True,
-                       max_workers: int | None = None, files: Iterable[str] | None = None,
-                       show_progress: bool = True) -> str | None:
+    def get_local_copy(
+        self,
+        use_soft_links: bool | None = None,
+        part: int | None = None,
+        num_parts: int | None = None,
+        raise_on_error: bool = True,
+        max_workers: int | None = None,
+        files: Iterable[str] | None = None,
+        show_progress: bool = True,
+    ) -> str | None:
         """A read-only cached folder with the version's merged view."""
         try:
-            return self._service.get_local_copy(self.id, use_soft_links, max_workers, part, num_parts,
-                                                files, progress=_progress(show_progress))
+            return self._service.get_local_copy(
+                self.id,
+                use_soft_links,
+                max_workers,
+                part,
+                num_parts,
+                files,
+                progress=_progress(show_progress),
+            )
         except ClearMLDataError:
             if raise_on_error:
                 raise
             return None
 
-    def get_mutable_local_copy(self, target_folder: str | os.PathLike, overwrite: bool = False,
-                               part: int | None = None, num_parts: int | None = None,
-                               raise_on_error: bool = True, max_workers: int | None = None,
-                               show_progress: bool = True) -> str | None:
+    def get_mutable_local_copy(
+        self,
+        target_folder: str | os.PathLike,
+        overwrite: bool = False,
+        part: int | None = None,
+        num_parts: int | None = None,
+        raise_on_error: bool = True,
+        max_workers: int | None = None,
+        show_progress: bool = True,
+    ) -> str | None:
         """Real, writable copies of the version's files in ``target_folder``."""
         try:
-            return self._service.get_mutable_local_copy(self.id, target_folder, overwrite, max_workers,
-                                                        part, num_parts, progress=_progress(show_progress))
+            return self._service.get_mutable_local_copy(
+                self.id,
+                target_folder,
+                overwrite,
+                max_workers,
+                part,
+                num_parts,
+                progress=_progress(show_progress),
+            )
         except ClearMLDataError:
             if raise_on_error:
                 raise
             return None
 
     @classmethod
-    def delete(cls, dataset_id: str | None = None, dataset_project: str | None = None,
-               dataset_name: str | None = None, force: bool = False, dataset_version: str | None = None,
-               entire_dataset: bool = False, shallow_search: bool = False, delete_files: bool = True,
-               delete_external_files: bool = False) -> list[str]:
+    def delete(
+        cls,
+        dataset_id: str | None = None,
+        dataset_project: str | None = None,
+        dataset_name: str | None = None,
+        force: bool = False,
+        dataset_version: str | None = None,
+        entire_dataset: bool = False,
+        shallow_search: bool = False,
+        delete_files: bool = True,
+        delete_external_files: bool = False,
+    ) -> list[str]:
         """Delete a version (or with ``entire_dataset=True`` and ``force``, every version)."""
         if entire_dataset:
             if not dataset_project or not dataset_name:
                 raise UsageError("entire_dataset needs dataset_project and dataset_name")
         elif not dataset_id and not (dataset_project and dataset_name):
             raise UsageError("Dataset.delete needs dataset_id, or both dataset_project and dataset_name")
-        return default_service().delete(dataset_id, force=force, project=dataset_project, name=dataset_name,
-                                        version=dataset_version, entire=entire_dataset)
+        return default_service().delete(
+            dataset_id,
+            force=force,
+            project=dataset_project,
+            name=dataset_name,
+            version=dataset_version,
+            entire=entire_dataset,
+        )

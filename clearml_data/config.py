@@ -50,15 +50,19 @@ KEYS = {
     "catalog": (ENV_CATALOG, "path of the SQLite catalog"),
     "storage": (ENV_STORAGE, "default storage URL for new datasets"),
     "cache_dir": (ENV_CACHE, "local object cache and dataset copies"),
-    "cache_max_size": (ENV_CACHE_MAX, "prune the cache to this size after each get (e.g. 50G; "
-                                      "empty: no limit)"),
-    "catalog_lock": (ENV_CATALOG_LOCK, ("how catalog writers exclude each other: auto (a lock file on "
-                                        "network filesystems), file or sqlite")),
+    "cache_max_size": (
+        ENV_CACHE_MAX,
+        "prune the cache to this size after each get (e.g. 50G; empty: no limit)",
+    ),
+    "catalog_lock": (
+        ENV_CATALOG_LOCK,
+        ("how catalog writers exclude each other: auto (a lock file on network filesystems), file or sqlite"),
+    ),
     "catalog_lock_timeout": (ENV_CATALOG_LOCK_TIMEOUT, "seconds a writer waits for the catalog lock file"),
 }
 
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 def parse_size(text: str) -> int:
@@ -125,13 +129,17 @@ class Settings:
     state_dir: Path
     config_file: Path
     sources: dict[str, str] = field(default_factory=dict, compare=False)
-    cache_max_size: int | None = None   #: bytes; None: no limit
-    catalog_lock: str = "auto"          #: auto | file | sqlite (catalog/lockfile.py)
+    cache_max_size: int | None = None  #: bytes; None: no limit
+    catalog_lock: str = "auto"  #: auto | file | sqlite (catalog/lockfile.py)
     catalog_lock_timeout: float = 120.0  #: seconds a writer waits for the lock file
 
     @classmethod
-    def load(cls, catalog: str | os.PathLike | None = None, storage: str | None = None,
-             cache_dir: str | os.PathLike | None = None) -> Settings:
+    def load(
+        cls,
+        catalog: str | os.PathLike | None = None,
+        storage: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> Settings:
         cfg_path = config_file_path()
         from_file = _read_config_file(cfg_path)
         data_dir = Path(platformdirs.user_data_dir(APP, appauthor=False))
@@ -143,8 +151,14 @@ class Settings:
             "catalog_lock": "auto",
             "catalog_lock_timeout": "120",
         }
-        explicit = {"catalog": catalog, "storage": storage, "cache_dir": cache_dir, "cache_max_size": None,
-                    "catalog_lock": None, "catalog_lock_timeout": None}
+        explicit = {
+            "catalog": catalog,
+            "storage": storage,
+            "cache_dir": cache_dir,
+            "cache_max_size": None,
+            "catalog_lock": None,
+            "catalog_lock_timeout": None,
+        }
         values: dict[str, str] = {}
         sources: dict[str, str] = {}
         for key, (env, _) in KEYS.items():
@@ -162,19 +176,25 @@ class Settings:
             try:
                 max_size = parse_size(values["cache_max_size"])
             except UsageError as exc:
-                raise UsageError(f"the cache_max_size setting (from {sources['cache_max_size']}): "
-                                 f"{exc}") from None
+                raise UsageError(
+                    f"the cache_max_size setting (from {sources['cache_max_size']}): {exc}"
+                ) from None
         catalog_lock = values["catalog_lock"].strip().lower()
         if catalog_lock not in CATALOG_LOCKS:
-            raise UsageError(f"the catalog_lock setting (from {sources['catalog_lock']}) is "
-                             f"{values['catalog_lock']!r}", hint=f"use one of {', '.join(CATALOG_LOCKS)}")
+            raise UsageError(
+                f"the catalog_lock setting (from {sources['catalog_lock']}) is {values['catalog_lock']!r}",
+                hint=f"use one of {', '.join(CATALOG_LOCKS)}",
+            )
         try:
             lock_timeout = float(values["catalog_lock_timeout"])
             if not lock_timeout >= 0 or lock_timeout == float("inf"):
                 raise ValueError
         except ValueError:
-            raise UsageError(f"the catalog_lock_timeout setting (from {sources['catalog_lock_timeout']}) is "
-                             f"{values['catalog_lock_timeout']!r}", hint="use a number of seconds") from None
+            raise UsageError(
+                f"the catalog_lock_timeout setting (from {sources['catalog_lock_timeout']}) is "
+                f"{values['catalog_lock_timeout']!r}",
+                hint="use a number of seconds",
+            ) from None
         return cls(
             catalog=Path(values["catalog"]).expanduser().absolute(),
             storage=values["storage"],

@@ -36,8 +36,11 @@ def is_no_space(exc: BaseException) -> bool:
 
 def disk_full(folder: str | os.PathLike, what: str, exc: OSError) -> DiskFullError:
     reason = "quota exceeded" if exc.errno == errno.EDQUOT else "no space left on device"
-    return DiskFullError(f"{reason}: cannot write to {what} {os.fspath(folder)}", path=os.fspath(folder),
-                         hint="free some space, then run the same command again")
+    return DiskFullError(
+        f"{reason}: cannot write to {what} {os.fspath(folder)}",
+        path=os.fspath(folder),
+        hint="free some space, then run the same command again",
+    )
 
 
 @contextmanager

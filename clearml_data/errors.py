@@ -62,8 +62,9 @@ class IntegrityError(ClearMLDataError):
 class StorageError(ClearMLDataError):
     """A storage could not be reached, read or written."""
 
-    def __init__(self, message: str, *, url: str | None = None, key: str | None = None,
-                 hint: str | None = None):
+    def __init__(
+        self, message: str, *, url: str | None = None, key: str | None = None, hint: str | None = None
+    ):
         super().__init__(message, hint=hint)
         self.url = url
         self.key = key

@@ -45,8 +45,12 @@ def _sha256_read(fh: _Readable) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def hash_files(stats: dict[str, os.stat_result], memory=None, max_workers: int | None = None,
-                on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, str, int]]:
+def hash_files(
+    stats: dict[str, os.stat_result],
+    memory=None,
+    max_workers: int | None = None,
+    on_done: Callable[[int], None] | None = None,
+) -> Iterator[tuple[str, str, int]]:
     """Yield (path, digest, size) for each already-stat'ed file, in input order, hashing in
     parallel only the files ``memory`` (a :class:`~clearml_data.cache.hashmemory.HashMemory`) does
     not know unchanged. ``on_done(nbytes)`` is called once per file, from the calling thread."""
@@ -64,9 +68,10 @@ def hash_files(stats: dict[str, os.stat_result], memory=None, max_workers: int |
         if on_done:
             on_done(result[1])
     if memory is not None and fresh:
-        memory.store(((p, stats[p], fresh[p][0]) for p in fresh if fresh[p][1] == stats[p].st_size),
-                     hashed_at_ns=started)
+        memory.store(
+            ((p, stats[p], fresh[p][0]) for p in fresh if fresh[p][1] == stats[p].st_size),
+            hashed_at_ns=started,
+        )
     for p, st in stats.items():
         digest, size = fresh[p] if p in fresh else (known[p], st.st_size)
         yield p, digest, size
-

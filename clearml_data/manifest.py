@@ -38,9 +38,24 @@ MAX_BYTES = 1 << 30
 #: tombstones larger than this are refused unread
 MAX_TOMBSTONE_BYTES = 1 << 16
 #: the record fields a manifest keeps of a version (its catalog row, without status/storage)
-RECORD_FIELDS = ("id", "project", "name", "version", "description", "tags", "metadata", "storage",
-                 "created_at", "finalized_at", "file_count", "total_size", "added", "modified",
-                 "removed", "parents")
+RECORD_FIELDS = (
+    "id",
+    "project",
+    "name",
+    "version",
+    "description",
+    "tags",
+    "metadata",
+    "storage",
+    "created_at",
+    "finalized_at",
+    "file_count",
+    "total_size",
+    "added",
+    "modified",
+    "removed",
+    "parents",
+)
 _ID = re.compile(r"[0-9a-f]{32}")
 _HASH = re.compile(r"[0-9a-f]{64}")
 _KEY = re.compile(r"manifests/([0-9a-f]{32})(\.json\.gz|\.deleted\.json)")
@@ -70,7 +85,7 @@ class Manifest:
 
     record: dict
     changes: list[tuple[str, str, str | None, int | None, str | None]]
-    files: dict[str, tuple[str, int, str, str | None]]          # path -> (hash, size, origin, link)
+    files: dict[str, tuple[str, int, str, str | None]]  # path -> (hash, size, origin, link)
     objects: dict[str, tuple[str | None, str, int, int]] = field(default_factory=dict)
 
     @property
@@ -94,8 +109,12 @@ class Manifest:
 def build(record: dict, changes, files, objects) -> Manifest:
     """A manifest from plain values (the service passes catalog rows converted to tuples)."""
     rec = {k: record[k] for k in RECORD_FIELDS}
-    return Manifest(rec, [tuple(c) for c in changes], {p: tuple(v) for p, v in files.items()},
-                    {h: tuple(v) for h, v in objects.items()})
+    return Manifest(
+        rec,
+        [tuple(c) for c in changes],
+        {p: tuple(v) for p, v in files.items()},
+        {h: tuple(v) for h, v in objects.items()},
+    )
 
 
 def encode(m: Manifest) -> bytes:
@@ -104,8 +123,13 @@ def encode(m: Manifest) -> bytes:
     return out.getvalue()
 
 
-def write(out: BinaryIO, record: dict, changes: Iterable[tuple], files: Iterable[tuple],
-          locate: Callable[[str], tuple | None]) -> None:
+def write(
+    out: BinaryIO,
+    record: dict,
+    changes: Iterable[tuple],
+    files: Iterable[tuple],
+    locate: Callable[[str], tuple | None],
+) -> None:
     """Stream a manifest into ``out`` (gzip, deterministic bytes) without holding the document.
 
     ``changes`` are (path, kind, hash, size, link) and ``files`` (path, hash, size, origin,
@@ -234,7 +258,7 @@ class _Inflater:
     def fill(self, n: int) -> bool:
         """Have at least ``n`` characters not consumed yet in ``buf`` (fewer at the end), with
         one join however many pieces that takes; False if nothing could be added."""
-        pieces = [self.buf[self.pos:]]
+        pieces = [self.buf[self.pos :]]
         have = len(pieces[0])
         while have < n:
             text = self._inflate()
@@ -318,14 +342,13 @@ class _Inflater:
             if not self.fill(min(2 * have + _CHUNK, limit + 1)):
                 raise ValueError("the manifest ends inside a value")
 
-
     def rows(self) -> list | None:
         """Whole rows up to the last one that ends in the text read so far, parsed in one
         call (much faster than one by one), or None: the caller then parses one row."""
         self.fill(_CHUNK)
         if self.buf.find("]]", self.pos) >= 0:  # perhaps the end of the section: all the rest
             try:
-                rows, end = _DECODER.raw_decode("[" + self.buf[self.pos:])
+                rows, end = _DECODER.raw_decode("[" + self.buf[self.pos :])
             except json.JSONDecodeError:
                 pass
             else:
@@ -335,7 +358,7 @@ class _Inflater:
         if cut < 0:
             return None
         try:  # a cut inside a string leaves it unterminated: an error, never other rows
-            rows = json.loads("[" + self.buf[self.pos:cut + 1] + "]")
+            rows = json.loads("[" + self.buf[self.pos : cut + 1] + "]")
         except json.JSONDecodeError:
             return None
         self.pos = cut + 1
@@ -380,8 +403,9 @@ def _parse(stream: _Inflater, size: int, collect_changes: bool) -> dict:
                 raise ValueError(f"{name} come before the dataset record")
             # change rows are kept while they inflate to no more than KEEP_RATIO times the
             # file (most manifests: one pass); past that the first pass only counts them
-            keep = (True if name != "changes" or collect_changes
-                    else stream.inflated + KEEP_RATIO * size + _CHUNK)
+            keep = (
+                True if name != "changes" or collect_changes else stream.inflated + KEEP_RATIO * size + _CHUNK
+            )
             doc[name] = _rows(stream, name, _bounds(doc, size).get(name), keep)
             if name == "changes" and collect_changes:
                 return doc  # the second pass: the rest was read by the first
@@ -389,8 +413,11 @@ def _parse(stream: _Inflater, size: int, collect_changes: bool) -> dict:
             doc[name] = stream.value(MAX_RECORD_BYTES if name == "dataset" else 256)
             if name == "dataset" and "changes" in doc:
                 changes = doc["changes"]
-                _check_count(changes if isinstance(changes, int) else len(changes),
-                             _bounds(doc, size).get("changes"), "changes")
+                _check_count(
+                    changes if isinstance(changes, int) else len(changes),
+                    _bounds(doc, size).get("changes"),
+                    "changes",
+                )
     stream.expect("}")
     if stream.peek() != "":
         raise ValueError("data follows the manifest")
@@ -449,8 +476,10 @@ def _checked(doc: dict) -> Manifest:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError("not a clearml-data manifest")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"format version {doc.get('format_version')!r} is not {FORMAT_VERSION} "
-                         "(written by another clearml-data release)")
+        raise ValueError(
+            f"format version {doc.get('format_version')!r} is not {FORMAT_VERSION} "
+            "(written by another clearml-data release)"
+        )
     rec = doc["dataset"]
     record = {k: rec[k] for k in RECORD_FIELDS}
     _id(record["id"])
@@ -508,8 +537,13 @@ def _checked(doc: dict) -> Manifest:
 
 
 def encode_tombstone(dataset_id: str, parents: list[str], deleted_at: str) -> bytes:
-    doc = {"format": TOMBSTONE_FORMAT, "format_version": FORMAT_VERSION, "id": dataset_id,
-           "parents": list(parents), "deleted_at": deleted_at}
+    doc = {
+        "format": TOMBSTONE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "id": dataset_id,
+        "parents": list(parents),
+        "deleted_at": deleted_at,
+    }
     return json.dumps(doc, sort_keys=True).encode("utf-8")
 
 

@@ -114,7 +114,9 @@ def copy_verified(src_path: str, out, expected: PendingFile) -> int:
     if n != expected.size or h.hexdigest() != expected.hash:
         raise IntegrityError(
             f"{src_path} changed after it was added (size {expected.size} -> {n})",
-            path=src_path, hint="add the file again, then upload")
+            path=src_path,
+            hint="add the file again, then upload",
+        )
     return n
 
 
@@ -154,8 +156,9 @@ class Span:
     members: list[tuple[str, int, int]]  # (hash, offset within the pack, length)
 
 
-def coalesce(key: str, entries: Iterable[tuple[str, int, int]], max_gap: int = MAX_GAP,
-             max_span: int = MAX_SPAN) -> Iterator[Span]:
+def coalesce(
+    key: str, entries: Iterable[tuple[str, int, int]], max_gap: int = MAX_GAP, max_span: int = MAX_SPAN
+) -> Iterator[Span]:
     """Group wanted (hash, offset, length) entries of one pack into few ranged reads."""
     span: Span | None = None
     for digest, off, length in sorted(entries, key=lambda e: e[1]):

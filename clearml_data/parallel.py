@@ -21,8 +21,9 @@ def default_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int | None = None,
-                window: int = 1024) -> Iterator[tuple[T, R]]:
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], max_workers: int | None = None, window: int = 1024
+) -> Iterator[tuple[T, R]]:
     """Yield (item, fn(item)) in input order, running ``fn`` in a thread pool.
 
     At most ``window`` calls are in flight, so memory stays flat however many items

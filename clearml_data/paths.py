@@ -24,8 +24,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\
 _NOT_UTF8 = re.compile("[\ud800-\udfff]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 #: Windows device names: a file named so is the device, on a Windows machine or SMB share
-_DEVICES = frozenset(["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
-                      *(f"LPT{i}" for i in range(10))])
+_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))]
+)
 _ID = re.compile(r"[0-9a-f]{32}")
 _HASH = re.compile(r"[0-9a-f]{64}")
 MAX_COMPONENT = 255
@@ -42,8 +43,10 @@ _SHORT = MAX_PATH_BYTES // 4  # a path of at most this many characters is within
 #: anything else gets the full, slower check
 _F = r"[\w\-+=,@%~()#&!'\[\]{}]"
 _M = r"[\w\-+=,@%~()#&!'\[\]{}. ]"
-_COMPONENT = (r"(?!(?i:con|prn|aux|nul|com[0-9]|lpt[0-9])(?:/|\Z))"
-              rf"(?:{_F}{_M}{{0,61}}{_F}|{_F})")
+_COMPONENT = (
+    r"(?!(?i:con|prn|aux|nul|com[0-9]|lpt[0-9])(?:/|\Z))"
+    rf"(?:{_F}{_M}{{0,61}}{_F}|{_F})"
+)
 _CLEAN = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 
 
@@ -67,8 +70,12 @@ def check_relpath(path: str) -> str:
     "a." and "a" would be one file), bare Windows device names (CON, NUL, COM1, ...), and
     paths longer than MAX_PATH_BYTES bytes or with more than MAX_DEPTH components.
     """
-    if (isinstance(path, str) and len(path) <= _SHORT and path.count("/") < MAX_DEPTH
-            and _CLEAN.fullmatch(path)):
+    if (
+        isinstance(path, str)
+        and len(path) <= _SHORT
+        and path.count("/") < MAX_DEPTH
+        and _CLEAN.fullmatch(path)
+    ):
         return path
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"empty path {path!r}")
@@ -97,13 +104,18 @@ def check_depth(path: str) -> None:
     """Refuse a path longer than MAX_PATH_BYTES bytes or deeper than MAX_DEPTH components."""
     depth = path.count("/") + 1
     if depth > MAX_DEPTH:
-        raise UnsafePathError(f"path {shorten(path)} has {depth} components; a dataset path has at most "
-                              f"{MAX_DEPTH} components", hint="add the files from a shallower folder")
+        raise UnsafePathError(
+            f"path {shorten(path)} has {depth} components; a dataset path has at most {MAX_DEPTH} components",
+            hint="add the files from a shallower folder",
+        )
     if len(path) > _SHORT:
         size = len(path.encode("utf-8"))
         if size > MAX_PATH_BYTES:
-            raise UnsafePathError(f"path {shorten(path)} is {size} bytes long; a dataset path has at most "
-                                  f"{MAX_PATH_BYTES} bytes", hint="add the files from a shallower folder")
+            raise UnsafePathError(
+                f"path {shorten(path)} is {size} bytes long; a dataset path has at most "
+                f"{MAX_PATH_BYTES} bytes",
+                hint="add the files from a shallower folder",
+            )
 
 
 def shorten(path: str, keep: int = 80) -> str:
@@ -118,8 +130,10 @@ def check_id(dataset_id: str) -> str:
     if not isinstance(dataset_id, str) or not _ID.fullmatch(dataset_id):
         from .errors import CatalogError
 
-        raise CatalogError(f"the catalog holds a malformed dataset id {dataset_id!r}",
-                           hint="the catalog was changed outside clearml-data")
+        raise CatalogError(
+            f"the catalog holds a malformed dataset id {dataset_id!r}",
+            hint="the catalog was changed outside clearml-data",
+        )
     return dataset_id
 
 
@@ -139,8 +153,10 @@ def check_pattern(pattern: str) -> str:
     if text in ("", "*", "/"):
         return text
     if _NOT_UTF8.search(text) or _CONTROL.search(text) or "\\" in text:
-        raise UnsafePathError(f"pattern {describe(text)} contains a control character, backslash "
-                              "or bytes that are not UTF-8, which no dataset path holds")
+        raise UnsafePathError(
+            f"pattern {describe(text)} contains a control character, backslash "
+            "or bytes that are not UTF-8, which no dataset path holds"
+        )
     if text.startswith("/") or _DRIVE.match(text):
         raise UnsafePathError(f"pattern {text!r} must be relative to the dataset root")
     if ".." in text.split("/"):
@@ -156,7 +172,8 @@ def check_link(link: str, root_real: str) -> None:
     if target != root_real and not target.startswith(root_real.rstrip(os.sep) + os.sep):
         raise UnsafePathError(
             f"{describe(link)} is a symbolic link to {describe(target)}, outside the folder being added",
-            hint="links are followed only inside the folder; add the target itself, or copy it in")
+            hint="links are followed only inside the folder; add the target itself, or copy it in",
+        )
 
 
 def normalize_relpath(path: str) -> str:

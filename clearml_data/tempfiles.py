@@ -63,7 +63,7 @@ def is_abandoned(name: str, prefix: str, mtime: float, now: float | None = None)
         return False
     if (now if now is not None else time.time()) - mtime > STALE_AFTER:
         return True
-    m = _TAG.match(name[len(prefix):])
+    m = _TAG.match(name[len(prefix) :])
     if m is None or m.group("host") != _host():
         return False
     return not _alive(int(m.group("pid")))
@@ -106,7 +106,8 @@ def _within(prefixes: tuple[str, ...]) -> re.Pattern:
     if pattern is None:
         alternatives = "|".join(re.escape(p) for p in prefixes)
         pattern = _within_cache[prefixes] = re.compile(
-            rf"(?:{alternatives})(?P<host>[A-Za-z0-9-]{{1,32}})\.(?P<pid>[0-9]{{1,10}})\.")
+            rf"(?:{alternatives})(?P<host>[A-Za-z0-9-]{{1,32}})\.(?P<pid>[0-9]{{1,10}})\."
+        )
     return pattern
 
 
@@ -149,4 +150,3 @@ def sweep(folder: str | os.PathLike[str], prefixes: Iterable[str], only_temporar
     if removed:
         log.debug("removed %d abandoned temporary file(s) from %s", removed, folder)
     return removed
-

@@ -6,7 +6,6 @@ import shutil
 import pytest
 
 from clearml_data import Dataset, LinkEntry, UsageError, VersionExistsError
-
 from clearml_data.testing import read_tree, write_tree
 
 
@@ -75,7 +74,10 @@ def test_list_changed_files_against_parents_and_another_version(tmp_path):
     v2.remove_files("gone")
     v2.finalize(auto_upload=True)
     assert (v2.list_added_files(), v2.list_modified_files(), v2.list_removed_files()) == (
-        ["new"], ["mod"], ["gone"])
+        ["new"],
+        ["mod"],
+        ["gone"],
+    )
     v3 = final("ds", parents=[v2])
     assert v3.list_added_files() == [] and v3.list_removed_files(dataset_id=v1.id) == ["gone"]
     assert v3.get_dependency_graph() == {v3.id: [v2.id], v2.id: [v1.id], v1.id: []}
@@ -176,13 +178,26 @@ def test_add_external_files_and_link_entries(tmp_path, env):
     ds.finalize(auto_upload=True)
     links = ds.link_entries_dict
     assert set(links) == {"pics/img/1.jpg", "pics/img/2.jpg", "notes.txt"}
-    assert links["notes.txt"] == LinkEntry(f"file://{ext}/notes.txt", "notes.txt", ds.id, 1,
-                                           links["notes.txt"].hash)
+    assert links["notes.txt"] == LinkEntry(
+        f"file://{ext}/notes.txt", "notes.txt", ds.id, 1, links["notes.txt"].hash
+    )
     assert set(ds.file_entries_dict) == {"local.txt"}
     shutil.rmtree(env.cache)
-    assert read_tree(ds.get_local_copy()) == {"pics/img/1.jpg": b"one", "pics/img/2.jpg": b"two",
-                                              "notes.txt": b"n", "local.txt": b"l"}
+    assert read_tree(ds.get_local_copy()) == {
+        "pics/img/1.jpg": b"one",
+        "pics/img/2.jpg": b"two",
+        "notes.txt": b"n",
+        "local.txt": b"l",
+    }
     child = Dataset.create(dataset_name="ds", dataset_project="proj", parent_datasets=[ds])
     assert child.remove_files(f"file://{ext}/img/*") == 2
     child.finalize(auto_upload=True)
     assert sorted(read_tree(child.get_local_copy())) == ["local.txt", "notes.txt"]
+
+
+def test_the_package_root_lists_exactly_the_names_it_serves():
+    import clearml_data
+
+    assert sorted(clearml_data.__all__) == sorted([*clearml_data._PUBLIC, "__version__"])
+    for name in clearml_data.__all__:
+        assert getattr(clearml_data, name) is not None

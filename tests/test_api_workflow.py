@@ -7,7 +7,6 @@ import pytest
 
 from clearml_data import Dataset, DatasetNotFoundError, DatasetStateError, UsageError
 from clearml_data.api import default_service
-
 from clearml_data.testing import read_tree, write_tree
 
 
@@ -21,8 +20,9 @@ def make_final(name, files_dir=None, parents=None, project="proj", **kw):
 
 
 def test_seed_workflow_round_trip(tmp_path):
-    src = write_tree(tmp_path / "data_folder", {"a.txt": "alpha", "sub/b.bin": os.urandom(5000),
-                                                "sub/deeper/c.txt": ""})
+    src = write_tree(
+        tmp_path / "data_folder", {"a.txt": "alpha", "sub/b.bin": os.urandom(5000), "sub/deeper/c.txt": ""}
+    )
     ds = Dataset.create(dataset_name="initial_version", dataset_project="dataset_example")
     assert ds.version == "1.0.0" and not ds.is_final()
     assert ds.add_files(src) == 3
@@ -53,8 +53,9 @@ def test_get_by_project_and_name_picks_the_highest_version(tmp_path):
 
 
 def test_child_version_gets_exactly_the_merged_tree(tmp_path):
-    base = write_tree(tmp_path / "base", {"keep.txt": "keep", "change.txt": "old", "drop.txt": "drop",
-                                          "dir/x.txt": "x"})
+    base = write_tree(
+        tmp_path / "base", {"keep.txt": "keep", "change.txt": "old", "drop.txt": "drop", "dir/x.txt": "x"}
+    )
     parent = make_final("ds", base)
     child = Dataset.create(dataset_name="ds", dataset_project="proj", parent_datasets=[parent.id])
     write_tree(tmp_path / "upd", {"change.txt": "new", "added.txt": "added"})
@@ -75,7 +76,11 @@ def test_multi_parent_merge_later_parent_wins(tmp_path):
     a = make_final("a", write_tree(tmp_path / "a", {"same.txt": "from a", "only_a.txt": "a"}))
     b = make_final("b", write_tree(tmp_path / "b", {"same.txt": "from b", "only_b.txt": "b"}))
     child = make_final("merged", parents=[a, b])
-    assert read_tree(child.get_local_copy()) == {"same.txt": b"from b", "only_a.txt": b"a", "only_b.txt": b"b"}
+    assert read_tree(child.get_local_copy()) == {
+        "same.txt": b"from b",
+        "only_a.txt": b"a",
+        "only_b.txt": b"b",
+    }
     other = make_final("merged2", parents=[b, a])
     assert read_tree(other.get_local_copy())["same.txt"] == b"from a"
 
@@ -254,6 +259,7 @@ def test_source_changed_after_add_is_caught_at_upload(tmp_path):
     ds.add_files(src)
     (src / "a.txt").write_text("tampered!")
     from clearml_data import IntegrityError
+
     with pytest.raises(IntegrityError, match="changed after it was added"):
         ds.upload()
     assert ds.is_dirty()
@@ -302,7 +308,9 @@ def test_delete_entire_dataset_needs_force(tmp_path):
     make_final("ds", parents=[v1])
     with pytest.raises(UsageError, match="force"):
         Dataset.delete(dataset_project="proj", dataset_name="ds", entire_dataset=True)
-    assert len(Dataset.delete(dataset_project="proj", dataset_name="ds", entire_dataset=True, force=True)) == 2
+    assert (
+        len(Dataset.delete(dataset_project="proj", dataset_name="ds", entire_dataset=True, force=True)) == 2
+    )
     with pytest.raises(DatasetNotFoundError):
         Dataset.get(dataset_project="proj", dataset_name="ds")
 
@@ -335,8 +343,9 @@ def test_concurrent_get_never_sees_a_half_built_copy(tmp_path, env, monkeypatch)
     src = write_tree(tmp_path / "s", {f"d{i % 7}/f{i:04}": os.urandom(3000) for i in range(600)})
     ds = make_final("ds", src)
     monkeypatch.setenv("CLEARML_DATA_CACHE_DIR", str(tmp_path / "fresh-cache"))
-    procs = [subprocess.Popen([sys.executable, "-c", GET_COPY, ds.id], stdout=subprocess.PIPE)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", GET_COPY, ds.id], stdout=subprocess.PIPE) for _ in range(4)
+    ]
     results = []
     for p in procs:
         out, _ = p.communicate(timeout=120)
@@ -369,9 +378,10 @@ def test_link_falls_back_to_copy_across_filesystems(tmp_path, monkeypatch):
 
 
 def test_large_file_changed_during_upload_stores_the_hashed_bytes(tmp_path, env, monkeypatch):
+    import hashlib
+
     from clearml_data.packs import LARGE_FILE
     from clearml_data.storage.folder import FolderDriver
-    import hashlib
 
     original = os.urandom(LARGE_FILE + 1)
     src = write_tree(tmp_path / "s", {"big.bin": original})
@@ -394,7 +404,8 @@ def test_large_file_changed_during_upload_stores_the_hashed_bytes(tmp_path, env,
 def test_versions_equal_by_pep440_are_one_version(tmp_path):
     make_final("ds", write_tree(tmp_path / "a", {"a": "a"}), dataset_version="1.0")
     from clearml_data import VersionExistsError
-    with pytest.raises(VersionExistsError, match="already has a version 1.0"):
+
+    with pytest.raises(VersionExistsError, match=r"already has a version 1\.0"):
         Dataset.create(dataset_name="ds", dataset_project="proj", dataset_version="1.0.0")
     assert Dataset.get(dataset_project="proj", dataset_name="ds", dataset_version="1.0.0").version == "1.0"
     auto = Dataset.create(dataset_name="ds", dataset_project="proj")

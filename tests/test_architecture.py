@@ -23,24 +23,59 @@ CORE = "clearml_data"
 
 #: top to bottom; a module may import modules of its own layer and of the layers below
 LAYERS: list[tuple[str, list[str]]] = [
-    ("faces", ["clearml_data", "clearml_data.__main__", "clearml_data.api", "clearml_data.cli",
-               "clearml_data.cli.*"]),
+    (
+        "faces",
+        [
+            "clearml_data",
+            "clearml_data.__main__",
+            "clearml_data.api",
+            "clearml_data.cli",
+            "clearml_data.cli.*",
+        ],
+    ),
     ("service", ["clearml_data.service", "clearml_data.service.*"]),
-    ("middle", ["clearml_data.catalog", "clearml_data.catalog.*", "clearml_data.storage",
-                "clearml_data.storage.*", "clearml_data.cache", "clearml_data.cache.*"]),
+    (
+        "middle",
+        [
+            "clearml_data.catalog",
+            "clearml_data.catalog.*",
+            "clearml_data.storage",
+            "clearml_data.storage.*",
+            "clearml_data.cache",
+            "clearml_data.cache.*",
+        ],
+    ),
     # the storage format, paths and other small leaves
-    ("bottom", ["clearml_data.__version__", "clearml_data.config",
-                "clearml_data._crashpoints", "clearml_data.diskspace", "clearml_data.errors",
-                "clearml_data.hashing", "clearml_data.manifest", "clearml_data.packs",
-                "clearml_data.parallel", "clearml_data.paths", "clearml_data.progress",
-                "clearml_data.tempfiles", "clearml_data.versions"]),
+    (
+        "bottom",
+        [
+            "clearml_data.__version__",
+            "clearml_data.config",
+            "clearml_data._crashpoints",
+            "clearml_data.diskspace",
+            "clearml_data.errors",
+            "clearml_data.hashing",
+            "clearml_data.manifest",
+            "clearml_data.packs",
+            "clearml_data.parallel",
+            "clearml_data.paths",
+            "clearml_data.progress",
+            "clearml_data.tempfiles",
+            "clearml_data.versions",
+        ],
+    ),
 ]
 
 #: beside the faces: may import anything, and nothing else in the core may import it
-BESIDE_FACES = ["clearml_data.testing", "clearml_data.testing.*",
-                # the kit's old paths, re-exporting it with a DeprecationWarning for one release
-                "clearml_data.storage.conformance", "clearml_data.storage.faultproxy",
-                "clearml_data.storage.faultsuite", "clearml_data.storage.testserver"]
+BESIDE_FACES = [
+    "clearml_data.testing",
+    "clearml_data.testing.*",
+    # the kit's old paths, re-exporting it with a DeprecationWarning for one release
+    "clearml_data.storage.conformance",
+    "clearml_data.storage.faultproxy",
+    "clearml_data.storage.faultsuite",
+    "clearml_data.storage.testserver",
+]
 
 #: ``from clearml_data import __version__`` reads a constant the package root defines before
 #: anything else, and loads none of the root's lazily imported names: it counts as an import
@@ -54,18 +89,24 @@ KNOWN_CYCLES: list[set[str]] = []
 KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 #: what a storage plugin may import from the core: the driver contract and its helpers
-PLUGIN_ALLOWED = ["clearml_data.storage", "clearml_data.storage.*", "clearml_data.errors",
-                  "clearml_data.paths"]
+PLUGIN_ALLOWED = [
+    "clearml_data.storage",
+    "clearml_data.storage.*",
+    "clearml_data.errors",
+    "clearml_data.paths",
+]
 
 #: (plugin package, core module) -> why the plugin imports it anyway
 PLUGIN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("clearml_data_gcs", "clearml_data.config"):
-        "the resumable-upload session folder lives in the core's state folder (APP, ENV_STATE)",
+    (
+        "clearml_data_gcs",
+        "clearml_data.config",
+    ): "the resumable-upload session folder lives in the core's state folder (APP, ENV_STATE)",
 }
 
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("clearml-data-*/clearml_data_*") if p.is_dir())
 
-Graph = dict[str, dict[str, int]]   # module -> {imported module: line of the first such import}
+Graph = dict[str, dict[str, int]]  # module -> {imported module: line of the first such import}
 
 
 # -- reading the graph -----------------------------------------------------------------------------
@@ -81,8 +122,9 @@ def find_modules(src: Path, package: str) -> dict[str, tuple[Path, bool]]:
     return found
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str],
-             tops: tuple[str, ...]) -> dict[str, int]:
+def _imports(
+    tree: ast.AST, module: str, is_package: bool, known: set[str], tops: tuple[str, ...]
+) -> dict[str, int]:
     """{module imported: first line} for the imports in ``tree`` that name a module under ``tops``."""
     package = module if is_package else module.rpartition(".")[0]
     out: dict[str, int] = {}
@@ -102,7 +144,7 @@ def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str],
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
@@ -125,9 +167,12 @@ def build_graph(src: Path, package: str, also: tuple[str, ...] = ()) -> Graph:
     known = set(modules)
     if also:
         known |= set(find_modules(ROOT, CORE))
-    return {name: _imports(ast.parse(path.read_text(encoding="utf-8"), str(path)), name, is_package,
-                           known, (package, *also))
-            for name, (path, is_package) in modules.items()}
+    return {
+        name: _imports(
+            ast.parse(path.read_text(encoding="utf-8"), str(path)), name, is_package, known, (package, *also)
+        )
+        for name, (path, is_package) in modules.items()
+    }
 
 
 # -- checking it -----------------------------------------------------------------------------------
@@ -221,23 +266,30 @@ def layer_problems(graph: Graph) -> list[str]:
             continue
         for target, line in sorted(graph[module].items()):
             if beside_faces(target):
-                problems.append(f"{module} (line {line}) imports {target}, the test kit, which only "
-                                "tests and plugin tests may import")
+                problems.append(
+                    f"{module} (line {line}) imports {target}, the test kit, which only "
+                    "tests and plugin tests may import"
+                )
                 continue
             theirs = layer_of(target)
             if theirs is None:
                 problems.append(f"{module} (line {line}) imports {target}, which is in no layer")
             elif theirs < mine and (module, target) not in KNOWN_UPWARD:
-                problems.append(f"{module} ({LAYERS[mine][0]}, line {line}) imports {target}, "
-                                f"which is above it ({LAYERS[theirs][0]})")
+                problems.append(
+                    f"{module} ({LAYERS[mine][0]}, line {line}) imports {target}, "
+                    f"which is above it ({LAYERS[theirs][0]})"
+                )
     return problems
 
 
 def cycle_problems(graph: Graph, known: list[set[str]] = KNOWN_CYCLES) -> list[str]:
     """A message naming one cycle of each tangle, but for the known tangles (exactly as known)."""
-    return [f"import cycle: {' -> '.join(_cycle_in(graph, part))}"
-            + (f" (all of {', '.join(sorted(part))} import one another)" if len(part) > 3 else "")
-            for part in tangles(graph) if part not in known]
+    return [
+        f"import cycle: {' -> '.join(_cycle_in(graph, part))}"
+        + (f" (all of {', '.join(sorted(part))} import one another)" if len(part) > 3 else "")
+        for part in tangles(graph)
+        if part not in known
+    ]
 
 
 # -- the tests -------------------------------------------------------------------------------------
@@ -272,11 +324,15 @@ def test_a_plugin_imports_only_the_driver_contract_and_has_no_cycle(plugin):
         for target, line in sorted(edges.items()):
             if not target.startswith(CORE + ".") and target != CORE:
                 continue
-            if (any(fnmatchcase(target, p) for p in PLUGIN_ALLOWED)
-                    or (plugin.name, target) in PLUGIN_EXCEPTIONS):
+            if (
+                any(fnmatchcase(target, p) for p in PLUGIN_ALLOWED)
+                or (plugin.name, target) in PLUGIN_EXCEPTIONS
+            ):
                 continue
-            problems.append(f"{module} (line {line}) imports {target}; a plugin may import only "
-                            f"{', '.join(PLUGIN_ALLOWED)}")
+            problems.append(
+                f"{module} (line {line}) imports {target}; a plugin may import only "
+                f"{', '.join(PLUGIN_ALLOWED)}"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -295,24 +351,33 @@ def test_the_checker_names_a_cycle_and_an_upward_import():
         "clearml_data.service.a": {"clearml_data.service.b": 3},
         "clearml_data.service.b": {"clearml_data.service.c": 5, "clearml_data.paths": 6},
         "clearml_data.service.c": {"clearml_data.service.a": 7},
-        "clearml_data.paths": {"clearml_data.api": 9},          # bottom imports a face
+        "clearml_data.paths": {"clearml_data.api": 9},  # bottom imports a face
         "clearml_data.api": {"clearml_data.service.a": 1},
-        "clearml_data.errors": {"clearml_data.testing": 2},    # the core imports the test kit
-        "clearml_data.newthing": {},                          # placed nowhere
+        "clearml_data.errors": {"clearml_data.testing": 2},  # the core imports the test kit
+        "clearml_data.newthing": {},  # placed nowhere
     }
     assert cycle_problems(graph, known=[]) == [
         "import cycle: clearml_data.api -> clearml_data.service.a -> clearml_data.service.b -> "
         "clearml_data.paths -> clearml_data.api (all of clearml_data.api, clearml_data.paths, "
-        "clearml_data.service.a, clearml_data.service.b, clearml_data.service.c import one another)"]
+        "clearml_data.service.a, clearml_data.service.b, clearml_data.service.c import one another)"
+    ]
     problems = layer_problems(graph)
-    assert ("clearml_data.paths (bottom, line 9) imports clearml_data.api, which is above it (faces)"
-            in problems)
+    assert (
+        "clearml_data.paths (bottom, line 9) imports clearml_data.api, which is above it (faces)" in problems
+    )
     assert any(p.startswith("clearml_data.errors (line 2) imports clearml_data.testing") for p in problems)
     assert any(p.startswith("clearml_data.newthing is in no layer") for p in problems)
     assert len(problems) == 3
     # a known cycle is skipped only as it is
-    known = [{"clearml_data.api", "clearml_data.service.a", "clearml_data.service.b",
-              "clearml_data.service.c", "clearml_data.paths"}]
+    known = [
+        {
+            "clearml_data.api",
+            "clearml_data.service.a",
+            "clearml_data.service.b",
+            "clearml_data.service.c",
+            "clearml_data.paths",
+        }
+    ]
     assert cycle_problems(graph, known=known) == []
     assert cycle_problems(graph, known=[{"clearml_data.service.a", "clearml_data.service.b"}]) != []
 
@@ -329,10 +394,15 @@ def test_the_reader_counts_deferred_relative_and_package_imports(tmp_path):
         "from .. import __version__\n"
         "def later():\n"
         "    from ..leaf import X\n"
-        "    from clearml_data import leaf\n")
+        "    from clearml_data import leaf\n"
+    )
     (pkg / "sub" / "sibling.py").write_text("from .mod import later\n")
     graph = build_graph(tmp_path, "clearml_data")
     assert graph["clearml_data.sub"] == {"clearml_data.leaf": 1}
-    assert graph["clearml_data.sub.mod"] == {"clearml_data.sub": 1, "clearml_data.sub.sibling": 2,
-                                             VERSION: 3, "clearml_data.leaf": 5}
+    assert graph["clearml_data.sub.mod"] == {
+        "clearml_data.sub": 1,
+        "clearml_data.sub.sibling": 2,
+        VERSION: 3,
+        "clearml_data.leaf": 5,
+    }
     assert cycles(graph) == [["clearml_data.sub.mod", "clearml_data.sub.sibling", "clearml_data.sub.mod"]]

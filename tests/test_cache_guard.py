@@ -13,8 +13,12 @@ from clearml_data.cache import guard as cacheguard
 from clearml_data.cache.links import remove_tree
 from clearml_data.testing import read_tree, write_tree
 
-FILES = {"a.txt": b"alpha" * 100, "sub/b.bin": os.urandom(3000), "sub/c.bin": os.urandom(5000),
-         "d.txt": b"delta" * 50}
+FILES = {
+    "a.txt": b"alpha" * 100,
+    "sub/b.bin": os.urandom(3000),
+    "sub/c.bin": os.urandom(5000),
+    "d.txt": b"delta" * 50,
+}
 
 
 def final(tmp_path, files=FILES):
@@ -102,8 +106,10 @@ def test_a_file_changed_through_the_local_copy_is_never_served(tmp_path, use_sof
     rehashes.clear()
     again = ds.get_local_copy(use_soft_links=use_soft_links)
     assert read_tree(again) == FILES
-    assert os.path.realpath(os.path.join(again, "sub", "b.bin")) in rehashes or \
-        os.path.join(again, "sub", "b.bin") in rehashes
+    assert (
+        os.path.realpath(os.path.join(again, "sub", "b.bin")) in rehashes
+        or os.path.join(again, "sub", "b.bin") in rehashes
+    )
     assert Path(object_file(digest_of(ds, "sub/b.bin"))).read_bytes() == FILES["sub/b.bin"]
     rehashes.clear()
     ds.get_local_copy(use_soft_links=use_soft_links)
@@ -176,8 +182,9 @@ def test_damaged_storage_bytes_never_enter_the_cache(tmp_path, env, kind):
     files = {"small.txt": b"s" * 100, "big.bin": os.urandom(17 * 1024 * 1024)}
     ds = final(tmp_path, files)
     default_service().cache.clear()
-    victim = next(p for p in env.storage.rglob("*") if p.is_file() and
-                  (p.suffix == ".pack") == (kind == "pack"))
+    victim = next(
+        p for p in env.storage.rglob("*") if p.is_file() and (p.suffix == ".pack") == (kind == "pack")
+    )
     tamper(victim)
     with pytest.raises(IntegrityError):
         ds.get_local_copy()

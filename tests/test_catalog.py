@@ -30,10 +30,14 @@ def test_an_old_catalog_is_upgraded_in_place(tmp_path):
 
     db = Database(tmp_path / "c.db")
     migrations.apply(db, stop_before="0002_external_links")
-    db.execute("INSERT INTO datasets (id, project, name, version, status, storage, created_at, updated_at) "
-               "VALUES ('a' || hex(randomblob(15)), 'p', 'n', '1.0.0', 'final', '/s', 'x', 'x')")
-    db.execute("INSERT INTO changes (dataset_id, path, kind, hash, size) "
-               "SELECT id, 'f', 'added', 'h', 1 FROM datasets")
+    db.execute(
+        "INSERT INTO datasets (id, project, name, version, status, storage, created_at, updated_at) "
+        "VALUES ('a' || hex(randomblob(15)), 'p', 'n', '1.0.0', 'final', '/s', 'x', 'x')"
+    )
+    db.execute(
+        "INSERT INTO changes (dataset_id, path, kind, hash, size) "
+        "SELECT id, 'f', 'added', 'h', 1 FROM datasets"
+    )
     db.execute("INSERT INTO objects VALUES ('/s', 'h', 'k', 0, 1)")
     db.conn.commit()
     db.close()
@@ -50,8 +54,10 @@ def test_an_old_catalog_is_upgraded_in_place(tmp_path):
 def test_newer_catalog_is_refused(tmp_path):
     Catalog(tmp_path / "c.db").close()
     conn = sqlite3.connect(tmp_path / "c.db")
-    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
-                 "VALUES ('clearml_data', '9999_future', 'now')")
+    conn.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+        "VALUES ('clearml_data', '9999_future', 'now')"
+    )
     conn.commit()
     conn.close()
     with pytest.raises(SchemaVersionError, match="newer clearml-data"):
@@ -74,7 +80,8 @@ def test_filesystem_type_from_mountinfo(tmp_path):
     mi.write_text(
         "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
         "40 22 0:50 / /mnt/team\\040share rw - nfs4 server:/export rw\n"
-        "41 22 0:51 / /mnt/fuse rw - fuse.sshfs host:/ rw\n")
+        "41 22 0:51 / /mnt/fuse rw - fuse.sshfs host:/ rw\n"
+    )
     assert filesystem_type("/home/user", str(mi)) == "ext4"
     assert filesystem_type("/mnt/team share/catalog.db", str(mi)) == "nfs4"
     assert filesystem_type("/mnt/fuse/x", str(mi)) == "fuse.sshfs"
@@ -103,10 +110,9 @@ def test_writer_waits_for_a_held_lock(tmp_path):
 
 def test_failed_write_rolls_back(tmp_path):
     cat = Catalog(tmp_path / "c.db")
-    with pytest.raises(RuntimeError):
-        with cat.write() as c:
-            c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1, 1)")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), cat.write() as c:
+        c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1, 1)")
+        raise RuntimeError("boom")
     assert cat.missing_objects("s", ["h"]) == {"h"}
 
 

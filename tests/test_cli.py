@@ -5,7 +5,6 @@ import os
 import pytest
 
 from clearml_data.cli.parser import build_parser
-
 from clearml_data.testing import read_tree, write_tree
 
 ENVELOPE_KEYS = {"clearml_data_result_version", "command", "status", "data", "errors"}
@@ -28,8 +27,12 @@ def test_seed_workflow_verbatim(cli, tmp_path, monkeypatch):
     assert f"Adding files/folder/links to dataset id {ds_id}" in res.err
     res = cli("close")
     assert res.code == 0 and "Dataset closed and finalized" in res.out
-    assert f"Finalizing dataset id {ds_id}" in res.err and "Pending uploads, starting dataset upload to" in res.err
+    assert (
+        f"Finalizing dataset id {ds_id}" in res.err
+        and "Pending uploads, starting dataset upload to" in res.err
+    )
     from clearml_data import Dataset
+
     assert read_tree(Dataset.get(dataset_id=ds_id).get_local_copy()) == {"a.txt": b"a", "b/c.txt": b"c"}
     res = cli("get", "--id", ds_id)
     assert res.code == 0 and res.out.startswith("Dataset local copy available for files at: ")
@@ -141,16 +144,19 @@ def test_delete_parent_needs_force(cli, tmp_path):
     assert cli("delete", "--project", "p", "--name", "n", "--entire-dataset", "--force").code == 0
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["add", "--id", "0123456789abcdef0123456789abcdef", "--files", "x"], "no dataset with id"),
-    (["add", "--id", "../../x", "--files", "x"], "is not a dataset id"),
-    (["create", "--name", "n"], "project"),
-    (["list"], "no dataset given"),
-    (["list", "--project", "nope", "--name", "nope"], "no dataset with"),
-    (["get", "--id", "abcdef12"], "no dataset with id"),
-    (["create", "--project", "p", "--name", "n", "--storage", "nosuch://bucket"], "no storage driver"),
-    (["search", "--name", "("], "not a valid regular expression"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["add", "--id", "0123456789abcdef0123456789abcdef", "--files", "x"], "no dataset with id"),
+        (["add", "--id", "../../x", "--files", "x"], "is not a dataset id"),
+        (["create", "--name", "n"], "project"),
+        (["list"], "no dataset given"),
+        (["list", "--project", "nope", "--name", "nope"], "no dataset with"),
+        (["get", "--id", "abcdef12"], "no dataset with id"),
+        (["create", "--project", "p", "--name", "n", "--storage", "nosuch://bucket"], "no storage driver"),
+        (["search", "--name", "("], "not a valid regular expression"),
+    ],
+)
 def test_errors_are_one_line_without_traceback(cli, argv, fragment):
     res = cli(*argv)
     assert res.code == 1
@@ -219,8 +225,19 @@ def test_config_file_overrides_defaults(cli, tmp_path, env, monkeypatch):
 def test_every_command_has_help():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    expected = {"create", "add", "remove", "upload", "close", "sync", "list", "delete", "search",
-                "get", "doctor"}
+    expected = {
+        "create",
+        "add",
+        "remove",
+        "upload",
+        "close",
+        "sync",
+        "list",
+        "delete",
+        "search",
+        "get",
+        "doctor",
+    }
     assert expected <= set(sub.choices)
     for name, p in sub.choices.items():
         text = p.format_help()
@@ -246,12 +263,15 @@ def test_get_link(cli, tmp_path):
     assert cli("get", "--id", ds, "--link", link, "--overwrite").code == 0
 
 
-@pytest.mark.parametrize("argv", [
-    ("list", "--version", "1.0.0"),
-    ("delete", "--version", "1.0.0"),
-    ("list", "--project", "p"),
-    ("delete", "--name", "n"),
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("list", "--version", "1.0.0"),
+        ("delete", "--version", "1.0.0"),
+        ("list", "--project", "p"),
+        ("delete", "--name", "n"),
+    ],
+)
 def test_lookup_needs_both_project_and_name(cli, tmp_path, argv):
     cli("create", "--project", "p", "--name", "n")  # remembered: must not be picked instead
     res = cli(*argv)

@@ -80,8 +80,15 @@ def test_compare_counts_and_lists(cli, tmp_path):
     assert res.code == 0
     assert res.out.strip() == "Comparison summary: 1 file removed, 1 file modified, 2 files added"
     res = cli("compare", "--source", v1, "--target", v2, "-v")
-    assert res.out.splitlines()[:7] == ["Removed files:", "  drop", "Modified files:", "  change",
-                                        "Added files:", "  new1", "  new2"]
+    assert res.out.splitlines()[:7] == [
+        "Removed files:",
+        "  drop",
+        "Modified files:",
+        "  change",
+        "Added files:",
+        "  new1",
+        "  new2",
+    ]
     data = cli("compare", "--source", v1, "--target", v2, "--json").json["data"]
     assert (data["added"], data["modified"], data["removed"]) == (["new1", "new2"], ["change"], ["drop"])
 
@@ -110,6 +117,7 @@ def test_squash_into_another_storage_copies_the_content(cli, tmp_path, env):
     assert res.code == 0, res.err
     assert any(p.suffix == ".pack" for p in other.rglob("*"))
     import shutil
+
     shutil.rmtree(env.storage)  # the copy in the new storage is all that is needed now
     shutil.rmtree(env.cache)
     path = cli("get", "--id", res.json["data"]["id"], "--json").json["data"]["path"]
@@ -146,13 +154,20 @@ def test_external_links_are_registered_in_place_and_fetched_on_get(cli, tmp_path
     # the external bytes were not copied into the dataset's storage
     assert all(b"external" not in p.read_bytes() for p in stored_files(env))
     files = {f["path"]: f["link"] for f in cli("list", "--id", ds, "--json").json["data"]["files"]}
-    assert files == {"data/a.txt": None, "data/x.bin": f"file://{ext}/x.bin",
-                     "data/deep/y.bin": f"file://{ext}/deep/y.bin"}
+    assert files == {
+        "data/a.txt": None,
+        "data/x.bin": f"file://{ext}/x.bin",
+        "data/deep/y.bin": f"file://{ext}/deep/y.bin",
+    }
     import shutil
+
     shutil.rmtree(env.cache)
     path = cli("get", "--id", ds, "--json").json["data"]["path"]
-    assert read_tree(path) == {"data/a.txt": b"local", "data/x.bin": b"external x",
-                               "data/deep/y.bin": b"external y"}
+    assert read_tree(path) == {
+        "data/a.txt": b"local",
+        "data/x.bin": b"external x",
+        "data/deep/y.bin": b"external y",
+    }
     cli("create", "--project", "p", "--name", "n", "--parents", ds)
     res = cli("remove", "--files", f"file://{ext}/deep")
     assert res.code == 0 and res.out.strip() == "1 file removed"
@@ -208,20 +223,47 @@ def test_plugins_lists_the_folder_driver(cli):
     res = cli("plugins")
     assert res.code == 0 and "file://" in res.out and "clearml-data" in res.out
     data = cli("plugins", "--json").json["data"]
-    assert {"name": "folder", "package": "clearml-data", "status": "loaded", "schemes": ["file"],
-            "error": None}.items() <= next(d for d in data if d["name"] == "folder").items()
+    assert {
+        "name": "folder",
+        "package": "clearml-data",
+        "status": "loaded",
+        "schemes": ["file"],
+        "error": None,
+    }.items() <= next(d for d in data if d["name"] == "folder").items()
 
 
-@pytest.mark.parametrize("command, data_keys", [
-    ("verify", {"id", "checked", "bytes", "mode", "problems"}),
-    ("compare", {"source", "target", "added", "modified", "removed"}),
-    ("publish", {"id", "project", "name", "version", "status", "storage", "parents", "tags",
-                 "description", "created_at", "finalized_at", "file_count", "total_size"}),
-])
+@pytest.mark.parametrize(
+    "command, data_keys",
+    [
+        ("verify", {"id", "checked", "bytes", "mode", "problems"}),
+        ("compare", {"source", "target", "added", "modified", "removed"}),
+        (
+            "publish",
+            {
+                "id",
+                "project",
+                "name",
+                "version",
+                "status",
+                "storage",
+                "parents",
+                "tags",
+                "description",
+                "created_at",
+                "finalized_at",
+                "file_count",
+                "total_size",
+            },
+        ),
+    ],
+)
 def test_json_data_of_new_commands_is_pinned(cli, tmp_path, command, data_keys):
     ds = make_version(cli, write_tree(tmp_path / "d", {"a": "a"}))
-    argv = {"verify": ("verify", "--id", ds), "compare": ("compare", "--source", ds, "--target", ds),
-            "publish": ("publish", "--id", ds)}[command]
+    argv = {
+        "verify": ("verify", "--id", ds),
+        "compare": ("compare", "--source", ds, "--target", ds),
+        "publish": ("publish", "--id", ds),
+    }[command]
     res = cli(*argv, "--json")
     assert res.code == 0 and set(res.json["data"]) == data_keys
     assert res.json["command"] == command and res.json["status"] == "ok"
@@ -233,12 +275,18 @@ def test_every_command_takes_verbose_after_its_name():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     for name in commands:
-        extra = {"create": ["--name", "n"], "remove": ["--files", "x"], "sync": ["--folder", "f"],
-                 "publish": ["--id", "x"], "compare": ["--source", "a", "--target", "b"],
-                 "squash": ["--name", "s", "--ids", "a"], "set-description": ["--description", "d"],
-                 "rename": ["--project", "p", "--name", "n", "--new-name", "m"],
-                 "move": ["--project", "p", "--name", "n", "--new-project", "q"],
-                 "catalog": ["rebuild"]}.get(name, [])
+        extra = {
+            "create": ["--name", "n"],
+            "remove": ["--files", "x"],
+            "sync": ["--folder", "f"],
+            "publish": ["--id", "x"],
+            "compare": ["--source", "a", "--target", "b"],
+            "squash": ["--name", "s", "--ids", "a"],
+            "set-description": ["--description", "d"],
+            "rename": ["--project", "p", "--name", "n", "--new-name", "m"],
+            "move": ["--project", "p", "--name", "n", "--new-project", "q"],
+            "catalog": ["rebuild"],
+        }.get(name, [])
         assert parser.parse_args([name, *extra, "-v"]).verbose is True, name
         assert parser.parse_args(["-v", name, *extra]).verbose is True, name
         assert parser.parse_args([name, *extra]).verbose is False, name

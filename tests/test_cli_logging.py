@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-_PLUGIN = '''
+_PLUGIN = """
 import clearml_data
 from clearml_data.storage import DriverInfo
 
@@ -15,7 +15,7 @@ from clearml_data.storage import DriverInfo
 @clearml_data.hookimpl
 def clearml_data_storage_drivers():
     return [DriverInfo("acme", "acme_store.driver:AcmeDriver")]
-'''
+"""
 
 _CHILD = textwrap.dedent("""
     import contextlib, io, json, logging, sys
@@ -36,8 +36,14 @@ def _debug_levels(tmp_path, *argv) -> dict:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-store\nVersion: 2.0\n")
     (dist / "entry_points.txt").write_text("[clearml_data]\nacme = acme_store\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True, env=env,
-                       timeout=120, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", _CHILD, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
 

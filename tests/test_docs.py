@@ -38,8 +38,8 @@ EVERY = "every operation above"
 #: test tooling shipped in the package: it calls drivers to test them, not to serve a command
 TEST_KIT = {"conformance", "faultsuite", "faultproxy", "testserver", "servers", "faults"}
 
-UPLOADS = ("upload", "close", "sync", "squash")   # each puts content: close and sync upload first,
-FINALIZES = ("close", "sync", "squash")           # squash uploads its new version; these finalize
+UPLOADS = ("upload", "close", "sync", "squash")  # each puts content: close and sync upload first,
+FINALIZES = ("close", "sync", "squash")  # squash uploads its new version; these finalize
 MANIFEST_READERS = (*FINALIZES, "catalog rebuild", "get --storage", "gc")
 
 #: site (outermost function, without leading underscores; Class.method for a dunder) ->
@@ -50,10 +50,10 @@ SITES: dict[str, tuple[str, ...]] = {
     "hash_remote": ("add --links",),
     # uploads: the puts, the sweep before them, the dedup checks, the recording of each object
     "put": UPLOADS,
-    "sweep_temporaries": UPLOADS,                       # temporaries, before an upload and a finalize
+    "sweep_temporaries": UPLOADS,  # temporaries, before an upload and a finalize
     "record_stored": UPLOADS,
-    "confirm": (*UPLOADS, "get"),                      # dedup, and where get (and squash) may read
-    "hash_range": ("verify", *UPLOADS),                # verify, and the dedup check of a pack entry
+    "confirm": (*UPLOADS, "get"),  # dedup, and where get (and squash) may read
+    "hash_range": ("verify", *UPLOADS),  # verify, and the dedup check of a pack entry
     # reads into the cache
     "fetch_objects": ("get", "squash"),
     "fetch_range": ("get", "squash"),
@@ -63,7 +63,7 @@ SITES: dict[str, tuple[str, ...]] = {
     "retire_manifest": ("delete",),
     "remove_manifest": ("delete",),
     "read_manifest": MANIFEST_READERS,
-    "RangeReader.__init__": MANIFEST_READERS,           # the reader read_manifest streams through
+    "RangeReader.__init__": MANIFEST_READERS,  # the reader read_manifest streams through
     "read_small": ("catalog rebuild", "get --storage"),
     # gc
     "collect_garbage": ("gc",),
@@ -85,8 +85,11 @@ DRIVER_HELPERS = {"full_key"}
 
 def contract_methods() -> list[str]:
     """The methods clearml-data may call on a driver: StorageDriver's public ones."""
-    return sorted(n for n, v in vars(StorageDriver).items()
-                  if callable(v) and not n.startswith("_") and n not in DRIVER_HELPERS)
+    return sorted(
+        n
+        for n, v in vars(StorageDriver).items()
+        if callable(v) and not n.startswith("_") and n not in DRIVER_HELPERS
+    )
 
 
 #: "driver", "_driver", "open_driver", "src_driver"; not "drivers" (a table of them)
@@ -150,8 +153,9 @@ class _DriverUses(ast.NodeVisitor):
             self._site.append(self._site[-1])
         known = set(self._drivers[-1])
         args = node.args
-        known |= {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]
-                  if _mentions_driver(a.annotation)}
+        known |= {
+            a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if _mentions_driver(a.annotation)
+        }
         # names bound to drivers in this function: from a driver, or from a container of them
         for _ in range(2):  # a second pass sees names bound from names bound in the first
             self._drivers.append(known)
@@ -160,8 +164,11 @@ class _DriverUses(ast.NodeVisitor):
                 if isinstance(sub, ast.Assign) and isinstance(target, ast.Name):
                     if self.is_driver(sub.value) or self.is_container(sub.value):
                         known.add(target.id)
-                elif (isinstance(sub, ast.For) and isinstance(sub.target, ast.Name)
-                      and self.is_container(sub.iter)):
+                elif (
+                    isinstance(sub, ast.For)
+                    and isinstance(sub.target, ast.Name)
+                    and self.is_container(sub.iter)
+                ):
                     known.add(sub.target.id)
             self._drivers.pop()
         self._drivers.append(known)
@@ -188,9 +195,12 @@ def _driver_containers(trees: list[ast.Module]) -> set[str]:
     found = set()
     for tree in trees:
         for node in ast.walk(tree):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Attribute)
-                    and _mentions_driver(node.annotation)
-                    and ast.unparse(node.annotation) != "StorageDriver"):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Attribute)
+                and _mentions_driver(node.annotation)
+                and ast.unparse(node.annotation) != "StorageDriver"
+            ):
                 found.add(node.target.attr)
     return found
 
@@ -220,8 +230,9 @@ def driver_uses(sources: dict[str, str], methods: list[str]) -> dict[str, set[st
 
 
 def code_calls() -> dict[str, set[str]]:
-    return driver_uses({str(p): p.read_text() for p in _served_modules()},
-                       [*contract_methods(), *DRIVER_HELPERS])
+    return driver_uses(
+        {str(p): p.read_text() for p in _served_modules()}, [*contract_methods(), *DRIVER_HELPERS]
+    )
 
 
 # -- the docs ---------------------------------------------------------------------------------
@@ -230,7 +241,7 @@ def table_rows(text: str, header: str) -> list[list[str]]:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
@@ -251,7 +262,8 @@ def documented_calls() -> dict[str, set[str]]:
             ops = re.findall(r"`([^`]+)`", called_by)
             assert ", ".join(f"`{o}`" for o in ops) == called_by, (
                 f"docs/plugins.md: the 'called by' cell of {method} must be `op`, `op`, ... "
-                f"(or — or '{EVERY}'), not {called_by!r}")
+                f"(or — or '{EVERY}'), not {called_by!r}"
+            )
             table[method] = set(ops)
     return table
 
@@ -272,7 +284,7 @@ def _spelled_out(calls: dict[str, set[str]]) -> dict[str, set[str]]:
 
 # -- the tests --------------------------------------------------------------------------------
 def test_the_scan_sees_each_way_the_code_reaches_a_driver():
-    source = '''
+    source = """
 class Manager:
     def __init__(self):
         self._instances: dict[str, StorageDriver] = {}
@@ -297,7 +309,7 @@ class MyDriver(StorageDriver):
     def get_bytes(self, key):
         driver = self
         return driver.read_range(key, 0, 1)
-'''
+"""
     found = driver_uses({"example": source}, contract_methods())
     assert found == {"close": {"close"}, "lookup": {"stat"}, "fetch": {"read_range"}, "drop": {"delete"}}
 
@@ -312,8 +324,10 @@ def test_every_site_that_calls_a_driver_is_known():
     assert not helpers, f"the core calls driver helpers {helpers}: give them a row in docs/plugins.md's table"
     new = {site: sorted(methods) for site, methods in code.items() if site not in SITES}
     gone = sorted(set(SITES) - set(code))
-    assert not new, (f"new callers of driver methods {new}: add each to SITES in tests/test_docs.py with the "
-                     "operations that reach it, and to the table in docs/plugins.md")
+    assert not new, (
+        f"new callers of driver methods {new}: add each to SITES in tests/test_docs.py with the "
+        "operations that reach it, and to the table in docs/plugins.md"
+    )
     assert not gone, f"SITES names callers the code no longer has: {gone} (renamed or removed?)"
 
 
@@ -342,8 +356,14 @@ def _is_invocation(words: list[str], commands: dict) -> bool:
             if not any(word in a.option_strings for a in parser._actions):
                 return False
         else:  # a subcommand of its own (a dict of parsers), or a positional's choice
-            chosen = next((a.choices for a in parser._actions if not a.option_strings and a.choices
-                           and word in a.choices), None)
+            chosen = next(
+                (
+                    a.choices
+                    for a in parser._actions
+                    if not a.option_strings and a.choices and word in a.choices
+                ),
+                None,
+            )
             parser = chosen[word] if isinstance(chosen, dict) else parser if chosen else None
     return parser is not None
 

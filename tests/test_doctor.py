@@ -31,8 +31,12 @@ def test_doctor_reports_every_field(cli, env):
     assert cat["integrity"] == "ok" and data["sqlite"] == sqlite3.sqlite_version
     assert data["cache"]["link_type"] == "hardlink"
     assert data["cache"]["filesystem"] == fs.filesystem_type(env.root)
-    assert {"name": "folder", "package": "clearml-data", "version": clearml_data.__version__,
-            "status": "loaded"} in data["plugins"]
+    assert {
+        "name": "folder",
+        "package": "clearml-data",
+        "version": clearml_data.__version__,
+        "status": "loaded",
+    } in data["plugins"]
     assert not list((env.cache / "tmp").iterdir())  # the probe cleans up
 
 
@@ -40,8 +44,9 @@ def test_doctor_on_a_network_mount(cli, env, tmp_path, monkeypatch):
     share = tmp_path / "share"
     share.mkdir()
     mi = tmp_path / "mountinfo"
-    mi.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
-                  f"95 22 0:50 / {share} rw - nfs4 filer:/export rw,vers=4.2\n")
+    mi.write_text(
+        f"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n95 22 0:50 / {share} rw - nfs4 filer:/export rw,vers=4.2\n"
+    )
     monkeypatch.setattr(fs, "MOUNTINFO", str(mi))
     monkeypatch.setenv("CLEARML_DATA_CATALOG", str(share / "catalog.db"))
     out = cli("-q", "doctor").out

@@ -13,7 +13,7 @@ from clearml_data.testing import read_tree, write_tree
 def _error(res) -> str:
     """The one error line of a failed command, without the "Error: " prefix."""
     assert res.code == 1, res.err
-    return next(line for line in res.err.splitlines() if line.startswith("Error: "))[len("Error: "):]
+    return next(line for line in res.err.splitlines() if line.startswith("Error: "))[len("Error: ") :]
 
 
 def _draft(name, src=None, **kw):
@@ -181,7 +181,8 @@ def test_cli_get_reports_what_the_copy_holds(cli, tmp_path):
 def test_plugins_and_doctor_report_the_same_plugins(cli):
     listed = cli("plugins", "--json").json["data"]
     doctor = cli("doctor", "--json").json["data"]
-    assert [(p["name"], p["package"], p["status"]) for p in listed] == \
-           [(p["name"], p["package"], p["status"]) for p in doctor["plugins"]]
+    assert [(p["name"], p["package"], p["status"]) for p in listed] == [
+        (p["name"], p["package"], p["status"]) for p in doctor["plugins"]
+    ]
     schemes = {s: p["name"] for p in listed for s in p["schemes"]}
     assert schemes == doctor["drivers"] and schemes["file"] == "folder"

@@ -41,7 +41,7 @@ def upstream():
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 for i in range(0, len(BODY), 50_000):
-                    part = BODY[i:i + 50_000]
+                    part = BODY[i : i + 50_000]
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
                 self.wfile.write(b"0\r\n\r\n")
                 return
@@ -135,7 +135,12 @@ def test_error_status_for_the_next_n_matching_requests(proxy, upstream):
     assert "/obj" not in upstream.objects
     assert proxy.injected == {"status": 3}
     assert [str(e.fault) if e.fault else None for e in proxy.log] == [
-        "HTTP 503", "HTTP 503", None, "HTTP 500", None]
+        "HTTP 503",
+        "HTTP 503",
+        None,
+        "HTTP 500",
+        None,
+    ]
 
 
 def test_skip_lets_the_first_matches_through(proxy):
@@ -227,7 +232,9 @@ def test_flip_request_damages_one_bit_of_each_upload_body(proxy, upstream):
     # only the damaged upload counts as a fault
     assert proxy.injected == {"flip_request": 1}
     assert [str(e.fault) if e.fault else None for e in proxy.log] == [
-        "flip request bit (bodies of 101 B and more)", None]
+        "flip request bit (bodies of 101 B and more)",
+        None,
+    ]
 
 
 @pytest.mark.parametrize("path", ["/x", "/chunked"])

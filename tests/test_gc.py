@@ -14,8 +14,11 @@ from clearml_data.testing import read_tree, reset_services, write_tree
 
 
 def content_keys(env) -> set[str]:
-    return {p.relative_to(env.storage).as_posix() for p in env.storage.rglob("*")
-            if p.is_file() and p.relative_to(env.storage).parts[0] in ("objects", "packs")}
+    return {
+        p.relative_to(env.storage).as_posix()
+        for p in env.storage.rglob("*")
+        if p.is_file() and p.relative_to(env.storage).parts[0] in ("objects", "packs")
+    }
 
 
 def close_version(cli, src, *args):
@@ -35,10 +38,22 @@ def gc(cli, *args):
 
 
 def test_gc_is_a_dry_run_until_asked_and_deletes_only_what_nothing_needs(cli, env, tmp_path):
-    keep = close_version(cli, write_tree(tmp_path / "k", {"shared.bin": os.urandom(3000), "k.txt": "k"}), "--name", "k")
-    drop = close_version(cli, write_tree(tmp_path / "d", {"shared.bin": (tmp_path / "k" / "shared.bin").read_bytes(),
-                                                          "own.bin": os.urandom(3000), "d.txt": "d"}),
-                         "--name", "d")
+    keep = close_version(
+        cli, write_tree(tmp_path / "k", {"shared.bin": os.urandom(3000), "k.txt": "k"}), "--name", "k"
+    )
+    drop = close_version(
+        cli,
+        write_tree(
+            tmp_path / "d",
+            {
+                "shared.bin": (tmp_path / "k" / "shared.bin").read_bytes(),
+                "own.bin": os.urandom(3000),
+                "d.txt": "d",
+            },
+        ),
+        "--name",
+        "d",
+    )
     all_keys = content_keys(env)
     assert gc(cli, "--min-age", "0")["unreferenced"] == []
     assert cli("delete", "--id", drop).code == 0
@@ -146,7 +161,9 @@ def test_finalize_uploads_again_what_vanished_after_the_upload(env, tmp_path, mo
         stamp = original(ws, row, view, counts, stamp)
         if not calls:
             snap = refs.snapshot(other.catalog, row.storage)
-            refs.forget_objects(other.catalog, row.storage, [(h, k) for k, hs in snap.hashes.items() for h in hs])
+            refs.forget_objects(
+                other.catalog, row.storage, [(h, k) for k, hs in snap.hashes.items() for h in hs]
+            )
             for key in snap.hashes:
                 os.unlink(os.path.join(storage, key))
         calls.append(stamp)

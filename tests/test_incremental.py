@@ -5,8 +5,7 @@ import time
 
 import pytest
 
-from clearml_data import Dataset, UsageError
-from clearml_data import hashing
+from clearml_data import Dataset, UsageError, hashing
 from clearml_data.testing import read_tree, write_tree
 
 
@@ -42,7 +41,7 @@ def test_new_version_after_a_small_change_hashes_only_what_changed(tmp_path, mon
     write_tree(src, {"new/a.bin": "a", "new/b.bin": "b"})
     v2 = Dataset.create(dataset_name="ds", dataset_project="p", parent_datasets=[v1])
     assert v2.sync_folder(src) == (2, 2, 2)
-    assert sorted(read) == sorted(changed + ["new/a.bin", "new/b.bin"])
+    assert sorted(read) == sorted([*changed, "new/a.bin", "new/b.bin"])
     v2.finalize(auto_upload=True)
     assert read_tree(v2.get_local_copy()) == read_tree(src)
 
@@ -102,7 +101,7 @@ def test_a_large_add_is_hashed_in_batches_with_the_same_result(tmp_path, monkeyp
         return real_stat(sources)
 
     monkeypatch.setattr(service, "_stat_files", vanish)
-    with pytest.raises(UsageError, match="cannot read .*zz.bin"):
+    with pytest.raises(UsageError, match=r"cannot read .*zz\.bin"):
         child.add_files(src)
     assert len(batches) >= 1
     assert child.list_added_files() == [] and child.list_modified_files() == []

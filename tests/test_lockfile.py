@@ -19,9 +19,18 @@ from clearml_data.errors import CatalogLockedError
 
 def _plant(path, *, host=None, pid=None, expires_in=60.0, lease=30.0, token="planted"):
     now = time.time()
-    path.write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid or os.getpid(),
-                                "token": token, "lease": lease, "acquired": now - 5,
-                                "expires": now + expires_in}))
+    path.write_text(
+        json.dumps(
+            {
+                "host": host or socket.gethostname(),
+                "pid": pid or os.getpid(),
+                "token": token,
+                "lease": lease,
+                "acquired": now - 5,
+                "expires": now + expires_in,
+            }
+        )
+    )
 
 
 def _dead_pid() -> int:
@@ -203,8 +212,10 @@ def _fake_mountinfo(tmp_path, monkeypatch, fstype: str):
     share = tmp_path / "share"
     share.mkdir()
     mi = tmp_path / "mountinfo"
-    mi.write_text("22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
-                  f"95 22 0:50 / {share} rw,relatime shared:60 - {fstype} server:/export rw,vers=4.2\n")
+    mi.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"95 22 0:50 / {share} rw,relatime shared:60 - {fstype} server:/export rw,vers=4.2\n"
+    )
     monkeypatch.setattr(fs, "MOUNTINFO", str(mi))
     return share
 
@@ -237,9 +248,14 @@ def test_cli_waits_then_names_the_holder(cli, env, monkeypatch):
     assert "pid 4242 on gpu-node-7" in line and "catalog.db.lock" in line
 
 
-@pytest.mark.parametrize("var,value", [("CLEARML_DATA_CATALOG_LOCK", "flock"),
-                                       ("CLEARML_DATA_CATALOG_LOCK_TIMEOUT", "soon"),
-                                       ("CLEARML_DATA_CATALOG_LOCK_TIMEOUT", "-1")])
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("CLEARML_DATA_CATALOG_LOCK", "flock"),
+        ("CLEARML_DATA_CATALOG_LOCK_TIMEOUT", "soon"),
+        ("CLEARML_DATA_CATALOG_LOCK_TIMEOUT", "-1"),
+    ],
+)
 def test_bad_lock_settings_are_one_line_errors(cli, monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     res = cli("doctor")

@@ -49,9 +49,26 @@ def snapshot(cli, ids):
         rec = cli("search", "--ids", i, "--json").json["data"][0]
         listing = cli("list", "--id", i, "--json").json["data"]["files"]
         own = cli("list", "--id", i, "--modified", "--json").json["data"]["files"]
-        out[i] = ({k: rec[k] for k in ("project", "name", "version", "parents", "tags", "description",
-                                       "status", "created_at", "finalized_at", "file_count", "total_size")},
-                  listing, own)
+        out[i] = (
+            {
+                k: rec[k]
+                for k in (
+                    "project",
+                    "name",
+                    "version",
+                    "parents",
+                    "tags",
+                    "description",
+                    "status",
+                    "created_at",
+                    "finalized_at",
+                    "file_count",
+                    "total_size",
+                )
+            },
+            listing,
+            own,
+        )
     return out
 
 
@@ -68,8 +85,16 @@ def trees(cli, ids):
 def lineage(cli, tmp_path):
     """root -> child (modify, remove, add, an external file) ; other ; merged(child, other)."""
     rnd = random.Random(7)
-    a = write_tree(tmp_path / "a", {"keep.txt": "keep", "change.txt": "v1", "gone.txt": "bye",
-                                    "big/blob.bin": rnd.randbytes(5000), "empty": b""})
+    a = write_tree(
+        tmp_path / "a",
+        {
+            "keep.txt": "keep",
+            "change.txt": "v1",
+            "gone.txt": "bye",
+            "big/blob.bin": rnd.randbytes(5000),
+            "empty": b"",
+        },
+    )
     root = version(cli, a, "--name", "ds", "--tags", "t1", "t2", "--description", "the root")
     b = write_tree(tmp_path / "b", {"change.txt": "v2", "new/added.txt": "new"})
     ext = write_tree(tmp_path / "ext", {"e.csv": "external bytes"})
@@ -126,7 +151,9 @@ def test_rebuild_keeps_metadata_and_merges_with_rows_already_there(cli, env, lin
     res = cli("catalog", "rebuild", "--catalog", other, "--storage", env.storage, "--json")
     assert res.code == 0, res.err
     assert res.json["data"]["present"] == [lineage[0]] and len(res.json["data"]["restored"]) == 4
-    listed = {r["id"]: r for r in cli("search", "--catalog", other, "--not-only-completed", "--json").json["data"]}
+    listed = {
+        r["id"]: r for r in cli("search", "--catalog", other, "--not-only-completed", "--json").json["data"]
+    }
     assert set(listed) == {mine, ds.id, *lineage}
     assert listed[lineage[3]]["parents"] == [lineage[1], lineage[2]]
     svc = Service(Settings.load(catalog=other))
@@ -156,8 +183,8 @@ def test_delete_leaves_a_tombstone_and_rebuild_honours_it(cli, env, lineage):
     root, child, other, merged = lineage
     before = snapshot(cli, [root, merged])
     files = trees(cli, [root, merged])
-    assert cli("delete", "--id", other, "--force").code == 0      # a parent of merged: folded in
-    assert cli("delete", "--id", child, "--force").code == 0      # between root and merged
+    assert cli("delete", "--id", other, "--force").code == 0  # a parent of merged: folded in
+    assert cli("delete", "--id", child, "--force").code == 0  # between root and merged
     folded = snapshot(cli, [merged])
     assert [f["link"] for f in folded[merged][1] if f["path"] == "ext/e.csv"] != [None]  # still external
     keys = {p.name for p in (env.storage / "manifests").iterdir()}
@@ -200,11 +227,30 @@ def test_damaged_manifests_are_named_and_stop_gc(cli, env, lineage):
 
 def test_manifest_format_round_trip_and_checks():
     h = "ab" * 32
-    rec = {"id": "1" * 32, "project": "p", "name": "n", "version": "1.0.0", "description": "",
-           "tags": ["t"], "metadata": {}, "storage": "/s", "created_at": "c", "finalized_at": "f",
-           "file_count": 1, "total_size": 3, "added": 1, "modified": 0, "removed": 0, "parents": []}
-    m = mf.build(rec, [("a/b.txt", "added", h, 3, None)], {"a/b.txt": (h, 3, "1" * 32, None)},
-                 {h: (None, "packs/00/" + "0" * 64 + ".pack", 0, 3)})
+    rec = {
+        "id": "1" * 32,
+        "project": "p",
+        "name": "n",
+        "version": "1.0.0",
+        "description": "",
+        "tags": ["t"],
+        "metadata": {},
+        "storage": "/s",
+        "created_at": "c",
+        "finalized_at": "f",
+        "file_count": 1,
+        "total_size": 3,
+        "added": 1,
+        "modified": 0,
+        "removed": 0,
+        "parents": [],
+    }
+    m = mf.build(
+        rec,
+        [("a/b.txt", "added", h, 3, None)],
+        {"a/b.txt": (h, 3, "1" * 32, None)},
+        {h: (None, "packs/00/" + "0" * 64 + ".pack", 0, 3)},
+    )
     data = mf.encode(m)
     assert data == mf.encode(mf.decode(data)) and mf.decode(data) == m  # deterministic bytes
     doc = json.loads(gzip.decompress(data))
@@ -220,16 +266,18 @@ def test_manifest_format_round_trip_and_checks():
             target[int(last) if last.isdigit() else last] = value
         return gzip.compress(json.dumps(d).encode())
 
-    for bad, message in [(broken(**{"files.0.0": "../../etc/passwd"}), "'..' component"),
-                         (broken(**{"files.0.0": "/abs"}), "absolute"),
-                         (broken(**{"changes.0.2": "xyz"}), "not a SHA-256"),
-                         (broken(**{"dataset.id": "../x"}), "not a dataset id"),
-                         (broken(**{"dataset.parents": ["1" * 32]}), "itself"),
-                         (broken(format_version=2), "format version"),
-                         (broken(**{"keys.0.1": "../k"}), "'..' component"),
-                         (broken(**{"files.0.5": 7}), "list index out of range"),
-                         (broken(**{"dataset.file_count": 5}), "files listed"),
-                         (b"not gzip", "not a readable manifest")]:
+    for bad, message in [
+        (broken(**{"files.0.0": "../../etc/passwd"}), "'..' component"),
+        (broken(**{"files.0.0": "/abs"}), "absolute"),
+        (broken(**{"changes.0.2": "xyz"}), "not a SHA-256"),
+        (broken(**{"dataset.id": "../x"}), "not a dataset id"),
+        (broken(**{"dataset.parents": ["1" * 32]}), "itself"),
+        (broken(format_version=2), "format version"),
+        (broken(**{"keys.0.1": "../k"}), "'..' component"),
+        (broken(**{"files.0.5": 7}), "list index out of range"),
+        (broken(**{"dataset.file_count": 5}), "files listed"),
+        (b"not gzip", "not a readable manifest"),
+    ]:
         with pytest.raises(ManifestError, match=message):
             mf.decode(bad, "manifests/x")
 
@@ -248,10 +296,24 @@ def test_manifest_size_for_20000_files():
         files[path] = (h, size, origins[i % 3], None)
         objects[h] = (None, pack, offset, size)
         offset += size
-    rec = {"id": origins[0], "project": "p", "name": "n", "version": "1.0.0", "description": "",
-           "tags": [], "metadata": {}, "storage": "s3://bucket/datasets", "created_at": "c",
-           "finalized_at": "f", "file_count": len(files), "total_size": offset, "added": len(files) // 3,
-           "modified": 0, "removed": 0, "parents": origins[1:]}
+    rec = {
+        "id": origins[0],
+        "project": "p",
+        "name": "n",
+        "version": "1.0.0",
+        "description": "",
+        "tags": [],
+        "metadata": {},
+        "storage": "s3://bucket/datasets",
+        "created_at": "c",
+        "finalized_at": "f",
+        "file_count": len(files),
+        "total_size": offset,
+        "added": len(files) // 3,
+        "modified": 0,
+        "removed": 0,
+        "parents": origins[1:],
+    }
     changes = [(p, "added", h, s, None) for p, (h, s, o, _l) in files.items() if o == origins[0]]
     data = mf.encode(mf.build(rec, changes, files, objects))
     assert mf.decode(data).files == files
@@ -309,17 +371,29 @@ def test_rebuild_from_a_storage_reached_by_another_path(cli, env, lineage, tmp_p
     assert trees(cli, lineage) == files
 
 
-_component = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF, exclude_characters="/\\:*?\"<>|"),
-                     min_size=1, max_size=12).filter(lambda c: c not in (".", "..") and not c.endswith((".", " ")))
+_component = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF, exclude_characters='/\\:*?"<>|'),
+    min_size=1,
+    max_size=12,
+).filter(lambda c: c not in (".", "..") and not c.endswith((".", " ")))
 _digest = st.binary(min_size=32, max_size=32).map(bytes.hex)
 _id_st = st.binary(min_size=16, max_size=16).map(bytes.hex)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.lists(_component, min_size=1, max_size=3).map("/".join),
-                       st.tuples(_digest, st.integers(0, 2**40), st.sampled_from(["1" * 32, "2" * 32]),
-                                 st.none() | st.just("s3://b/x")), max_size=20),
-       st.lists(_id_st, max_size=3, unique=True))
+@given(
+    st.dictionaries(
+        st.lists(_component, min_size=1, max_size=3).map("/".join),
+        st.tuples(
+            _digest,
+            st.integers(0, 2**40),
+            st.sampled_from(["1" * 32, "2" * 32]),
+            st.none() | st.just("s3://b/x"),
+        ),
+        max_size=20,
+    ),
+    st.lists(_id_st, max_size=3, unique=True),
+)
 def test_any_valid_manifest_round_trips_to_the_same_bytes(files, parents):
     from clearml_data.errors import UnsafePathError
     from clearml_data.paths import check_relpath
@@ -329,13 +403,28 @@ def test_any_valid_manifest_round_trips_to_the_same_bytes(files, parents):
             check_relpath(p)
     except UnsafePathError:
         return  # names the project refuses anyway (device names and the like)
-    objects = {h: (None if i % 2 else "s3://other", f"packs/{h[:2]}/{h}.pack", i, s)
-               for i, (h, s, _o, _l) in enumerate(files.values())}
-    rec = {"id": "f" * 32, "project": "p", "name": "n", "version": "1", "description": "d",
-           "tags": [], "metadata": {"m": {"type": "json", "value": [1]}}, "storage": "s",
-           "created_at": "c", "finalized_at": "f", "file_count": len(files),
-           "total_size": sum(v[1] for v in files.values()), "added": len(files), "modified": 0,
-           "removed": 0, "parents": [p for p in parents if p != "f" * 32]}
+    objects = {
+        h: (None if i % 2 else "s3://other", f"packs/{h[:2]}/{h}.pack", i, s)
+        for i, (h, s, _o, _l) in enumerate(files.values())
+    }
+    rec = {
+        "id": "f" * 32,
+        "project": "p",
+        "name": "n",
+        "version": "1",
+        "description": "d",
+        "tags": [],
+        "metadata": {"m": {"type": "json", "value": [1]}},
+        "storage": "s",
+        "created_at": "c",
+        "finalized_at": "f",
+        "file_count": len(files),
+        "total_size": sum(v[1] for v in files.values()),
+        "added": len(files),
+        "modified": 0,
+        "removed": 0,
+        "parents": [p for p in parents if p != "f" * 32],
+    }
     changes = [(p, "added", h, s, link) for p, (h, s, _o, link) in files.items()]
     m = mf.build(rec, changes, files, objects)
     data = mf.encode(m)

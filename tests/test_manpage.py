@@ -28,8 +28,10 @@ def _unescape(page: str) -> str:
 
 def test_installed_man_page_names_every_command_and_option():
     if Path(clearml_data.__file__).resolve().is_relative_to(SOURCE_TREE / "clearml_data"):
-        pytest.skip("clearml_data is imported from the source tree (editable install): "
-                    "the man page exists only in a built wheel, which tox installs")
+        pytest.skip(
+            "clearml_data is imported from the source tree (editable install): "
+            "the man page exists only in a built wheel, which tox installs"
+        )
     page = Path(sys.prefix) / "share" / "man" / "man1" / "clearml-data.1"
     assert page.is_file(), f"{page} was not installed with the wheel"
     text = _unescape(page.read_text())

@@ -5,17 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data import Dataset, IntegrityError
-from clearml_data import packs
+from clearml_data import Dataset, IntegrityError, packs
 from clearml_data.api import default_service
 from clearml_data.storage.folder import FolderDriver
-
 from clearml_data.testing import read_tree
 
 
 def test_plan_upload_packs_small_files_and_keeps_large_ones_apart():
-    files = [packs.PendingFile(f"{i:064x}", size, f"/src/{i}")
-             for i, size in enumerate([10, 20, 30, packs.LARGE_FILE, 40])]
+    files = [
+        packs.PendingFile(f"{i:064x}", size, f"/src/{i}")
+        for i, size in enumerate([10, 20, 30, packs.LARGE_FILE, 40])
+    ]
     plan = packs.plan_upload(files, chunk_size_mb=None)
     assert [[f.size for f in group] for group in plan.packs] == [[10, 20, 30, 40]]
     assert [f.size for f in plan.large] == [packs.LARGE_FILE]
@@ -38,8 +38,11 @@ def test_write_pack_checks_every_file(tmp_path):
     good = tmp_path / "good"
     good.write_bytes(b"good bytes")
     import hashlib
+
     digest = hashlib.sha256(b"good bytes").hexdigest()
-    pack_hash, tmp, entries = packs.write_pack([packs.PendingFile(digest, 10, str(good))], str(tmp_path / "t"))
+    pack_hash, tmp, entries = packs.write_pack(
+        [packs.PendingFile(digest, 10, str(good))], str(tmp_path / "t")
+    )
     assert entries == [(digest, 0, 10)]
     assert hashlib.sha256(Path(tmp).read_bytes()).hexdigest() == pack_hash
     bad = packs.PendingFile("0" * 64, 10, str(good))
@@ -67,14 +70,15 @@ def counted_reads(monkeypatch):
 
 
 @pytest.mark.slow
-def test_20000_small_files_make_a_handful_of_objects_and_one_ranged_read(tmp_path, env, counted_reads,
-                                                                           monkeypatch):
+def test_20000_small_files_make_a_handful_of_objects_and_one_ranged_read(
+    tmp_path, env, counted_reads, monkeypatch
+):
     src = tmp_path / "src"
     payload = os.urandom(4096 * 20_000)
     for d in range(200):
         (src / f"d{d:03}").mkdir(parents=True)
     for i in range(20_000):
-        (src / f"d{i % 200:03}" / f"f{i:05}.bin").write_bytes(payload[i * 4096:(i + 1) * 4096])
+        (src / f"d{i % 200:03}" / f"f{i:05}.bin").write_bytes(payload[i * 4096 : (i + 1) * 4096])
     ds = Dataset.create(dataset_name="many", dataset_project="scale")
     assert ds.add_files(src) == 20_000
     ds.upload(show_progress=False)
@@ -85,10 +89,11 @@ def test_20000_small_files_make_a_handful_of_objects_and_one_ranged_read(tmp_pat
     # a second machine: empty cache, wants one file
     monkeypatch.setenv("CLEARML_DATA_CACHE_DIR", str(tmp_path / "empty-cache"))
     from clearml_data import api
+
     api._services.clear()
     one = Dataset.get(ds.id).get_local_copy(files=["d017/f00217.bin"], show_progress=False)
     assert counted_reads == {"read_range": 1, "get_file": 0}
-    assert read_tree(one) == {"d017/f00217.bin": payload[217 * 4096:218 * 4096]}
+    assert read_tree(one) == {"d017/f00217.bin": payload[217 * 4096 : 218 * 4096]}
     cached = list((tmp_path / "empty-cache" / "objects").rglob("*"))
     assert len([p for p in cached if p.is_file()]) == 1
 

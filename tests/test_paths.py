@@ -1,16 +1,43 @@
 import os
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clearml_data.errors import UnsafePathError
 from clearml_data.paths import check_relpath, matches, normalize_relpath, safe_join
 
 HOSTILE = [
-    "", "/etc/passwd", "../x", "a/../../x", "a/..", "./a", "a//b", "a/./b", "C:x", "c:/windows",
-    "a\x00b", "a\nb", "a\x1bb", "a\\..\\b", "\\\\server\\share", "a/" + "x" * 256, "..", ".", "/",
-    "a/", "a\x7fb", "\u202eevil.txt", "CON", "a/nul", "trailing.", "trailing ", "...", "a\x85b",
-    "caf\udce9.txt", "a\u2028b",
+    "",
+    "/etc/passwd",
+    "../x",
+    "a/../../x",
+    "a/..",
+    "./a",
+    "a//b",
+    "a/./b",
+    "C:x",
+    "c:/windows",
+    "a\x00b",
+    "a\nb",
+    "a\x1bb",
+    "a\\..\\b",
+    "\\\\server\\share",
+    "a/" + "x" * 256,
+    "..",
+    ".",
+    "/",
+    "a/",
+    "a\x7fb",
+    "\u202eevil.txt",
+    "CON",
+    "a/nul",
+    "trailing.",
+    "trailing ",
+    "...",
+    "a\x85b",
+    "caf\udce9.txt",
+    "a\u2028b",
 ]
 
 
@@ -22,8 +49,22 @@ def test_hostile_relpaths_are_refused(path, tmp_path):
         safe_join(tmp_path, path)
 
 
-@pytest.mark.parametrize("path", ["a", "a/b/c.txt", "über/ñ.jpg", "a b/c d", "x" * 255, "a..b",
-                                  "con.txt", "console", ".hidden", "é" * 127, "日本/ファイル.png"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "a",
+        "a/b/c.txt",
+        "über/ñ.jpg",
+        "a b/c d",
+        "x" * 255,
+        "a..b",
+        "con.txt",
+        "console",
+        ".hidden",
+        "é" * 127,
+        "日本/ファイル.png",
+    ],
+)
 def test_clean_relpaths_join_inside(path, tmp_path):
     full = safe_join(tmp_path, path)
     assert full.startswith(str(tmp_path) + os.sep)
@@ -50,17 +91,20 @@ def test_normalize_refuses(raw):
         normalize_relpath(raw)
 
 
-@pytest.mark.parametrize("path,pattern,recursive,expected", [
-    ("a.jpg", "*.jpg", True, True),
-    ("x/a.jpg", "a.jpg", True, True),        # basename match at any depth (ClearML)
-    ("x/a.jpg", "a.jpg", False, False),
-    ("data/jsons/a.json", "data/jsons/", True, True),  # a trailing slash names the folder
-    ("data/jsons/a.json", "data/jsons", True, True),
-    ("data/jsons/sub/a.json", "data/jsons", False, False),
-    ("data/jsons/a.json", "data/jsons", False, True),
-    ("data/jsonsx/a.json", "data/jsons", True, False),
-    ("data/jsons/a.json", "data/*/a.json", True, True),
-    ("a/b.txt", "*.jpg", True, False),
-])
+@pytest.mark.parametrize(
+    "path,pattern,recursive,expected",
+    [
+        ("a.jpg", "*.jpg", True, True),
+        ("x/a.jpg", "a.jpg", True, True),  # basename match at any depth (ClearML)
+        ("x/a.jpg", "a.jpg", False, False),
+        ("data/jsons/a.json", "data/jsons/", True, True),  # a trailing slash names the folder
+        ("data/jsons/a.json", "data/jsons", True, True),
+        ("data/jsons/sub/a.json", "data/jsons", False, False),
+        ("data/jsons/a.json", "data/jsons", False, True),
+        ("data/jsonsx/a.json", "data/jsons", True, False),
+        ("data/jsons/a.json", "data/*/a.json", True, True),
+        ("a/b.txt", "*.jpg", True, False),
+    ],
+)
 def test_matches(path, pattern, recursive, expected):
     assert matches(path, pattern, recursive) is expected

@@ -48,13 +48,16 @@ def test_folder_driver_refuses_keys_that_leave_the_root(tmp_path):
     assert not (tmp_path / "escape").exists()
 
 
-@pytest.mark.parametrize("url,secret", [
-    ("s3://AKIAXXXX:supersecret@bucket/p", "supersecret"),
-    ("https://acct.blob.core.windows.net/c?sv=2020&sig=SECRETSIG&se=1", "SECRETSIG"),
-    ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=SECRETKEY;", "SECRETKEY"),
-    ("gs://bucket/p#SECRETFRAGMENT", "SECRETFRAGMENT"),
-    ("https://storage.example/upload?upload_id=SECRETSESSION&x=1", "SECRETSESSION"),
-])
+@pytest.mark.parametrize(
+    "url,secret",
+    [
+        ("s3://AKIAXXXX:supersecret@bucket/p", "supersecret"),
+        ("https://acct.blob.core.windows.net/c?sv=2020&sig=SECRETSIG&se=1", "SECRETSIG"),
+        ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=SECRETKEY;", "SECRETKEY"),
+        ("gs://bucket/p#SECRETFRAGMENT", "SECRETFRAGMENT"),
+        ("https://storage.example/upload?upload_id=SECRETSESSION&x=1", "SECRETSESSION"),
+    ],
+)
 def test_redact_url_hides_credentials(url, secret):
     assert secret not in redact_url(url)
 
@@ -65,11 +68,18 @@ def test_a_missing_submodule_of_a_namespace_package_gives_the_install_hint():
     class Plugin:
         @hookimpl
         def clearml_data_storage_drivers(self):
-            return [DriverInfo("nsx", "json.nosuchmodule:Driver", requires=("json.nosuchmodule",),
-                               install_hint="pip install clearml-data-nsx")]
+            return [
+                DriverInfo(
+                    "nsx",
+                    "json.nosuchmodule:Driver",
+                    requires=("json.nosuchmodule",),
+                    install_hint="pip install clearml-data-nsx",
+                )
+            ]
 
     pm.register(Plugin(), "nsx")
     from clearml_data.errors import MissingDependencyError
+
     with pytest.raises(MissingDependencyError, match="pip install clearml-data-nsx"):
         pm.driver_class("nsx")
 
@@ -97,9 +107,17 @@ class _Plugin:
 
 def test_third_party_plugin_and_missing_sdk():
     pm = PluginManager(load_entry_points=False)
-    pm.register(_Plugin(DriverInfo("mem", "no_such_sdk_module.driver:Driver",
-                                   requires=("no_such_sdk_module",),
-                                   install_hint="pip install clearml-data-mem")), "mem")
+    pm.register(
+        _Plugin(
+            DriverInfo(
+                "mem",
+                "no_such_sdk_module.driver:Driver",
+                requires=("no_such_sdk_module",),
+                install_hint="pip install clearml-data-mem",
+            )
+        ),
+        "mem",
+    )
     assert "mem" in pm.drivers
     with pytest.raises(MissingDependencyError) as info:
         pm.driver("mem://x")
@@ -135,14 +153,19 @@ def test_broken_plugin_is_a_warning_not_a_crash(tmp_path, monkeypatch, caplog):
 
 
 def test_entry_point_plugin_loads_and_can_be_disabled(tmp_path, monkeypatch):
-    _install_fake_dist(tmp_path, monkeypatch, "memx", """
+    _install_fake_dist(
+        tmp_path,
+        monkeypatch,
+        "memx",
+        """
         from clearml_data import hookimpl
         from clearml_data.storage import DriverInfo
 
         @hookimpl
         def clearml_data_storage_drivers():
             return [DriverInfo("memx", "clearml_data.storage.folder:FolderDriver")]
-    """)
+    """,
+    )
     pm = PluginManager()
     assert pm.drivers["memx"].plugin == "memx"
     monkeypatch.setenv("CLEARML_DATA_DISABLE_PLUGINS", "memx")
@@ -162,7 +185,8 @@ def test_a_plugin_that_pluggy_rejects_is_reported_broken_not_fatal(tmp_path, mon
         "from clearml_data import hookimpl\n"
         "@hookimpl\n"
         "def clearml_data_storage_drivers(argument_the_hook_does_not_have):\n"
-        "    return []\n")
+        "    return []\n"
+    )
     dist = pkg / "badhook_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badhook-plugin\nVersion: 1.0\n")

@@ -80,8 +80,11 @@ class WrongScheme(_SchemeFolder):
 class _Plugin:
     @hookimpl
     def clearml_data_storage_drivers(self):
-        return [DriverInfo("flaky", f"{__name__}:FlakyFolder"), DriverInfo("old", f"{__name__}:OldFolder"),
-                DriverInfo("wrong", f"{__name__}:WrongScheme")]
+        return [
+            DriverInfo("flaky", f"{__name__}:FlakyFolder"),
+            DriverInfo("old", f"{__name__}:OldFolder"),
+            DriverInfo("wrong", f"{__name__}:WrongScheme"),
+        ]
 
 
 @pytest.fixture

@@ -32,8 +32,18 @@ from clearml_data.storage.toolkit import (
 
 
 # -- parsers ------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "size"), [("8MiB", 8 * MiB), ("16M", 16 * MiB), ("1.5G", 1536 * MiB),
-                                            ("4096", 4096), (" 2 kib ", 2048), (7, 7), ("0", 0)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("8MiB", 8 * MiB),
+        ("16M", 16 * MiB),
+        ("1.5G", 1536 * MiB),
+        ("4096", 4096),
+        (" 2 kib ", 2048),
+        (7, 7),
+        ("0", 0),
+    ],
+)
 def test_parse_size(text, size):
     assert parse_size(text) == size
 
@@ -49,8 +59,13 @@ def test_parse_bool_and_positive_numbers():
     with pytest.raises(ValueError, match="true or false"):
         parse_bool("maybe")
     assert positive_int("12") == 12 and positive_float("0.5") == 0.5
-    for parse, bad in ((positive_int, "0"), (positive_int, "1.5"), (positive_float, "-1"),
-                       (positive_float, "inf"), (positive_int, True)):
+    for parse, bad in (
+        (positive_int, "0"),
+        (positive_int, "1.5"),
+        (positive_float, "-1"),
+        (positive_float, "inf"),
+        (positive_int, True),
+    ):
         with pytest.raises(ValueError):
             parse(bad)
 
@@ -67,10 +82,18 @@ def test_choice_and_optional():
 
 
 # -- option resolution --------------------------------------------------------------------
-DECLARED = (*transfer_options(max_concurrency=4, part_size=8 * MiB, multipart_threshold=16 * MiB,
-                              max_attempts=5, connect_timeout=10.0, read_timeout=60.0),
-            Option("endpoint_url", help="endpoint of a compatible server"),
-            Option("secure", parse_bool, True, old_names=("use_tls",)))
+DECLARED = (
+    *transfer_options(
+        max_concurrency=4,
+        part_size=8 * MiB,
+        multipart_threshold=16 * MiB,
+        max_attempts=5,
+        connect_timeout=10.0,
+        read_timeout=60.0,
+    ),
+    Option("endpoint_url", help="endpoint of a compatible server"),
+    Option("secure", parse_bool, True, old_names=("use_tls",)),
+)
 
 
 def test_defaults_and_typed_values():
@@ -84,8 +107,9 @@ def test_defaults_and_typed_values():
 def test_precedence_keyword_then_environment_then_file():
     environ = {env_name("mem", "part_size"): "16MiB", env_name("mem", "max_attempts"): "3"}
     section = {"part_size": "64MiB", "read_timeout": "5", "max_attempts": "9"}
-    values, sources = gather_options("mem", DECLARED, {"max_attempts": 2}, environ=environ,
-                                     section=section, section_source="/etc/c.ini")
+    values, sources = gather_options(
+        "mem", DECLARED, {"max_attempts": 2}, environ=environ, section=section, section_source="/etc/c.ini"
+    )
     assert values == {"part_size": 16 * MiB, "read_timeout": 5.0, "max_attempts": 2}
     assert sources["part_size"] == "$CLEARML_DATA_MEM_PART_SIZE"
     assert sources["read_timeout"] == "read_timeout in [storage.mem] in /etc/c.ini"
@@ -147,8 +171,10 @@ class UrlOnlyDriver(OptionsDriver):
 class _Plugin:
     @hookimpl
     def clearml_data_storage_drivers(self):
-        return [DriverInfo("mem", f"{__name__}:OptionsDriver"),
-                DriverInfo("old", f"{__name__}:UrlOnlyDriver")]
+        return [
+            DriverInfo("mem", f"{__name__}:OptionsDriver"),
+            DriverInfo("old", f"{__name__}:UrlOnlyDriver"),
+        ]
 
 
 @pytest.fixture
@@ -162,12 +188,15 @@ def pm(monkeypatch):
 
 
 def test_the_manager_passes_options_from_the_environment_and_the_config_file(pm, env, monkeypatch):
-    (env.root / "config.ini").write_text("[clearml-data]\n\n[storage.mem]\npart_size = 64MiB\n"
-                                         "endpoint_url = http://127.0.0.1:9\nmax_attempts = 7\n")
+    (env.root / "config.ini").write_text(
+        "[clearml-data]\n\n[storage.mem]\npart_size = 64MiB\n"
+        "endpoint_url = http://127.0.0.1:9\nmax_attempts = 7\n"
+    )
     monkeypatch.setenv("CLEARML_DATA_MEM_MAX_ATTEMPTS", "3")
     driver = pm.driver("mem://bucket")
-    assert OptionsDriver.built == [{"part_size": 64 * MiB, "endpoint_url": "http://127.0.0.1:9",
-                                    "max_attempts": 3}]
+    assert OptionsDriver.built == [
+        {"part_size": 64 * MiB, "endpoint_url": "http://127.0.0.1:9", "max_attempts": 3}
+    ]
     assert driver.options["max_attempts"] == 3 and driver.options["max_concurrency"] == 4
 
 
@@ -218,8 +247,9 @@ def test_full_key_checks_the_key_and_joins_the_prefix(tmp_path):
 
 def test_redact_text_hides_credentials(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIK7MDENGbPxRfiCY")
-    text = redact_text("PUT https://user:pw@h/b?X-Amz-Signature=abc123 failed for "
-                       "wJalrXUtnFEMIK7MDENGbPxRfiCY")
+    text = redact_text(
+        "PUT https://user:pw@h/b?X-Amz-Signature=abc123 failed for wJalrXUtnFEMIK7MDENGbPxRfiCY"
+    )
     assert "pw@" not in text and "abc123" not in text and "wJalrXUtnFEMIK7MDENGbPxRfiCY" not in text
     assert "failed for" in text
 

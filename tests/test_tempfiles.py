@@ -32,7 +32,8 @@ def test_only_abandoned_temporaries_are_swept(tmp_path):
     os.utime(foreign_old, (old, old))
     assert tempfiles.sweep(tmp_path, ("obj-",)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (live, foreign_new, untagged, other))
+        p.name for p in (live, foreign_new, untagged, other)
+    )
     assert tempfiles.sweep(tmp_path / "missing", ("obj-",)) == 0
 
 
@@ -43,7 +44,7 @@ def test_cache_and_folder_storage_sweep_their_own_folders(tmp_path):
     (cache.tmp / f"pack-{host}.{_dead_pid()}.a.tmp").write_bytes(b"half a pack")
     fd, mine = cache.tempfile()
     os.close(fd)
-    cache.ensure()   # sweeps
+    cache.ensure()  # sweeps
     assert [p.name for p in cache.tmp.iterdir()] == [os.path.basename(mine)]
 
     driver = FolderDriver(str(tmp_path / "storage"))
@@ -52,6 +53,6 @@ def test_cache_and_folder_storage_sweep_their_own_folders(tmp_path):
     driver.put_file(str(src), "objects/ab/abc")
     stale = tmp_path / "storage" / TMP_FOLDER / f"{TMP_PREFIX}{host}.{_dead_pid()}.b"
     stale.write_bytes(b"partial")
-    assert [o.key for o in driver.list()] == ["objects/ab/abc"]   # temporaries are not objects
+    assert [o.key for o in driver.list()] == ["objects/ab/abc"]  # temporaries are not objects
     assert driver.clean_temporaries() == 1
     assert not stale.exists() and driver.get_bytes("objects/ab/abc") == b"object bytes"

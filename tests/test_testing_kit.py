@@ -14,13 +14,23 @@ OLD_PATHS = {
     "clearml_data.storage.conformance": ("clearml_data.testing.conformance", ["DriverConformance"]),
     "clearml_data.storage.testserver": (
         "clearml_data.testing.servers",
-        ["LoopbackServer", "emulator", "free_port", "keep_loopback_off_proxies", "unavailable",
-         "unique_name"]),
-    "clearml_data.storage.faultproxy": ("clearml_data.testing.faults",
-                                        ["Fault", "FaultProxy", "LogEntry", "Rule"]),
+        [
+            "LoopbackServer",
+            "emulator",
+            "free_port",
+            "keep_loopback_off_proxies",
+            "unavailable",
+            "unique_name",
+        ],
+    ),
+    "clearml_data.storage.faultproxy": (
+        "clearml_data.testing.faults",
+        ["Fault", "FaultProxy", "LogEntry", "Rule"],
+    ),
     "clearml_data.storage.faultsuite": (
         "clearml_data.testing.faults",
-        ["FaultTarget", "check_retry_bound", "check_workflow", "make_source", "standard_faults"]),
+        ["FaultTarget", "check_retry_bound", "check_workflow", "make_source", "standard_faults"],
+    ),
 }
 
 
@@ -42,7 +52,7 @@ def _run_pytest(folder) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=300, check=False)
 
 
-SUITE = '''
+SUITE = """
 import pytest
 
 from clearml_data.storage.folder import FolderDriver
@@ -68,7 +78,7 @@ def test_make_driver_opens_the_suite_s_driver_class(make_driver, tmp_path):
     driver = make_driver(f"file://{tmp_path}/store")
     driver.put_bytes(b"payload", "k")
     assert isinstance(driver, FolderDriver) and driver.get_bytes("k") == b"payload"
-'''
+"""
 
 
 def test_the_fixtures_load_only_where_a_suite_asks_for_them(tmp_path):

@@ -3,9 +3,18 @@ import pytest
 from clearml_data.versions import bump, next_version, sort_key
 
 
-@pytest.mark.parametrize("old,new", [("1.0.0", "1.0.1"), ("1.0", "1.1"), ("1.0.0rc1", "1.0.0rc2"),
-                                     ("2", "3"), ("1.0.post1", "1.0.post2"), ("1.0.dev3", "1.0.dev4"),
-                                     ("not a version", "1.0.0")])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("1.0.0", "1.0.1"),
+        ("1.0", "1.1"),
+        ("1.0.0rc1", "1.0.0rc2"),
+        ("2", "3"),
+        ("1.0.post1", "1.0.post2"),
+        ("1.0.dev3", "1.0.dev4"),
+        ("not a version", "1.0.0"),
+    ],
+)
 def test_bump(old, new):
     assert bump(old) == new
 
@@ -17,5 +26,10 @@ def test_next_version_is_above_the_highest_and_free():
 
 
 def test_sort_key_orders_pep440_above_invalid():
-    assert sorted(["1.0.10", "1.0.9", "abc", "1.0.0rc1", "1.0.0"], key=sort_key) == \
-        ["abc", "1.0.0rc1", "1.0.0", "1.0.9", "1.0.10"]
+    assert sorted(["1.0.10", "1.0.9", "abc", "1.0.0rc1", "1.0.0"], key=sort_key) == [
+        "abc",
+        "1.0.0rc1",
+        "1.0.0",
+        "1.0.9",
+        "1.0.10",
+    ]

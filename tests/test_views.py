@@ -23,8 +23,16 @@ def test_chain_view_applies_every_level_in_order(tmp_path):
     svc = default_service()
     ids = [_version(svc, tmp_path, "c", {"base.txt": "0", "gone.txt": "x", "keep.txt": "k"})]
     for i in range(1, 12):
-        ids.append(_version(svc, tmp_path, "c", {"base.txt": str(i), f"f{i}.txt": str(i)},
-                            parents=[ids[-1]], remove=["gone.txt"] if i == 5 else ()))
+        ids.append(
+            _version(
+                svc,
+                tmp_path,
+                "c",
+                {"base.txt": str(i), f"f{i}.txt": str(i)},
+                parents=[ids[-1]],
+                remove=["gone.txt"] if i == 5 else (),
+            )
+        )
     svc._views.clear()
     view = svc.view(svc.resolve_id(ids[-1]))
     assert view["base.txt"][2] == ids[-1]
@@ -63,8 +71,13 @@ def test_merge_of_parents_later_parent_wins(tmp_path):
     merged = _version(svc, tmp_path, "m", {"m.txt": "m"}, parents=[a, b2])
     svc._views.clear()
     view = svc.view(svc.resolve_id(merged))
-    assert {p: v[2] for p, v in view.items()} == {"same.txt": b, "a.txt": a, "b.txt": b,
-                                                 "b2.txt": b2, "m.txt": merged}
+    assert {p: v[2] for p, v in view.items()} == {
+        "same.txt": b,
+        "a.txt": a,
+        "b.txt": b,
+        "b2.txt": b2,
+        "m.txt": merged,
+    }
 
 
 def test_parent_cycle_in_a_crafted_catalog_is_an_error(tmp_path):

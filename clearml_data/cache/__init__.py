@@ -44,7 +44,7 @@ _USE_LOCK = "cache-use"
 class CopyInfo:
     name: str
     files: int
-    own_bytes: int     #: bytes not shared with objects/ (plain copies)
+    own_bytes: int  #: bytes not shared with objects/ (plain copies)
     last_used: float
 
 
@@ -103,8 +103,9 @@ class Cache:
     def sweep_tmp(self) -> int:
         """Remove temporary files that crashed processes left in ``tmp/``, whatever a storage
         driver added around the name the cache gave it (``.obj-<tag>….tmp.s3-….tmp``)."""
-        return tempfiles.sweep(self.tmp, ("obj-", "pack-", "probe-", "manifest-", "damaged-"),
-                               only_temporaries=True)
+        return tempfiles.sweep(
+            self.tmp, ("obj-", "pack-", "probe-", "manifest-", "damaged-"), only_temporaries=True
+        )
 
     # -- objects --------------------------------------------------------------------------
     def object_file(self, digest: str) -> str:
@@ -167,8 +168,10 @@ class Cache:
     def add_bytes(self, digest: str, data: bytes | memoryview) -> None:
         """Put bytes into the cache under their hash, after checking the hash."""
         if hashlib.sha256(data).hexdigest() != digest:
-            raise IntegrityError(f"downloaded bytes do not match their hash {digest[:12]}…",
-                                 hint="the stored object is damaged; run verify")
+            raise IntegrityError(
+                f"downloaded bytes do not match their hash {digest[:12]}…",
+                hint="the stored object is damaged; run verify",
+            )
         fd, tmp = self.tempfile()
         try:
             with space_for(self.root, "the cache"), os.fdopen(fd, "wb") as fh:
@@ -183,8 +186,10 @@ class Cache:
         """Move a temporary file (inside ``tmp/``) into the cache after checking its hash."""
         try:
             if sha256_file(tmp)[0] != digest:
-                raise IntegrityError(f"downloaded object does not match its hash {digest[:12]}…",
-                                     hint="the stored object is damaged; run verify")
+                raise IntegrityError(
+                    f"downloaded object does not match its hash {digest[:12]}…",
+                    hint="the stored object is damaged; run verify",
+                )
             self._install(tmp, digest)
         finally:
             if os.path.lexists(tmp):
@@ -318,9 +323,14 @@ class Cache:
                             symlinked.add(os.path.basename(os.readlink(path)))
                         except OSError:
                             pass
-        orphans = sorted(((st.st_mtime, path, st.st_size, st) for path, st in _files(self.objects)
-                          if st.st_nlink == 1 and os.path.basename(path) not in symlinked),
-                         key=lambda o: o[:2])
+        orphans = sorted(
+            (
+                (st.st_mtime, path, st.st_size, st)
+                for path, st in _files(self.objects)
+                if st.st_nlink == 1 and os.path.basename(path) not in symlinked
+            ),
+            key=lambda o: o[:2],
+        )
         freed = 0
         dropped = []
         for _mtime, path, size, st in orphans:
@@ -345,8 +355,12 @@ class Cache:
                     remove_tree(d)
             self.guard.forget(gone)
             left = self.usage().total_bytes  # temporary files that live writers still write
-            return PruneResult(objects=before.objects, copies=[c.name for c in before.copies],
-                               freed_bytes=before.total_bytes - left, remaining_bytes=left)
+            return PruneResult(
+                objects=before.objects,
+                copies=[c.name for c in before.copies],
+                freed_bytes=before.total_bytes - left,
+                remaining_bytes=left,
+            )
 
     # -- dataset copies ---------------------------------------------------------------------
     def view_path(self, dataset_id: str, use_soft_links: bool | None) -> Path:
@@ -354,8 +368,9 @@ class Cache:
         check_id(dataset_id)
         return self.datasets / (dataset_id if mode == "link" else f"{dataset_id}.{mode}")
 
-    def view_is_complete(self, folder: Path, files: dict[str, tuple[str, int]],
-                         max_workers: int | None = None) -> bool:
+    def view_is_complete(
+        self, folder: Path, files: dict[str, tuple[str, int]], max_workers: int | None = None
+    ) -> bool:
         """Does an existing copy still hold every file of the view, intact?
 
         One stat per file; files whose stat changed since they were checked are hashed again.
@@ -388,8 +403,9 @@ class Cache:
             items.append((path, os.stat(path), digest))
         self.guard.relinked(items)
 
-    def build_view(self, folder: Path, files: dict[str, tuple[str, int]],
-                   use_soft_links: bool | None) -> None:
+    def build_view(
+        self, folder: Path, files: dict[str, tuple[str, int]], use_soft_links: bool | None
+    ) -> None:
         """Materialise ``{relpath: (hash, size)}`` into ``folder`` atomically."""
         mode = LINK_MODES[use_soft_links]
         staging = folder.parent / f".build-{folder.name}-{uuid.uuid4().hex[:8]}"

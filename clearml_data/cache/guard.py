@@ -41,8 +41,13 @@ Item = tuple[str, os.stat_result, str]
 
 
 def _same(st: os.stat_result, rec: tuple[int, int, int, str] | None, digest: str) -> bool:
-    return (rec is not None and rec[3] == digest and rec[0] == st.st_size
-            and rec[1] == st.st_mtime_ns and not st.st_mode & _WRITE_BITS)
+    return (
+        rec is not None
+        and rec[3] == digest
+        and rec[0] == st.st_size
+        and rec[1] == st.st_mtime_ns
+        and not st.st_mode & _WRITE_BITS
+    )
 
 
 class CacheGuard:
@@ -83,8 +88,9 @@ class CacheGuard:
         items = list(items)
         self.flush()
         known = self.memory.cached_lookup(st for _p, st, _d in items)
-        self.memory.cached_store([(st, digest) for _path, st, digest in items
-                                  if (st.st_dev, st.st_ino) not in known])
+        self.memory.cached_store(
+            [(st, digest) for _path, st, digest in items if (st.st_dev, st.st_ino) not in known]
+        )
 
     def forget(self, stats: Iterable[os.stat_result]) -> None:
         if self.memory is not None:
@@ -148,8 +154,12 @@ def _rehash(item: Item) -> tuple[bool, os.stat_result | None]:
             opened = os.fstat(fh.fileno())
             got, size = sha256_file(fh)
             after = os.fstat(fh.fileno())
-            if got != digest or size != opened.st_size or after.st_size != opened.st_size \
-                    or after.st_mtime_ns != opened.st_mtime_ns:
+            if (
+                got != digest
+                or size != opened.st_size
+                or after.st_size != opened.st_size
+                or after.st_mtime_ns != opened.st_mtime_ns
+            ):
                 return False, opened
             if after.st_mode & _WRITE_BITS:
                 try:  # a cache file stays read-only
@@ -161,4 +171,3 @@ def _rehash(item: Item) -> tuple[bool, os.stat_result | None]:
         log.debug("cannot re-hash %s: %s", path, exc)
         return False, None
     return True, after
-

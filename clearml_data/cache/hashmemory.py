@@ -51,12 +51,16 @@ class HashMemory:
                 conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=OFF")  # losing the newest entries only costs a re-hash
-                conn.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER, "
-                             "ino INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
-                             "hash TEXT NOT NULL) WITHOUT ROWID")
-                conn.execute("CREATE TABLE IF NOT EXISTS cache_files (dev INTEGER, ino INTEGER, "
-                             "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, hash TEXT NOT NULL, "
-                             "PRIMARY KEY (dev, ino)) WITHOUT ROWID")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER, "
+                    "ino INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
+                    "hash TEXT NOT NULL) WITHOUT ROWID"
+                )
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS cache_files (dev INTEGER, ino INTEGER, "
+                    "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, hash TEXT NOT NULL, "
+                    "PRIMARY KEY (dev, ino)) WITHOUT ROWID"
+                )
                 self._conn = conn
             except (sqlite3.Error, OSError) as exc:
                 log.debug("hash memory %s unavailable: %s", self.path, exc)
@@ -74,9 +78,11 @@ class HashMemory:
             paths = list(stats)
             try:
                 for i in range(0, len(paths), _CHUNK):
-                    chunk = paths[i:i + _CHUNK]
-                    q = (f"SELECT path, dev, ino, size, mtime_ns, ctime_ns, hash FROM files "
-                         f"WHERE path IN ({', '.join('?' * len(chunk))})")
+                    chunk = paths[i : i + _CHUNK]
+                    q = (
+                        f"SELECT path, dev, ino, size, mtime_ns, ctime_ns, hash FROM files "
+                        f"WHERE path IN ({', '.join('?' * len(chunk))})"
+                    )
                     for path, *key, digest in db.execute(q, chunk):
                         if tuple(key) == _key(stats[path]):
                             found[path] = digest
@@ -84,16 +90,18 @@ class HashMemory:
                 log.debug("hash memory lookup failed: %s", exc)
         return found
 
-    def store(self, entries: Iterable[tuple[str, os.stat_result, str]],
-              hashed_at_ns: int | None = None) -> None:
+    def store(
+        self, entries: Iterable[tuple[str, os.stat_result, str]], hashed_at_ns: int | None = None
+    ) -> None:
         """Remember (path, stat before hashing, sha256); skips files changed too recently."""
         cutoff = (hashed_at_ns or time.time_ns()) - RACY_NS
         rows = [(path, *_key(st), digest) for path, st, digest in entries if st.st_mtime_ns < cutoff]
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     # -- cache files, by inode (see cache.guard) --------------------------------------------
-    def cached_lookup(self, stats: Iterable[os.stat_result]
-                      ) -> dict[tuple[int, int], tuple[int, int, int, str]]:
+    def cached_lookup(
+        self, stats: Iterable[os.stat_result]
+    ) -> dict[tuple[int, int], tuple[int, int, int, str]]:
         """{(dev, ino): (size, mtime_ns, ctime_ns, sha256)} recorded for these files' inodes."""
         by_dev: dict[int, set[int]] = {}
         for st in stats:
@@ -107,9 +115,11 @@ class HashMemory:
                 for dev, inodes in by_dev.items():
                     inos = list(inodes)
                     for i in range(0, len(inos), _CHUNK):
-                        chunk = inos[i:i + _CHUNK]
-                        q = (f"SELECT ino, size, mtime_ns, ctime_ns, hash FROM cache_files "
-                             f"WHERE dev = ? AND ino IN ({', '.join('?' * len(chunk))})")
+                        chunk = inos[i : i + _CHUNK]
+                        q = (
+                            f"SELECT ino, size, mtime_ns, ctime_ns, hash FROM cache_files "
+                            f"WHERE dev = ? AND ino IN ({', '.join('?' * len(chunk))})"
+                        )
                         for ino, *rest in db.execute(q, [dev, *chunk]):
                             found[(dev, ino)] = tuple(rest)
             except sqlite3.Error as exc:
@@ -118,14 +128,17 @@ class HashMemory:
 
     def cached_store(self, entries: Iterable[tuple[os.stat_result, str]]) -> None:
         """Remember (stat, sha256) of cache files whose bytes were just checked."""
-        rows = [(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
-                for st, digest in entries]
+        rows = [
+            (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+            for st, digest in entries
+        ]
         self._write("INSERT OR REPLACE INTO cache_files VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def cached_forget(self, stats: Iterable[os.stat_result]) -> None:
         """Forget what was recorded for these inodes (their bytes are damaged or gone)."""
-        self._write("DELETE FROM cache_files WHERE dev = ? AND ino = ?",
-                    [(st.st_dev, st.st_ino) for st in stats])
+        self._write(
+            "DELETE FROM cache_files WHERE dev = ? AND ino = ?", [(st.st_dev, st.st_ino) for st in stats]
+        )
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         if not rows:

@@ -20,8 +20,15 @@ from ..paths import safe_join
 
 #: how ``get_local_copy(use_soft_links=...)`` materialises files
 LINK_MODES = {None: "link", True: "symlink", False: "copy"}
-_LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
-                  errno.EACCES, errno.EINVAL}
+_LINK_FALLBACK = {
+    errno.EXDEV,
+    errno.EPERM,
+    errno.ENOTSUP,
+    errno.EOPNOTSUPP,
+    errno.EMLINK,
+    errno.EACCES,
+    errno.EINVAL,
+}
 _FICLONE = 0x40049409  # Linux ioctl: share extents (reflink)
 _LINK_TRIES = 5  # hard links of an object that a concurrent fetch replaces meanwhile
 
@@ -30,8 +37,13 @@ _LINK_TRIES = 5  # hard links of an object that a concurrent fetch replaces mean
 COPY_TEMP_PREFIX = ".clearml-data-copy-"
 
 
-def populate(dest: str | os.PathLike[str], files: dict[str, tuple[str, int]], source_of, mode: str,
-             writable: bool = False) -> bool:
+def populate(
+    dest: str | os.PathLike[str],
+    files: dict[str, tuple[str, int]],
+    source_of,
+    mode: str,
+    writable: bool = False,
+) -> bool:
     """Create each file of ``files`` under ``dest`` from the object at ``source_of(hash)``;
     returns whether any file is a new inode (a copy or reflink, not a link to the object).
 
@@ -100,6 +112,7 @@ def link_or_copy(src: str, dst: str) -> str:
 
 def remove_tree(path: str | os.PathLike) -> None:
     """Remove a folder tree even where files or folders were made read-only."""
+
     def onerror(func, p, _exc):
         parent = os.path.dirname(p)
         try:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import _crashpoints as crashpoints
 from .. import versions
@@ -69,11 +70,11 @@ class DatasetRow:
 @dataclass(frozen=True)
 class ChangeRow:
     path: str
-    kind: str          # added | modified | removed
+    kind: str  # added | modified | removed
     hash: str | None
     size: int | None
     source: str | None = None
-    link: str | None = None    # URL of an external file registered in place
+    link: str | None = None  # URL of an external file registered in place
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,25 @@ class ObjectRow:
     checked: bool = False
 
 
-_DATASET_COLUMNS = ("id", "project", "name", "version", "status", "description", "tags", "metadata",
-                    "storage", "created_at", "updated_at", "finalized_at", "file_count",
-                    "total_size", "added", "modified", "removed")
+_DATASET_COLUMNS = (
+    "id",
+    "project",
+    "name",
+    "version",
+    "status",
+    "description",
+    "tags",
+    "metadata",
+    "storage",
+    "created_at",
+    "updated_at",
+    "finalized_at",
+    "file_count",
+    "total_size",
+    "added",
+    "modified",
+    "removed",
+)
 
 
 def preferred_location(locs: Sequence[ObjectRow], storage: str) -> ObjectRow:
@@ -101,20 +118,27 @@ def preferred_location(locs: Sequence[ObjectRow], storage: str) -> ObjectRow:
 def _json_column(data: dict, column: str, kind: type) -> list | dict:
     """Decode a dataset's JSON column (tags: a list of strings, metadata: an object)."""
     text = data[column]
+    value: Any
     try:
         value = json.loads(text) if text else kind()
     except (TypeError, ValueError, RecursionError):
         value = None
-    if not isinstance(value, kind) or (kind is list and not all(isinstance(t, str) for t in value)):
+    if kind is list:
+        fits = isinstance(value, list) and all(isinstance(t, str) for t in value)
+    else:
+        fits = isinstance(value, dict)
+    if not fits:
         what = "a list of strings" if kind is list else "a JSON object"
-        raise CatalogError(f"dataset {data['id']} has a {column} column that is not {what}",
-                           hint="the catalog was changed outside clearml-data; restore it from a backup")
+        raise CatalogError(
+            f"dataset {data['id']} has a {column} column that is not {what}",
+            hint="the catalog was changed outside clearml-data; restore it from a backup",
+        )
     return value
 
 
 def _chunks(items: Sequence, size: int = SQL_VARS) -> Iterator[Sequence]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 class Catalog:
@@ -129,44 +153,65 @@ class Catalog:
     #: tests sets "BEGIN" (deferred) on the class to show that writes are then lost.
     _begin = "BEGIN IMMEDIATE"
 
-    def __init__(self, path: str | os.PathLike, *, journal_mode: str | None = None,
-                 lock: str | None = None, lock_timeout: float = DEFAULT_TIMEOUT, vfs: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        journal_mode: str | None = None,
+        lock: str | None = None,
+        lock_timeout: float = DEFAULT_TIMEOUT,
+        vfs: str | None = None,
+    ):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CatalogError(f"cannot create the catalog folder {self.path.parent}: {exc.strerror}") from None
+            raise CatalogError(
+                f"cannot create the catalog folder {self.path.parent}: {exc.strerror}"
+            ) from None
         self.fs_type = filesystem_type(self.path.parent)
         try:
             self.lock_method = resolve_lock_method(lock, self.fs_type, is_network_filesystem(self.fs_type))
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
-        self.journal_mode = journal_mode or ("delete" if is_network_filesystem(self.fs_type)
-                                             or self.lock_method == "file" else "wal")
-        self.lock_file = (LockFile(self.path.with_name(self.path.name + ".lock"), timeout=lock_timeout)
-                          if self.lock_method == "file" else None)
+        self.journal_mode = journal_mode or (
+            "delete" if is_network_filesystem(self.fs_type) or self.lock_method == "file" else "wal"
+        )
+        self.lock_file = (
+            LockFile(self.path.with_name(self.path.name + ".lock"), timeout=lock_timeout)
+            if self.lock_method == "file"
+            else None
+        )
         try:
-            conn = sqlite3.connect(_sqlite_uri(self.path, vfs) if vfs else str(self.path),
-                                   timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False, uri=bool(vfs))
+            conn = sqlite3.connect(
+                _sqlite_uri(self.path, vfs) if vfs else str(self.path),
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=bool(vfs),
+            )
         except sqlite3.Error as exc:
             raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
         if self.lock_file is not None:
-            conn = LockedConnection(conn, self.lock_file)
+            # the wrapper takes the lock file around each write transaction; it has the methods used here
+            conn = LockedConnection(conn, self.lock_file)  # type: ignore[assignment]
         self.conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._set_journal_mode()
-            conn.execute("PRAGMA synchronous = NORMAL" if self.journal_mode == "wal"
-                         else "PRAGMA synchronous = FULL")
+            conn.execute(
+                "PRAGMA synchronous = NORMAL" if self.journal_mode == "wal" else "PRAGMA synchronous = FULL"
+            )
             self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
             if nearly_full(self.path.parent):  # SQLite says "disk I/O error" when it cannot grow a file
-                raise DiskFullError(f"no space left on device: cannot open the catalog {self.path} ({exc})",
-                                    path=str(self.path),
-                                    hint="free some space, then run the same command again") from None
+                raise DiskFullError(
+                    f"no space left on device: cannot open the catalog {self.path} ({exc})",
+                    path=str(self.path),
+                    hint="free some space, then run the same command again",
+                ) from None
             raise CatalogError(f"{self.path} is not a usable clearml-data catalog: {exc}") from None
         except BaseException:  # e.g. the lock file stayed held
             conn.close()
@@ -186,8 +231,12 @@ class Catalog:
 
     def applied_migrations(self) -> list[str]:
         try:
-            return [r[0] for r in self.conn.execute(
-                "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id", [MIGRATION_SET])]
+            return [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id", [MIGRATION_SET]
+                )
+            ]
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
@@ -200,7 +249,9 @@ class Catalog:
         if unknown:
             raise SchemaVersionError(
                 f"the catalog {self.path} was written by a newer clearml-data "
-                f"(migration {sorted(unknown)[-1]})", hint="upgrade clearml-data")
+                f"(migration {sorted(unknown)[-1]})",
+                hint="upgrade clearml-data",
+            )
         if applied == known:
             return
         from sqlite_utils import Database
@@ -240,7 +291,8 @@ class Catalog:
         else:
             raise CatalogLockedError(
                 f"the catalog {self.path} stayed locked by another process",
-                hint="try again; if it persists, check for a hung clearml-data process")
+                hint="try again; if it persists, check for a hung clearml-data process",
+            )
         try:
             yield self.conn
             crashpoints.reach("catalog.before_commit")
@@ -257,7 +309,9 @@ class Catalog:
                 self.conn.execute("ROLLBACK")
                 raise CatalogLockedError(
                     f"lost the catalog lock file {self.lock_file.path} while writing (this process was "
-                    "stalled for longer than its lease); nothing was written", hint="try again")
+                    "stalled for longer than its lease); nothing was written",
+                    hint="try again",
+                )
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -291,17 +345,24 @@ class Catalog:
             if clash is not None:
                 raise VersionExistsError(
                     f"dataset {row.project}/{row.name} already has a version {clash}",
-                    hint="pick another version, or omit it to get the next one")
+                    hint="pick another version, or omit it to get the next one",
+                )
             values = self._dataset_values(row)
             try:
-                c.execute(f"INSERT INTO datasets ({', '.join(_DATASET_COLUMNS)}) "
-                          f"VALUES ({', '.join('?' * len(_DATASET_COLUMNS))})", values)
+                c.execute(
+                    f"INSERT INTO datasets ({', '.join(_DATASET_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_DATASET_COLUMNS))})",
+                    values,
+                )
             except sqlite3.IntegrityError:
                 raise VersionExistsError(
                     f"dataset {row.project}/{row.name} already has a version {row.version}",
-                    hint="pick another version, or omit it to get the next one") from None
-            c.executemany("INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, ?, ?)",
-                          [(row.id, i, p) for i, p in enumerate(row.parents)])
+                    hint="pick another version, or omit it to get the next one",
+                ) from None
+            c.executemany(
+                "INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, ?, ?)",
+                [(row.id, i, p) for i, p in enumerate(row.parents)],
+            )
 
     @staticmethod
     def _dataset_values(row: DatasetRow) -> list:
@@ -329,7 +390,7 @@ class Catalog:
     def _rows_to_datasets(self, rows: list[sqlite3.Row | tuple]) -> list[DatasetRow]:
         result = []
         for r in rows:
-            data = dict(zip(_DATASET_COLUMNS, r))
+            data = dict(zip(_DATASET_COLUMNS, r, strict=True))
             data["tags"] = _json_column(data, "tags", list)
             data["metadata"] = _json_column(data, "metadata", dict)
             result.append(DatasetRow(**data))
@@ -337,8 +398,10 @@ class Catalog:
             parents: dict[str, list[str]] = {d.id: [] for d in result}
             ids = list(parents)
             for chunk in _chunks(ids):
-                q = ("SELECT dataset_id, parent_id FROM dataset_parents WHERE dataset_id IN "
-                     f"({', '.join('?' * len(chunk))}) ORDER BY dataset_id, position")
+                q = (
+                    "SELECT dataset_id, parent_id FROM dataset_parents WHERE dataset_id IN "
+                    f"({', '.join('?' * len(chunk))}) ORDER BY dataset_id, position"
+                )
                 for did, pid in self.conn.execute(q, list(chunk)):
                     parents[did].append(pid)
             for d in result:
@@ -347,18 +410,27 @@ class Catalog:
 
     def get_dataset(self, dataset_id: str) -> DatasetRow | None:
         rows = self.conn.execute(
-            f"SELECT {', '.join(_DATASET_COLUMNS)} FROM datasets WHERE id = ?", [dataset_id]).fetchall()
+            f"SELECT {', '.join(_DATASET_COLUMNS)} FROM datasets WHERE id = ?", [dataset_id]
+        ).fetchall()
         found = self._rows_to_datasets(rows)
         return found[0] if found else None
 
     def ids_with_prefix(self, prefix: str, limit: int = 3) -> list[str]:
-        rows = self.conn.execute("SELECT id FROM datasets WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
-                                 [prefix, prefix + "\x7f", limit]).fetchall()
+        rows = self.conn.execute(
+            "SELECT id FROM datasets WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            [prefix, prefix + "\x7f", limit],
+        ).fetchall()
         return [r[0] for r in rows]
 
-    def find_datasets(self, *, project: str | None = None, name: str | None = None,
-                      version: str | None = None, statuses: Iterable[str] | None = None,
-                      ids: Iterable[str] | None = None) -> list[DatasetRow]:
+    def find_datasets(
+        self,
+        *,
+        project: str | None = None,
+        name: str | None = None,
+        version: str | None = None,
+        statuses: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> list[DatasetRow]:
         where, params = [], []
         for col, value in (("project", project), ("name", name), ("version", version)):
             if value is not None:
@@ -379,15 +451,25 @@ class Catalog:
         return self._rows_to_datasets(self.conn.execute(sql, params).fetchall())
 
     def versions_of(self, project: str, name: str) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT version FROM datasets WHERE project = ? AND name = ?", [project, name])]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT version FROM datasets WHERE project = ? AND name = ?", [project, name]
+            )
+        ]
 
-    def relabel(self, project: str, name: str, *, new_project: str | None = None,
-                new_name: str | None = None) -> list[str]:
+    def relabel(
+        self, project: str, name: str, *, new_project: str | None = None, new_name: str | None = None
+    ) -> list[str]:
         """Rename (``new_name``) or move (``new_project``) every version of project/name."""
         with self.write() as c:
-            ids = [r[0] for r in c.execute(
-                "SELECT id FROM datasets WHERE project = ? AND name = ? ORDER BY created_at", [project, name])]
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM datasets WHERE project = ? AND name = ? ORDER BY created_at",
+                    [project, name],
+                )
+            ]
             if not ids:
                 return []
             target = (new_project or project, new_name or name)
@@ -395,23 +477,33 @@ class Catalog:
             theirs = self.versions_of(*target)
             clash = next((v for v in mine if versions.taken_by(v, theirs)), None)
             if clash is not None:
-                raise VersionExistsError(f"dataset {target[0]}/{target[1]} already has a version {clash}",
-                                         hint="rename or move one of them first")
-            c.execute("UPDATE datasets SET project = ?, name = ?, "
-                      "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE project = ? AND name = ?",
-                      [*target, project, name])
+                raise VersionExistsError(
+                    f"dataset {target[0]}/{target[1]} already has a version {clash}",
+                    hint="rename or move one of them first",
+                )
+            c.execute(
+                "UPDATE datasets SET project = ?, name = ?, "
+                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE project = ? AND name = ?",
+                [*target, project, name],
+            )
             return ids
 
     def children(self, dataset_id: str) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT dataset_id FROM dataset_parents WHERE parent_id = ? ORDER BY dataset_id",
-            [dataset_id])]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT dataset_id FROM dataset_parents WHERE parent_id = ? ORDER BY dataset_id",
+                [dataset_id],
+            )
+        ]
 
     def set_parents(self, dataset_id: str, parents: Sequence[str]) -> None:
         with self.write() as c:
             c.execute("DELETE FROM dataset_parents WHERE dataset_id = ?", [dataset_id])
-            c.executemany("INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, ?, ?)",
-                          [(dataset_id, i, p) for i, p in enumerate(parents)])
+            c.executemany(
+                "INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, ?, ?)",
+                [(dataset_id, i, p) for i, p in enumerate(parents)],
+            )
 
     def delete_dataset(self, dataset_id: str) -> None:
         with self.write() as c:
@@ -421,14 +513,19 @@ class Catalog:
 
     # -- change rows ---------------------------------------------------------------------
     def changes(self, dataset_id: str) -> list[ChangeRow]:
-        return [ChangeRow(*r) for r in self.conn.execute(
-            "SELECT path, kind, hash, size, source, link FROM changes WHERE dataset_id = ? ORDER BY path",
-            [dataset_id])]
+        return [
+            ChangeRow(*r)
+            for r in self.conn.execute(
+                "SELECT path, kind, hash, size, source, link FROM changes WHERE dataset_id = ? ORDER BY path",
+                [dataset_id],
+            )
+        ]
 
     def change_tuples(self, dataset_id: str) -> Iterator[tuple[str, str, str, int]]:
         """(path, kind, hash, size) of a version's change rows, streamed in no particular order."""
         return self.conn.execute(
-            "SELECT path, kind, hash, size FROM changes WHERE dataset_id = ?", [dataset_id])
+            "SELECT path, kind, hash, size FROM changes WHERE dataset_id = ?", [dataset_id]
+        )
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits to the catalog (SQLite's
@@ -439,8 +536,10 @@ class Catalog:
         """{(dataset id, path): URL} of the external-file rows of these datasets."""
         found: dict[tuple[str, str], str] = {}
         for chunk in _chunks(list(set(dataset_ids))):
-            q = ("SELECT dataset_id, path, link FROM changes WHERE link IS NOT NULL AND dataset_id IN "
-                 f"({', '.join('?' * len(chunk))})")
+            q = (
+                "SELECT dataset_id, path, link FROM changes WHERE link IS NOT NULL AND dataset_id IN "
+                f"({', '.join('?' * len(chunk))})"
+            )
             for did, path, link in self.conn.execute(q, list(chunk)):
                 found[(did, path)] = link
         return found
@@ -448,27 +547,34 @@ class Catalog:
     def count_changes(self, dataset_id: str) -> dict[str, int]:
         counts = {"added": 0, "modified": 0, "removed": 0}
         for kind, n in self.conn.execute(
-                "SELECT kind, COUNT(*) FROM changes WHERE dataset_id = ? GROUP BY kind", [dataset_id]):
+            "SELECT kind, COUNT(*) FROM changes WHERE dataset_id = ? GROUP BY kind", [dataset_id]
+        ):
             counts[kind] = n
         return counts
 
-    def replace_changes(self, dataset_id: str, upserts: Iterable[ChangeRow],
-                        deletes: Iterable[str] = ()) -> None:
+    def replace_changes(
+        self, dataset_id: str, upserts: Iterable[ChangeRow], deletes: Iterable[str] = ()
+    ) -> None:
         """Write change rows (insert or replace by path) and drop others, in one transaction."""
         with self.write() as c:
-            c.executemany("DELETE FROM changes WHERE dataset_id = ? AND path = ?",
-                          ((dataset_id, p) for p in deletes))
+            c.executemany(
+                "DELETE FROM changes WHERE dataset_id = ? AND path = ?", ((dataset_id, p) for p in deletes)
+            )
             c.executemany(
                 "INSERT OR REPLACE INTO changes (dataset_id, path, kind, hash, size, source, link) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((dataset_id, r.path, r.kind, r.hash, r.size, r.source, r.link) for r in upserts))
-            c.execute("UPDATE datasets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                      "WHERE id = ?", [dataset_id])
+                ((dataset_id, r.path, r.kind, r.hash, r.size, r.source, r.link) for r in upserts),
+            )
+            c.execute(
+                "UPDATE datasets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                [dataset_id],
+            )
 
     def clear_sources(self, dataset_id: str) -> None:
         with self.write() as c:
-            c.execute("UPDATE changes SET source = NULL WHERE dataset_id = ? AND source IS NOT NULL",
-                      [dataset_id])
+            c.execute(
+                "UPDATE changes SET source = NULL WHERE dataset_id = ? AND source IS NOT NULL", [dataset_id]
+            )
 
     # -- objects ------------------------------------------------------------------------
     def missing_objects(self, storage: str, hashes: Iterable[str]) -> set[str]:
@@ -477,63 +583,83 @@ class Catalog:
         wanted = list(set(hashes))
         have: set[str] = set()
         for chunk in _chunks(wanted):
-            q = ("SELECT hash FROM objects WHERE storage = ? AND checked = 1 "
-                 f"AND hash IN ({', '.join('?' * len(chunk))})")
+            q = (
+                "SELECT hash FROM objects WHERE storage = ? AND checked = 1 "
+                f"AND hash IN ({', '.join('?' * len(chunk))})"
+            )
             have.update(r[0] for r in self.conn.execute(q, [storage, *chunk]))
         return set(wanted) - have
 
     def has_missing_objects(self, dataset_id: str, storage: str) -> bool:
         """Whether some content of a version's change rows is not in ``storage`` yet (one query;
         external files, which stay where they are, do not count; nor do unchecked rows)."""
-        return self.conn.execute(
-            "SELECT 1 FROM changes c WHERE c.dataset_id = ? AND c.kind != 'removed' AND c.link IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.storage = ? AND o.hash = c.hash "
-            "AND o.checked = 1) LIMIT 1",
-            [dataset_id, storage]).fetchone() is not None
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM changes c WHERE c.dataset_id = ? AND c.kind != 'removed' AND c.link IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.storage = ? AND o.hash = c.hash "
+                "AND o.checked = 1) LIMIT 1",
+                [dataset_id, storage],
+            ).fetchone()
+            is not None
+        )
 
     def unchecked_objects(self, storage: str, hashes: Iterable[str]) -> list[ObjectRow]:
         """The rows of ``storage`` for these hashes that this catalog has not checked."""
         found: list[ObjectRow] = []
         for chunk in _chunks(list(set(hashes))):
-            q = ("SELECT storage, hash, key, offset, length FROM objects WHERE storage = ? AND checked = 0 "
-                 f"AND hash IN ({', '.join('?' * len(chunk))})")
+            q = (
+                "SELECT storage, hash, key, offset, length FROM objects WHERE storage = ? AND checked = 0 "
+                f"AND hash IN ({', '.join('?' * len(chunk))})"
+            )
             found += [ObjectRow(*r) for r in self.conn.execute(q, [storage, *chunk])]
         return found
 
     def unchecked_objects_of(self, dataset_id: str, storage: str) -> list[ObjectRow]:
         """The unchecked rows of ``storage`` for the contents of a version's change rows (one
         query; it finds none once the version's contents are uploaded or seen)."""
-        return [ObjectRow(*r) for r in self.conn.execute(
-            "SELECT DISTINCT o.storage, o.hash, o.key, o.offset, o.length FROM changes c JOIN objects o "
-            "ON o.storage = ? AND o.hash = c.hash WHERE c.dataset_id = ? AND c.kind != 'removed' "
-            "AND c.link IS NULL AND o.checked = 0", [storage, dataset_id])]
+        return [
+            ObjectRow(*r)
+            for r in self.conn.execute(
+                "SELECT DISTINCT o.storage, o.hash, o.key, o.offset, o.length FROM changes c JOIN objects o "
+                "ON o.storage = ? AND o.hash = c.hash WHERE c.dataset_id = ? AND c.kind != 'removed' "
+                "AND c.link IS NULL AND o.checked = 0",
+                [storage, dataset_id],
+            )
+        ]
 
     def add_objects(self, rows: Iterable[ObjectRow], checked: bool = False) -> None:
         """Record locations. ``checked``: this catalog stored or saw them; such a row replaces an
         unchecked one of the same storage and hash, and is never replaced; an unchecked row
         (read from a manifest) never replaces anything."""
         with self.write() as c:
-            c.executemany("INSERT INTO objects (storage, hash, key, offset, length, checked) "
-                          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (storage, hash) DO UPDATE SET "
-                          "key = excluded.key, offset = excluded.offset, length = excluded.length, "
-                          "checked = 1 WHERE excluded.checked = 1 AND objects.checked = 0",
-                          ((r.storage, r.hash, r.key, r.offset, r.length, int(checked)) for r in rows))
+            c.executemany(
+                "INSERT INTO objects (storage, hash, key, offset, length, checked) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (storage, hash) DO UPDATE SET "
+                "key = excluded.key, offset = excluded.offset, length = excluded.length, "
+                "checked = 1 WHERE excluded.checked = 1 AND objects.checked = 0",
+                ((r.storage, r.hash, r.key, r.offset, r.length, int(checked)) for r in rows),
+            )
 
     def mark_checked(self, rows: Iterable[ObjectRow]) -> None:
         """Rows seen in their storage with the right size (unless replaced meanwhile)."""
         with self.write() as c:
-            c.executemany("UPDATE objects SET checked = 1 WHERE storage = ? AND hash = ? AND key = ? "
-                          "AND offset = ? AND length = ?",
-                          ((r.storage, r.hash, r.key, r.offset, r.length) for r in rows))
+            c.executemany(
+                "UPDATE objects SET checked = 1 WHERE storage = ? AND hash = ? AND key = ? "
+                "AND offset = ? AND length = ?",
+                ((r.storage, r.hash, r.key, r.offset, r.length) for r in rows),
+            )
 
-    def object_locations(self, hashes: Iterable[str], prefer: str) -> dict[str, tuple[str | None, str, int, int]]:
+    def object_locations(
+        self, hashes: Iterable[str], prefer: str
+    ) -> dict[str, tuple[str | None, str, int, int]]:
         """One location per hash: {hash: (None if in ``prefer`` else its storage, key, offset,
         length)}, a location in storage ``prefer`` first."""
         wanted = set(hashes)
         found: dict[str, tuple[str | None, str, int, int]] = {}
         if len(wanted) > 20_000:  # many: one ordered pass over the storage's rows beats IN lists
             for h, key, offset, length in self.conn.execute(
-                    "SELECT hash, key, offset, length FROM objects WHERE storage = ?", [prefer]):
+                "SELECT hash, key, offset, length FROM objects WHERE storage = ?", [prefer]
+            ):
                 if h in wanted:
                     found[h] = (None, key, offset, length)
         for h, locs in self.locate_objects(h for h in wanted if h not in found).items():
@@ -541,20 +667,26 @@ class Catalog:
             found[h] = (None if loc.storage == prefer else loc.storage, loc.key, loc.offset, loc.length)
         return found
 
-    def sorted_changes(self, dataset_id: str) -> Iterator[tuple[str, str, str | None, int | None, str | None]]:
+    def sorted_changes(
+        self, dataset_id: str
+    ) -> Iterator[tuple[str, str, str | None, int | None, str | None]]:
         """(path, kind, hash, size, link) of a version's change rows, by path, streamed."""
-        return self.conn.execute("SELECT path, kind, hash, size, link FROM changes WHERE dataset_id = ? "
-                                 "ORDER BY path", [dataset_id])
+        return self.conn.execute(
+            "SELECT path, kind, hash, size, link FROM changes WHERE dataset_id = ? ORDER BY path",
+            [dataset_id],
+        )
 
     def locate_objects(self, hashes: Iterable[str]) -> dict[str, list[ObjectRow]]:
         """Every known location of each hash, in any storage."""
         wanted = list(set(hashes))
         found: dict[str, list[ObjectRow]] = {}
         for chunk in _chunks(wanted):
-            q = ("SELECT storage, hash, key, offset, length, checked FROM objects WHERE hash IN "
-                 f"({', '.join('?' * len(chunk))})")
+            q = (
+                "SELECT storage, hash, key, offset, length, checked FROM objects WHERE hash IN "
+                f"({', '.join('?' * len(chunk))})"
+            )
             for r in self.conn.execute(q, list(chunk)):
-                found.setdefault(r[1], []).append(ObjectRow(*r[:5], bool(r[5])))
+                found.setdefault(r[1], []).append(ObjectRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])))
         return found
 
     # -- diagnostics -----------------------------------------------------------------------
@@ -564,14 +696,17 @@ class Catalog:
         if rows == ["ok"]:
             return "ok"
         # one line: rows may hold several lines, under a "*** in database main ***" heading
-        problems = [ln.strip() for r in rows for ln in str(r).splitlines()
-                    if ln.strip() and not ln.startswith("***")]
+        problems = [
+            ln.strip() for r in rows for ln in str(r).splitlines() if ln.strip() and not ln.startswith("***")
+        ]
         return "; ".join(problems[:5])
 
     def info(self) -> dict:
         sqlite_version = self.conn.execute("SELECT sqlite_version()").fetchone()[0]
-        counts = {table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                  for table in ("datasets", "changes", "objects")}
+        counts = {
+            table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("datasets", "changes", "objects")
+        }
         return {
             "path": str(self.path),
             "filesystem": self.fs_type,
@@ -596,4 +731,4 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 def _backoff(attempt: int) -> None:
-    time.sleep(min(2.0, 0.05 * (2 ** attempt)) * (0.5 + random.random()))
+    time.sleep(min(2.0, 0.05 * (2**attempt)) * (0.5 + random.random()))

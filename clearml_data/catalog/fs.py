@@ -4,11 +4,37 @@ from __future__ import annotations
 
 import os
 
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "fuse.sshfs", "sshfs", "lustre", "gpfs",
-    "beegfs", "ceph", "fuse.ceph", "glusterfs", "fuse.glusterfs", "afs", "9p", "fuse.s3fs",
-    "fuse.gcsfuse", "fuse.blobfuse", "fuse.rclone", "ocfs2", "gfs2", "pvfs2", "orangefs", "fuse.juicefs",
-})
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "fuse.sshfs",
+        "sshfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ceph",
+        "fuse.ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "afs",
+        "9p",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.blobfuse",
+        "fuse.rclone",
+        "ocfs2",
+        "gfs2",
+        "pvfs2",
+        "orangefs",
+        "fuse.juicefs",
+    }
+)
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -17,8 +43,8 @@ def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as octal
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field[i + 1:i + 4]) == 3:
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit() and len(field[i + 1 : i + 4]) == 3:
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])

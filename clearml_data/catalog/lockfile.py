@@ -64,8 +64,10 @@ class Holder:
     expires: float
 
     def describe(self) -> str:
-        return (f"pid {self.pid} on {self.host}, taken {_clock(self.acquired)}, "
-                f"lease until {_clock(self.expires)}")
+        return (
+            f"pid {self.pid} on {self.host}, taken {_clock(self.acquired)}, "
+            f"lease until {_clock(self.expires)}"
+        )
 
 
 def _clock(t: float) -> str:
@@ -75,8 +77,14 @@ def _clock(t: float) -> str:
 def _parse(raw: bytes) -> Holder | None:
     try:
         d = json.loads(raw.decode("utf-8"))
-        return Holder(str(d["host"]), int(d["pid"]), str(d["token"]), float(d["lease"]),
-                      float(d["acquired"]), float(d["expires"]))
+        return Holder(
+            str(d["host"]),
+            int(d["pid"]),
+            str(d["token"]),
+            float(d["lease"]),
+            float(d["acquired"]),
+            float(d["expires"]),
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -97,13 +105,14 @@ def pid_alive(pid: int) -> bool:
 class LockFile:
     """A lease-based lock file; reentrant within one process (all threads share it)."""
 
-    def __init__(self, path: str | os.PathLike, *, lease: float = DEFAULT_LEASE,
-                 timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self, path: str | os.PathLike, *, lease: float = DEFAULT_LEASE, timeout: float = DEFAULT_TIMEOUT
+    ):
         self.path = Path(path)
         self.lease = float(lease)
         self.timeout = float(timeout)
         self.host = socket.gethostname()
-        self._mutex = threading.RLock()   # one holder per process; threads queue here
+        self._mutex = threading.RLock()  # one holder per process; threads queue here
         self._depth = 0
         self._token: str | None = None
         self._acquired = 0.0
@@ -159,9 +168,17 @@ class LockFile:
 
     # -- taking and giving back ----------------------------------------------------------
     def _content(self, token: str, now: float) -> bytes:
-        return json.dumps({"host": self.host, "pid": os.getpid(), "token": token, "lease": self.lease,
-                           "acquired": self._acquired, "expires": now + self.lease},
-                          sort_keys=True).encode("utf-8")
+        return json.dumps(
+            {
+                "host": self.host,
+                "pid": os.getpid(),
+                "token": token,
+                "lease": self.lease,
+                "acquired": self._acquired,
+                "expires": now + self.lease,
+            },
+            sort_keys=True,
+        ).encode("utf-8")
 
     def _take(self) -> None:
         deadline = time.monotonic() + self.timeout
@@ -207,8 +224,9 @@ class LockFile:
         return CatalogLockedError(
             f"waited {self.timeout:g} s for the catalog lock file {self.path}, held by {who}",
             hint="let that process finish and try again; a lock whose holder died is broken "
-                 "automatically when its lease ends (or at once on the same host); delete the file "
-                 "only if no clearml-data process on any machine is using this catalog")
+            "automatically when its lease ends (or at once on the same host); delete the file "
+            "only if no clearml-data process on any machine is using this catalog",
+        )
 
     # -- stale locks ---------------------------------------------------------------------
     def _is_stale(self, raw: bytes) -> bool:
@@ -244,12 +262,16 @@ class LockFile:
                 try:
                     os.link(aside, self.path)
                 except FileExistsError:
-                    log.warning("a live catalog lock file %s was moved aside while a newer one "
-                                "appeared; its holder will roll back", self.path)
+                    log.warning(
+                        "a live catalog lock file %s was moved aside while a newer one "
+                        "appeared; its holder will roll back",
+                        self.path,
+                    )
                 return False
             holder = _parse(raw)
-            log.warning("broke a stale catalog lock file %s (%s)", self.path,
-                        holder.describe() if holder else "empty")
+            log.warning(
+                "broke a stale catalog lock file %s (%s)", self.path, holder.describe() if holder else "empty"
+            )
             self.broken += 1
             return True
         finally:
@@ -263,8 +285,9 @@ class LockFile:
         stop = threading.Event()
         self._stop = stop
         token = self._token
-        t = threading.Thread(target=self._renew_loop, args=(stop, token),
-                             name=f"lease {self.path.name}", daemon=True)
+        t = threading.Thread(
+            target=self._renew_loop, args=(stop, token), name=f"lease {self.path.name}", daemon=True
+        )
         self._renewer = t
         t.start()
 

@@ -33,9 +33,14 @@ def snapshot(catalog: Catalog, storage: str) -> Snapshot:
         for key, h in c.execute("SELECT key, hash FROM objects WHERE storage = ?", [storage]):
             snap.hashes.setdefault(key, []).append(h)
         # one pass over the change rows, each looked up by the objects primary key
-        snap.referenced = {r[0] for r in c.execute(
-            "SELECT DISTINCT o.key FROM changes AS c JOIN objects AS o "
-            "ON o.storage = ? AND o.hash = c.hash WHERE c.hash IS NOT NULL", [storage])}
+        snap.referenced = {
+            r[0]
+            for r in c.execute(
+                "SELECT DISTINCT o.key FROM changes AS c JOIN objects AS o "
+                "ON o.storage = ? AND o.hash = c.hash WHERE c.hash IS NOT NULL",
+                [storage],
+            )
+        }
     return snap
 
 
@@ -44,8 +49,10 @@ def forget_objects(catalog: Catalog, storage: str, rows: Iterable[tuple[str, str
     n = 0
     with catalog.write() as c:
         for chunk in _chunks(list(rows)):
-            cur = c.executemany("DELETE FROM objects WHERE storage = ? AND hash = ? AND key = ?",
-                                [(storage, h, k) for h, k in chunk])
+            cur = c.executemany(
+                "DELETE FROM objects WHERE storage = ? AND hash = ? AND key = ?",
+                [(storage, h, k) for h, k in chunk],
+            )
             n += cur.rowcount
     return n
 

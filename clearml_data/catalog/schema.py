@@ -13,7 +13,8 @@ migrations = Migrations("clearml_data")
 
 @migrations(name="0001_initial")
 def _initial(db: Database) -> None:
-    _run(db,
+    _run(
+        db,
         """
         CREATE TABLE datasets (
             id           TEXT PRIMARY KEY,
@@ -67,7 +68,7 @@ def _initial(db: Database) -> None:
             PRIMARY KEY (storage, hash)
         ) WITHOUT ROWID;
         CREATE INDEX objects_hash ON objects (hash);
-        """
+        """,
     )
 
 

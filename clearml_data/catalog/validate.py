@@ -23,14 +23,19 @@ def check_change(dataset_id: str, path: str, kind: str, digest: str | None, size
     try:
         check_relpath(row.path)
     except UnsafePathError as exc:
-        raise CatalogError(f"dataset {dataset_id} has a file row with an unsafe path: {exc}",
-                           hint=_HINT) from None
+        raise CatalogError(
+            f"dataset {dataset_id} has a file row with an unsafe path: {exc}", hint=_HINT
+        ) from None
     if row.kind not in _KINDS:
-        raise CatalogError(f"dataset {dataset_id} has a file row {describe(row.path)} of unknown kind "
-                           f"{row.kind!r}", hint=_HINT)
+        raise CatalogError(
+            f"dataset {dataset_id} has a file row {describe(row.path)} of unknown kind {row.kind!r}",
+            hint=_HINT,
+        )
     if row.kind != "removed" and not (is_hash(row.hash) and type(row.size) is int and row.size >= 0):
-        raise CatalogError(f"dataset {dataset_id} has a file row {describe(row.path)} with a malformed "
-                           f"hash or size", hint=_HINT)
+        raise CatalogError(
+            f"dataset {dataset_id} has a file row {describe(row.path)} with a malformed hash or size",
+            hint=_HINT,
+        )
 
 
 def check_location(loc: ObjectRow) -> ObjectRow:
@@ -38,10 +43,16 @@ def check_location(loc: ObjectRow) -> ObjectRow:
     try:
         check_relpath(loc.key)
     except UnsafePathError as exc:
-        raise CatalogError(f"the catalog names an unsafe storage key for content {str(loc.hash)[:12]}: {exc}",
-                           hint=_HINT) from None
-    if not (is_hash(loc.hash) and type(loc.offset) is int and type(loc.length) is int
-            and loc.offset >= 0 and loc.length >= 0):
+        raise CatalogError(
+            f"the catalog names an unsafe storage key for content {str(loc.hash)[:12]}: {exc}", hint=_HINT
+        ) from None
+    if not (
+        is_hash(loc.hash)
+        and type(loc.offset) is int
+        and type(loc.length) is int
+        and loc.offset >= 0
+        and loc.length >= 0
+    ):
         raise CatalogError(f"the catalog holds a malformed location for {loc.key!r}", hint=_HINT)
     return loc
 
@@ -49,9 +60,11 @@ def check_location(loc: ObjectRow) -> ObjectRow:
 def check_length(loc: ObjectRow, size: int, dataset_id: str) -> ObjectRow:
     """A location holds exactly the bytes of its content: its length is the file rows' size."""
     if loc.length != size:
-        raise CatalogError(f"the catalog records {loc.length:,} bytes for content {loc.hash[:12]}… "
-                           f"in {loc.key!r}, but the file rows of dataset {dataset_id} give it {size:,}",
-                           hint=_HINT)
+        raise CatalogError(
+            f"the catalog records {loc.length:,} bytes for content {loc.hash[:12]}… "
+            f"in {loc.key!r}, but the file rows of dataset {dataset_id} give it {size:,}",
+            hint=_HINT,
+        )
     return loc
 
 
@@ -64,6 +77,8 @@ def extent_problem(key: str, entries: list[tuple[str, int, int]], size: int) -> 
         if whole and offset == 0 and size != length:
             return f"has {size:,} bytes, but the catalog expects {length:,}"
         if offset + length > size:
-            return (f"has {size:,} bytes, but the catalog reads content {digest[:12]}… from bytes "
-                    f"{offset:,} to {offset + length:,} of it")
+            return (
+                f"has {size:,} bytes, but the catalog reads content {digest[:12]}… from bytes "
+                f"{offset:,} to {offset + length:,} of it"
+            )
     return ""

@@ -89,8 +89,10 @@ def _target(ctx: Context, lookup: bool = False) -> DatasetRow:
         version = getattr(args, "version", None)
         if project or name or version:
             if not (project and name):
-                raise UsageError("--project and --name go together (and --version needs both)",
-                                 hint="pass --id, or both --project and --name")
+                raise UsageError(
+                    "--project and --name go together (and --version needs both)",
+                    hint="pass --id, or both --project and --name",
+                )
             return ctx.service.get(project=project, name=name, version=version)
     remembered = ctx.current.get()
     if remembered:
@@ -98,18 +100,28 @@ def _target(ctx: Context, lookup: bool = False) -> DatasetRow:
             return ctx.service.resolve_id(remembered)
         except DatasetNotFoundError:
             ctx.current.clear(remembered)
-            raise DatasetNotFoundError(f"the current dataset {remembered} no longer exists",
-                                       hint="pass --id") from None
-    raise UsageError("no dataset given and no current dataset",
-                     hint="pass --id, or create one first with clearml-data create")
+            raise DatasetNotFoundError(
+                f"the current dataset {remembered} no longer exists", hint="pass --id"
+            ) from None
+    raise UsageError(
+        "no dataset given and no current dataset",
+        hint="pass --id, or create one first with clearml-data create",
+    )
 
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_create(ctx: Context) -> Result:
     a = ctx.args
     ctx.note("Creating a new dataset:")
-    row = ctx.service.create(name=a.name, project=a.project, parents=a.parents, version=a.version,
-                             storage=a.storage, tags=a.tags, description=a.description or "")
+    row = ctx.service.create(
+        name=a.name,
+        project=a.project,
+        parents=a.parents,
+        version=a.version,
+        storage=a.storage,
+        tags=a.tags,
+        description=a.description or "",
+    )
     _remember_new(ctx, row.id)
     data, lines = shadowed(ctx.service.shadowed(row))
     return Result({**dataset_data(row), "shadowed": data}, [f"New dataset created id={row.id}", *lines])
@@ -137,17 +149,29 @@ def cmd_add(ctx: Context) -> Result:
     ctx.note(f"Adding files/folder/links to dataset id {row.id}")
     totals = {"added": 0, "modified": 0, "unchanged": 0, "bytes": 0}
     for path in a.files:
-        r = ctx.service.add_files(row.id, path, wildcard=a.wildcard, dataset_path=a.dataset_folder,
-                                  recursive=not a.non_recursive, max_workers=a.max_workers,
-                                  progress=ctx.progress)
+        r = ctx.service.add_files(
+            row.id,
+            path,
+            wildcard=a.wildcard,
+            dataset_path=a.dataset_folder,
+            recursive=not a.non_recursive,
+            max_workers=a.max_workers,
+            progress=ctx.progress,
+        )
         for k in totals:
             totals[k] += getattr(r, k)
         if a.verbose:
             ctx.note(f"{path}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
     for url in a.links:
-        r = ctx.service.add_external_files(row.id, url, wildcard=a.wildcard, dataset_path=a.dataset_folder,
-                                           recursive=not a.non_recursive, max_workers=a.max_workers,
-                                           progress=ctx.progress)
+        r = ctx.service.add_external_files(
+            row.id,
+            url,
+            wildcard=a.wildcard,
+            dataset_path=a.dataset_folder,
+            recursive=not a.non_recursive,
+            max_workers=a.max_workers,
+            progress=ctx.progress,
+        )
         for k in totals:
             totals[k] += getattr(r, k)
         if a.verbose:
@@ -200,10 +224,16 @@ class _Events(WorkflowEvents):
 
 def _upload_data(ctx: Context, r: UploadResult) -> dict:
     if getattr(ctx.args, "verbose", False):
-        ctx.note(f"{plural(r.objects, 'object')} written, {r.uploaded_bytes} bytes, "
-                 f"{r.skipped} contents already stored")
-    return {"storage": redact_url(r.storage), "files": r.files, "objects": r.objects,
-            "uploaded_bytes": r.uploaded_bytes}
+        ctx.note(
+            f"{plural(r.objects, 'object')} written, {r.uploaded_bytes} bytes, "
+            f"{r.skipped} contents already stored"
+        )
+    return {
+        "storage": redact_url(r.storage),
+        "files": r.files,
+        "objects": r.objects,
+        "uploaded_bytes": r.uploaded_bytes,
+    }
 
 
 def cmd_upload(ctx: Context) -> Result:
@@ -211,8 +241,9 @@ def cmd_upload(ctx: Context) -> Result:
     row = _target(ctx)
     ctx.note(f"uploading local files to dataset id {row.id}")
     _Events(ctx).uploading(row, a.storage or row.storage)
-    r = ctx.service.upload(row.id, storage=a.storage, chunk_size=a.chunk_size, max_workers=a.max_workers,
-                           progress=ctx.progress)
+    r = ctx.service.upload(
+        row.id, storage=a.storage, chunk_size=a.chunk_size, max_workers=a.max_workers, progress=ctx.progress
+    )
     data = _upload_data(ctx, r)
     ctx.current.set(row.id)
     return Result({"id": row.id, **data}, ["Dataset upload completed"])
@@ -233,9 +264,15 @@ def cmd_close(ctx: Context) -> Result:
     a = ctx.args
     row = _target(ctx)
     ctx.note(f"Finalizing dataset id {row.id}")
-    closed = ctx.service.close_dataset(row.id, storage=a.storage, upload=not a.disable_upload,
-                                       chunk_size=a.chunk_size, max_workers=a.max_workers,
-                                       progress=ctx.progress, events=_Events(ctx))
+    closed = ctx.service.close_dataset(
+        row.id,
+        storage=a.storage,
+        upload=not a.disable_upload,
+        chunk_size=a.chunk_size,
+        max_workers=a.max_workers,
+        progress=ctx.progress,
+        events=_Events(ctx),
+    )
     data, lines = _closed_data(ctx, closed)
     return Result(data, ["Dataset closed and finalized", *lines])
 
@@ -243,15 +280,32 @@ def cmd_close(ctx: Context) -> Result:
 def cmd_sync(ctx: Context) -> Result:
     a = ctx.args
     creates = bool(a.parents or a.project or a.name)  # else: into the draft named by --id or current
-    r = ctx.service.sync(a.folder, dataset_id=None if creates else _target(ctx).id,
-                         dataset_path=a.dataset_folder, project=a.project, name=a.name, parents=a.parents,
-                         version=a.version, storage=a.storage, tags=a.tags, skip_close=a.skip_close,
-                         chunk_size=a.chunk_size, max_workers=a.max_workers, progress=ctx.progress,
-                         events=_Events(ctx))
+    r = ctx.service.sync(
+        a.folder,
+        dataset_id=None if creates else _target(ctx).id,
+        dataset_path=a.dataset_folder,
+        project=a.project,
+        name=a.name,
+        parents=a.parents,
+        version=a.version,
+        storage=a.storage,
+        tags=a.tags,
+        skip_close=a.skip_close,
+        chunk_size=a.chunk_size,
+        max_workers=a.max_workers,
+        progress=ctx.progress,
+        events=_Events(ctx),
+    )
     text = [f"New dataset created id={r.row.id}"] if r.created else []
     text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
-    data: dict = {"id": r.row.id, "created": r.created, "removed": r.removed, "added": r.added,
-                  "modified": r.modified, "closed": False}
+    data: dict = {
+        "id": r.row.id,
+        "created": r.created,
+        "removed": r.removed,
+        "added": r.added,
+        "modified": r.modified,
+        "closed": False,
+    }
     if r.reverted:
         data["reverted"] = True
         text.append("Zero modifications on local copy, reverting dataset creation.")
@@ -273,17 +327,35 @@ def cmd_list(ctx: Context) -> Result:
     total = sum(f.size for f in files)
     links = {p: info.link for p, info in ctx.service.link_entries(row).items()}
     if a.verbose:
-        text = table(["file name", "size", "hash", "version", "link"],
-                      [(f.path, f"{f.size:,}", f.hash, f.dataset_id, redact_url(links.get(f.path, "")))
-                       for f in files], widths=(64, 10, 64), right=(1,))
+        text = table(
+            ["file name", "size", "hash", "version", "link"],
+            [(f.path, f"{f.size:,}", f.hash, f.dataset_id, redact_url(links.get(f.path, ""))) for f in files],
+            widths=(64, 10, 64),
+            right=(1,),
+        )
     else:
-        text = table(["file name", "size", "hash"], [(f.path, f"{f.size:,}", f.hash) for f in files],
-                      widths=(64, 10, 64), right=(1,))
+        text = table(
+            ["file name", "size", "hash"],
+            [(f.path, f"{f.size:,}", f.hash) for f in files],
+            widths=(64, 10, 64),
+            right=(1,),
+        )
     text.append(f"Total {plural(len(files))}, {total:,} bytes")
-    data = {"id": row.id, "files": [{"path": f.path, "size": f.size, "hash": f.hash,
-                                     "dataset_id": f.dataset_id, "link": redact_url(links[f.path])
-                                     if f.path in links else None} for f in files],
-            "total_files": len(files), "total_size": total}
+    data = {
+        "id": row.id,
+        "files": [
+            {
+                "path": f.path,
+                "size": f.size,
+                "hash": f.hash,
+                "dataset_id": f.dataset_id,
+                "link": redact_url(links[f.path]) if f.path in links else None,
+            }
+            for f in files
+        ],
+        "total_files": len(files),
+        "total_size": total,
+    }
     return Result(data, text)
 
 
@@ -308,11 +380,28 @@ def cmd_delete(ctx: Context) -> Result:
 
 def cmd_search(ctx: Context) -> Result:
     a = ctx.args
-    rows = ctx.service.search(project=a.project, partial_name=a.name, tags=a.tags, ids=a.ids,
-                              only_completed=not a.not_only_completed)
-    text = table(["project", "name", "version", "tags", "created", "id", "status"],
-                   [(r.project, r.name, r.version, ", ".join(r.tags), r.created_at[:19].replace("T", " "),
-                     r.id, r.status) for r in rows])
+    rows = ctx.service.search(
+        project=a.project,
+        partial_name=a.name,
+        tags=a.tags,
+        ids=a.ids,
+        only_completed=not a.not_only_completed,
+    )
+    text = table(
+        ["project", "name", "version", "tags", "created", "id", "status"],
+        [
+            (
+                r.project,
+                r.name,
+                r.version,
+                ", ".join(r.tags),
+                r.created_at[:19].replace("T", " "),
+                r.id,
+                r.status,
+            )
+            for r in rows
+        ],
+    )
     return Result([dataset_data(r) for r in rows], text)
 
 
@@ -320,13 +409,22 @@ def cmd_get(ctx: Context) -> Result:
     a = ctx.args
     row = ctx.service.resolve_or_restore(a.id, a.storage) if a.storage else _target(ctx)
     ctx.note(f"Download dataset id {row.id}")
-    copy = ctx.service.local_copy(row.id, copy_to=a.copy, link=a.link, overwrite=a.overwrite,
-                                  max_workers=a.max_workers, part=a.part, num_parts=a.num_parts,
-                                  progress=ctx.progress)
+    copy = ctx.service.local_copy(
+        row.id,
+        copy_to=a.copy,
+        link=a.link,
+        overwrite=a.overwrite,
+        max_workers=a.max_workers,
+        part=a.part,
+        num_parts=a.num_parts,
+        progress=ctx.progress,
+    )
     if a.verbose:
         ctx.note(f"{plural(copy.files)}, {copy.bytes:,} bytes")
-    return Result({"id": row.id, "path": copy.path, "files": copy.files, "bytes": copy.bytes},
-                  [f"Dataset local copy available for files at: {copy.path}"])
+    return Result(
+        {"id": row.id, "path": copy.path, "files": copy.files, "bytes": copy.bytes},
+        [f"Dataset local copy available for files at: {copy.path}"],
+    )
 
 
 def cmd_verify(ctx: Context) -> Result:
@@ -334,23 +432,32 @@ def cmd_verify(ctx: Context) -> Result:
     row = _target(ctx)
     if a.folder:
         ctx.note(f"Verifying local copy {a.folder} of dataset id {row.id}")
-        report = ctx.service.verify_folder(row, a.folder, skip_hash=a.filesize, max_workers=a.max_workers,
-                                           progress=ctx.progress)
+        report = ctx.service.verify_folder(
+            row, a.folder, skip_hash=a.filesize, max_workers=a.max_workers, progress=ctx.progress
+        )
     else:
         ctx.note(f"Verifying dataset id {row.id} in {redact_url(row.storage)}")
-        report = ctx.service.verify_storage(row, full=not a.filesize, max_workers=a.max_workers,
-                                            progress=ctx.progress)
+        report = ctx.service.verify_storage(
+            row, full=not a.filesize, max_workers=a.max_workers, progress=ctx.progress
+        )
     text = [f"{p.path}: {p.problem}{' (' + p.detail + ')' if p.detail else ''}" for p in report.problems]
     if a.verbose:
-        ctx.note(f"checked {plural(report.checked)}, {report.bytes:,} bytes"
-                 f"{' (sizes only)' if a.filesize else ''}")
+        ctx.note(
+            f"checked {plural(report.checked)}, {report.bytes:,} bytes{' (sizes only)' if a.filesize else ''}"
+        )
     n = len(report.problems)
-    text.append(f"Dataset verification completed, {n} errors found!" if n
-                else "Dataset verification completed successfully, no errors found.")
-    data = {"id": row.id, "checked": report.checked, "bytes": report.bytes, "mode":
-            ("folder" if a.folder else "storage") + ("-size" if a.filesize else ""),
-            "problems": [{"path": p.path, "problem": p.problem, "detail": p.detail}
-                         for p in report.problems]}
+    text.append(
+        f"Dataset verification completed, {n} errors found!"
+        if n
+        else "Dataset verification completed successfully, no errors found."
+    )
+    data = {
+        "id": row.id,
+        "checked": report.checked,
+        "bytes": report.bytes,
+        "mode": ("folder" if a.folder else "storage") + ("-size" if a.filesize else ""),
+        "problems": [{"path": p.path, "problem": p.problem, "detail": p.detail} for p in report.problems],
+    }
     return Result(data, text, code=1 if n else 0)
 
 
@@ -369,21 +476,33 @@ def cmd_compare(ctx: Context) -> Result:
     d = ctx.service.changes_against(target, source.id)
     text: list[str] = []
     if a.verbose:
-        for title, paths in (("Removed files:", d.removed), ("Modified files:", d.modified),
-                             ("Added files:", d.added)):
+        for title, paths in (
+            ("Removed files:", d.removed),
+            ("Modified files:", d.modified),
+            ("Added files:", d.added),
+        ):
             text.append(title)
             text += [f"  {p}" for p in paths]
-    text.append(f"Comparison summary: {plural(len(d.removed))} removed, "
-                f"{plural(len(d.modified))} modified, {plural(len(d.added))} added")
-    return Result({"source": source.id, "target": target.id, "added": d.added,
-                   "modified": d.modified, "removed": d.removed}, text)
+    text.append(
+        f"Comparison summary: {plural(len(d.removed))} removed, "
+        f"{plural(len(d.modified))} modified, {plural(len(d.added))} added"
+    )
+    return Result(
+        {
+            "source": source.id,
+            "target": target.id,
+            "added": d.added,
+            "modified": d.modified,
+            "removed": d.removed,
+        },
+        text,
+    )
 
 
 def cmd_squash(ctx: Context) -> Result:
     a = ctx.args
     ctx.note(f"Squashing datasets {', '.join(a.ids)} into a new dataset {a.name!r}")
-    row = ctx.service.squash(a.name, ids=a.ids, storage=a.storage, project=a.project,
-                             progress=ctx.progress)
+    row = ctx.service.squash(a.name, ids=a.ids, storage=a.storage, project=a.project, progress=ctx.progress)
     if a.verbose:
         ctx.note(f"{plural(row.file_count or 0)}, {row.total_size or 0:,} bytes")
     return Result(dataset_data(row), [f"Squashing completed, new dataset created id={row.id}"])
@@ -400,43 +519,74 @@ def cmd_set_description(ctx: Context) -> Result:
 def cmd_rename(ctx: Context) -> Result:
     a = ctx.args
     ids = ctx.service.rename(a.project, a.name, a.new_name)
-    return Result({"renamed": ids, "project": a.project, "name": a.new_name},
-                  [f"Dataset(s) renamed: {plural(len(ids), 'version')} of {a.project}/{a.name} "
-                   f"{'is' if len(ids) == 1 else 'are'} now {a.project}/{a.new_name}"])
+    return Result(
+        {"renamed": ids, "project": a.project, "name": a.new_name},
+        [
+            f"Dataset(s) renamed: {plural(len(ids), 'version')} of {a.project}/{a.name} "
+            f"{'is' if len(ids) == 1 else 'are'} now {a.project}/{a.new_name}"
+        ],
+    )
 
 
 def cmd_move(ctx: Context) -> Result:
     a = ctx.args
     ids = ctx.service.move(a.project, a.name, a.new_project)
-    return Result({"moved": ids, "project": a.new_project, "name": a.name},
-                  [f"Dataset(s) moved: {plural(len(ids), 'version')} of {a.project}/{a.name} "
-                   f"{'is' if len(ids) == 1 else 'are'} now in {a.new_project}"])
+    return Result(
+        {"moved": ids, "project": a.new_project, "name": a.name},
+        [
+            f"Dataset(s) moved: {plural(len(ids), 'version')} of {a.project}/{a.name} "
+            f"{'is' if len(ids) == 1 else 'are'} now in {a.new_project}"
+        ],
+    )
 
 
 def cmd_cache(ctx: Context) -> Result:
     a = ctx.args
     if a.action == "prune":
         r = ctx.service.prune_cache(a.max_size)
-        return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies,
-                       "remaining_bytes": r.remaining_bytes},
-                      [f"Cache pruned: {size(r.freed_bytes)} freed ({plural(r.objects, 'content')}, "
-                       f"{plural(len(r.copies), 'local copy')}); {size(r.remaining_bytes)} left"])
+        return Result(
+            {
+                "freed_bytes": r.freed_bytes,
+                "objects": r.objects,
+                "copies": r.copies,
+                "remaining_bytes": r.remaining_bytes,
+            },
+            [
+                f"Cache pruned: {size(r.freed_bytes)} freed ({plural(r.objects, 'content')}, "
+                f"{plural(len(r.copies), 'local copy')}); {size(r.remaining_bytes)} left"
+            ],
+        )
     if a.action == "clear":
         r = ctx.service.clear_cache()
-        return Result({"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies},
-                      [f"Cache cleared: {size(r.freed_bytes)} freed"])
+        return Result(
+            {"freed_bytes": r.freed_bytes, "objects": r.objects, "copies": r.copies},
+            [f"Cache cleared: {size(r.freed_bytes)} freed"],
+        )
     u = ctx.service.cache_usage()
     limit = ctx.settings.cache_max_size
-    text = [f"cache:        {u.root}",
-            f"size:         {size(u.total_bytes)}"
-            f"{f' (limit {size(limit)})' if limit is not None else ' (no limit)'}",
-            f"contents:     {plural(u.objects, 'object')}, {size(u.object_bytes)}",
-            f"local copies: {len(u.copies)}"]
+    text = [
+        f"cache:        {u.root}",
+        f"size:         {size(u.total_bytes)}"
+        f"{f' (limit {size(limit)})' if limit is not None else ' (no limit)'}",
+        f"contents:     {plural(u.objects, 'object')}, {size(u.object_bytes)}",
+        f"local copies: {len(u.copies)}",
+    ]
     text += [f"  {c.name}  {plural(c.files)}" for c in sorted(u.copies, key=lambda c: -c.last_used)]
-    return Result({"path": u.root, "total_bytes": u.total_bytes, "limit_bytes": limit,
-                   "objects": u.objects, "object_bytes": u.object_bytes, "tmp_bytes": u.tmp_bytes,
-                   "copies": [{"name": c.name, "files": c.files, "own_bytes": c.own_bytes,
-                               "last_used": c.last_used} for c in u.copies]}, text)
+    return Result(
+        {
+            "path": u.root,
+            "total_bytes": u.total_bytes,
+            "limit_bytes": limit,
+            "objects": u.objects,
+            "object_bytes": u.object_bytes,
+            "tmp_bytes": u.tmp_bytes,
+            "copies": [
+                {"name": c.name, "files": c.files, "own_bytes": c.own_bytes, "last_used": c.last_used}
+                for c in u.copies
+            ],
+        },
+        text,
+    )
 
 
 def cmd_catalog(ctx: Context) -> Result:
@@ -445,16 +595,28 @@ def cmd_catalog(ctx: Context) -> Result:
 
 def cmd_gc(ctx: Context) -> Result:
     a = ctx.args
-    return gc_result(ctx.service.collect_garbage(a.storage, delete=a.delete, min_age=a.min_age), ctx.note,
-                     verbose=a.verbose)
+    return gc_result(
+        ctx.service.collect_garbage(a.storage, delete=a.delete, min_age=a.min_age),
+        ctx.note,
+        verbose=a.verbose,
+    )
 
 
 def cmd_plugins(ctx: Context) -> Result:
     report = ctx.service.plugins_report()
     if report.error is not None:  # two plugins claim one scheme: no table can be right
         raise report.error
-    data = [{"name": p.name, "package": p.package, "version": p.version, "status": p.status,
-             "schemes": p.schemes, "error": p.error or None} for p in report.plugins]
+    data = [
+        {
+            "name": p.name,
+            "package": p.package,
+            "version": p.version,
+            "status": p.status,
+            "schemes": p.schemes,
+            "error": p.error or None,
+        }
+        for p in report.plugins
+    ]
     return Result(data, plugins_table(data))
 
 
@@ -469,11 +631,26 @@ def plugin_packages(ctx: Context) -> list[str]:
 
 
 COMMANDS: dict[str, Callable[[Context], Result]] = {
-    "create": cmd_create, "add": cmd_add, "remove": cmd_remove, "upload": cmd_upload,
-    "close": cmd_close, "sync": cmd_sync, "list": cmd_list, "delete": cmd_delete,
-    "search": cmd_search, "get": cmd_get, "verify": cmd_verify, "publish": cmd_publish,
-    "compare": cmd_compare, "squash": cmd_squash, "set-description": cmd_set_description,
-    "rename": cmd_rename, "move": cmd_move, "cache": cmd_cache, "plugins": cmd_plugins,
-    "catalog": cmd_catalog, "gc": cmd_gc,
+    "create": cmd_create,
+    "add": cmd_add,
+    "remove": cmd_remove,
+    "upload": cmd_upload,
+    "close": cmd_close,
+    "sync": cmd_sync,
+    "list": cmd_list,
+    "delete": cmd_delete,
+    "search": cmd_search,
+    "get": cmd_get,
+    "verify": cmd_verify,
+    "publish": cmd_publish,
+    "compare": cmd_compare,
+    "squash": cmd_squash,
+    "set-description": cmd_set_description,
+    "rename": cmd_rename,
+    "move": cmd_move,
+    "cache": cmd_cache,
+    "plugins": cmd_plugins,
+    "catalog": cmd_catalog,
+    "gc": cmd_gc,
     "doctor": cmd_doctor,
 }

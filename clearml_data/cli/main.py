@@ -13,7 +13,7 @@ import sys
 from .. import __version__
 from .parser import DESCRIPTION, build_parser
 
-TYPE_CHECKING = False   # typing itself is not imported: it costs a start-up what the rest costs
+TYPE_CHECKING = False  # typing itself is not imported: it costs a start-up what the rest costs
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import TextIO
@@ -39,8 +39,9 @@ class _Commands(dict):
 COMMANDS: dict[str, Callable[[Context], Result]] = _Commands()
 
 
-def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
@@ -88,16 +89,19 @@ def _main(argv: Sequence[str] | None, stdout: TextIO, stderr: TextIO) -> int:
             raise
         message = scrub(_one_line(exc))
         if ctx.json:
-            print(envelope(args.command, "error", None,
-                           [{"type": type(exc).__name__, "message": message}]), file=stdout)
+            print(
+                envelope(args.command, "error", None, [{"type": type(exc).__name__, "message": message}]),
+                file=stdout,
+            )
         print(f"Error: {printable(message)}", file=stderr)
         return 1
     finally:
         ctx.close()
     try:
         if ctx.json:
-            print(envelope(args.command, "ok" if result.code == 0 else "failed", result.data, []),
-                  file=stdout)
+            print(
+                envelope(args.command, "ok" if result.code == 0 else "failed", result.data, []), file=stdout
+            )
         else:
             for line in result.text:
                 print(printable(line), file=stdout)

@@ -30,12 +30,21 @@ SHADOWED_SHOWN = 20
 class Result:
     data: Any = None
     text: list[str] = field(default_factory=list)
-    code: int = 0   #: exit code of a command that ran but found problems (verify)
+    code: int = 0  #: exit code of a command that ran but found problems (verify)
 
 
 def envelope(command: str, status: str, data: Any, errors: list[dict]) -> str:
-    return json.dumps({"clearml_data_result_version": RESULT_VERSION, "command": command,
-                       "status": status, "data": data, "errors": errors}, indent=2, default=str)
+    return json.dumps(
+        {
+            "clearml_data_result_version": RESULT_VERSION,
+            "command": command,
+            "status": status,
+            "data": data,
+            "errors": errors,
+        },
+        indent=2,
+        default=str,
+    )
 
 
 def printable(text: str) -> str:
@@ -60,32 +69,50 @@ def size(n: float) -> str:
     return str(n)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int] = (),
-          right: Sequence[int] = ()) -> list[str]:
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    widths: Sequence[int] = (),
+    right: Sequence[int] = (),
+) -> list[str]:
     cols = len(headers)
-    w = [max([len(headers[i])] + [len(r[i]) for r in rows] + ([widths[i]] if i < len(widths) else []))
-         for i in range(cols)]
+    w = [
+        max([len(headers[i])] + [len(r[i]) for r in rows] + ([widths[i]] if i < len(widths) else []))
+        for i in range(cols)
+    ]
 
     def fmt(cells: Sequence[str]) -> str:
-        return " | ".join(c.rjust(w[i]) if i in right else c.ljust(w[i])
-                          for i, c in enumerate(cells)).rstrip()
+        return " | ".join(
+            c.rjust(w[i]) if i in right else c.ljust(w[i]) for i, c in enumerate(cells)
+        ).rstrip()
 
     return [fmt(headers), "-" * (sum(w) + 3 * (cols - 1))] + [fmt(r) for r in rows]
 
 
 def dataset_data(row: DatasetRow) -> dict:
     return {
-        "id": row.id, "project": row.project, "name": row.name, "version": row.version,
-        "status": row.status, "storage": redact_url(row.storage), "parents": list(row.parents),
-        "tags": list(row.tags), "description": row.description, "created_at": row.created_at,
-        "finalized_at": row.finalized_at, "file_count": row.file_count, "total_size": row.total_size,
+        "id": row.id,
+        "project": row.project,
+        "name": row.name,
+        "version": row.version,
+        "status": row.status,
+        "storage": redact_url(row.storage),
+        "parents": list(row.parents),
+        "tags": list(row.tags),
+        "description": row.description,
+        "created_at": row.created_at,
+        "finalized_at": row.finalized_at,
+        "file_count": row.file_count,
+        "total_size": row.total_size,
     }
 
 
 def shadowed(found: Sequence[ShadowedFile]) -> tuple[list[dict], list[str]]:
     """What a version's later parents shadow of its earlier ones: JSON rows and text lines."""
-    data = [{"path": f.path, "parent": f.parent, "by": f.by, "clash": f.clash, "by_kind": f.by_kind}
-            for f in found]
+    data = [
+        {"path": f.path, "parent": f.parent, "by": f.by, "clash": f.clash, "by_kind": f.by_kind}
+        for f in found
+    ]
     if not found:
         return data, []
     lines = [f"{plural(len(found))} of earlier parents shadowed by later parents (a later parent wins):"]
@@ -97,8 +124,16 @@ def shadowed(found: Sequence[ShadowedFile]) -> tuple[list[dict], list[str]]:
 
 def plugins_table(report: Sequence[dict]) -> list[str]:
     """``clearml-data plugins``: one row per plugin, from the service's plugin report."""
-    rows = [(", ".join(f"{s}://" for s in p["schemes"]) or "-", p["name"], p["package"], p["version"],
-             p["status"] + (f": {p['error']}" if p["error"] else "")) for p in report]
+    rows = [
+        (
+            ", ".join(f"{s}://" for s in p["schemes"]) or "-",
+            p["name"],
+            p["package"],
+            p["version"],
+            p["status"] + (f": {p['error']}" if p["error"] else ""),
+        )
+        for p in report
+    ]
     return table(["schemes", "plugin", "package", "version", "status"], rows)
 
 
@@ -112,12 +147,14 @@ def doctor_lines(info: dict) -> list[str]:
     if "error" in cat:
         lines.append(f"  error:         {cat['error']}")
     else:
-        lines += [f"  filesystem:    {cat['filesystem']}, journal {cat['journal_mode']}, "
-                  f"lock {cat['lock_method']}" + (f" ({cat['lock_file']})" if cat.get("lock_file") else ""),
-                  f"  integrity:     {cat['integrity']}",
-                  f"  contents:      {plural(cat['counts']['datasets'], 'dataset')}, "
-                  f"{plural(cat['counts']['changes'], 'file row')}, "
-                  f"{plural(cat['counts']['objects'], 'stored content')}"]
+        lines += [
+            f"  filesystem:    {cat['filesystem']}, journal {cat['journal_mode']}, "
+            f"lock {cat['lock_method']}" + (f" ({cat['lock_file']})" if cat.get("lock_file") else ""),
+            f"  integrity:     {cat['integrity']}",
+            f"  contents:      {plural(cat['counts']['datasets'], 'dataset')}, "
+            f"{plural(cat['counts']['changes'], 'file row')}, "
+            f"{plural(cat['counts']['objects'], 'stored content')}",
+        ]
     lines += [
         f"default storage: {info['storage']['url']}  [{info['storage']['source']}]",
         f"cache:           {info['cache']['path']}  [{info['cache']['source']}]",
@@ -131,8 +168,14 @@ def doctor_lines(info: dict) -> list[str]:
         extra = f" - {p['error']}" if p.get("error") else ""
         lines.append(f"  {p['name']:<10} {p['package']} {p['version']} ({p['status']}){extra}")
     drivers = info["drivers"]
-    lines.append("storage drivers: " + (", ".join(f"{s}:// ({n})" for s, n in drivers.items())
-                                        if "error" not in drivers else drivers["error"]))
+    lines.append(
+        "storage drivers: "
+        + (
+            ", ".join(f"{s}:// ({n})" for s, n in drivers.items())
+            if "error" not in drivers
+            else drivers["error"]
+        )
+    )
     return lines
 
 
@@ -140,19 +183,34 @@ def doctor_lines(info: dict) -> list[str]:
 def rebuild_result(r: RebuildReport, note: Callable[[str], None]) -> Result:
     note(f"Rebuilding the catalog from the manifests in {redact_url(r.storage)}")
     text = [f"{problem}" for problem in r.conflicts + r.damaged]
-    text.append(f"Catalog rebuilt: {plural(len(r.restored), 'version')} restored, "
-                f"{len(r.present)} already in the catalog, {plural(r.deleted, 'deleted version')} skipped"
-                + (f", {len(r.flattened)} restored without a missing parent" if r.flattened else "")
-                + (f", {plural(len(r.conflicts) + len(r.damaged), 'problem')}"
-                   if r.conflicts or r.damaged else ""))
+    text.append(
+        f"Catalog rebuilt: {plural(len(r.restored), 'version')} restored, "
+        f"{len(r.present)} already in the catalog, {plural(r.deleted, 'deleted version')} skipped"
+        + (f", {len(r.flattened)} restored without a missing parent" if r.flattened else "")
+        + (f", {plural(len(r.conflicts) + len(r.damaged), 'problem')}" if r.conflicts or r.damaged else "")
+    )
     if r.refused:
-        note(f"{plural(r.refused, 'location')} outside {redact_url(r.storage)} not recorded"
-             + (f" (other storages: {', '.join(r.elsewhere)}; rebuild from them too to read those files)"
-                if r.elsewhere else ""))
-    data = {"storage": redact_url(r.storage), "manifests": r.manifests, "restored": r.restored,
-            "present": r.present, "flattened": r.flattened, "deleted": r.deleted,
-            "conflicts": r.conflicts, "damaged": r.damaged, "objects": r.objects,
-            "refused": r.refused, "elsewhere": r.elsewhere}
+        note(
+            f"{plural(r.refused, 'location')} outside {redact_url(r.storage)} not recorded"
+            + (
+                f" (other storages: {', '.join(r.elsewhere)}; rebuild from them too to read those files)"
+                if r.elsewhere
+                else ""
+            )
+        )
+    data = {
+        "storage": redact_url(r.storage),
+        "manifests": r.manifests,
+        "restored": r.restored,
+        "present": r.present,
+        "flattened": r.flattened,
+        "deleted": r.deleted,
+        "conflicts": r.conflicts,
+        "damaged": r.damaged,
+        "objects": r.objects,
+        "refused": r.refused,
+        "elsewhere": r.elsewhere,
+    }
     return Result(data, text, code=1 if r.conflicts or r.damaged else 0)
 
 
@@ -164,32 +222,53 @@ def gc_result(r: GcReport, note: Callable[[str], None], verbose: bool = False) -
         text += [("would delete " if r.dry_run else "deleted ") + k for k in keys]
         aborted = [(k, st) for k, st, _u in r.unfinished] if r.dry_run else [(k, None) for k in r.aborted]
         verb = "would abort" if r.dry_run else "aborted"
-        text += [f"{verb} the unfinished upload of {k}" + (f" (started {_when(st)})" if st else "")
-                 for k, st in aborted]
+        text += [
+            f"{verb} the unfinished upload of {k}" + (f" (started {_when(st)})" if st else "")
+            for k, st in aborted
+        ]
     found = sum(s for _k, s in r.unreferenced)
-    summary = (f"{plural(r.listed, 'object')} in storage, {r.referenced} needed, "
-               f"{r.too_young} younger than the minimum age")
+    summary = (
+        f"{plural(r.listed, 'object')} in storage, {r.referenced} needed, "
+        f"{r.too_young} younger than the minimum age"
+    )
     if r.dry_run:
-        text.append(f"{summary}; {plural(len(r.unreferenced), 'object')} ({size(found)}) would be deleted "
-                    "(dry run: pass --delete to delete them)")
+        text.append(
+            f"{summary}; {plural(len(r.unreferenced), 'object')} ({size(found)}) would be deleted "
+            "(dry run: pass --delete to delete them)"
+        )
     else:
         text.append(f"{summary}; {plural(len(r.deleted), 'object')} deleted ({size(r.deleted_bytes)})")
     if r.unfinished or r.unfinished_too_young:
-        pending = f"{plural(len(r.unfinished) + r.unfinished_too_young, 'unfinished upload')} " \
-                  f"({r.unfinished_too_young} younger than the minimum age)"
+        pending = (
+            f"{plural(len(r.unfinished) + r.unfinished_too_young, 'unfinished upload')} "
+            f"({r.unfinished_too_young} younger than the minimum age)"
+        )
         if r.dry_run:
-            text.append(f"{pending}; {len(r.unfinished)} would be aborted "
-                        "(dry run: pass --delete to abort them)")
+            text.append(
+                f"{pending}; {len(r.unfinished)} would be aborted (dry run: pass --delete to abort them)"
+            )
         else:
-            text.append(f"{pending}; {len(r.aborted)} aborted"
-                        + (f", {r.abort_failed} could not be aborted" if r.abort_failed else ""))
-    data = {"storage": redact_url(r.storage), "dry_run": r.dry_run, "min_age": r.min_age,
-            "manifests": r.manifests, "listed": r.listed, "referenced": r.referenced,
-            "too_young": r.too_young, "unreferenced": [{"key": k, "size": s} for k, s in r.unreferenced],
-            "deleted": r.deleted, "deleted_bytes": r.deleted_bytes, "kept_by_recheck": r.kept_by_recheck,
-            "unfinished": [{"key": k, "started": st, "upload_id": u} for k, st, u in r.unfinished],
-            "unfinished_too_young": r.unfinished_too_young, "aborted": r.aborted,
-            "abort_failed": r.abort_failed}
+            text.append(
+                f"{pending}; {len(r.aborted)} aborted"
+                + (f", {r.abort_failed} could not be aborted" if r.abort_failed else "")
+            )
+    data = {
+        "storage": redact_url(r.storage),
+        "dry_run": r.dry_run,
+        "min_age": r.min_age,
+        "manifests": r.manifests,
+        "listed": r.listed,
+        "referenced": r.referenced,
+        "too_young": r.too_young,
+        "unreferenced": [{"key": k, "size": s} for k, s in r.unreferenced],
+        "deleted": r.deleted,
+        "deleted_bytes": r.deleted_bytes,
+        "kept_by_recheck": r.kept_by_recheck,
+        "unfinished": [{"key": k, "started": st, "upload_id": u} for k, st, u in r.unfinished],
+        "unfinished_too_young": r.unfinished_too_young,
+        "aborted": r.aborted,
+        "abort_failed": r.abort_failed,
+    }
     return Result(data, text, code=1 if r.abort_failed else 0)
 
 

@@ -87,11 +87,40 @@ from .views import merge_views, tree_clash
 from .workspace import View, Workspace
 
 __all__ = [
-    "DEFAULT_MIN_AGE", "FINALIZE_ATTEMPTS", "ID_RE", "METADATA_MAX_BYTES", "MIN_PREFIX", "AddResult",
-    "Closed", "DatasetRow", "Diff", "FileInfo", "GcReport", "LinkInfo", "LocalCopy", "PluginInfo",
-    "PluginManager", "PluginsReport", "Problem", "RebuildReport", "Service", "ShadowedFile", "SyncOutcome",
-    "SyncResult", "UploadResult", "VerifyReport", "View", "WorkflowEvents", "Workspace", "duration",
-    "link_url", "merge_views", "normalize_storage", "now", "split_url", "tree_clash",
+    "DEFAULT_MIN_AGE",
+    "FINALIZE_ATTEMPTS",
+    "ID_RE",
+    "METADATA_MAX_BYTES",
+    "MIN_PREFIX",
+    "AddResult",
+    "Closed",
+    "DatasetRow",
+    "Diff",
+    "FileInfo",
+    "GcReport",
+    "LinkInfo",
+    "LocalCopy",
+    "PluginInfo",
+    "PluginManager",
+    "PluginsReport",
+    "Problem",
+    "RebuildReport",
+    "Service",
+    "ShadowedFile",
+    "SyncOutcome",
+    "SyncResult",
+    "UploadResult",
+    "VerifyReport",
+    "View",
+    "WorkflowEvents",
+    "Workspace",
+    "duration",
+    "link_url",
+    "merge_views",
+    "normalize_storage",
+    "now",
+    "split_url",
+    "tree_clash",
 ]
 
 
@@ -149,16 +178,37 @@ class Service:
     def resolve_id(self, dataset_id: str) -> DatasetRow:
         return lookup.resolve_id(self.workspace, dataset_id)
 
-    def get(self, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
-            version: str | None = None, tags: Iterable[str] | None = None,
-            only_completed: bool = False, only_published: bool = False,
-            writable_copy: bool = False) -> DatasetRow:
-        return drafts.get(self.workspace, dataset_id, project, name, version, tags, only_completed,
-                          only_published, writable_copy)
+    def get(
+        self,
+        dataset_id: str | None = None,
+        project: str | None = None,
+        name: str | None = None,
+        version: str | None = None,
+        tags: Iterable[str] | None = None,
+        only_completed: bool = False,
+        only_published: bool = False,
+        writable_copy: bool = False,
+    ) -> DatasetRow:
+        return drafts.get(
+            self.workspace,
+            dataset_id,
+            project,
+            name,
+            version,
+            tags,
+            only_completed,
+            only_published,
+            writable_copy,
+        )
 
-    def search(self, project: str | None = None, partial_name: str | None = None,
-               tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
-               only_completed: bool = True) -> list[DatasetRow]:
+    def search(
+        self,
+        project: str | None = None,
+        partial_name: str | None = None,
+        tags: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+        only_completed: bool = True,
+    ) -> list[DatasetRow]:
         return lookup.search(self.workspace, project, partial_name, tags, ids, only_completed)
 
     # -- views ----------------------------------------------------------------------------------
@@ -168,26 +218,59 @@ class Service:
     def shadowed(self, row: DatasetRow) -> list[ShadowedFile]:
         return views.shadowed(self.workspace, row)
 
-    def list_files(self, row: DatasetRow, pattern: str | Iterable[str] | None = None, recursive: bool = True,
-                   only_from: str | None = None) -> list[FileInfo]:
+    def list_files(
+        self,
+        row: DatasetRow,
+        pattern: str | Iterable[str] | None = None,
+        recursive: bool = True,
+        only_from: str | None = None,
+    ) -> list[FileInfo]:
         return views.list_files(self.workspace, row, pattern, recursive, only_from)
 
-    def selected_files(self, row: DatasetRow, part: int | None = None, num_parts: int | None = None,
-                       files: Iterable[str] | None = None) -> tuple[dict[str, tuple[str, int]], str]:
+    def selected_files(
+        self,
+        row: DatasetRow,
+        part: int | None = None,
+        num_parts: int | None = None,
+        files: Iterable[str] | None = None,
+    ) -> tuple[dict[str, tuple[str, int]], str]:
         return views.selected_files(self.workspace, row, part, num_parts, files)
 
     # -- drafts -----------------------------------------------------------------------------------
-    def create(self, name: str | None, project: str | None = None, parents: Iterable[str] = (),
-               version: str | None = None, storage: str | None = None,
-               tags: Iterable[str] | None = None, description: str = "") -> DatasetRow:
+    def create(
+        self,
+        name: str | None,
+        project: str | None = None,
+        parents: Iterable[str] = (),
+        version: str | None = None,
+        storage: str | None = None,
+        tags: Iterable[str] | None = None,
+        description: str = "",
+    ) -> DatasetRow:
         return drafts.create(self.workspace, name, project, parents, version, storage, tags, description)
 
-    def add_files(self, dataset_id: str, path: str | os.PathLike, wildcard: str | list[str] | None = None,
-                  local_base_folder: str | None = None, dataset_path: str | None = None,
-                  recursive: bool = True, max_workers: int | None = None,
-                  progress: ProgressFactory = null_progress) -> AddResult:
-        return drafts.add_files(self.workspace, dataset_id, path, wildcard, local_base_folder, dataset_path,
-                                recursive, max_workers, progress)
+    def add_files(
+        self,
+        dataset_id: str,
+        path: str | os.PathLike,
+        wildcard: str | list[str] | None = None,
+        local_base_folder: str | None = None,
+        dataset_path: str | None = None,
+        recursive: bool = True,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> AddResult:
+        return drafts.add_files(
+            self.workspace,
+            dataset_id,
+            path,
+            wildcard,
+            local_base_folder,
+            dataset_path,
+            recursive,
+            max_workers,
+            progress,
+        )
 
     def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
         return drafts.remove_files(self.workspace, dataset_id, pattern, recursive)
@@ -195,8 +278,14 @@ class Service:
     def remove(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
         return external.remove(self.workspace, dataset_id, pattern, recursive)
 
-    def sync_folder(self, dataset_id: str, local_path: str | os.PathLike, dataset_path: str | None = None,
-                    max_workers: int | None = None, progress: ProgressFactory = null_progress) -> SyncResult:
+    def sync_folder(
+        self,
+        dataset_id: str,
+        local_path: str | os.PathLike,
+        dataset_path: str | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> SyncResult:
         return drafts.sync_folder(self.workspace, dataset_id, local_path, dataset_path, max_workers, progress)
 
     def update(self, dataset_id: str, **fields: Any) -> DatasetRow:
@@ -206,13 +295,19 @@ class Service:
         return drafts.publish(self.workspace, dataset_id)
 
     # -- external files -----------------------------------------------------------------------------
-    def add_external_files(self, dataset_id: str, source_url: str | Iterable[str],
-                           wildcard: str | list[str] | None = None,
-                           dataset_path: str | list[str] | None = None, recursive: bool = True,
-                           max_workers: int | None = None,
-                           progress: ProgressFactory = null_progress) -> AddResult:
-        return external.add_external_files(self.workspace, dataset_id, source_url, wildcard, dataset_path,
-                                           recursive, max_workers, progress)
+    def add_external_files(
+        self,
+        dataset_id: str,
+        source_url: str | Iterable[str],
+        wildcard: str | list[str] | None = None,
+        dataset_path: str | list[str] | None = None,
+        recursive: bool = True,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> AddResult:
+        return external.add_external_files(
+            self.workspace, dataset_id, source_url, wildcard, dataset_path, recursive, max_workers, progress
+        )
 
     def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:
         return external.link_entries(self.workspace, row)
@@ -233,50 +328,118 @@ class Service:
     def is_dirty(self, row: DatasetRow) -> bool:
         return upload.is_dirty(self.workspace, row)
 
-    def upload(self, dataset_id: str, storage: str | None = None, chunk_size: float | None = None,
-               max_workers: int | None = None, progress: ProgressFactory = null_progress) -> UploadResult:
+    def upload(
+        self,
+        dataset_id: str,
+        storage: str | None = None,
+        chunk_size: float | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> UploadResult:
         return upload.upload(self.workspace, dataset_id, storage, chunk_size, max_workers, progress)
 
-    def finalize(self, dataset_id: str, auto_upload: bool = False, chunk_size: float | None = None,
-                 max_workers: int | None = None, progress: ProgressFactory = null_progress) -> DatasetRow:
+    def finalize(
+        self,
+        dataset_id: str,
+        auto_upload: bool = False,
+        chunk_size: float | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> DatasetRow:
         return upload.finalize(self.workspace, dataset_id, auto_upload, chunk_size, max_workers, progress)
 
-    def close_dataset(self, dataset_id: str, storage: str | None = None, upload: bool = True,
-                      chunk_size: float | None = None, max_workers: int | None = None,
-                      progress: ProgressFactory = null_progress,
-                      events: WorkflowEvents | None = None) -> Closed:
-        return _upload.close(self.workspace, dataset_id, storage, upload, chunk_size, max_workers, progress,
-                             events)
+    def close_dataset(
+        self,
+        dataset_id: str,
+        storage: str | None = None,
+        upload: bool = True,
+        chunk_size: float | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+        events: WorkflowEvents | None = None,
+    ) -> Closed:
+        return _upload.close(
+            self.workspace, dataset_id, storage, upload, chunk_size, max_workers, progress, events
+        )
 
-    def sync(self, folder: str | os.PathLike, dataset_id: str | None = None, dataset_path: str | None = None,
-             project: str | None = None, name: str | None = None, parents: Iterable[str] = (),
-             version: str | None = None, storage: str | None = None, tags: Iterable[str] | None = None,
-             skip_close: bool = False, chunk_size: float | None = None, max_workers: int | None = None,
-             progress: ProgressFactory = null_progress, events: WorkflowEvents | None = None) -> SyncOutcome:
-        return lineage.sync(self.workspace, folder, dataset_id, dataset_path, project, name, parents, version,
-                            storage, tags, skip_close, chunk_size, max_workers, progress, events)
+    def sync(
+        self,
+        folder: str | os.PathLike,
+        dataset_id: str | None = None,
+        dataset_path: str | None = None,
+        project: str | None = None,
+        name: str | None = None,
+        parents: Iterable[str] = (),
+        version: str | None = None,
+        storage: str | None = None,
+        tags: Iterable[str] | None = None,
+        skip_close: bool = False,
+        chunk_size: float | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+        events: WorkflowEvents | None = None,
+    ) -> SyncOutcome:
+        return lineage.sync(
+            self.workspace,
+            folder,
+            dataset_id,
+            dataset_path,
+            project,
+            name,
+            parents,
+            version,
+            storage,
+            tags,
+            skip_close,
+            chunk_size,
+            max_workers,
+            progress,
+            events,
+        )
 
     # -- local copies -------------------------------------------------------------------------------
-    def get_local_copy(self, dataset_id: str, use_soft_links: bool | None = None,
-                       max_workers: int | None = None, part: int | None = None,
-                       num_parts: int | None = None, files: Iterable[str] | None = None,
-                       progress: ProgressFactory = null_progress) -> str:
-        return checkout.get_local_copy(self.workspace, dataset_id, use_soft_links, max_workers, part,
-                                       num_parts, files, progress)
+    def get_local_copy(
+        self,
+        dataset_id: str,
+        use_soft_links: bool | None = None,
+        max_workers: int | None = None,
+        part: int | None = None,
+        num_parts: int | None = None,
+        files: Iterable[str] | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> str:
+        return checkout.get_local_copy(
+            self.workspace, dataset_id, use_soft_links, max_workers, part, num_parts, files, progress
+        )
 
-    def get_mutable_local_copy(self, dataset_id: str, target_folder: str | os.PathLike,
-                               overwrite: bool = False, max_workers: int | None = None,
-                               part: int | None = None, num_parts: int | None = None,
-                               progress: ProgressFactory = null_progress) -> str:
-        return checkout.get_mutable_local_copy(self.workspace, dataset_id, target_folder, overwrite,
-                                               max_workers, part, num_parts, progress)
+    def get_mutable_local_copy(
+        self,
+        dataset_id: str,
+        target_folder: str | os.PathLike,
+        overwrite: bool = False,
+        max_workers: int | None = None,
+        part: int | None = None,
+        num_parts: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> str:
+        return checkout.get_mutable_local_copy(
+            self.workspace, dataset_id, target_folder, overwrite, max_workers, part, num_parts, progress
+        )
 
-    def local_copy(self, dataset_id: str, copy_to: str | os.PathLike | None = None,
-                   link: str | os.PathLike | None = None, overwrite: bool = False,
-                   max_workers: int | None = None, part: int | None = None, num_parts: int | None = None,
-                   progress: ProgressFactory = null_progress) -> LocalCopy:
-        return checkout.local_copy(self.workspace, dataset_id, copy_to, link, overwrite, max_workers, part,
-                                   num_parts, progress)
+    def local_copy(
+        self,
+        dataset_id: str,
+        copy_to: str | os.PathLike | None = None,
+        link: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        max_workers: int | None = None,
+        part: int | None = None,
+        num_parts: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> LocalCopy:
+        return checkout.local_copy(
+            self.workspace, dataset_id, copy_to, link, overwrite, max_workers, part, num_parts, progress
+        )
 
     # -- the local cache ----------------------------------------------------------------------------
     def prune_cache(self, size: str | int | None = None) -> PruneResult:
@@ -298,12 +461,19 @@ class Service:
     def num_chunks(self, row: DatasetRow, include_parents: bool = True) -> int:
         return lineage.num_chunks(self.workspace, row, include_parents)
 
-    def squash(self, name: str, ids: Iterable[str] | None = None,
-               project_name_pairs: Iterable[tuple[str, str]] | None = None,
-               storage: str | None = None, project: str | None = None, close: bool = True,
-               progress: ProgressFactory = null_progress) -> DatasetRow:
-        return lineage.squash(self.workspace, name, ids, project_name_pairs, storage, project, close,
-                              progress)
+    def squash(
+        self,
+        name: str,
+        ids: Iterable[str] | None = None,
+        project_name_pairs: Iterable[tuple[str, str]] | None = None,
+        storage: str | None = None,
+        project: str | None = None,
+        close: bool = True,
+        progress: ProgressFactory = null_progress,
+    ) -> DatasetRow:
+        return lineage.squash(
+            self.workspace, name, ids, project_name_pairs, storage, project, close, progress
+        )
 
     def rename(self, project: str, name: str, new_name: str) -> list[str]:
         return lineage.rename(self.workspace, project, name, new_name)
@@ -311,8 +481,15 @@ class Service:
     def move(self, project: str, name: str, new_project: str) -> list[str]:
         return lineage.move(self.workspace, project, name, new_project)
 
-    def delete(self, dataset_id: str | None = None, force: bool = False, project: str | None = None,
-               name: str | None = None, version: str | None = None, entire: bool = False) -> list[str]:
+    def delete(
+        self,
+        dataset_id: str | None = None,
+        force: bool = False,
+        project: str | None = None,
+        name: str | None = None,
+        version: str | None = None,
+        entire: bool = False,
+    ) -> list[str]:
         return lineage.delete(self.workspace, dataset_id, force, project, name, version, entire)
 
     def delete_versions(self, project: str, name: str, force: bool = False) -> list[str]:
@@ -326,22 +503,43 @@ class Service:
         return metadata.get_metadata(row, metadata_name)
 
     # -- verification -------------------------------------------------------------------------------
-    def verify_storage(self, row: DatasetRow, full: bool = True, max_workers: int | None = None,
-                       progress: ProgressFactory = null_progress, cache: bool = True) -> VerifyReport:
+    def verify_storage(
+        self,
+        row: DatasetRow,
+        full: bool = True,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+        cache: bool = True,
+    ) -> VerifyReport:
         return verify.verify_storage(self.workspace, row, full, max_workers, progress, cache)
 
-    def verify_cache(self, row: DatasetRow, full: bool = True, max_workers: int | None = None,
-                     progress: ProgressFactory = null_progress) -> VerifyReport:
+    def verify_cache(
+        self,
+        row: DatasetRow,
+        full: bool = True,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> VerifyReport:
         return verify.verify_cache(self.workspace, row, full, max_workers, progress)
 
-    def verify_folder(self, row: DatasetRow, folder: str | os.PathLike, skip_hash: bool = False,
-                      max_workers: int | None = None,
-                      progress: ProgressFactory = null_progress) -> VerifyReport:
+    def verify_folder(
+        self,
+        row: DatasetRow,
+        folder: str | os.PathLike,
+        skip_hash: bool = False,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> VerifyReport:
         return verify.verify_folder(self.workspace, row, folder, skip_hash, max_workers, progress)
 
-    def verify_local(self, row: DatasetRow, folder: str | os.PathLike | None = None, skip_hash: bool = False,
-                     max_workers: int | None = None,
-                     progress: ProgressFactory = null_progress) -> VerifyReport:
+    def verify_local(
+        self,
+        row: DatasetRow,
+        folder: str | os.PathLike | None = None,
+        skip_hash: bool = False,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> VerifyReport:
         return verify.verify_local(self.workspace, row, folder, skip_hash, max_workers, progress)
 
     # -- manifests, rebuild and gc ------------------------------------------------------------------
@@ -357,8 +555,13 @@ class Service:
     def resolve_or_restore(self, dataset_id: str | None, storage: str) -> DatasetRow:
         return rebuild.resolve_or_restore(self.workspace, dataset_id, storage)
 
-    def collect_garbage(self, storage: str | None = None, delete: bool = False,
-                        min_age: float | str = DEFAULT_MIN_AGE, now: float | None = None) -> GcReport:
+    def collect_garbage(
+        self,
+        storage: str | None = None,
+        delete: bool = False,
+        min_age: float | str = DEFAULT_MIN_AGE,
+        now: float | None = None,
+    ) -> GcReport:
         return gc.collect_garbage(self.workspace, storage, delete, min_age, now)
 
     # -- diagnostics --------------------------------------------------------------------------------

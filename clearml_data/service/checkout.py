@@ -31,8 +31,9 @@ from ..errors import (
 from ..hashing import EMPTY_SHA256, sha256_file
 from ..parallel import ordered_map
 from ..paths import MAX_PATH_BYTES, shorten
-from ..progress import ProgressFactory, null_progress
+from ..progress import ProgressFactory, Streamed, null_progress
 from ..storage import StorageDriver, redact_url
+from ..storage.calls import storage_error
 from .locations import ByKey, by_stored_key, readable_locations
 from .lookup import final
 from .results import LocalCopy
@@ -42,26 +43,40 @@ from .workspace import Workspace
 Files = dict[str, tuple[str, int]]
 
 
-def get_local_copy(ws: Workspace, dataset_id: str, use_soft_links: bool | None = None,
-                   max_workers: int | None = None, part: int | None = None,
-                   num_parts: int | None = None, files: Iterable[str] | None = None,
-                   progress: ProgressFactory = null_progress) -> str:
+def get_local_copy(
+    ws: Workspace,
+    dataset_id: str,
+    use_soft_links: bool | None = None,
+    max_workers: int | None = None,
+    part: int | None = None,
+    num_parts: int | None = None,
+    files: Iterable[str] | None = None,
+    progress: ProgressFactory = null_progress,
+) -> str:
     """A read-only folder holding the version's merged view, built from the object cache."""
     return _cached_copy(ws, dataset_id, use_soft_links, max_workers, part, num_parts, files, progress)[0]
 
 
-def local_copy(ws: Workspace, dataset_id: str, copy_to: str | os.PathLike | None = None,
-               link: str | os.PathLike | None = None, overwrite: bool = False,
-               max_workers: int | None = None, part: int | None = None, num_parts: int | None = None,
-               progress: ProgressFactory = null_progress) -> LocalCopy:
+def local_copy(
+    ws: Workspace,
+    dataset_id: str,
+    copy_to: str | os.PathLike | None = None,
+    link: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    max_workers: int | None = None,
+    part: int | None = None,
+    num_parts: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> LocalCopy:
     """``clearml-data get``: the read-only copy in the cache, reached through a symbolic link
     at ``link`` when given (``overwrite`` replaces a link already there, never anything else),
     or with ``copy_to`` a writable copy in that folder; with the files and bytes it holds."""
     if copy_to and link:
         raise UsageError("--copy and --link cannot be used together")
     if copy_to:
-        path, chosen = _writable_copy(ws, dataset_id, copy_to, overwrite, max_workers, part, num_parts,
-                                      progress)
+        path, chosen = _writable_copy(
+            ws, dataset_id, copy_to, overwrite, max_workers, part, num_parts, progress
+        )
     else:
         path, chosen = _cached_copy(ws, dataset_id, None, max_workers, part, num_parts, None, progress)
         if link:
@@ -79,9 +94,16 @@ def _link_to(target: str, link: str | os.PathLike, overwrite: bool) -> str:
     return path
 
 
-def _cached_copy(ws: Workspace, dataset_id: str, use_soft_links: bool | None, max_workers: int | None,
-                 part: int | None, num_parts: int | None, files: Iterable[str] | None,
-                 progress: ProgressFactory) -> tuple[str, Files]:
+def _cached_copy(
+    ws: Workspace,
+    dataset_id: str,
+    use_soft_links: bool | None,
+    max_workers: int | None,
+    part: int | None,
+    num_parts: int | None,
+    files: Iterable[str] | None,
+    progress: ProgressFactory,
+) -> tuple[str, Files]:
     row = final(ws, dataset_id)
     if use_soft_links not in LINK_MODES:
         raise UsageError("use_soft_links must be None, True or False")
@@ -128,19 +150,32 @@ def enforce_cache_limit(ws: Workspace, keep: Iterable[str] = ()) -> PruneResult 
     return ws.cache.prune(limit, keep=keep, blocking=False)
 
 
-def get_mutable_local_copy(ws: Workspace, dataset_id: str, target_folder: str | os.PathLike,
-                           overwrite: bool = False, max_workers: int | None = None,
-                           part: int | None = None, num_parts: int | None = None,
-                           progress: ProgressFactory = null_progress) -> str:
+def get_mutable_local_copy(
+    ws: Workspace,
+    dataset_id: str,
+    target_folder: str | os.PathLike,
+    overwrite: bool = False,
+    max_workers: int | None = None,
+    part: int | None = None,
+    num_parts: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> str:
     """A writable copy of the version (or one part of it) in ``target_folder``, copied from the
     object cache; an interrupted copy of the same files is finished, anything else there is
     refused unless ``overwrite``."""
     return _writable_copy(ws, dataset_id, target_folder, overwrite, max_workers, part, num_parts, progress)[0]
 
 
-def _writable_copy(ws: Workspace, dataset_id: str, target_folder: str | os.PathLike, overwrite: bool,
-                   max_workers: int | None, part: int | None, num_parts: int | None,
-                   progress: ProgressFactory) -> tuple[str, Files]:
+def _writable_copy(
+    ws: Workspace,
+    dataset_id: str,
+    target_folder: str | os.PathLike,
+    overwrite: bool,
+    max_workers: int | None,
+    part: int | None,
+    num_parts: int | None,
+    progress: ProgressFactory,
+) -> tuple[str, Files]:
     row = final(ws, dataset_id)
     chosen, _label = selected_files(ws, row, part, num_parts)
     target = Path(os.path.expanduser(os.fspath(target_folder))).absolute()
@@ -182,9 +217,11 @@ def _check_materialisable(row: DatasetRow, files: Files, base: str, what: str) -
     both a file and a folder, or paths too long for the filesystem under ``base``."""
     clash = tree_clash(files)
     if clash is not None:
-        raise DatasetStateError(f"dataset {row.id} holds {shorten(clash)} both as a file and as a folder; "
-                                "no local copy can hold it",
-                                hint="create a child version that removes one of them")
+        raise DatasetStateError(
+            f"dataset {row.id} holds {shorten(clash)} both as a file and as a folder; "
+            "no local copy can hold it",
+            hint="create a child version that removes one of them",
+        )
     if not files:
         return
     longest = max(map(len, files))
@@ -199,9 +236,11 @@ def _check_materialisable(row: DatasetRow, files: Files, base: str, what: str) -
         limit = 4096
     need = len(os.fsencode(base)) + 1 + longest
     if need >= limit:
-        raise UsageError(f"the local copy of dataset {row.id} needs paths of {need} bytes under the {what} "
-                         f"{base}, and this system allows fewer than {limit}",
-                         hint=f"use a shorter {what}")
+        raise UsageError(
+            f"the local copy of dataset {row.id} needs paths of {need} bytes under the {what} "
+            f"{base}, and this system allows fewer than {limit}",
+            hint=f"use a shorter {what}",
+        )
 
 
 def _copied_already(target: Path, files: Files, max_workers: int | None) -> set[str]:
@@ -229,26 +268,37 @@ def _copied_already(target: Path, files: Files, max_workers: int | None) -> set[
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.is_dir(follow_symlinks=False) and rel in folders:
                 stack.append((rel, entry.path))
-            elif entry.is_file(follow_symlinks=False) and rel in files \
-                    and entry.stat(follow_symlinks=False).st_size == files[rel][1]:
+            elif (
+                entry.is_file(follow_symlinks=False)
+                and rel in files
+                and entry.stat(follow_symlinks=False).st_size == files[rel][1]
+            ):
                 present[rel] = entry.path
             elif not (entry.name.startswith(COPY_TEMP_PREFIX) and entry.is_file(follow_symlinks=False)):
                 foreign.append(rel)
                 break
     if not foreign:
-        for rel, (digest, _size) in ordered_map(lambda r: sha256_file(present[r]), sorted(present),
-                                                max_workers):
+        for rel, (digest, _size) in ordered_map(
+            lambda r: sha256_file(present[r]), sorted(present), max_workers
+        ):
             if digest != files[rel][0]:
                 foreign.append(rel)
                 break
     if foreign:
-        raise UsageError(f"the folder {target} is not empty ({foreign[0]!r} is not a file of this copy)",
-                         hint="pass overwrite=True / --overwrite to replace what it holds")
+        raise UsageError(
+            f"the folder {target} is not empty ({foreign[0]!r} is not a file of this copy)",
+            hint="pass overwrite=True / --overwrite to replace what it holds",
+        )
     return set(present)
 
 
-def fetch_objects(ws: Workspace, row: DatasetRow, files: Files,
-                  max_workers: int | None = None, progress: ProgressFactory = null_progress) -> int:
+def fetch_objects(
+    ws: Workspace,
+    row: DatasetRow,
+    files: Files,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> int:
     """Bring every object the files need into the cache; returns the bytes fetched."""
     needed = {h: size for h, size in files.values()}
     cached = ws.cache.usable(needed)  # intact copies only; changed ones are fetched again
@@ -258,9 +308,11 @@ def fetch_objects(ws: Workspace, row: DatasetRow, files: Files,
     empty = [h for h, s in wanted.items() if s == 0]
     for h in empty:
         if h != EMPTY_SHA256:
-            raise CatalogError(f"dataset {row.id} gives the content {h[:12]}… a size of 0, but that is not "
-                               "the hash of empty content",
-                               hint="the catalog was changed outside clearml-data; restore it from a backup")
+            raise CatalogError(
+                f"dataset {row.id} gives the content {h[:12]}… a size of 0, but that is not "
+                "the hash of empty content",
+                hint="the catalog was changed outside clearml-data; restore it from a backup",
+            )
         ws.cache.add_bytes(h, b"")
         wanted.pop(h)
     locations = readable_locations(ws, row, ws.catalog.locate_objects(wanted))
@@ -268,12 +320,15 @@ def fetch_objects(ws: Workspace, row: DatasetRow, files: Files,
     for h in wanted:
         locs = locations.get(h)
         if not locs:
-            raise StorageError(f"no storage holds the content {h[:12]}… of dataset {row.id}",
-                               hint="the version was not uploaded completely; run verify")
+            raise StorageError(
+                f"no storage holds the content {h[:12]}… of dataset {row.id}",
+                hint="the version was not uploaded completely; run verify",
+            )
         check_length(by_stored_key(by_key, h, locs, row.storage), wanted[h], row.id)
     if not by_key:  # only empty files: nothing to read
         return 0
     workers = max_workers or max(ws.driver(s).default_max_workers for s, _key in by_key)
+    ws.plugins.budget.ensure(workers)  # --max-workers may ask for more than the drivers' default
 
     def check_size(item: tuple[str, str]) -> None:
         """Stat the object once; every entry the catalog places in it must lie within it."""
@@ -281,26 +336,32 @@ def fetch_objects(ws: Workspace, row: DatasetRow, files: Files,
         try:
             size = ws.driver(storage).stat(key).size
         except OSError as exc:
-            raise _read_failure(ws, storage, key, exc) from None
+            raise _read_failure(ws, storage, key, exc) from exc
         problem = extent_problem(key, by_key[item], size)
         if problem:
-            raise IntegrityError(f"object {key} in {redact_url(storage)} {problem}",
-                                 hint="the stored object is damaged or the catalog was changed outside "
-                                      "clearml-data; run clearml-data verify")
+            raise IntegrityError(
+                f"object {key} in {redact_url(storage)} {problem}",
+                hint="the stored object is damaged or the catalog was changed outside "
+                "clearml-data; run clearml-data verify",
+            )
 
     # a catalog that lies, or an object cut short or grown, ends in one error before a byte of
     # the object is read: packs (few) are checked here, whole objects just before their download
-    whole = {item for item, entries in by_key.items()
-             if not packs.is_pack_key(item[1]) and len(entries) == 1 and entries[0][1] == 0}
-    for _checked in ordered_map(check_size, [item for item in by_key if item not in whole], workers,
-                                window=64):
+    whole = {
+        item
+        for item, entries in by_key.items()
+        if not packs.is_pack_key(item[1]) and len(entries) == 1 and entries[0][1] == 0
+    }
+    for _checked in ordered_map(
+        check_size, [item for item in by_key if item not in whole], workers, window=64
+    ):
         pass
     tasks: list[tuple[str, packs.Span]] = []
     for (storage, key), entries in by_key.items():
         for span in packs.coalesce(key, entries):
             tasks.append((storage, span))
     total = sum(wanted.values())
-    bar = progress(total, "B", "Downloading", files=len(wanted))
+    bar = Streamed(progress(total, "B", "Downloading", files=len(wanted)))
 
     def run(task: tuple[str, packs.Span]) -> tuple[int, int]:
         storage, span = task
@@ -311,10 +372,12 @@ def fetch_objects(ws: Workspace, row: DatasetRow, files: Files,
                 fd, tmp = ws.cache.tempfile()
                 os.close(fd)
                 try:
-                    driver.get_file(span.key, tmp)
+                    driver.get_file(span.key, tmp, callback=bar.callback((storage, span.key)))
                     if os.stat(tmp).st_size != span.length:
-                        raise IntegrityError(f"object {span.key} in {redact_url(storage)} changed while it "
-                                             "was read", hint="run clearml-data verify")
+                        raise IntegrityError(
+                            f"object {span.key} in {redact_url(storage)} changed while it was read",
+                            hint="run clearml-data verify",
+                        )
                 except BaseException:
                     if os.path.lexists(tmp):
                         os.unlink(tmp)
@@ -326,21 +389,22 @@ def fetch_objects(ws: Workspace, row: DatasetRow, files: Files,
                 return span.length, 1
             data = memoryview(driver.read_range(span.key, span.offset, span.length))
         except OSError as exc:
-            raise _read_failure(ws, storage, span.key, exc) from None
+            raise _read_failure(ws, storage, span.key, exc) from exc
         for digest, off, length in span.members:
             start = off - span.offset
-            chunk = data[start:start + length]
+            chunk = data[start : start + length]
             if len(chunk) != length:
-                raise IntegrityError(f"object {span.key} in {redact_url(storage)} is truncated",
-                                     hint="run clearml-data verify")
+                raise IntegrityError(
+                    f"object {span.key} in {redact_url(storage)} is truncated", hint="run clearml-data verify"
+                )
             ws.cache.add_bytes(digest, chunk)
         return sum(m[2] for m in span.members), len(span.members)
 
     fetched = 0
     try:
-        for _task, (n, nfiles) in ordered_map(run, tasks, workers, window=64):
+        for (storage, span), (n, nfiles) in ordered_map(run, tasks, workers, window=64):
             fetched += n
-            bar.update(n, files=nfiles)
+            bar.done((storage, span.key), n, files=nfiles)
     finally:
         bar.close()
     return fetched
@@ -356,8 +420,10 @@ def _fetch_range(ws: Workspace, driver: StorageDriver, storage: str, span: packs
                 n = min(packs.MAX_SPAN, span.length - done)
                 block = driver.read_range(span.key, span.offset + done, n)
                 if len(block) != n:
-                    raise IntegrityError(f"object {span.key} in {redact_url(storage)} is truncated",
-                                         hint="run clearml-data verify")
+                    raise IntegrityError(
+                        f"object {span.key} in {redact_url(storage)} is truncated",
+                        hint="run clearml-data verify",
+                    )
                 out.write(block)
                 done += n
     except BaseException:
@@ -369,12 +435,6 @@ def _fetch_range(ws: Workspace, driver: StorageDriver, storage: str, span: packs
 
 def _read_failure(ws: Workspace, storage: str, key: str, exc: OSError) -> ClearMLDataError:
     """The error to show for a failed read of ``key``: missing, the cache's disk full, or unreadable."""
-    if isinstance(exc, FileNotFoundError):
-        why = exc.strerror if exc.strerror and not exc.strerror.startswith("no such object") else ""
-        return StorageError(f"object {key} is missing from {redact_url(storage)}{f' ({why})' if why else ''}",
-                            url=redact_url(storage), key=key,
-                            hint="the storage lost data; run clearml-data verify")
     if is_no_space(exc):
         return disk_full(ws.cache.root, "the cache", exc)
-    return StorageError(f"cannot read {key} from {redact_url(storage)}: {exc.strerror or exc}",
-                        url=redact_url(storage), key=key)
+    return storage_error(exc, storage, key, doing="read")

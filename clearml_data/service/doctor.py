@@ -55,8 +55,12 @@ def doctor(ws: Workspace) -> dict[str, Any]:
 
     s = ws.settings
     catalog: dict[str, Any] = {"path": str(s.catalog), "source": s.sources.get("catalog")}
-    cache: dict[str, Any] = {"path": str(s.cache_dir), "source": s.sources.get("cache_dir"),
-                             "max_size": s.cache_max_size, "max_size_source": s.sources.get("cache_max_size")}
+    cache: dict[str, Any] = {
+        "path": str(s.cache_dir),
+        "source": s.sources.get("cache_dir"),
+        "max_size": s.cache_max_size,
+        "max_size_source": s.sources.get("cache_max_size"),
+    }
     info: dict[str, Any] = {
         "clearml_data": __version__,
         "python": platform.python_version(),
@@ -75,8 +79,13 @@ def doctor(ws: Workspace) -> dict[str, Any]:
     cache.update(probe_cache(ws.cache))
     report = plugins_report(ws)
     info["plugins"] = [
-        {"name": p.name, "package": p.package, "version": p.version, "status": p.status,
-         **({"error": p.error} if p.error else {})}
+        {
+            "name": p.name,
+            "package": p.package,
+            "version": p.version,
+            "status": p.status,
+            **({"error": p.error} if p.error else {}),
+        }
         for p in report.plugins
     ]
     info["drivers"] = report.drivers if report.error is None else {"error": str(report.error)}
@@ -94,9 +103,17 @@ def plugins_report(ws: Workspace) -> PluginsReport:
         report.error = exc
     for r in pm.records:  # after the drivers: a plugin whose hook fails is marked broken there
         module = _import_name(pm.pm.get_plugin(r.name)) if r.status == "loaded" else ""
-        report.plugins.append(PluginInfo(r.name, r.package, r.version, r.status, r.error,
-                                         [s for s, owner in report.drivers.items() if owner == r.name],
-                                         module))
+        report.plugins.append(
+            PluginInfo(
+                r.name,
+                r.package,
+                r.version,
+                r.status,
+                r.error,
+                [s for s, owner in report.drivers.items() if owner == r.name],
+                module,
+            )
+        )
     return report
 
 

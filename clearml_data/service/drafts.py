@@ -47,25 +47,36 @@ log = logging.getLogger(__name__)
 _ADD_BATCH = 50_000  # files stat'ed and hashed together by add
 
 
-def create(ws: Workspace, name: str | None, project: str | None = None, parents: Iterable[str] = (),
-           version: str | None = None, storage: str | None = None,
-           tags: Iterable[str] | None = None, description: str = "") -> DatasetRow:
+def create(
+    ws: Workspace,
+    name: str | None,
+    project: str | None = None,
+    parents: Iterable[str] = (),
+    version: str | None = None,
+    storage: str | None = None,
+    tags: Iterable[str] | None = None,
+    description: str = "",
+) -> DatasetRow:
     """A new draft on ``parents`` (final versions, merged in order); the project defaults to the
     last parent's, the version to the next free one, the storage to the configured one."""
     parent_rows: list[DatasetRow] = []
     for p in parents or ():
         row = resolve_id(ws, p)
         if not row.is_final:
-            raise DatasetStateError(f"parent dataset {row.id} is not final",
-                                    hint=f"close it first: clearml-data close --id {row.id}")
+            raise DatasetStateError(
+                f"parent dataset {row.id} is not final",
+                hint=f"close it first: clearml-data close --id {row.id}",
+            )
         if row.id not in (r.id for r in parent_rows):
             parent_rows.append(row)
     if not name:
         raise UsageError("missing dataset name", hint="pass --name")
     if not project:
         if not parent_rows:
-            raise UsageError("missing dataset project name; it could not be taken from a parent dataset",
-                             hint="pass --project")
+            raise UsageError(
+                "missing dataset project name; it could not be taken from a parent dataset",
+                hint="pass --project",
+            )
         project = parent_rows[-1].project
     check_label("project", project)
     check_label("name", name)
@@ -76,16 +87,34 @@ def create(ws: Workspace, name: str | None, project: str | None = None, parents:
     ws.driver(url)  # unknown scheme or malformed URL: fail now, not at upload
     tag_list = clean_tags(tags)
     stamp = now()
-    row = DatasetRow(id=uuid.uuid4().hex, project=project, name=name, version=version or "",
-                     status="draft", storage=url, created_at=stamp, updated_at=stamp,
-                     description=description or "", tags=tag_list, parents=[r.id for r in parent_rows])
+    row = DatasetRow(
+        id=uuid.uuid4().hex,
+        project=project,
+        name=name,
+        version=version or "",
+        status="draft",
+        storage=url,
+        created_at=stamp,
+        updated_at=stamp,
+        description=description or "",
+        tags=tag_list,
+        parents=[r.id for r in parent_rows],
+    )
     ws.catalog.insert_dataset(row, None if version else versions.next_version)
     return row
 
 
-def get(ws: Workspace, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
-        version: str | None = None, tags: Iterable[str] | None = None, only_completed: bool = False,
-        only_published: bool = False, writable_copy: bool = False) -> DatasetRow:
+def get(
+    ws: Workspace,
+    dataset_id: str | None = None,
+    project: str | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    tags: Iterable[str] | None = None,
+    only_completed: bool = False,
+    only_published: bool = False,
+    writable_copy: bool = False,
+) -> DatasetRow:
     """One version, found as :func:`.lookup.get` finds it; with ``writable_copy``, a new child
     draft of it with its name, project and tags instead (ClearML's writable copy)."""
     row = find_version(ws, dataset_id, project, name, version, tags, only_completed, only_published)
@@ -120,10 +149,17 @@ def publish(ws: Workspace, dataset_id: str) -> DatasetRow:
 
 
 # -- adding local files ------------------------------------------------------------------------
-def add_files(ws: Workspace, dataset_id: str, path: str | os.PathLike,
-              wildcard: str | list[str] | None = None, local_base_folder: str | None = None,
-              dataset_path: str | None = None, recursive: bool = True, max_workers: int | None = None,
-              progress: ProgressFactory = null_progress) -> AddResult:
+def add_files(
+    ws: Workspace,
+    dataset_id: str,
+    path: str | os.PathLike,
+    wildcard: str | list[str] | None = None,
+    local_base_folder: str | None = None,
+    dataset_path: str | None = None,
+    recursive: bool = True,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> AddResult:
     """Hash the local files under ``path`` (a file, a folder or a glob) and record them in the
     draft, under ``dataset_path``; returns what was added, modified and already there."""
     row = draft(ws, dataset_id)
@@ -132,9 +168,14 @@ def add_files(ws: Workspace, dataset_id: str, path: str | os.PathLike,
     return _add_collected(ws, row, found, max_workers, progress)
 
 
-def sync_folder(ws: Workspace, dataset_id: str, local_path: str | os.PathLike,
-                dataset_path: str | None = None, max_workers: int | None = None,
-                progress: ProgressFactory = null_progress) -> SyncResult:
+def sync_folder(
+    ws: Workspace,
+    dataset_id: str,
+    local_path: str | os.PathLike,
+    dataset_path: str | None = None,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> SyncResult:
     """Make the dataset folder ``dataset_path`` mirror ``local_path``."""
     row = draft(ws, dataset_id)
     folder = os.path.abspath(os.path.expanduser(os.fspath(local_path)))
@@ -148,8 +189,13 @@ def sync_folder(ws: Workspace, dataset_id: str, local_path: str | os.PathLike,
     return SyncResult(removed=done.removed, added=done.added, modified=done.modified)
 
 
-def _collect(path: str | os.PathLike, wildcard: str | list[str] | None, local_base_folder: str | None,
-             recursive: bool, prefix: str = "") -> Iterator[tuple[str, str]]:
+def _collect(
+    path: str | os.PathLike,
+    wildcard: str | list[str] | None,
+    local_base_folder: str | None,
+    recursive: bool,
+    prefix: str = "",
+) -> Iterator[tuple[str, str]]:
     """(dataset path under ``prefix``, absolute source path) of each local file to add."""
     text = os.path.expanduser(os.fspath(path))
     if os.path.isdir(text) or os.path.isfile(text):
@@ -218,21 +264,31 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
                         elif entry.is_file():  # follows symlinks
                             files.append(entry.name)
                         elif entry.is_symlink() and not os.path.exists(entry.path):
-                            raise UsageError(f"cannot add {describe(entry.path)}: it is a broken "
-                                             f"symbolic link (to {describe(os.readlink(entry.path))})",
-                                             hint="remove the link, or make its target exist")
+                            raise UsageError(
+                                f"cannot add {describe(entry.path)}: it is a broken "
+                                f"symbolic link (to {describe(os.readlink(entry.path))})",
+                                hint="remove the link, or make its target exist",
+                            )
                         elif entry.is_symlink():
-                            log.warning("skipped %s: a symbolic link to a folder (add does not follow them)",
-                                        describe(entry.path))
+                            log.warning(
+                                "skipped %s: a symbolic link to a folder (add does not follow them)",
+                                describe(entry.path),
+                            )
                         else:
-                            log.warning("skipped %s: not a regular file (a socket, pipe or device)",
-                                        describe(entry.path))
+                            log.warning(
+                                "skipped %s: not a regular file (a socket, pipe or device)",
+                                describe(entry.path),
+                            )
                     except OSError as exc:
-                        raise UsageError(f"cannot read {describe(entry.path)}: {exc.strerror or exc}",
-                                         hint="make it readable, or move it out of the folder") from None
+                        raise UsageError(
+                            f"cannot read {describe(entry.path)}: {exc.strerror or exc}",
+                            hint="make it readable, or move it out of the folder",
+                        ) from None
         except OSError as exc:
-            raise UsageError(f"cannot read {describe(folder)}: {exc.strerror or exc}",
-                             hint="make it readable (and searchable), or move it out of the folder") from None
+            raise UsageError(
+                f"cannot read {describe(folder)}: {exc.strerror or exc}",
+                hint="make it readable (and searchable), or move it out of the folder",
+            ) from None
         files.sort()
         yield folder, files
         if recursive:
@@ -242,7 +298,8 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
                     raise UnsafePathError(
                         f"cannot add {shorten(sub)}: it is nested {depth + 1} folders deep; a dataset path "
                         f"has at most {MAX_DEPTH} components and {MAX_PATH_BYTES} bytes",
-                        hint="add the files from a shallower folder")
+                        hint="add the files from a shallower folder",
+                    )
                 stack.append((sub, depth + 1))
 
 
@@ -257,8 +314,14 @@ def _stat_files(sources: list[str]) -> dict[str, os.stat_result]:
     return {src: _stat(src) for src in sources}
 
 
-def _add_collected(ws: Workspace, row: DatasetRow, items: Iterable[tuple[str, str]], max_workers: int | None,
-                   progress: ProgressFactory, mirror: str | None = None) -> AddResult:
+def _add_collected(
+    ws: Workspace,
+    row: DatasetRow,
+    items: Iterable[tuple[str, str]],
+    max_workers: int | None,
+    progress: ProgressFactory,
+    mirror: str | None = None,
+) -> AddResult:
     """Hash and record local files; with ``mirror`` (a dataset folder, "" for the root), also
     remove every file under it that is not among them, in the same catalog transaction."""
     seen: dict[str, str] = {}
@@ -277,7 +340,7 @@ def _add_collected(ws: Workspace, row: DatasetRow, items: Iterable[tuple[str, st
     # files are stat'ed and hashed a batch at a time, so per-file stat results and digests of a
     # large tree are never all held at once; a second stat pass gives the progress bar its total
     sources = list(seen.values())
-    batches = [sources[i:i + _ADD_BATCH] for i in range(0, len(sources), _ADD_BATCH)]
+    batches = [sources[i : i + _ADD_BATCH] for i in range(0, len(sources), _ADD_BATCH)]
     stats = _stat_files(batches[0]) if batches else {}
     total = sum(st.st_size for st in stats.values())
     for batch in batches[1:]:
@@ -288,22 +351,35 @@ def _add_collected(ws: Workspace, row: DatasetRow, items: Iterable[tuple[str, st
         for i in range(len(batches)):
             if i:
                 stats = _stat_files(batches[i])
-            hashed += ((digest, size) for _, digest, size in
-                       hash_files(stats, ws.hash_memory, max_workers,
-                                  on_done=lambda n: bar.update(n, files=1)))
+            hashed += (
+                (digest, size)
+                for _, digest, size in hash_files(
+                    stats, ws.hash_memory, max_workers, on_done=lambda n: bar.update(n, files=1)
+                )
+            )
             stats = {}
     except OSError as exc:
         raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
     finally:
         bar.close()
-    entries = (ChangeRow(rel, "added", digest, size, src)
-               for (rel, src), (digest, size) in zip(seen.items(), hashed, strict=True))
+    entries = (
+        ChangeRow(rel, "added", digest, size, src)
+        for (rel, src), (digest, size) in zip(seen.items(), hashed, strict=True)
+    )
     crashpoints.reach("add.hashed")
     return record(ws, row, parent, rows, current, entries, stamp, mirror)
 
 
-def record(ws: Workspace, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
-           entries: Iterable[ChangeRow], stamp: int | None = None, mirror: str | None = None) -> AddResult:
+def record(
+    ws: Workspace,
+    row: DatasetRow,
+    parent: View,
+    rows: dict[str, ChangeRow],
+    current: View,
+    entries: Iterable[ChangeRow],
+    stamp: int | None = None,
+    mirror: str | None = None,
+) -> AddResult:
     """Write hashed entries (kind ignored) as the draft's change rows against its parents.
 
     ``parent``, ``rows`` and ``current`` were read before the files were hashed, when the
@@ -319,20 +395,31 @@ def record(ws: Workspace, row: DatasetRow, parent: View, rows: dict[str, ChangeR
         if fresh is None:
             raise DatasetNotFoundError(f"dataset {row.id} was deleted by another process")
         if fresh.is_final:
-            raise DatasetStateError(f"dataset {row.id} was finalized by another process",
-                                    hint=f"create a child version: clearml-data create --parents {row.id}")
+            raise DatasetStateError(
+                f"dataset {row.id} was finalized by another process",
+                hint=f"create a child version: clearml-data create --parents {row.id}",
+            )
         changed = stamp is None or ws.catalog.data_version() != stamp or fresh.parents != row.parents
         if changed:
-            parent, rows, current = draft_view(ws, row, parent_view(ws, fresh)
-                                               if fresh.parents != row.parents else parent)
+            parent, rows, current = draft_view(
+                ws, row, parent_view(ws, fresh) if fresh.parents != row.parents else parent
+            )
         # unchanged since the caller checked these paths against ``current``: no second check
         result = _rows_for(ws, row, parent, rows, current, entries, mirror, check=changed)
     crashpoints.reach("add.recorded")
     return result
 
 
-def _rows_for(ws: Workspace, row: DatasetRow, parent: View, rows: dict[str, ChangeRow], current: View,
-              entries: list[ChangeRow], mirror: str | None, check: bool = True) -> AddResult:
+def _rows_for(
+    ws: Workspace,
+    row: DatasetRow,
+    parent: View,
+    rows: dict[str, ChangeRow],
+    current: View,
+    entries: list[ChangeRow],
+    mirror: str | None,
+    check: bool = True,
+) -> AddResult:
     result = AddResult()
     upserts: list[ChangeRow] = []
     deletes: list[str] = []

@@ -29,9 +29,9 @@ from .workspace import Workspace
 
 @dataclass(frozen=True)
 class _Remote:
-    rel: str        # path inside the dataset
-    storage: str    # the URL prefix the driver is opened on
-    key: str        # the object's key under it
+    rel: str  # path inside the dataset
+    storage: str  # the URL prefix the driver is opened on
+    key: str  # the object's key under it
     size: int
 
 
@@ -57,11 +57,16 @@ def split_url(url: str) -> tuple[str, str]:
     return f"{scheme}{sep}{parent}", name
 
 
-def add_external_files(ws: Workspace, dataset_id: str, source_url: str | Iterable[str],
-                       wildcard: str | list[str] | None = None,
-                       dataset_path: str | list[str] | None = None, recursive: bool = True,
-                       max_workers: int | None = None,
-                       progress: ProgressFactory = null_progress) -> AddResult:
+def add_external_files(
+    ws: Workspace,
+    dataset_id: str,
+    source_url: str | Iterable[str],
+    wildcard: str | list[str] | None = None,
+    dataset_path: str | list[str] | None = None,
+    recursive: bool = True,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> AddResult:
     """Register the objects at ``source_url`` (a URL prefix or one object, or a list of them)
     in the draft in place: each is hashed once, and stays where it is."""
     row = draft(ws, dataset_id)
@@ -90,9 +95,11 @@ def add_external_files(ws: Workspace, dataset_id: str, source_url: str | Iterabl
     entries: list[ChangeRow] = []
     objects: list[ObjectRow] = []
     try:
-        workers = max_workers or max([ws.driver(s).default_max_workers
-                                      for s in {r.storage for r in found.values()}]
-                                     or [StorageDriver.default_max_workers])
+        workers = max_workers or max(
+            [ws.driver(s).default_max_workers for s in {r.storage for r in found.values()}]
+            or [StorageDriver.default_max_workers]
+        )
+        ws.plugins.budget.ensure(workers)
         for remote, digest in ordered_map(lambda r: _hash_remote(ws, r), list(found.values()), workers):
             bar.update(remote.size, files=1)
             url = f"{remote.storage.rstrip('/')}/{remote.key}"
@@ -124,11 +131,14 @@ def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[
     for obj in listed:
         if not recursive and "/" in obj.key:
             continue
-        result.append(_Remote(check_relpath(join_relpath(prefix, obj.key)), url.rstrip("/"),
-                              obj.key, obj.size))
+        result.append(
+            _Remote(check_relpath(join_relpath(prefix, obj.key)), url.rstrip("/"), obj.key, obj.size)
+        )
     if not result:
-        raise UsageError(f"no external file found at {redact_url(url)}",
-                         hint="check the URL; a folder or prefix is listed, a file is taken as is")
+        raise UsageError(
+            f"no external file found at {redact_url(url)}",
+            hint="check the URL; a folder or prefix is listed, a file is taken as is",
+        )
     return result
 
 
@@ -150,8 +160,9 @@ def _hash_remote(ws: Workspace, remote: _Remote) -> str:
         except ClearMLDataError:
             raise
         except OSError as exc:
-            raise StorageError(f"cannot read {remote.key} from {redact_url(remote.storage)}: "
-                               f"{exc.strerror or exc}") from None
+            raise StorageError(
+                f"cannot read {remote.key} from {redact_url(remote.storage)}: {exc.strerror or exc}"
+            ) from None
         return ws.cache.adopt(tmp)  # hashed once, and kept in the cache
     finally:
         if os.path.lexists(tmp):
@@ -176,8 +187,11 @@ def file_entries(ws: Workspace, row: DatasetRow) -> dict[str, FileInfo]:
     added files name the local file they came from (``source``)."""
     sources = {c.path: c.source for c in ws.catalog.changes(row.id)} if not row.is_final else {}
     links = link_entries(ws, row)
-    return {p: FileInfo(p, h, size, origin, source=sources.get(p))
-            for p, (h, size, origin) in sorted(view(ws, row).items()) if p not in links}
+    return {
+        p: FileInfo(p, h, size, origin, source=sources.get(p))
+        for p, (h, size, origin) in sorted(view(ws, row).items())
+        if p not in links
+    }
 
 
 def remove(ws: Workspace, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
@@ -194,7 +208,10 @@ def remove_links(ws: Workspace, dataset_id: str, url_pattern: str) -> list[str]:
     row = draft(ws, dataset_id)
     pattern = link_url(url_pattern)
     base = pattern.rstrip("/")
-    gone = [p for p, info in link_entries(ws, row).items()
-            if info.link == pattern or info.link.startswith(base + "/") or matches(info.link, pattern)]
+    gone = [
+        p
+        for p, info in link_entries(ws, row).items()
+        if info.link == pattern or info.link.startswith(base + "/") or matches(info.link, pattern)
+    ]
     remove_paths(ws, row, parent_view(ws, row), gone)
     return gone

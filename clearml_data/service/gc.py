@@ -62,12 +62,22 @@ def _gc_key(key: str) -> bool:
     if is_pack_key(key):
         return True
     parts = key.split("/")
-    return (len(parts) == 3 and parts[0] == "objects" and len(parts[2]) == 64
-            and all(ch in "0123456789abcdef" for ch in parts[2]) and parts[1] == parts[2][:2])
+    return (
+        len(parts) == 3
+        and parts[0] == "objects"
+        and len(parts[2]) == 64
+        and all(ch in "0123456789abcdef" for ch in parts[2])
+        and parts[1] == parts[2][:2]
+    )
 
 
-def collect_garbage(ws: Workspace, storage: str | None = None, delete: bool = False,
-                    min_age: float | str = DEFAULT_MIN_AGE, now: float | None = None) -> GcReport:
+def collect_garbage(
+    ws: Workspace,
+    storage: str | None = None,
+    delete: bool = False,
+    min_age: float | str = DEFAULT_MIN_AGE,
+    now: float | None = None,
+) -> GcReport:
     """Find (and with ``delete``, remove) the objects of a storage that nothing needs.
 
     Needed: every key a live manifest in the storage names, and every key holding content
@@ -100,15 +110,17 @@ def collect_garbage(ws: Workspace, storage: str | None = None, delete: bool = Fa
         sizes = dict(report.unreferenced)
         keys = [k for k, _s in report.unreferenced]
         for start in range(0, len(keys), GC_BATCH):
-            snap = _delete_batch(ws, driver, storage, keys[start:start + GC_BATCH], from_manifests,
-                                      snap, report)
+            snap = _delete_batch(
+                ws, driver, storage, keys[start : start + GC_BATCH], from_manifests, snap, report
+            )
         report.deleted_bytes = sum(sizes[k] for k in report.deleted)
     _collect_unfinished(driver, storage, delete, min_age, cutoff, report)
     return report
 
 
-def _collect_unfinished(driver: StorageDriver, storage: str, delete: bool, min_age: float,
-                        cutoff: float, report: GcReport) -> None:
+def _collect_unfinished(
+    driver: StorageDriver, storage: str, delete: bool, min_age: float, cutoff: float, report: GcReport
+) -> None:
     """Uploads under the storage's prefix that a killed writer never finished: listed, and
     with ``delete`` aborted, once they started at least ``min_age`` ago."""
     uploads = storage_call(storage, "", lambda: list(driver.list_unfinished("")))
@@ -125,8 +137,12 @@ def _collect_unfinished(driver: StorageDriver, storage: str, delete: bool, min_a
             driver.abort_unfinished(by_id[key, upload_id])
         except OSError as exc:
             report.abort_failed += 1
-            log.warning("could not abort the unfinished upload of %s in %s: %s", key,
-                        redact_url(storage), exc.strerror or exc)
+            log.warning(
+                "could not abort the unfinished upload of %s in %s: %s",
+                key,
+                redact_url(storage),
+                exc.strerror or exc,
+            )
         else:
             report.aborted.append(key)
 
@@ -143,18 +159,25 @@ def _manifest_keys(driver: StorageDriver, storage: str, report: GcReport) -> set
             continue
         except ManifestError as exc:
             # a manifest that cannot be read might still need anything: collect nothing
-            raise ManifestError(f"{exc}; garbage collection stopped, nothing was deleted",
-                                hint="move the damaged manifest away, or rebuild it by closing "
-                                     "the version again") from None
+            raise ManifestError(
+                f"{exc}; garbage collection stopped, nothing was deleted",
+                hint="move the damaged manifest away, or rebuild it by closing the version again",
+            ) from None
         report.manifests += 1
         needed |= m.local_keys()
         needed |= {loc[1] for loc in m.objects.values() if loc[0] == storage}
     return needed
 
 
-def _delete_batch(ws: Workspace, driver: StorageDriver, storage: str, batch: list[str],
-                  from_manifests: set[str],
-                  snap: refs.Snapshot, report: GcReport) -> refs.Snapshot:
+def _delete_batch(
+    ws: Workspace,
+    driver: StorageDriver,
+    storage: str,
+    batch: list[str],
+    from_manifests: set[str],
+    snap: refs.Snapshot,
+    report: GcReport,
+) -> refs.Snapshot:
     for attempt in range(GC_OPTIMISTIC_TRIES + 1):
         locked_read = attempt == GC_OPTIMISTIC_TRIES
         failure: BaseException | None = None
@@ -163,15 +186,16 @@ def _delete_batch(ws: Workspace, driver: StorageDriver, storage: str, batch: lis
                 if refs.data_version(ws.catalog) != snap.version:
                     if not locked_read:
                         raise _Stale()
-                    snap = refs.snapshot(ws.catalog, storage)   # under the lock: exact
+                    snap = refs.snapshot(ws.catalog, storage)  # under the lock: exact
                 doomed = []
                 for key in batch:
                     if key in snap.referenced or key in from_manifests:
                         report.kept_by_recheck += 1
                     else:
                         doomed.append(key)
-                refs.forget_objects(ws.catalog, storage,
-                                    [(h, k) for k in doomed for h in snap.hashes.get(k, ())])
+                refs.forget_objects(
+                    ws.catalog, storage, [(h, k) for k in doomed for h in snap.hashes.get(k, ())]
+                )
                 for key in doomed:
                     try:
                         storage_call(storage, key, driver.delete, key)

@@ -63,10 +63,16 @@ def num_chunks(ws: Workspace, row: DatasetRow, include_parents: bool = True) -> 
 
 
 # -- squash --------------------------------------------------------------------------------------
-def squash(ws: Workspace, name: str, ids: Iterable[str] | None = None,
-           project_name_pairs: Iterable[tuple[str, str]] | None = None,
-           storage: str | None = None, project: str | None = None, close: bool = True,
-           progress: ProgressFactory = null_progress) -> DatasetRow:
+def squash(
+    ws: Workspace,
+    name: str,
+    ids: Iterable[str] | None = None,
+    project_name_pairs: Iterable[tuple[str, str]] | None = None,
+    storage: str | None = None,
+    project: str | None = None,
+    close: bool = True,
+    progress: ProgressFactory = null_progress,
+) -> DatasetRow:
     """A new root version holding the merged view of the given versions, in order."""
     if ids and project_name_pairs:
         raise UsageError("give either dataset ids or (project, name) pairs to squash, not both")
@@ -78,10 +84,12 @@ def squash(ws: Workspace, name: str, ids: Iterable[str] | None = None,
         raise UsageError("nothing to squash", hint="pass the ids of the versions to merge")
     for r in rows:
         if not r.is_final:
-            raise DatasetStateError(f"cannot squash dataset {r.id}: it is a draft",
-                                    hint=f"close it first: clearml-data close --id {r.id}")
+            raise DatasetStateError(
+                f"cannot squash dataset {r.id}: it is a draft",
+                hint=f"close it first: clearml-data close --id {r.id}",
+            )
     merged: View = {}
-    contributor: dict[str, str] = {}   # path -> id of the listed version it came from
+    contributor: dict[str, str] = {}  # path -> id of the listed version it came from
     links: dict[tuple[str, str], str] = {}
     for r in rows:
         current = view(ws, r)
@@ -95,21 +103,27 @@ def squash(ws: Workspace, name: str, ids: Iterable[str] | None = None,
         contributor.update(dict.fromkeys(current, r.id))
         links.update(ws.catalog.links({origin for _h, _s, origin in current.values()}))
     description = f"squashed from {', '.join(r.id for r in rows)}"
-    new = (_interrupted_squash(ws, name, project or rows[0].project, storage, description)
-           or create(ws, name=name, project=project or rows[0].project, storage=storage,
-                     description=description))
+    new = _interrupted_squash(ws, name, project or rows[0].project, storage, description) or create(
+        ws, name=name, project=project or rows[0].project, storage=storage, description=description
+    )
     crashpoints.reach("squash.created")
     try:
-        entries = [ChangeRow(p, "added", h, size, None, links.get((origin, p)))
-                   for p, (h, size, origin) in sorted(merged.items())]
+        entries = [
+            ChangeRow(p, "added", h, size, None, links.get((origin, p)))
+            for p, (h, size, origin) in sorted(merged.items())
+        ]
         ws.catalog.replace_changes(new.id, entries)
         crashpoints.reach("squash.recorded")
         # content the new storage lacks is copied through the local cache
         pending = pending_uploads(ws, new)
         with ws.cache.in_use():
             ws.cache.ensure()
-            fetch_objects(ws, new, {c.path: (c.hash, c.size) for c in pending
-                                    if c.hash is not None and c.size is not None}, progress=progress)
+            fetch_objects(
+                ws,
+                new,
+                {c.path: (c.hash, c.size) for c in pending if c.hash is not None and c.size is not None},
+                progress=progress,
+            )
             crashpoints.reach("squash.fetched")
             if close:
                 upload(ws, new.id, progress=progress)
@@ -121,23 +135,38 @@ def squash(ws: Workspace, name: str, ids: Iterable[str] | None = None,
     return resolve_id(ws, new.id)
 
 
-def _interrupted_squash(ws: Workspace, name: str, project: str, storage: str | None,
-                        description: str) -> DatasetRow | None:
+def _interrupted_squash(
+    ws: Workspace, name: str, project: str, storage: str | None, description: str
+) -> DatasetRow | None:
     """The draft an interrupted run of the same squash left behind, to be resumed."""
     target = storage_url(ws, storage)
-    drafts = [r for r in ws.catalog.find_datasets(project=project, name=name, statuses=["draft"])
-              if r.description == description and r.storage == target and not r.parents]
+    drafts = [
+        r
+        for r in ws.catalog.find_datasets(project=project, name=name, statuses=["draft"])
+        if r.description == description and r.storage == target and not r.parents
+    ]
     return drafts[-1] if drafts else None
 
 
 # -- names ---------------------------------------------------------------------------------------
 # -- sync -----------------------------------------------------------------------------------------
-def sync(ws: Workspace, folder: str | os.PathLike, dataset_id: str | None = None,
-         dataset_path: str | None = None, project: str | None = None, name: str | None = None,
-         parents: Iterable[str] = (), version: str | None = None, storage: str | None = None,
-         tags: Iterable[str] | None = None, skip_close: bool = False, chunk_size: float | None = None,
-         max_workers: int | None = None, progress: ProgressFactory = null_progress,
-         events: WorkflowEvents | None = None) -> SyncOutcome:
+def sync(
+    ws: Workspace,
+    folder: str | os.PathLike,
+    dataset_id: str | None = None,
+    dataset_path: str | None = None,
+    project: str | None = None,
+    name: str | None = None,
+    parents: Iterable[str] = (),
+    version: str | None = None,
+    storage: str | None = None,
+    tags: Iterable[str] | None = None,
+    skip_close: bool = False,
+    chunk_size: float | None = None,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+    events: WorkflowEvents | None = None,
+) -> SyncOutcome:
     """Make a version mirror a local folder (ClearML's ``clearml-data sync``).
 
     With ``parents``, or ``project`` and ``name``, a new draft is made first (named after the
@@ -149,8 +178,10 @@ def sync(ws: Workspace, folder: str | os.PathLike, dataset_id: str | None = None
     events = events or WorkflowEvents()
     parents = list(parents or ())
     if bool(project) != bool(name) and not parents:
-        raise UsageError("sync creates a new version only with both --project and --name (or --parents)",
-                         hint="pass both, or --id to sync into an existing draft")
+        raise UsageError(
+            "sync creates a new version only with both --project and --name (or --parents)",
+            hint="pass both, or --id to sync into an existing draft",
+        )
     created = bool(parents or (project and name))
     if created:
         row = create(ws, name or resolve_id(ws, parents[-1]).name, project, parents, version, storage, tags)
@@ -180,8 +211,9 @@ def sync(ws: Workspace, folder: str | os.PathLike, dataset_id: str | None = None
         out.reverted = True
         return out
     events.closing(row)
-    out.closed = close(ws, row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress,
-                       events=events)
+    out.closed = close(
+        ws, row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress, events=events
+    )
     out.row = out.closed.row
     return out
 
@@ -213,18 +245,26 @@ def move(ws: Workspace, project: str, name: str, new_project: str) -> list[str]:
 
 def _relabel(ws: Workspace, project: str, name: str, **change: str) -> list[str]:
     if change.get("new_name", name) == name and change.get("new_project", project) == project:
-        raise UsageError(f"{project}/{name} already has that "
-                         f"{'name' if 'new_name' in change else 'project'}")
+        raise UsageError(f"{project}/{name} already has that {'name' if 'new_name' in change else 'project'}")
     ids = ws.catalog.relabel(project, name, **change)
     if not ids:
-        raise DatasetNotFoundError(f"no dataset with project={project!r}, name={name!r}",
-                                   hint="`clearml-data search` lists the datasets")
+        raise DatasetNotFoundError(
+            f"no dataset with project={project!r}, name={name!r}",
+            hint="`clearml-data search` lists the datasets",
+        )
     return ids
 
 
 # -- deleting ------------------------------------------------------------------------------------
-def delete(ws: Workspace, dataset_id: str | None = None, force: bool = False, project: str | None = None,
-           name: str | None = None, version: str | None = None, entire: bool = False) -> list[str]:
+def delete(
+    ws: Workspace,
+    dataset_id: str | None = None,
+    force: bool = False,
+    project: str | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    entire: bool = False,
+) -> list[str]:
     """Delete the version ``dataset_id``, else the highest (or ``version``) of project/name;
     with ``entire``, every version of project/name, newest first, which needs ``force``.
     Returns the deleted ids."""
@@ -245,7 +285,8 @@ def _delete_version(ws: Workspace, dataset_id: str, force: bool = False) -> list
         raise DatasetStateError(
             f"dataset {row.id} has {len(children)} child version(s) ({', '.join(c[:8] for c in children)})",
             hint="delete the children first, or force the delete (--force, force=True) to fold this "
-                 "version into them")
+            "version into them",
+        )
     crashpoints.reach("delete.checked")
     ws.cache.remove_views(row.id)  # first: a crash after the commit must not leave them behind
     manifest_key = manifests.retire_manifest(ws, row, now())  # tombstone first: rebuild never revives it
@@ -267,7 +308,7 @@ def _fold_into_child(ws: Workspace, row: DatasetRow, child_id: str) -> None:
     old_rows = {c.path: c for c in ws.catalog.changes(child.id)}
     new_parents: list[str] = []
     for pid in child.parents:
-        for replacement in (row.parents if pid == row.id else [pid]):
+        for replacement in row.parents if pid == row.id else [pid]:
             if replacement not in new_parents:
                 new_parents.append(replacement)
     child.parents = new_parents
@@ -278,15 +319,17 @@ def _fold_into_child(ws: Workspace, row: DatasetRow, child_id: str) -> None:
     for p in d.added + d.modified:
         h, size, origin = before[p]
         src = old_rows[p].source if p in old_rows else None
-        rows.append(ChangeRow(p, "added" if p in d.added else "modified", h, size, src,
-                              links.get((origin, p))))  # external files stay external
+        rows.append(
+            ChangeRow(p, "added" if p in d.added else "modified", h, size, src, links.get((origin, p)))
+        )  # external files stay external
     rows += [ChangeRow(p, "removed", None, None) for p in d.removed]
     ws.catalog.set_parents(child.id, new_parents)
     ws.catalog.replace_changes(child.id, rows, deletes=list(old_rows))
     if child.is_final:  # a draft's counts are set when it is finalized
         counts = ws.catalog.count_changes(child.id)
-        ws.catalog.update_dataset(child.id, added=counts["added"], modified=counts["modified"],
-                                  removed=counts["removed"])
+        ws.catalog.update_dataset(
+            child.id, added=counts["added"], modified=counts["modified"], removed=counts["removed"]
+        )
     ws.forget_views(child.id)
 
 

@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 #: (storage, key) of a stored object -> [(hash, offset, length)] of the contents read from it
 ByKey = dict[tuple[str, str], list[tuple[str, int, int]]]
 
-__all__ = ["ByKey", "by_stored_key", "confirm_stored", "hash_range", "preferred_location",
-           "readable_locations"]
+__all__ = [
+    "ByKey",
+    "by_stored_key",
+    "confirm_stored",
+    "hash_range",
+    "preferred_location",
+    "readable_locations",
+]
 
 
 def by_stored_key(by_key: ByKey, digest: str, locs: list[ObjectRow], storage: str) -> ObjectRow:
@@ -40,8 +46,9 @@ def by_stored_key(by_key: ByKey, digest: str, locs: list[ObjectRow], storage: st
     return loc
 
 
-def hash_range(driver: StorageDriver, key: str, offset: int, length: int,
-               block: int = 8 * 1024 * 1024) -> str:
+def hash_range(
+    driver: StorageDriver, key: str, offset: int, length: int, block: int = 8 * 1024 * 1024
+) -> str:
     """SHA-256 of ``length`` bytes of the object ``key`` from ``offset``, read in blocks."""
     h = hashlib.sha256()
     done = 0
@@ -73,8 +80,9 @@ def confirm_stored(ws: Workspace, storage: str, rows: list[ObjectRow]) -> int:
     return len(good)
 
 
-def readable_locations(ws: Workspace, row: DatasetRow, locations: dict[str, list[ObjectRow]]
-                       ) -> dict[str, list[ObjectRow]]:
+def readable_locations(
+    ws: Workspace, row: DatasetRow, locations: dict[str, list[ObjectRow]]
+) -> dict[str, list[ObjectRow]]:
     """The location to read each content from: the version's own storage first, then the
     others; an unchecked one is read only once a stat shows it holds enough bytes (it is
     then marked checked), else the next is tried. Contents with rows but no readable
@@ -107,10 +115,13 @@ def readable_locations(ws: Workspace, row: DatasetRow, locations: dict[str, list
         turn = nxt
     lost = sorted(h for h in why if h not in chosen)
     if lost:
-        raise StorageError(f"no readable location for content {lost[0][:12]}… of dataset {row.id}"
-                           + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else "") + f": {why[lost[0]]}",
-                           hint="the catalog (or the manifest it was rebuilt from) names bytes that are not "
-                                "there; run clearml-data verify")
+        raise StorageError(
+            f"no readable location for content {lost[0][:12]}… of dataset {row.id}"
+            + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else "")
+            + f": {why[lost[0]]}",
+            hint="the catalog (or the manifest it was rebuilt from) names bytes that are not "
+            "there; run clearml-data verify",
+        )
     return chosen
 
 

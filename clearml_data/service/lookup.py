@@ -73,27 +73,38 @@ def resolve_id(ws: Workspace, dataset_id: str) -> DatasetRow:
     """The dataset with this id, or the only one whose id starts with this prefix."""
     text = str(dataset_id).strip().lower()
     if not ID_RE.match(text):
-        raise UsageError(f"{dataset_id!r} is not a dataset id",
-                         hint=f"an id is 32 hex characters; a unique prefix of {MIN_PREFIX}+ works")
+        raise UsageError(
+            f"{dataset_id!r} is not a dataset id",
+            hint=f"an id is 32 hex characters; a unique prefix of {MIN_PREFIX}+ works",
+        )
     row = ws.catalog.get_dataset(text) if len(text) == 32 else None
     if row is None:
         matches_ = ws.catalog.ids_with_prefix(text)
         if len(matches_) > 1:
             raise UsageError(f"dataset id prefix {text!r} is ambiguous ({', '.join(matches_)}, ...)")
         if not matches_:
-            raise DatasetNotFoundError(f"no dataset with id {text}",
-                                       hint="`clearml-data search` lists the datasets")
+            raise DatasetNotFoundError(
+                f"no dataset with id {text}", hint="`clearml-data search` lists the datasets"
+            )
         row = ws.catalog.get_dataset(check_id(matches_[0]))
         if row is None:  # deleted between the two reads
-            raise DatasetNotFoundError(f"no dataset with id {text}",
-                                       hint="`clearml-data search` lists the datasets")
+            raise DatasetNotFoundError(
+                f"no dataset with id {text}", hint="`clearml-data search` lists the datasets"
+            )
     check_id(row.id)
     return row
 
 
-def get(ws: Workspace, dataset_id: str | None = None, project: str | None = None, name: str | None = None,
-        version: str | None = None, tags: Iterable[str] | None = None,
-        only_completed: bool = False, only_published: bool = False) -> DatasetRow:
+def get(
+    ws: Workspace,
+    dataset_id: str | None = None,
+    project: str | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    tags: Iterable[str] | None = None,
+    only_completed: bool = False,
+    only_published: bool = False,
+) -> DatasetRow:
     """One dataset by id, or the highest version matching project/name/version/tags."""
     if dataset_id:
         if project or name or version:
@@ -114,19 +125,26 @@ def get(ws: Workspace, dataset_id: str | None = None, project: str | None = None
     wanted = set(tags or ())
     rows = [r for r in rows if wanted.issubset(r.tags)]
     if not rows:
-        what = ", ".join(f"{k}={v!r}" for k, v in (("project", project), ("name", name),
-                                                    ("version", version)) if v)
+        what = ", ".join(
+            f"{k}={v!r}" for k, v in (("project", project), ("name", name), ("version", version)) if v
+        )
         if tags:
             what += f", tags={sorted(wanted)}"
         extra = " completed" if only_completed else (" published" if only_published else "")
-        raise DatasetNotFoundError(f"no{extra} dataset with {what}",
-                                   hint="`clearml-data search` lists the datasets")
+        raise DatasetNotFoundError(
+            f"no{extra} dataset with {what}", hint="`clearml-data search` lists the datasets"
+        )
     return max(rows, key=lambda r: (versions.sort_key(r.version), r.created_at))
 
 
-def search(ws: Workspace, project: str | None = None, partial_name: str | None = None,
-           tags: Iterable[str] | None = None, ids: Iterable[str] | None = None,
-           only_completed: bool = True) -> list[DatasetRow]:
+def search(
+    ws: Workspace,
+    project: str | None = None,
+    partial_name: str | None = None,
+    tags: Iterable[str] | None = None,
+    ids: Iterable[str] | None = None,
+    only_completed: bool = True,
+) -> list[DatasetRow]:
     """The versions matching a project, a regular expression on the name, tags and ids
     (by default only final and published ones)."""
     statuses = ["final", "published"] if only_completed else None
@@ -158,7 +176,8 @@ def draft(ws: Workspace, dataset_id: str) -> DatasetRow:
     if row.is_final:
         raise DatasetStateError(
             f"dataset {row.id} is final and cannot be changed",
-            hint=f"create a child version: clearml-data create --parents {row.id} ...")
+            hint=f"create a child version: clearml-data create --parents {row.id} ...",
+        )
     return row
 
 
@@ -166,6 +185,8 @@ def final(ws: Workspace, dataset_id: str) -> DatasetRow:
     """The final version with this id; a draft is refused (only final versions have local copies)."""
     row = resolve_id(ws, dataset_id)
     if not row.is_final:
-        raise DatasetStateError(f"dataset {row.id} is not final; only final versions have local copies",
-                                hint=f"close it first: clearml-data close --id {row.id}")
+        raise DatasetStateError(
+            f"dataset {row.id} is not final; only final versions have local copies",
+            hint=f"close it first: clearml-data close --id {row.id}",
+        )
     return row

@@ -56,11 +56,21 @@ def write_manifest(ws: Workspace, row: DatasetRow, current: View, counts: dict[s
     links = ws.catalog.links({origin for _h, _s, origin in current.values()})
     located = ws.catalog.object_locations({h for h, _s, _o in current.values()}, row.storage)
     record = {
-        "id": row.id, "project": row.project, "name": row.name, "version": row.version,
-        "description": row.description, "tags": list(row.tags), "metadata": row.metadata,
-        "storage": row.storage, "created_at": row.created_at, "finalized_at": stamp,
-        "file_count": len(current), "total_size": sum(v[1] for v in current.values()),
-        "added": counts["added"], "modified": counts["modified"], "removed": counts["removed"],
+        "id": row.id,
+        "project": row.project,
+        "name": row.name,
+        "version": row.version,
+        "description": row.description,
+        "tags": list(row.tags),
+        "metadata": row.metadata,
+        "storage": row.storage,
+        "created_at": row.created_at,
+        "finalized_at": stamp,
+        "file_count": len(current),
+        "total_size": sum(v[1] for v in current.values()),
+        "added": counts["added"],
+        "modified": counts["modified"],
+        "removed": counts["removed"],
         "parents": list(row.parents),
     }
     files = ((p, *current[p], links.get((current[p][2], p))) for p in sorted(current))
@@ -68,8 +78,13 @@ def write_manifest(ws: Workspace, row: DatasetRow, current: View, counts: dict[s
     fd, tmp = tempfiles.mkstemp(ws.cache.tmp, "manifest-", ".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            mf.write(fh, {k: record[k] for k in mf.RECORD_FIELDS}, ws.catalog.sorted_changes(row.id),
-                     files, located.get)
+            mf.write(
+                fh,
+                {k: record[k] for k in mf.RECORD_FIELDS},
+                ws.catalog.sorted_changes(row.id),
+                files,
+                located.get,
+            )
         driver = ws.driver(row.storage)
         key = mf.manifest_key(row.id)
         try:
@@ -78,9 +93,12 @@ def write_manifest(ws: Workspace, row: DatasetRow, current: View, counts: dict[s
         except FileExistsError:
             pass
         except FileNotFoundError as exc:  # the bucket or container itself is gone
-            raise StorageError(f"cannot write {key} to {redact_url(row.storage)}: {exc.strerror or exc}",
-                               url=redact_url(row.storage), key=key,
-                               hint="check that the storage (bucket, container or folder) exists") from None
+            raise StorageError(
+                f"cannot write {key} to {redact_url(row.storage)}: {exc.strerror or exc}",
+                url=redact_url(row.storage),
+                key=key,
+                hint="check that the storage (bucket, container or folder) exists",
+            ) from None
         # a manifest of this draft exists: another finalize of it ran (concurrently, or before a crash)
         with open(tmp, "rb") as fh:
             new = mf.decode(fh, key, os.fstat(fh.fileno()).st_size)
@@ -121,15 +139,25 @@ def retire_manifest(ws: Workspace, row: DatasetRow, stamp: str) -> str | None:
         except FileNotFoundError:
             pass
         except ClearMLDataError as exc:
-            log.warning("could not check %s for a leftover manifest of draft %s: %s",
-                        redact_url(row.storage), row.id, exc)
+            log.warning(
+                "could not check %s for a leftover manifest of draft %s: %s",
+                redact_url(row.storage),
+                row.id,
+                exc,
+            )
         return None
     if not storage_call(row.storage, key, driver.exists, key):
         return None
     tomb = mf.tombstone_key(row.id)
     try:
-        storage_call(row.storage, tomb, driver.put_bytes,
-                     mf.encode_tombstone(row.id, row.parents, stamp), tomb, overwrite=False)
+        storage_call(
+            row.storage,
+            tomb,
+            driver.put_bytes,
+            mf.encode_tombstone(row.id, row.parents, stamp),
+            tomb,
+            overwrite=False,
+        )
     except FileExistsError:
         pass  # a delete that was interrupted and is run again
     return key
@@ -150,8 +178,7 @@ def remove_manifest(ws: Workspace, row: DatasetRow, key: str | None) -> None:
 
 
 # -- reading manifests -------------------------------------------------------------------
-def read_manifest(driver: StorageDriver, storage: str, key: str,
-                  reads: int = MANIFEST_READS) -> mf.Manifest:
+def read_manifest(driver: StorageDriver, storage: str, key: str, reads: int = MANIFEST_READS) -> mf.Manifest:
     """Read and check a manifest, streamed (ranged reads, inflated as it is parsed; see
     manifest.decode for the bounds). A read that overlapped a finalize replacing it (a
     size taken before, bytes after) is read again before the manifest is called damaged."""
@@ -159,8 +186,9 @@ def read_manifest(driver: StorageDriver, storage: str, key: str,
         try:
             size = storage_call(storage, key, driver.stat, key).size
             if size > mf.MAX_BYTES:
-                raise ManifestError(f"{key} is not a readable manifest (too large: {size:,} bytes, "
-                                    f"at most {mf.MAX_BYTES:,})")
+                raise ManifestError(
+                    f"{key} is not a readable manifest (too large: {size:,} bytes, at most {mf.MAX_BYTES:,})"
+                )
             reader = cast(BinaryIO, _RangeReader(driver, storage, key, size))  # read, seek and tell suffice
             return mf.decode(reader, key, size)
         except ManifestError:
@@ -174,8 +202,9 @@ def read_small(driver: StorageDriver, storage: str, key: str) -> bytes:
     """A tombstone's bytes; one larger than any tombstone is refused unread."""
     size = storage_call(storage, key, driver.stat, key).size
     if size > mf.MAX_TOMBSTONE_BYTES:
-        raise ManifestError(f"{key} is malformed: {size:,} bytes, a tombstone is at most "
-                            f"{mf.MAX_TOMBSTONE_BYTES:,}")
+        raise ManifestError(
+            f"{key} is malformed: {size:,} bytes, a tombstone is at most {mf.MAX_TOMBSTONE_BYTES:,}"
+        )
     return storage_call(storage, key, driver.read_range, key, 0, size) if size else b""
 
 

@@ -27,8 +27,10 @@ def set_metadata(ws: Workspace, dataset_id: str, value: Any, metadata_name: str 
         raise UsageError("metadata_name must be a non-empty string")
     record = _encode(value)
     if len(json.dumps(record)) > METADATA_MAX_BYTES:
-        raise UsageError(f"metadata {metadata_name!r} is larger than {METADATA_MAX_BYTES // 2**20} MiB",
-                         hint="store big tables as files in the dataset instead")
+        raise UsageError(
+            f"metadata {metadata_name!r} is larger than {METADATA_MAX_BYTES // 2**20} MiB",
+            hint="store big tables as files in the dataset instead",
+        )
     row = resolve_id(ws, dataset_id)
     metadata = dict(row.metadata)
     metadata[metadata_name] = record
@@ -47,8 +49,10 @@ def _encode(value: Any) -> dict:
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"metadata must be JSON-serialisable or a pandas DataFrame: {exc}",
-                         hint="convert it to dicts, lists, strings and numbers first") from None
+        raise UsageError(
+            f"metadata must be JSON-serialisable or a pandas DataFrame: {exc}",
+            hint="convert it to dicts, lists, strings and numbers first",
+        ) from None
     return {"type": "json", "value": json.loads(text)}
 
 
@@ -57,7 +61,8 @@ def _decode(record: dict) -> Any:
         try:
             import pandas
         except ImportError:
-            raise UsageError("this metadata is a pandas DataFrame and pandas is not installed",
-                             hint="pip install pandas") from None
+            raise UsageError(
+                "this metadata is a pandas DataFrame and pandas is not installed", hint="pip install pandas"
+            ) from None
         return pandas.read_json(io.StringIO(json.dumps(record["value"])), orient="table")
     return record.get("value")

@@ -29,8 +29,9 @@ from .views import merge_views, view
 from .workspace import Workspace
 
 
-def rebuild_catalog(ws: Workspace, storage: str | None = None,
-                    ids: Iterable[str] | None = None) -> RebuildReport:
+def rebuild_catalog(
+    ws: Workspace, storage: str | None = None, ids: Iterable[str] | None = None
+) -> RebuildReport:
     """Restore the final versions whose manifests are in ``storage`` into this catalog.
 
     With ``ids``: only those versions and their ancestors found there. Versions already
@@ -80,7 +81,8 @@ def rebuild_catalog(ws: Workspace, storage: str | None = None,
             if i not in live and ws.catalog.get_dataset(i) is None:
                 raise DatasetNotFoundError(
                     f"no dataset with id {i} in the catalog or in {redact_url(storage)}"
-                    + (" (it was deleted)" if i in tombs else ""))
+                    + (" (it was deleted)" if i in tombs else "")
+                )
     # load what is wanted and, through parents and tombstones, every ancestor found there
     todo, seen = list(wanted), set()
     while todo:
@@ -130,7 +132,7 @@ def rebuild_catalog(ws: Workspace, storage: str | None = None,
                 report.objects += _restore_objects(ws, m, storage, report)
             return
         candidates, complete = effective_parents(m)
-        for pid in candidates:      # parents first
+        for pid in candidates:  # parents first
             if pid in docs:
                 restore(pid, (*path, i))
         done.add(i)
@@ -186,8 +188,9 @@ def _restore_objects(ws: Workspace, m: mf.Manifest, storage: str, report: Rebuil
     return len(rows)
 
 
-def _restore_version(ws: Workspace, m: mf.Manifest, parents: list[str], storage: str,
-                     report: RebuildReport) -> int:
+def _restore_version(
+    ws: Workspace, m: mf.Manifest, parents: list[str], storage: str, report: RebuildReport
+) -> int:
     rec = m.record
     parent_view = merge_views([view(ws, resolve_id(ws, pid)) for pid in parents])
     target = {p: (h, s) for p, (h, s, _o, _l) in m.files.items()}
@@ -200,13 +203,24 @@ def _restore_version(ws: Workspace, m: mf.Manifest, parents: list[str], storage:
             rows.append(ChangeRow(p, "modified", h, s, None, link))
     rows += [ChangeRow(p, "removed", None, None) for p in parent_view if p not in target]
     counts = {k: sum(1 for r in rows if r.kind == k) for k in ("added", "modified", "removed")}
-    row = DatasetRow(id=rec["id"], project=rec["project"], name=rec["name"], version=rec["version"],
-                     status="final", storage=storage, created_at=rec["created_at"],
-                     updated_at=rec["finalized_at"], description=rec["description"],
-                     tags=list(rec["tags"]), metadata=dict(rec["metadata"]),
-                     finalized_at=rec["finalized_at"], file_count=len(m.files),
-                     total_size=sum(s for _h, s, _o, _l in m.files.values()), parents=parents,
-                     **counts)
+    row = DatasetRow(
+        id=rec["id"],
+        project=rec["project"],
+        name=rec["name"],
+        version=rec["version"],
+        status="final",
+        storage=storage,
+        created_at=rec["created_at"],
+        updated_at=rec["finalized_at"],
+        description=rec["description"],
+        tags=list(rec["tags"]),
+        metadata=dict(rec["metadata"]),
+        finalized_at=rec["finalized_at"],
+        file_count=len(m.files),
+        total_size=sum(s for _h, s, _o, _l in m.files.values()),
+        parents=parents,
+        **counts,
+    )
     with ws.catalog.write():
         objects = _restore_objects(ws, m, storage, report)
         ws.catalog.insert_dataset(row)
@@ -238,8 +252,11 @@ def resolve_or_restore(ws: Workspace, dataset_id: str | None, storage: str) -> D
     report = rebuild_catalog(ws, storage, ids=found)
     if found[0] not in report.restored and found[0] not in report.present:
         problems = report.conflicts + report.damaged
-        raise DatasetNotFoundError(problems[0] if problems else
-                                   f"dataset {found[0]} could not be restored from {redact_url(storage)}")
+        raise DatasetNotFoundError(
+            problems[0]
+            if problems
+            else f"dataset {found[0]} could not be restored from {redact_url(storage)}"
+        )
     return resolve_id(ws, found[0])
 
 

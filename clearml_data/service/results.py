@@ -35,10 +35,10 @@ class SyncResult:
 @dataclass
 class UploadResult:
     storage: str
-    files: int = 0          # change rows whose bytes are now in storage
-    objects: int = 0        # objects (packs and large files) written
+    files: int = 0  # change rows whose bytes are now in storage
+    objects: int = 0  # objects (packs and large files) written
     uploaded_bytes: int = 0  # file bytes sent
-    skipped: int = 0        # unique contents the storage already held
+    skipped: int = 0  # unique contents the storage already held
 
 
 @dataclass
@@ -58,15 +58,17 @@ class ShadowedFile:
     path: str
     hash: str
     size: int
-    parent: str      #: the earlier parent whose view holds it
-    by: str          #: the later parent that wins
-    clash: str       #: the path the two disagree on: ``path`` itself, or a folder of it
-    by_kind: str     #: what ``by`` has at ``clash``: "folder" or "file"
+    parent: str  #: the earlier parent whose view holds it
+    by: str  #: the later parent that wins
+    clash: str  #: the path the two disagree on: ``path`` itself, or a folder of it
+    by_kind: str  #: what ``by`` has at ``clash``: "folder" or "file"
 
     def describe(self) -> str:
         what = "a folder" if self.by_kind == "folder" else "a file"
-        return (f"{self.path} of parent {self.parent} is shadowed: the later parent {self.by} has "
-                f"{what} {self.clash}")
+        return (
+            f"{self.path} of parent {self.parent} is shadowed: the later parent {self.by} has "
+            f"{what} {self.clash}"
+        )
 
 
 @dataclass
@@ -90,7 +92,7 @@ class LinkInfo:
 @dataclass(frozen=True)
 class Problem:
     path: str
-    problem: str    # "missing" | "size" | "hash" | "unreadable"
+    problem: str  # "missing" | "size" | "hash" | "unreadable"
     detail: str = ""
 
 
@@ -99,23 +101,23 @@ class VerifyReport:
     checked: int = 0
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
-    cached: int = 0       #: distinct files of the local cache that were checked
+    cached: int = 0  #: distinct files of the local cache that were checked
 
 
 @dataclass
 class RebuildReport:
     storage: str
-    manifests: int = 0          # manifests read
+    manifests: int = 0  # manifests read
     restored: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)      # already in this catalog
-    flattened: list[str] = field(default_factory=list)    # restored without a missing parent
-    deleted: int = 0            # tombstones found
-    conflicts: list[str] = field(default_factory=list)    # messages
-    damaged: list[str] = field(default_factory=list)      # messages
-    objects: int = 0            # objects rows written
+    present: list[str] = field(default_factory=list)  # already in this catalog
+    flattened: list[str] = field(default_factory=list)  # restored without a missing parent
+    deleted: int = 0  # tombstones found
+    conflicts: list[str] = field(default_factory=list)  # messages
+    damaged: list[str] = field(default_factory=list)  # messages
+    objects: int = 0  # objects rows written
     #: locations not recorded: outside the storage read, or not where its writer puts them
     refused: int = 0
-    elsewhere: list[str] = field(default_factory=list)    # other storages named (credentials hidden)
+    elsewhere: list[str] = field(default_factory=list)  # other storages named (credentials hidden)
 
 
 @dataclass
@@ -123,14 +125,14 @@ class GcReport:
     storage: str
     dry_run: bool
     min_age: float
-    manifests: int = 0          # live manifests read
-    listed: int = 0             # objects and packs found in the storage
-    referenced: int = 0         # of them, needed by a manifest or a version of this catalog
-    too_young: int = 0          # unreferenced but younger than min_age (kept)
-    unreferenced: list[tuple[str, int]] = field(default_factory=list)   # (key, size) to delete
+    manifests: int = 0  # live manifests read
+    listed: int = 0  # objects and packs found in the storage
+    referenced: int = 0  # of them, needed by a manifest or a version of this catalog
+    too_young: int = 0  # unreferenced but younger than min_age (kept)
+    unreferenced: list[tuple[str, int]] = field(default_factory=list)  # (key, size) to delete
     deleted: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
-    kept_by_recheck: int = 0    # candidates a concurrent writer started needing (kept)
+    kept_by_recheck: int = 0  # candidates a concurrent writer started needing (kept)
     #: unfinished uploads (killed multipart uploads, resumable sessions, uncommitted blocks)
     #: older than min_age: (key, started, upload id); aborted with delete
     unfinished: list[tuple[str, float | None, str]] = field(default_factory=list)
@@ -158,8 +160,8 @@ class SyncOutcome:
     removed: int = 0
     added: int = 0
     modified: int = 0
-    reverted: bool = False                #: made by the sync, nothing changed, deleted again
-    closed: Closed | None = None          #: None when the draft was left open (skip_close)
+    reverted: bool = False  #: made by the sync, nothing changed, deleted again
+    closed: Closed | None = None  #: None when the draft was left open (skip_close)
     shadowed: list[ShadowedFile] = field(default_factory=list)  #: of the draft left open
 
 
@@ -177,10 +179,10 @@ class PluginInfo:
     name: str
     package: str
     version: str
-    status: str                 #: loaded | disabled | broken
+    status: str  #: loaded | disabled | broken
     error: str = ""
     schemes: list[str] = field(default_factory=list)
-    module: str = ""            #: top-level import name of a loaded plugin (its loggers' root)
+    module: str = ""  #: top-level import name of a loaded plugin (its loggers' root)
 
 
 @dataclass
@@ -188,8 +190,8 @@ class PluginsReport:
     """The storage plugins found and the URL schemes each one serves."""
 
     plugins: list[PluginInfo] = field(default_factory=list)
-    drivers: dict[str, str] = field(default_factory=dict)   #: scheme -> plugin name
-    error: ClearMLDataError | None = None   #: why the drivers could not be listed (two claim one scheme)
+    drivers: dict[str, str] = field(default_factory=dict)  #: scheme -> plugin name
+    error: ClearMLDataError | None = None  #: why the drivers could not be listed (two claim one scheme)
 
     @property
     def packages(self) -> list[str]:

@@ -25,8 +25,9 @@ from ..diskspace import space_for
 from ..errors import ClearMLDataError, DatasetStateError, StorageError, UsageError
 from ..parallel import ordered_map
 from ..paths import shorten
-from ..progress import ProgressFactory, null_progress
-from ..storage import StorageDriver, redact_url
+from ..progress import ProgressFactory, Streamed, null_progress
+from ..storage import StorageDriver
+from ..storage.calls import storage_error
 from . import manifests
 from .locations import confirm_stored
 from .lookup import draft, normalize_storage, now, parent_row, resolve_id
@@ -54,8 +55,9 @@ def is_dirty(ws: Workspace, row: DatasetRow) -> bool:
     return not row.is_final and has_pending_uploads(ws, row)
 
 
-def _split_uploads(ws: Workspace, row: DatasetRow, storage: str | None
-                   ) -> tuple[list[ChangeRow], list[ChangeRow]]:
+def _split_uploads(
+    ws: Workspace, row: DatasetRow, storage: str | None
+) -> tuple[list[ChangeRow], list[ChangeRow]]:
     """(rows that carry content, those of them whose content the storage lacks)."""
     rows = [c for c in ws.catalog.changes(row.id) if c.kind != "removed" and c.link is None]
     storage = storage or row.storage  # dedup trusts checked rows only: see the others first
@@ -65,9 +67,15 @@ def _split_uploads(ws: Workspace, row: DatasetRow, storage: str | None
     return rows, [c for c in rows if c.hash in missing]
 
 
-def upload(ws: Workspace, dataset_id: str, storage: str | None = None, chunk_size: float | None = None,
-           max_workers: int | None = None, progress: ProgressFactory = null_progress,
-           _attempt: int = 1) -> UploadResult:
+def upload(
+    ws: Workspace,
+    dataset_id: str,
+    storage: str | None = None,
+    chunk_size: float | None = None,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+    _attempt: int = 1,
+) -> UploadResult:
     """Store the draft's content its storage lacks: small files in packs, large ones as their own
     objects, each recorded as soon as it is stored. ``storage`` moves the draft to another one."""
     row = draft(ws, dataset_id)
@@ -91,14 +99,16 @@ def upload(ws: Workspace, dataset_id: str, storage: str | None = None, chunk_siz
         if source is None and ws.cache.has(c.hash, c.size):
             source = str(ws.cache.object_path(c.hash))
         if source is None:
-            raise UsageError(f"the local file for {c.path!r} is gone ({c.source}) and its content "
-                             f"is in no storage", hint="add the file again, then upload")
+            raise UsageError(
+                f"the local file for {c.path!r} is gone ({c.source}) and its content is in no storage",
+                hint="add the file again, then upload",
+            )
         unique[c.hash] = packs.PendingFile(c.hash, c.size, source)
     result.files = len(pending)
     plan = packs.plan_upload(unique.values(), chunk_size)
     crashpoints.reach("upload.planned")
     tasks = [("pack", group) for group in plan.packs] + [("large", [f]) for f in plan.large]
-    bar = progress(plan.total_bytes, "B", "Uploading", files=len(unique))
+    bar = Streamed(progress(plan.total_bytes, "B", "Uploading", files=len(unique)))
     tmp_dir = str(ws.cache.tmp)
 
     def run(task: tuple[str, list[packs.PendingFile]]) -> list[ObjectRow]:
@@ -109,7 +119,7 @@ def upload(ws: Workspace, dataset_id: str, storage: str | None = None, chunk_siz
                 local = ws.cache.ingest(f)  # upload exactly what was hashed
                 crashpoints.reach("upload.cached")
                 key = packs.object_key(f.hash)
-                _put(driver, str(local), key, storage)
+                _put(driver, str(local), key, storage, callback=bar.callback(f.hash))
             return [ObjectRow(storage, f.hash, key, 0, f.size)]
         with space_for(ws.cache.root, "the cache"):
             digest, tmp, entries = packs.write_pack(files, tmp_dir)
@@ -124,6 +134,7 @@ def upload(ws: Workspace, dataset_id: str, storage: str | None = None, chunk_siz
     lost = 0
     try:
         workers = max_workers or driver.default_max_workers
+        ws.plugins.budget.ensure(workers)  # --max-workers may ask for more than the drivers' default
         for task, objects in ordered_map(run, tasks, workers, window=64):
             if not record_stored(ws, driver, storage, objects):  # recorded as soon as stored: resumable
                 lost += 1
@@ -132,7 +143,7 @@ def upload(ws: Workspace, dataset_id: str, storage: str | None = None, chunk_siz
             nbytes = sum(f.size for f in task[1])
             result.objects += 1
             result.uploaded_bytes += nbytes
-            bar.update(nbytes, files=len(task[1]))
+            bar.done(task[1][0].hash if task[0] == "large" else id(task), nbytes, files=len(task[1]))
     finally:
         bar.close()
     if lost and _attempt < FINALIZE_ATTEMPTS:  # a concurrent gc deleted what was just stored
@@ -143,15 +154,16 @@ def upload(ws: Workspace, dataset_id: str, storage: str | None = None, chunk_siz
     return result
 
 
-def _put(driver: StorageDriver, local: str, key: str, storage: str) -> None:
+def _put(
+    driver: StorageDriver, local: str, key: str, storage: str, callback: Callable[[int], None] | None = None
+) -> None:
     try:
-        driver.put_file(local, key)
+        driver.put_file(local, key, callback=callback)
         crashpoints.reach("upload.object_put")
     except ClearMLDataError:
         raise
     except OSError as exc:
-        raise StorageError(f"cannot write {key} to {redact_url(storage)}: {exc.strerror or exc}",
-                           url=redact_url(storage), key=key) from None
+        raise storage_error(exc, storage, key, doing="write") from exc
 
 
 def record_stored(ws: Workspace, driver: StorageDriver, storage: str, objects: list[ObjectRow]) -> bool:
@@ -169,9 +181,16 @@ def record_stored(ws: Workspace, driver: StorageDriver, storage: str, objects: l
     return True
 
 
-def close(ws: Workspace, dataset_id: str, storage: str | None = None, with_upload: bool = True,
-          chunk_size: float | None = None, max_workers: int | None = None,
-          progress: ProgressFactory = null_progress, events: WorkflowEvents | None = None) -> Closed:
+def close(
+    ws: Workspace,
+    dataset_id: str,
+    storage: str | None = None,
+    with_upload: bool = True,
+    chunk_size: float | None = None,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+    events: WorkflowEvents | None = None,
+) -> Closed:
     """Close a draft: upload what its storage lacks (into ``storage`` when given, which then
     becomes the dataset's storage), then finalize. Without ``with_upload``, content still to
     upload is an error and nothing is written."""
@@ -188,13 +207,20 @@ def close(ws: Workspace, dataset_id: str, storage: str | None = None, with_uploa
 
 
 def _pending(row: DatasetRow) -> DatasetStateError:
-    return DatasetStateError(f"cannot finalize dataset {row.id}: pending uploads",
-                             hint="call Dataset.upload() first, or use finalize(auto_upload=True) / "
-                                  "clearml-data close")
+    return DatasetStateError(
+        f"cannot finalize dataset {row.id}: pending uploads",
+        hint="call Dataset.upload() first, or use finalize(auto_upload=True) / clearml-data close",
+    )
 
 
-def finalize(ws: Workspace, dataset_id: str, auto_upload: bool = False, chunk_size: float | None = None,
-             max_workers: int | None = None, progress: ProgressFactory = null_progress) -> DatasetRow:
+def finalize(
+    ws: Workspace,
+    dataset_id: str,
+    auto_upload: bool = False,
+    chunk_size: float | None = None,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> DatasetRow:
     """Make the draft a final version: check its parents, upload what is pending (with
     ``auto_upload``), write its manifest, then set the final flag."""
     row = draft(ws, dataset_id)
@@ -215,9 +241,11 @@ def finalize(ws: Workspace, dataset_id: str, auto_upload: bool = False, chunk_si
         current_view = view(ws, row)
         clash = tree_clash(current_view)
         if clash is not None:  # the add checks keep this out; a catalog from elsewhere may not
-            raise DatasetStateError(f"cannot finalize dataset {row.id}: {shorten(clash)} is both a file "
-                                    "and a folder in it, which no local copy can hold",
-                                    hint=f"remove one of them: clearml-data remove --id {row.id} --files ...")
+            raise DatasetStateError(
+                f"cannot finalize dataset {row.id}: {shorten(clash)} is both a file "
+                "and a folder in it, which no local copy can hold",
+                hint=f"remove one of them: clearml-data remove --id {row.id} --files ...",
+            )
         counts = ws.catalog.count_changes(row.id)
         # after the objects, before the flag (looked up on the module, so it can be observed)
         stamp = manifests.write_manifest(ws, row, current_view, counts, now())
@@ -232,15 +260,24 @@ def finalize(ws: Workspace, dataset_id: str, auto_upload: bool = False, chunk_si
             if not lost:
                 ws.catalog.clear_sources(row.id)
                 ws.catalog.update_dataset(
-                    row.id, status="final", finalized_at=stamp, updated_at=stamp,
-                    file_count=len(current_view), total_size=sum(v[1] for v in current_view.values()),
-                    added=counts["added"], modified=counts["modified"], removed=counts["removed"])
+                    row.id,
+                    status="final",
+                    finalized_at=stamp,
+                    updated_at=stamp,
+                    file_count=len(current_view),
+                    total_size=sum(v[1] for v in current_view.values()),
+                    added=counts["added"],
+                    modified=counts["modified"],
+                    removed=counts["removed"],
+                )
         if not lost:
             crashpoints.reach("finalize.committed")
             return resolve_id(ws, row.id)
         upload(ws, row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress)
-    raise StorageError(f"dataset {row.id} lost stored content to a concurrent gc {FINALIZE_ATTEMPTS} times",
-                       hint="close it again")
+    raise StorageError(
+        f"dataset {row.id} lost stored content to a concurrent gc {FINALIZE_ATTEMPTS} times",
+        hint="close it again",
+    )
 
 
 def _sweep_temporaries(cache: Cache, open_driver: Callable[[], StorageDriver]) -> None:

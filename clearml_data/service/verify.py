@@ -36,8 +36,14 @@ from .workspace import View, Workspace
 CachedFiles = dict[tuple[int, int], tuple[os.stat_result, str, list[tuple[str, str, Path | None]]]]
 
 
-def verify_storage(ws: Workspace, row: DatasetRow, full: bool = True, max_workers: int | None = None,
-                   progress: ProgressFactory = null_progress, cache: bool = True) -> VerifyReport:
+def verify_storage(
+    ws: Workspace,
+    row: DatasetRow,
+    full: bool = True,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+    cache: bool = True,
+) -> VerifyReport:
     """Check every object the version needs: present and large enough, and (``full``) re-hashed;
     with ``cache``, also the version's content in the local cache (:meth:`verify_cache`)."""
     current = view(ws, row)
@@ -51,17 +57,22 @@ def verify_storage(ws: Workspace, row: DatasetRow, full: bool = True, max_worker
     for h in sorted(paths_of):
         if sizes[h] == 0:
             if h != EMPTY_SHA256:
-                report.problems += [Problem(p, "size", "the catalog gives it 0 bytes and the hash of "
-                                                       "other bytes") for p in paths_of[h]]
+                report.problems += [
+                    Problem(p, "size", "the catalog gives it 0 bytes and the hash of other bytes")
+                    for p in paths_of[h]
+                ]
             continue
         locs = locations.get(h)
         if not locs:
-            report.problems += [Problem(p, "missing", "no storage holds this content")
-                                for p in paths_of[h]]
+            report.problems += [Problem(p, "missing", "no storage holds this content") for p in paths_of[h]]
             continue
         by_stored_key(by_key, h, locs, row.storage)
-    bar = progress(sum(sizes[m[0]] for ms in by_key.values() for m in ms), "B",
-                   "Verifying" if full else "Checking", files=len(paths_of))
+    bar = progress(
+        sum(sizes[m[0]] for ms in by_key.values() for m in ms),
+        "B",
+        "Verifying" if full else "Checking",
+        files=len(paths_of),
+    )
 
     def check(item: tuple[tuple[str, str], list[tuple[str, int, int]]]) -> list[tuple[str, str, str]]:
         (storage, key), members = item
@@ -71,15 +82,21 @@ def verify_storage(ws: Workspace, row: DatasetRow, full: bool = True, max_worker
             size = driver.stat(key).size
         except FileNotFoundError as exc:
             why = exc.strerror if exc.strerror and not exc.strerror.startswith("no such object") else ""
-            return [(h, "missing", f"{where} is missing{f' ({why})' if why else ''}")
-                    for h, _o, _n in members]
+            return [
+                (h, "missing", f"{where} is missing{f' ({why})' if why else ''}") for h, _o, _n in members
+            ]
         except OSError as exc:
             return [(h, "unreadable", f"{where}: {exc}") for h, _o, _n in members]
         bad = []
         for h, off, n in members:  # each entry against the object's real size, before a byte is read
             if n != sizes[h]:
-                bad.append((h, "size", f"the catalog records {n:,} bytes for it in {where}, "
-                                       f"its file rows {sizes[h]:,}"))
+                bad.append(
+                    (
+                        h,
+                        "size",
+                        f"the catalog records {n:,} bytes for it in {where}, its file rows {sizes[h]:,}",
+                    )
+                )
                 continue
             problem = extent_problem(key, [(h, off, n)], size)
             if problem:
@@ -101,6 +118,7 @@ def verify_storage(ws: Workspace, row: DatasetRow, full: bool = True, max_worker
 
     try:
         workers = max_workers or ws.driver(row.storage).default_max_workers
+        ws.plugins.budget.ensure(workers)  # --max-workers may ask for more than the drivers' default
         for (_key, members), bad in ordered_map(check, list(by_key.items()), workers, window=64):
             bar.update(sum(n for _h, _o, n in members), files=len(members))
             for h, kind, detail in bad:
@@ -115,8 +133,13 @@ def verify_storage(ws: Workspace, row: DatasetRow, full: bool = True, max_worker
     return report
 
 
-def verify_cache(ws: Workspace, row: DatasetRow, full: bool = True, max_workers: int | None = None,
-                 progress: ProgressFactory = null_progress) -> VerifyReport:
+def verify_cache(
+    ws: Workspace,
+    row: DatasetRow,
+    full: bool = True,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> VerifyReport:
     """Check the version's content in the local cache; remove what is damaged.
 
     Cached objects and the files of cached local copies of this version are checked,
@@ -133,9 +156,15 @@ def verify_cache(ws: Workspace, row: DatasetRow, full: bool = True, max_workers:
         paths_of.setdefault(h, []).append(p)
         sizes[h] = size
     with cache.in_use():
-        folders = (sorted(f for f in cache.datasets.glob(f"{row.id}*")
-                          if f.is_dir() and not f.name.startswith(".build-"))
-                   if cache.datasets.is_dir() else [])
+        folders = (
+            sorted(
+                f
+                for f in cache.datasets.glob(f"{row.id}*")
+                if f.is_dir() and not f.name.startswith(".build-")
+            )
+            if cache.datasets.is_dir()
+            else []
+        )
         files = _cached_files(cache, current, paths_of, folders)
         report.cached = len(files)
         damaged = _damaged_cache_files(ws, files, sizes, full, max_workers, progress)
@@ -152,8 +181,9 @@ def verify_cache(ws: Workspace, row: DatasetRow, full: bool = True, max_workers:
                     broken_folders.add(folder)
             where = os.path.relpath(locations[0][0], cache.root)
             for name in dict.fromkeys(names):
-                report.problems.append(Problem(name, kind, f"the cached copy {where} {detail}; "
-                                                           "removed from the cache"))
+                report.problems.append(
+                    Problem(name, kind, f"the cached copy {where} {detail}; removed from the cache")
+                )
         cache.guard.forget(files[key][0] for key in damaged)
         for folder in sorted(broken_folders):  # the next get builds it again
             with cache.lock(folder.name):
@@ -162,9 +192,14 @@ def verify_cache(ws: Workspace, row: DatasetRow, full: bool = True, max_workers:
     return report
 
 
-def _damaged_cache_files(ws: Workspace, files: CachedFiles, sizes: dict[str, int], full: bool,
-                         max_workers: int | None, progress: ProgressFactory
-                         ) -> dict[tuple[int, int], tuple[str, str]]:
+def _damaged_cache_files(
+    ws: Workspace,
+    files: CachedFiles,
+    sizes: dict[str, int],
+    full: bool,
+    max_workers: int | None,
+    progress: ProgressFactory,
+) -> dict[tuple[int, int], tuple[str, str]]:
     """{(dev, ino): (problem, detail)} of the damaged files among ``files``."""
     guard = ws.cache.guard
     damaged: dict[tuple[int, int], tuple[str, str]] = {}
@@ -179,8 +214,12 @@ def _damaged_cache_files(ws: Workspace, files: CachedFiles, sizes: dict[str, int
         to_hash = unchanged + changed
     else:  # sizes, plus the bytes of files whose stat changed since they were checked
         to_hash = changed
-    bar = progress(sum(st.st_size for _p, st, _d in to_hash), "B",
-                   "Verifying cache" if full else "Checking cache", files=len(to_hash))
+    bar = progress(
+        sum(st.st_size for _p, st, _d in to_hash),
+        "B",
+        "Verifying cache" if full else "Checking cache",
+        files=len(to_hash),
+    )
     changed_keys = {(st.st_dev, st.st_ino) for _p, st, _d in changed}
     intact = []
     try:
@@ -192,7 +231,7 @@ def _damaged_cache_files(ws: Workspace, files: CachedFiles, sizes: dict[str, int
                     if key in changed_keys:
                         intact.append((st, digest))
                 elif got.startswith("unreadable"):
-                    damaged[key] = ("unreadable", got[len("unreadable: "):])
+                    damaged[key] = ("unreadable", got[len("unreadable: ") :])
                 else:
                     damaged[key] = ("hash", "holds different bytes")
     finally:
@@ -202,9 +241,14 @@ def _damaged_cache_files(ws: Workspace, files: CachedFiles, sizes: dict[str, int
     return damaged
 
 
-def verify_local(ws: Workspace, row: DatasetRow, folder: str | os.PathLike | None = None,
-                 skip_hash: bool = False, max_workers: int | None = None,
-                 progress: ProgressFactory = null_progress) -> VerifyReport:
+def verify_local(
+    ws: Workspace,
+    row: DatasetRow,
+    folder: str | os.PathLike | None = None,
+    skip_hash: bool = False,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> VerifyReport:
     """``Dataset.verify_dataset_hash``: check a local copy of a final version. Without
     ``folder``, the version's content in the local cache is checked first (damaged cached
     files are removed), then the cached local copy, which is rebuilt as needed."""
@@ -222,9 +266,14 @@ def verify_local(ws: Workspace, row: DatasetRow, folder: str | os.PathLike | Non
     return report
 
 
-def verify_folder(ws: Workspace, row: DatasetRow, folder: str | os.PathLike, skip_hash: bool = False,
-                  max_workers: int | None = None,
-                  progress: ProgressFactory = null_progress) -> VerifyReport:
+def verify_folder(
+    ws: Workspace,
+    row: DatasetRow,
+    folder: str | os.PathLike,
+    skip_hash: bool = False,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> VerifyReport:
     """Check a local copy against the version's sizes and (unless ``skip_hash``) hashes."""
     root = os.path.abspath(os.path.expanduser(os.fspath(folder)))
     if not os.path.isdir(root):
@@ -265,8 +314,9 @@ def verify_folder(ws: Workspace, row: DatasetRow, folder: str | os.PathLike, ski
     return report
 
 
-def _cached_files(cache: Cache, current: View, paths_of: dict[str, list[str]],
-                  folders: list[Path]) -> CachedFiles:
+def _cached_files(
+    cache: Cache, current: View, paths_of: dict[str, list[str]], folders: list[Path]
+) -> CachedFiles:
     """Every cached file that serves the version, by inode (see :data:`CachedFiles`)."""
     files: CachedFiles = {}
 

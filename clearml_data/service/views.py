@@ -57,8 +57,7 @@ def _view(ws: Workspace, row: DatasetRow, memo: dict[str, View], path: tuple[str
             row = parent_row(ws, row, row.parents[0])
             continue
         # a merge (or a root): later parents win (merge_views says how tree clashes end)
-        found = merge_views([_view(ws, parent_row(ws, row, pid), memo, tuple(seen))
-                             for pid in row.parents])
+        found = merge_views([_view(ws, parent_row(ws, row, pid), memo, tuple(seen)) for pid in row.parents])
     for level in reversed(chain):
         for p, kind, digest, size in ws.catalog.change_tuples(check_id(level.id)):
             check_change(level.id, p, kind, digest, size)
@@ -97,8 +96,9 @@ def apply_changes(parent: View, rows: dict[str, ChangeRow], dataset_id: str) -> 
     return out
 
 
-def draft_view(ws: Workspace, row: DatasetRow, parent: View | None = None
-               ) -> tuple[View, dict[str, ChangeRow], View]:
+def draft_view(
+    ws: Workspace, row: DatasetRow, parent: View | None = None
+) -> tuple[View, dict[str, ChangeRow], View]:
     """(parent view, own change rows by path, current view) of a draft, as the catalog holds
     it now; ``parent`` saves reading the parents' view again when the caller has it."""
     if parent is None:
@@ -138,15 +138,19 @@ def check_tree_conflicts(current: View, new_paths: Iterable[str]) -> None:
         p = min(bad)
         under_it = min(q for q in new if q.startswith(p + "/"))
         what = "is a file in the dataset" if p in current else "is added as a file too"
-        raise UsageError(f"{shorten(p)} would be both a file and a folder in the dataset: cannot add "
-                         f"{shorten(under_it)}, as {shorten(p)} {what}",
-                         hint=f"remove {p} first, or add the files under another dataset folder")
+        raise UsageError(
+            f"{shorten(p)} would be both a file and a folder in the dataset: cannot add "
+            f"{shorten(under_it)}, as {shorten(p)} {what}",
+            hint=f"remove {p} first, or add the files under another dataset folder",
+        )
     folders = folders_of(current)
     clash = sorted(p for p in new if p in folders)
     if clash:
-        raise UsageError(f"{shorten(clash[0])} would be both a file and a folder in the dataset: cannot add "
-                         "the file, as the dataset has a folder of that name",
-                         hint=f"remove the folder {clash[0]}/ first, or add the file under another name")
+        raise UsageError(
+            f"{shorten(clash[0])} would be both a file and a folder in the dataset: cannot add "
+            "the file, as the dataset has a folder of that name",
+            hint=f"remove the folder {clash[0]}/ first, or add the file under another name",
+        )
 
 
 def tree_clash(paths: Iterable[str]) -> str | None:
@@ -165,7 +169,7 @@ def shadowed_paths(earlier: View, later: View) -> list[str]:
     if files_over:
         keys = sorted(earlier)
         for f in files_over:  # the files under f sort between "f/" and "f0" ("0" follows "/")
-            gone += keys[bisect.bisect_left(keys, f + "/"):bisect.bisect_left(keys, f + "0")]
+            gone += keys[bisect.bisect_left(keys, f + "/") : bisect.bisect_left(keys, f + "0")]
     return list(dict.fromkeys(gone))
 
 
@@ -226,8 +230,13 @@ def diff(old: View, new: View) -> Diff:
     return d
 
 
-def list_files(ws: Workspace, row: DatasetRow, pattern: str | Iterable[str] | None = None,
-               recursive: bool = True, only_from: str | None = None) -> list[FileInfo]:
+def list_files(
+    ws: Workspace,
+    row: DatasetRow,
+    pattern: str | Iterable[str] | None = None,
+    recursive: bool = True,
+    only_from: str | None = None,
+) -> list[FileInfo]:
     """The files of the version's view, by path; optionally those matching ``pattern`` (a
     wildcard, or any of several) or those that ``only_from`` (a version id) introduced."""
     patterns = [pattern] if isinstance(pattern, str) else [p for p in pattern or () if p]
@@ -243,8 +252,13 @@ def list_files(ws: Workspace, row: DatasetRow, pattern: str | Iterable[str] | No
     return out
 
 
-def selected_files(ws: Workspace, row: DatasetRow, part: int | None = None, num_parts: int | None = None,
-                   files: Iterable[str] | None = None) -> tuple[dict[str, tuple[str, int]], str]:
+def selected_files(
+    ws: Workspace,
+    row: DatasetRow,
+    part: int | None = None,
+    num_parts: int | None = None,
+    files: Iterable[str] | None = None,
+) -> tuple[dict[str, tuple[str, int]], str]:
     """The view's files, optionally one part of ``num_parts`` or a subset; and a label for it.
 
     Parts: paths sorted, part k of n is the k-th contiguous slice, balanced by file count.
@@ -259,8 +273,9 @@ def selected_files(ws: Workspace, row: DatasetRow, part: int | None = None, num_
     if part is not None or num_parts is not None:
         if part is None or num_parts is None:
             raise UsageError("part and num_parts go together")
-        if not (isinstance(num_parts, int) and num_parts >= 1 and isinstance(part, int)
-                and 0 <= part < num_parts):
+        if not (
+            isinstance(num_parts, int) and num_parts >= 1 and isinstance(part, int) and 0 <= part < num_parts
+        ):
             raise UsageError(f"part must be in 0..num_parts-1 (got part={part}, num_parts={num_parts})")
         start = len(paths) * part // num_parts
         end = len(paths) * (part + 1) // num_parts

@@ -16,8 +16,9 @@ from ..cache import Cache
 from ..cache.hashmemory import HashMemory
 from ..catalog import Catalog
 from ..config import Settings
-from ..errors import ClearMLDataError, StorageError
-from ..storage import PluginManager, StorageDriver, redact_url
+from ..errors import ClearMLDataError
+from ..storage import PluginManager, StorageDriver
+from ..storage.calls import storage_error
 
 T = TypeVar("T")
 
@@ -31,8 +32,12 @@ VIEWS_KEPT = 4
 class Workspace:
     """Settings, catalog, cache, plugins, hash memory and view cache of one service."""
 
-    def __init__(self, settings: Settings, plugins: PluginManager | None = None,
-                 new_plugins: Callable[[], PluginManager] = PluginManager):
+    def __init__(
+        self,
+        settings: Settings,
+        plugins: PluginManager | None = None,
+        new_plugins: Callable[[], PluginManager] = PluginManager,
+    ):
         self.settings = settings
         self._catalog: Catalog | None = None
         self._plugins = plugins
@@ -46,8 +51,11 @@ class Workspace:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = Catalog(self.settings.catalog, lock=self.settings.catalog_lock,
-                                    lock_timeout=self.settings.catalog_lock_timeout)
+            self._catalog = Catalog(
+                self.settings.catalog,
+                lock=self.settings.catalog_lock,
+                lock_timeout=self.settings.catalog_lock_timeout,
+            )
         return self._catalog
 
     @catalog.setter
@@ -101,5 +109,4 @@ def storage_call(storage: str, key: str, fn: Callable[..., T], *args: Any, **kwa
     except (FileNotFoundError, FileExistsError, ClearMLDataError):
         raise
     except OSError as exc:
-        raise StorageError(f"cannot access {key} in {redact_url(storage)}: {exc.strerror or exc}",
-                           url=redact_url(storage), key=key) from None
+        raise storage_error(exc, storage, key) from exc

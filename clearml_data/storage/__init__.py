@@ -20,7 +20,19 @@ from .manager import PluginManager
 from .toolkit import Option
 
 __all__ = [
-    "CONDITIONAL_PUT", "MULTIPART", "RANGED_READS", "DriverInfo", "ObjectInfo", "Option", "PluginManager",
-    "Progress", "StorageDriver", "Unfinished", "hookimpl", "hookspec", "redact_text", "redact_url",
+    "CONDITIONAL_PUT",
+    "MULTIPART",
+    "RANGED_READS",
+    "DriverInfo",
+    "ObjectInfo",
+    "Option",
+    "PluginManager",
+    "Progress",
+    "StorageDriver",
+    "Unfinished",
+    "hookimpl",
+    "hookspec",
+    "redact_text",
+    "redact_url",
     "url_scheme",
 ]

@@ -44,10 +44,10 @@ CONDITIONAL_PUT = "conditional_put"
 class DriverInfo(NamedTuple):
     """What a plugin's ``clearml_data_storage_drivers`` hook returns, one per URL scheme."""
 
-    scheme: str                      #: "file", "s3", "gs", "azure", ...
-    factory: str                     #: "package.module:Class", imported only when used
-    requires: tuple[str, ...] = ()   #: importable modules the driver needs
-    install_hint: str = ""           #: shown when one of ``requires`` is missing
+    scheme: str  #: "file", "s3", "gs", "azure", ...
+    factory: str  #: "package.module:Class", imported only when used
+    requires: tuple[str, ...] = ()  #: importable modules the driver needs
+    install_hint: str = ""  #: shown when one of ``requires`` is missing
     description: str = ""
 
 
@@ -61,9 +61,9 @@ class ObjectInfo:
 class Unfinished(NamedTuple):
     """An upload that was started and neither completed nor aborted (a killed writer's)."""
 
-    key: str                 #: the key it was writing, relative to the driver's URL
-    started: float | None    #: when it started (seconds since the epoch), when known
-    upload_id: str           #: the driver's handle for it; shown to users, never a credential
+    key: str  #: the key it was writing, relative to the driver's URL
+    started: float | None  #: when it started (seconds since the epoch), when known
+    upload_id: str  #: the driver's handle for it; shown to users, never a credential
 
 
 class StorageDriver(abc.ABC):
@@ -88,8 +88,10 @@ class StorageDriver(abc.ABC):
         self.url = url
         #: the options, parsed and with defaults when the class declares them, else as given
         self.options: dict[str, Any] = (
-            resolve_options(url_scheme(url), self.declared_options, options) if self.declared_options
-            else options)
+            resolve_options(url_scheme(url), self.declared_options, options)
+            if self.declared_options
+            else options
+        )
 
     def full_key(self, key: str) -> str:
         """The store's name of ``key``: checked as a clean relative path, joined to
@@ -98,17 +100,20 @@ class StorageDriver(abc.ABC):
         check_relpath(key)
         full = f"{self.prefix}/{key}" if self.prefix else key
         if self.max_key_bytes is not None and len(full.encode("utf-8")) > self.max_key_bytes:
-            raise UnsafePathError(f"keys of this store are at most {self.max_key_bytes} bytes: "
-                                  f"{full[:60]!r}...")
+            raise UnsafePathError(
+                f"keys of this store are at most {self.max_key_bytes} bytes: {full[:60]!r}..."
+            )
         if self.max_key_chars is not None and len(full) > self.max_key_chars:
-            raise UnsafePathError(f"keys of this store are at most {self.max_key_chars} characters: "
-                                  f"{full[:60]!r}...")
+            raise UnsafePathError(
+                f"keys of this store are at most {self.max_key_chars} characters: {full[:60]!r}..."
+            )
         return full
 
     # -- primitives ----------------------------------------------------------------
     @abc.abstractmethod
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
-                 callback: Progress | None = None) -> None:
+    def put_file(
+        self, local_path: str, key: str, *, overwrite: bool = True, callback: Progress | None = None
+    ) -> None:
         """Store the local file's bytes at ``key``, atomically.
 
         With ``overwrite=False`` an existing key raises ``FileExistsError`` and is left

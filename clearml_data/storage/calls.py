@@ -49,8 +49,9 @@ _PREPOSITION = {"read": "from", "write": "to", "delete": "from", "list": "in", "
 
 
 # -- the error mapping ------------------------------------------------------------------
-def storage_error(exc: OSError, storage: str, key: str | None = None, *,
-                  doing: str = "access") -> StorageError:
+def storage_error(
+    exc: OSError, storage: str, key: str | None = None, *, doing: str = "access"
+) -> StorageError:
     """The StorageError for a driver's ``exc`` on ``key`` of ``storage``; raise it ``from exc``.
 
     ``doing`` is "read", "write", "delete", "list" or "access" (the message's verb). A
@@ -60,8 +61,12 @@ def storage_error(exc: OSError, storage: str, key: str | None = None, *,
     reason = redact_text(exc.strerror or exc)
     if doing == "read" and key and isinstance(exc, FileNotFoundError):
         why = "" if reason.startswith("no such object") else f" ({reason})"
-        return StorageError(f"object {key} is missing from {url}{why}", url=url, key=key,
-                            hint="the storage lost data; run clearml-data verify")
+        return StorageError(
+            f"object {key} is missing from {url}{why}",
+            url=url,
+            key=key,
+            hint="the storage lost data; run clearml-data verify",
+        )
     what = f"{key} {_PREPOSITION.get(doing, 'in')} {url}" if key else url
     return StorageError(f"cannot {doing} {what}: {reason}", url=url, key=key)
 
@@ -77,8 +82,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) and not getattr(exc, _RETRIED, False)
 
 
-def retrying(fn: Callable[..., R], *args: Any, attempts: int = DEFAULT_ATTEMPTS, what: str = "",
-             **kwargs: Any) -> R:
+def retrying(
+    fn: Callable[..., R], *args: Any, attempts: int = DEFAULT_ATTEMPTS, what: str = "", **kwargs: Any
+) -> R:
     """``fn(*args, **kwargs)``, tried up to ``attempts`` times while it fails transiently."""
     for attempt in range(1, attempts + 1):
         try:
@@ -86,8 +92,13 @@ def retrying(fn: Callable[..., R], *args: Any, attempts: int = DEFAULT_ATTEMPTS,
         except TRANSIENT as exc:
             if attempt == attempts or not is_transient(exc):
                 raise
-            log.debug("%s failed (%s); try %d of %d", what or getattr(fn, "__name__", "call"),
-                      redact_text(exc), attempt + 1, attempts)
+            log.debug(
+                "%s failed (%s); try %d of %d",
+                what or getattr(fn, "__name__", "call"),
+                redact_text(exc),
+                attempt + 1,
+                attempts,
+            )
             backoff(attempt)
     raise AssertionError("unreachable")
 
@@ -151,8 +162,11 @@ def guard(driver: StorageDriver, budget: TransferBudget = BUDGET) -> StorageDriv
             method = _with_progress(method, local_arg=1)
         elif name == "read_range" and not ranged:
             method = functools.partial(_range_of_whole, _method(driver, "get_file"))
-        setattr(driver, name, _guarded(method, budget, tries if name in READS else 1,
-                                       f"{name} on {redact_url(driver.url)}"))
+        setattr(
+            driver,
+            name,
+            _guarded(method, budget, tries if name in READS else 1, f"{name} on {redact_url(driver.url)}"),
+        )
     return driver
 
 
@@ -202,6 +216,7 @@ def takes_callback(fn: Callable[..., Any]) -> bool:
 def _with_progress(method: Callable[..., None], local_arg: int) -> Callable[..., None]:
     """``put_file``/``get_file`` that take ``callback=`` even when the driver's do not: the
     whole size is then reported once the call returns (``local_arg``: the local path's place)."""
+
     def call(*args: Any, callback: Callable[[int], object] | None = None, **kwargs: Any) -> None:
         if callback is None:
             method(*args, **kwargs)
@@ -230,5 +245,3 @@ def _range_of_whole(get_file: Callable[..., None], key: str, offset: int, length
             return fh.read(length)
     finally:
         unlink_quietly(tmp)
-
-

@@ -9,5 +9,9 @@ from clearml_data.testing.conformance import DriverConformance
 
 __all__ = ["DriverConformance"]
 
-warnings.warn("clearml_data.storage.conformance is deprecated and will be removed in the next release: "
-              "import from clearml_data.testing.conformance", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "clearml_data.storage.conformance is deprecated and will be removed in the next release: "
+    "import from clearml_data.testing.conformance",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -8,8 +8,17 @@ import warnings
 from clearml_data.testing.faults import KINDS, LOOPBACK, Fault, FaultProxy, LogEntry, Rule
 
 __all__ = [
-    "KINDS", "LOOPBACK", "Fault", "FaultProxy", "LogEntry", "Rule",
+    "KINDS",
+    "LOOPBACK",
+    "Fault",
+    "FaultProxy",
+    "LogEntry",
+    "Rule",
 ]
 
-warnings.warn("clearml_data.storage.faultproxy is deprecated and will be removed in the next release: "
-              "import from clearml_data.testing.faults", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "clearml_data.storage.faultproxy is deprecated and will be removed in the next release: "
+    "import from clearml_data.testing.faults",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -15,9 +15,17 @@ from clearml_data.testing.faults import (
 )
 
 __all__ = [
-    "FaultTarget", "cache_problems", "check_retry_bound", "check_workflow", "make_source",
+    "FaultTarget",
+    "cache_problems",
+    "check_retry_bound",
+    "check_workflow",
+    "make_source",
     "standard_faults",
 ]
 
-warnings.warn("clearml_data.storage.faultsuite is deprecated and will be removed in the next release: "
-              "import from clearml_data.testing.faults", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "clearml_data.storage.faultsuite is deprecated and will be removed in the next release: "
+    "import from clearml_data.testing.faults",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -32,8 +32,9 @@ COPY_BLOCK = 1024 * 1024
 
 @hookimpl
 def clearml_data_storage_drivers():
-    return [DriverInfo("file", "clearml_data.storage.folder:FolderDriver",
-                       description="local or network folder")]
+    return [
+        DriverInfo("file", "clearml_data.storage.folder:FolderDriver", description="local or network folder")
+    ]
 
 
 def folder_path(url: str) -> str:
@@ -54,8 +55,13 @@ def folder_path(url: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _regular(st: os.stat_result, key: str) -> os.stat_result:
@@ -107,8 +113,9 @@ class FolderDriver(StorageDriver):
 
     _path = local_path
 
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
-                 callback: Progress | None = None) -> None:
+    def put_file(
+        self, local_path: str, key: str, *, overwrite: bool = True, callback: Progress | None = None
+    ) -> None:
         final = self._path(key)
         folder = os.path.dirname(final)
         os.makedirs(folder, exist_ok=True)

@@ -43,7 +43,7 @@ class PluginRecord:
     name: str
     package: str
     version: str
-    status: str = "loaded"   # loaded | disabled | broken
+    status: str = "loaded"  # loaded | disabled | broken
     error: str = ""
 
 
@@ -92,16 +92,16 @@ class PluginManager:
                     plugin = ep.load()
                 except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not take us down
                     msg = f"{type(exc).__name__}: {exc}"
-                    log.warning("storage plugin %r from %s could not be loaded: %s",
-                                ep.name, package, msg)
+                    log.warning("storage plugin %r from %s could not be loaded: %s", ep.name, package, msg)
                     self.records.append(PluginRecord(ep.name, package, version, "broken", msg))
                     continue
                 try:
                     self.register(plugin, ep.name, package, version)
                 except Exception as exc:  # noqa: BLE001 - e.g. pluggy rejects a hook implementation
                     msg = f"{type(exc).__name__}: {exc}"
-                    log.warning("storage plugin %r from %s could not be registered: %s",
-                                ep.name, package, msg)
+                    log.warning(
+                        "storage plugin %r from %s could not be registered: %s", ep.name, package, msg
+                    )
                     if self.pm.is_registered(plugin):
                         self.pm.unregister(plugin)
                     self.records.append(PluginRecord(ep.name, package, version, "broken", msg))
@@ -151,31 +151,42 @@ class PluginManager:
         record = self.drivers.get(scheme)
         if record is None:
             known = ", ".join(sorted(f"{s}://" for s in self.drivers)) or "none"
-            hint = {"s3": "pip install clearml-data[s3]", "gs": "pip install clearml-data[gcs]",
-                    "azure": "pip install clearml-data[azure]"}.get(scheme)
-            raise UsageError(f"no storage driver for {scheme}:// URLs (installed: {known})",
-                             hint=hint)
+            hint = {
+                "s3": "pip install clearml-data[s3]",
+                "gs": "pip install clearml-data[gcs]",
+                "azure": "pip install clearml-data[azure]",
+            }.get(scheme)
+            raise UsageError(f"no storage driver for {scheme}:// URLs (installed: {known})", hint=hint)
         info = record.info
         for module in info.requires:
             if not _importable(module):
                 raise MissingDependencyError(scheme, module, info.install_hint or f"pip install {module}")
         module_name, _, attr = info.factory.partition(":")
         if not attr:
-            raise PluginError(f"storage driver factory {info.factory!r} of plugin {record.plugin!r} "
-                              f"must name a class as 'package.module:Class'")
+            raise PluginError(
+                f"storage driver factory {info.factory!r} of plugin {record.plugin!r} "
+                f"must name a class as 'package.module:Class'"
+            )
         try:
             cls = getattr(importlib.import_module(module_name), attr)
         except ImportError as exc:
             missing = exc.name or module_name
-            raise MissingDependencyError(scheme, missing,
-                                         info.install_hint or f"pip install {missing}") from None
+            raise MissingDependencyError(
+                scheme, missing, info.install_hint or f"pip install {missing}"
+            ) from None
         except AttributeError:
-            raise PluginError(f"storage driver {info.factory!r} of plugin {record.plugin!r} "
-                              "does not exist") from None
+            raise PluginError(
+                f"storage driver {info.factory!r} of plugin {record.plugin!r} does not exist"
+            ) from None
         served = tuple(getattr(cls, "schemes", ()) or ())
         if served and scheme not in served:  # a factory pointing at the wrong class, likely
-            log.warning("plugin %r gives %r for %s:// URLs, but that class serves %s", record.plugin,
-                        info.factory, scheme, ", ".join(f"{s}://" for s in served))
+            log.warning(
+                "plugin %r gives %r for %s:// URLs, but that class serves %s",
+                record.plugin,
+                info.factory,
+                scheme,
+                ", ".join(f"{s}://" for s in served),
+            )
         return cast("type[StorageDriver]", cls)
 
     def driver_options(self, scheme: str, cls: type[StorageDriver]) -> tuple[dict, dict[str, str]]:
@@ -187,9 +198,11 @@ class PluginManager:
         declared = tuple(getattr(cls, "declared_options", ()) or ())
         if not declared:
             if section:
-                raise UsageError(f"the {scheme}:// storage driver takes no options, but [{section_title}] "
-                                 f"in {path} sets {', '.join(sorted(section))}",
-                                 hint=f"remove the [{section_title}] section")
+                raise UsageError(
+                    f"the {scheme}:// storage driver takes no options, but [{section_title}] "
+                    f"in {path} sets {', '.join(sorted(section))}",
+                    hint=f"remove the [{section_title}] section",
+                )
             return {}, {}
         return gather_options(scheme, declared, section=section, section_source=str(path))
 
@@ -206,8 +219,9 @@ class PluginManager:
                 except (ValueError, OSError) as exc:
                     raise UsageError(f"invalid storage URL {redact_url(url)}: {exc}") from None
                 except TypeError as exc:
-                    raise PluginError(f"the storage driver for {url_scheme(url)}:// cannot be created: "
-                                      f"{exc}") from None
+                    raise PluginError(
+                        f"the storage driver for {url_scheme(url)}:// cannot be created: {exc}"
+                    ) from None
                 self._instances[url] = guard(inst, self.budget)
             return inst
 

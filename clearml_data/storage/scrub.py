@@ -31,40 +31,73 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 MASK = "***"
 #: variables whose whole value is a secret
 SECRET_VARIABLES = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-    "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_ACCESS_KEY",
-    "CLEARML_DATA_AZURE_ACCOUNT_KEY", "CLEARML_DATA_AZURE_SAS_TOKEN", "GOOGLE_OAUTH_ACCESS_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "CLEARML_DATA_AZURE_ACCOUNT_KEY",
+    "CLEARML_DATA_AZURE_SAS_TOKEN",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
     "CLOUDSDK_AUTH_ACCESS_TOKEN",
 )
 #: variables holding a URL whose userinfo and query values are secret
 URL_VARIABLES = (
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS", "CLEARML_DATA_S3_ENDPOINT_URL",
-    "STORAGE_EMULATOR_HOST", "CLEARML_DATA_GCS_ENDPOINT", "CLEARML_DATA_GS_ENDPOINT", "API_ENDPOINT_OVERRIDE",
-    "CLEARML_DATA_AZURE_ACCOUNT_URL", "AZURE_STORAGE_ACCOUNT_URL",
-    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_STS",
+    "CLEARML_DATA_S3_ENDPOINT_URL",
+    "STORAGE_EMULATOR_HOST",
+    "CLEARML_DATA_GCS_ENDPOINT",
+    "CLEARML_DATA_GS_ENDPOINT",
+    "API_ENDPOINT_OVERRIDE",
+    "CLEARML_DATA_AZURE_ACCOUNT_URL",
+    "AZURE_STORAGE_ACCOUNT_URL",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
 )
 #: variables holding an Azure-style connection string (key=value;...)
 CONNECTION_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "CLEARML_DATA_AZURE_CONNECTION_STRING")
 #: variables naming a JSON credentials file whose secret fields are secret
 FILE_VARIABLES = ("GOOGLE_APPLICATION_CREDENTIALS",)
 #: fields of a JSON credentials file (service account, authorized user) that are secret
-JSON_SECRET_FIELDS = ("private_key", "private_key_id", "client_secret", "refresh_token",
-                      "access_token", "id_token", "token")
+JSON_SECRET_FIELDS = (
+    "private_key",
+    "private_key_id",
+    "client_secret",
+    "refresh_token",
+    "access_token",
+    "id_token",
+    "token",
+)
 #: a found value shorter than this is not replaced wherever it occurs (too many false hits)
 MIN_SECRET = 6
 
-_NAMES = (r"sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
-          r"x-goog-credential|credential|token|access_token|refresh_token|id_token|client_secret|"
-          r"password|passwd|pwd|secret|accountkey|sharedaccesssignature|upload_id|uploadid|"
-          r"sessiontoken|security_token|apikey|api_key|key")
+_NAMES = (
+    r"sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
+    r"x-goog-credential|credential|token|access_token|refresh_token|id_token|client_secret|"
+    r"password|passwd|pwd|secret|accountkey|sharedaccesssignature|upload_id|uploadid|"
+    r"sessiontoken|security_token|apikey|api_key|key"
+)
 _PAIR = re.compile(rf"(?i)(?<![A-Za-z0-9_.-])((?:{_NAMES})\s*=\s*)(?!\*\*\*)[^&;,\s'\"<>)\]}}]+")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@'\"<>]+@")
 _BARE_USERINFO = re.compile(r"(?<![\w.:/@%-])[\w.~%!$+-]+:[^\s/?#@'\"<>]+@(?=[\w.-]+(?::\d+)?\b)")
-_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|x-amz-security-token|x-ms-copy-source-authorization|"
-                     r"x-goog-api-key|x-api-key|cookie)(['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n]+")
+_HEADER = re.compile(
+    r"(?i)\b((?:proxy-)?authorization|x-amz-security-token|x-ms-copy-source-authorization|"
+    r"x-goog-api-key|x-api-key|cookie)(['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n]+"
+)
 _BEARER = re.compile(r"(?i)\b(bearer|sharedkey|aws4-hmac-sha256)\s+[A-Za-z0-9._~+/=:,-]{8,}")
-_JSON_FIELD = re.compile(r"(?i)([\"']?(?:" + "|".join(JSON_SECRET_FIELDS) + r"|accountkey|password|secret)"
-                         r"[\"']?\s*:\s*[\"'])(?:\\.|[^\"'\\])*")
+_JSON_FIELD = re.compile(
+    r"(?i)([\"']?(?:" + "|".join(JSON_SECRET_FIELDS) + r"|accountkey|password|secret)"
+    r"[\"']?\s*:\s*[\"'])(?:\\.|[^\"'\\])*"
+)
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
 
@@ -168,8 +201,11 @@ def _known_pattern() -> re.Pattern | None:
         if len(value) >= MIN_SECRET or (value in _registered and len(value) >= 4):
             variants |= {value, quote(value, safe=""), quote(value, safe="/"), json.dumps(value)[1:-1]}
     variants.discard("")
-    pattern = re.compile("|".join(re.escape(v) for v in sorted(variants, key=len, reverse=True))) \
-        if variants else None
+    pattern = (
+        re.compile("|".join(re.escape(v) for v in sorted(variants, key=len, reverse=True)))
+        if variants
+        else None
+    )
     with _lock:
         _cache["fingerprint"], _cache["pattern"] = fingerprint, pattern
     return pattern

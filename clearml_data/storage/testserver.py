@@ -18,9 +18,20 @@ from clearml_data.testing.servers import (
 )
 
 __all__ = [
-    "LOOPBACK", "LoopbackServer", "answers", "emulator", "emulators_required", "free_port",
-    "keep_loopback_off_proxies", "unavailable", "unique_name",
+    "LOOPBACK",
+    "LoopbackServer",
+    "answers",
+    "emulator",
+    "emulators_required",
+    "free_port",
+    "keep_loopback_off_proxies",
+    "unavailable",
+    "unique_name",
 ]
 
-warnings.warn("clearml_data.storage.testserver is deprecated and will be removed in the next release: "
-              "import from clearml_data.testing.servers", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "clearml_data.storage.testserver is deprecated and will be removed in the next release: "
+    "import from clearml_data.testing.servers",
+    DeprecationWarning,
+    stacklevel=2,
+)

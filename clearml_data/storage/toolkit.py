@@ -107,18 +107,22 @@ def positive_float(value: Any) -> float:
 
 def choice(*allowed: str) -> Callable[[Any], str | None]:
     """A parser that takes one of ``allowed`` (an empty value is None: not set)."""
+
     def parse(value: Any) -> str | None:
         text = str(value).strip()
         if text and text not in allowed:
             raise ValueError(f"use one of {', '.join(allowed)}, not {text!r}")
         return text or None
+
     return parse
 
 
 def optional(parse: Callable[[Any], T]) -> Callable[[Any], T | None]:
     """``parse``, except that None or an empty string is None (the driver picks a default later)."""
+
     def parse_optional(value: Any) -> T | None:
         return None if value is None or value == "" else parse(value)
+
     return parse_optional
 
 
@@ -133,24 +137,43 @@ def optional_str(value: Any) -> str | None:
 class Option:
     """One option a driver accepts."""
 
-    name: str                              #: keyword argument, lower case ("part_size")
+    name: str  #: keyword argument, lower case ("part_size")
     parse: Callable[[Any], Any] = optional_str  #: value as given -> typed value; ValueError if bad
-    default: Any = None                    #: when nothing sets it
-    help: str = ""                         #: one line, for docs and `doctor`
-    old_names: tuple[str, ...] = ()        #: deprecated names still accepted (with a DeprecationWarning)
+    default: Any = None  #: when nothing sets it
+    help: str = ""  #: one line, for docs and `doctor`
+    old_names: tuple[str, ...] = ()  #: deprecated names still accepted (with a DeprecationWarning)
 
 
-def transfer_options(*, max_concurrency: int, part_size: int, multipart_threshold: int,
-                     max_attempts: int, connect_timeout: float, read_timeout: float) -> tuple[Option, ...]:
+def transfer_options(
+    *,
+    max_concurrency: int,
+    part_size: int,
+    multipart_threshold: int,
+    max_attempts: int,
+    connect_timeout: float,
+    read_timeout: float,
+) -> tuple[Option, ...]:
     """The shared vocabulary, with one driver's defaults."""
     return (
-        Option("max_concurrency", positive_int, max_concurrency,
-               "parts or ranges of one object transferred at once"),
+        Option(
+            "max_concurrency",
+            positive_int,
+            max_concurrency,
+            "parts or ranges of one object transferred at once",
+        ),
         Option("part_size", parse_size, part_size, "bytes per part of a multipart upload or ranged download"),
-        Option("multipart_threshold", parse_size, multipart_threshold,
-               "objects of at least this size are transferred in parts"),
-        Option("max_attempts", positive_int, max_attempts,
-               "attempts of a request that fails transiently, including the first"),
+        Option(
+            "multipart_threshold",
+            parse_size,
+            multipart_threshold,
+            "objects of at least this size are transferred in parts",
+        ),
+        Option(
+            "max_attempts",
+            positive_int,
+            max_attempts,
+            "attempts of a request that fails transiently, including the first",
+        ),
         Option("connect_timeout", positive_float, connect_timeout, "seconds to wait for a connection"),
         Option("read_timeout", positive_float, read_timeout, "seconds to wait for data on a connection"),
     )
@@ -166,9 +189,15 @@ def section_name(scheme: str) -> str:
     return SECTION_PREFIX + scheme.lower()
 
 
-def gather_options(scheme: str, declared: Iterable[Option], given: Mapping[str, Any] | None = None, *,
-                   environ: Mapping[str, str] | None = None, section: Mapping[str, str] | None = None,
-                   section_source: str = "") -> tuple[dict[str, Any], dict[str, str]]:
+def gather_options(
+    scheme: str,
+    declared: Iterable[Option],
+    given: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    section: Mapping[str, str] | None = None,
+    section_source: str = "",
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The options set for ``scheme``, typed, and where each came from.
 
     Precedence: ``given`` (keyword arguments), then the environment, then ``section`` (the
@@ -189,8 +218,10 @@ def gather_options(scheme: str, declared: Iterable[Option], given: Mapping[str, 
     for names, where in ((given, f"the {scheme} driver"), (section, where_file)):
         unknown = sorted(n for n in names if n not in by_name)
         if unknown:
-            raise UsageError(f"unknown option(s) {', '.join(unknown)} of {where}",
-                             hint=f"known options: {', '.join(o.name for o in options) or 'none'}")
+            raise UsageError(
+                f"unknown option(s) {', '.join(unknown)} of {where}",
+                hint=f"known options: {', '.join(o.name for o in options) or 'none'}",
+            )
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for opt in options:
@@ -199,20 +230,30 @@ def gather_options(scheme: str, declared: Iterable[Option], given: Mapping[str, 
             continue
         name_used, raw, source = found
         if name_used != opt.name:
-            warnings.warn(f"the {scheme} driver option {name_used!r} ({source}) is deprecated; "
-                          f"use {opt.name!r} ({env_name(scheme, opt.name)})", DeprecationWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"the {scheme} driver option {name_used!r} ({source}) is deprecated; "
+                f"use {opt.name!r} ({env_name(scheme, opt.name)})",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         try:
             values[opt.name] = opt.parse(raw)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"{source}: {name_used} = {raw!r} is invalid: {exc}",
-                             hint=opt.help or None) from None
+            raise UsageError(
+                f"{source}: {name_used} = {raw!r} is invalid: {exc}", hint=opt.help or None
+            ) from None
         sources[opt.name] = source
     return values, sources
 
 
-def _first_set(scheme: str, opt: Option, given: Mapping[str, Any], environ: Mapping[str, str],
-               section: Mapping[str, str], where_file: str) -> tuple[str, Any, str] | None:
+def _first_set(
+    scheme: str,
+    opt: Option,
+    given: Mapping[str, Any],
+    environ: Mapping[str, str],
+    section: Mapping[str, str],
+    where_file: str,
+) -> tuple[str, Any, str] | None:
     names = (opt.name, *opt.old_names)
     for name in names:
         if given.get(name) is not None:
@@ -227,8 +268,13 @@ def _first_set(scheme: str, opt: Option, given: Mapping[str, Any], environ: Mapp
     return None
 
 
-def resolve_options(scheme: str, declared: Iterable[Option], given: Mapping[str, Any] | None = None, *,
-                    environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve_options(
+    scheme: str,
+    declared: Iterable[Option],
+    given: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Every declared option, typed: the given (or environment) value, else its default.
 
     A driver calls this on the keyword arguments it was built with; what the manager passes
@@ -242,13 +288,14 @@ def resolve_options(scheme: str, declared: Iterable[Option], given: Mapping[str,
 # -- calls ---------------------------------------------------------------------------------
 def backoff(attempt: int, *, base: float = 0.05, cap: float = 5.0) -> float:
     """Sleep before retry number ``attempt`` (1, 2, ...): exponential with jitter; returns the delay."""
-    delay = min(cap, base * 2 ** attempt) * random.uniform(0.5, 1.0)
+    delay = min(cap, base * 2**attempt) * random.uniform(0.5, 1.0)
     time.sleep(delay)
     return delay
 
 
-def in_parallel(fn: Callable[[T], R], items: Iterable[T], *, max_workers: int,
-                thread_name_prefix: str = "clearml-data") -> list[R]:
+def in_parallel(
+    fn: Callable[[T], R], items: Iterable[T], *, max_workers: int, thread_name_prefix: str = "clearml-data"
+) -> list[R]:
     """``[fn(item) for item in items]`` on at most ``max_workers`` threads, in order.
 
     The first failure cancels what has not started, waits for what has (so nothing touches

@@ -33,8 +33,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-_ENV = ("CLEARML_DATA_CATALOG", "CLEARML_DATA_STORAGE", "CLEARML_DATA_CACHE_DIR",
-        "CLEARML_DATA_STATE_DIR", "CLEARML_DATA_CONFIG")
+_ENV = (
+    "CLEARML_DATA_CATALOG",
+    "CLEARML_DATA_STORAGE",
+    "CLEARML_DATA_CACHE_DIR",
+    "CLEARML_DATA_STATE_DIR",
+    "CLEARML_DATA_CONFIG",
+)
 
 
 @dataclass
@@ -54,8 +59,12 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
     values = (env.catalog, env.storage, env.cache, env.state, root / "config.ini")
     for var, value in zip(_ENV, values, strict=True):
         monkeypatch.setenv(var, str(value))
-    for var in ("CLEARML_DATA_DISABLE_PLUGINS", "CLEARML_DATA_CACHE_MAX_SIZE", "CLEARML_DATA_CATALOG_LOCK",
-                "CLEARML_DATA_CATALOG_LOCK_TIMEOUT"):
+    for var in (
+        "CLEARML_DATA_DISABLE_PLUGINS",
+        "CLEARML_DATA_CACHE_MAX_SIZE",
+        "CLEARML_DATA_CATALOG_LOCK",
+        "CLEARML_DATA_CATALOG_LOCK_TIMEOUT",
+    ):
         monkeypatch.delenv(var, raising=False)
     for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
         monkeypatch.setenv(var, str(root / "xdg" / var.lower()))
@@ -140,8 +149,7 @@ def write_tree(root: str | os.PathLike, files: dict[str, bytes | str]) -> Path:
 def read_tree(root: str | os.PathLike) -> dict[str, bytes]:
     """{relative path: bytes} of every file under root (following links)."""
     root = Path(root)
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # -- small disks: a tmpfs to fill up (needs root) -------------------------------------------------
@@ -155,8 +163,12 @@ def small_tmpfs(mount: str | os.PathLike, size: str = "3m"):
         pytest.skip("needs root to mount a tmpfs")
     mount = Path(mount)
     mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=False,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     try:

@@ -178,7 +178,7 @@ class DriverConformance:
         driver.get_file("objects/big", str(out))
         assert out.read_bytes() == data
         mid = len(data) // 2
-        assert driver.read_range("objects/big", mid, 4096) == data[mid:mid + 4096]
+        assert driver.read_range("objects/big", mid, 4096) == data[mid : mid + 4096]
 
     # -- unfinished uploads (drivers whose interrupted puts leave something behind) -------------
     def abandon_upload(self, driver: StorageDriver, key: str, tmp_path) -> bool:

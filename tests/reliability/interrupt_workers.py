@@ -35,7 +35,7 @@ def _one(job: dict) -> dict:
         from clearml_data import Dataset
         from clearml_data.testing import reset_services
 
-        reset_services()   # a fresh service, as in a new process
+        reset_services()  # a fresh service, as in a new process
         path = Dataset.get(dataset_id=dataset_id).get_local_copy()
     else:
         argv = ["get", "--id", dataset_id, "--json"]
@@ -45,7 +45,7 @@ def _one(job: dict) -> dict:
         if code != 0:
             return {"ok": False, "error": err.strip().splitlines()[-1] if err.strip() else f"exit {code}"}
         path = json.loads(out)["data"]["path"]
-    if job["verify"] or kind == "copy":   # a cached copy may be pruned by then: checked when nothing prunes
+    if job["verify"] or kind == "copy":  # a cached copy may be pruned by then: checked when nothing prunes
         got = tree_hashes(path)
         if got != job["expect"]:
             wrong = sorted(set(got) ^ set(job["expect"]) | {p for p in got if got[p] != job["expect"].get(p)})
@@ -62,15 +62,14 @@ def getter(index: int, inbox, outbox, barrier) -> None:
         try:
             barrier.wait(timeout=300)
             result = _one(job)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test, never lost
+        except BaseException as exc:
             result = {"ok": False, "error": "".join(traceback.format_exception(exc))}
         outbox.put({"index": index, "kind": job["kind"], **result})
 
 
 def looper(kind: str, stop, outbox) -> None:
     """``cache prune --max-size 0`` or ``gc --delete --min-age 0`` over and over until told to stop."""
-    argv = {"prune": ("cache", "prune", "--max-size", "0"),
-            "gc": ("gc", "--delete", "--min-age", "0")}[kind]
+    argv = {"prune": ("cache", "prune", "--max-size", "0"), "gc": ("gc", "--delete", "--min-age", "0")}[kind]
     runs, errors = 0, []
     try:
         while not stop.is_set():
@@ -79,7 +78,7 @@ def looper(kind: str, stop, outbox) -> None:
             if code != 0:
                 errors.append(err.strip().splitlines()[-1] if err.strip() else f"exit {code}")
             time.sleep(0.002)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         errors.append("".join(traceback.format_exception(exc)))
     outbox.put({"kind": kind, "runs": runs, "errors": errors[:5], "failed": len(errors)})
 
@@ -87,4 +86,3 @@ def looper(kind: str, stop, outbox) -> None:
 def sleeper(seconds: float) -> None:
     """A live process whose pid a temporary file names."""
     time.sleep(seconds)
-

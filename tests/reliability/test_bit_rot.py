@@ -37,6 +37,7 @@ def flip_bit(path, offset, rng, keep_mtime=True):
         byte = fh.read(1)[0]
         fh.seek(offset)
         fh.write(bytes([byte ^ (1 << rng.randrange(8))]))
+
     rewrite(path, change, keep_mtime)
 
 
@@ -52,8 +53,9 @@ def garbage(path, rng, keep_mtime=True):
 def damaged_members(path, members):
     """Ground truth: the members (hash, offset, length) whose bytes no longer hash right."""
     data = Path(path).read_bytes() if os.path.exists(path) else None
-    return {h for h, off, n in members
-            if data is None or hashlib.sha256(data[off:off + n]).hexdigest() != h}
+    return {
+        h for h, off, n in members if data is None or hashlib.sha256(data[off : off + n]).hexdigest() != h
+    }
 
 
 def one_round(tmp_path, monkeypatch, cli, rng):
@@ -112,8 +114,11 @@ def one_round(tmp_path, monkeypatch, cli, rng):
     # the cache is whole again, and serves the right bytes
     assert read_tree(ds.get_local_copy()) == files
     assert read_tree(ds.get_local_copy(use_soft_links=False)) == files
-    return (len(planted), len((named_fast | named_full) & planted),
-            len(named_fast - expect_fast) + len(named_full - expect_full))
+    return (
+        len(planted),
+        len((named_fast | named_full) & planted),
+        len(named_fast - expect_fast) + len(named_full - expect_full),
+    )
 
 
 @pytest.mark.reliability

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clearml_data import Dataset
-from clearml_data import tempfiles
+from clearml_data import Dataset, tempfiles
 from clearml_data.cache import Cache
 from clearml_data.testing import reset_services, write_tree
 
@@ -67,7 +66,9 @@ def test_concurrent_cold_gets_never_fail(workers, env, tmp_path):
     barrier = ctx.Barrier(GETTERS)
     outbox = ctx.Queue()
     inboxes = [ctx.Queue() for _ in range(GETTERS)]
-    procs = [ctx.Process(target=workers.getter, args=(i, inboxes[i], outbox, barrier)) for i in range(GETTERS)]
+    procs = [
+        ctx.Process(target=workers.getter, args=(i, inboxes[i], outbox, barrier)) for i in range(GETTERS)
+    ]
     for p in procs:
         p.start()
     figures: dict = {"rounds": 0, "gets": 0, "failed": 0}
@@ -78,22 +79,33 @@ def test_concurrent_cold_gets_never_fail(workers, env, tmp_path):
         for busy in (False, True):
             stop = ctx.Event()
             if busy:
-                loops = [ctx.Process(target=workers.looper, args=(kind, stop, outbox)) for kind in ("prune", "gc")]
+                loops = [
+                    ctx.Process(target=workers.looper, args=(kind, stop, outbox)) for kind in ("prune", "gc")
+                ]
                 for p in loops:
                     p.start()
             for r in range(COLD_ROUNDS):
-                Cache(env.cache).clear()   # an empty cache: every get is a cold one
+                Cache(env.cache).clear()  # an empty cache: every get is a cold one
                 for i, inbox in enumerate(inboxes):
                     kind = KINDS[(i + r) % len(KINDS)]
                     by_kind[kind] += 1
-                    inbox.put({"kind": kind, "id": dataset_id, "expect": expect, "verify": not busy,
-                               "target": str(tmp_path / "copies" / f"{int(busy)}-{r}-{i}")})
+                    inbox.put(
+                        {
+                            "kind": kind,
+                            "id": dataset_id,
+                            "expect": expect,
+                            "verify": not busy,
+                            "target": str(tmp_path / "copies" / f"{int(busy)}-{r}-{i}"),
+                        }
+                    )
                 for _ in range(GETTERS):
                     res = outbox.get(timeout=600)
                     figures["gets"] += 1
                     if not res["ok"]:
                         figures["failed"] += 1
-                        failures.append(f"{'busy' if busy else 'alone'} round {r}, {res['kind']}: {res['error']}")
+                        failures.append(
+                            f"{'busy' if busy else 'alone'} round {r}, {res['kind']}: {res['error']}"
+                        )
                 figures["rounds"] += 1
             if busy:
                 stop.set()
@@ -146,7 +158,11 @@ def plant(tmp: Path, writers: dict[str, tuple[str, int | None, bool]], rng: rand
         for wrap in WRAPPINGS.values():
             for writer, (host, pid, stale) in writers.items():
                 tag = f"{host}.{pid}." if pid is not None else ""
-                base = f"{prefix}{tag}{rng.randbytes(4).hex()}.tmp" if tag else f"download-{rng.randbytes(4).hex()}"
+                base = (
+                    f"{prefix}{tag}{rng.randbytes(4).hex()}.tmp"
+                    if tag
+                    else f"download-{rng.randbytes(4).hex()}"
+                )
                 name = wrap.format(n=base)
                 path = tmp / name
                 path.write_bytes(rng.randbytes(rng.randrange(10, 3000)))
@@ -165,7 +181,7 @@ def test_cache_sweeps_the_temporaries_of_dead_writers_only(trigger, workers, env
     live = ctx.Process(target=workers.sleeper, args=(120,))
     live.start()
     host = tempfiles.owner_tag().split(".")[0]
-    writers = {   # writer -> (host, pid, stale); removed: a dead writer of this host, or stale
+    writers = {  # writer -> (host, pid, stale); removed: a dead writer of this host, or stale
         "dead": (host, dead_pid(ctx, workers), False),
         "live": (host, live.pid, False),
         "this process": (host, os.getpid(), False),
@@ -187,20 +203,27 @@ def test_cache_sweeps_the_temporaries_of_dead_writers_only(trigger, workers, env
         wrongly_kept = sorted(n for n, w in planted.items() if w in removable and n in left)
         assert wrongly_removed == [] and wrongly_kept == []
         assert left == {n for n, w in planted.items() if w not in removable}
-        if trigger == "cache info":   # counts what is left, nothing more
+        if trigger == "cache info":  # counts what is left, nothing more
             assert res.json["data"]["tmp_bytes"] == sum((tmp / n).stat().st_size for n in left)
         # the same again: a live writer's files stay, however often the cache sweeps
         assert TRIGGERS[trigger](cli, dataset_id).code == 0
         assert {p.name for p in tmp.iterdir()} == left
         live.kill()
         live.join()
-        assert TRIGGERS[trigger](cli, dataset_id).code == 0   # its writer is gone now
+        assert TRIGGERS[trigger](cli, dataset_id).code == 0  # its writer is gone now
         after = {p.name for p in tmp.iterdir()}
-        assert after == {n for n, w in planted.items() if w in ("this process", "other host", "no writer named")}
+        assert after == {
+            n for n, w in planted.items() if w in ("this process", "other host", "no writer named")
+        }
     finally:
         if live.is_alive():
             live.kill()
             live.join()
-    report_figures(f"cache temporaries ({trigger})", planted=len(planted),
-                   removed=len(planted) - len(left), kept=len(left),
-                   removed_once_writer_gone=len(left) - len(after), wrappings=len(WRAPPINGS))
+    report_figures(
+        f"cache temporaries ({trigger})",
+        planted=len(planted),
+        removed=len(planted) - len(left),
+        kept=len(left),
+        removed_once_writer_gone=len(left) - len(after),
+        wrappings=len(WRAPPINGS),
+    )

@@ -23,7 +23,7 @@ from figures import reliability_count, report_figures
 pytestmark = pytest.mark.reliability
 
 PROCESSES = 16
-WRITES = reliability_count(12, 500)          # per process
+WRITES = reliability_count(12, 500)  # per process
 CONTROL_WRITES = reliability_count(12, 150)  # per process, in the negative controls
 CLOSE_RACES = reliability_count(6, 100)
 HERE = Path(__file__).parent
@@ -45,17 +45,44 @@ def _jobs(root: Path, n: int, **extra) -> list[dict]:
     jobs = []
     for i in range(n):
         w = root / f"worker-{i}"
-        jobs.append({"index": i, "catalog": str(root / "catalog.db"), "storage": str(root / "storage"),
-                     "cache": str(w / "cache"), "config": str(w / "config.ini"), "state": str(w / "state"),
-                     "work": str(w / "files"), "out": str(w / "result.json"), **extra})
+        jobs.append(
+            {
+                "index": i,
+                "catalog": str(root / "catalog.db"),
+                "storage": str(root / "storage"),
+                "cache": str(w / "cache"),
+                "config": str(w / "config.ini"),
+                "state": str(w / "state"),
+                "work": str(w / "files"),
+                "out": str(w / "result.json"),
+                **extra,
+            }
+        )
     return jobs
 
 
-def run_writers(workers, root: Path, *, writes: int, journal: str, lock: str = "sqlite",
-                vfs: str | None = None, deferred: bool = False) -> dict:
+def run_writers(
+    workers,
+    root: Path,
+    *,
+    writes: int,
+    journal: str,
+    lock: str = "sqlite",
+    vfs: str | None = None,
+    deferred: bool = False,
+) -> dict:
     Catalog(root / "catalog.db", journal_mode=journal, lock=lock, vfs=vfs).close()  # schema, journal mode
-    jobs = _jobs(root, PROCESSES, writes=writes, journal=journal, lock=lock, vfs=vfs, deferred=deferred,
-                 project="team", name="shared")
+    jobs = _jobs(
+        root,
+        PROCESSES,
+        writes=writes,
+        journal=journal,
+        lock=lock,
+        vfs=vfs,
+        deferred=deferred,
+        project="team",
+        name="shared",
+    )
     results = _spawn(workers.writer, jobs)
     fatal = [r["fatal"] for r in results if r["fatal"]]
     ops = [op for r in results for op in r["ops"]]
@@ -76,16 +103,27 @@ def _assert_clean(f: dict, writes: int) -> None:
 
 
 def _failed(f: dict) -> bool:
-    return bool(f["lost"] or f["duplicates"] or f["integrity"] != "ok" or f["worker_crashes"]
-                or f["final_missing_objects"])
+    return bool(
+        f["lost"]
+        or f["duplicates"]
+        or f["integrity"] != "ok"
+        or f["worker_crashes"]
+        or f["final_missing_objects"]
+    )
 
 
 @pytest.mark.parametrize("journal", ["wal", "delete"])
 def test_concurrent_writers_lose_nothing(workers, tmp_path, journal):
     f = run_writers(workers, tmp_path, writes=WRITES, journal=journal)
-    report_figures(f"concurrent writers ({journal} journal)", processes=PROCESSES,
-                   attempted=f["attempted"], committed=f["committed"], lost=f["lost"],
-                   duplicates=f["duplicates"], integrity=f["integrity"])
+    report_figures(
+        f"concurrent writers ({journal} journal)",
+        processes=PROCESSES,
+        attempted=f["attempted"],
+        committed=f["committed"],
+        lost=f["lost"],
+        duplicates=f["duplicates"],
+        integrity=f["integrity"],
+    )
     _assert_clean(f, WRITES)
 
 
@@ -93,9 +131,15 @@ def test_concurrent_writers_lose_nothing(workers, tmp_path, journal):
 def test_control_deferred_transactions_lose_writes(workers, tmp_path, journal):
     """The same writers with deferred transactions (BEGIN instead of BEGIN IMMEDIATE)."""
     f = run_writers(workers, tmp_path, writes=CONTROL_WRITES, journal=journal, deferred=True)
-    report_figures(f"control: deferred transactions ({journal} journal)", processes=PROCESSES,
-                   attempted=f["attempted"], committed=f["committed"], lost=f["lost"],
-                   duplicates=f["duplicates"], integrity=f["integrity"])
+    report_figures(
+        f"control: deferred transactions ({journal} journal)",
+        processes=PROCESSES,
+        attempted=f["attempted"],
+        committed=f["committed"],
+        lost=f["lost"],
+        duplicates=f["duplicates"],
+        integrity=f["integrity"],
+    )
     assert _failed(f), f"the control lost nothing: {f}"
 
 
@@ -103,19 +147,33 @@ def test_no_op_locks_with_lock_file_lose_nothing(workers, tmp_path):
     """SQLite's unix-none VFS takes no locks at all, like a network mount whose locks do
     nothing; the catalog's own lock file must keep the writers apart."""
     f = run_writers(workers, tmp_path, writes=WRITES, journal="delete", lock="file", vfs="unix-none")
-    report_figures("concurrent writers (no-op locks, lock file)", processes=PROCESSES,
-                   attempted=f["attempted"], committed=f["committed"], lost=f["lost"],
-                   duplicates=f["duplicates"], integrity=f["integrity"])
+    report_figures(
+        "concurrent writers (no-op locks, lock file)",
+        processes=PROCESSES,
+        attempted=f["attempted"],
+        committed=f["committed"],
+        lost=f["lost"],
+        duplicates=f["duplicates"],
+        integrity=f["integrity"],
+    )
     _assert_clean(f, WRITES)
     assert not (tmp_path / "catalog.db.lock").exists()
 
 
 def test_control_no_op_locks_without_lock_file_fail(workers, tmp_path):
-    f = run_writers(workers, tmp_path, writes=CONTROL_WRITES, journal="delete", lock="sqlite",
-                    vfs="unix-none")
-    report_figures("control: no-op locks, no lock file", processes=PROCESSES, attempted=f["attempted"],
-                   committed=f["committed"], lost=f["lost"], duplicates=f["duplicates"],
-                   integrity=f["integrity"][:60], crashes=f["worker_crashes"])
+    f = run_writers(
+        workers, tmp_path, writes=CONTROL_WRITES, journal="delete", lock="sqlite", vfs="unix-none"
+    )
+    report_figures(
+        "control: no-op locks, no lock file",
+        processes=PROCESSES,
+        attempted=f["attempted"],
+        committed=f["committed"],
+        lost=f["lost"],
+        duplicates=f["duplicates"],
+        integrity=f["integrity"][:60],
+        crashes=f["worker_crashes"],
+    )
     assert _failed(f), f"the control lost nothing: {f}"
 
 
@@ -136,7 +194,7 @@ def test_two_processes_closing_one_draft(workers, tmp_path, env):
     results = _spawn(workers.closer, jobs)
     assert [r["fatal"] for r in results] == [None, None]
     losers = []
-    for a, b in zip(results[0]["results"], results[1]["results"]):
+    for a, b in zip(results[0]["results"], results[1]["results"], strict=True):
         assert a["id"] == b["id"]
         codes = sorted((a["code"], b["code"]))
         assert codes == [0, 1], (a, b)
@@ -144,8 +202,11 @@ def test_two_processes_closing_one_draft(workers, tmp_path, env):
         assert loser["out"] == "" and "Traceback" not in loser["err"]
         lines = loser["err"].splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: "), loser["err"]
-        assert re.search(r"was finalized or deleted by another process|is already final|"
-                         r"is final and cannot be changed", lines[0]), lines[0]
+        assert re.search(
+            r"was finalized or deleted by another process|is already final|"
+            r"is final and cannot be changed",
+            lines[0],
+        ), lines[0]
         losers.append(lines[0])
     service = Service(Settings.load())
     try:
@@ -155,6 +216,11 @@ def test_two_processes_closing_one_draft(workers, tmp_path, env):
     finally:
         service.close()
     runs = results[0]["results"] + results[1]["results"]
-    report_figures("two closers of one draft", races=len(drafts), winners=sum(r["code"] == 0 for r in runs),
-                   clear_errors=len(losers), lost_inside_finalize=sum("another process" in e for e in losers),
-                   found_it_final=sum("another process" not in e for e in losers))
+    report_figures(
+        "two closers of one draft",
+        races=len(drafts),
+        winners=sum(r["code"] == 0 for r in runs),
+        clear_errors=len(losers),
+        lost_inside_finalize=sum("another process" in e for e in losers),
+        found_it_final=sum("another process" not in e for e in losers),
+    )

@@ -52,29 +52,29 @@ from clearml_data.testing import isolate
 from figures import reliability_count, report_figures
 
 pytestmark = pytest.mark.reliability
-cli_main = importlib.import_module("clearml_data.cli.main")   # the package exports main() by that name
+cli_main = importlib.import_module("clearml_data.cli.main")  # the package exports main() by that name
 
 KILLS = reliability_count(300, 3000)
 CONTROL_KILLS = reliability_count(24, 200)
-CHUNK_MB = "0.004"   # packs of ~4 KiB, and files of 4 KiB or more are objects of their own
-STEP_FAILED = 3      # exit status of a child whose command failed (not a crash)
+CHUNK_MB = "0.004"  # packs of ~4 KiB, and files of 4 KiB or more are objects of their own
+STEP_FAILED = 3  # exit status of a child whose command failed (not a crash)
 
-Expected = dict[str, str]   # the view a version must have: path -> sha256
+Expected = dict[str, str]  # the view a version must have: path -> sha256
 
 
 @dataclass
 class Run:
     """One script of commands, killed once and resumed."""
 
-    kind: str                         # ingest-3 | ingest-2 | squash | delete | copy
+    kind: str  # ingest-3 | ingest-2 | squash | delete | copy
     steps: list[list[str]]
-    draft: str | None = None          # the draft the script closes (ingest)
+    draft: str | None = None  # the draft the script closes (ingest)
     expect: Expected = field(default_factory=dict)
     storage: str = ""
-    squash_name: str = ""             # the name of the version a squash makes (unique)
+    squash_name: str = ""  # the name of the version a squash makes (unique)
     deleted: str | None = None
     children: dict[str, Expected] = field(default_factory=dict)
-    target: Path | None = None        # the folder a copy writes (get --copy)
+    target: Path | None = None  # the folder a copy writes (get --copy)
 
 
 class World:
@@ -87,9 +87,9 @@ class World:
         self.storage2 = str(root / "storage2")
         self.src = root / "src"
         self.plugins = PluginManager()
-        self.finals: dict[str, Expected] = {}        # id -> the view it must have
+        self.finals: dict[str, Expected] = {}  # id -> the view it must have
         self.storage_of: dict[str, str] = {}
-        self.verified: set[tuple] = set()             # object ranges already re-hashed
+        self.verified: set[tuple] = set()  # object ranges already re-hashed
         self.counter = 0
 
     # -- the parent's own catalog access; closed before every fork ------------------------
@@ -99,7 +99,7 @@ class World:
         try:
             yield svc
         finally:
-            svc.close()   # no SQLite connection may cross a fork
+            svc.close()  # no SQLite connection may cross a fork
 
     # -- scripts ------------------------------------------------------------------------------
     def _content(self, i: int) -> tuple[Path, Expected]:
@@ -109,7 +109,7 @@ class World:
             files[f"c{i}/f{k}.bin"] = os.urandom(self.rng.randrange(300, 2500))
         for k in range(2):
             files[f"c{i}/big{k}.bin"] = os.urandom(40_000 + k)
-        files["shared.bin"] = os.urandom(1000)   # the same path in every version: "modified"
+        files["shared.bin"] = os.urandom(1000)  # the same path in every version: "modified"
         for rel, data in files.items():
             p = folder / rel
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -131,8 +131,9 @@ class World:
             return bool(self.finals)
         return True
 
-    def next_run(self, kind: str | None = None, parent: str | None = "random",
-                 storage: str | None = None) -> Run:
+    def next_run(
+        self, kind: str | None = None, parent: str | None = "random", storage: str | None = None
+    ) -> Run:
         self.counter += 1
         i = self.counter
         in_default = [d for d in self.finals if self.storage_of[d] == str(self.env.storage)]
@@ -155,8 +156,11 @@ class World:
             expect.update(files)
             add = ["add", "--id", row.id, "--files", str(folder)]
             close = ["close", "--id", row.id, "--chunk-size", CHUNK_MB]
-            steps = ([add, ["upload", "--id", row.id, "--chunk-size", CHUNK_MB], close]
-                     if kind == "ingest-3" else [add, close])
+            steps = (
+                [add, ["upload", "--id", row.id, "--chunk-size", CHUNK_MB], close]
+                if kind == "ingest-3"
+                else [add, close]
+            )
             return Run(kind, steps, draft=row.id, expect=expect, storage=str(self.env.storage))
         if kind == "squash":
             ids = self.rng.sample(sorted(self.finals), 2)
@@ -164,20 +168,44 @@ class World:
             expect: Expected = {}
             for d in ids:
                 expect.update(self.finals[d])
-            return Run(kind, [["squash", "--name", f"squash-{i}", "--project", "kill-9", "--ids", *ids,
-                               "--storage", storage]],
-                       expect=expect, storage=storage, squash_name=f"squash-{i}")
-        if kind == "copy":   # a version's files into a fresh folder, which a re-run finishes
+            return Run(
+                kind,
+                [
+                    [
+                        "squash",
+                        "--name",
+                        f"squash-{i}",
+                        "--project",
+                        "kill-9",
+                        "--ids",
+                        *ids,
+                        "--storage",
+                        storage,
+                    ]
+                ],
+                expect=expect,
+                storage=storage,
+                squash_name=f"squash-{i}",
+            )
+        if kind == "copy":  # a version's files into a fresh folder, which a re-run finishes
             source = self.rng.choice(sorted(self.finals))
             target = self.root / "copies" / str(i)
-            return Run(kind, [["get", "--id", source, "--copy", str(target)]], expect=self.finals[source],
-                       target=target)
+            return Run(
+                kind,
+                [["get", "--id", source, "--copy", str(target)]],
+                expect=self.finals[source],
+                target=target,
+            )
         victim = self.rng.choice(self.victims())
-        copy = self.env.cache / "datasets" / victim   # a local copy the delete must remove
+        copy = self.env.cache / "datasets" / victim  # a local copy the delete must remove
         copy.mkdir(parents=True, exist_ok=True)
         (copy / "file").write_bytes(b"x")
-        return Run("delete", [["delete", "--id", victim, "--force"]], deleted=victim,
-                   children={c: self.finals[c] for c in self._children(victim)})
+        return Run(
+            "delete",
+            [["delete", "--id", victim, "--force"]],
+            deleted=victim,
+            children={c: self.finals[c] for c in self._children(victim)},
+        )
 
     def _children(self, dataset_id: str) -> list[str]:
         with self.service() as svc:
@@ -220,10 +248,10 @@ def naive_put_file(self, local_path, key, *, overwrite=True):
     with open(local_path, "rb") as fh:
         data = fh.read()
     with open(final, "wb") as out:
-        out.write(data[:len(data) // 2])
+        out.write(data[: len(data) // 2])
         out.flush()
         crashpoints.reach("storage.temp_written")
-        out.write(data[len(data) // 2:])
+        out.write(data[len(data) // 2 :])
 
 
 def wait(pid: int) -> tuple[int | None, int | None]:
@@ -268,8 +296,7 @@ def storage_snapshot(*folders: str) -> dict[str, tuple[int, int, int]]:
 def written_bytes(before: dict, after: dict) -> int:
     """Object bytes: the packs and objects that are new or were rewritten (a new inode or
     mtime) since ``before`` (a version's manifest is not content)."""
-    return sum(v[0] for p, v in after.items()
-               if before.get(p) != v and ("/packs/" in p or "/objects/" in p))
+    return sum(v[0] for p, v in after.items() if before.get(p) != v and ("/packs/" in p or "/objects/" in p))
 
 
 class Checker:
@@ -347,8 +374,9 @@ class Checker:
         return [f"temporary file left behind: {p}" for p in found]
 
     def drafts(self, svc: Service) -> list[str]:
-        return [f"draft {r.id} ({r.name}) was not resumed"
-                for r in svc.catalog.find_datasets(statuses=["draft"])]
+        return [
+            f"draft {r.id} ({r.name}) was not resumed" for r in svc.catalog.find_datasets(statuses=["draft"])
+        ]
 
 
 def pending_bytes(svc: Service, run: Run) -> int | None:
@@ -366,8 +394,9 @@ def pending_bytes(svc: Service, run: Run) -> int | None:
     return sum({c.hash: c.size for c in svc.pending_uploads(row)}.values())
 
 
-def do_run(world: World, checker: Checker, run: Run, crash_at: str | None, delay: float | None,
-           naive: bool = False) -> dict:
+def do_run(
+    world: World, checker: Checker, run: Run, crash_at: str | None, delay: float | None, naive: bool = False
+) -> dict:
     """Run, kill (a crash point or a SIGKILL after ``delay``), resume, check. Returns what happened."""
     world.counter += 1
     trace = world.root / "traces" / f"{world.counter}"
@@ -383,20 +412,32 @@ def do_run(world: World, checker: Checker, run: Run, crash_at: str | None, delay
     code, sig = wait(pid)
     ran = time.perf_counter() - t0
     step, last, points = read_trace(trace)
-    if code == STEP_FAILED:   # a command failed on its own: the world is broken, stop here
-        return {"killed": False, "point": None, "fatal": True, "problems": [
-            f"a command failed before any kill: {(trace.parent / (trace.name + '.err')).read_text()}"]}
+    if code == STEP_FAILED:  # a command failed on its own: the world is broken, stop here
+        return {
+            "killed": False,
+            "point": None,
+            "fatal": True,
+            "problems": [
+                f"a command failed before any kill: {(trace.parent / (trace.name + '.err')).read_text()}"
+            ],
+        }
     killed = sig == signal.SIGKILL or code == crashpoints.EXIT_CODE
-    outcome = {"killed": killed, "point": last if killed else None, "points": points, "step": step,
-               "ran": ran}
+    outcome = {
+        "killed": killed,
+        "point": last if killed else None,
+        "points": points,
+        "step": step,
+        "ran": ran,
+    }
     if crash_at and code != crashpoints.EXIT_CODE:
-        outcome["killed"] = False   # the point was not reached that often this time
+        outcome["killed"] = False  # the point was not reached that often this time
         if code not in (0, None):
             pytest.fail(f"{run.kind}: the child exited with {code} (crash at {crash_at})")
     with world.service() as svc:
         # what the resume may write: at most the content the catalog lacks, if the rows are complete
         rows_complete = (run.kind.startswith("ingest") and (step > 0 or "add.recorded" in points)) or (
-            run.kind == "squash" and "squash.recorded" in points)
+            run.kind == "squash" and "squash.recorded" in points
+        )
         budget = pending_bytes(svc, run) if rows_complete else None
         resume_from = step if outcome["killed"] else len(run.steps)
         if outcome["killed"] and _already_done(svc, run):
@@ -424,7 +465,7 @@ def do_run(world: World, checker: Checker, run: Run, crash_at: str | None, delay
 
 def _already_done(svc: Service, run: Run) -> bool:
     """Did the interrupted command complete before the kill (so a user would not re-run it)?"""
-    if run.kind == "copy":   # the same get --copy is run again: it finishes the copy, or finds it done
+    if run.kind == "copy":  # the same get --copy is run again: it finishes the copy, or finds it done
         return False
     if run.kind.startswith("ingest"):
         row = svc.catalog.get_dataset(run.draft)
@@ -468,13 +509,21 @@ def _settle(world: World, checker: Checker, svc: Service, run: Run) -> list[str]
     return problems
 
 
-def calibrate(world: World, checker: Checker) -> tuple[dict[str, collections.Counter], dict[str, list[float]]]:
+def calibrate(
+    world: World, checker: Checker
+) -> tuple[dict[str, collections.Counter], dict[str, list[float]]]:
     """Run each kind of script once without a kill: how often it reaches each point, how long it takes."""
     reached: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     took: dict[str, list[float]] = collections.defaultdict(list)
-    runs = [("ingest-3", None, None), ("ingest-3", "last", None), ("ingest-2", "last", None),
-            ("squash", None, world.storage2), ("squash", None, str(world.env.storage)), ("delete", None, None),
-            ("copy", None, None)]
+    runs = [
+        ("ingest-3", None, None),
+        ("ingest-3", "last", None),
+        ("ingest-2", "last", None),
+        ("squash", None, world.storage2),
+        ("squash", None, str(world.env.storage)),
+        ("delete", None, None),
+        ("copy", None, None),
+    ]
     last = None
     for kind, parent, storage in runs:
         run = world.next_run(kind, parent=last if parent == "last" else parent, storage=storage)
@@ -543,10 +592,10 @@ def test_kill_9_anywhere_leaves_a_resumable_draft_or_a_complete_version(world):
     never = [p for p, kinds in by_kind.items() if not kinds]
     assert never == [], f"no script reaches {never}"
     named_target = KILLS // 2
-    hits: collections.Counter = collections.Counter()       # named point -> kills there
+    hits: collections.Counter = collections.Counter()  # named point -> kills there
     random_hits: collections.Counter = collections.Counter()  # where random SIGKILLs landed
     named = random_kills = survived = 0
-    after_upload = resent = 0   # kills after every object was stored and recorded; bytes their resume sent
+    after_upload = resent = 0  # kills after every object was stored and recorded; bytes their resume sent
     failures: list[str] = []
     order = list(crashpoints.POINTS)
     rng = world.rng
@@ -568,7 +617,7 @@ def test_kill_9_anywhere_leaves_a_resumable_draft_or_a_complete_version(world):
         if result.get("fatal"):
             break
         if not result["killed"]:
-            took[run.kind].append(result["ran"])   # a whole run: how long this kind takes now
+            took[run.kind].append(result["ran"])  # a whole run: how long this kind takes now
             continue
         if use_named:
             named += 1
@@ -585,14 +634,18 @@ def test_kill_9_anywhere_leaves_a_resumable_draft_or_a_complete_version(world):
             failures += checker.version(svc, dataset_id, expect, full=True)
         assert svc.catalog.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # a kill while the CLI wrote its state file: the next command that writes it sweeps up
-    assert main(["create", "--project", "kill-9", "--name", "last"], stdout=io.StringIO(),
-                stderr=io.StringIO()) == 0
+    assert (
+        main(["create", "--project", "kill-9", "--name", "last"], stdout=io.StringIO(), stderr=io.StringIO())
+        == 0
+    )
     failures += checker.debris(state=True)
     kills = named + random_kills
     points_hit = [p for p in crashpoints.POINTS if hits[p]]
     elapsed = time.perf_counter() - started
-    print(f"\nkill -9: {kills} kills ({named} at named points, {random_kills} random SIGKILLs) "
-          f"in {elapsed:.1f} s; survived {survived}")
+    print(
+        f"\nkill -9: {kills} kills ({named} at named points, {random_kills} random SIGKILLs) "
+        f"in {elapsed:.1f} s; survived {survived}"
+    )
     print("  named crash points (kills per point):")
     for point in crashpoints.POINTS:
         print(f"  {hits[point]:5d}  {point}")
@@ -600,9 +653,18 @@ def test_kill_9_anywhere_leaves_a_resumable_draft_or_a_complete_version(world):
     for where, n in sorted(random_hits.items(), key=lambda kv: -kv[1]):
         print(f"  {n:5d}  {where}")
     print(f"  {after_upload} kills came after every object was stored; their resumes sent {resent} bytes")
-    report_figures("kill -9", kills=kills, survived=survived, named=named, random=random_kills,
-                   points=f"{len(points_hit)}/{len(crashpoints.POINTS)}", finals=len(world.finals),
-                   resumed_after_upload=after_upload, bytes_resent=resent, seconds=round(elapsed, 1))
+    report_figures(
+        "kill -9",
+        kills=kills,
+        survived=survived,
+        named=named,
+        random=random_kills,
+        points=f"{len(points_hit)}/{len(crashpoints.POINTS)}",
+        finals=len(world.finals),
+        resumed_after_upload=after_upload,
+        bytes_resent=resent,
+        seconds=round(elapsed, 1),
+    )
     assert failures == []
     assert [p for p in crashpoints.POINTS if not hits[p]] == []
     assert survived == kills
@@ -617,24 +679,28 @@ def test_naive_write_order_fails_the_same_check(world):
     rng = world.rng
     while kills < CONTROL_KILLS:
         run = world.next_run(rng.choice(["ingest-3", "ingest-2"]))
-        if kills % 2 == 0:   # half at the step a crash leaves a partial object at its key
+        if kills % 2 == 0:  # half at the step a crash leaves a partial object at its key
             spec = f"storage.temp_written@{rng.randint(1, reached[run.kind]['storage.temp_written'])}"
             result = do_run(world, checker, run, spec, None, naive=True)
         else:
-            result = do_run(world, checker, run, None, rng.uniform(0, statistics.median(took[run.kind])),
-                            naive=True)
+            result = do_run(
+                world, checker, run, None, rng.uniform(0, statistics.median(took[run.kind])), naive=True
+            )
         if result.get("fatal"):
             failures += 1
             break
         if not result["killed"]:
             continue
         kills += 1
-        bad_objects = [p for p in result["problems"] if "wrong bytes" in p or "is missing" in p
-                       or "damaged manifest" in p]
+        bad_objects = [
+            p
+            for p in result["problems"]
+            if "wrong bytes" in p or "is missing" in p or "damaged manifest" in p
+        ]
         failures += bool(bad_objects)
         if failures == 1 and bad_objects:
             print(f"\ncontrol failure, e.g.: {bad_objects[0]}")
-        if result["problems"]:   # start the next run from a sound world
+        if result["problems"]:  # start the next run from a sound world
             bad = run.draft
             world.finals.pop(bad, None)
             with world.service() as svc:

@@ -66,8 +66,12 @@ def test_disk_full_fails_cleanly_and_resumes(placement, small_disk, tmp_path, mo
         assert cli("create", "--project", "p", "--name", f"n{r}").code == 0
         ds = None
         for step in ("add", "close", "get", "get --copy"):
-            argv = {"add": ("add", "--files", src), "close": ("close",), "get": ("get", "--id", ds),
-                    "get --copy": ("get", "--id", ds, "--copy", target)}[step]
+            argv = {
+                "add": ("add", "--files", src),
+                "close": ("close",),
+                "get": ("get", "--id", ds),
+                "get --copy": ("get", "--id", ds, "--copy", target),
+            }[step]
             if step in FAILING[placement]:
                 ballast = fill_disk(disk)
                 res = cli(*argv)

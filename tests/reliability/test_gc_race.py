@@ -18,8 +18,11 @@ from figures import reliability_count, report_figures
 def _settings(root: str):
     from clearml_data.config import Settings
 
-    return Settings.load(catalog=os.path.join(root, "catalog.db"), storage=os.path.join(root, "storage"),
-                         cache_dir=os.path.join(root, "cache"))
+    return Settings.load(
+        catalog=os.path.join(root, "catalog.db"),
+        storage=os.path.join(root, "storage"),
+        cache_dir=os.path.join(root, "cache"),
+    )
 
 
 def _collector(root: str, stop: str, out: str) -> None:
@@ -89,16 +92,19 @@ def test_versions_survive_gc_running_during_add_upload_close(tmp_path):
     stop, gc_out, writer_out = (str(tmp_path / n) for n in ("stop", "gc.out", "writer.out"))
     # the two roles run as separate processes, from a script made of this module's functions
     script = tmp_path / "roles.py"
-    script.write_text("import os\nimport sys\nfrom pathlib import Path\n\n"
-                      + "\n\n".join(inspect.getsource(f) for f in (_settings, _collector, _writer))
-                      + "\n\nimport sys\nrole, *args = sys.argv[1:]\n"
-                        "_collector(*args) if role == 'gc' else _writer(args[0], int(args[1]), args[2])\n")
+    script.write_text(
+        "import os\nimport sys\nfrom pathlib import Path\n\n"
+        + "\n\n".join(inspect.getsource(f) for f in (_settings, _collector, _writer))
+        + "\n\nimport sys\nrole, *args = sys.argv[1:]\n"
+        "_collector(*args) if role == 'gc' else _writer(args[0], int(args[1]), args[2])\n"
+    )
     started = time.monotonic()
     logs = {role: tmp_path / f"{role}.err" for role in ("gc", "write")}
     with open(logs["gc"], "w") as gc_err, open(logs["write"], "w") as write_err:
         collector = subprocess.Popen([sys.executable, str(script), "gc", root, stop, gc_out], stderr=gc_err)
-        writer = subprocess.Popen([sys.executable, str(script), "write", root, str(rounds), writer_out],
-                                  stderr=write_err)
+        writer = subprocess.Popen(
+            [sys.executable, str(script), "write", root, str(rounds), writer_out], stderr=write_err
+        )
         code = None
         try:
             code = writer.wait(600)
@@ -114,14 +120,23 @@ def test_versions_survive_gc_running_during_add_upload_close(tmp_path):
     try:
         svc.cache.clear()
         broken = [i for i in finals if svc.verify_storage(svc.resolve_id(i), full=True).problems]
-        leftover = svc.collect_garbage(delete=True, min_age=0)  # quiet now: only the deleted versions' objects
+        leftover = svc.collect_garbage(
+            delete=True, min_age=0
+        )  # quiet now: only the deleted versions' objects
         still = [i for i in finals if svc.verify_storage(svc.resolve_id(i), full=True).problems]
     finally:
         svc.close()
-    report_figures("gc during add/upload/close", rounds=rounds, gc_runs=runs, objects_deleted=deleted,
-                   kept_by_recheck=kept, uploads_that_stored_again=int(reuploads),
-                   closes_run_again=int(closed_again),
-                   final_versions=len(finals), broken=len(broken) + len(still),
-                   seconds=round(time.monotonic() - started, 1))
+    report_figures(
+        "gc during add/upload/close",
+        rounds=rounds,
+        gc_runs=runs,
+        objects_deleted=deleted,
+        kept_by_recheck=kept,
+        uploads_that_stored_again=int(reuploads),
+        closes_run_again=int(closed_again),
+        final_versions=len(finals),
+        broken=len(broken) + len(still),
+        seconds=round(time.monotonic() - started, 1),
+    )
     assert len(finals) == rounds and deleted > 0, errors
     assert broken == [] and still == [] and leftover.deleted is not None

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clearml_data.paths import check_relpath
 from clearml_data.testing import catalog_dump, reset_services, run_cli, write_tree
@@ -24,10 +25,38 @@ from figures import reliability_count, report_figures
 
 #: ~30 paths that must never become (part of) a dataset path
 HOSTILE = [
-    "../x", "../../etc/passwd", "a/../../x", "..", "./../x", "/abs", "/etc/passwd", "C:x", "c:\\windows",
-    "\\\\server\\share", "a\\b", "a\x00b", "a\nb", "a\rb", "a\tb", "a\x1b[31mb", "a\x7fb", "a\x85b",
-    "\u202eevil.txt", "a\u2066b", "a\u2028b", "x" * 256, "a/" + "\u00e9" * 128, "CON", "nul", "a/COM1/b",
-    "LPT9", "trailing.", "a /b", "a./b", "...", "caf\udce9",
+    "../x",
+    "../../etc/passwd",
+    "a/../../x",
+    "..",
+    "./../x",
+    "/abs",
+    "/etc/passwd",
+    "C:x",
+    "c:\\windows",
+    "\\\\server\\share",
+    "a\\b",
+    "a\x00b",
+    "a\nb",
+    "a\rb",
+    "a\tb",
+    "a\x1b[31mb",
+    "a\x7fb",
+    "a\x85b",
+    "\u202eevil.txt",
+    "a\u2066b",
+    "a\u2028b",
+    "x" * 256,
+    "a/" + "\u00e9" * 128,
+    "CON",
+    "nul",
+    "a/COM1/b",
+    "LPT9",
+    "trailing.",
+    "a /b",
+    "a./b",
+    "...",
+    "caf\udce9",
 ]
 
 
@@ -72,8 +101,11 @@ class Guard:
             assert len(lines) == 1 and lines[0].startswith("Error: "), (argv, r.err)
             assert lines[0].isprintable(), lines[0]
         after = _tree(self.root, skip)
-        changed = {p for p in set(files_before) | set(after)
-                   if files_before.get(p) != after.get(p) and p not in catalog_files}
+        changed = {
+            p
+            for p in set(files_before) | set(after)
+            if files_before.get(p) != after.get(p) and p not in catalog_files
+        }
         assert not changed, (argv, sorted(changed))
         assert _dump(self.env) == before, argv
         self.refused += 1
@@ -112,11 +144,17 @@ def test_hostile_dataset_folders_and_remove_patterns(draft, guard):
     did, src = draft
     for path in HOSTILE:
         guard.refused_cleanly("add", "--id", did, "--files", src, f"--dataset-folder={path}")
-        guard.refused_cleanly("sync", "--id", did, "--folder", src, f"--dataset-folder={path}", "--skip-close")
+        guard.refused_cleanly(
+            "sync", "--id", did, "--folder", src, f"--dataset-folder={path}", "--skip-close"
+        )
         if path.strip(". ") and path not in ("...",):
             guard.refused_cleanly("remove", "--id", did, f"--files={path}")
-    report_figures("hostile input", group="dataset paths and remove patterns", tried=guard.tried,
-                   refused_cleanly=guard.refused)
+    report_figures(
+        "hostile input",
+        group="dataset paths and remove patterns",
+        tried=guard.tried,
+        refused_cleanly=guard.refused,
+    )
 
 
 @pytest.mark.reliability
@@ -129,8 +167,10 @@ def test_hostile_paths_through_the_api(env, draft, tmp_path):
     before = _dump(env)
     refused = 0
     for path in HOSTILE:
-        calls = [(ds.add_files, {"path": src, "dataset_path": path}),
-                 (ds.sync_folder, {"local_path": src, "dataset_path": path})]
+        calls = [
+            (ds.add_files, {"path": src, "dataset_path": path}),
+            (ds.sync_folder, {"local_path": src, "dataset_path": path}),
+        ]
         if path.strip(". "):
             calls.append((ds.remove_files, {"dataset_path": path}))
         for call, kwargs in calls:
@@ -148,8 +188,12 @@ def test_hypothesis_names_are_stored_safely_or_refused(env, draft, tmp_path):
     count = {"tried": 0, "accepted": 0, "refused": 0}
     alphabet = st.one_of(st.sampled_from(list("./\\:\x00\n\x1b\u202e .")), st.characters())
 
-    @settings(max_examples=reliability_count(40, 400), deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=reliability_count(40, 400),
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.text(alphabet, min_size=1, max_size=12))
     def check(name):
         before = _dump(env)
@@ -173,8 +217,13 @@ def test_hypothesis_names_are_stored_safely_or_refused(env, draft, tmp_path):
 
     check()
     assert count["refused"] > 0
-    report_figures("hostile input", group="hypothesis dataset folders", tried=count["tried"],
-                   refused_cleanly=count["refused"], stored_safely=count["accepted"])
+    report_figures(
+        "hostile input",
+        group="hypothesis dataset folders",
+        tried=count["tried"],
+        refused_cleanly=count["refused"],
+        stored_safely=count["accepted"],
+    )
 
 
 # -- local files: names that are not UTF-8, symlinks that leave the folder --------------------
@@ -220,19 +269,30 @@ def test_symlinks_leaving_the_folder_are_refused(env, draft, guard, tmp_path):
 @pytest.mark.reliability
 def test_overlong_and_control_names_are_refused(env, guard, final):
     long = "n" * 256
-    for argv in (["create", "--project", long, "--name", "n"], ["create", "--project", "p", "--name", long],
-                 ["create", "--project", "p", "--name", "n", "--version", long],
-                 ["create", "--project", "p", "--name", "a\x1b[2Jb"], ["create", "--project", "a\nb", "--name", "n"],
-                 ["create", "--project", "p", "--name", "n", "--tags", "t\x00"],
-                 ["rename", "--project", "p", "--name", "final", "--new-name", long],
-                 ["move", "--project", "p", "--name", "final", "--new-project", "x\x07"]):
+    for argv in (
+        ["create", "--project", long, "--name", "n"],
+        ["create", "--project", "p", "--name", long],
+        ["create", "--project", "p", "--name", "n", "--version", long],
+        ["create", "--project", "p", "--name", "a\x1b[2Jb"],
+        ["create", "--project", "a\nb", "--name", "n"],
+        ["create", "--project", "p", "--name", "n", "--tags", "t\x00"],
+        ["rename", "--project", "p", "--name", "final", "--new-name", long],
+        ["move", "--project", "p", "--name", "final", "--new-project", "x\x07"],
+    ):
         guard.refused_cleanly(*argv)
     report_figures("hostile input", group="names", tried=guard.tried, refused_cleanly=guard.refused)
 
 
 @pytest.mark.reliability
 def test_sql_looking_names_are_stored_literally(env, final):
-    names = ["x'; DROP TABLE datasets; --", 'a" OR 1=1 --', "%", "_", "name\\'", "Robert'); DELETE FROM changes;--"]
+    names = [
+        "x'; DROP TABLE datasets; --",
+        'a" OR 1=1 --',
+        "%",
+        "_",
+        "name\\'",
+        "Robert'); DELETE FROM changes;--",
+    ]
     tables_before = _dump(env)
     for i, name in enumerate(names):
         r = run_cli("--json", "create", "--project", name, "--name", name, "--version", f"{i}.0')--")
@@ -252,13 +312,30 @@ def test_sql_looking_names_are_stored_literally(env, final):
 
 @pytest.mark.reliability
 def test_hostile_ids(env, guard, final, tmp_path):
-    bad_ids = ["../../x", "..", "/etc/passwd", final[:8] + "/../..", final + "\x00", "%", "*", "'; DROP TABLE x;--",
-               final[:7], "g" * 32, final.upper() + "0"]
+    bad_ids = [
+        "../../x",
+        "..",
+        "/etc/passwd",
+        final[:8] + "/../..",
+        final + "\x00",
+        "%",
+        "*",
+        "'; DROP TABLE x;--",
+        final[:7],
+        "g" * 32,
+        final.upper() + "0",
+    ]
     for bad in bad_ids:
-        for argv in (["get", "--id", bad], ["list", "--id", bad], ["verify", "--id", bad],
-                     ["create", "--project", "p", "--name", "c", "--parents", bad],
-                     ["compare", "--source", bad, "--target", final], ["delete", "--id", bad],
-                     ["search", "--ids", bad], ["squash", "--name", "s", "--ids", bad, final]):
+        for argv in (
+            ["get", "--id", bad],
+            ["list", "--id", bad],
+            ["verify", "--id", bad],
+            ["create", "--project", "p", "--name", "c", "--parents", bad],
+            ["compare", "--source", bad, "--target", final],
+            ["delete", "--id", bad],
+            ["search", "--ids", bad],
+            ["squash", "--name", "s", "--ids", bad, final],
+        ):
             guard.refused_cleanly(*argv)
     # a remembered current dataset that was tampered with
     state = env.state / "current.json"
@@ -284,10 +361,19 @@ def _craft(env, sql: str, params=()) -> None:
 
 CRAFTED = {
     "traversal path": ("UPDATE changes SET path = '../../escaped.txt' WHERE path = 'a.txt'", ()),
-    "deep traversal": ("UPDATE changes SET path = 'sub/../../../../tmp/escaped' WHERE path = 'sub/b.txt'", ()),
+    "deep traversal": (
+        "UPDATE changes SET path = 'sub/../../../../tmp/escaped' WHERE path = 'sub/b.txt'",
+        (),
+    ),
     "absolute path": ("UPDATE changes SET path = '/tmp/escaped.txt' WHERE path = 'a.txt'", ()),
-    "escape sequence in path": ("UPDATE changes SET path = 'a' || char(27) || '[2J.txt' WHERE path = 'a.txt'", ()),
-    "hash naming a file": ("UPDATE changes SET hash = '../../../../../../etc/passwd' WHERE path = 'a.txt'", ()),
+    "escape sequence in path": (
+        "UPDATE changes SET path = 'a' || char(27) || '[2J.txt' WHERE path = 'a.txt'",
+        (),
+    ),
+    "hash naming a file": (
+        "UPDATE changes SET hash = '../../../../../../etc/passwd' WHERE path = 'a.txt'",
+        (),
+    ),
     "negative size": ("UPDATE changes SET size = -5 WHERE path = 'a.txt'", ()),
     "hash not hex": ("UPDATE changes SET hash = upper(hash) WHERE path = 'a.txt'", ()),
     "key traversal": ("UPDATE objects SET key = '../../../../etc/passwd'", ()),
@@ -304,16 +390,21 @@ def test_crafted_catalog_rows(env, guard, final, tmp_path, case):
     _craft(env, sql, params)
     copy = tmp_path / "copy"
     reads_only = case in ("offset past the end", "length past the end")
-    for argv in (["get", "--id", final], ["get", "--id", final, "--copy", copy],
-                 ["verify", "--id", final], ["verify", "--id", final, "--filesize"]):
+    for argv in (
+        ["get", "--id", final],
+        ["get", "--id", final, "--copy", copy],
+        ["verify", "--id", final],
+        ["verify", "--id", final, "--filesize"],
+    ):
         guard.refused_cleanly(*argv, verify_report=reads_only and argv[0] == "verify")
     if not reads_only and case not in ("key traversal", "negative offset"):
         guard.refused_cleanly("list", "--id", final)
         guard.refused_cleanly("verify", "--id", final, "--folder", tmp_path / "fsrc")
     assert not copy.exists() or not any(copy.iterdir())
     assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/escaped.txt").exists()
-    report_figures("hostile input", group=f"crafted catalog: {case}", tried=guard.tried,
-                   refused_cleanly=guard.refused)
+    report_figures(
+        "hostile input", group=f"crafted catalog: {case}", tried=guard.tried, refused_cleanly=guard.refused
+    )
 
 
 @pytest.mark.reliability
@@ -322,9 +413,15 @@ def test_crafted_catalog_ids_and_cycles(env, guard, final, tmp_path):
     child = r.json["data"]["id"]
     assert run_cli("close", "--id", child).code == 0
     # a parent cycle: final's parent is its own child
-    _craft(env, "INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, 0, ?)", (final, child))
-    for argv in (["get", "--id", child], ["list", "--id", final], ["verify", "--id", child],
-                 ["squash", "--name", "sq", "--ids", child]):
+    _craft(
+        env, "INSERT INTO dataset_parents (dataset_id, position, parent_id) VALUES (?, 0, ?)", (final, child)
+    )
+    for argv in (
+        ["get", "--id", child],
+        ["list", "--id", final],
+        ["verify", "--id", child],
+        ["squash", "--name", "sq", "--ids", child],
+    ):
         guard.refused_cleanly(*argv)
     _craft(env, "DELETE FROM dataset_parents WHERE dataset_id = ?", (final,))
     # a parent id that names a path, and a dataset whose id does
@@ -332,10 +429,18 @@ def test_crafted_catalog_ids_and_cycles(env, guard, final, tmp_path):
     guard.refused_cleanly("get", "--id", child)
     guard.refused_cleanly("list", "--id", child)
     _craft(env, "UPDATE datasets SET id = ? WHERE id = ?", (final[:8] + "/../../../../../tmp/x", final))
-    for argv in (["get", "--id", final[:8]], ["list", "--id", final[:8]], ["delete", "--id", final[:8], "--force"]):
+    for argv in (
+        ["get", "--id", final[:8]],
+        ["list", "--id", final[:8]],
+        ["delete", "--id", final[:8], "--force"],
+    ):
         guard.refused_cleanly(*argv)
-    report_figures("hostile input", group="crafted catalog: ids and cycles", tried=guard.tried,
-                   refused_cleanly=guard.refused)
+    report_figures(
+        "hostile input",
+        group="crafted catalog: ids and cycles",
+        tried=guard.tried,
+        refused_cleanly=guard.refused,
+    )
 
 
 @pytest.mark.reliability
@@ -352,16 +457,31 @@ def test_hostile_input_in_subprocesses(env, final, tmp_path):
     os.symlink(tmp_path / "fsrc" / "a.txt", src / "out.txt")
     r = run_cli("--json", "create", "--project", "p", "--name", "sub")
     did = r.json["data"]["id"]
-    argvs = [["add", "--id", did, "--files", str(tmp_path / "fsrc"), "--dataset-folder", p]
-             for p in HOSTILE if "\x00" not in p and "\udce9" not in p][:reliability_count(6, 40)]
-    argvs += [["add", "--id", did, "--files", str(src)], ["get", "--id", "../../x"],
-              ["create", "--project", "p", "--name", "n" * 300]]
+    argvs = [
+        ["add", "--id", did, "--files", str(tmp_path / "fsrc"), "--dataset-folder", p]
+        for p in HOSTILE
+        if "\x00" not in p and "\udce9" not in p
+    ][: reliability_count(6, 40)]
+    argvs += [
+        ["add", "--id", did, "--files", str(src)],
+        ["get", "--id", "../../x"],
+        ["create", "--project", "p", "--name", "n" * 300],
+    ]
     _craft(env, "UPDATE changes SET path = '../../escaped.txt' WHERE path = 'a.txt'")
-    argvs += [["get", "--id", final], ["list", "--id", final], ["verify", "--id", final, "--folder", str(tmp_path)]]
+    argvs += [
+        ["get", "--id", final],
+        ["list", "--id", final],
+        ["verify", "--id", final, "--folder", str(tmp_path)],
+    ]
     before = _dump(env)
     for argv in argvs:
-        p = subprocess.run([sys.executable, "-m", "clearml_data", "-q", *argv], capture_output=True, text=True,
-                           timeout=120, check=False)
+        p = subprocess.run(
+            [sys.executable, "-m", "clearml_data", "-q", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert p.returncode != 0, argv
         assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1, (argv, p.stderr)
     assert _dump(env) == before

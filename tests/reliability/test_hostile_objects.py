@@ -39,18 +39,18 @@ from figures import reliability_count, report_figures
 pytestmark = pytest.mark.reliability
 
 MiB = 1024 * 1024
-LARGE = 17 * MiB                 # above the 16 MiB threshold: stored as its own object
+LARGE = 17 * MiB  # above the 16 MiB threshold: stored as its own object
 #: what an object is grown to (a sparse file: no disk is used in the storage)
 SPARSE = reliability_count(256 * MiB, 1024 * MiB)
 #: a manifest is read whole (its size is bounded by the manifest reader): grown less
 SPARSE_MANIFEST = 8 * MiB
-TIMEOUT = 90                     # seconds for one child running a few cases
-RSS_LIMIT = 256 * MiB            # peak resident memory of a child
-TMPFS_SIZE = "96m"               # cache and --copy target: twice what a correct get needs
-SLOTS = 2                        # children running at once (one tmpfs each)
+TIMEOUT = 90  # seconds for one child running a few cases
+RSS_LIMIT = 256 * MiB  # peak resident memory of a child
+TMPFS_SIZE = "96m"  # cache and --copy target: twice what a correct get needs
+SLOTS = 2  # children running at once (one tmpfs each)
 
 #: what runs in each child: cases read as JSON from stdin, one JSON line per command on stdout
-CHILD = r'''
+CHILD = r"""
 import hashlib, io, json, os, resource, shutil, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a runaway allocation fails, it is not served
 from clearml_data.cli import main
@@ -119,7 +119,7 @@ for case in json.load(sys.stdin):
                           "copy_left": sorted(os.listdir(copy)) if os.path.isdir(copy) and code else [],
                           "cache": cache_problems(cache), "cache_bytes": allocated(cache),
                           "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)
-'''
+"""
 
 
 # -- the stored version every case starts from ------------------------------------------------
@@ -133,8 +133,10 @@ class Template:
         self.storage = root / "storage"
         self.src = root / "src"
         big = os.urandom(LARGE)
-        self.files = {"big.bin": big, **{f"small/s{i:02d}.txt": f"small file {i}\n".encode() * (i + 1)
-                                         for i in range(12)}}
+        self.files = {
+            "big.bin": big,
+            **{f"small/s{i:02d}.txt": f"small file {i}\n".encode() * (i + 1) for i in range(12)},
+        }
         write_tree(self.src, self.files)
         self.digests = {rel: hashlib.sha256(data).hexdigest() for rel, data in self.files.items()}
         env = self.env(root / "cache")
@@ -150,10 +152,13 @@ class Template:
         }
 
     def env(self, cache: Path, catalog: Path | None = None, storage: Path | None = None) -> dict:
-        return {"CLEARML_DATA_CATALOG": str(catalog or self.catalog),
-                "CLEARML_DATA_STORAGE": str(storage or self.storage),
-                "CLEARML_DATA_CACHE_DIR": str(cache), "CLEARML_DATA_STATE_DIR": str(self.root / "state"),
-                "CLEARML_DATA_CONFIG": str(self.root / "config.ini")}
+        return {
+            "CLEARML_DATA_CATALOG": str(catalog or self.catalog),
+            "CLEARML_DATA_STORAGE": str(storage or self.storage),
+            "CLEARML_DATA_CACHE_DIR": str(cache),
+            "CLEARML_DATA_STATE_DIR": str(self.root / "state"),
+            "CLEARML_DATA_CONFIG": str(self.root / "config.ini"),
+        }
 
     def clone(self, case: Path, with_catalog: bool = True) -> tuple[Path, Path]:
         """A copy of the storage (hard links: replacing a file there leaves the template alone)
@@ -178,8 +183,14 @@ def _one(paths) -> Path:
 
 
 def _cli(env: dict, argv: list[str]) -> dict:
-    res = subprocess.run([sys.executable, "-m", "clearml_data", "--json", "-q", *argv], env={**os.environ, **env},
-                         capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "clearml_data", "--json", "-q", *argv],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert res.returncode == 0, (argv, res.stdout, res.stderr)
     return json.loads(res.stdout)
 
@@ -199,8 +210,12 @@ def disks(tmp_path_factory):
         disk = base / f"disk{i}"
         disk.mkdir()
         if os.geteuid() == 0:
-            res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(disk)],
-                                 capture_output=True, text=True, check=False)
+            res = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(disk)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if res.returncode == 0:
                 mounted.append(disk)
             else:
@@ -227,13 +242,22 @@ def run_children(batches: list[list[dict]], disks: list[Path]) -> list[dict]:
         for case in batch:
             case["env"]["CLEARML_DATA_CACHE_DIR"] = str(disk / "cache")
             case["copy"] = str(disk / "copy")
-            case["commands"] = [[a.format(copy=case["copy"], storage=case["storage"]) for a in argv]
-                                for argv in case["commands"]]
+            case["commands"] = [
+                [a.format(copy=case["copy"], storage=case["storage"]) for a in argv]
+                for argv in case["commands"]
+            ]
 
     def run(batch: list[dict]) -> list[dict]:
         try:
-            res = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(batch), capture_output=True,
-                                 text=True, timeout=TIMEOUT, env=os.environ.copy(), check=False)
+            res = subprocess.run(
+                [sys.executable, "-c", CHILD],
+                input=json.dumps(batch),
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                env=os.environ.copy(),
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             started = [json.loads(ln) for ln in out.splitlines() if ln.startswith('{"start"')]
@@ -244,13 +268,16 @@ def run_children(batches: list[list[dict]], disks: list[Path]) -> list[dict]:
     records: list[dict] = []
     with ThreadPoolExecutor(max_workers=SLOTS) as pool:
         for i in range(0, len(batches), SLOTS):  # a group at a time: two children never share a disk
-            for got in pool.map(run, batches[i:i + SLOTS]):
+            for got in pool.map(run, batches[i : i + SLOTS]):
                 records += got
     return records
 
 
-ERROR_TYPES = {name for name, value in vars(errors).items()
-               if isinstance(value, type) and issubclass(value, errors.ClearMLDataError)}
+ERROR_TYPES = {
+    name
+    for name, value in vars(errors).items()
+    if isinstance(value, type) and issubclass(value, errors.ClearMLDataError)
+}
 
 
 def check_record(rec: dict, expect: str, template: Template, affected: set[str]) -> str:
@@ -333,7 +360,7 @@ def _sparse(path: Path, case: Path) -> None:
 def _truncated(path: Path, case: Path) -> None:
     data = path.read_bytes()
     path.unlink()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
 
 
 def _emptied(path: Path, case: Path) -> None:
@@ -368,8 +395,11 @@ def _commands(template: Template, kind: str) -> list[list[str]]:
 
 
 def _affected(template: Template, kind: str) -> set[str]:
-    return {"large": {"big.bin"}, "pack": {p for p in template.files if p.startswith("small/")},
-            "manifest": set(template.files)}[kind]
+    return {
+        "large": {"big.bin"},
+        "pack": {p for p in template.files if p.startswith("small/")},
+        "manifest": set(template.files),
+    }[kind]
 
 
 def test_replaced_objects_end_in_one_line_or_a_correct_result(template, disks, tmp_path):
@@ -382,11 +412,15 @@ def test_replaced_objects_end_in_one_line_or_a_correct_result(template, disks, t
             storage, catalog = template.clone(case_dir, with_catalog=kind != "manifest")
             target = storage / template.keys[kind].relative_to(template.storage)
             replace(target, case_dir)
-            case = {"name": f"{kind}/{name}", "env": template.env(Path("."), catalog, storage),
-                    "storage": str(storage), "commands": _commands(template, kind)}
+            case = {
+                "name": f"{kind}/{name}",
+                "env": template.env(Path("."), catalog, storage),
+                "storage": str(storage),
+                "commands": _commands(template, kind),
+            }
             cases.append(case)
             expected[case["name"]] = (outcomes[kind], _affected(template, kind))
-    records = run_children([cases[i:i + 5] for i in range(0, len(cases), 5)], disks)
+    records = run_children([cases[i : i + 5] for i in range(0, len(cases), 5)], disks)
     outcomes: dict[str, int] = {}
     for rec in records:
         expect, affected = expected[rec["case"]]
@@ -394,16 +428,28 @@ def test_replaced_objects_end_in_one_line_or_a_correct_result(template, disks, t
         outcomes[got] = outcomes.get(got, 0) + 1
     assert len(records) == sum(len(c["commands"]) for c in cases)
     assert outcomes.get("refused", 0) and outcomes.get("ok", 0) and outcomes.get("reported", 0)
-    report_figures("hostile stored objects", group="objects replaced", cases=len(cases), commands=len(records),
-                   held=len(records), **outcomes, sparse_mib=SPARSE // MiB,
-                   seconds=round(time.monotonic() - started, 1))
+    report_figures(
+        "hostile stored objects",
+        group="objects replaced",
+        cases=len(cases),
+        commands=len(records),
+        held=len(records),
+        **outcomes,
+        sparse_mib=SPARSE // MiB,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 # -- absurd offsets and lengths in the catalog and in a manifest -------------------------------
 ABSURD = {"2^31": 1 << 31, "2^40": 1 << 40, "2^62": 1 << 62, "2^63-1": (1 << 63) - 1, "-1": -1}
 #: where an offset or length is read from: (table or manifest, column)
-FIELDS = (("objects", "offset"), ("objects", "length"), ("changes", "size"), ("manifest", "offset"),
-          ("manifest", "length"))
+FIELDS = (
+    ("objects", "offset"),
+    ("objects", "length"),
+    ("changes", "size"),
+    ("manifest", "offset"),
+    ("manifest", "length"),
+)
 _MANIFEST_COLUMN = {"offset": 6, "length": 7}  # in a manifest's file rows
 #: commands run per case (all four in full runs)
 ABSURD_COMMANDS = reliability_count(2, 4)
@@ -425,22 +471,31 @@ def test_absurd_offsets_and_lengths_end_in_one_line(template, disks, tmp_path):
     absurd values and to one past the end of the real object."""
     started = time.monotonic()
     db = sqlite3.connect(template.catalog)
-    rows = {"large": db.execute("SELECT hash, offset, length FROM objects WHERE key LIKE 'objects/%'").fetchone(),
-            "pack": db.execute("SELECT hash, offset, length FROM objects WHERE key LIKE 'packs/%' "
-                               "ORDER BY offset DESC").fetchone()}
+    rows = {
+        "large": db.execute("SELECT hash, offset, length FROM objects WHERE key LIKE 'objects/%'").fetchone(),
+        "pack": db.execute(
+            "SELECT hash, offset, length FROM objects WHERE key LIKE 'packs/%' ORDER BY offset DESC"
+        ).fetchone(),
+    }
     db.close()
     real = {kind: (template.keys[kind]).stat().st_size for kind in rows}
     cases, expected = [], {}
     for kind, (digest, offset, length) in rows.items():
         for where, column in FIELDS:
-            past = {"offset": real[kind] - length + 1, "length": real[kind] - offset + 1, "size": length + 1}[column]
+            past = {"offset": real[kind] - length + 1, "length": real[kind] - offset + 1, "size": length + 1}[
+                column
+            ]
             zero = {"0": 0} if column == "size" else {}  # an empty file whose hash is another content's
             for label, value in {**ABSURD, "past-the-end+1": past, **zero}.items():
                 case_dir = tmp_path / f"{kind}-{where}-{column}-{label}"
                 storage, catalog = template.clone(case_dir, with_catalog=where != "manifest")
                 if where == "manifest":  # restored into an empty catalog by get --storage
-                    _set_in_manifest(storage / template.keys["manifest"].relative_to(template.storage),
-                                     digest, column, value)
+                    _set_in_manifest(
+                        storage / template.keys["manifest"].relative_to(template.storage),
+                        digest,
+                        column,
+                        value,
+                    )
                 else:
                     db = sqlite3.connect(catalog)
                     db.execute(f"UPDATE {where} SET {column} = ? WHERE hash = ?", (value, digest))
@@ -448,20 +503,32 @@ def test_absurd_offsets_and_lengths_end_in_one_line(template, disks, tmp_path):
                     db.close()
                 name = f"{kind}/{where}.{column}={label}"
                 commands = _commands(template, "manifest" if where == "manifest" else kind)
-                if ABSURD_COMMANDS < len(commands):  # a get and a verify each, the others in the next case
-                    commands = commands[len(cases) % 2::2]
-                cases.append({"name": name, "env": template.env(Path("."), catalog, storage),
-                              "storage": str(storage), "commands": commands})
+                if len(commands) > ABSURD_COMMANDS:  # a get and a verify each, the others in the next case
+                    commands = commands[len(cases) % 2 :: 2]
+                cases.append(
+                    {
+                        "name": name,
+                        "env": template.env(Path("."), catalog, storage),
+                        "storage": str(storage),
+                        "commands": commands,
+                    }
+                )
                 expected[name] = {p for p, h in template.digests.items() if h == digest}
-    records = run_children([cases[i:i + 10] for i in range(0, len(cases), 10)], disks)
+    records = run_children([cases[i : i + 10] for i in range(0, len(cases), 10)], disks)
     outcomes: dict[str, int] = {}
     for rec in records:
         got = check_record(rec, "bad", template, expected[rec["case"]])
         outcomes[got] = outcomes.get(got, 0) + 1
     assert len(records) == sum(len(c["commands"]) for c in cases)
-    report_figures("hostile stored objects", group="absurd offsets and lengths", cases=len(cases),
-                   commands=len(records), held=len(records), **outcomes,
-                   seconds=round(time.monotonic() - started, 1))
+    report_figures(
+        "hostile stored objects",
+        group="absurd offsets and lengths",
+        cases=len(cases),
+        commands=len(records),
+        held=len(records),
+        **outcomes,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 # -- versions made of empty files -----------------------------------------------------------
@@ -469,10 +536,12 @@ EMPTY_MANY = reliability_count(1_000, 100_000)
 
 
 def _shape(name: str) -> dict[str, bytes]:
-    return {"one-empty-file": {"empty": b""},
-            "many-empty-files": {f"d{i // 1000:03d}/f{i:06d}": b"" for i in range(EMPTY_MANY)},
-            "empty-and-not": {"a/empty": b"", "a/b/also-empty": b"", "full.txt": b"bytes"},
-            "no-files": {}}[name]
+    return {
+        "one-empty-file": {"empty": b""},
+        "many-empty-files": {f"d{i // 1000:03d}/f{i:06d}": b"" for i in range(EMPTY_MANY)},
+        "empty-and-not": {"a/empty": b"", "a/b/also-empty": b"", "full.txt": b"bytes"},
+        "no-files": {},
+    }[name]
 
 
 @pytest.mark.parametrize("shape", ["one-empty-file", "many-empty-files", "empty-and-not", "no-files"])
@@ -520,15 +589,26 @@ def test_versions_of_empty_files_are_fetched(env, tmp_path, shape):
     for path in env.catalog.parent.glob(env.catalog.name + "*"):
         path.unlink()
     check_get("--storage", str(env.storage))
-    report_figures("hostile stored objects", group=f"version of {shape}", files=len(want), commands=commands,
-                   held=commands, seconds=round(time.monotonic() - started, 1))
+    report_figures(
+        "hostile stored objects",
+        group=f"version of {shape}",
+        files=len(want),
+        commands=commands,
+        held=commands,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 # -- tags and metadata that are not valid JSON ------------------------------------------------
 BAD_JSON = {
-    "truncated": "{\"a\": ", "not json": "not json at all", "wrong type (number)": "5",
-    "wrong type (list/object)": None, "nested 100k deep": "[" * 100_000, "bytes": b"\xff\xfe",
-    "integer column": 7, "list of non-strings": "[1, 2]",
+    "truncated": '{"a": ',
+    "not json": "not json at all",
+    "wrong type (number)": "5",
+    "wrong type (list/object)": None,
+    "nested 100k deep": "[" * 100_000,
+    "bytes": b"\xff\xfe",
+    "integer column": 7,
+    "list of non-strings": "[1, 2]",
 }
 
 
@@ -549,8 +629,12 @@ def test_malformed_json_columns_are_one_line_catalog_errors(env, tmp_path, colum
         db.execute(f"UPDATE datasets SET {column} = ? WHERE id = ?", (value, did))
         db.commit()
         db.close()
-        for argv in (["get", "--id", did], ["verify", "--id", did], ["list", "--id", did],
-                     ["search", "--project", "p"]):
+        for argv in (
+            ["get", "--id", did],
+            ["verify", "--id", did],
+            ["list", "--id", did],
+            ["search", "--project", "p"],
+        ):
             r = run_cli("-q", *argv)
             tried += 1
             lines = r.err.splitlines()

@@ -42,13 +42,16 @@ def make_version(root: Path, files: dict[str, bytes], chunk_mb: float = 0.02) ->
     ds.add_files(write_tree(root, files))
     ds.upload(chunk_size=chunk_mb)
     ds.finalize()
-    reset_services()   # no SQLite connection may cross a fork
+    reset_services()  # no SQLite connection may cross a fork
     return ds.id, {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def mixed_files(rng: random.Random, small: int, large: int) -> dict[str, bytes]:
@@ -128,7 +131,7 @@ def test_killed_copy_is_finished_by_the_same_command(env, tmp_path):
             Cache(env.cache).clear()
         target = tmp_path / "copies" / str(k)
         argv = ["get", "--id", dataset_id, "--copy", str(target)]
-        if k % 3 == 0:   # a named point, at a random one of its passes
+        if k % 3 == 0:  # a named point, at a random one of its passes
             point = points[(k // 3) % len(points)] if cold else "copy.file_written"
             code = wait(fork_cli(argv, crash_at=f"{point}@{rng.randint(1, counts[point])}"))
             killed = code == crashpoints.EXIT_CODE
@@ -153,7 +156,7 @@ def test_killed_copy_is_finished_by_the_same_command(env, tmp_path):
         if bad:
             figures["half_written"] += 1
             problems.append(f"run {k}: a kill left files with wrong bytes under their names: {bad[:3]}")
-        code = wait(fork_cli(argv))   # the same command again
+        code = wait(fork_cli(argv))  # the same command again
         if code != 0:
             problems.append(f"run {k}: the same command, run again, failed ({code})")
             continue
@@ -163,7 +166,9 @@ def test_killed_copy_is_finished_by_the_same_command(env, tmp_path):
             problems.append(f"run {k}: the finished folder is not the version: {wrong[:3]}")
             continue
         figures["finished"] += 1
-        leftovers = list((env.cache / "tmp").iterdir()) + list(tmp_path.glob(f"copies/{k}/**/{COPY_TEMP_PREFIX}*"))
+        leftovers = list((env.cache / "tmp").iterdir()) + list(
+            tmp_path.glob(f"copies/{k}/**/{COPY_TEMP_PREFIX}*")
+        )
         if leftovers:
             problems.append(f"run {k}: temporary files left: {leftovers[:3]}")
         remove_tree(target)
@@ -176,9 +181,15 @@ CORRUPTIONS = {
     "another file": lambda t, rel: (t / "notes.txt").write_text("mine"),
     "other bytes under a version name": lambda t, rel: (t / rel).write_bytes(b"mine"),
     "same size, other bytes": lambda t, rel: (t / rel).write_bytes(bytes(len((t / rel).read_bytes()))),
-    "a symlink under a version name": lambda t, rel: ((t / rel).unlink(), (t / rel).symlink_to("/etc/hostname")),
+    "a symlink under a version name": lambda t, rel: (
+        (t / rel).unlink(),
+        (t / rel).symlink_to("/etc/hostname"),
+    ),
     "another folder": lambda t, rel: (t / "extra").mkdir(),
-    "a version file where a folder is": lambda t, rel: (remove_tree(t / "big"), (t / "big").write_bytes(b"x")),
+    "a version file where a folder is": lambda t, rel: (
+        remove_tree(t / "big"),
+        (t / "big").write_bytes(b"x"),
+    ),
 }
 
 
@@ -189,17 +200,21 @@ def test_a_folder_holding_anything_else_is_still_refused(corruption, env, tmp_pa
     target = tmp_path / "copy"
     assert cli("get", "--id", dataset_id, "--copy", target).code == 0
     victim = sorted(expect)[rng.randrange(len(expect))]
-    (target / victim).unlink()   # an unfinished copy ...
+    (target / victim).unlink()  # an unfinished copy ...
     CORRUPTIONS[corruption](target, sorted(p for p in expect if p != victim and p.startswith("d"))[0])
-    before = {p.relative_to(target).as_posix(): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
-              for p in target.rglob("*")}
-    res = cli("get", "--id", dataset_id, "--copy", target)   # ... with something of the user's in it
+    before = {
+        p.relative_to(target).as_posix(): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
+        for p in target.rglob("*")
+    }
+    res = cli("get", "--id", dataset_id, "--copy", target)  # ... with something of the user's in it
     assert res.code == 1 and "Traceback" not in res.err
     errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "is not empty" in errors[0] and "--overwrite" in errors[0], res.err
-    after = {p.relative_to(target).as_posix(): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
-             for p in target.rglob("*")}
-    assert after == before   # nothing touched
+    after = {
+        p.relative_to(target).as_posix(): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
+        for p in target.rglob("*")
+    }
+    assert after == before  # nothing touched
     assert cli("get", "--id", dataset_id, "--copy", target, "--overwrite").code == 0
     assert tree_hashes(target) == expect
     report_figures(f"get --copy refuses a folder with {corruption}", refused=1, untouched=1)
@@ -224,16 +239,19 @@ def versions_named(name: str) -> list:
 
 @pytest.mark.parametrize("command", ["create", "sync"])
 @pytest.mark.parametrize("state_exists", [False, True], ids=["new state folder", "state file there"])
-def test_a_full_state_folder_is_named_and_leaves_no_draft(command, state_exists, small_disk, env, tmp_path,
-                                                          monkeypatch, cli):
+def test_a_full_state_folder_is_named_and_leaves_no_draft(
+    command, state_exists, small_disk, env, tmp_path, monkeypatch, cli
+):
     state = small_disk / "state"
     monkeypatch.setenv("CLEARML_DATA_STATE_DIR", str(state))
     src = write_tree(tmp_path / "src", {"a.txt": "a", "sub/b.bin": os.urandom(3000)})
     figures = {"failures": 0, "clean_errors": 0, "drafts_left": 0, "reruns_made_one": 0}
     for r in range(reliability_count(2, 10)):
         name = f"n{r}"
-        argv = {"create": ("create", "--project", "full", "--name", name),
-                "sync": ("sync", "--project", "full", "--name", name, "--folder", src)}[command]
+        argv = {
+            "create": ("create", "--project", "full", "--name", name),
+            "sync": ("sync", "--project", "full", "--name", name, "--folder", src),
+        }[command]
         if state_exists and r == 0:
             assert cli("create", "--project", "full", "--name", "before").code == 0
         before = (state / "current.json").read_bytes() if (state / "current.json").exists() else None
@@ -246,14 +264,16 @@ def test_a_full_state_folder_is_named_and_leaves_no_draft(command, state_exists,
         figures["clean_errors"] += 1
         left = versions_named(name)
         figures["drafts_left"] += len(left)
-        assert left == []   # nothing behind the failed command
+        assert left == []  # nothing behind the failed command
         assert not [p for p in state.iterdir() if p.name.startswith(".current-")] if state.is_dir() else True
         current = (state / "current.json").read_bytes() if (state / "current.json").exists() else None
-        assert current == before   # the remembered dataset is as it was
+        assert current == before  # the remembered dataset is as it was
         ballast.unlink()
         res = cli(*argv, "--json")
         assert res.code == 0, res.err
         made = versions_named(name)
         assert len(made) == 1 and made[0].status == ("draft" if command == "create" else "final")
         figures["reruns_made_one"] += 1
-    report_figures(f"full state folder ({command}, {'state file there' if state_exists else 'new'})", **figures)
+    report_figures(
+        f"full state folder ({command}, {'state file there' if state_exists else 'new'})", **figures
+    )

@@ -49,10 +49,24 @@ def _id() -> str:
 def forge(storage: Path, files: dict, objects: dict, name: str | None = None, **record) -> str:
     """Write a manifest into ``storage``: files {path: (hash, size, link)}, objects {hash: loc}."""
     did = _id()
-    rec = {"id": did, "project": "shared", "name": name or f"forged-{did[:8]}", "version": "1.0.0",
-           "description": "", "tags": [], "metadata": {}, "storage": "s3://elsewhere", "created_at": "c",
-           "finalized_at": "f", "file_count": len(files), "total_size": sum(s for _h, s, _l in files.values()),
-           "added": len(files), "modified": 0, "removed": 0, "parents": []}
+    rec = {
+        "id": did,
+        "project": "shared",
+        "name": name or f"forged-{did[:8]}",
+        "version": "1.0.0",
+        "description": "",
+        "tags": [],
+        "metadata": {},
+        "storage": "s3://elsewhere",
+        "created_at": "c",
+        "finalized_at": "f",
+        "file_count": len(files),
+        "total_size": sum(s for _h, s, _l in files.values()),
+        "added": len(files),
+        "modified": 0,
+        "removed": 0,
+        "parents": [],
+    }
     rec.update(record)
     changes = [(p, "added", h, s, link) for p, (h, s, link) in files.items()]
     m = mf.build(rec, changes, {p: (h, s, did, link) for p, (h, s, link) in files.items()}, objects)
@@ -68,8 +82,11 @@ def lose_cache(env) -> None:
 
 def tree_size(root: Path) -> int:
     """Bytes of the files under root, but for SQLite files (the cache's own records)."""
-    return sum(p.stat().st_size for p in root.rglob("*")
-               if p.is_file() and ".db" not in p.name) if root.exists() else 0
+    return (
+        sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and ".db" not in p.name)
+        if root.exists()
+        else 0
+    )
 
 
 def close_version(cli, folder: Path, project: str, name: str) -> str:
@@ -90,15 +107,20 @@ def one_line_error(res) -> bool:
 def stored(cli, env, tmp_path):
     """The victim's storage with a legit version in it: a pack of small files and an object."""
     rnd = random.Random(5)
-    folder = write_tree(tmp_path / "legit", {"s1": rnd.randbytes(700), "s2": rnd.randbytes(900),
-                                             "big": rnd.randbytes(6000)})
+    folder = write_tree(
+        tmp_path / "legit", {"s1": rnd.randbytes(700), "s2": rnd.randbytes(900), "big": rnd.randbytes(6000)}
+    )
     close_version(cli, folder, "victim", "legit")
     pack = next((env.storage / "packs").rglob("*.pack"))
     obj = next((env.storage / "objects").rglob("*"), None)
     while obj is not None and obj.is_dir():
         obj = next(obj.iterdir())
-    return {"pack": pack.relative_to(env.storage).as_posix(), "pack_size": pack.stat().st_size,
-            "object": obj.relative_to(env.storage).as_posix(), "object_size": obj.stat().st_size}
+    return {
+        "pack": pack.relative_to(env.storage).as_posix(),
+        "pack_size": pack.stat().st_size,
+        "object": obj.relative_to(env.storage).as_posix(),
+        "object_size": obj.stat().st_size,
+    }
 
 
 # -- 1. dedup after a rebuild of forged manifests ------------------------------------------------
@@ -120,12 +142,27 @@ def _dedup_cases(env, tmp_path, stored, h: str, n: int, content: bytes):
         ("/dev/null", shared, ("/dev", "null", 0, n)),
         ("own storage, key that does not exist", env.storage, (None, planted, 0, n)),
         ("own storage, pack that does not exist", env.storage, (None, pack_key(os.urandom(32).hex()), 0, n)),
-        ("own storage, offset past the pack's end", env.storage, (None, stored["pack"], stored["pack_size"], n)),
-        ("own storage, entry running past the pack's end", env.storage,
-         (None, stored["pack"], max(0, stored["pack_size"] - n // 2), n)),
-        ("own storage, an entry of other bytes", env.storage, (None, stored["pack"], 0, min(n, stored["pack_size"]))),
+        (
+            "own storage, offset past the pack's end",
+            env.storage,
+            (None, stored["pack"], stored["pack_size"], n),
+        ),
+        (
+            "own storage, entry running past the pack's end",
+            env.storage,
+            (None, stored["pack"], max(0, stored["pack_size"] - n // 2), n),
+        ),
+        (
+            "own storage, an entry of other bytes",
+            env.storage,
+            (None, stored["pack"], 0, min(n, stored["pack_size"])),
+        ),
         ("own storage, another content's object", env.storage, (None, stored["object"], 0, n)),
-        ("own storage, a manifest as the key", env.storage, (None, "manifests/" + "0" * 32 + ".json.gz", 0, n)),
+        (
+            "own storage, a manifest as the key",
+            env.storage,
+            (None, "manifests/" + "0" * 32 + ".json.gz", 0, n),
+        ),
         ("own storage, the content's key holding the wrong size", env.storage, (None, planted, 0, n)),
     ]
 
@@ -140,8 +177,9 @@ def test_forged_locations_never_make_dedup_skip_content(cli, env, tmp_path, stor
         for size in (600, 5000):  # in a pack; its own object (CI: each case takes one of the two)
             content = rnd.randbytes(size)
             h = hashlib.sha256(content).hexdigest()
-            for i, (name, where, loc) in enumerate(_dedup_cases(env, tmp_path / f"r{r}-{size}", stored, h,
-                                                                size, content)):
+            for i, (name, where, loc) in enumerate(
+                _dedup_cases(env, tmp_path / f"r{r}-{size}", stored, h, size, content)
+            ):
                 if not both and i % 2 != (size == 5000):
                     continue
                 mine, digest = content, h
@@ -167,8 +205,13 @@ def test_forged_locations_never_make_dedup_skip_content(cli, env, tmp_path, stor
                 assert cli("verify", "--id", ds).code == 0, name
                 tried += 1
                 held += 1
-    report_figures("forged manifests vs dedup", cases=len(_dedup_cases(env, tmp_path / "x", stored, "0" * 64, 1, b"")),
-                   tried=tried, held=held, seconds=round(time.monotonic() - start, 1))
+    report_figures(
+        "forged manifests vs dedup",
+        cases=len(_dedup_cases(env, tmp_path / "x", stored, "0" * 64, 1, b"")),
+        tried=tried,
+        held=held,
+        seconds=round(time.monotonic() - start, 1),
+    )
 
 
 def test_an_old_catalogs_rows_are_checked_before_dedup(cli, env, tmp_path):
@@ -181,8 +224,10 @@ def test_an_old_catalogs_rows_are_checked_before_dedup(cli, env, tmp_path):
     cli("search")  # creates the catalog
     reset_services()
     db = sqlite3.connect(env.catalog)
-    db.execute("INSERT INTO objects (storage, hash, key, offset, length) VALUES (?, ?, ?, 0, ?)",
-               [str(env.storage), h, object_key(h), len(content)])
+    db.execute(
+        "INSERT INTO objects (storage, hash, key, offset, length) VALUES (?, ?, ?, 0, ?)",
+        [str(env.storage), h, object_key(h), len(content)],
+    )
     db.commit()
     db.close()
     ds = close_version(cli, write_tree(tmp_path / "a", {"a.bin": content}), "p", "old")
@@ -231,42 +276,64 @@ def _read_cases(env, tmp_path, shared: Path):
     (tmp_path / "elsewhere" / "zero-link").symlink_to("/dev/zero")
     planted = shared / object_key(h)
     planted.parent.mkdir(parents=True, exist_ok=True)
-    planted.write_bytes(content + b"tail")   # the content's key in the storage read, of the wrong size
+    planted.write_bytes(content + b"tail")  # the content's key in the storage read, of the wrong size
     pack = shared / pack_key("ab" * 32)
     pack.parent.mkdir(parents=True, exist_ok=True)
     pack.write_bytes(content)
     big = 1 << 28
     zh = hashlib.sha256(b"\0" * 16).hexdigest()  # any hash: the bytes are never hashed
     one = lambda loc, size=n, hh=h, link=None: ({"f.bin": (hh, size, link)}, {hh: loc})  # noqa: E731
-    return [
-        ("another storage holding the bytes", *one((str(v), object_key(h), 0, n))),
-        ("another storage as a file:// URL", *one(("file://" + str(v), object_key(h), 0, n))),
-        ("another local folder holding the bytes", *one((str(other), "b.bin", 0, n))),
-        ("/dev/zero, 256 MiB", *one(("/dev", "zero", 0, big), big, zh)),
-        ("/dev/urandom, 256 MiB", *one(("/dev", "urandom", 0, big), big, zh)),
-        ("/dev/null", *one(("/dev", "null", 0, n))),
-        ("/proc/self/environ", *one(("/proc/self", "environ", 0, n))),
-        ("own storage, key that does not exist", *one((None, object_key("cd" * 32), 0, n))),
-        ("own storage, the content's key of the wrong size", *one((None, object_key(h), 0, n))),
-        ("own storage, offset past the pack's end", *one((None, pack.relative_to(shared).as_posix(), n, n))),
-        ("own storage, length past the pack's end",
-         *one((None, pack.relative_to(shared).as_posix(), 0, n + 50), n + 50, zh)),
-        ("own storage, a manifest as the key", *one((None, "manifests/" + "0" * 32 + ".json.gz", 0, n))),
-        ("an external file at /dev/zero", *one(("file:///dev", "zero", 0, big), big, zh, "file:///dev/zero")),
-        ("an external file linked to /dev/zero",
-         *one((f"file://{other}", "zero-link", 0, big), big, zh, f"file://{other}/zero-link")),
-        ("an external file of the wrong size",
-         *one((f"file://{other}", "short.bin", 0, n), n, h, f"file://{other}/short.bin")),
-        ("an external file that does not exist",
-         *one((f"file://{other}", "gone.bin", 0, n), n, h, f"file://{other}/gone.bin")),
-        ("an external file whose location names another file",
-         *one((f"file://{other}", "b.bin", 0, n), n, h, f"file://{other}/short.bin")),
-    ], content, h, other
+    return (
+        [
+            ("another storage holding the bytes", *one((str(v), object_key(h), 0, n))),
+            ("another storage as a file:// URL", *one(("file://" + str(v), object_key(h), 0, n))),
+            ("another local folder holding the bytes", *one((str(other), "b.bin", 0, n))),
+            ("/dev/zero, 256 MiB", *one(("/dev", "zero", 0, big), big, zh)),
+            ("/dev/urandom, 256 MiB", *one(("/dev", "urandom", 0, big), big, zh)),
+            ("/dev/null", *one(("/dev", "null", 0, n))),
+            ("/proc/self/environ", *one(("/proc/self", "environ", 0, n))),
+            ("own storage, key that does not exist", *one((None, object_key("cd" * 32), 0, n))),
+            ("own storage, the content's key of the wrong size", *one((None, object_key(h), 0, n))),
+            (
+                "own storage, offset past the pack's end",
+                *one((None, pack.relative_to(shared).as_posix(), n, n)),
+            ),
+            (
+                "own storage, length past the pack's end",
+                *one((None, pack.relative_to(shared).as_posix(), 0, n + 50), n + 50, zh),
+            ),
+            ("own storage, a manifest as the key", *one((None, "manifests/" + "0" * 32 + ".json.gz", 0, n))),
+            (
+                "an external file at /dev/zero",
+                *one(("file:///dev", "zero", 0, big), big, zh, "file:///dev/zero"),
+            ),
+            (
+                "an external file linked to /dev/zero",
+                *one((f"file://{other}", "zero-link", 0, big), big, zh, f"file://{other}/zero-link"),
+            ),
+            (
+                "an external file of the wrong size",
+                *one((f"file://{other}", "short.bin", 0, n), n, h, f"file://{other}/short.bin"),
+            ),
+            (
+                "an external file that does not exist",
+                *one((f"file://{other}", "gone.bin", 0, n), n, h, f"file://{other}/gone.bin"),
+            ),
+            (
+                "an external file whose location names another file",
+                *one((f"file://{other}", "b.bin", 0, n), n, h, f"file://{other}/short.bin"),
+            ),
+        ],
+        content,
+        h,
+        other,
+    )
 
 
 def _limited(limit: int):
     def set_limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return set_limit
 
 
@@ -286,8 +353,14 @@ print(json.dumps(out))
 def _run_limited(argvs: list[list[str]], limit: int) -> list[tuple[int, str]]:
     """Commands that, were they to read a device, would fill the disk: a subprocess whose files
     cannot grow past ``limit`` bytes."""
-    p = subprocess.run([sys.executable, "-c", _RUN_MANY, json.dumps(argvs)], capture_output=True, text=True,
-                       timeout=300, check=False, preexec_fn=_limited(limit))
+    p = subprocess.run(
+        [sys.executable, "-c", _RUN_MANY, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=_limited(limit),
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return [tuple(r) for r in json.loads(p.stdout)]
 
@@ -302,30 +375,60 @@ def test_forged_locations_are_never_read(cli, env, tmp_path):
         argvs, names = [], []
         for name, files, objects in cases:
             did = forge(shared, files, objects)
-            argvs.append(["get", "--catalog", str(tmp_path / f"catalog-{r}-{len(argvs)}.db"),
-                          "--storage", str(shared), "--id", did])
+            argvs.append(
+                [
+                    "get",
+                    "--catalog",
+                    str(tmp_path / f"catalog-{r}-{len(argvs)}.db"),
+                    "--storage",
+                    str(shared),
+                    "--id",
+                    did,
+                ]
+            )
             names.append(name)
         cache_before = tree_size(env.cache)
         for name, (code, err) in zip(names, _run_limited(argvs, 64 << 20), strict=True):
-            assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) <= 3, (name, code, err)
+            assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) <= 3, (
+                name,
+                code,
+                err,
+            )
             assert "no storage holds" in err or "no readable location" in err, (name, err)
             tried += 1
             held += 1
         assert tree_size(env.cache) - cache_before < 4096  # nothing was read into the cache
         # controls: the same content at a correct location of the storage read, and a true external file
         (shared / object_key(h)).write_bytes(content)
-        for files, objects in ((({"f.bin": (h, len(content), None)}), {h: (None, object_key(h), 0, len(content))}),
-                               ({"f.bin": (h, len(content), f"file://{other}/b.bin")},
-                                {h: (str(other), "b.bin", 0, len(content))})):
+        for files, objects in (
+            (({"f.bin": (h, len(content), None)}), {h: (None, object_key(h), 0, len(content))}),
+            (
+                {"f.bin": (h, len(content), f"file://{other}/b.bin")},
+                {h: (str(other), "b.bin", 0, len(content))},
+            ),
+        ):
             did = forge(shared, files, objects)
             lose_cache(env)
-            res = cli("get", "--catalog", tmp_path / f"control-{r}-{len(files)}-{did[:6]}.db",
-                      "--storage", shared, "--id", did, "--json")
+            res = cli(
+                "get",
+                "--catalog",
+                tmp_path / f"control-{r}-{len(files)}-{did[:6]}.db",
+                "--storage",
+                shared,
+                "--id",
+                did,
+                "--json",
+            )
             assert res.code == 0, res.err
             assert (Path(res.json["data"]["path"]) / "f.bin").read_bytes() == content
         (shared / object_key(h)).write_bytes(content + b"tail")
-    report_figures("forged manifests vs reads", cases=len(cases), tried=tried, refused_cleanly=held,
-                   seconds=round(time.monotonic() - start, 1))
+    report_figures(
+        "forged manifests vs reads",
+        cases=len(cases),
+        tried=tried,
+        refused_cleanly=held,
+        seconds=round(time.monotonic() - start, 1),
+    )
 
 
 def test_content_in_another_storage_needs_that_storage_rebuilt(cli, env, tmp_path):
@@ -368,9 +471,24 @@ def _repeat(block: bytes, total: int):
 
 
 def _record(**claims) -> bytes:
-    rec = {"id": "1" * 32, "project": "p", "name": "n", "version": "1", "description": "", "tags": [],
-           "metadata": {}, "storage": "s", "created_at": "c", "finalized_at": "f", "file_count": 1,
-           "total_size": 1, "added": 1, "modified": 0, "removed": 0, "parents": []}
+    rec = {
+        "id": "1" * 32,
+        "project": "p",
+        "name": "n",
+        "version": "1",
+        "description": "",
+        "tags": [],
+        "metadata": {},
+        "storage": "s",
+        "created_at": "c",
+        "finalized_at": "f",
+        "file_count": 1,
+        "total_size": 1,
+        "added": 1,
+        "modified": 0,
+        "removed": 0,
+        "parents": [],
+    }
     rec.update(claims)
     return json.dumps(rec, separators=(",", ":")).encode()
 
@@ -380,11 +498,18 @@ def _bombs(inflated: int) -> list[tuple[str, bytes]]:
     h = ("ab" * 32).encode()
     mib = 1 << 20
     many = min(inflated, 512 * mib)  # rows are made in Python: fewer of them
-    rows = (b'["' + b"deep/" * 150 + b'%012d","added","' + h + b'",1,null],')
+    rows = b'["' + b"deep/" * 150 + b'%012d","added","' + h + b'",1,null],'
     distinct = (b"".join(rows % i for i in range(j, j + 2000)) for j in range(0, many // 800, 2000))
+
     def files():
-        return (b"".join(b'["f%012d","' % i + h + b'",1,"' + b"1" * 32 + b'",null,null,0,0],'
-                         for i in range(j, j + 2000)) for j in range(0, many // 120, 2000))
+        return (
+            b"".join(
+                b'["f%012d","' % i + h + b'",1,"' + b"1" * 32 + b'",null,null,0,0],'
+                for i in range(j, j + 2000)
+            )
+            for j in range(0, many // 120, 2000)
+        )
+
     zeros = _gz(_repeat(b"\0" * mib, inflated), 9)
     forged = bytearray(zeros)
     forged[-4:] = (4096).to_bytes(4, "little")
@@ -394,16 +519,24 @@ def _bombs(inflated: int) -> list[tuple[str, bytes]]:
         ("zeros, the trailer claiming 4 KiB", bytes(forged)),
         ("gzip of a gzip bomb", gzip.compress(zeros)),
         ("whitespace after a valid start", _gz([b'{"changes":[', *_repeat(b" " * mib, inflated)], 9)),
-        ("one change row repeated", _gz([b'{"changes":[', *_repeat(b'["a","removed",null,null,null],' * 4096,
-                                                                     inflated)])),
+        (
+            "one change row repeated",
+            _gz([b'{"changes":[', *_repeat(b'["a","removed",null,null,null],' * 4096, inflated)]),
+        ),
         ("distinct change rows and no record", _gz([b'{"changes":[', *distinct])),
-        ("a record claiming 1 file, then many", _gz([b'{"changes":[],"dataset":' + _record() + b',"files":[',
-                                                     *files()])),
-        ("a record claiming more rows than bytes", _gz([b'{"changes":[],"dataset":' +
-                                                        _record(file_count=10 ** 12) + b',"files":['])),
+        (
+            "a record claiming 1 file, then many",
+            _gz([b'{"changes":[],"dataset":' + _record() + b',"files":[', *files()]),
+        ),
+        (
+            "a record claiming more rows than bytes",
+            _gz([b'{"changes":[],"dataset":' + _record(file_count=10**12) + b',"files":[']),
+        ),
         ("one endless string", _gz([b'{"changes":[["', *_repeat(b"a" * mib, inflated)])),
-        ("metadata past the record's bound", _gz([b'{"changes":[],"dataset":{"metadata":{"m":"',
-                                                  *_repeat(b"m" * mib, 2 * RECORD_BOUND)])),
+        (
+            "metadata past the record's bound",
+            _gz([b'{"changes":[],"dataset":{"metadata":{"m":"', *_repeat(b"m" * mib, 2 * RECORD_BOUND)]),
+        ),
         ("a valid manifest, then a second member", valid + zeros),
         ("a valid manifest, then garbage", valid + os.urandom(64)),
         ("files before the record", _gz([b'{"changes":[],"files":[', *files()])),
@@ -443,16 +576,24 @@ def test_manifest_bombs_are_refused_holding_little(cli, env, tmp_path):
                 res, peak, secs = cli(*argv), 0, 0.0
             text = res.out if expect == "out" else res.err
             assert res.code == 1 and "Traceback" not in res.out + res.err, (shape, argv, res.out, res.err)
-            assert f"manifests/{did}.json.gz" in text and ("not a readable manifest" in text
-                                                             or "malformed" in text), (shape, argv, text)
+            assert f"manifests/{did}.json.gz" in text and (
+                "not a readable manifest" in text or "malformed" in text
+            ), (shape, argv, text)
             # 1 GiB inflated used to hold 2 GB. Now: a few MiB plus what the file's own size allows
             # (change rows kept up to KEEP_RATIO times it); a record is read whole, up to its bound
             bound = (24 << 20) + 2 * getattr(mf, "KEEP_RATIO", 8) * len(data)
             assert peak < (5 * RECORD_BOUND if shape.startswith("metadata") else bound), (shape, argv, peak)
             worst_mem, worst_time = max(worst_mem, peak), max(worst_time, secs)
             tried += 1
-    report_figures("manifest bombs", shapes=len(bombs), inflated_mib=inflated >> 20, tried=tried, refused=tried,
-                   peak_mib=round(worst_mem / (1 << 20), 1), slowest_s=round(worst_time, 2))
+    report_figures(
+        "manifest bombs",
+        shapes=len(bombs),
+        inflated_mib=inflated >> 20,
+        tried=tried,
+        refused=tried,
+        peak_mib=round(worst_mem / (1 << 20), 1),
+        slowest_s=round(worst_time, 2),
+    )
 
 
 def test_oversized_manifests_and_tombstones_are_refused_unread(cli, env, tmp_path, monkeypatch):
@@ -465,7 +606,9 @@ def test_oversized_manifests_and_tombstones_are_refused_unread(cli, env, tmp_pat
     (store / mf.manifest_key(dead)).write_bytes(b"")
     forge(store, {}, {}, parents=[dead])  # a child of the deleted version: its tombstone is read
     res, peak, _s = _peak(lambda: cli("catalog", "rebuild", "--storage", store))
-    assert res.code == 1 and "too large" in res.out and f"manifests/{dead}.deleted.json is malformed" in res.out
+    assert (
+        res.code == 1 and "too large" in res.out and f"manifests/{dead}.deleted.json is malformed" in res.out
+    )
     assert peak < 1 << 20  # neither was read
 
 
@@ -482,6 +625,6 @@ def test_compressible_manifests_still_decode(tmp_path):
     data = mf.encode(m)
     ratio = len(gzip.decompress(data)) / len(data)
     assert ratio > mf.KEEP_RATIO
-    back, peak, secs = _peak(lambda: mf.decode(data))
+    back, _peak_bytes, secs = _peak(lambda: mf.decode(data))
     assert back == m
     report_figures("compressible manifest", files=n, ratio=round(ratio, 1), seconds=round(secs, 2))

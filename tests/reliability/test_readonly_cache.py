@@ -85,8 +85,10 @@ CHILD = textwrap.dedent("""
 
 
 def expected_digests(count: int) -> dict[str, str]:
-    return {f"d{i % 3}/f{i}.bin": hashlib.sha256(hashlib.sha256(str(i).encode()).digest() * (i + 1)).hexdigest()
-            for i in range(count)}
+    return {
+        f"d{i % 3}/f{i}.bin": hashlib.sha256(hashlib.sha256(str(i).encode()).digest() * (i + 1)).hexdigest()
+        for i in range(count)
+    }
 
 
 @pytest.fixture
@@ -131,13 +133,32 @@ def _let_others_reach_the_interpreter() -> list[tuple[str, int]]:
 def as_nobody(root: str, *args, code: str | None = None, timeout: float = 300) -> dict:
     """Run ``code`` (default: this file's child script) as uid 65534 with root's paths; its last
     line of output, as JSON."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": root, "PYTHONDONTWRITEBYTECODE": "1",
-           "CLEARML_DATA_CATALOG": f"{root}/catalog.db", "CLEARML_DATA_STORAGE": f"{root}/storage",
-           "CLEARML_DATA_CACHE_DIR": f"{root}/cache", "CLEARML_DATA_STATE_DIR": f"{root}/state",
-           "CLEARML_DATA_CONFIG": f"{root}/config.ini", "XDG_CACHE_HOME": f"{root}/xdg",
-           "XDG_DATA_HOME": f"{root}/xdg", "XDG_STATE_HOME": f"{root}/xdg", "XDG_CONFIG_HOME": f"{root}/xdg"}
-    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-           sys.executable, "-c", code or CHILD, root, *map(str, args)]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": root,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CLEARML_DATA_CATALOG": f"{root}/catalog.db",
+        "CLEARML_DATA_STORAGE": f"{root}/storage",
+        "CLEARML_DATA_CACHE_DIR": f"{root}/cache",
+        "CLEARML_DATA_STATE_DIR": f"{root}/state",
+        "CLEARML_DATA_CONFIG": f"{root}/config.ini",
+        "XDG_CACHE_HOME": f"{root}/xdg",
+        "XDG_DATA_HOME": f"{root}/xdg",
+        "XDG_STATE_HOME": f"{root}/xdg",
+        "XDG_CONFIG_HOME": f"{root}/xdg",
+    }
+    cmd = [
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        "--",
+        sys.executable,
+        "-c",
+        code or CHILD,
+        root,
+        *map(str, args),
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=root, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -156,5 +177,10 @@ def test_read_only_cache_as_an_ordinary_user(nobody_root):
     served_bad = [k for k, digest in got["served"].items() if digest != want[k.split(":", 1)[1]]]
     assert len(got["served"]) == 3 * count
     assert served_bad == []
-    report_figures("read-only cache", writes_tried=3 * count, writes_refused=setup["write_refused"],
-                   tampered=len(setup["tampered"]), tampered_served=len(served_bad))
+    report_figures(
+        "read-only cache",
+        writes_tried=3 * count,
+        writes_refused=setup["write_refused"],
+        tampered=len(setup["tampered"]),
+        tampered_served=len(served_bad),
+    )

@@ -33,7 +33,9 @@ from figures import reliability_count, report_figures
 
 pytest.importorskip("clearml_data_s3", reason="the s3 plugin is not installed (plugins/clearml-data-s3)")
 pytest.importorskip("clearml_data_gcs", reason="the gcs plugin is not installed (plugins/clearml-data-gcs)")
-pytest.importorskip("clearml_data_azure", reason="the azure plugin is not installed (plugins/clearml-data-azure)")
+pytest.importorskip(
+    "clearml_data_azure", reason="the azure plugin is not installed (plugins/clearml-data-azure)"
+)
 
 CANARIES = {
     "aws_key_id": "AKIACANARYKEYID7Q2W",
@@ -55,14 +57,20 @@ def _service_account(token_uri: str) -> dict:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     body = "".join(pem.splitlines()[1:-1])
     CANARIES["gcs_private_key"] = body[100:160]
-    return {"type": "service_account", "project_id": "canary-project",
-            "private_key_id": CANARIES["gcs_key_id"], "private_key": pem,
-            "client_email": "canary@canary-project.iam.gserviceaccount.com", "client_id": "1",
-            "token_uri": token_uri}
+    return {
+        "type": "service_account",
+        "project_id": "canary-project",
+        "private_key_id": CANARIES["gcs_key_id"],
+        "private_key": pem,
+        "client_email": "canary@canary-project.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
 
 
 def _dead_port() -> int:
@@ -79,8 +87,9 @@ def canary_env(env, tmp_path, monkeypatch):
     creds = tmp_path / f"{CANARIES['gcs_path']}.json"
     creds.write_text(json.dumps(_service_account(f"{dead}/token")))
     for var in list(os.environ):
-        if var.startswith(("AWS_", "AZURE_", "GOOGLE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_",
-                           "CLEARML_DATA_AZURE_")) or var in ("STORAGE_EMULATOR_HOST", "GCLOUD_PROJECT"):
+        if var.startswith(
+            ("AWS_", "AZURE_", "GOOGLE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_", "CLEARML_DATA_AZURE_")
+        ) or var in ("STORAGE_EMULATOR_HOST", "GCLOUD_PROJECT"):
             monkeypatch.delenv(var, raising=False)
     values = {
         "AWS_ACCESS_KEY_ID": CANARIES["aws_key_id"],
@@ -92,9 +101,8 @@ def canary_env(env, tmp_path, monkeypatch):
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "CLEARML_DATA_S3_MAX_ATTEMPTS": "1",
         "CLEARML_DATA_S3_CONNECT_TIMEOUT": "2",
-        "AZURE_STORAGE_CONNECTION_STRING":
-            f"DefaultEndpointsProtocol=http;AccountName=canaryacct;AccountKey={CANARIES['azure_key']};"
-            f"BlobEndpoint={dead}/canaryacct;",
+        "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=canaryacct;AccountKey={CANARIES['azure_key']};"
+        f"BlobEndpoint={dead}/canaryacct;",
         "AZURE_STORAGE_SAS_TOKEN": f"sv=2024-01-01&sig={CANARIES['azure_sas_env']}",
         "CLEARML_DATA_AZURE_MAX_ATTEMPTS": "1",
         "CLEARML_DATA_AZURE_USE_IDENTITY": "false",
@@ -248,7 +256,7 @@ def test_no_canary_in_output_logs_or_catalog(scheme, env, canary_env, tmp_path):
         # CI: each command once, alternating text and --json; full: each command both ways
         variants = [["--verbose", "--debug"], ["--json", "--verbose", "--debug"]]
         for i, argv in enumerate(_commands(url, draft, final, folder, port)):
-            for flags in (variants + variants)[i % 2:i % 2 + reliability_count(1, 2)]:
+            for flags in (variants + variants)[i % 2 : i % 2 + reliability_count(1, 2)]:
                 r = run_cli(*flags, *argv)
                 failed += r.code != 0
                 transcript += [r.out, r.err]
@@ -257,16 +265,24 @@ def test_no_canary_in_output_logs_or_catalog(scheme, env, canary_env, tmp_path):
         root.removeHandler(handler)
         reset_services()
     assert failed > 0  # the dead port was really tried
-    places = {"output": "\n".join(transcript), "logs": "\n".join(handler.lines),
-              "catalog": _catalog_bytes(env).decode("latin-1")}
+    places = {
+        "output": "\n".join(transcript),
+        "logs": "\n".join(handler.lines),
+        "catalog": _catalog_bytes(env).decode("latin-1"),
+    }
     hits = {where: _hits(text) for where, text in places.items()}
     if any(hits.values()):
         for where, text in places.items():
             for line in text.splitlines():
                 if _hits(line):
                     print("HIT", where, line[:300])
-    report_figures("secrets", scheme=scheme, canaries=len(CANARIES), commands=len(transcript) // 2,
-                   hits=sum(len(h) for h in hits.values()))
+    report_figures(
+        "secrets",
+        scheme=scheme,
+        canaries=len(CANARIES),
+        commands=len(transcript) // 2,
+        hits=sum(len(h) for h in hits.values()),
+    )
     assert hits == {"output": [], "logs": [], "catalog": []}
 
 
@@ -287,20 +303,33 @@ def test_no_canary_from_a_subprocess(scheme, env, canary_env, tmp_path):
     url = _scheme_urls(port)[scheme]
     folder = write_tree(tmp_path / "src", {"a.txt": "alpha", "sub/b.txt": "beta"})
     final = _final_in(env, url, folder)
-    draft = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url).json["data"]["id"]
+    draft = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url).json[
+        "data"
+    ]["id"]
     commands = _commands(url, draft, final, folder, port)
     if reliability_count(1, 2) == 1:  # CI: the commands that talk to the storage
         commands = [c for c in commands if c[0] in ("add", "upload", "close", "get", "verify", "create")]
-    p = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(commands)],
-                       capture_output=True, text=True, timeout=600, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "Traceback" not in p.stderr, p.stderr[-2000:]
     codes = [line for line in p.stderr.splitlines() if line.startswith("exit ")]
     assert len(codes) == len(commands) and "exit 1" in codes
     text = p.stdout + p.stderr + _catalog_bytes(env).decode("latin-1")
     hits = _hits(text)
-    report_figures("secrets", scheme=scheme, process="subprocess", canaries=len(CANARIES),
-                   commands=len(commands), hits=len(hits))
+    report_figures(
+        "secrets",
+        scheme=scheme,
+        process="subprocess",
+        canaries=len(CANARIES),
+        commands=len(commands),
+        hits=len(hits),
+    )
     assert hits == []
 
 
@@ -322,60 +351,120 @@ def _channels(scheme: str, port: int, tmp_path: Path) -> dict[str, tuple[str, di
     at = f"127.0.0.1:{port}"
     if scheme == "s3":
         return {
-            "AWS_ENDPOINT_URL userinfo": ("s3://canary-bucket/data",
-                                          {"AWS_ENDPOINT_URL": f"http://AKIAX:{pw}@{at}"}),
-            "AWS_ENDPOINT_URL_S3 userinfo": ("s3://canary-bucket/data",
-                                             {"AWS_ENDPOINT_URL_S3": f"http://AKIAX:{pw}@{at}"}),
-            "AWS_ENDPOINT_URL_S3 query": ("s3://canary-bucket/data", {
-                "AWS_ENDPOINT_URL_S3": f"http://{at}/?X-Amz-Security-Token={tok}&X-Amz-Signature={sig}"}),
-            "AWS_ENDPOINT_URL query": ("s3://canary-bucket/data",
-                                       {"AWS_ENDPOINT_URL": f"http://{at}/?token={tok}&sig={sig}"}),
-            "AWS keys and session token": (f"s3://{at}/canary-bucket/data", {"CLEARML_DATA_S3_SECURE": "false"}),
-            "CLEARML_DATA_S3_ENDPOINT_URL query": ("s3://canary-bucket/data",
-                                                   {"CLEARML_DATA_S3_ENDPOINT_URL": f"http://{at}/?sig={sig}"}),
-            "CLEARML_DATA_S3_ENDPOINT_URL userinfo": ("s3://canary-bucket/data", {
-                "CLEARML_DATA_S3_ENDPOINT_URL": f"http://AKIAX:{pw}@{at}"}),
+            "AWS_ENDPOINT_URL userinfo": (
+                "s3://canary-bucket/data",
+                {"AWS_ENDPOINT_URL": f"http://AKIAX:{pw}@{at}"},
+            ),
+            "AWS_ENDPOINT_URL_S3 userinfo": (
+                "s3://canary-bucket/data",
+                {"AWS_ENDPOINT_URL_S3": f"http://AKIAX:{pw}@{at}"},
+            ),
+            "AWS_ENDPOINT_URL_S3 query": (
+                "s3://canary-bucket/data",
+                {"AWS_ENDPOINT_URL_S3": f"http://{at}/?X-Amz-Security-Token={tok}&X-Amz-Signature={sig}"},
+            ),
+            "AWS_ENDPOINT_URL query": (
+                "s3://canary-bucket/data",
+                {"AWS_ENDPOINT_URL": f"http://{at}/?token={tok}&sig={sig}"},
+            ),
+            "AWS keys and session token": (
+                f"s3://{at}/canary-bucket/data",
+                {"CLEARML_DATA_S3_SECURE": "false"},
+            ),
+            "CLEARML_DATA_S3_ENDPOINT_URL query": (
+                "s3://canary-bucket/data",
+                {"CLEARML_DATA_S3_ENDPOINT_URL": f"http://{at}/?sig={sig}"},
+            ),
+            "CLEARML_DATA_S3_ENDPOINT_URL userinfo": (
+                "s3://canary-bucket/data",
+                {"CLEARML_DATA_S3_ENDPOINT_URL": f"http://AKIAX:{pw}@{at}"},
+            ),
         }
     if scheme == "gs":
         return {
-            "STORAGE_EMULATOR_HOST userinfo": ("gs://canary-bucket/data", {
-                "STORAGE_EMULATOR_HOST": f"http://user:{pw}@{at}", "CLEARML_DATA_GCS_ENDPOINT": None}),
-            "STORAGE_EMULATOR_HOST query": ("gs://canary-bucket/data", {
-                "STORAGE_EMULATOR_HOST": f"http://{at}/?token={tok}", "CLEARML_DATA_GCS_ENDPOINT": None}),
-            "CLEARML_DATA_GCS_ENDPOINT userinfo": ("gs://canary-bucket/data",
-                                                   {"CLEARML_DATA_GCS_ENDPOINT": f"http://user:{pw}@{at}"}),
-            "service-account JSON": ("gs://canary-bucket/data", {"CLEARML_DATA_GCS_ENDPOINT": f"http://{at}"}),
+            "STORAGE_EMULATOR_HOST userinfo": (
+                "gs://canary-bucket/data",
+                {"STORAGE_EMULATOR_HOST": f"http://user:{pw}@{at}", "CLEARML_DATA_GCS_ENDPOINT": None},
+            ),
+            "STORAGE_EMULATOR_HOST query": (
+                "gs://canary-bucket/data",
+                {"STORAGE_EMULATOR_HOST": f"http://{at}/?token={tok}", "CLEARML_DATA_GCS_ENDPOINT": None},
+            ),
+            "CLEARML_DATA_GCS_ENDPOINT userinfo": (
+                "gs://canary-bucket/data",
+                {"CLEARML_DATA_GCS_ENDPOINT": f"http://user:{pw}@{at}"},
+            ),
+            "service-account JSON": (
+                "gs://canary-bucket/data",
+                {"CLEARML_DATA_GCS_ENDPOINT": f"http://{at}"},
+            ),
         }
     key = CANARIES["azure_key"]
     return {
-        "connection string AccountKey": ("azure://canaryacct/canary-container/data", {
-            "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=canaryacct;"
-                                               f"AccountKey={key};BlobEndpoint=http://{at}/canaryacct;"}),
-        "connection string SharedAccessSignature": ("azure://canaryacct/canary-container/data", {
-            "AZURE_STORAGE_CONNECTION_STRING": f"BlobEndpoint=http://{at}/canaryacct;"
-                                               f"SharedAccessSignature=sv=2024-01-01&sr=c&sig={sig}"}),
-        "connection string endpoint userinfo": ("azure://canaryacct/canary-container/data", {
-            "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=canaryacct;"
-                                               f"AccountKey={key};BlobEndpoint=http://user:{pw}@{at}/canaryacct;"}),
-        "AZURE_STORAGE_SAS_TOKEN": ("azure://canaryacct/canary-container/data", {
-            "AZURE_STORAGE_CONNECTION_STRING": None, "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct"}),
-        "AZURE_STORAGE_KEY": ("azure://canaryacct/canary-container/data", {
-            "AZURE_STORAGE_CONNECTION_STRING": None, "AZURE_STORAGE_SAS_TOKEN": None,
-            "AZURE_STORAGE_ACCOUNT": "canaryacct", "AZURE_STORAGE_KEY": key,
-            "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct"}),
-        "account URL userinfo": ("azure://canaryacct/canary-container/data", {
-            "AZURE_STORAGE_CONNECTION_STRING": None,
-            "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://user:{pw}@{at}/canaryacct"}),
-        "SAS token in the URL": (f"azure://canaryacct/canary-container/data?sv=2024&sig={sig}", {
-            "AZURE_STORAGE_CONNECTION_STRING": None, "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct"}),
+        "connection string AccountKey": (
+            "azure://canaryacct/canary-container/data",
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=canaryacct;"
+                f"AccountKey={key};BlobEndpoint=http://{at}/canaryacct;"
+            },
+        ),
+        "connection string SharedAccessSignature": (
+            "azure://canaryacct/canary-container/data",
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": f"BlobEndpoint=http://{at}/canaryacct;"
+                f"SharedAccessSignature=sv=2024-01-01&sr=c&sig={sig}"
+            },
+        ),
+        "connection string endpoint userinfo": (
+            "azure://canaryacct/canary-container/data",
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName=canaryacct;"
+                f"AccountKey={key};BlobEndpoint=http://user:{pw}@{at}/canaryacct;"
+            },
+        ),
+        "AZURE_STORAGE_SAS_TOKEN": (
+            "azure://canaryacct/canary-container/data",
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": None,
+                "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct",
+            },
+        ),
+        "AZURE_STORAGE_KEY": (
+            "azure://canaryacct/canary-container/data",
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": None,
+                "AZURE_STORAGE_SAS_TOKEN": None,
+                "AZURE_STORAGE_ACCOUNT": "canaryacct",
+                "AZURE_STORAGE_KEY": key,
+                "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct",
+            },
+        ),
+        "account URL userinfo": (
+            "azure://canaryacct/canary-container/data",
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": None,
+                "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://user:{pw}@{at}/canaryacct",
+            },
+        ),
+        "SAS token in the URL": (
+            f"azure://canaryacct/canary-container/data?sv=2024&sig={sig}",
+            {
+                "AZURE_STORAGE_CONNECTION_STRING": None,
+                "CLEARML_DATA_AZURE_ACCOUNT_URL": f"http://{at}/canaryacct",
+            },
+        ),
     }
 
 
 CHANNEL_CASES = [(scheme, name) for scheme in ("s3", "gs", "azure") for name in _channels(scheme, 1, Path())]
 #: full: every channel against a dead port and a live server; CI: each channel against one of
 #: them, alternating, so that every plugin meets both
-CHANNEL_PARAMS = [(scheme, name, where) for i, (scheme, name) in enumerate(CHANNEL_CASES) for where in LIVE
-                  if reliability_count(0, 1) or where == LIVE[i % 2]]
+CHANNEL_PARAMS = [
+    (scheme, name, where)
+    for i, (scheme, name) in enumerate(CHANNEL_CASES)
+    for where in LIVE
+    if reliability_count(0, 1) or where == LIVE[i % 2]
+]
 
 
 _servers: dict[str, object] = {}
@@ -398,20 +487,23 @@ def _make_bucket(scheme: str, url: str) -> None:
     if scheme == "s3":
         import boto3
 
-        boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1").client(
-            "s3", endpoint_url=url).create_bucket(Bucket="canary-bucket")
+        boto3.session.Session(
+            aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1"
+        ).client("s3", endpoint_url=url).create_bucket(Bucket="canary-bucket")
     elif scheme == "gs":
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        storage.Client(project="p", credentials=AnonymousCredentials(),
-                       client_options={"api_endpoint": url}).create_bucket("canary-bucket")
+        storage.Client(
+            project="p", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+        ).create_bucket("canary-bucket")
     else:
         from azure.storage.blob import BlobServiceClient
 
-        BlobServiceClient(f"{url}/canaryacct", credential={"account_name": "canaryacct",
-                                                           "account_key": CANARIES["azure_key"]}
-                          ).create_container("canary-container")
+        BlobServiceClient(
+            f"{url}/canaryacct",
+            credential={"account_name": "canaryacct", "account_key": CANARIES["azure_key"]},
+        ).create_container("canary-container")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -468,9 +560,12 @@ def _driver_errors(scheme: str, url: str, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize("scheme,name,where", CHANNEL_PARAMS, ids=[f"{s}-{n}-{w}" for s, n, w in CHANNEL_PARAMS])
-def test_no_canary_from_any_credential_channel(scheme, name, where, env, canary_env, tmp_path,
-                                               tmp_path_factory, monkeypatch):
+@pytest.mark.parametrize(
+    "scheme,name,where", CHANNEL_PARAMS, ids=[f"{s}-{n}-{w}" for s, n, w in CHANNEL_PARAMS]
+)
+def test_no_canary_from_any_credential_channel(
+    scheme, name, where, env, canary_env, tmp_path, tmp_path_factory, monkeypatch
+):
     url = _channel_env(scheme, name, where, canary_env, tmp_path, tmp_path_factory, monkeypatch)
     port = canary_env  # the credential-bearing storage URLs of the commands point at the dead port
     folder = write_tree(tmp_path / "src", {"a.txt": "alpha", "sub/b.txt": "beta"})
@@ -490,7 +585,7 @@ def test_no_canary_from_any_credential_channel(scheme, name, where, env, canary_
         commands = _commands(plain, draft, final, folder, port)
         case = CHANNEL_CASES.index((scheme, name)) * 2 + LIVE.index(where)
         step = reliability_count(18, 1)  # CI: every 18th command, a different share for each case
-        for argv in commands[case % step::step]:
+        for argv in commands[case % step :: step]:
             try:
                 r = run_cli("--verbose", "--debug", *(["--json"] if case % 2 else []), *argv)
             except Exception as exc:  # --debug lets an unexpected error through: its text counts too
@@ -504,15 +599,27 @@ def test_no_canary_from_any_credential_channel(scheme, name, where, env, canary_
     finally:
         root.removeHandler(handler)
         reset_services()
-    places = {"output": "\n".join(transcript), "logs": "\n".join(handler.lines),
-              "catalog": _catalog_bytes(env).decode("latin-1")}
+    places = {
+        "output": "\n".join(transcript),
+        "logs": "\n".join(handler.lines),
+        "catalog": _catalog_bytes(env).decode("latin-1"),
+    }
     hits = {where_: _hits(text) for where_, text in places.items()}
     for where_, text in places.items():
         for line in text.splitlines():
             if _hits(line):
                 print("HIT", where_, line[:400])
-    report_figures("secrets", scheme=scheme, channel=name, server=where, canaries=len(CANARIES),
-                   outputs=len(transcript), failed=failed, raised=len(raised), hits=sum(len(h) for h in hits.values()))
+    report_figures(
+        "secrets",
+        scheme=scheme,
+        channel=name,
+        server=where,
+        canaries=len(CANARIES),
+        outputs=len(transcript),
+        failed=failed,
+        raised=len(raised),
+        hits=sum(len(h) for h in hits.values()),
+    )
     assert failed > 0
     assert hits == {"output": [], "logs": [], "catalog": []}
 
@@ -548,11 +655,17 @@ def test_scrubber_family(known, canary_env, monkeypatch):
 
     if not known:
         for var in list(os.environ):
-            if var.startswith(("AWS_", "AZURE_", "GOOGLE_", "CLEARML_DATA_")) or var == "STORAGE_EMULATOR_HOST":
+            if (
+                var.startswith(("AWS_", "AZURE_", "GOOGLE_", "CLEARML_DATA_"))
+                or var == "STORAGE_EMULATOR_HOST"
+            ):
                 monkeypatch.delenv(var)
     else:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://u:{CANARIES['url_password']}@127.0.0.1:9/?"
-                                                  f"sig={CANARIES['url_sig']}&token={CANARIES['url_token']}")
+        monkeypatch.setenv(
+            "AWS_ENDPOINT_URL_S3",
+            f"http://u:{CANARIES['url_password']}@127.0.0.1:9/?"
+            f"sig={CANARIES['url_sig']}&token={CANARIES['url_token']}",
+        )
     tried = 0
     missed = []
     for name, value in CANARIES.items():
@@ -591,10 +704,18 @@ def test_cli_log_handler_and_error_line_scrub(env, canary_env, monkeypatch):
     """What slips past a plugin still never reaches the terminal: the CLI's log handler and
     its final error line pass through the scrubber."""
     pw, sig = CANARIES["url_password"], CANARIES["url_sig"]
-    texts = [f"http://u:{pw}@127.0.0.1:9/b?sig={sig}", f"AccountKey={CANARIES['azure_key']};",
-             f"key {CANARIES['aws_secret']} refused"]
-    p = subprocess.run([sys.executable, "-c", _LOGGING_CHILD, *texts], capture_output=True, text=True,
-                       timeout=120, check=False)
+    texts = [
+        f"http://u:{pw}@127.0.0.1:9/b?sig={sig}",
+        f"AccountKey={CANARIES['azure_key']};",
+        f"key {CANARIES['aws_secret']} refused",
+    ]
+    p = subprocess.run(
+        [sys.executable, "-c", _LOGGING_CHILD, *texts],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "retrying after" in p.stderr and "request failed" in p.stderr
     log_hits = _hits(p.stdout + p.stderr)

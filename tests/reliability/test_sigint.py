@@ -34,7 +34,7 @@ pytestmark = pytest.mark.reliability
 
 SCRIPT = Path(sys.executable).parent / "clearml-data"
 MARKER = "| clearml_data.__main__"
-FIXED_DELAYS = [0.0, 0.002, 0.02, 0.1][:reliability_count(3, 4)]
+FIXED_DELAYS = [0.0, 0.002, 0.02, 0.1][: reliability_count(3, 4)]
 WORK_FRACTIONS = [0.5, 0.9] if reliability_count(0, 1) == 0 else [0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97]
 REPEATS = reliability_count(1, 3)
 
@@ -96,7 +96,7 @@ def launch(script: Path, argv: list[str], delay: float | None) -> dict:
     ready = threading.Event()
     err_lines: list[str] = []
     out: list[bytes] = []
-    first_out: list[float] = []   # when the result came (main() flushes stdout once, at the end)
+    first_out: list[float] = []  # when the result came (main() flushes stdout once, at the end)
 
     def read_err():
         for raw in proc.stderr:
@@ -131,9 +131,13 @@ def launch(script: Path, argv: list[str], delay: float | None) -> dict:
         t.join()
     proc.stdout.close()
     proc.stderr.close()
-    return {"code": code, "err": err_lines, "out": b"".join(out).decode(errors="replace"),
-            "work": (first_out[0] if first_out else time.perf_counter()) - started,
-            "late_by": None if sent is None or not first_out else first_out[0] - sent}
+    return {
+        "code": code,
+        "err": err_lines,
+        "out": b"".join(out).decode(errors="replace"),
+        "work": (first_out[0] if first_out else time.perf_counter()) - started,
+        "late_by": None if sent is None or not first_out else first_out[0] - sent,
+    }
 
 
 def judge(res: dict) -> str:
@@ -143,8 +147,12 @@ def judge(res: dict) -> str:
     if "Traceback" in text or "Exception ignored" in text or "Fatal Python error" in text:
         return f"a traceback: {text[-1500:]}"
     if res["code"] == 130:
-        if err and err[-1] == "User aborted" and err.count("User aborted") == 1 and \
-                not any(line.startswith("Error:") for line in err):
+        if (
+            err
+            and err[-1] == "User aborted"
+            and err.count("User aborted") == 1
+            and not any(line.startswith("Error:") for line in err)
+        ):
             return "aborted"
         return f"exit 130 without exactly one final 'User aborted' line: {err[-5:]}"
     if res["code"] == 0:
@@ -162,7 +170,7 @@ LATENCY = 0.05
 @pytest.mark.parametrize("command", COMMANDS)
 def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(command, script, env, tmp_path):
     world = World(env, tmp_path)
-    calm = launch(script, world.argv(command), None)   # how long its work takes, uncut
+    calm = launch(script, world.argv(command), None)  # how long its work takes, uncut
     assert calm["code"] == 0, calm["err"]
     delays = FIXED_DELAYS + [f * calm["work"] for f in WORK_FRACTIONS]
     outcomes: dict[str, int] = {}
@@ -171,14 +179,20 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(command, script, env, tmp
         for _ in range(REPEATS):
             res = launch(script, world.argv(command), delay)
             verdict = judge(res)
-            outcomes[verdict if verdict in ("aborted", "finished") else "wrong"] = \
+            outcomes[verdict if verdict in ("aborted", "finished") else "wrong"] = (
                 outcomes.get(verdict if verdict in ("aborted", "finished") else "wrong", 0) + 1
+            )
             if verdict not in ("aborted", "finished"):
                 problems.append(f"SIGINT {delay * 1000:.0f} ms after start: {verdict}")
     # the catalog is sound afterwards: the same command still works
     assert launch(script, world.argv(command), None)["code"] == 0
-    report_figures(f"Ctrl-C during {command}", signals=len(delays) * REPEATS,
-                   aborted=outcomes.get("aborted", 0), finished_first=outcomes.get("finished", 0),
-                   wrong=outcomes.get("wrong", 0), work_ms=round(calm["work"] * 1000))
+    report_figures(
+        f"Ctrl-C during {command}",
+        signals=len(delays) * REPEATS,
+        aborted=outcomes.get("aborted", 0),
+        finished_first=outcomes.get("finished", 0),
+        wrong=outcomes.get("wrong", 0),
+        work_ms=round(calm["work"] * 1000),
+    )
     assert problems == []
     assert outcomes.get("aborted", 0) >= len(FIXED_DELAYS) * REPEATS

@@ -175,9 +175,15 @@ def test_unreadable_parts_are_errors_never_skipped_or_removed(nobody_root):
         assert r["unchanged"], case  # no file added or removed, no version made or closed
         assert r["control"] == 0, (case, r["control_err"])
         held += 1
-    report_figures("unreadable folders and files", cases=len(cases), refused_naming_the_path=held,
-                   depths=len(depths), kinds=len(UNREADABLE_KINDS), commands=len(UNREADABLE_COMMANDS),
-                   seconds=round(time.monotonic() - started, 1))
+    report_figures(
+        "unreadable folders and files",
+        cases=len(cases),
+        refused_naming_the_path=held,
+        depths=len(depths),
+        kinds=len(UNREADABLE_KINDS),
+        commands=len(UNREADABLE_COMMANDS),
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 @pytest.mark.parametrize("how", ["fifo", "folder-link", "broken-link"])
@@ -288,7 +294,7 @@ def _materialised(did: str, rels: list[str], tmp: Path) -> int:
 def test_deep_trees_at_the_limit_go_through_every_command(tmp_path, shape):
     src = tmp_path / "src"
     if shape == "depth":
-        rels = _deep_tree(src, MAX_DEPTH - 1)   # the deepest file has MAX_DEPTH components
+        rels = _deep_tree(src, MAX_DEPTH - 1)  # the deepest file has MAX_DEPTH components
         assert max(r.count("/") + 1 for r in rels) == MAX_DEPTH
     else:
         rels = [_long_tree(src, MAX_PATH_BYTES)]
@@ -297,8 +303,14 @@ def test_deep_trees_at_the_limit_go_through_every_command(tmp_path, shape):
     _ok("close", "--id", did)
     started = time.monotonic()
     served = _materialised(did, rels, tmp_path)
-    report_figures("deep trees", shape=shape, at_limit=True, files=len(rels), served=served,
-                   seconds=round(time.monotonic() - started, 2))
+    report_figures(
+        "deep trees",
+        shape=shape,
+        at_limit=True,
+        files=len(rels),
+        served=served,
+        seconds=round(time.monotonic() - started, 2),
+    )
 
 
 def test_python_api_at_and_over_the_limit(tmp_path):
@@ -321,24 +333,32 @@ def _over_limit_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     deeper = tmp_path / "deeper"
     _deep_tree(deeper, MAX_DEPTH)
     cases["one level too deep"] = (["add", "--files", str(deeper)], f"at most {MAX_DEPTH} components")
-    cases["too deep, wildcard"] = (["add", "--files", str(deeper), "--wildcard", "*.txt"],
-                                   f"at most {MAX_DEPTH} components")
+    cases["too deep, wildcard"] = (
+        ["add", "--files", str(deeper), "--wildcard", "*.txt"],
+        f"at most {MAX_DEPTH} components",
+    )
     at = tmp_path / "at"
     _deep_tree(at, MAX_DEPTH - 1)
-    cases["at the limit under a dataset folder"] = (["add", "--files", str(at), "--dataset-folder", "x"],
-                                                    f"at most {MAX_DEPTH}")
+    cases["at the limit under a dataset folder"] = (
+        ["add", "--files", str(at), "--dataset-folder", "x"],
+        f"at most {MAX_DEPTH}",
+    )
     longer = tmp_path / "longer"
     _long_tree(longer, MAX_PATH_BYTES + 1)
     cases["one byte too long"] = (["add", "--files", str(longer)], f"at most {MAX_PATH_BYTES} bytes")
     long_at = tmp_path / "long-at"
     _long_tree(long_at, MAX_PATH_BYTES)
     cases["bytes at the limit under a dataset folder"] = (
-        ["add", "--files", str(long_at), "--dataset-folder", "y"], f"at most {MAX_PATH_BYTES} bytes")
+        ["add", "--files", str(long_at), "--dataset-folder", "y"],
+        f"at most {MAX_PATH_BYTES} bytes",
+    )
     beyond = tmp_path / "beyond"
     _deep_tree(beyond, 2100)  # over 4096 bytes: no plain path reaches its bottom
     cases["deeper than PATH_MAX"] = (["add", "--files", str(beyond)], f"at most {MAX_DEPTH} components")
-    cases["deeper than PATH_MAX, sync"] = (["sync", "--folder", str(beyond), "--skip-close"],
-                                           f"at most {MAX_DEPTH} components")
+    cases["deeper than PATH_MAX, sync"] = (
+        ["sync", "--folder", str(beyond), "--skip-close"],
+        f"at most {MAX_DEPTH} components",
+    )
     return cases
 
 
@@ -357,8 +377,12 @@ def test_trees_over_the_limit_are_refused_with_the_limit_named(env, tmp_path):
             assert len(line) < 600, (name, len(line))  # the long path is shortened in the message
             assert _catalog_rows(env) == before, name
         assert list(_files(did)) == ["keep.txt"]
-        report_figures("deep trees", over_limit=len(cases), refused_with_limit=len(cases),
-                       slowest_seconds=max(seconds.values()))
+        report_figures(
+            "deep trees",
+            over_limit=len(cases),
+            refused_with_limit=len(cases),
+            slowest_seconds=max(seconds.values()),
+        )
     finally:
         for name in ("beyond", "deeper", "at"):
             _remove_deep(tmp_path / name)
@@ -384,10 +408,16 @@ def test_a_catalog_row_over_the_limit_is_a_clean_error(env, tmp_path):
     reset_services()
     db = sqlite3.connect(env.catalog)
     with db:
-        db.execute("UPDATE changes SET path = ? WHERE dataset_id = ?", ["/".join(["d"] * (MAX_DEPTH + 1)), did])
+        db.execute(
+            "UPDATE changes SET path = ? WHERE dataset_id = ?", ["/".join(["d"] * (MAX_DEPTH + 1)), did]
+        )
     db.close()
-    for argv in (["list", "--id", did], ["get", "--id", did], ["get", "--id", did, "--copy", tmp_path / "c"],
-                 ["verify", "--id", did]):
+    for argv in (
+        ["list", "--id", did],
+        ["get", "--id", did],
+        ["get", "--id", did, "--copy", tmp_path / "c"],
+        ["verify", "--id", did],
+    ):
         assert f"at most {MAX_DEPTH}" in _refused(*argv)
 
 
@@ -421,7 +451,7 @@ def _orders() -> list[tuple[str, ...]]:
 CHILD_CHANGES = ["none", "adds beside", "flip back", "conflicting add"]
 
 
-@pytest.mark.parametrize("order", _orders(), ids=lambda o: " + ".join(o))
+@pytest.mark.parametrize("order", _orders(), ids=" + ".join)
 def test_a_later_parent_wins_a_file_folder_clash(tmp_path, order):
     changes = reliability_count(["none", "flip back"] if len(order) == 3 else CHILD_CHANGES, CHILD_CHANGES)
     parents = [_version(tmp_path / f"p{i}", TREES[name], name=f"p{i}") for i, name in enumerate(order)]
@@ -466,8 +496,12 @@ def test_a_later_parent_wins_a_file_folder_clash(tmp_path, order):
         for folder in (cached, copy):
             assert read_tree(folder) == {p: c.encode() for p, c in want.items()}, (change, folder)
         checked += 1
-    report_figures("file/folder clashes across parents", parents=len(order), child_changes=checked,
-                   shadowed=len(shadowed))
+    report_figures(
+        "file/folder clashes across parents",
+        parents=len(order),
+        child_changes=checked,
+        shadowed=len(shadowed),
+    )
 
 
 def test_shadowed_files_in_the_python_api_and_sync(tmp_path, caplog):
@@ -482,15 +516,24 @@ def test_shadowed_files_in_the_python_api_and_sync(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="clearml_data"):
         ds.finalize()
     assert "shadowed" in caplog.text
-    assert set(read_tree(Dataset.get(dataset_id=ds.id).get_local_copy())) == {"a/b/c", "a/b/d/e", "one.txt",
-                                                                                "two.txt"}
+    assert set(read_tree(Dataset.get(dataset_id=ds.id).get_local_copy())) == {
+        "a/b/c",
+        "a/b/d/e",
+        "one.txt",
+        "two.txt",
+    }
     reverse = Dataset.create(dataset_name="reverse", dataset_project="p", parent_datasets=[p2, p1])
     assert [(f.path, f.by_kind, f.clash) for f in reverse.shadowed_files] == [
-        ("a/b/c", "file", "a/b"), ("a/b/d/e", "file", "a/b")]
-    assert Dataset.create(dataset_name="single", dataset_project="p", parent_datasets=[p1]).shadowed_files == []
+        ("a/b/c", "file", "a/b"),
+        ("a/b/d/e", "file", "a/b"),
+    ]
+    assert (
+        Dataset.create(dataset_name="single", dataset_project="p", parent_datasets=[p1]).shadowed_files == []
+    )
     # sync into a new version of both parents reports what was shadowed when it closes
-    local = write_tree(tmp_path / "local", {"a/b/c": "changed c", "a/b/d/e": "e under a/b/d",
-                                            "one.txt": "1", "two.txt": "2"})
+    local = write_tree(
+        tmp_path / "local", {"a/b/c": "changed c", "a/b/d/e": "e under a/b/d", "one.txt": "1", "two.txt": "2"}
+    )
     r = _ok("--json", "sync", "--parents", p1, p2, "--folder", local).json["data"]
     assert [s["path"] for s in r["shadowed"]] == ["a/b"] and r["closed"]
     assert read_tree(_json("get", "--id", r["id"])["path"])["a/b/c"] == b"changed c"
@@ -530,8 +573,11 @@ def test_a_version_holding_a_clash_is_never_closed_or_half_fetched(env, tmp_path
     reset_services()
     db = sqlite3.connect(env.catalog)
     with db:
-        db.execute("INSERT INTO changes (dataset_id, path, kind, hash, size) SELECT dataset_id, 'x/y', kind, "
-                   "hash, size FROM changes WHERE dataset_id = ?", [did])
+        db.execute(
+            "INSERT INTO changes (dataset_id, path, kind, hash, size) SELECT dataset_id, 'x/y', kind, "
+            "hash, size FROM changes WHERE dataset_id = ?",
+            [did],
+        )
     db.close()
     assert "both a file and a folder" in _refused("close", "--id", did)
     db = sqlite3.connect(env.catalog)
@@ -551,9 +597,20 @@ def _race_jobs(env, root: Path, steps: list[list[list[str]]]) -> list[dict]:
     jobs = []
     for i, mine in enumerate(steps):
         w = root / f"racer-{i}"
-        jobs.append({"index": i, "catalog": str(env.catalog), "storage": str(env.storage),
-                     "cache": str(w / "cache"), "config": str(w / "config.ini"), "state": str(w / "state"),
-                     "out": str(w / "result.json"), "journal": "wal", "lock": "sqlite", "steps": mine})
+        jobs.append(
+            {
+                "index": i,
+                "catalog": str(env.catalog),
+                "storage": str(env.storage),
+                "cache": str(w / "cache"),
+                "config": str(w / "config.ini"),
+                "state": str(w / "state"),
+                "out": str(w / "result.json"),
+                "journal": "wal",
+                "lock": "sqlite",
+                "steps": mine,
+            }
+        )
         w.mkdir(parents=True)
     return jobs
 
@@ -602,6 +659,13 @@ def test_two_writers_never_get_a_file_and_a_folder_in(env, tmp_path, monkeypatch
         served += 1
     assert clashes == 0
     assert refused_by_kind["add/add"] == len(range(0, rounds, len(RACES)))  # two adds: always one refused
-    report_figures("tree-conflict races", rounds=rounds, one_refused=one, both_accepted_by_sync=both,
-                   refused_by_kind=refused_by_kind,
-                   clashes=clashes, closed_and_fetched=served, seconds=round(time.monotonic() - started, 1))
+    report_figures(
+        "tree-conflict races",
+        rounds=rounds,
+        one_refused=one,
+        both_accepted_by_sync=both,
+        refused_by_kind=refused_by_kind,
+        clashes=clashes,
+        closed_and_fetched=served,
+        seconds=round(time.monotonic() - started, 1),
+    )

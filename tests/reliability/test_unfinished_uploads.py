@@ -56,23 +56,44 @@ def cloud(request, env, monkeypatch, tmp_path_factory):
     """(scheme, bucket URL) on the scheme's emulator, with small parts so that puts take long."""
     scheme = request.param
     for var in list(os.environ):
-        if var.startswith(("AWS_", "AZURE_", "CLEARML_DATA_S3_", "CLEARML_DATA_GCS_", "CLEARML_DATA_GS_",
-                           "CLEARML_DATA_AZURE_", "GOOGLE_")) or var == "STORAGE_EMULATOR_HOST":
+        if (
+            var.startswith(
+                (
+                    "AWS_",
+                    "AZURE_",
+                    "CLEARML_DATA_S3_",
+                    "CLEARML_DATA_GCS_",
+                    "CLEARML_DATA_GS_",
+                    "CLEARML_DATA_AZURE_",
+                    "GOOGLE_",
+                )
+            )
+            or var == "STORAGE_EMULATOR_HOST"
+        ):
             monkeypatch.delenv(var)
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(var, "127.0.0.1,localhost")
     if scheme not in _servers:
-        _servers[scheme] = emulator(scheme, tmp_path_factory.mktemp(f"emulator-{scheme}"),
-                                    env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        _servers[scheme] = emulator(
+            scheme,
+            tmp_path_factory.mktemp(f"emulator-{scheme}"),
+            env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        )
     server = _servers[scheme]
     bucket = unique_name("bkt")
     if scheme == "s3":
-        for var, value in {"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "test-secret",
-                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                           "AWS_ENDPOINT_URL_S3": server.url, "CLEARML_DATA_S3_MULTIPART_THRESHOLD": "5MiB",
-                           "CLEARML_DATA_S3_PART_SIZE": "5MiB",
-                           "CLEARML_DATA_S3_MAX_CONCURRENCY": "1"}.items():
+        for var, value in {
+            "AWS_ACCESS_KEY_ID": "AKIATEST",
+            "AWS_SECRET_ACCESS_KEY": "test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_ENDPOINT_URL_S3": server.url,
+            "CLEARML_DATA_S3_MULTIPART_THRESHOLD": "5MiB",
+            "CLEARML_DATA_S3_PART_SIZE": "5MiB",
+            "CLEARML_DATA_S3_MAX_CONCURRENCY": "1",
+        }.items():
             monkeypatch.setenv(var, value)
         import boto3
 
@@ -88,18 +109,26 @@ def cloud(request, env, monkeypatch, tmp_path_factory):
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        client = storage.Client(project="test-project", credentials=AnonymousCredentials(),
-                                client_options={"api_endpoint": server.url})
+        client = storage.Client(
+            project="test-project",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": server.url},
+        )
         client.create_bucket(bucket)
         client.close()
         yield scheme, f"gs://{bucket}"
     else:
-        conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-                f"BlobEndpoint={server.url}/devstoreaccount1;")
-        for var, value in {"AZURE_STORAGE_CONNECTION_STRING": conn, "CLEARML_DATA_AZURE_USE_IDENTITY": "0",
-                           "CLEARML_DATA_AZURE_MULTIPART_THRESHOLD": "1MiB",
-                           "CLEARML_DATA_AZURE_PART_SIZE": "64KiB",
-                           "CLEARML_DATA_AZURE_MAX_CONCURRENCY": "1"}.items():
+        conn = (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={server.url}/devstoreaccount1;"
+        )
+        for var, value in {
+            "AZURE_STORAGE_CONNECTION_STRING": conn,
+            "CLEARML_DATA_AZURE_USE_IDENTITY": "0",
+            "CLEARML_DATA_AZURE_MULTIPART_THRESHOLD": "1MiB",
+            "CLEARML_DATA_AZURE_PART_SIZE": "64KiB",
+            "CLEARML_DATA_AZURE_MAX_CONCURRENCY": "1",
+        }.items():
             monkeypatch.setenv(var, value)
         from azure.storage.blob import BlobServiceClient
 
@@ -120,8 +149,11 @@ def _kill_mid_upload(url: str, source, key: str, rng: random.Random) -> float:
     upload started (and a random moment more). Returns how long the child ran."""
     driver = _driver(url)
     started = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, url, str(source), key],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, url, str(source), key],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         while time.monotonic() - started < 60:
             if child.poll() is not None:
@@ -167,8 +199,11 @@ def test_gc_aborts_uploads_cut_off_by_a_kill(cloud, tmp_path):
         assert sorted(u.key for u in found) == sorted(keys)
         assert not any(driver.exists(k) for k in keys)  # nothing became visible
         if scheme == "gs":
-            _GCS_SESSIONS[:] = [r["uri"] for r in (_record(driver, e) for e in os.listdir(driver.sessions_dir))
-                                if r and r.get("name", "").startswith("data/")]
+            _GCS_SESSIONS[:] = [
+                r["uri"]
+                for r in (_record(driver, e) for e in os.listdir(driver.sessions_dir))
+                if r and r.get("name", "").startswith("data/")
+            ]
             assert len(_GCS_SESSIONS) == kills and all(_gcs_session_alive(driver, u) for u in _GCS_SESSIONS)
     finally:
         driver.close()
@@ -198,9 +233,16 @@ def test_gc_aborts_uploads_cut_off_by_a_kill(cloud, tmp_path):
         driver.close()
         other.close()
     assert left == []
-    report_figures("unfinished uploads", scheme=scheme, kills=kills + 1, listed=len(found),
-                   aborted=len(done["aborted"]), kept_young=kept.unfinished_too_young, sibling_kept=1,
-                   kill_seconds=round(kill_seconds, 1))
+    report_figures(
+        "unfinished uploads",
+        scheme=scheme,
+        kills=kills + 1,
+        listed=len(found),
+        aborted=len(done["aborted"]),
+        kept_young=kept.unfinished_too_young,
+        sibling_kept=1,
+        kill_seconds=round(kill_seconds, 1),
+    )
 
 
 def _leftovers(scheme: str, driver, keys: list[str]) -> list[str]:
@@ -244,8 +286,9 @@ _GCS_SESSIONS: list[str] = []
 def _gcs_session_alive(driver, uri: str) -> bool:
     """Does the server still take bytes for this resumable session? (A status query: an
     empty PUT with ``Content-Range: bytes */*``; a cancelled session answers 4xx.)"""
-    response = driver.client._http.request("PUT", uri, headers={"Content-Range": "bytes */*"}, data=b"",
-                                           timeout=30)
+    response = driver.client._http.request(
+        "PUT", uri, headers={"Content-Range": "bytes */*"}, data=b"", timeout=30
+    )
     return response.status_code in (200, 201, 308)
 
 

@@ -22,6 +22,16 @@ from .suite import (
 )
 
 __all__ = [
-    "KINDS", "LOOPBACK", "Fault", "FaultProxy", "FaultTarget", "LogEntry", "Rule", "cache_problems",
-    "check_retry_bound", "check_workflow", "make_source", "standard_faults",
+    "KINDS",
+    "LOOPBACK",
+    "Fault",
+    "FaultProxy",
+    "FaultTarget",
+    "LogEntry",
+    "Rule",
+    "cache_problems",
+    "check_retry_bound",
+    "check_workflow",
+    "make_source",
+    "standard_faults",
 ]

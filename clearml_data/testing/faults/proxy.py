@@ -58,9 +58,9 @@ class Fault:
 
     kind: str
     status: int = 503
-    after: int = 0          #: body bytes let through before a cut or stall
-    seconds: float = 30.0   #: length of a stall
-    min_size: int = 1       #: the shortest body a flip damages
+    after: int = 0  #: body bytes let through before a cut or stall
+    seconds: float = 30.0  #: length of a stall
+    min_size: int = 1  #: the shortest body a flip damages
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -111,9 +111,9 @@ class Rule:
     fault: Fault
     method: str | None = None
     path: str | None = None
-    times: int | None = 1       #: how many matching requests are hit; None: every one
-    skip: int = 0               #: matching requests let through before the first hit
-    probability: float = 1.0    #: chance that a matching request is hit (see ``seed``)
+    times: int | None = 1  #: how many matching requests are hit; None: every one
+    skip: int = 0  #: matching requests let through before the first hit
+    probability: float = 1.0  #: chance that a matching request is hit (see ``seed``)
     seed: int | None = None
     hits: int = 0
     seen: int = 0
@@ -301,17 +301,29 @@ class FaultProxy:
         return f"http://{LOOPBACK}:{self.port}"
 
     # -- rules -----------------------------------------------------------------------------
-    def inject(self, fault: Fault, method: str | None = None, path: str | None = None,
-               times: int | None = 1, skip: int = 0) -> Rule:
+    def inject(
+        self,
+        fault: Fault,
+        method: str | None = None,
+        path: str | None = None,
+        times: int | None = 1,
+        skip: int = 0,
+    ) -> Rule:
         """Hit the next ``times`` matching requests (after ``skip``) with ``fault``."""
         rule = Rule(fault, method, path, times, skip)
         with self._lock:
             self.rules.append(rule)
         return rule
 
-    def random_faults(self, probability: float, faults: list[Fault], seed: int | None = None,
-                      method: str | None = None, path: str | None = None,
-                      limit: int | None = None) -> list[Rule]:
+    def random_faults(
+        self,
+        probability: float,
+        faults: list[Fault],
+        seed: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        limit: int | None = None,
+    ) -> list[Rule]:
         """Hit each matching request with probability ``probability``, with one of ``faults``
         chosen at random (reproducible with ``seed``); at most ``limit`` hits in all."""
         rng = random.Random(seed)
@@ -320,8 +332,9 @@ class FaultProxy:
         for i, fault in enumerate(faults):
             # each rule sees only what the earlier ones let through: scale so the shares match
             p = share / max(1e-9, 1 - share * i)
-            rules.append(Rule(fault, method, path, times=None, probability=min(1.0, p),
-                              seed=rng.randrange(2 ** 32)))
+            rules.append(
+                Rule(fault, method, path, times=None, probability=min(1.0, p), seed=rng.randrange(2**32))
+            )
         with self._lock:
             self.rules.extend(rules)
             self._limit = limit
@@ -339,8 +352,9 @@ class FaultProxy:
     def total_injected(self) -> int:
         return sum(self.injected.values())
 
-    def _choose(self, method: str, target: str, headers: dict[str, str]
-                ) -> tuple[Fault | None, Callable[[], None]]:
+    def _choose(
+        self, method: str, target: str, headers: dict[str, str]
+    ) -> tuple[Fault | None, Callable[[], None]]:
         """The fault for this request, and a function that takes it back (a flip that found
         no body to damage)."""
         with self._lock:
@@ -412,8 +426,9 @@ class FaultProxy:
                 return
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._track(client)
-            thread = threading.Thread(target=self._serve, args=(client,), name="fault-proxy-conn",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._serve, args=(client,), name="fault-proxy-conn", daemon=True
+            )
             thread.start()
             with self._lock:
                 self._threads = [t for t in self._threads if t.is_alive()]
@@ -489,8 +504,14 @@ class FaultProxy:
                 _close(upstream.sock)
                 self._track(upstream.sock, add=False)
 
-    def _relay_response(self, upstream: _Conn, client_sock: socket.socket, method: str,
-                        fault: Fault | None, spare: Callable[[], None]) -> tuple[bool, bool]:
+    def _relay_response(
+        self,
+        upstream: _Conn,
+        client_sock: socket.socket,
+        method: str,
+        fault: Fault | None,
+        spare: Callable[[], None],
+    ) -> tuple[bool, bool]:
         """Pass one response on (damaged as ``fault`` says).
 
         Returns whether the client's and the server's connections can carry another request.
@@ -504,8 +525,9 @@ class FaultProxy:
             _send(client_sock, head)  # an interim 1xx answer
         no_body = method.upper() == "HEAD" or status in (204, 304)
         connection = headers.get("connection", "").lower()
-        closing = "close" in connection or (status_line.startswith("HTTP/1.0")
-                                            and "keep-alive" not in connection)
+        closing = "close" in connection or (
+            status_line.startswith("HTTP/1.0") and "keep-alive" not in connection
+        )
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = int(headers.get("content-length", "-1") or -1)
         budget = flip_at = None
@@ -549,12 +571,20 @@ class FaultProxy:
 
     @staticmethod
     def _answer(client_sock: socket.socket, status: int, method: str, close: bool) -> None:
-        reasons = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-                   504: "Gateway Timeout", 429: "Too Many Requests", 408: "Request Timeout"}
+        reasons = {
+            500: "Internal Server Error",
+            502: "Bad Gateway",
+            503: "Service Unavailable",
+            504: "Gateway Timeout",
+            429: "Too Many Requests",
+            408: "Request Timeout",
+        }
         body = f"injected fault: HTTP {status}\n".encode()
-        head = (f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
-                f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n").encode()
+        head = (
+            f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+            f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
+        ).encode()
         _send(client_sock, head + (b"" if method.upper() == "HEAD" else body))
         if close:
             _close(client_sock)

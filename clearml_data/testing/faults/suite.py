@@ -48,17 +48,30 @@ class FaultTarget:
 
 def standard_faults(stall_seconds: float) -> list[Fault]:
     """One fault of each kind: 500, 503, a cut upload, a cut download, a stall."""
-    return [Fault.http(500), Fault.http(503), Fault.cut_request(after=4096),
-            Fault.cut_response(after=4096), Fault.stall(seconds=stall_seconds, after=1024)]
+    return [
+        Fault.http(500),
+        Fault.http(503),
+        Fault.cut_request(after=4096),
+        Fault.cut_response(after=4096),
+        Fault.stall(seconds=stall_seconds, after=1024),
+    ]
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_retry_bound(driver, direct, proxy: FaultProxy, target: FaultTarget, attempts: int,
-                      tmp_path: Path, faults: list[Fault], counts: list[int] | None = None,
-                      size: int = 300_000) -> dict:
+def check_retry_bound(
+    driver,
+    direct,
+    proxy: FaultProxy,
+    target: FaultTarget,
+    attempts: int,
+    tmp_path: Path,
+    faults: list[Fault],
+    counts: list[int] | None = None,
+    size: int = 300_000,
+) -> dict:
     """See the module docstring; ``driver`` goes through ``proxy``, ``direct`` does not.
 
     ``driver`` may also be a function that returns a new driver: it is then called for each
@@ -94,7 +107,7 @@ def check_retry_bound(driver, direct, proxy: FaultProxy, target: FaultTarget, at
                         if out.read_bytes() != payload:
                             problems.append(f"{fault} x{k} {op}: wrong bytes")
                     else:
-                        if driver.read_range(f"{base}/ready", 7, size - 20) != payload[7:size - 13]:
+                        if driver.read_range(f"{base}/ready", 7, size - 20) != payload[7 : size - 13]:
                             problems.append(f"{fault} x{k} {op}: wrong bytes")
                     ok = True
                 except OSError as exc:
@@ -104,11 +117,13 @@ def check_retry_bound(driver, direct, proxy: FaultProxy, target: FaultTarget, at
                         problems.append(f"{fault} x{k} {op}: unclear error {text!r}")
                 figures["injected"] += rule.hits
                 if rule.hits != min(k, attempts):  # k faults, or all the tries there were
-                    problems.append(f"{fault} x{k} {op}: the proxy hit {rule.hits} requests, "
-                                    f"not {min(k, attempts)}")
+                    problems.append(
+                        f"{fault} x{k} {op}: the proxy hit {rule.hits} requests, not {min(k, attempts)}"
+                    )
                 if ok != (k < attempts):
-                    problems.append(f"{fault} x{k} {op}: {'succeeded' if ok else 'failed'} with "
-                                    f"{attempts} tries")
+                    problems.append(
+                        f"{fault} x{k} {op}: {'succeeded' if ok else 'failed'} with {attempts} tries"
+                    )
                 figures["survived" if ok else "gave_up"] += 1
                 proxy.clear()
                 if op == "put":  # never an object that looks complete but is not
@@ -117,8 +132,10 @@ def check_retry_bound(driver, direct, proxy: FaultProxy, target: FaultTarget, at
                     except FileNotFoundError:
                         stored = None
                     if (ok and stored != payload) or (stored is not None and stored != payload):
-                        problems.append(f"{fault} x{k} put: the stored object is "
-                                        f"{'missing' if stored is None else 'damaged'}")
+                        problems.append(
+                            f"{fault} x{k} put: the stored object is "
+                            f"{'missing' if stored is None else 'damaged'}"
+                        )
                 elif not ok and out.exists():
                     problems.append(f"{fault} x{k} {op}: a partial file was left at {out}")
                 if out.exists():
@@ -167,14 +184,24 @@ def cache_problems(cache_root: Path, view_folder: Path | None, expected: dict[st
     return problems
 
 
-def check_workflow(cli, target: FaultTarget, proxy: FaultProxy, storage: str, source: Path,
-                   cache_root: Path, use_proxy: Callable[[bool], None], attempts: int,
-                   rounds: int, probability: float, faults: list[Fault], seed: int = 0) -> dict:
+def check_workflow(
+    cli,
+    target: FaultTarget,
+    proxy: FaultProxy,
+    storage: str,
+    source: Path,
+    cache_root: Path,
+    use_proxy: Callable[[bool], None],
+    attempts: int,
+    rounds: int,
+    probability: float,
+    faults: list[Fault],
+    seed: int = 0,
+) -> dict:
     """See the module docstring. ``use_proxy(True/False)`` points the CLI's driver through the
     proxy or straight at the server (and drops cached drivers); ``cli`` is ``run_cli``."""
     expected = _tree(source)
-    figures = {"injected": 0, "commands": 0, "survived": 0, "gave_up": 0, "bad_final": 0,
-               "partial_files": 0}
+    figures = {"injected": 0, "commands": 0, "survived": 0, "gave_up": 0, "bad_final": 0, "partial_files": 0}
     problems: list[str] = []
 
     def run(*args):
@@ -193,8 +220,9 @@ def check_workflow(cli, target: FaultTarget, proxy: FaultProxy, storage: str, so
     for r in range(rounds):
         use_proxy(True)
         proxy.clear()
-        res = run("create", "--project", "faults", "--name", f"{target.name}-{seed}-{r}",
-                  "--storage", storage)
+        res = run(
+            "create", "--project", "faults", "--name", f"{target.name}-{seed}-{r}", "--storage", storage
+        )
         assert res.code == 0, res.err
         ds = res.out.strip().rsplit("=", 1)[-1]
         assert run("add", "--id", ds, "--files", str(source)).code == 0

@@ -9,16 +9,19 @@ from clearml_data.storage import DriverInfo, hookimpl
 
 __version__ = "0.1.0"
 
-INSTALL_HINT = ("pip install 'azure-storage-blob>=12.31' "
-                "(or reinstall clearml-data-azure with its dependencies)")
+INSTALL_HINT = (
+    "pip install 'azure-storage-blob>=12.31' (or reinstall clearml-data-azure with its dependencies)"
+)
 
 
 @hookimpl
 def clearml_data_storage_drivers():
-    return [DriverInfo(
-        scheme="azure",
-        factory="clearml_data_azure.driver:AzureBlobDriver",
-        requires=("azure.storage.blob",),
-        install_hint=INSTALL_HINT,
-        description="Azure Blob Storage: azure://<account>.blob.core.windows.net/<container>/<prefix>",
-    )]
+    return [
+        DriverInfo(
+            scheme="azure",
+            factory="clearml_data_azure.driver:AzureBlobDriver",
+            requires=("azure.storage.blob",),
+            install_hint=INSTALL_HINT,
+            description="Azure Blob Storage: azure://<account>.blob.core.windows.net/<container>/<prefix>",
+        )
+    ]

@@ -92,14 +92,21 @@ MD5_RANGE_LIMIT = 4 * MiB
 
 OLD_ENV_PREFIX = "CLEARML_DATA_AZURE_"
 
-OPTIONS = (*transfer_options(max_concurrency=8, part_size=8 * MiB, multipart_threshold=8 * MiB + 1,
-                             max_attempts=6, connect_timeout=20.0, read_timeout=120.0),
-           Option("validate_content", parse_bool, True,
-                  "a Content-MD5 on every request, checked on every answer"),
-           Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
-           Option("use_identity", parse_bool, True, "azure-identity's DefaultAzureCredential when installed"),
-           Option("api_version", help="the storage service version to speak, e.g. for an older Azurite"),
-           Option("account_url", help="the blob endpoint for every account ({account} is replaced)"))
+OPTIONS = (
+    *transfer_options(
+        max_concurrency=8,
+        part_size=8 * MiB,
+        multipart_threshold=8 * MiB + 1,
+        max_attempts=6,
+        connect_timeout=20.0,
+        read_timeout=120.0,
+    ),
+    Option("validate_content", parse_bool, True, "a Content-MD5 on every request, checked on every answer"),
+    Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
+    Option("use_identity", parse_bool, True, "azure-identity's DefaultAzureCredential when installed"),
+    Option("api_version", help="the storage service version to speak, e.g. for an older Azurite"),
+    Option("account_url", help="the blob endpoint for every account ({account} is replaced)"),
+)
 
 
 def _mib(value: Any) -> int:
@@ -110,14 +117,18 @@ def _mib(value: Any) -> int:
 #: old value -> today's)
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "single_put_size_mb": ("multipart_threshold", lambda v: _mib(v) + 1),  # "up to" became "from"
-    "block_size_mb": ("part_size", _mib), "retries": ("max_attempts", lambda v: int(v) + 1),
-    "connection_timeout": ("connect_timeout", float)}
+    "block_size_mb": ("part_size", _mib),
+    "retries": ("max_attempts", lambda v: int(v) + 1),
+    "connection_timeout": ("connect_timeout", float),
+}
 #: options that carry credentials (never kept in ``driver.options``)
 SECRET_OPTIONS = ("connection_string", "account_key", "sas_token", "credential")
 
 # anything that looks like a signed query parameter or key=value secret, anywhere in a text
-_SECRET_PARAM = re.compile(r"(?i)\b(sig|signature|se|st|sv|sp|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|"
-                           r"token|key|accountkey|sharedaccesssignature|password|secret)=[^&;\s'\"]*")
+_SECRET_PARAM = re.compile(
+    r"(?i)\b(sig|signature|se|st|sv|sp|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv|"
+    r"token|key|accountkey|sharedaccesssignature|password|secret)=[^&;\s'\"]*"
+)
 
 
 def _renamed(options: dict[str, Any]) -> dict[str, Any]:
@@ -129,8 +140,11 @@ def _renamed(options: dict[str, Any]) -> dict[str, Any]:
             value, where = os.environ[var], f"${var}"
         if value is None:
             continue
-        warnings.warn(f"the azure:// driver's {where} is deprecated: use {new!r} ({env_name('azure', new)})",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"the azure:// driver's {where} is deprecated: use {new!r} ({env_name('azure', new)})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         if options.get(new) is None and not os.environ.get(env_name("azure", new)):
             try:
                 options[new] = convert(value)
@@ -196,14 +210,20 @@ class AzureBlobDriver(StorageDriver):
     def _new_service(self, block_size: int, transfers: int) -> BlobServiceClient:
         extra: dict[str, Any] = {"api_version": self.api_version} if self.api_version else {}
         return BlobServiceClient(
-            account_url=self.endpoint, credential=self._credential,
-            transport=_make_transport(transfers * (self.max_concurrency + 1), self.connection_timeout,
-                                      self.read_timeout),
+            account_url=self.endpoint,
+            credential=self._credential,
+            transport=_make_transport(
+                transfers * (self.max_concurrency + 1), self.connection_timeout, self.read_timeout
+            ),
             retry_policy=_Backoff(self.retry_backoff, retry_total=self.retries),
-            max_single_put_size=self.single_put_size, max_block_size=block_size,
-            max_single_get_size=32 * MiB, max_chunk_get_size=MD5_RANGE_LIMIT,
-            connection_timeout=self.connection_timeout, read_timeout=self.read_timeout,
-            **extra)
+            max_single_put_size=self.single_put_size,
+            max_block_size=block_size,
+            max_single_get_size=32 * MiB,
+            max_chunk_get_size=MD5_RANGE_LIMIT,
+            connection_timeout=self.connection_timeout,
+            read_timeout=self.read_timeout,
+            **extra,
+        )
 
     def _blob(self, key: str):
         return self._service_client().get_blob_client(self.full_key(key))
@@ -239,29 +259,40 @@ class AzureBlobDriver(StorageDriver):
         detail = f"{code or type(exc).__name__}" + (f", HTTP {status}" if status else "")
         if code == "ContainerNotFound":
             err: OSError = FileNotFoundError(
-                errno.ENOENT, f"container {self.container!r} does not exist in storage account "
-                              f"{self.account!r} ({detail})", key)
+                errno.ENOENT,
+                f"container {self.container!r} does not exist in storage account {self.account!r} ({detail})",
+                key,
+            )
         elif isinstance(exc, ResourceNotFoundError) or status == 404:
             err = FileNotFoundError(errno.ENOENT, f"no such object ({detail})", key)
         elif isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             err = PermissionError(
-                errno.EACCES, f"{action} {where} was refused ({detail}): {first} "
-                              f"[credentials from: {self.credential_source}]", key)
+                errno.EACCES,
+                f"{action} {where} was refused ({detail}): {first} "
+                f"[credentials from: {self.credential_source}]",
+                key,
+            )
         elif isinstance(exc, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
-            err = TimeoutError(errno.ETIMEDOUT, f"{action} {where} timed out talking to "
-                                                f"{self.scrub(self.endpoint)}: {first}", key)
+            err = TimeoutError(
+                errno.ETIMEDOUT,
+                f"{action} {where} timed out talking to {self.scrub(self.endpoint)}: {first}",
+                key,
+            )
         elif isinstance(exc, (ServiceRequestError, ServiceResponseError)):
             refused = isinstance(exc, ServiceRequestError)  # before the request was sent
-            err = ConnectionError(errno.ECONNREFUSED if refused else errno.ECONNRESET,
-                                  f"{action} {where} failed: cannot talk to {self.scrub(self.endpoint)}: "
-                                  f"{first}", key)
+            err = ConnectionError(
+                errno.ECONNREFUSED if refused else errno.ECONNRESET,
+                f"{action} {where} failed: cannot talk to {self.scrub(self.endpoint)}: {first}",
+                key,
+            )
         else:
             err = OSError(errno.EIO, f"{action} {where} failed ({detail}): {first}", key)
         return err
 
     # -- primitives ---------------------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
-                 callback: Progress | None = None) -> None:
+    def put_file(
+        self, local_path: str, key: str, *, overwrite: bool = True, callback: Progress | None = None
+    ) -> None:
         blob = self._blob(key)
         hook = _Increments(callback)
         size = self._source_size(local_path)  # a missing source is FileNotFoundError: nothing is sent
@@ -271,8 +302,15 @@ class AzureBlobDriver(StorageDriver):
                     self._put(blob, fh, local_path, size, overwrite, key, hook)
                 else:  # more blocks than a blob may have: a client of its own with larger ones
                     with self._new_service(math.ceil(size / MAX_BLOCKS), 1) as service:
-                        self._put(service.get_blob_client(self.container, blob.blob_name), fh, local_path,
-                                  size, overwrite, key, hook)
+                        self._put(
+                            service.get_blob_client(self.container, blob.blob_name),
+                            fh,
+                            local_path,
+                            size,
+                            overwrite,
+                            key,
+                            hook,
+                        )
         except (ResourceExistsError, ResourceModifiedError) as exc:
             if not overwrite:
                 raise FileExistsError(errno.EEXIST, "object exists", key) from None
@@ -284,8 +322,9 @@ class AzureBlobDriver(StorageDriver):
     def _source_size(local_path: str) -> int:
         return os.stat(local_path).st_size
 
-    def _put(self, blob: Any, fh: Any, local_path: str, size: int, overwrite: bool, key: str,
-             hook: _Increments) -> None:
+    def _put(
+        self, blob: Any, fh: Any, local_path: str, size: int, overwrite: bool, key: str, hook: _Increments
+    ) -> None:
         """One ``upload_blob``: a Put Blob up to ``single_put_size``, else blocks staged in
         parallel under random ids and one Put Block List (with ``If-None-Match: *`` when
         create-only).
@@ -303,10 +342,15 @@ class AzureBlobDriver(StorageDriver):
                 raise ResourceExistsError("the blob exists")  # early out; the commit's condition decides
             fh.seek(0)
             try:
-                blob.upload_blob(_SizedSource(fh, size, local_path), length=size, overwrite=overwrite,
-                                 max_concurrency=self.max_concurrency, validate_content=self.validate_content,
-                                 content_settings=ContentSettings(content_type="application/octet-stream"),
-                                 progress_hook=hook)
+                blob.upload_blob(
+                    _SizedSource(fh, size, local_path),
+                    length=size,
+                    overwrite=overwrite,
+                    max_concurrency=self.max_concurrency,
+                    validate_content=self.validate_content,
+                    content_settings=ContentSettings(content_type="application/octet-stream"),
+                    progress_hook=hook,
+                )
                 return
             except HttpResponseError as exc:
                 if not blocks or _code(exc) != "InvalidBlockList":
@@ -351,8 +395,11 @@ class AzureBlobDriver(StorageDriver):
         hook = _Increments(callback)
 
         def attempt() -> None:
-            stream = blob.download_blob(max_concurrency=self.max_concurrency,
-                                        validate_content=self.validate_content, progress_hook=hook)
+            stream = blob.download_blob(
+                max_concurrency=self.max_concurrency,
+                validate_content=self.validate_content,
+                progress_hook=hook,
+            )
             with open(local_path, "wb") as fh:
                 stream.readinto(fh)
 
@@ -373,9 +420,14 @@ class AzureBlobDriver(StorageDriver):
             self.stat(key)
             return b""
         try:
-            return self._reading(lambda: blob.download_blob(
-                offset=offset, length=length, max_concurrency=self.max_concurrency,
-                validate_content=self.validate_content).readall())
+            return self._reading(
+                lambda: blob.download_blob(
+                    offset=offset,
+                    length=length,
+                    max_concurrency=self.max_concurrency,
+                    validate_content=self.validate_content,
+                ).readall()
+            )
         except HttpResponseError as exc:
             if exc.status_code == 416:  # at or past the end (or an empty blob)
                 self.stat(key)
@@ -420,15 +472,19 @@ class AzureBlobDriver(StorageDriver):
         start = self._name_prefix + (prefix or "")
         cut = len(self._name_prefix)
         try:
-            committed = {item.name for item in container.list_blobs(name_starts_with=start or None,
-                                                                     results_per_page=5000)}
-            for item in container.list_blobs(name_starts_with=start or None, include=["uncommittedblobs"],
-                                             results_per_page=5000):
+            committed = {
+                item.name
+                for item in container.list_blobs(name_starts_with=start or None, results_per_page=5000)
+            }
+            for item in container.list_blobs(
+                name_starts_with=start or None, include=["uncommittedblobs"], results_per_page=5000
+            ):
                 if item.name in committed:
                     continue
                 started = item.creation_time or item.last_modified
-                yield Unfinished(item.name[cut:], started.timestamp() if started else None,
-                                 str(item.etag or "").strip('"'))
+                yield Unfinished(
+                    item.name[cut:], started.timestamp() if started else None, str(item.etag or "").strip('"')
+                )
         except AzureError as exc:
             raise self._error(exc, prefix, "listing") from None
 
@@ -513,8 +569,13 @@ class _Backoff(ExponentialRetry):
 
     def __init__(self, first: float, retry_total: int):
         # the SDK also caps connect, read and status retries at 3 each by default: one bound
-        super().__init__(retry_total=retry_total, random_jitter_range=0, retry_connect=retry_total,
-                         retry_read=retry_total, retry_status=retry_total)
+        super().__init__(
+            retry_total=retry_total,
+            random_jitter_range=0,
+            retry_connect=retry_total,
+            retry_read=retry_total,
+            retry_status=retry_total,
+        )
         self.first = first
 
     def get_backoff_time(self, settings) -> float:
@@ -523,8 +584,13 @@ class _Backoff(ExponentialRetry):
 
 
 #: a download's body broke off or stalled after its answer began
-_BODY_ERRORS = (ServiceResponseError, IncompleteReadError, requests_exceptions.ChunkedEncodingError,
-                requests_exceptions.ConnectionError, requests_exceptions.Timeout)
+_BODY_ERRORS = (
+    ServiceResponseError,
+    IncompleteReadError,
+    requests_exceptions.ChunkedEncodingError,
+    requests_exceptions.ConnectionError,
+    requests_exceptions.Timeout,
+)
 
 
 def _make_transport(pool_size: int, connection_timeout: float, read_timeout: float):
@@ -536,16 +602,21 @@ def _make_transport(pool_size: int, connection_timeout: float, read_timeout: flo
     adapter_class: type[HTTPAdapter] = HTTPAdapter
     try:  # azure-core's adapter reads responses in larger blocks
         from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
+
         adapter_class = BiggerBlockSizeHTTPAdapter
     except ImportError:  # pragma: no cover - older or newer azure-core
         pass
     session = requests.Session()
-    adapter = adapter_class(pool_connections=4, pool_maxsize=pool_size,
-                            max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    adapter = adapter_class(
+        pool_connections=4,
+        pool_maxsize=pool_size,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    return RequestsTransport(session=session, session_owner=True,
-                             connection_timeout=connection_timeout, read_timeout=read_timeout)
+    return RequestsTransport(
+        session=session, session_owner=True, connection_timeout=connection_timeout, read_timeout=read_timeout
+    )
 
 
 def _code(exc: BaseException) -> str:

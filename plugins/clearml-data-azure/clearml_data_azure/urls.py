@@ -46,8 +46,8 @@ ENV_ACCOUNT_URL = "CLEARML_DATA_AZURE_ACCOUNT_URL"
 class AzureLocation:
     account: str
     container: str
-    prefix: str        #: "" or "some/prefix/" (always ends with "/")
-    host: str          #: the account's blob host, e.g. "acct.blob.core.windows.net"
+    prefix: str  #: "" or "some/prefix/" (always ends with "/")
+    host: str  #: the account's blob host, e.g. "acct.blob.core.windows.net"
 
     @property
     def default_account_url(self) -> str:
@@ -69,43 +69,59 @@ def parse_url(url: str) -> AzureLocation:
     except ValueError as exc:
         raise ValueError(f"not a valid azure:// URL: {exc}") from None
     if parts.scheme.lower() != SCHEME:
-        raise ValueError(f"{shown} is not an azure:// URL "
-                         "(expected azure://<account>.blob.core.windows.net/<container>/<prefix>)")
+        raise ValueError(
+            f"{shown} is not an azure:// URL "
+            "(expected azure://<account>.blob.core.windows.net/<container>/<prefix>)"
+        )
     if parts.query or parts.fragment:
-        raise ValueError("an azure:// storage URL takes no query string or fragment; "
-                         "give a SAS token in AZURE_STORAGE_SAS_TOKEN, never in the URL")
+        raise ValueError(
+            "an azure:// storage URL takes no query string or fragment; "
+            "give a SAS token in AZURE_STORAGE_SAS_TOKEN, never in the URL"
+        )
     netloc = parts.netloc
     if "@" in netloc:
-        raise ValueError("credentials do not belong in the storage URL; use "
-                         "AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN")
+        raise ValueError(
+            "credentials do not belong in the storage URL; use "
+            "AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN"
+        )
     host = netloc.lower()
     if not host:
-        raise ValueError("the URL names no storage account "
-                         "(expected azure://<account>.blob.core.windows.net/<container>/<prefix>)")
+        raise ValueError(
+            "the URL names no storage account "
+            "(expected azure://<account>.blob.core.windows.net/<container>/<prefix>)"
+        )
     if ":" in host:
-        raise ValueError("an azure:// URL takes no port; point the driver at an emulator "
-                         "with AZURE_STORAGE_CONNECTION_STRING (BlobEndpoint=...) or "
-                         "CLEARML_DATA_AZURE_ACCOUNT_URL")
+        raise ValueError(
+            "an azure:// URL takes no port; point the driver at an emulator "
+            "with AZURE_STORAGE_CONNECTION_STRING (BlobEndpoint=...) or "
+            "CLEARML_DATA_AZURE_ACCOUNT_URL"
+        )
     if "." in host:
         account, _, rest = host.partition(".")
         if not rest.startswith("blob.") or rest == "blob.":
-            raise ValueError("the host must be <account>.blob.core.windows.net "
-                             f"(or another Azure cloud's blob host), not {host!r}")
+            raise ValueError(
+                "the host must be <account>.blob.core.windows.net "
+                f"(or another Azure cloud's blob host), not {host!r}"
+            )
     else:
         account = host
         host = f"{account}.blob.{DEFAULT_SUFFIX}"
     if not ACCOUNT_RE.match(account):
-        raise ValueError(f"{account!r} is not a valid storage account name "
-                         "(3-24 lowercase letters and digits)")
+        raise ValueError(
+            f"{account!r} is not a valid storage account name (3-24 lowercase letters and digits)"
+        )
     path = unquote(parts.path)
     segments = path.strip("/").split("/") if path.strip("/") else []
     if not segments:
-        raise ValueError("the URL names no container "
-                         "(expected azure://<account>.blob.core.windows.net/<container>/<prefix>)")
+        raise ValueError(
+            "the URL names no container "
+            "(expected azure://<account>.blob.core.windows.net/<container>/<prefix>)"
+        )
     container, rest_segments = segments[0], segments[1:]
     if not (CONTAINER_RE.match(container) or container in SPECIAL_CONTAINERS):
-        raise ValueError(f"{container!r} is not a valid container name "
-                         "(3-63 lowercase letters, digits and single hyphens)")
+        raise ValueError(
+            f"{container!r} is not a valid container name (3-63 lowercase letters, digits and single hyphens)"
+        )
     for seg in rest_segments:
         if seg in ("", ".", ".."):
             raise ValueError("the prefix has an empty, '.' or '..' component")
@@ -134,7 +150,7 @@ def parse_connection_string(conn: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class ConnectionInfo:
     account: str | None
-    endpoint: str            #: the blob service URL, e.g. http://127.0.0.1:10000/devstoreaccount1
+    endpoint: str  #: the blob service URL, e.g. http://127.0.0.1:10000/devstoreaccount1
     account_key: str | None = None
     sas_token: str | None = None
 
@@ -156,8 +172,12 @@ def connection_info(conn: str) -> ConnectionInfo:
         suffix = d.get("endpointsuffix", DEFAULT_SUFFIX)
         endpoint = f"{protocol}://{account}.blob.{suffix}"
     sas = d.get("sharedaccesssignature") or None
-    return ConnectionInfo(account, endpoint.rstrip("/"), account_key=d.get("accountkey") or None,
-                          sas_token=sas.lstrip("?") if sas else None)
+    return ConnectionInfo(
+        account,
+        endpoint.rstrip("/"),
+        account_key=d.get("accountkey") or None,
+        sas_token=sas.lstrip("?") if sas else None,
+    )
 
 
 def endpoint_account(endpoint: str) -> str | None:
@@ -176,8 +196,8 @@ class Connection:
 
     endpoint: str
     credential: Any
-    source: str                                         #: where the credential came from, for messages
-    secrets: list[str] = field(default_factory=list)    #: its secret strings, longest first
+    source: str  #: where the credential came from, for messages
+    secrets: list[str] = field(default_factory=list)  #: its secret strings, longest first
 
     def remember(self, secret: str) -> None:
         """Keep ``secret`` (and each value of a SAS token in it) for scrubbing, here and in
@@ -213,8 +233,12 @@ def resolve_connection(location: AzureLocation, opts: dict[str, Any], use_identi
         return done(override or location.default_account_url, opts["credential"], "option")
     if opts.get("account_key"):
         key = opts["account_key"]
-        return done(override or location.default_account_url, {"account_name": account, "account_key": key},
-                    "account key", key)
+        return done(
+            override or location.default_account_url,
+            {"account_name": account, "account_key": key},
+            "account key",
+            key,
+        )
     if opts.get("sas_token"):
         sas = str(opts["sas_token"]).lstrip("?")
         return done(override or location.default_account_url, sas, "SAS token", sas)
@@ -225,8 +249,12 @@ def resolve_connection(location: AzureLocation, opts: dict[str, Any], use_identi
         if named is None or named.lower() == account:
             endpoint = override or info.endpoint
             if info.account_key:
-                return done(endpoint, {"account_name": account, "account_key": info.account_key},
-                            "connection string", info.account_key)
+                return done(
+                    endpoint,
+                    {"account_name": account, "account_key": info.account_key},
+                    "connection string",
+                    info.account_key,
+                )
             if info.sas_token:
                 return done(endpoint, info.sas_token, "connection string", info.sas_token)
             # a connection string with an endpoint but no secret: use it with what follows
@@ -249,4 +277,3 @@ def resolve_connection(location: AzureLocation, opts: dict[str, Any], use_identi
         else:
             return done(endpoint, DefaultAzureCredential(), "DefaultAzureCredential")
     return done(endpoint, None, "anonymous")
-

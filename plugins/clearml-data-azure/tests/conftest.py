@@ -28,10 +28,18 @@ HOST = f"{ACCOUNT}.blob.core.windows.net"
 
 #: environment variables that could point the driver anywhere but the test server
 _FOREIGN_ENV = (
-    "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_SAS_TOKEN", "CLEARML_DATA_AZURE_ACCOUNT_URL", "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST",
-    "IDENTITY_ENDPOINT", "MSI_ENDPOINT",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "CLEARML_DATA_AZURE_ACCOUNT_URL",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
 )
 
 keep_loopback_off_proxies()
@@ -48,8 +56,10 @@ def azurite(tmp_path_factory):
 
 
 def connection_string(server_url: str, key: str = ACCOUNT_KEY) -> str:
-    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};"
-            f"BlobEndpoint={server_url}/{ACCOUNT};")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};"
+        f"BlobEndpoint={server_url}/{ACCOUNT};"
+    )
 
 
 @pytest.fixture
@@ -79,10 +89,12 @@ def service_client(azure_env):
 @pytest.fixture
 def new_container(service_client):
     """make() -> the name of a fresh, empty container."""
+
     def make() -> str:
         name = unique_name("ctr")
         service_client.create_container(name)
         return name
+
     return make
 
 

@@ -71,20 +71,50 @@ def clean_env(monkeypatch):
 
 
 # -- URLs ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("url, account, container, prefix, host", [
-    ("azure://acct1.blob.core.windows.net/ctr", "acct1", "ctr", "", "acct1.blob.core.windows.net"),
-    ("azure://acct1.blob.core.windows.net/ctr/", "acct1", "ctr", "", "acct1.blob.core.windows.net"),
-    ("azure://acct1.blob.core.windows.net/ctr/a/b", "acct1", "ctr", "a/b/", "acct1.blob.core.windows.net"),
-    ("azure://acct1.blob.core.windows.net/ctr/a/b/", "acct1", "ctr", "a/b/", "acct1.blob.core.windows.net"),
-    ("AZURE://Acct1.Blob.Core.Windows.Net/my-ctr-2/Data", "acct1", "my-ctr-2", "Data/",
-     "acct1.blob.core.windows.net"),
-    ("azure://acct1/ctr/datasets", "acct1", "ctr", "datasets/", "acct1.blob.core.windows.net"),
-    ("azure://acct1.blob.core.chinacloudapi.cn/ctr/x", "acct1", "ctr", "x/",
-     "acct1.blob.core.chinacloudapi.cn"),
-    ("azure://acct1.blob.core.windows.net/ctr/with%20space/ü", "acct1", "ctr", "with space/ü/",
-     "acct1.blob.core.windows.net"),
-    ("azure://acct1.blob.core.windows.net/$root", "acct1", "$root", "", "acct1.blob.core.windows.net"),
-])
+@pytest.mark.parametrize(
+    "url, account, container, prefix, host",
+    [
+        ("azure://acct1.blob.core.windows.net/ctr", "acct1", "ctr", "", "acct1.blob.core.windows.net"),
+        ("azure://acct1.blob.core.windows.net/ctr/", "acct1", "ctr", "", "acct1.blob.core.windows.net"),
+        (
+            "azure://acct1.blob.core.windows.net/ctr/a/b",
+            "acct1",
+            "ctr",
+            "a/b/",
+            "acct1.blob.core.windows.net",
+        ),
+        (
+            "azure://acct1.blob.core.windows.net/ctr/a/b/",
+            "acct1",
+            "ctr",
+            "a/b/",
+            "acct1.blob.core.windows.net",
+        ),
+        (
+            "AZURE://Acct1.Blob.Core.Windows.Net/my-ctr-2/Data",
+            "acct1",
+            "my-ctr-2",
+            "Data/",
+            "acct1.blob.core.windows.net",
+        ),
+        ("azure://acct1/ctr/datasets", "acct1", "ctr", "datasets/", "acct1.blob.core.windows.net"),
+        (
+            "azure://acct1.blob.core.chinacloudapi.cn/ctr/x",
+            "acct1",
+            "ctr",
+            "x/",
+            "acct1.blob.core.chinacloudapi.cn",
+        ),
+        (
+            "azure://acct1.blob.core.windows.net/ctr/with%20space/ü",
+            "acct1",
+            "ctr",
+            "with space/ü/",
+            "acct1.blob.core.windows.net",
+        ),
+        ("azure://acct1.blob.core.windows.net/$root", "acct1", "$root", "", "acct1.blob.core.windows.net"),
+    ],
+)
 def test_url_forms(url, account, container, prefix, host):
     from clearml_data_azure.urls import parse_url
 
@@ -94,22 +124,28 @@ def test_url_forms(url, account, container, prefix, host):
     assert not loc.url.endswith("/")
 
 
-@pytest.mark.parametrize("url, words", [
-    ("s3://bucket/key", "not an azure:// URL"),
-    ("azure://", "no storage account"),
-    ("azure://acct1.blob.core.windows.net", "no container"),
-    ("azure://acct1.blob.core.windows.net/", "no container"),
-    ("azure://Bad_Account.blob.core.windows.net/ctr", "not a valid storage account name"),
-    ("azure://ab/ctr", "not a valid storage account name"),
-    ("azure://acct1.blob.core.windows.net/Bad_Container", "not a valid container name"),
-    ("azure://acct1.blob.core.windows.net/a--b", "not a valid container name"),
-    ("azure://acct1.file.core.windows.net/ctr", "must be <account>.blob.core.windows.net"),
-    ("azure://127.0.0.1:10000/ctr", "takes no port"),
-    ("azure://acct1.blob.core.windows.net/ctr/a//b", "empty, '.' or '..' component"),
-    ("azure://acct1.blob.core.windows.net/ctr/../other", "empty, '.' or '..' component"),
-    (f"azure://acct1.blob.core.windows.net/ctr/p?sv=2020-02-10&sig={CANARY_SIG}", "AZURE_STORAGE_SAS_TOKEN"),
-    (f"azure://acct1:{CANARY_KEY}@acct1.blob.core.windows.net/ctr", "credentials do not belong"),
-])
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("s3://bucket/key", "not an azure:// URL"),
+        ("azure://", "no storage account"),
+        ("azure://acct1.blob.core.windows.net", "no container"),
+        ("azure://acct1.blob.core.windows.net/", "no container"),
+        ("azure://Bad_Account.blob.core.windows.net/ctr", "not a valid storage account name"),
+        ("azure://ab/ctr", "not a valid storage account name"),
+        ("azure://acct1.blob.core.windows.net/Bad_Container", "not a valid container name"),
+        ("azure://acct1.blob.core.windows.net/a--b", "not a valid container name"),
+        ("azure://acct1.file.core.windows.net/ctr", "must be <account>.blob.core.windows.net"),
+        ("azure://127.0.0.1:10000/ctr", "takes no port"),
+        ("azure://acct1.blob.core.windows.net/ctr/a//b", "empty, '.' or '..' component"),
+        ("azure://acct1.blob.core.windows.net/ctr/../other", "empty, '.' or '..' component"),
+        (
+            f"azure://acct1.blob.core.windows.net/ctr/p?sv=2020-02-10&sig={CANARY_SIG}",
+            "AZURE_STORAGE_SAS_TOKEN",
+        ),
+        (f"azure://acct1:{CANARY_KEY}@acct1.blob.core.windows.net/ctr", "credentials do not belong"),
+    ],
+)
 def test_invalid_urls_are_value_errors(url, words, clean_env):
     from clearml_data_azure.driver import AzureBlobDriver
     from clearml_data_azure.urls import parse_url
@@ -142,8 +178,10 @@ def test_found_through_its_entry_point(clean_env):
         record = pm.drivers["azure"]
         assert record.plugin == "azure"
         assert record.info.factory == "clearml_data_azure.driver:AzureBlobDriver"
-        assert any(r.name == "azure" and r.package == "clearml-data-azure" and r.status == "loaded"
-                   for r in pm.records)
+        assert any(
+            r.name == "azure" and r.package == "clearml-data-azure" and r.status == "loaded"
+            for r in pm.records
+        )
         assert pm.driver_class("azure") is AzureBlobDriver
         driver = pm.driver(f"azure://{HOST}/ctr/prefix")
         assert type(driver) is AzureBlobDriver
@@ -173,8 +211,15 @@ def test_plugin_module_imports_without_the_sdk(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env["CLEARML_DATA_CATALOG"] = str(tmp_path / "catalog.db")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "azure-storage-blob" in proc.stdout
 
@@ -194,14 +239,18 @@ def test_missing_sdk_gives_the_install_hint(monkeypatch, clean_env):
 def test_connection_string_with_blob_endpoint_serves_its_account(clean_env, monkeypatch):
     from clearml_data_azure.driver import AzureBlobDriver
 
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={CANARY_KEY};"
-                       "BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;")
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={CANARY_KEY};"
+        "BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;",
+    )
     d = AzureBlobDriver(f"azure://{HOST}/ctr/p")
     assert (d.endpoint, d.credential_source) == ("http://127.0.0.1:1/devstoreaccount1", "connection string")
     other = AzureBlobDriver("azure://otheracct.blob.core.windows.net/ctr/p")  # not this account's string
-    assert (other.endpoint, other.credential_source) == ("https://otheracct.blob.core.windows.net",
-                                                         "anonymous")
+    assert (other.endpoint, other.credential_source) == (
+        "https://otheracct.blob.core.windows.net",
+        "anonymous",
+    )
     for drv in (d, other):
         assert CANARY_KEY not in repr(drv) and CANARY_KEY not in repr(vars(drv).get("options"))
 
@@ -209,8 +258,10 @@ def test_connection_string_with_blob_endpoint_serves_its_account(clean_env, monk
 def test_sas_connection_string_without_account_name(clean_env, monkeypatch):
     from clearml_data_azure.driver import AzureBlobDriver
 
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       f"BlobEndpoint=https://acct1.blob.core.windows.net/;SharedAccessSignature=sv=2020&sig={CANARY_SIG}")
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"BlobEndpoint=https://acct1.blob.core.windows.net/;SharedAccessSignature=sv=2020&sig={CANARY_SIG}",
+    )
     d = AzureBlobDriver("azure://acct1.blob.core.windows.net/ctr")
     assert (d.endpoint, d.credential_source) == ("https://acct1.blob.core.windows.net", "connection string")
     assert CANARY_SIG not in repr(d)
@@ -315,9 +366,14 @@ def test_missing_container_is_file_not_found(make_driver, tmp_path):
     name = unique_name("gone")
     driver = make_driver(f"azure://{HOST}/{name}/p")
     src = _write(tmp_path / "src", b"x" * 100)
-    for action in (lambda: driver.put_file(src, "k"), lambda: driver.stat("k"),
-                   lambda: driver.get_file("k", str(tmp_path / "out")), lambda: driver.read_range("k", 0, 1),
-                   lambda: list(driver.list("")), lambda: driver.delete("k")):
+    for action in (
+        lambda: driver.put_file(src, "k"),
+        lambda: driver.stat("k"),
+        lambda: driver.get_file("k", str(tmp_path / "out")),
+        lambda: driver.read_range("k", 0, 1),
+        lambda: list(driver.list("")),
+        lambda: driver.delete("k"),
+    ):
         with pytest.raises(FileNotFoundError) as info:
             action()
         assert "container" in str(info.value) or "no such object" in str(info.value)
@@ -333,15 +389,21 @@ def test_credentials_never_shown(azurite, make_driver, new_container, monkeypatc
     ctr = new_container()
     src = _write(tmp_path / "src", os.urandom(9 * MiB))  # a block upload, too
     seen: list[str] = []
-    wrong_key = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={CANARY_KEY};" \
-                f"BlobEndpoint={azurite.url}/devstoreaccount1;"
+    wrong_key = (
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={CANARY_KEY};"
+        f"BlobEndpoint={azurite.url}/devstoreaccount1;"
+    )
     dead_sas = f"BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;SharedAccessSignature=sv=2020-02-10&ss=b&sig={CANARY_SIG}"
     for conn, expected in ((wrong_key, PermissionError), (dead_sas, ConnectionError)):
         driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=conn)
         seen.append(repr(driver))
-        for action in (partial(driver.stat, "k"), partial(_listed, driver),
-                       partial(driver.put_file, src, "k"),
-                       partial(driver.put_bytes, b"x", "k", overwrite=False), partial(driver.get_bytes, "k")):
+        for action in (
+            partial(driver.stat, "k"),
+            partial(_listed, driver),
+            partial(driver.put_file, src, "k"),
+            partial(driver.put_bytes, b"x", "k", overwrite=False),
+            partial(driver.get_bytes, "k"),
+        ):
             with pytest.raises(expected) as info:
                 action()
             err = info.value
@@ -368,7 +430,7 @@ def test_100_mib_goes_up_in_blocks_and_comes_back(azure_url, make_driver, tmp_pa
     driver.get_file("objects/big", str(out))
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
     for offset, length in ((0, 100), (8 * MiB - 10, 20), (33 * MiB + 5, 9 * MiB), (len(data) - 7, 100)):
-        assert driver.read_range("objects/big", offset, length) == data[offset:offset + length]
+        assert driver.read_range("objects/big", offset, length) == data[offset : offset + length]
     assert driver.read_range("objects/big", len(data), 10) == b""
     with pytest.raises(FileExistsError):
         driver.put_file(src, "objects/big", overwrite=False)
@@ -388,10 +450,13 @@ def test_checksums_are_sent_and_requested(fault_proxy, via_proxy, new_container,
     data = os.urandom(20 * MiB)
     driver.put_file(_write(tmp_path / "big", data), "big")
     driver.put_bytes(b"s" * 1000, "small")
-    assert driver.read_range("big", 5, 6 * MiB) == data[5:5 + 6 * MiB]
+    assert driver.read_range("big", 5, 6 * MiB) == data[5 : 5 + 6 * MiB]
     driver.get_file("big", str(tmp_path / "out"))
-    puts = [(e.target, e.headers) for e in fault_proxy.log
-            if e.method == "PUT" and "restype=container" not in e.target]
+    puts = [
+        (e.target, e.headers)
+        for e in fault_proxy.log
+        if e.method == "PUT" and "restype=container" not in e.target
+    ]
     gets = [(e.target, e.headers) for e in fault_proxy.log if e.method == "GET" and "comp=" not in e.target]
     assert puts and all("content-md5" in h for p, h in puts if "comp=blocklist" not in p)
     assert any("comp=block&" in p for p, h in puts)  # staged blocks, each with its MD5
@@ -399,13 +464,13 @@ def test_checksums_are_sent_and_requested(fault_proxy, via_proxy, new_container,
 
 
 @pytest.mark.parametrize("validate", [True, False])
-def test_corrupted_download_is_refused(validate, fault_proxy, via_proxy, new_container, make_driver, tmp_path,
-                                       monkeypatch):
+def test_corrupted_download_is_refused(
+    validate, fault_proxy, via_proxy, new_container, make_driver, tmp_path, monkeypatch
+):
     monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("CLEARML_DATA_AZURE_RETRY_BACKOFF", "0.01")
     ctr = new_container()
-    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy,
-                         validate_content=validate)
+    driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, validate_content=validate)
     data = os.urandom(MiB)
     driver.put_bytes(data, "obj")
     # one bit of each blob download over 100 bytes (not of listings or properties)
@@ -421,8 +486,9 @@ def test_corrupted_download_is_refused(validate, fault_proxy, via_proxy, new_con
 
 
 @pytest.mark.parametrize("size", [MiB, 20 * MiB])
-def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, via_proxy, new_container, make_driver,
-                                                   tmp_path, monkeypatch):
+def test_corrupted_upload_is_refused_and_invisible(
+    size, fault_proxy, via_proxy, new_container, make_driver, tmp_path, monkeypatch
+):
     monkeypatch.setenv("CLEARML_DATA_AZURE_MAX_ATTEMPTS", "1")
     ctr = new_container()
     driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy)
@@ -434,8 +500,7 @@ def test_corrupted_upload_is_refused_and_invisible(size, fault_proxy, via_proxy,
     fault_proxy.clear()
     assert not driver.exists("obj") and list(driver.list("")) == []
     if size == MiB:  # negative control: without Content-MD5 the damaged body is stored
-        plain = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy,
-                            validate_content=False)
+        plain = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=via_proxy, validate_content=False)
         fault_proxy.inject(flip, method="PUT", times=None)
         plain.put_file(src, "obj")
         fault_proxy.clear()

@@ -35,13 +35,20 @@ STALL = 0.4  # the read timeout the tests set; a stall lasts longer
 
 
 def _env(attempts: int, read_timeout: float) -> dict[str, str]:
-    return {"CLEARML_DATA_AZURE_MAX_ATTEMPTS": str(attempts), "CLEARML_DATA_AZURE_RETRY_BACKOFF": "0.01",
-            "CLEARML_DATA_AZURE_READ_TIMEOUT": str(read_timeout),
-            "CLEARML_DATA_AZURE_CONNECT_TIMEOUT": "2"}
+    return {
+        "CLEARML_DATA_AZURE_MAX_ATTEMPTS": str(attempts),
+        "CLEARML_DATA_AZURE_RETRY_BACKOFF": "0.01",
+        "CLEARML_DATA_AZURE_READ_TIMEOUT": str(read_timeout),
+        "CLEARML_DATA_AZURE_CONNECT_TIMEOUT": "2",
+    }
 
 
-TARGET = FaultTarget("azure", put=("PUT", r"^/devstoreaccount1/[^?]+/[^?]+(\?comp=(block|blocklist)|$)"),
-                     get=("GET", r"^/devstoreaccount1/[^?]+/[^?]+$"), env=_env)
+TARGET = FaultTarget(
+    "azure",
+    put=("PUT", r"^/devstoreaccount1/[^?]+/[^?]+(\?comp=(block|blocklist)|$)"),
+    get=("GET", r"^/devstoreaccount1/[^?]+/[^?]+$"),
+    env=_env,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +69,9 @@ def connection_string(azure_env, azurite):
     return lambda url=None: azure_env.replace(azurite.url, url) if url else azure_env
 
 
-def test_azure_retries_until_the_bound(proxy, azurite, new_container, make_driver, connection_string,
-                                       monkeypatch, tmp_path):
+def test_azure_retries_until_the_bound(
+    proxy, azurite, new_container, make_driver, connection_string, monkeypatch, tmp_path
+):
     attempts = reliability_count(3, 5)
     for var, value in _env(attempts, STALL).items():
         monkeypatch.setenv(var, value)
@@ -71,13 +79,15 @@ def test_azure_retries_until_the_bound(proxy, azurite, new_container, make_drive
     driver = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=connection_string(proxy.url))
     direct = make_driver(f"azure://{HOST}/{ctr}/p", connection_string=connection_string())
     counts = None if attempts == 3 else list(range(attempts + 2))
-    figures = check_retry_bound(driver, direct, proxy, TARGET, attempts, tmp_path,
-                                standard_faults(STALL * 3), counts)
+    figures = check_retry_bound(
+        driver, direct, proxy, TARGET, attempts, tmp_path, standard_faults(STALL * 3), counts
+    )
     report_figures("storage faults: azure driver", attempts=attempts, **figures)
 
 
-def test_azure_workflow_under_faults(proxy, azurite, new_container, cli, core_env, connection_string,
-                                     monkeypatch, tmp_path):
+def test_azure_workflow_under_faults(
+    proxy, azurite, new_container, cli, core_env, connection_string, monkeypatch, tmp_path
+):
     attempts = 4
     for var, value in _env(attempts, STALL).items():
         monkeypatch.setenv(var, value)
@@ -89,9 +99,20 @@ def test_azure_workflow_under_faults(proxy, azurite, new_container, cli, core_en
         reset_services()
 
     ctr = new_container()
-    source = make_source(tmp_path / "src", small=reliability_count(30, 300),
-                         large_sizes=(300_000, 3 * 1024 * 1024))
-    figures = check_workflow(cli, TARGET, proxy, f"azure://{HOST}/{ctr}/ds", source, core_env.cache,
-                             use_proxy, attempts, rounds=reliability_count(1, 5), probability=0.25,
-                             faults=standard_faults(STALL * 3))
+    source = make_source(
+        tmp_path / "src", small=reliability_count(30, 300), large_sizes=(300_000, 3 * 1024 * 1024)
+    )
+    figures = check_workflow(
+        cli,
+        TARGET,
+        proxy,
+        f"azure://{HOST}/{ctr}/ds",
+        source,
+        core_env.cache,
+        use_proxy,
+        attempts,
+        rounds=reliability_count(1, 5),
+        probability=0.25,
+        faults=standard_faults(STALL * 3),
+    )
     report_figures("storage faults: azure workflow", **figures)

@@ -33,7 +33,7 @@ def read_tree(root) -> dict[str, bytes]:
 
 def blobs(service_client, container: str, prefix: str) -> dict[str, int]:
     cc = service_client.get_container_client(container)
-    return {b.name[len(prefix):]: b.size for b in cc.list_blobs(name_starts_with=prefix)}
+    return {b.name[len(prefix) :]: b.size for b in cc.list_blobs(name_starts_with=prefix)}
 
 
 def ok(result):
@@ -106,10 +106,13 @@ def test_python_api_on_azure(core_env, new_container, tmp_path):
     assert read_tree(copy) == read_tree(source)
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("azure://devstoreaccount1.blob.core.windows.net", "names no container"),
-    ("azure://devstoreaccount1.blob.core.windows.net/Bad_Name", "not a valid container name"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("azure://devstoreaccount1.blob.core.windows.net", "names no container"),
+        ("azure://devstoreaccount1.blob.core.windows.net/Bad_Name", "not a valid container name"),
+    ],
+)
 def test_cli_rejects_a_malformed_azure_url(cli, azure_env, tmp_path, bad, words):
     """One clean error naming the problem: at create (if the core builds the driver there) or at upload."""
     (tmp_path / "f.txt").write_text("x")

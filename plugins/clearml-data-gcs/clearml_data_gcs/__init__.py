@@ -13,16 +13,19 @@ from clearml_data.storage.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 SCHEME = "gs"
-INSTALL_HINT = ("pip install google-cloud-storage "
-                "(or reinstall the plugin: pip install ./plugins/clearml-data-gcs)")
+INSTALL_HINT = (
+    "pip install google-cloud-storage (or reinstall the plugin: pip install ./plugins/clearml-data-gcs)"
+)
 
 
 @hookimpl
 def clearml_data_storage_drivers():
-    return [DriverInfo(
-        scheme=SCHEME,
-        factory="clearml_data_gcs.driver:GCSDriver",
-        requires=("google.cloud.storage",),
-        install_hint=INSTALL_HINT,
-        description="Google Cloud Storage (gs://bucket/prefix)",
-    )]
+    return [
+        DriverInfo(
+            scheme=SCHEME,
+            factory="clearml_data_gcs.driver:GCSDriver",
+            requires=("google.cloud.storage",),
+            install_hint=INSTALL_HINT,
+            description="Google Cloud Storage (gs://bucket/prefix)",
+        )
+    ]

@@ -86,15 +86,23 @@ OLD_ENV_PREFIX = "CLEARML_DATA_GCS_"
 #: metadata key of the per-put token that tells a retried create-only put its own object
 TOKEN_KEY = "clearml-data-put"
 
-OPTIONS = (*transfer_options(max_concurrency=16, part_size=16 * MiB, multipart_threshold=0, max_attempts=8,
-                             connect_timeout=10.0, read_timeout=60.0),
-           Option("chunk_size", parse_size, 100 * MiB,
-                  "piece size of resumable uploads (rounded up to 256 KiB)"),
-           Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
-           Option("retry_max_backoff", positive_float, 32.0, "longest back-off in seconds"),
-           Option("retry_deadline", positive_float, 120.0, "seconds to keep retrying one request"),
-           Option("project", help="project for the client"), Option("endpoint", help="API endpoint"),
-           Option("sessions_dir", help="where the resumable sessions running are recorded"))
+OPTIONS = (
+    *transfer_options(
+        max_concurrency=16,
+        part_size=16 * MiB,
+        multipart_threshold=0,
+        max_attempts=8,
+        connect_timeout=10.0,
+        read_timeout=60.0,
+    ),
+    Option("chunk_size", parse_size, 100 * MiB, "piece size of resumable uploads (rounded up to 256 KiB)"),
+    Option("retry_backoff", positive_float, 1.0, "first back-off in seconds, doubled on each retry"),
+    Option("retry_max_backoff", positive_float, 32.0, "longest back-off in seconds"),
+    Option("retry_deadline", positive_float, 120.0, "seconds to keep retrying one request"),
+    Option("project", help="project for the client"),
+    Option("endpoint", help="API endpoint"),
+    Option("sessions_dir", help="where the resumable sessions running are recorded"),
+)
 
 
 def _mib(value: Any) -> int:
@@ -104,11 +112,24 @@ def _mib(value: Any) -> int:
 #: options of earlier releases -> (today's name, old value -> today's); each was also read from
 #: CLEARML_DATA_GCS_<OLD NAME>, as are the options whose name did not change
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "max_workers": ("max_concurrency", int), "download_slice_mb": ("part_size", _mib),
-    "chunk_size_mb": ("chunk_size", _mib), "retries": ("max_attempts", int),
+    "max_workers": ("max_concurrency", int),
+    "download_slice_mb": ("part_size", _mib),
+    "chunk_size_mb": ("chunk_size", _mib),
+    "retries": ("max_attempts", int),
     "timeout": ("read_timeout", float),
-    **{same: (same, str) for same in ("connect_timeout", "retry_backoff", "retry_max_backoff",
-                                      "retry_deadline", "project", "endpoint", "sessions_dir")}}
+    **{
+        same: (same, str)
+        for same in (
+            "connect_timeout",
+            "retry_backoff",
+            "retry_max_backoff",
+            "retry_deadline",
+            "project",
+            "endpoint",
+            "sessions_dir",
+        )
+    },
+}
 
 _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+")
 
@@ -129,8 +150,11 @@ def _renamed(options: dict[str, Any]) -> dict[str, Any]:
             value, where = os.environ[var], f"${var}"
         if value is None:
             continue
-        warnings.warn(f"the gs:// driver's {where} is deprecated: use {new!r} ({env_name('gs', new)})",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"the gs:// driver's {where} is deprecated: use {new!r} ({env_name('gs', new)})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         if options.get(new) is None and not os.environ.get(env_name("gs", new)):
             try:
                 options[new] = convert(value)
@@ -142,8 +166,10 @@ def _renamed(options: dict[str, Any]) -> dict[str, Any]:
 def _scrub(text: str) -> str:
     """The first line of an SDK message, without request URLs' query strings (they name
     upload sessions), passed through the core's credential scrubber."""
+
     def short(m: re.Match) -> str:
         return m.group(0).split("?", 1)[0].split("#", 1)[0]
+
     first = str(text).strip().splitlines()[0] if str(text).strip() else ""
     return redact_text(_URL_IN_TEXT.sub(short, redact_text(first)))[:500]
 
@@ -178,9 +204,14 @@ class GCSDriver(StorageDriver):
         self.timeout = (opts["connect_timeout"], opts["read_timeout"])
         if retry is None:  # the SDK's retryable errors; its back-off, bounded in attempts too
             initial = opts["retry_backoff"]
-            retry = BoundedRetry(opts["max_attempts"], predicate=DEFAULT_RETRY._predicate, initial=initial,
-                                 maximum=max(initial, opts["retry_max_backoff"]), multiplier=2.0,
-                                 timeout=opts["retry_deadline"])
+            retry = BoundedRetry(
+                opts["max_attempts"],
+                predicate=DEFAULT_RETRY._predicate,
+                initial=initial,
+                maximum=max(initial, opts["retry_max_backoff"]),
+                multiplier=2.0,
+                timeout=opts["retry_deadline"],
+            )
         self.retry = retry
         #: where the resumable sessions this driver starts are recorded until they end
         self.sessions_dir: str = opts["sessions_dir"] or default_sessions_dir()
@@ -211,7 +242,8 @@ class GCSDriver(StorageDriver):
                 errno.EACCES,
                 "no Google Cloud credentials found for gs:// storage: set GOOGLE_APPLICATION_CREDENTIALS "
                 "to a service-account key file or run `gcloud auth application-default login` "
-                "(STORAGE_EMULATOR_HOST selects an emulator)") from None
+                "(STORAGE_EMULATOR_HOST selects an emulator)",
+            ) from None
         self._size_connection_pool(client)
         return client
 
@@ -223,8 +255,9 @@ class GCSDriver(StorageDriver):
             size = self.default_max_workers * (self.max_workers + 1)
             for prefix in ("https://", "http://"):
                 if type(session.adapters.get(prefix)) is requests.adapters.HTTPAdapter:  # not mTLS
-                    session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=4,
-                                                                        pool_maxsize=size))
+                    session.mount(
+                        prefix, requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
+                    )
         except Exception:  # the defaults still work, only slower
             log.debug("could not resize the HTTP connection pool", exc_info=True)
 
@@ -238,7 +271,11 @@ class GCSDriver(StorageDriver):
 
     # -- names and errors ----------------------------------------------------------------
     def _where(self, name: str | None = None) -> str:
-        return f"gs://{self.bucket_name}/{name}" if name is not None else f"gs://{self.bucket_name}/{self.prefix}"
+        return (
+            f"gs://{self.bucket_name}/{name}"
+            if name is not None
+            else f"gs://{self.bucket_name}/{self.prefix}"
+        )
 
     def _bucket_exists(self) -> bool | None:
         """True / False, or None when we may not ask (no storage.buckets.get permission)."""
@@ -257,29 +294,44 @@ class GCSDriver(StorageDriver):
             return exc  # already one of ours, or a local file error
         if isinstance(exc, gexc.NotFound):
             if not self._bucket_seen and self._bucket_exists() is False:
-                return BucketNotFoundError(errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist",
-                                           self._where())
+                return BucketNotFoundError(
+                    errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist", self._where()
+                )
             return FileNotFoundError(errno.ENOENT, "no such object", key if key is not None else where)
         if isinstance(exc, (gexc.Unauthorized, gexc.Forbidden)):
-            return PermissionError(errno.EACCES, f"{op} {where}: permission denied "
-                                                 f"(HTTP {exc.code}): {_scrub(exc.message)}", where)
+            return PermissionError(
+                errno.EACCES,
+                f"{op} {where}: permission denied (HTTP {exc.code}): {_scrub(exc.message)}",
+                where,
+            )
         if isinstance(exc, (auth_exc.RefreshError, auth_exc.DefaultCredentialsError)):
-            return PermissionError(errno.EACCES, f"{op} {where}: the Google Cloud credentials do not work "
-                                                 f"({type(exc).__name__})", where)
+            return PermissionError(
+                errno.EACCES,
+                f"{op} {where}: the Google Cloud credentials do not work ({type(exc).__name__})",
+                where,
+            )
         if isinstance(exc, DataCorruption):
-            return OSError(errno.EIO, f"{op} {where}: checksum mismatch, the bytes were damaged in transit",
-                           where)
+            return OSError(
+                errno.EIO, f"{op} {where}: checksum mismatch, the bytes were damaged in transit", where
+            )
         if isinstance(exc, gexc.RetryError):
             cause = exc.cause
             detail = _scrub(getattr(cause, "message", None) or cause) if cause is not None else ""
-            return TimeoutError(errno.ETIMEDOUT, f"{op} {where}: gave up after retrying for the retry "
-                                                 f"deadline: {detail}", where)
+            return TimeoutError(
+                errno.ETIMEDOUT,
+                f"{op} {where}: gave up after retrying for the retry deadline: {detail}",
+                where,
+            )
         if isinstance(exc, requests.Timeout):
-            return TimeoutError(errno.ETIMEDOUT, f"{op} {where}: timed out talking to Google Cloud Storage",
-                                where)
+            return TimeoutError(
+                errno.ETIMEDOUT, f"{op} {where}: timed out talking to Google Cloud Storage", where
+            )
         if isinstance(exc, (requests.ConnectionError, auth_exc.TransportError)):
-            return ConnectionError(errno.ECONNREFUSED, f"{op} {where}: cannot reach Google Cloud Storage "
-                                                       f"({type(exc).__name__})", where)
+            return ConnectionError(
+                errno.ECONNREFUSED,
+                f"{op} {where}: cannot reach Google Cloud Storage ({type(exc).__name__})",
+                where,
+            )
         if isinstance(exc, gexc.GoogleAPICallError):
             return OSError(errno.EIO, f"{op} {where}: HTTP {exc.code}: {_scrub(exc.message)}", where)
         if isinstance(exc, InvalidResponse):
@@ -293,8 +345,9 @@ class GCSDriver(StorageDriver):
         self._bucket_seen = True
 
     # -- primitives ----------------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
-                 callback: Progress | None = None) -> None:
+    def put_file(
+        self, local_path: str, key: str, *, overwrite: bool = True, callback: Progress | None = None
+    ) -> None:
         name = self.full_key(key)
         blob = SessionBlob(name, self.bucket, chunk_size=self.chunk_size)
         blob.recorder = SessionRecord(self.sessions_dir, self.bucket_name, name)
@@ -311,9 +364,14 @@ class GCSDriver(StorageDriver):
             try:
                 try:
                     blob.upload_from_file(
-                        _Counted(fh, callback), size=size, content_type="application/octet-stream",
+                        _Counted(fh, callback),
+                        size=size,
+                        content_type="application/octet-stream",
                         if_generation_match=None if overwrite else 0,
-                        checksum="crc32c", retry=self.retry, timeout=self.timeout)
+                        checksum="crc32c",
+                        retry=self.retry,
+                        timeout=self.timeout,
+                    )
                 except BaseException:
                     blob.recorder.cancel(self._http_session())
                     raise
@@ -367,16 +425,26 @@ class GCSDriver(StorageDriver):
         # every request then names that generation (the SDK does when the blob has no mediaLink),
         # so a replaced object fails the download instead of mixing the bytes of two versions
         blob._properties.pop("mediaLink", None)
-        kwargs = {"raw_download": True, "retry": self.retry, "timeout": self.timeout,
-                  "single_shot_download": True}
+        kwargs = {
+            "raw_download": True,
+            "retry": self.retry,
+            "timeout": self.timeout,
+            "single_shot_download": True,
+        }
         try:
             if int(blob.size or 0) >= self.sliced_from and self.max_workers > 1:
                 # ranged GETs in threads, and the whole file checked against the object's
                 # CRC32C, combined from theirs (the transfer manager reports no progress: the
                 # callback hears of the whole object at the end)
                 transfer_manager.download_chunks_concurrently(
-                    blob, local_path, chunk_size=self.slice_size, worker_type=transfer_manager.THREAD,
-                    max_workers=self.max_workers, crc32c_checksum=bool(blob.crc32c), download_kwargs=kwargs)
+                    blob,
+                    local_path,
+                    chunk_size=self.slice_size,
+                    worker_type=transfer_manager.THREAD,
+                    max_workers=self.max_workers,
+                    crc32c_checksum=bool(blob.crc32c),
+                    download_kwargs=kwargs,
+                )
                 if callback is not None:
                     callback(int(blob.size or 0))
             else:
@@ -396,9 +464,15 @@ class GCSDriver(StorageDriver):
             return b""
         blob = self.bucket.blob(name)
         try:
-            data = blob.download_as_bytes(start=offset, end=offset + length - 1, raw_download=True,
-                                          checksum=None, retry=self.retry, timeout=self.timeout,
-                                          single_shot_download=True)
+            data = blob.download_as_bytes(
+                start=offset,
+                end=offset + length - 1,
+                raw_download=True,
+                checksum=None,
+                retry=self.retry,
+                timeout=self.timeout,
+                single_shot_download=True,
+            )
         except gexc.RequestRangeNotSatisfiable:
             self._ok()
             return b""  # offset at or past the end
@@ -412,8 +486,12 @@ class GCSDriver(StorageDriver):
         cut = len(base)
         try:
             blobs = self.client.list_blobs(
-                self.bucket_name, prefix=base + prefix, fields="items(name,size,updated),nextPageToken",
-                retry=self.retry, timeout=self.timeout)
+                self.bucket_name,
+                prefix=base + prefix,
+                fields="items(name,size,updated),nextPageToken",
+                retry=self.retry,
+                timeout=self.timeout,
+            )
             for blob in blobs:
                 name = blob.name
                 if name.endswith("/"):  # a "folder" placeholder made by the console
@@ -422,8 +500,9 @@ class GCSDriver(StorageDriver):
                 mtime = blob.updated.timestamp() if blob.updated else None
                 yield ObjectInfo(name[cut:], int(blob.size or 0), mtime)
         except gexc.NotFound:  # listing a missing prefix is empty; only a missing bucket is a 404
-            raise BucketNotFoundError(errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist",
-                                      self._where()) from None
+            raise BucketNotFoundError(
+                errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist", self._where()
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any SDK error becomes a builtin one
             raise self._error(exc, "listing of", prefix) from None
         self._ok()
@@ -444,12 +523,15 @@ class GCSDriver(StorageDriver):
         start = self._name_prefix + prefix
         for record_id, record in SessionRecord.all(self.sessions_dir):
             name = record.get("name")
-            if record.get("bucket") != self.bucket_name or not isinstance(name, str) or \
-                    not name.startswith(start):
+            if (
+                record.get("bucket") != self.bucket_name
+                or not isinstance(name, str)
+                or not name.startswith(start)
+            ):
                 continue
             started = record.get("started")
             when = float(started) if isinstance(started, (int, float)) else None
-            yield Unfinished(name[len(self._name_prefix):], when, record_id)
+            yield Unfinished(name[len(self._name_prefix) :], when, record_id)
 
     def abort_unfinished(self, upload: Unfinished) -> None:
         """Cancel the recorded session (GCS then drops what it received) and forget it."""
@@ -510,8 +592,14 @@ class BoundedRetry(Retry):
                 failures += 1
                 return failures < attempts and retryable(exc)
 
-            once = Retry(predicate=predicate, initial=self._initial, maximum=self._maximum,
-                         multiplier=self._multiplier, timeout=self._timeout, on_error=self._on_error)
+            once = Retry(
+                predicate=predicate,
+                initial=self._initial,
+                maximum=self._maximum,
+                multiplier=self._multiplier,
+                timeout=self._timeout,
+                on_error=self._on_error,
+            )
             return once(func, on_error)(*args, **kwargs)
 
         return call

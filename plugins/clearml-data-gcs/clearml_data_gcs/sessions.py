@@ -36,8 +36,9 @@ class SessionRecord:
     """One resumable session while it runs: a small file (readable by the owner only: the
     session URI lets anyone who has it write the upload) removed when the upload ends."""
 
-    def __init__(self, folder: str, bucket: str, name: str, record_id: str | None = None,
-                 uri: str | None = None):
+    def __init__(
+        self, folder: str, bucket: str, name: str, record_id: str | None = None, uri: str | None = None
+    ):
         self.folder = folder
         self.bucket = bucket
         self.name = name
@@ -68,12 +69,18 @@ class SessionRecord:
             response = http.request("DELETE", self.uri, timeout=30)
         except Exception as exc:  # noqa: BLE001 - any transport error: the session stays recorded
             if strict:
-                raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/"
-                                         f"{self.name}: {type(exc).__name__}") from None
+                raise OSError(
+                    errno.EIO,
+                    f"cannot cancel the upload session of gs://{self.bucket}/"
+                    f"{self.name}: {type(exc).__name__}",
+                ) from None
             return
         if strict and response.status_code not in (200, 204, 404, 410, 499):
-            raise OSError(errno.EIO, f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
-                                     f"HTTP {response.status_code}")
+            raise OSError(
+                errno.EIO,
+                f"cannot cancel the upload session of gs://{self.bucket}/{self.name}: "
+                f"HTTP {response.status_code}",
+            )
 
     def forget(self) -> None:
         try:
@@ -112,8 +119,11 @@ class SessionRecord:
                 data = json.load(fh)
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("bucket"), str) or \
-                not isinstance(data.get("name"), str):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("bucket"), str)
+            or not isinstance(data.get("name"), str)
+        ):
             return None
         return data
 

@@ -25,12 +25,16 @@ def parse_gs_url(url: str) -> tuple[str, str]:
     if not sep or scheme.lower() != "gs":
         raise ValueError(f"not a gs:// URL: {redact_url(url)!r} (expected gs://bucket/prefix)")
     if "?" in rest or "#" in rest:
-        raise ValueError("a gs:// URL takes no query string or fragment "
-                         "(options go in CLEARML_DATA_GCS_* variables, credentials in ADC)")
+        raise ValueError(
+            "a gs:// URL takes no query string or fragment "
+            "(options go in CLEARML_DATA_GCS_* variables, credentials in ADC)"
+        )
     bucket, _, path = rest.partition("/")
     if "@" in bucket:
-        raise ValueError("a gs:// URL must not contain credentials: use Application Default "
-                         "Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)")
+        raise ValueError(
+            "a gs:// URL must not contain credentials: use Application Default "
+            "Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)"
+        )
     if not bucket:
         raise ValueError("no bucket in gs:// URL (expected gs://bucket/prefix)")
     _check_bucket(bucket)
@@ -50,8 +54,10 @@ def _check_bucket(bucket: str) -> None:
     """GCS bucket naming rules (https://cloud.google.com/storage/docs/buckets#naming)."""
     why = ""
     if not _BUCKET_RE.match(bucket):
-        why = ("bucket names use lowercase letters, digits, '-', '_' and '.', and start and end "
-               "with a letter or digit")
+        why = (
+            "bucket names use lowercase letters, digits, '-', '_' and '.', and start and end "
+            "with a letter or digit"
+        )
     elif len(bucket) < 3 or len(bucket) > 222 or ("." not in bucket and len(bucket) > 63):
         why = "bucket names are 3-63 characters long (up to 222 with dots)"
     elif any(not part or len(part) > 63 for part in bucket.split(".")):

@@ -62,8 +62,9 @@ def gcs_admin(gcs_server):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": gcs_server.url})
+    client = storage.Client(
+        project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_server.url}
+    )
     yield client
     client.close()
 

@@ -67,8 +67,9 @@ class Instrumented(requests.adapters.HTTPAdapter):
         elif not isinstance(body, (bytes, bytearray)):
             body = b"<stream>"
         with self.lock:
-            self.requests.append((request.method, request.url, CaseInsensitiveDict(request.headers),
-                                  bytes(body)))
+            self.requests.append(
+                (request.method, request.url, CaseInsensitiveDict(request.headers), bytes(body))
+            )
         action = self.fail(request) if self.fail else None
         if isinstance(action, int):
             return self._fake_response(request, action)
@@ -84,9 +85,14 @@ class Instrumented(requests.adapters.HTTPAdapter):
             data = bytearray(resp.read(decode_content=False))
             if data:
                 data[len(data) // 2] ^= 0x01
-            resp = urllib3.HTTPResponse(body=io.BytesIO(bytes(data)), headers=resp.headers,
-                                        status=resp.status, reason=resp.reason, preload_content=False,
-                                        decode_content=False)
+            resp = urllib3.HTTPResponse(
+                body=io.BytesIO(bytes(data)),
+                headers=resp.headers,
+                status=resp.status,
+                reason=resp.reason,
+                preload_content=False,
+                decode_content=False,
+            )
         return super().build_response(req, resp)
 
     @staticmethod
@@ -118,35 +124,41 @@ def write(path, data: bytes) -> str:
 
 
 # ------------------------------------------------------------------------------- URLs
-@pytest.mark.parametrize("url, expected", [
-    ("gs://bucket", ("bucket", "")),
-    ("gs://bucket/", ("bucket", "")),
-    ("gs://bucket/some/prefix", ("bucket", "some/prefix")),
-    ("gs://bucket/some/prefix/", ("bucket", "some/prefix")),
-    ("GS://bucket/x", ("bucket", "x")),
-    ("gs://my.bucket.example/data sets/v1", ("my.bucket.example", "data sets/v1")),
-    ("gs://b_1-2/ünï/код", ("b_1-2", "ünï/код")),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("gs://bucket", ("bucket", "")),
+        ("gs://bucket/", ("bucket", "")),
+        ("gs://bucket/some/prefix", ("bucket", "some/prefix")),
+        ("gs://bucket/some/prefix/", ("bucket", "some/prefix")),
+        ("GS://bucket/x", ("bucket", "x")),
+        ("gs://my.bucket.example/data sets/v1", ("my.bucket.example", "data sets/v1")),
+        ("gs://b_1-2/ünï/код", ("b_1-2", "ünï/код")),
+    ],
+)
 def test_url_forms(url, expected):
     assert parse_gs_url(url) == expected
 
 
-@pytest.mark.parametrize("url, message", [
-    ("gs://", "no bucket"),
-    ("gs:///prefix", "no bucket"),
-    ("s3://bucket/prefix", "not a gs:// URL"),
-    ("bucket/prefix", "not a gs:// URL"),
-    ("gs://Bucket/x", "invalid bucket name"),
-    ("gs://ab/x", "3-63"),
-    ("gs://" + "a" * 64, "3-63"),
-    ("gs://-bucket/x", "invalid bucket name"),
-    ("gs://bucket:443/x", "invalid bucket name"),
-    ("gs://192.168.1.1/x", "IP address"),
-    ("gs://google-stuff/x", "goog"),
-    ("gs://bucket/a//b", "empty"),
-    ("gs://bucket/a/../b", "'..'"),
-    ("gs://bucket/a\nb", "control character"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("gs://", "no bucket"),
+        ("gs:///prefix", "no bucket"),
+        ("s3://bucket/prefix", "not a gs:// URL"),
+        ("bucket/prefix", "not a gs:// URL"),
+        ("gs://Bucket/x", "invalid bucket name"),
+        ("gs://ab/x", "3-63"),
+        ("gs://" + "a" * 64, "3-63"),
+        ("gs://-bucket/x", "invalid bucket name"),
+        ("gs://bucket:443/x", "invalid bucket name"),
+        ("gs://192.168.1.1/x", "IP address"),
+        ("gs://google-stuff/x", "goog"),
+        ("gs://bucket/a//b", "empty"),
+        ("gs://bucket/a/../b", "'..'"),
+        ("gs://bucket/a\nb", "control character"),
+    ],
+)
 def test_invalid_urls_raise_value_error(url, message):
     with pytest.raises(ValueError, match=message):
         parse_gs_url(url)
@@ -154,12 +166,15 @@ def test_invalid_urls_raise_value_error(url, message):
         GCSDriver(url)
 
 
-@pytest.mark.parametrize("url", [
-    f"gs://user:{CANARY}@bucket/prefix",
-    f"gs://{CANARY}@bucket/prefix",
-    f"gs://bucket/prefix?token={CANARY}",
-    f"gs://bucket/prefix#{CANARY}",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"gs://user:{CANARY}@bucket/prefix",
+        f"gs://{CANARY}@bucket/prefix",
+        f"gs://bucket/prefix?token={CANARY}",
+        f"gs://bucket/prefix#{CANARY}",
+    ],
+)
 def test_credentials_in_url_are_refused_without_echo(url):
     with pytest.raises(ValueError) as info:
         GCSDriver(url)
@@ -202,9 +217,15 @@ def test_missing_bucket_is_a_clear_error(make_driver, tmp_path):
     name = unique_name("missing")
     driver = make_driver(f"gs://{name}/prefix")
     src = write(tmp_path / "f", b"data")
-    calls = [lambda: driver.put_file(src, "k"), lambda: driver.stat("k"), lambda: list(driver.list()),
-             lambda: driver.get_file("k", str(tmp_path / "out")), lambda: driver.read_range("k", 0, 1),
-             lambda: driver.delete("k"), lambda: driver.exists("k")]
+    calls = [
+        lambda: driver.put_file(src, "k"),
+        lambda: driver.stat("k"),
+        lambda: list(driver.list()),
+        lambda: driver.get_file("k", str(tmp_path / "out")),
+        lambda: driver.read_range("k", 0, 1),
+        lambda: driver.delete("k"),
+        lambda: driver.exists("k"),
+    ]
     for call in calls:
         with pytest.raises(BucketNotFoundError) as info:
             call()
@@ -261,14 +282,17 @@ def test_plugin_found_through_its_entry_point(gcs_env):
         assert pm.driver("gs://some-bucket/prefix") is driver
     finally:
         pm.close()
-    assert any(r.name == "gcs" and r.package == "clearml-data-gcs" and r.status == "loaded"
-               for r in pm.records)
+    assert any(
+        r.name == "gcs" and r.package == "clearml-data-gcs" and r.status == "loaded" for r in pm.records
+    )
 
 
 def test_plugin_module_imports_without_the_sdk():
-    code = ("import sys, clearml_data_gcs; "
-            "assert 'google.cloud.storage' not in sys.modules, 'SDK imported eagerly'; "
-            "print(clearml_data_gcs.clearml_data_storage_drivers()[0].factory)")
+    code = (
+        "import sys, clearml_data_gcs; "
+        "assert 'google.cloud.storage' not in sys.modules, 'SDK imported eagerly'; "
+        "print(clearml_data_gcs.clearml_data_storage_drivers()[0].factory)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "clearml_data_gcs.driver:GCSDriver"
 
@@ -277,30 +301,42 @@ def test_missing_sdk_gives_the_install_hint(monkeypatch):
     import clearml_data.storage.manager as manager
 
     real = manager.importlib.util.find_spec
-    monkeypatch.setattr(manager.importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith("google") else real(name, *a))
+    monkeypatch.setattr(
+        manager.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("google") else real(name, *a),
+    )
     with pytest.raises(MissingDependencyError) as info:
         PluginManager().driver_class("gs")
     assert INSTALL_HINT in str(info.value)
 
 
 # ----------------------------------------------------------------- secrets stay secret
-def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket, monkeypatch, tmp_path,
-                                                         caplog):
+def test_credentials_never_appear_in_repr_errors_or_logs(
+    gcs_server, gcs_bucket, monkeypatch, tmp_path, caplog
+):
     from google.oauth2.credentials import Credentials
 
     creds = Credentials(token=CANARY)  # sent as a bearer token; the emulator ignores it
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")  # use the explicit endpoint + credentials path
     caplog.set_level(logging.DEBUG)
     driver = GCSDriver(f"gs://{gcs_bucket}/p", endpoint=gcs_server.url, credentials=creds, retry=FAST_RETRY)
-    dead = GCSDriver(f"gs://{gcs_bucket}/p", endpoint=f"http://127.0.0.1:{free_port()}", credentials=creds,
-                     retry=FAST_RETRY.with_timeout(0.5))
+    dead = GCSDriver(
+        f"gs://{gcs_bucket}/p",
+        endpoint=f"http://127.0.0.1:{free_port()}",
+        credentials=creds,
+        retry=FAST_RETRY.with_timeout(0.5),
+    )
     try:
         driver.put_bytes(b"x", "k")  # the path with credentials works
         assert driver.get_bytes("k") == b"x"
         messages = [repr(driver), str(driver.__dict__.get("url"))]
-        for call in (lambda: driver.stat("missing"), lambda: dead.stat("k"), lambda: list(dead.list()),
-                     lambda: dead.put_bytes(b"x" * (9 * MiB), "big")):
+        for call in (
+            lambda: driver.stat("missing"),
+            lambda: dead.stat("k"),
+            lambda: list(dead.list()),
+            lambda: dead.put_bytes(b"x" * (9 * MiB), "big"),
+        ):
             with pytest.raises(OSError) as info:
                 call()
             messages.append(str(info.value))
@@ -316,8 +352,9 @@ def test_credentials_never_appear_in_repr_errors_or_logs(gcs_server, gcs_bucket,
 
 def test_error_messages_hide_upload_session_ids(gcs_bucket, make_driver, tmp_path):
     driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=1 * MiB, retry=FAST_RETRY.with_timeout(0.3))
-    adapter = instrument(driver, Instrumented(
-        fail=lambda r: 503 if r.method == "PUT" and "upload_id=" in r.url else None))
+    adapter = instrument(
+        driver, Instrumented(fail=lambda r: 503 if r.method == "PUT" and "upload_id=" in r.url else None)
+    )
     with pytest.raises(OSError) as info:
         driver.put_file(write(tmp_path / "big", os.urandom(9 * MiB)), "objects/big")
     assert adapter.matching("PUT", "upload_id=")
@@ -350,11 +387,12 @@ def test_100_mib_object_uses_resumable_upload_and_sliced_download(gcs_bucket, ma
     gets = [r for r in adapter.requests if r[0] == "GET" and "alt=media" in r[1]]
     assert len(gets) == -(-len(data) // driver.slice_size) >= 2  # ranged GETs in parallel
     generation = driver.bucket.get_blob("big/objects/aa/big").generation  # all from one version of it
-    assert all(f"generation={generation}" in r[1] and r[2].get("range", "").startswith("bytes=")
-               for r in gets)
+    assert all(
+        f"generation={generation}" in r[1] and r[2].get("range", "").startswith("bytes=") for r in gets
+    )
     assert out.read_bytes() == data
     mid = 50 * MiB + 123
-    assert driver.read_range("objects/aa/big", mid, 1 * MiB) == data[mid:mid + MiB]
+    assert driver.read_range("objects/aa/big", mid, 1 * MiB) == data[mid : mid + MiB]
     assert driver.read_range("objects/aa/big", len(data) - 10, 100) == data[-10:]
     assert driver.read_range("objects/aa/big", len(data), 10) == b""
 
@@ -541,8 +579,9 @@ def test_object_replaced_during_a_download_fails_it(gcs_admin, gcs_bucket, make_
 
 @pytest.mark.parametrize("size", [9 * MiB + 5, 20 * MiB])  # resumable in 1 MiB pieces; one or sliced download
 def test_progress_callbacks_count_every_byte_once(gcs_bucket, make_driver, tmp_path, size):
-    driver = make_driver(f"gs://{gcs_bucket}/p", chunk_size=MiB, part_size=4 * MiB,
-                         multipart_threshold=16 * MiB)
+    driver = make_driver(
+        f"gs://{gcs_bucket}/p", chunk_size=MiB, part_size=4 * MiB, multipart_threshold=16 * MiB
+    )
     sent: list[int] = []
     driver.put_file(write(tmp_path / "s", os.urandom(size)), "obj", callback=sent.append)
     assert sum(sent) == size and len(sent) >= 2

@@ -43,9 +43,13 @@ def _sessions_dir_by_its_new_name(monkeypatch):
 
 
 def _env(attempts: int, read_timeout: float) -> dict[str, str]:
-    return {"CLEARML_DATA_GS_MAX_ATTEMPTS": str(attempts), "CLEARML_DATA_GS_RETRY_BACKOFF": "0.01",
-            "CLEARML_DATA_GS_RETRY_MAX_BACKOFF": "0.1", "CLEARML_DATA_GS_READ_TIMEOUT": str(read_timeout),
-            "CLEARML_DATA_GS_CONNECT_TIMEOUT": "2"}
+    return {
+        "CLEARML_DATA_GS_MAX_ATTEMPTS": str(attempts),
+        "CLEARML_DATA_GS_RETRY_BACKOFF": "0.01",
+        "CLEARML_DATA_GS_RETRY_MAX_BACKOFF": "0.1",
+        "CLEARML_DATA_GS_READ_TIMEOUT": str(read_timeout),
+        "CLEARML_DATA_GS_CONNECT_TIMEOUT": "2",
+    }
 
 
 TARGET = FaultTarget("gcs", put=("POST|PUT", r"^/upload/"), get=("GET", r"alt=media|^/download/"), env=_env)
@@ -71,8 +75,9 @@ def test_gcs_retries_until_the_bound(proxy, gcs_server, gcs_bucket, make_driver,
     driver = make_driver(f"gs://{gcs_bucket}/p")
     direct = make_driver(f"gs://{gcs_bucket}/p", endpoint=gcs_server.url)
     counts = None if attempts == 3 else list(range(attempts + 2))
-    figures = check_retry_bound(driver, direct, proxy, TARGET, attempts, tmp_path,
-                                standard_faults(STALL * 3), counts)
+    figures = check_retry_bound(
+        driver, direct, proxy, TARGET, attempts, tmp_path, standard_faults(STALL * 3), counts
+    )
     report_figures("storage faults: gcs driver", attempts=attempts, **figures)
 
 
@@ -86,9 +91,20 @@ def test_gcs_workflow_under_faults(proxy, gcs_server, gcs_bucket, gcs_cli, core_
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url if on else gcs_server.url)
         reset_services()
 
-    source = make_source(tmp_path / "src", small=reliability_count(30, 300),
-                         large_sizes=(300_000, 3 * 1024 * 1024))
-    figures = check_workflow(gcs_cli, TARGET, proxy, f"gs://{gcs_bucket}/ds", source, core_env.cache,
-                             use_proxy, attempts, rounds=reliability_count(1, 5), probability=0.25,
-                             faults=standard_faults(STALL * 3))
+    source = make_source(
+        tmp_path / "src", small=reliability_count(30, 300), large_sizes=(300_000, 3 * 1024 * 1024)
+    )
+    figures = check_workflow(
+        gcs_cli,
+        TARGET,
+        proxy,
+        f"gs://{gcs_bucket}/ds",
+        source,
+        core_env.cache,
+        use_proxy,
+        attempts,
+        rounds=reliability_count(1, 5),
+        probability=0.25,
+        faults=standard_faults(STALL * 3),
+    )
     report_figures("storage faults: gcs workflow", **figures)

@@ -46,7 +46,7 @@ def read_tree(root: str | os.PathLike) -> dict[str, bytes]:
 
 def storage_objects(admin, bucket: str) -> dict[str, int]:
     """{key under the dataset storage's prefix: size}."""
-    return {b.name[len(PREFIX) + 1:]: b.size for b in admin.list_blobs(bucket, prefix=PREFIX + "/")}
+    return {b.name[len(PREFIX) + 1 :]: b.size for b in admin.list_blobs(bucket, prefix=PREFIX + "/")}
 
 
 def ok(result) -> dict:
@@ -87,8 +87,9 @@ def test_seed_workflow_on_gcs(gcs_cli, core_env, gcs_admin, gcs_bucket, restart_
     files[changed] = os.urandom(len(files[changed]) + 17)
     (folder / changed).write_bytes(files[changed])
     restart_core()
-    ds2 = ok(gcs_cli("create", "--project", "p", "--name", "n", "--parents", ds1, "--storage", storage,
-                     "--json"))["id"]
+    ds2 = ok(
+        gcs_cli("create", "--project", "p", "--name", "n", "--parents", ds1, "--storage", storage, "--json")
+    )["id"]
     ok(gcs_cli("add", "--files", folder, "--json"))
     closed = ok(gcs_cli("close", "--json"))
     assert closed["upload"]["uploaded_bytes"] == len(files[changed])

@@ -17,10 +17,12 @@ INSTALL_HINT = "pip install clearml-data-s3 (it brings boto3), or pip install bo
 
 @hookimpl
 def clearml_data_storage_drivers():
-    return [DriverInfo(
-        scheme="s3",
-        factory="clearml_data_s3.driver:S3Driver",
-        requires=("boto3", "botocore"),
-        install_hint=INSTALL_HINT,
-        description="Amazon S3 and S3-compatible stores (MinIO, Ceph, Cloudflare R2) through boto3",
-    )]
+    return [
+        DriverInfo(
+            scheme="s3",
+            factory="clearml_data_s3.driver:S3Driver",
+            requires=("boto3", "botocore"),
+            install_hint=INSTALL_HINT,
+            description="Amazon S3 and S3-compatible stores (MinIO, Ceph, Cloudflare R2) through boto3",
+        )
+    ]

@@ -83,20 +83,46 @@ IO_CHUNK = 1 * MiB
 CONFLICT_ATTEMPTS = 6
 
 NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
-DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-          "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
-          "AccountProblem", "InvalidSecurity", "InvalidObjectState", "401", "Unauthorized",
-          "RequestTimeTooSkewed", "MissingSecurityHeader"}
-BUSY = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503",
-        "ServiceUnavailable", "TooManyRequests", "RequestThrottled"}
+DENIED = {
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidSecurity",
+    "InvalidObjectState",
+    "401",
+    "Unauthorized",
+    "RequestTimeTooSkewed",
+    "MissingSecurityHeader",
+}
+BUSY = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "503",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "RequestThrottled",
+}
 #: errors of a body read after the response started: read_range tries the GET again
-STREAM_ERRORS = (bx.ResponseStreamingError, bx.IncompleteReadError, bx.ReadTimeoutError,
-                 bx.ConnectionClosedError)
+STREAM_ERRORS = (
+    bx.ResponseStreamingError,
+    bx.IncompleteReadError,
+    bx.ReadTimeoutError,
+    bx.ConnectionClosedError,
+)
 
 
 # -- options -------------------------------------------------------------------------------
 def _checksum(value: Any) -> str | None:
-    """"SHA256" or "CRC32"; None when checksums are off."""
+    """ "SHA256" or "CRC32"; None when checksums are off."""
     text = str(value or "off").strip().upper()
     if text in ("OFF", "NONE", "FALSE", "0", ""):
         return None
@@ -105,29 +131,49 @@ def _checksum(value: Any) -> str | None:
     return text
 
 
-_TRANSFER = {o.name: o for o in transfer_options(
-    max_concurrency=16, part_size=8 * MiB, multipart_threshold=16 * MiB, max_attempts=8,
-    connect_timeout=10.0, read_timeout=60.0)}
+_TRANSFER = {
+    o.name: o
+    for o in transfer_options(
+        max_concurrency=16,
+        part_size=8 * MiB,
+        multipart_threshold=16 * MiB,
+        max_attempts=8,
+        connect_timeout=10.0,
+        read_timeout=60.0,
+    )
+}
 
 #: what the driver accepts; the names of the shared vocabulary first
 OPTIONS: tuple[Option, ...] = (
     _TRANSFER["max_concurrency"],
     dataclasses.replace(_TRANSFER["part_size"], old_names=("multipart_chunksize",)),
     _TRANSFER["multipart_threshold"],
-    dataclasses.replace(_TRANSFER["max_attempts"], parse=optional(positive_int), default=None,
-                        help="tries of a request (botocore's) and of a cut-off body, including the "
-                             "first; else AWS_MAX_ATTEMPTS, else 8"),
+    dataclasses.replace(
+        _TRANSFER["max_attempts"],
+        parse=optional(positive_int),
+        default=None,
+        help="tries of a request (botocore's) and of a cut-off body, including the "
+        "first; else AWS_MAX_ATTEMPTS, else 8",
+    ),
     _TRANSFER["connect_timeout"],
     _TRANSFER["read_timeout"],
     Option("endpoint_url", help="endpoint of an S3-compatible server; else boto3's (AWS_ENDPOINT_URL_S3)"),
     Option("region", help="region; else boto3's (AWS_REGION, AWS_DEFAULT_REGION, the profile's)"),
     Option("profile", help="named profile of ~/.aws/config; else boto3's (AWS_PROFILE)"),
     Option("secure", parse_bool, True, "https (true) or http (false) for s3://host:port/bucket URLs"),
-    Option("addressing_style", choice("auto", "path", "virtual"), None,
-           "path, virtual or auto; default: path when an endpoint is overridden"),
+    Option(
+        "addressing_style",
+        choice("auto", "path", "virtual"),
+        None,
+        "path, virtual or auto; default: path when an endpoint is overridden",
+    ),
     Option("anonymous", parse_bool, False, "unsigned requests, for public buckets"),
-    Option("retry_mode", choice("standard", "adaptive", "legacy"), None,
-           "botocore retry mode; else AWS_RETRY_MODE, else standard"),
+    Option(
+        "retry_mode",
+        choice("standard", "adaptive", "legacy"),
+        None,
+        "botocore retry mode; else AWS_RETRY_MODE, else standard",
+    ),
     Option("checksum_algorithm", _checksum, "SHA256", "SHA256, CRC32, or off (for stores that reject them)"),
     Option("sse", choice("AES256", "aws:kms", "aws:kms:dsse"), None, "server-side encryption"),
     Option("sse_kms_key_id", help="KMS key for sse=aws:kms"),
@@ -137,8 +183,9 @@ OPTIONS: tuple[Option, ...] = (
 
 def _check_options(o: dict[str, Any]) -> None:
     if not MIN_PART <= o["part_size"] <= MAX_PART:
-        raise ValueError(f"part_size must be at least 5 MiB and at most 5 GiB (S3's part sizes), "
-                         f"not {o['part_size']}")
+        raise ValueError(
+            f"part_size must be at least 5 MiB and at most 5 GiB (S3's part sizes), not {o['part_size']}"
+        )
     if o["multipart_threshold"] < 1:
         raise ValueError("multipart_threshold must be positive")
     if o["endpoint_url"] is not None:
@@ -150,14 +197,16 @@ def _check_endpoint(url: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"endpoint URL must look like https://host[:port], not {redact_url(url)!r}")
     if "@" in parts.netloc:
-        raise ValueError("endpoint URL must not hold credentials: use the AWS credential chain "
-                         "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role)")
+        raise ValueError(
+            "endpoint URL must not hold credentials: use the AWS credential chain "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role)"
+        )
 
 
 # -- URLs ----------------------------------------------------------------------------------
 class S3Location(NamedTuple):
     bucket: str
-    prefix: str              #: "" or "a/b" (no leading or trailing slash)
+    prefix: str  #: "" or "a/b" (no leading or trailing slash)
     host: str | None = None  #: "host:port" of an s3://host:port/bucket URL
 
 
@@ -175,8 +224,10 @@ def parse_s3_url(url: str) -> S3Location:
     rest = m.group(2)
     netloc, _, path = rest.partition("/")
     if "@" in netloc:
-        raise ValueError("an s3:// URL must not hold credentials; use the AWS credential chain "
-                         "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role)")
+        raise ValueError(
+            "an s3:// URL must not hold credentials; use the AWS credential chain "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role)"
+        )
     if "?" in rest or "#" in rest:
         raise ValueError(f"an s3:// URL takes no query or fragment: {shown!r}")
     if _CONTROL.search(rest) or "\\" in rest:
@@ -185,8 +236,10 @@ def parse_s3_url(url: str) -> S3Location:
     if ":" in netloc:  # s3://host:port/bucket/prefix, ClearML's form for MinIO and friends
         name, _, port = netloc.rpartition(":")
         if not name or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"invalid host:port {netloc!r} in {shown!r} "
-                             "(expected s3://bucket/prefix or s3://host:port/bucket/prefix)")
+            raise ValueError(
+                f"invalid host:port {netloc!r} in {shown!r} "
+                "(expected s3://bucket/prefix or s3://host:port/bucket/prefix)"
+            )
         host = netloc
         bucket, _, path = path.partition("/")
         if not bucket:
@@ -196,15 +249,19 @@ def parse_s3_url(url: str) -> S3Location:
     if not bucket:
         raise ValueError(f"no bucket in {shown!r} (expected s3://bucket/prefix)")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ValueError(f"invalid S3 bucket name {bucket!r}: 3-63 characters, lower-case letters, "
-                         "digits, '.' and '-', starting and ending with a letter or digit")
+        raise ValueError(
+            f"invalid S3 bucket name {bucket!r}: 3-63 characters, lower-case letters, "
+            "digits, '.' and '-', starting and ending with a letter or digit"
+        )
     try:
         ipaddress.ip_address(bucket)
     except ValueError:
         pass
     else:
-        raise ValueError(f"{bucket!r} is an IP address, not a bucket; for an S3-compatible server "
-                         f"use s3://{bucket}:PORT/bucket/prefix or set CLEARML_DATA_S3_ENDPOINT_URL")
+        raise ValueError(
+            f"{bucket!r} is an IP address, not a bucket; for an S3-compatible server "
+            f"use s3://{bucket}:PORT/bucket/prefix or set CLEARML_DATA_S3_ENDPOINT_URL"
+        )
     parts = [p for p in path.strip("/").split("/")] if path.strip("/") else []
     for part in parts:
         if part in ("", ".", ".."):
@@ -278,8 +335,11 @@ class S3Driver(StorageDriver):
         """The endpoint URL passed to boto3; None lets boto3 find its own."""
         if self.host is None:
             return self.options["endpoint_url"]
-        for candidate in (self.options["endpoint_url"], os.environ.get("AWS_ENDPOINT_URL_S3"),
-                          os.environ.get("AWS_ENDPOINT_URL")):
+        for candidate in (
+            self.options["endpoint_url"],
+            os.environ.get("AWS_ENDPOINT_URL_S3"),
+            os.environ.get("AWS_ENDPOINT_URL"),
+        ):
             if candidate and urlsplit(candidate).netloc.lower() == self.host.lower():
                 return candidate.rstrip("/")
         return f"{'https' if self.options['secure'] else 'http'}://{self.host}"
@@ -287,8 +347,9 @@ class S3Driver(StorageDriver):
     def _addressing_style(self) -> str | None:
         if self.options["addressing_style"]:
             return self.options["addressing_style"]
-        overridden = (self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                      or os.environ.get("AWS_ENDPOINT_URL"))
+        overridden = (
+            self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        )
         # S3-compatible servers rarely have wildcard DNS for virtual-hosted buckets
         return "path" if overridden else None
 
@@ -296,8 +357,10 @@ class S3Driver(StorageDriver):
         o = self.options
         style = self._addressing_style()
         config = Config(
-            retries={"mode": o["retry_mode"] or os.environ.get("AWS_RETRY_MODE") or "standard",
-                     "total_max_attempts": self.max_attempts},
+            retries={
+                "mode": o["retry_mode"] or os.environ.get("AWS_RETRY_MODE") or "standard",
+                "total_max_attempts": self.max_attempts,
+            },
             max_pool_connections=o["max_pool_connections"],
             connect_timeout=o["connect_timeout"],
             read_timeout=o["read_timeout"],
@@ -317,9 +380,13 @@ class S3Driver(StorageDriver):
     def _make_transfers(self):
         o = self.options
         config = TransferConfig(
-            multipart_threshold=o["multipart_threshold"], multipart_chunksize=o["part_size"],
-            max_concurrency=o["max_concurrency"], num_download_attempts=self.max_attempts,
-            io_chunksize=IO_CHUNK, preferred_transfer_client="classic")
+            multipart_threshold=o["multipart_threshold"],
+            multipart_chunksize=o["part_size"],
+            max_concurrency=o["max_concurrency"],
+            num_download_attempts=self.max_attempts,
+            io_chunksize=IO_CHUNK,
+            preferred_transfer_client="classic",
+        )
         # the core calls from default_max_workers threads: each call is one submission
         config.max_submission_concurrency = max(o["max_concurrency"], self.default_max_workers)
         return create_transfer_manager(self.client, config)
@@ -367,15 +434,29 @@ class S3Driver(StorageDriver):
             if code in DENIED or status in (401, 403):
                 return PermissionError(errno.EACCES, f"access denied ({detail})", where)
             if code in BUSY or status in (429, 503):
-                return OSError(errno.EAGAIN, f"the server is busy ({detail}; gave up after "
-                                             f"{(attempts or 0) + 1} attempts)", where)
+                return OSError(
+                    errno.EAGAIN,
+                    f"the server is busy ({detail}; gave up after {(attempts or 0) + 1} attempts)",
+                    where,
+                )
             return OSError(errno.EIO, f"S3 error ({detail})", where)
         text = " ".join(redact_text(str(exc)).split())
-        if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
-                            bx.ProfileNotFound)):
-            return PermissionError(errno.EACCES, f"no usable AWS credentials ({type(exc).__name__}: {text}); "
-                                   "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                                   "or use an instance role", where)
+        if isinstance(
+            exc,
+            (
+                bx.NoCredentialsError,
+                bx.PartialCredentialsError,
+                bx.CredentialRetrievalError,
+                bx.ProfileNotFound,
+            ),
+        ):
+            return PermissionError(
+                errno.EACCES,
+                f"no usable AWS credentials ({type(exc).__name__}: {text}); "
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                "or use an instance role",
+                where,
+            )
         if isinstance(exc, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
             return TimeoutError(errno.ETIMEDOUT, f"timed out: {text}", where)
         if isinstance(exc, bx.EndpointConnectionError):
@@ -397,8 +478,11 @@ class S3Driver(StorageDriver):
                 return fn(**params)
             except ClientError as exc:
                 code, status = _code(exc)
-                if create_only and (code == "ConditionalRequestConflict" or status == 409) \
-                        and attempt < CONFLICT_ATTEMPTS:
+                if (
+                    create_only
+                    and (code == "ConditionalRequestConflict" or status == 409)
+                    and attempt < CONFLICT_ATTEMPTS
+                ):
                     backoff(attempt)  # another conditional write is in flight: ask again
                     continue
                 raise self._error(exc, key, create_only) from exc
@@ -413,8 +497,9 @@ class S3Driver(StorageDriver):
         except RetriesExceededError as exc:  # a body cut off on every try
             raise mark_retried(self._error(exc.last_exception or exc, key)) from exc
         except S3DownloadFailedError as exc:  # If-Match failed between two ranges
-            raise _ObjectChanged(errno.ESTALE, "the object changed while it was read",
-                                 self._where(key)) from exc
+            raise _ObjectChanged(
+                errno.ESTALE, "the object changed while it was read", self._where(key)
+            ) from exc
         except (ClientError, BotoCoreError) as exc:
             raise mark_retried(self._error(exc, key)) from exc
 
@@ -429,13 +514,18 @@ class S3Driver(StorageDriver):
         return args
 
     # -- writing ---------------------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, *, overwrite: bool = True,
-                 callback: Progress | None = None) -> None:
+    def put_file(
+        self, local_path: str, key: str, *, overwrite: bool = True, callback: Progress | None = None
+    ) -> None:
         full = self.full_key(key)
         if overwrite:
             subscribers = [_Progress(callback)] if callback else None
-            self._transfer(key, lambda: self.transfers.upload(
-                local_path, self.bucket, full, extra_args=self._write_args(), subscribers=subscribers))
+            self._transfer(
+                key,
+                lambda: self.transfers.upload(
+                    local_path, self.bucket, full, extra_args=self._write_args(), subscribers=subscribers
+                ),
+            )
             return
         # Threads of this process race for one key here, not on the server: some stores
         # (moto among them) check If-None-Match and write in two steps. Across processes
@@ -443,12 +533,14 @@ class S3Driver(StorageDriver):
         with self._key_lock(full), open(local_path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > MAX_SINGLE_PUT:
-                raise OSError(errno.EFBIG, "a create-only put is one PUT, at most 5 GiB on S3",
-                              self._where(key))
+                raise OSError(
+                    errno.EFBIG, "a create-only put is one PUT, at most 5 GiB on S3", self._where(key)
+                )
             if self._exists(full, key):  # before sending any byte
                 raise FileExistsError(errno.EEXIST, "object exists", self._where(key))
-            self._call("put_object", key, create_only=True, Key=full, Body=fh, IfNoneMatch="*",
-                       **self._write_args())
+            self._call(
+                "put_object", key, create_only=True, Key=full, Body=fh, IfNoneMatch="*", **self._write_args()
+            )
         if callback:
             callback(size)
 
@@ -479,8 +571,12 @@ class S3Driver(StorageDriver):
         extra = {"ChecksumMode": "ENABLED"} if self.algorithm else {}
         subscribers = [_Progress(callback)] if callback else None
         # s3transfer writes a temporary file next to local_path and renames it when complete
-        self._transfer(key, lambda: self.transfers.download(
-            self.bucket, full, local_path, extra_args=extra, subscribers=subscribers))
+        self._transfer(
+            key,
+            lambda: self.transfers.download(
+                self.bucket, full, local_path, extra_args=extra, subscribers=subscribers
+            ),
+        )
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:
@@ -490,8 +586,15 @@ class S3Driver(StorageDriver):
             self._call("head_object", key, Key=full)
             return b""
         try:
-            return retrying(self._read_range_once, key, full, offset, length,
-                            attempts=self.max_attempts, what=f"a ranged read of {self._where(key)}")
+            return retrying(
+                self._read_range_once,
+                key,
+                full,
+                offset,
+                length,
+                attempts=self.max_attempts,
+                what=f"a ranged read of {self._where(key)}",
+            )
         except (ConnectionError, TimeoutError) as exc:
             mark_retried(exc)  # tried often enough: the core does not try again
             raise
@@ -507,7 +610,7 @@ class S3Driver(StorageDriver):
             resp["Body"].close()
             raise self._error(exc, key) from exc
         if not resp.get("ContentRange") and len(data) > length:  # a server that ignored Range
-            data = data[offset:offset + length]
+            data = data[offset : offset + length]
         return data
 
     def stat(self, key: str) -> ObjectInfo:
@@ -521,7 +624,7 @@ class S3Driver(StorageDriver):
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents") or ():
-                    rel = obj["Key"][len(root):]
+                    rel = obj["Key"][len(root) :]
                     if not rel or rel.endswith("/"):  # folder markers made by consoles
                         continue
                     modified = obj.get("LastModified")
@@ -547,8 +650,11 @@ class S3Driver(StorageDriver):
                     if not name.startswith(root + prefix) or len(name) == len(root):
                         continue
                     started = upload.get("Initiated")
-                    yield Unfinished(name[len(root):], started.timestamp() if started else None,
-                                     str(upload.get("UploadId") or ""))
+                    yield Unfinished(
+                        name[len(root) :],
+                        started.timestamp() if started else None,
+                        str(upload.get("UploadId") or ""),
+                    )
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, prefix) from exc
 

@@ -20,6 +20,11 @@ class Tests3Conformance(DriverConformance):
         """A multipart upload with one part and no complete, as a writer killed mid-upload leaves it."""
         full = driver.full_key(key)
         upload = driver.client.create_multipart_upload(Bucket=driver.bucket, Key=full)
-        driver.client.upload_part(Bucket=driver.bucket, Key=full, UploadId=upload["UploadId"], PartNumber=1,
-                                  Body=b"x" * (5 * 1024 * 1024))
+        driver.client.upload_part(
+            Bucket=driver.bucket,
+            Key=full,
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x" * (5 * 1024 * 1024),
+        )
         return True

@@ -44,8 +44,14 @@ class _Raw:
 
 
 def canned(status: int, code: str = "", message: str = "") -> AWSResponse:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-            f'<Message>{message}</Message></Error>').encode() if code else b""
+    body = (
+        (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error>"
+        ).encode()
+        if code
+        else b""
+    )
     return AWSResponse("http://127.0.0.1/", status, {"Content-Type": "application/xml"}, _Raw(body))
 
 
@@ -67,8 +73,10 @@ def headers_of(driver: S3Driver, operation: str) -> list[dict]:
     seen: list[dict] = []
     driver.client.meta.events.register(
         f"before-send.s3.{operation}",
-        lambda request, **_kw: seen.append({k.lower(): (v.decode() if isinstance(v, bytes) else v)
-                                            for k, v in request.headers.items()}))
+        lambda request, **_kw: seen.append(
+            {k.lower(): (v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()}
+        ),
+    )
     return seen
 
 
@@ -77,39 +85,45 @@ def uploads_in_progress(s3_client, bucket: str) -> list:
 
 
 # -- URLs and options ---------------------------------------------------------------------
-@pytest.mark.parametrize("url, expected", [
-    ("s3://bucket", S3Location("bucket", "", None)),
-    ("s3://bucket/", S3Location("bucket", "", None)),
-    ("s3://bucket/some/prefix", S3Location("bucket", "some/prefix", None)),
-    ("s3://bucket/some/prefix/", S3Location("bucket", "some/prefix", None)),
-    ("S3://my.bucket-1/x", S3Location("my.bucket-1", "x", None)),
-    ("  s3://bucket/datasets  ", S3Location("bucket", "datasets", None)),
-    ("s3://minio.local:9000/bucket/p/q", S3Location("bucket", "p/q", "minio.local:9000")),
-    ("s3://[::1]:9000/bkt", S3Location("bkt", "", "[::1]:9000")),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("s3://bucket", S3Location("bucket", "", None)),
+        ("s3://bucket/", S3Location("bucket", "", None)),
+        ("s3://bucket/some/prefix", S3Location("bucket", "some/prefix", None)),
+        ("s3://bucket/some/prefix/", S3Location("bucket", "some/prefix", None)),
+        ("S3://my.bucket-1/x", S3Location("my.bucket-1", "x", None)),
+        ("  s3://bucket/datasets  ", S3Location("bucket", "datasets", None)),
+        ("s3://minio.local:9000/bucket/p/q", S3Location("bucket", "p/q", "minio.local:9000")),
+        ("s3://[::1]:9000/bkt", S3Location("bkt", "", "[::1]:9000")),
+    ],
+)
 def test_url_forms(url, expected):
     assert parse_s3_url(url) == expected
 
 
-@pytest.mark.parametrize("url, message", [
-    ("s3://", "no bucket"),
-    ("s3:///prefix", "no bucket"),
-    ("s3://host:9000", "no bucket"),
-    ("gs://bucket/x", "not an s3:// URL"),
-    ("bucket/x", "not an s3:// URL"),
-    ("s3://ab", "invalid S3 bucket name"),
-    ("s3://-bucket", "invalid S3 bucket name"),
-    ("s3://bu cket/x", "invalid S3 bucket name"),
-    ("s3://a..b/x", "invalid S3 bucket name"),
-    ("s3://bucket/a/../b", "'..'"),
-    ("s3://bucket/a//b", "empty"),
-    ("s3://bucket/x?versionId=1", "no query"),
-    ("s3://bucket/x#frag", "no query"),
-    ("s3://127.0.0.1/bucket", "IP address"),
-    ("s3://host:99999/bucket", "invalid host:port"),
-    ("s3://host:port/bucket", "invalid host:port"),
-    ("s3://bucket/a\nb", "control characters"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("s3://", "no bucket"),
+        ("s3:///prefix", "no bucket"),
+        ("s3://host:9000", "no bucket"),
+        ("gs://bucket/x", "not an s3:// URL"),
+        ("bucket/x", "not an s3:// URL"),
+        ("s3://ab", "invalid S3 bucket name"),
+        ("s3://-bucket", "invalid S3 bucket name"),
+        ("s3://bu cket/x", "invalid S3 bucket name"),
+        ("s3://a..b/x", "invalid S3 bucket name"),
+        ("s3://bucket/a/../b", "'..'"),
+        ("s3://bucket/a//b", "empty"),
+        ("s3://bucket/x?versionId=1", "no query"),
+        ("s3://bucket/x#frag", "no query"),
+        ("s3://127.0.0.1/bucket", "IP address"),
+        ("s3://host:99999/bucket", "invalid host:port"),
+        ("s3://host:port/bucket", "invalid host:port"),
+        ("s3://bucket/a\nb", "control characters"),
+    ],
+)
 def test_invalid_urls_are_refused_clearly(url, message):
     with pytest.raises(ValueError, match=message):
         S3Driver(url)
@@ -128,8 +142,12 @@ def test_credentials_in_the_url_are_refused_and_not_echoed(fake_keys):
 
 def test_options_from_keywords_environment_and_defaults(fake_keys, monkeypatch):
     ACCESS_KEY, SECRET_KEY = fake_keys
-    for var in ("CLEARML_DATA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
-                "AWS_MAX_ATTEMPTS"):
+    for var in (
+        "CLEARML_DATA_S3_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL",
+        "AWS_MAX_ATTEMPTS",
+    ):
         monkeypatch.delenv(var, raising=False)
     driver = S3Driver("s3://bucket/x")
     assert (driver.options["multipart_threshold"], driver.options["part_size"]) == (16 * MiB, 8 * MiB)
@@ -141,7 +159,10 @@ def test_options_from_keywords_environment_and_defaults(fake_keys, monkeypatch):
     assert driver.endpoint_url == "http://127.0.0.1:9000"
     assert (driver.options["multipart_threshold"], driver.options["part_size"]) == (32 * MiB, 10 * MiB)
     assert driver.max_attempts == 3 and driver.algorithm is None
-    assert S3Driver("s3://bucket/x", endpoint_url="https://r2.example:443").endpoint_url == "https://r2.example:443"
+    assert (
+        S3Driver("s3://bucket/x", endpoint_url="https://r2.example:443").endpoint_url
+        == "https://r2.example:443"
+    )
     monkeypatch.setenv("CLEARML_DATA_S3_MAX_ATTEMPTS", "5")  # the plugin's variable wins over AWS's
     assert S3Driver("s3://bucket/x").max_attempts == 5
     with pytest.raises(ValueError, match=r"unknown option.*aws_secret_access_key of the s3 driver"):
@@ -165,8 +186,9 @@ def test_the_old_part_size_name_still_works_and_warns(monkeypatch):
         driver = S3Driver("s3://bucket/x", multipart_chunksize="12MiB")
     assert driver.options["part_size"] == 12 * MiB
     monkeypatch.setenv("CLEARML_DATA_S3_MULTIPART_CHUNKSIZE", "6MiB")
-    with pytest.warns(DeprecationWarning,
-                      match=r"\$CLEARML_DATA_S3_MULTIPART_CHUNKSIZE.*CLEARML_DATA_S3_PART_SIZE"):
+    with pytest.warns(
+        DeprecationWarning, match=r"\$CLEARML_DATA_S3_MULTIPART_CHUNKSIZE.*CLEARML_DATA_S3_PART_SIZE"
+    ):
         driver = PluginManager().driver("s3://bucket/y")
     assert driver.options["part_size"] == 6 * MiB
 
@@ -174,25 +196,34 @@ def test_the_old_part_size_name_still_works_and_warns(monkeypatch):
 def test_options_from_the_config_file(core_env, monkeypatch):
     for var in ("CLEARML_DATA_S3_PART_SIZE", "CLEARML_DATA_S3_MAX_ATTEMPTS", "CLEARML_DATA_S3_REGION"):
         monkeypatch.delenv(var, raising=False)
-    (core_env.root / "config.ini").write_text("[storage.s3]\npart_size = 32MiB\nmax_attempts = 4\n"
-                                              "region = eu-west-3\n")
+    (core_env.root / "config.ini").write_text(
+        "[storage.s3]\npart_size = 32MiB\nmax_attempts = 4\nregion = eu-west-3\n"
+    )
     monkeypatch.setenv("CLEARML_DATA_S3_MAX_ATTEMPTS", "2")  # the environment wins over the file
     pm = PluginManager()
     try:
         driver = pm.driver("s3://bucket/z")
-        assert (driver.options["part_size"], driver.max_attempts, driver.options["region"]) == \
-            (32 * MiB, 2, "eu-west-3")
+        assert (driver.options["part_size"], driver.max_attempts, driver.options["region"]) == (
+            32 * MiB,
+            2,
+            "eu-west-3",
+        )
         (core_env.root / "config.ini").write_text("[storage.s3]\npart_size = huge\n")
-        with pytest.raises(UsageError,
-                           match=r"part_size in \[storage.s3\] in .*config.ini: part_size = 'huge'"):
+        with pytest.raises(
+            UsageError, match=r"part_size in \[storage.s3\] in .*config.ini: part_size = 'huge'"
+        ):
             pm.driver("s3://bucket/other")
     finally:
         pm.close()
 
 
 def test_host_port_urls_pick_the_endpoint(monkeypatch):
-    for var in ("CLEARML_DATA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
-                "CLEARML_DATA_S3_SECURE"):
+    for var in (
+        "CLEARML_DATA_S3_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL",
+        "CLEARML_DATA_S3_SECURE",
+    ):
         monkeypatch.delenv(var, raising=False)
     assert S3Driver("s3://minio.local:9000/b1b/p").endpoint_url == "https://minio.local:9000"
     assert S3Driver("s3://minio.local:9000/b1b/p", secure=False).endpoint_url == "http://minio.local:9000"
@@ -214,8 +245,9 @@ def test_found_through_its_entry_point(s3_env, bucket):
         assert "s3" in pm.drivers
         record = pm.drivers["s3"]
         assert record.plugin == "s3" and record.info.factory == "clearml_data_s3.driver:S3Driver"
-        assert any(r.name == "s3" and r.package == "clearml-data-s3" and r.status == "loaded"
-                   for r in pm.records)
+        assert any(
+            r.name == "s3" and r.package == "clearml-data-s3" and r.status == "loaded" for r in pm.records
+        )
         assert pm.driver_class("s3") is S3Driver
         driver = pm.driver(f"s3://{bucket}/via/manager")
         assert type(driver) is S3Driver and driver.prefix == "via/manager"
@@ -233,10 +265,12 @@ def test_missing_sdk_gives_the_install_hint(monkeypatch):
 
 
 def test_plugin_module_imports_without_the_sdk():
-    code = ("import sys; sys.modules['boto3'] = None; sys.modules['botocore'] = None\n"
-            "import clearml_data_s3\n"
-            "[info] = clearml_data_s3.clearml_data_storage_drivers()\n"
-            "print(info.scheme, info.factory, info.requires)\n")
+    code = (
+        "import sys; sys.modules['boto3'] = None; sys.modules['botocore'] = None\n"
+        "import clearml_data_s3\n"
+        "[info] = clearml_data_s3.clearml_data_storage_drivers()\n"
+        "print(info.scheme, info.factory, info.requires)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["s3", "clearml_data_s3.driver:S3Driver", "('boto3',", "'botocore')"]
 
@@ -311,12 +345,13 @@ def test_100_mib_goes_up_in_parallel_parts_and_comes_back_identical(make_driver,
     parts = -(-len(data) // (8 * MiB))  # 13 parts of 8 MiB
     assert len(calls) == parts and peak[0] > 1
     head = s3_client.head_object(Bucket=bucket, Key="big/objects/big", ChecksumMode="ENABLED")
-    md5s = b"".join(hashlib.md5(data[i:i + 8 * MiB]).digest() for i in range(0, len(data), 8 * MiB))
+    md5s = b"".join(hashlib.md5(data[i : i + 8 * MiB]).digest() for i in range(0, len(data), 8 * MiB))
     assert head["ETag"] == f'"{hashlib.md5(md5s).hexdigest()}-{parts}"'
     assert head["ContentLength"] == len(data)
     # every part carried its SHA-256 for the server to check
-    assert sorted(h["x-amz-checksum-sha256"] for h in part_headers) == \
-        sorted(b64sha256(data[i:i + 8 * MiB]) for i in range(0, len(data), 8 * MiB))
+    assert sorted(h["x-amz-checksum-sha256"] for h in part_headers) == sorted(
+        b64sha256(data[i : i + 8 * MiB]) for i in range(0, len(data), 8 * MiB)
+    )
     assert uploads_in_progress(s3_client, bucket) == []
 
     ranged = headers_of(driver, "GetObject")
@@ -325,14 +360,13 @@ def test_100_mib_goes_up_in_parallel_parts_and_comes_back_identical(make_driver,
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
     assert len(ranged) == parts and all(h.get("range", "").startswith("bytes=") for h in ranged)
     edge = 8 * MiB - 10  # across the first part boundary
-    assert driver.read_range("objects/big", edge, 20) == data[edge:edge + 20]
+    assert driver.read_range("objects/big", edge, 20) == data[edge : edge + 20]
     assert driver.read_range("objects/big", len(data) - 3, 100) == data[-3:]
     assert sorted(os.listdir(tmp_path)) == ["out", "src"]  # no temporary file left
 
 
 def test_a_failed_multipart_upload_leaves_nothing(make_driver, bucket, s3_client, tmp_path):
-    driver = make_driver(f"s3://{bucket}/p", multipart_threshold="5MiB", part_size="5MiB",
-                         max_attempts=1)
+    driver = make_driver(f"s3://{bucket}/p", multipart_threshold="5MiB", part_size="5MiB", max_attempts=1)
     src = write(tmp_path / "src", os.urandom(12 * MiB))
     inject(driver, "UploadPart", [canned(400, "InvalidPart", "no")])
     with pytest.raises(OSError):
@@ -409,8 +443,13 @@ def test_checksums_can_be_turned_off_for_stores_that_reject_them(make_driver, bu
 
 def test_a_wrong_checksum_fails_the_download(make_driver, bucket, s3_client, tmp_path):
     # moto stores whatever checksum the client claims: an object whose bytes do not match it
-    s3_client.put_object(Bucket=bucket, Key="p/bad", Body=b"hello", ChecksumAlgorithm="SHA256",
-                         ChecksumSHA256=b64sha256(b"other"))
+    s3_client.put_object(
+        Bucket=bucket,
+        Key="p/bad",
+        Body=b"hello",
+        ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=b64sha256(b"other"),
+    )
     driver = make_driver(f"s3://{bucket}/p")
     with pytest.raises(OSError, match="checksum mismatch"):
         driver.get_file("bad", str(tmp_path / "out"))
@@ -457,7 +496,8 @@ def test_large_downloads_are_ranged_gets_pinned_to_the_etag(make_driver, bucket,
     driver.get_file("k", str(out))
     assert out.read_bytes() == data
     assert sorted(h["range"] for h in gets) == sorted(
-        [f"bytes={i * 5 * MiB}-{(i + 1) * 5 * MiB - 1}" for i in range(3)] + [f"bytes={15 * MiB}-"])
+        [f"bytes={i * 5 * MiB}-{(i + 1) * 5 * MiB - 1}" for i in range(3)] + [f"bytes={15 * MiB}-"]
+    )
     assert {h["if-match"] for h in gets} == {etag}  # never bytes of two versions in one file
 
 
@@ -466,8 +506,9 @@ def test_progress_callbacks_see_every_byte(make_driver, bucket, tmp_path):
     data = os.urandom(12 * MiB + 5)
     for overwrite in (True, False):  # a multipart upload, and one create-only PUT
         sent: list[int] = []
-        driver.put_file(write(tmp_path / "src", data), f"k{overwrite}", overwrite=overwrite,
-                        callback=sent.append)
+        driver.put_file(
+            write(tmp_path / "src", data), f"k{overwrite}", overwrite=overwrite, callback=sent.append
+        )
         assert sum(sent) == len(data)
     got: list[int] = []
     driver.get_file("kTrue", str(tmp_path / "out"), callback=got.append)
@@ -487,8 +528,11 @@ def test_whole_objects_corrupted_in_transit_are_caught_by_botocore(make_driver, 
 # -- errors, retries, secrets ----------------------------------------------------------------
 def test_throttling_and_5xx_are_retried(make_driver, bucket):
     driver = make_driver(f"s3://{bucket}/p", max_attempts=3)
-    sent = inject(driver, "PutObject", [canned(503, "SlowDown", "Reduce your request rate."),
-                                        canned(500, "InternalError", "oops")])
+    sent = inject(
+        driver,
+        "PutObject",
+        [canned(503, "SlowDown", "Reduce your request rate."), canned(500, "InternalError", "oops")],
+    )
     driver.put_bytes(b"x", "k")
     assert len(sent) == 3 and driver.get_bytes("k") == b"x"
     inject(driver, "PutObject", [canned(503, "SlowDown", "Reduce your request rate.")] * 3)
@@ -502,8 +546,15 @@ def test_auth_errors_are_permission_errors(make_driver, bucket):
     inject(driver, "HeadObject", [canned(403)])
     with pytest.raises(PermissionError):
         driver.stat("k")
-    inject(driver, "PutObject", [canned(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided "
-                                                                   "does not exist in our records.")])
+    inject(
+        driver,
+        "PutObject",
+        [
+            canned(
+                403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."
+            )
+        ],
+    )
     with pytest.raises(PermissionError, match="InvalidAccessKeyId"):
         driver.put_bytes(b"x", "k")
 
@@ -561,8 +612,9 @@ def test_no_secret_in_reprs_or_errors(fake_keys, make_driver, bucket, tmp_path):
     texts = []
     driver = make_driver(f"s3://{bucket}/p")
     texts.append(repr(driver))
-    dead = make_driver(f"s3://{bucket}/p", endpoint_url=f"http://127.0.0.1:{free_port()}",
-                       max_attempts=1, connect_timeout=2)
+    dead = make_driver(
+        f"s3://{bucket}/p", endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1, connect_timeout=2
+    )
     texts.append(repr(dead))
     failures = [
         lambda: driver.stat("missing"),
@@ -570,8 +622,11 @@ def test_no_secret_in_reprs_or_errors(fake_keys, make_driver, bucket, tmp_path):
         lambda: dead.put_bytes(b"x", "k"),
         lambda: dead.get_file("k", str(tmp_path / "o")),
     ]
-    inject(driver, "PutObject", [canned(403, "SignatureDoesNotMatch", "The request signature we "
-                                                                      "calculated does not match")])
+    inject(
+        driver,
+        "PutObject",
+        [canned(403, "SignatureDoesNotMatch", "The request signature we calculated does not match")],
+    )
     failures.append(lambda: driver.put_bytes(b"x", "k"))
     kinds = []
     for fail in failures:
@@ -580,8 +635,13 @@ def test_no_secret_in_reprs_or_errors(fake_keys, make_driver, bucket, tmp_path):
         kinds.append(type(info.value))
         texts.append(str(info.value))
         texts.append("".join(traceback.format_exception(info.value)))
-    assert kinds == [FileNotFoundError, FileNotFoundError, ConnectionRefusedError, ConnectionRefusedError,
-                     PermissionError]
+    assert kinds == [
+        FileNotFoundError,
+        FileNotFoundError,
+        ConnectionRefusedError,
+        ConnectionRefusedError,
+        PermissionError,
+    ]
     for text in texts:
         assert SECRET_KEY not in text and ACCESS_KEY not in text
 
