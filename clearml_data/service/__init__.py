@@ -565,7 +565,7 @@ class Service:
         return remote.upload_folder(self.workspace, local_folder, remote_url, match_wildcard, retries)
 
     def remote_list(self, remote_url: str) -> tuple[str, list[tuple[str, int]]] | None:
-        return remote.list_remote(self.workspace, remote_url)
+        return remote.list_folder(self.workspace, remote_url)
 
     def remote_exists(self, remote_url: str) -> bool:
         return remote.exists_file(self.workspace, remote_url)

@@ -202,7 +202,7 @@ def download_file(
     return target
 
 
-def list_remote(ws: Workspace, remote_url: str) -> tuple[str, list[tuple[str, int]]] | None:
+def list_folder(ws: Workspace, remote_url: str) -> tuple[str, list[tuple[str, int]]] | None:
     """(storage URL, [(key, size)]) of the files under a folder URL or name prefix, or None
     for a storage that cannot list (http and https)."""
     storage, prefix = split_folder(os.fspath(remote_url))
@@ -226,7 +226,7 @@ def download_folder(
     URL as ClearML does) into ``local_folder``, keeping the paths after the bucket or host."""
     local = os.path.abspath(os.path.expanduser(os.fspath(local_folder or downloads_folder(ws))))
     os.makedirs(local, exist_ok=True)
-    listed = list_remote(ws, remote_url)
+    listed = list_folder(ws, remote_url)
     if listed is None:
         raise UsageError(
             f"{url_scheme(os.fspath(remote_url))}:// folders cannot be listed",
