@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,19 @@ def test_a_storage_on_http_is_refused_at_upload(served, tmp_path, monkeypatch):
     ds.add_files(src)
     with pytest.raises(StorageError, match=r"http:// storage is read-only"):
         ds.upload(show_progress=False)
+
+
+def test_a_single_file_on_a_web_server_is_an_external_file(served, tmp_path, monkeypatch):
+    from clearml_data import Dataset
+    from clearml_data.testing import isolate
+
+    isolate(tmp_path / "env", monkeypatch)
+    _place(served.root, {"d/a.txt": b"hello"})
+    ds = Dataset.create(dataset_name="links", dataset_project="p")
+    assert ds.add_external_files(served.url + "/d/a.txt") == 1
+    ds.finalize(auto_upload=True)
+    copy = Dataset.get(dataset_id=ds.id).get_local_copy()
+    assert (Path(copy) / "a.txt").read_bytes() == b"hello"
+    other = Dataset.create(dataset_name="folder", dataset_project="p")
+    with pytest.raises(StorageError, match=r"http:// servers cannot be listed"):
+        other.add_external_files(served.url + "/d/")
