@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -126,7 +127,7 @@ def _fetch(ws: Workspace, url: str, target: str) -> str:
     storage, key = split_remote(url)
     driver = _driver(ws, storage)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = f"{target}.part-{os.getpid()}"
+    tmp = f"{target}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one per writer, threads too
     try:
         _call(storage, key, driver.get_file, key, tmp)
         os.replace(tmp, target)

@@ -57,7 +57,7 @@ class FileServer:
 
     def start(self) -> FileServer:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="http-file-server", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="http-file-server", daemon=True
         )
         self._thread.start()
         return self
