@@ -187,3 +187,30 @@ def test_empty_downloads_are_refused_unless_asked(env, www, tmp_path):
         )
         == 0
     )
+
+
+def test_links_inside_an_archive_stay_links_and_a_zip_link_is_refused(env, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _tar(str(src / "ok.tar.gz"), {"data/real.txt": b"r"}, links={"data/alias.txt": "real.txt"})
+    folder = StorageManager.get_local_copy(str(src / "ok.tar.gz"))
+    alias = os.path.join(folder, "data", "alias.txt")
+    assert os.path.islink(alias) and _read(alias) == b"r"
+    with zipfile.ZipFile(src / "link.zip", "w") as zf:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (0o120777) << 16  # a symbolic link, as zip -y stores one
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafePathError, match="not a file or folder"):
+        StorageManager.get_local_copy(str(src / "link.zip"))
+
+
+def test_a_damaged_archive_is_one_line_and_leaves_nothing(env, tmp_path):
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    from clearml_data import UsageError
+
+    with pytest.raises(UsageError, match=r"cannot unpack broken\.zip") as info:
+        StorageManager.get_local_copy(str(bad))
+    assert "force_download" in str(info.value)
+    assert not [p for p in (env.cache / "downloads").rglob("*") if p.is_dir() and "extract" in p.name]
+    assert StorageManager.get_local_copy(str(bad), extract_archive=False) == str(bad)
