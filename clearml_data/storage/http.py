@@ -130,20 +130,22 @@ class HttpDriver(StorageDriver):
         with self._open(key) as resp:  # opened before the file: a missing key leaves no file
             expected = resp.headers.get("Content-Length")
             got = 0
+            # readinto one reused buffer: several times faster than read() of new blocks
+            view = memoryview(bytearray(BLOCK))
             with open(local_path, "wb") as out:
                 while True:
                     try:
-                        block = resp.read(BLOCK)
+                        n = resp.readinto(view)
                     except (http.client.HTTPException, OSError) as exc:
                         raise ConnectionError(
                             errno.ECONNRESET, f"the download broke off: {exc}", key
                         ) from exc
-                    if not block:
+                    if not n:
                         break
-                    out.write(block)
-                    got += len(block)
+                    out.write(view[:n])
+                    got += n
                     if callback is not None:
-                        callback(len(block))
+                        callback(n)
         if expected is not None and got != int(expected):
             os.unlink(local_path)
             raise ConnectionError(errno.EIO, f"the server sent {got} of {expected} bytes", key)

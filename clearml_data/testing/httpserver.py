@@ -143,7 +143,10 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                         block = fh.read(min(left, 1 << 20))
                         if not block:
                             break
-                        self.wfile.write(block)
+                        try:
+                            self.wfile.write(block)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return  # the client read what it wanted and went away
                         left -= len(block)
 
         def do_GET(self) -> None:
