@@ -152,6 +152,15 @@ class Logger:
         if delete_after_upload and local_path is not None:
             os.unlink(local_path)
 
+    def __getattr__(self, name: str):
+        # ClearML's other report_* methods (plotly, matplotlib, scatter, confusion matrix...)
+        if name.startswith("report_"):
+            raise AttributeError(
+                f"Logger.{name} is not provided by clearml-data; a dataset's logger has "
+                "report_table, report_image, report_media, report_histogram, report_scalar and report_text"
+            )
+        raise AttributeError(name)
+
     def flush(self, wait: bool = False) -> bool:
         """Reports are kept as they are made: nothing waits."""
         return True

@@ -133,6 +133,8 @@ def test_bad_reports_are_usage_errors(draft):
         logger.report_image("t", "s", image=np.zeros((2, 2, 5)))
     with pytest.raises(UsageError, match="kept for clearml-data"):
         draft.set_metadata({}, metadata_name="clearml_data:reports")
+    with pytest.raises(AttributeError, match="report_plotly is not provided by clearml-data"):
+        logger.report_plotly("t", "s", figure={})
     assert draft.get_reports() == []
 
 
