@@ -104,7 +104,11 @@ def _run(name: str, world, extra_path: str | None = None) -> subprocess.Complete
 
 def _one(project: str, name: str) -> Dataset:
     reset_services()
-    found = [d for d in Dataset.list_datasets(dataset_project=project) if d["name"] == name]
+    found = [
+        d
+        for d in Dataset.list_datasets(dataset_project=project)
+        if (d["project"], d["name"]) == (project, name)
+    ]
     assert len(found) == 1, found
     return Dataset.get(dataset_id=found[0]["id"])
 
