@@ -1,6 +1,6 @@
 """clearml-data: versioned datasets of files, with ClearML Data's interface and no server.
 
-    from clearml_data import Dataset
+    from clearml_data import Dataset, StorageManager
 
 The public names are imported when first used: importing the package, as the
 ``clearml-data`` command does before anything else, imports nothing more.
@@ -13,12 +13,16 @@ _PUBLIC = {
     "Dataset": "api",
     "FileEntry": "api",
     "LinkEntry": "api",
+    "Logger": "logger",
+    "StorageManager": "storagemanager",
+    "Task": "task",
     "CatalogError": "errors",
     "ClearMLDataError": "errors",
     "DatasetNotFoundError": "errors",
     "DatasetStateError": "errors",
     "IntegrityError": "errors",
     "MissingDependencyError": "errors",
+    "OutOfScopeError": "errors",
     "PluginError": "errors",
     "StorageError": "errors",
     "UnsafePathError": "errors",
@@ -37,9 +41,13 @@ __all__ = [
     "FileEntry",
     "IntegrityError",
     "LinkEntry",
+    "Logger",
     "MissingDependencyError",
+    "OutOfScopeError",
     "PluginError",
     "StorageError",
+    "StorageManager",
+    "Task",
     "UnsafePathError",
     "UsageError",
     "VersionExistsError",
@@ -57,13 +65,17 @@ if TYPE_CHECKING:
         DatasetStateError,
         IntegrityError,
         MissingDependencyError,
+        OutOfScopeError,
         PluginError,
         StorageError,
         UnsafePathError,
         UsageError,
         VersionExistsError,
     )
+    from .logger import Logger
     from .storage.hookspecs import hookimpl
+    from .storagemanager import StorageManager
+    from .task import Task
 
 
 def __getattr__(name: str):

@@ -22,6 +22,7 @@ from .config import Settings
 from .errors import ClearMLDataError, DatasetNotFoundError, UsageError
 from .progress import ProgressFactory, bar_progress, null_progress
 from .service import Service, ShadowedFile
+from .service.metadata import RESERVED_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +383,11 @@ class Dataset:
 
     @property
     def metadata(self) -> dict:
-        return {k: self._service.get_metadata(self._row, k) for k in self._refresh().metadata}
+        return {
+            k: self._service.get_metadata(self._row, k)
+            for k in self._refresh().metadata
+            if not k.startswith(RESERVED_PREFIX)
+        }
 
     def set_metadata(self, metadata, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
         """Store a dict, any JSON-able value, or a pandas DataFrame (never pickled)."""
@@ -392,6 +397,36 @@ class Dataset:
     def get_metadata(self, metadata_name: str = "metadata"):
         """The value stored by :meth:`set_metadata`, or None."""
         return self._service.get_metadata(self._refresh(), metadata_name)
+
+    # -- reports and ClearML's task -----------------------------------------------------------
+    def get_logger(self):
+        """A logger whose ``report_table``, ``report_image``, ``report_media``,
+        ``report_histogram``, ``report_scalar`` and ``report_text`` keep what they are given
+        with this version (read it back with :meth:`get_reports`)."""
+        from .logger import Logger
+
+        return Logger(self.id, self._service)
+
+    def get_reports(self, kind: str | None = None, title: str | None = None) -> list[dict]:
+        """What was reported on this version through :meth:`get_logger`, in order, as JSON
+        records (their shapes: docs/python-api.md); ``kind`` ("table", "scalar", "histogram",
+        "text", "image", "media") and ``title`` filter them."""
+        return [
+            r
+            for r in self._service.reports(self._refresh())
+            if (kind is None or r.get("kind") == kind) and (title is None or r.get("title") == title)
+        ]
+
+    def get_report_file(self, report: dict) -> bytes:
+        """The bytes of a reported image (PNG or JPEG) or media file, checked against their hash."""
+        return self._service.report_media_bytes(self._refresh(), report)
+
+    @property
+    def _task(self):
+        """ClearML's task behind a dataset: there is none here; any use of it raises one line."""
+        from .task import DatasetTask
+
+        return DatasetTask()
 
     # -- versions and lineage ------------------------------------------------------------------
     def get_dependency_graph(self) -> dict[str, list[str]]:

@@ -101,3 +101,7 @@ class DiskFullError(ClearMLDataError):
 
 class ManifestError(StorageError):
     """A manifest or tombstone in a storage cannot be read or is malformed."""
+
+
+class OutOfScopeError(ClearMLDataError, NotImplementedError):
+    """A ClearML feature that clearml-data does not provide (a Task: experiment tracking)."""

@@ -29,6 +29,9 @@ LAYERS: list[tuple[str, list[str]]] = [
             "clearml_data",
             "clearml_data.__main__",
             "clearml_data.api",
+            "clearml_data.logger",
+            "clearml_data.storagemanager",
+            "clearml_data.task",
             "clearml_data.cli",
             "clearml_data.cli.*",
         ],
@@ -50,6 +53,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "bottom",
         [
             "clearml_data.__version__",
+            "clearml_data.archives",
             "clearml_data.config",
             "clearml_data._crashpoints",
             "clearml_data.diskspace",

@@ -46,7 +46,10 @@ FILES = {
     "tests/test_memory_conformance.py",
     "tests/test_memory_workflow.py",
 }
-CONFORMANCE_TESTS = {name for name in dir(DriverConformance) if name.startswith("test_")}
+#: the example driver writes: the read-only drivers' test is skipped for it, every other one passes
+CONFORMANCE_TESTS = {name for name in dir(DriverConformance) if name.startswith("test_")} - {
+    "test_writes_are_refused"
+}
 
 
 def extract(text: str) -> dict[str, str]:

@@ -18,6 +18,8 @@ upload          upload, finalize, pending uploads, record_stored
 checkout        get_local_copy, get_mutable_local_copy, fetch_objects, the cache limit
 lineage         dependency_graph, changes_against, num_chunks, squash, rename, move, delete
 metadata        set_metadata, get_metadata
+remote          single files and folders at storage URLs (StorageManager)
+reports         the tables, plots, images and text reported on a version (get_logger)
 verify          verify_storage, verify_cache, verify_folder
 rebuild         rebuild_catalog, resolve_or_restore
 gc              collect_garbage
@@ -54,6 +56,8 @@ from . import (
     manifests,
     metadata,
     rebuild,
+    remote,
+    reports,
     upload,
     verify,
     views,
@@ -501,6 +505,76 @@ class Service:
 
     def get_metadata(self, row: DatasetRow, metadata_name: str = "metadata") -> Any:
         return metadata.get_metadata(row, metadata_name)
+
+    # -- reports (Dataset.get_logger) ---------------------------------------------------------------
+    def report(self, dataset_id: str, kind: str, **fields: Any) -> dict:
+        return reports.report(self.workspace, dataset_id, kind, **fields)
+
+    def reports(self, row: DatasetRow) -> list[dict]:
+        return reports.reports(row)
+
+    def report_media_bytes(self, row: DatasetRow, report: dict) -> bytes:
+        return reports.media_bytes(self.workspace, row, report)
+
+    # -- files at storage URLs (StorageManager) ------------------------------------------------------
+    def remote_local_copy(
+        self,
+        remote_url: str,
+        cache_context: str | None = None,
+        extract_archive: bool = True,
+        name: str | None = None,
+        force_download: bool = False,
+    ) -> str:
+        return remote.get_local_copy(
+            self.workspace, remote_url, cache_context, extract_archive, name, force_download
+        )
+
+    def remote_download_file(
+        self,
+        remote_url: str,
+        local_folder: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        skip_zero_size_check: bool = False,
+    ) -> str:
+        return remote.download_file(self.workspace, remote_url, local_folder, overwrite, skip_zero_size_check)
+
+    def remote_download_folder(
+        self,
+        remote_url: str,
+        local_folder: str | os.PathLike | None = None,
+        match_wildcard: str | None = None,
+        overwrite: bool = False,
+        skip_zero_size_check: bool = False,
+    ) -> str:
+        return remote.download_folder(
+            self.workspace, remote_url, local_folder, match_wildcard, overwrite, skip_zero_size_check
+        )
+
+    def remote_upload_file(
+        self, local_file: str | os.PathLike, remote_url: str, retries: int | None = None
+    ) -> str:
+        return remote.upload_file(self.workspace, local_file, remote_url, retries)
+
+    def remote_upload_folder(
+        self,
+        local_folder: str | os.PathLike,
+        remote_url: str,
+        match_wildcard: str | None = None,
+        retries: int | None = None,
+    ) -> str:
+        return remote.upload_folder(self.workspace, local_folder, remote_url, match_wildcard, retries)
+
+    def remote_list(self, remote_url: str) -> tuple[str, list[tuple[str, int]]] | None:
+        return remote.list_folder(self.workspace, remote_url)
+
+    def remote_exists(self, remote_url: str) -> bool:
+        return remote.exists_file(self.workspace, remote_url)
+
+    def remote_size(self, remote_url: str) -> int:
+        return remote.file_size(self.workspace, remote_url)
+
+    def remote_downloads_folder(self, cache_context: str | None = None) -> str:
+        return remote.downloads_folder(self.workspace, cache_context)
 
     # -- verification -------------------------------------------------------------------------------
     def verify_storage(

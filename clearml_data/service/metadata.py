@@ -19,12 +19,16 @@ from .workspace import Workspace
 #: metadata values are stored as JSON in the catalog; this marks a pandas DataFrame
 _FRAME = "pandas.DataFrame"
 METADATA_MAX_BYTES = 10 * 1024 * 1024
+#: metadata names clearml-data keeps for itself (the reports: service.reports)
+RESERVED_PREFIX = "clearml_data:"
 
 
 def set_metadata(ws: Workspace, dataset_id: str, value: Any, metadata_name: str = "metadata") -> None:
     """Store a JSON-able value or a pandas DataFrame under a name (never pickled)."""
     if not isinstance(metadata_name, str) or not metadata_name.strip():
         raise UsageError("metadata_name must be a non-empty string")
+    if metadata_name.startswith(RESERVED_PREFIX):
+        raise UsageError(f"metadata names starting with {RESERVED_PREFIX!r} are kept for clearml-data")
     record = _encode(value)
     if len(json.dumps(record)) > METADATA_MAX_BYTES:
         raise UsageError(

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "clearml_data"
 #: comma-separated plugin (entry-point) names that are not loaded
 ENV_DISABLE = "CLEARML_DATA_DISABLE_PLUGINS"
-BUILTIN_MODULES = {"folder": "clearml_data.storage.folder"}
+BUILTIN_MODULES = {"folder": "clearml_data.storage.folder", "http": "clearml_data.storage.http"}
 
 
 @dataclass

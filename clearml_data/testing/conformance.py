@@ -13,6 +13,12 @@ that returns a driver on a fresh, empty location::
 
 Needs pytest. Class attributes tune the sizes (``LARGE_SIZE``, ``LIST_COUNT``) for
 drivers whose servers are slow.
+
+A read-only driver (a web server) sets ``READ_ONLY = True`` and overrides :meth:`seed` to
+place the objects a test reads where the driver finds them (in the folder its server
+serves); the write tests then check that every write is refused with ``PermissionError`` and
+changes nothing. A driver whose store cannot be listed sets ``LISTS = False``: the listing
+tests then check that ``list`` raises an ``OSError`` instead.
 """
 
 from __future__ import annotations
@@ -47,36 +53,58 @@ class DriverConformance:
     LARGE_SIZE = 24 * 1024 * 1024
     #: more than one page of listing results on every provider (S3 and Azure page at 1000-5000)
     LIST_COUNT = 1100
+    #: the driver refuses writes (put_file, put_bytes, delete) with PermissionError
+    READ_ONLY = False
+    #: the driver can list by prefix
+    LISTS = True
+
+    def seed(self, driver: StorageDriver, objects: dict[str, bytes], tmp_path) -> None:
+        """Make ``objects`` ({key: bytes}) readable through ``driver``. By default the driver's
+        own ``put_bytes``; a read-only driver's test module writes them where its store reads."""
+        for key, data in objects.items():
+            driver.put_bytes(data, key)
+
+    def _writes(self) -> None:
+        if self.READ_ONLY:
+            pytest.skip("a read-only driver (test_writes_are_refused covers it)")
+
+    def _lists(self, driver: StorageDriver) -> bool:
+        if not self.LISTS:
+            with pytest.raises(OSError):
+                list(driver.list(""))
+            return False
+        return True
 
     def test_is_a_storage_driver(self, driver):
         assert isinstance(driver, StorageDriver)
 
     def test_round_trip(self, driver: StorageDriver, tmp_path):
         data = os.urandom(100_000)
-        driver.put_file(_write(tmp_path / "src", data), "objects/ab/abc")
+        if self.READ_ONLY:
+            self.seed(driver, {"objects/ab/abc": data}, tmp_path)
+        else:
+            driver.put_file(_write(tmp_path / "src", data), "objects/ab/abc")
         out = tmp_path / "out"
         driver.get_file("objects/ab/abc", str(out))
         assert out.read_bytes() == data
         assert driver.stat("objects/ab/abc").size == len(data)
         assert driver.exists("objects/ab/abc")
 
-    def test_bytes_round_trip_and_empty_object(self, driver: StorageDriver):
-        driver.put_bytes(b"hello", "small/one")
-        driver.put_bytes(b"", "small/empty")
+    def test_bytes_round_trip_and_empty_object(self, driver: StorageDriver, tmp_path):
+        self.seed(driver, {"small/one": b"hello", "small/empty": b""}, tmp_path)
         assert driver.get_bytes("small/one") == b"hello"
         assert driver.get_bytes("small/empty") == b""
         assert driver.stat("small/empty").size == 0
 
-    def test_ranged_reads(self, driver: StorageDriver):
+    def test_ranged_reads(self, driver: StorageDriver, tmp_path):
         data = bytes(range(256)) * 40
-        driver.put_bytes(data, "packs/r.pack")
+        self.seed(driver, {"packs/r.pack": data, "packs/empty.pack": b""}, tmp_path)
         assert driver.read_range("packs/r.pack", 0, 10) == data[:10]
         assert driver.read_range("packs/r.pack", 1000, 2345) == data[1000:3345]
         assert driver.read_range("packs/r.pack", len(data) - 5, 5) == data[-5:]
         assert driver.read_range("packs/r.pack", len(data) - 5, 100) == data[-5:]  # short at the end
         assert driver.read_range("packs/r.pack", len(data), 10) == b""  # at the end (HTTP 416 on some stores)
         assert driver.read_range("packs/r.pack", len(data) + 100, 10) == b""  # past the end
-        driver.put_bytes(b"", "packs/empty.pack")
         assert driver.read_range("packs/empty.pack", 0, 10) == b""  # Azure answers 416 here
 
     def test_missing_keys_raise_file_not_found(self, driver: StorageDriver, tmp_path):
@@ -87,13 +115,14 @@ class DriverConformance:
         assert not (tmp_path / "x").exists()  # no empty file left behind
         with pytest.raises(FileNotFoundError):
             driver.read_range("nope/missing", 0, 1)
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(PermissionError if self.READ_ONLY else FileNotFoundError):
             driver.delete("nope/missing")
         assert not driver.exists("nope/missing")
 
-    def test_list_by_prefix(self, driver: StorageDriver):
-        for key in ("a/1", "a/2", "ab/3", "b/4"):
-            driver.put_bytes(key.encode(), key)
+    def test_list_by_prefix(self, driver: StorageDriver, tmp_path):
+        self.seed(driver, {key: key.encode() for key in ("a/1", "a/2", "ab/3", "b/4")}, tmp_path)
+        if not self._lists(driver):
+            return
         assert sorted(o.key for o in driver.list("a/")) == ["a/1", "a/2"]
         assert sorted(o.key for o in driver.list("a")) == ["a/1", "a/2", "ab/3"]
         assert sorted(o.key for o in driver.list("")) == ["a/1", "a/2", "ab/3", "b/4"]
@@ -103,13 +132,32 @@ class DriverConformance:
         assert all(isinstance(o, ObjectInfo) for o in driver.list(""))
 
     def test_listing_pages(self, driver: StorageDriver, tmp_path):
-        src = _write(tmp_path / "one", b"x")
-        for i in range(self.LIST_COUNT):
-            driver.put_file(src, f"many/{i:05}")
+        if not self._lists(driver):
+            return
+        if self.READ_ONLY:
+            self.seed(driver, {f"many/{i:05}": b"x" for i in range(self.LIST_COUNT)}, tmp_path)
+        else:
+            src = _write(tmp_path / "one", b"x")
+            for i in range(self.LIST_COUNT):
+                driver.put_file(src, f"many/{i:05}")
         keys = [o.key for o in driver.list("many/")]
         assert len(keys) == self.LIST_COUNT == len(set(keys))
 
+    def test_writes_are_refused(self, driver: StorageDriver, tmp_path):
+        if not self.READ_ONLY:
+            pytest.skip("the driver writes")
+        self.seed(driver, {"ro/obj": b"kept"}, tmp_path)
+        with pytest.raises(PermissionError):
+            driver.put_file(_write(tmp_path / "src", b"new"), "ro/obj")
+        with pytest.raises(PermissionError):
+            driver.put_bytes(b"new", "ro/new", overwrite=False)
+        with pytest.raises(PermissionError):
+            driver.delete("ro/obj")
+        assert driver.get_bytes("ro/obj") == b"kept"
+        assert not driver.exists("ro/new")
+
     def test_overwrite_and_create_only(self, driver: StorageDriver):
+        self._writes()
         driver.put_bytes(b"first", "k/obj")
         driver.put_bytes(b"second", "k/obj")  # overwrite is the default
         assert driver.get_bytes("k/obj") == b"second"
@@ -120,6 +168,7 @@ class DriverConformance:
         assert driver.get_bytes("k/fresh") == b"new"
 
     def test_concurrent_create_only_has_one_winner(self, driver: StorageDriver, tmp_path):
+        self._writes()
         sources = [_write(tmp_path / f"s{i}", f"writer {i}".encode() * 1000) for i in range(8)]
         outcomes: list[str] = []
         lock = threading.Lock()
@@ -140,6 +189,7 @@ class DriverConformance:
         assert driver.get_bytes("race/key") == f"writer {i}".encode() * 1000
 
     def test_concurrent_writers_of_distinct_keys(self, driver: StorageDriver, tmp_path):
+        self._writes()
         errors: list[BaseException] = []
 
         def put(i):
@@ -153,26 +203,32 @@ class DriverConformance:
         assert sorted(o.key for o in driver.list("par/")) == sorted(f"par/{i}" for i in range(16))
 
     def test_failed_upload_is_never_visible(self, driver: StorageDriver, tmp_path):
+        self._writes()
         with pytest.raises(OSError):
             driver.put_file(str(tmp_path / "does-not-exist"), "fail/key")
         assert not driver.exists("fail/key")
         assert [o.key for o in driver.list("fail/")] == []
 
     def test_delete(self, driver: StorageDriver):
+        self._writes()
         driver.put_bytes(b"x", "d/1")
         driver.delete("d/1")
         assert not driver.exists("d/1")
         assert [o.key for o in driver.list("d/")] == []
 
-    def test_unicode_keys(self, driver: StorageDriver):
+    def test_unicode_keys(self, driver: StorageDriver, tmp_path):
         key = "uni/ünïcødé ✓/файл 名前.bin"
-        driver.put_bytes(b"u", key)
+        self.seed(driver, {key: b"u"}, tmp_path)
         assert driver.get_bytes(key) == b"u"
-        assert [o.key for o in driver.list("uni/")] == [key]
+        if self._lists(driver):
+            assert [o.key for o in driver.list("uni/")] == [key]
 
     def test_large_object(self, driver: StorageDriver, tmp_path):
         data = os.urandom(1024 * 1024) * (self.LARGE_SIZE // (1024 * 1024))
-        driver.put_file(_write(tmp_path / "big", data), "objects/big")
+        if self.READ_ONLY:
+            self.seed(driver, {"objects/big": data}, tmp_path)
+        else:
+            driver.put_file(_write(tmp_path / "big", data), "objects/big")
         assert driver.stat("objects/big").size == len(data)
         out = tmp_path / "big.out"
         driver.get_file("objects/big", str(out))
