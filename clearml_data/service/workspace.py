@@ -9,10 +9,10 @@ Workspace; nothing else is shared between them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ..cache import Cache
+from ..cache import Cache, PruneResult
 from ..cache.hashmemory import HashMemory
 from ..catalog import Catalog
 from ..config import Settings
@@ -70,6 +70,16 @@ class Workspace:
 
     def driver(self, storage: str) -> StorageDriver:
         return self.plugins.driver(storage)
+
+    def fit_cache(self, keep: Iterable[str] = ()) -> PruneResult | None:
+        """Prune the local cache to the cache_max_size setting, if one is set, at the end of
+        an operation that put content into it (least recently used first; the local copies
+        named in ``keep`` stay). None when there is no limit, or when another process is
+        using the cache (its own end prunes then)."""
+        limit = self.settings.cache_max_size
+        if limit is None:
+            return None
+        return self.cache.prune(limit, keep=keep, blocking=False)
 
     # -- the view cache -------------------------------------------------------------------
     def remembered_view(self, dataset_id: str) -> View | None:
