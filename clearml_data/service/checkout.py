@@ -9,7 +9,6 @@ Every byte read from storage is checked (size, then hash when it enters the cach
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -43,8 +42,6 @@ from .views import selected_files, tree_clash
 from .workspace import Workspace
 
 Files = dict[str, tuple[str, int]]
-
-log = logging.getLogger(__name__)
 
 
 def get_local_copy(
@@ -127,7 +124,7 @@ def _cached_copy(
                     ws.cache.build_view(folder, chosen, use_soft_links, on_file=on_file)
             ws.cache.touch(folder)
     finally:  # the limit holds after a get that failed too; the copy asked for is kept
-        _fit_cache(ws, keep=[folder.name])
+        ws.fit_cache(keep=[folder.name])
     return str(folder), chosen
 
 
@@ -139,13 +136,6 @@ def _files_bar(progress: ProgressFactory, files: Files, desc: str) -> Iterator[C
         yield lambda size: bar.update(size, files=1)
     finally:
         bar.close()
-
-
-def _fit_cache(ws: Workspace, keep: Iterable[str] = ()) -> None:
-    try:
-        enforce_cache_limit(ws, keep)
-    except Exception as exc:  # noqa: BLE001 - pruning never hides the outcome of the get
-        log.warning("the cache could not be pruned to its size limit: %s", exc)
 
 
 def prune_cache(ws: Workspace, max_size: str | int | None = None) -> PruneResult:
@@ -225,7 +215,7 @@ def _writable_copy(
                     _empty(target)
                 raise
     finally:
-        _fit_cache(ws)
+        ws.fit_cache()
     return str(target), chosen
 
 

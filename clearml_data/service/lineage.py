@@ -22,7 +22,7 @@ from .checkout import fetch_objects
 from .drafts import create, sync_folder, sync_source
 from .lookup import check_label, get, now, parent_row, resolve_id, storage_url
 from .results import Diff, SyncOutcome, WorkflowEvents
-from .upload import close, finalize, fit_cache, pending_uploads, upload
+from .upload import close, finalize, pending_uploads, upload
 from .views import diff, parent_view, shadowed, shadowed_paths, view
 from .workspace import View, Workspace
 
@@ -128,7 +128,7 @@ def squash(
             crashpoints.reach("squash.fetched")
             if close:
                 upload(ws, new.id, progress=progress)
-        fit_cache(ws)  # the copied content went through the cache
+        ws.fit_cache()  # the copied content went through the cache
         if close:
             return finalize(ws, new.id)
     except BaseException:
@@ -173,9 +173,11 @@ def sync(
 
     With ``parents``, or ``project`` and ``name``, a new draft is made first (named after the
     last parent when no name is given); otherwise the folder is synced into the draft
-    ``dataset_id``. Then, unless ``skip_close``, the version is closed. A draft this call made
-    never outlives a failure: it is deleted again when the sync fails, when ``events.created``
-    raises, and when the sync changed nothing (there is no new version to close).
+    ``dataset_id``. Then, unless ``skip_close``, the version is closed. The folder and the
+    dataset path are checked before a draft is made. A draft this call made never outlives
+    a failure: it is deleted again (and ``events.dropped`` told) when hashing, the upload or
+    the finalize fails or is interrupted, when ``events.created`` raises, and when the sync
+    changed nothing (there is no new version to close).
     """
     events = events or WorkflowEvents()
     parents = list(parents or ())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from .. import _crashpoints as crashpoints
 from .. import packs
@@ -151,22 +151,13 @@ def upload(
             bar.done(task[1][0].hash if task[0] == "large" else id(task), nbytes, files=len(task[1]))
     finally:
         bar.close()
-        fit_cache(ws)  # large files went through the cache: its size limit holds after an upload too
+        ws.fit_cache()  # large files went through the cache: its size limit holds after an upload too
     if lost and _attempt < FINALIZE_ATTEMPTS:  # a concurrent gc deleted what was just stored
         again = upload(ws, row.id, None, chunk_size, max_workers, progress, _attempt + 1)
         result.objects += again.objects
         result.uploaded_bytes += again.uploaded_bytes
     crashpoints.reach("upload.done")
     return result
-
-
-def fit_cache(ws: Workspace, keep: Iterable[str] = ()) -> None:
-    """Prune the cache to its limit after an operation; a failure to prune is logged, never
-    raised, so it cannot hide the operation's own outcome."""
-    try:
-        ws.fit_cache(keep)
-    except Exception as exc:  # noqa: BLE001 - pruning is housekeeping
-        log.warning("the cache could not be pruned to its size limit: %s", exc)
 
 
 def _gone(row: DatasetRow, gone: list[packs.PendingFile]) -> ClearMLDataError:
