@@ -125,6 +125,8 @@ def test_a_second_close_says_the_version_is_already_final(cli, tmp_path):
         assert "no current dataset" not in res.err
     res = cli("add", "--files", src)  # another command names the closed version and what to do
     assert res.code == 1 and made["id"] in res.err and "--parents" in res.err
+    res = cli("list")  # one that reads a final version is told how to name it
+    assert res.code == 1 and f"pass --id {made['id']} to use it" in res.err
 
 
 # -- source files gone or changed before the upload ---------------------------------------------------

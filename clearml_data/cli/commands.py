@@ -148,15 +148,25 @@ def _target(ctx: Context, lookup: bool = False, closed_ok: bool = False) -> Data
         if row is not None and row.is_final:
             if closed_ok:
                 return row
+            if ctx.args.command in _DRAFT_COMMANDS:
+                hint = (
+                    "pass --id, or make a child version of it: "
+                    f"clearml-data create --parents {row.id} --name NAME"
+                )
+            else:
+                hint = f"pass --id {row.id} to use it"
             raise UsageError(
                 f"no current dataset: the last one, {row.id} ({_label(row)}), was closed and is final",
-                hint=f"pass --id, or make a child version of it: clearml-data create --parents {row.id} "
-                "--name NAME",
+                hint=hint,
             )
     raise UsageError(
         "no dataset given and no current dataset",
         hint="pass --id, or create one first with clearml-data create",
     )
+
+
+#: the commands that change a draft (a final version is no target for them)
+_DRAFT_COMMANDS = {"add", "remove", "upload", "sync"}
 
 
 def _label(row: DatasetRow) -> str:
