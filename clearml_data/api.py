@@ -256,7 +256,7 @@ class Dataset:
     # -- changing a draft ---------------------------------------------------------------------
     def add_files(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | Iterable[str | os.PathLike],
         wildcard: str | list[str] | None = None,
         local_base_folder: str | None = None,
         dataset_path: str | None = None,
@@ -264,7 +264,8 @@ class Dataset:
         verbose: bool = False,
         max_workers: int | None = None,
     ) -> int:
-        """Add a file or a folder's contents (at ``dataset_path``); returns the number of new files."""
+        """Add a file or a folder's contents (at ``dataset_path``), or those of each path of a
+        list, all or nothing; returns the number of new files."""
         result = self._service.add_files(
             self.id, path, wildcard, local_base_folder, dataset_path, recursive, max_workers
         )

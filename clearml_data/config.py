@@ -208,6 +208,10 @@ class Settings:
         )
 
 
+#: the key suffix under which the last closed version of a catalog is kept
+_CLOSED = "#last-closed"
+
+
 class CurrentDataset:
     """The CLI's remembered "current dataset", one per catalog, kept outside the catalog."""
 
@@ -236,6 +240,27 @@ class CurrentDataset:
             return
         else:
             data[self.key] = dataset_id
+        self._write(data)
+
+    def last_closed(self) -> str | None:
+        """The version the CLI closed last, kept after it stopped being the current dataset
+        (so that a second ``close`` can say it is final already)."""
+        value = self._load().get(self.key + _CLOSED)
+        return value if isinstance(value, str) else None
+
+    def closed(self, dataset_id: str) -> None:
+        """The current dataset ``dataset_id`` was closed: forget it as current, remember it
+        as the last closed."""
+        data = self._load()
+        was_current = data.get(self.key) == dataset_id
+        if was_current:
+            data.pop(self.key)
+        elif data.get(self.key + _CLOSED) == dataset_id:
+            return
+        data[self.key + _CLOSED] = dataset_id
+        self._write(data)
+
+    def _write(self, data: dict[str, str]) -> None:
         with space_for(self.path.parent, "the state folder"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tempfiles.sweep(self.path.parent, (".current-",))

@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import tempfiles
-from .errors import IntegrityError
+from .errors import ClearMLDataError, IntegrityError, UsageError
 
 _PACK_KEY = re.compile(r"packs/[0-9a-f]{2}/[0-9a-f]{64}\.pack")
 
@@ -62,6 +62,7 @@ class PendingFile:
     hash: str
     size: int
     source: str
+    path: str = ""  #: a dataset path it is added at (for messages)
 
 
 @dataclass
@@ -103,7 +104,12 @@ def copy_verified(src_path: str, out, expected: PendingFile) -> int:
     """Copy a source file into ``out``, checking its hash and size against the catalog."""
     h = hashlib.sha256()
     n = 0
-    with open(src_path, "rb") as src:
+    try:
+        src = open(src_path, "rb")  # noqa: SIM115 - closed by the with below; only the open is guarded
+    except FileNotFoundError:
+        raise source_gone(expected) from None
+    with src:
+        mtime = os.fstat(src.fileno()).st_mtime
         while True:
             block = src.read(COPY_BLOCK)
             if not block:
@@ -113,15 +119,45 @@ def copy_verified(src_path: str, out, expected: PendingFile) -> int:
             n += len(block)
     if n != expected.size or h.hexdigest() != expected.hash:
         raise IntegrityError(
-            f"{src_path} changed after it was added (size {expected.size} -> {n})",
+            f"{src_path} changed after it was added: {_what_changed(expected, n, h.hexdigest(), mtime)}",
             path=src_path,
-            hint="add the file again, then upload",
+            hint="add it again (clearml-data add --files PATH, Dataset.add_files) to record what it "
+            "holds now, or put back what it held",
         )
     return n
 
 
-def write_pack(files: list[PendingFile], tmp_dir: str) -> tuple[str, str, list[tuple[str, int, int]]]:
-    """Write a pack to a temporary file; return (pack digest, temp path, [(hash, offset, length)])."""
+def _what_changed(expected: PendingFile, size: int, digest: str, mtime: float) -> str:
+    import time
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime))
+    if size != expected.size:
+        what = f"its size went from {expected.size:,} to {size:,} bytes"
+    else:
+        what = f"its content differs at the same size ({size:,} bytes)"
+    return f"{what}, SHA-256 {expected.hash[:12]}… -> {digest[:12]}… (last modified {when})"
+
+
+def source_gone(f: PendingFile, dataset_id: str | None = None) -> ClearMLDataError:
+    """The error for a local file that is gone before its content was stored anywhere."""
+    import shlex
+
+    path = f.path or f.source
+    where = f"--id {dataset_id} " if dataset_id else ""
+    return UsageError(
+        f"the local file {f.source} is gone since it was added"
+        + (f" (as {f.path!r})" if f.path else "")
+        + ", and no storage holds its content",
+        hint="put it back, or take it out of the draft: "
+        f"clearml-data remove {where}--files {shlex.quote(path)} (Dataset.remove_files({path!r}))",
+    )
+
+
+def write_pack(
+    files: list[PendingFile], tmp_dir: str, on_file: Callable[[PendingFile], None] | None = None
+) -> tuple[str, str, list[tuple[str, int, int]]]:
+    """Write a pack to a temporary file; return (pack digest, temp path, [(hash, offset, length)]).
+    ``on_file`` is told of each file once it is in the pack (progress)."""
     os.makedirs(tmp_dir, exist_ok=True)
     fd, tmp = tempfiles.mkstemp(tmp_dir, "pack-", ".tmp")
     entries: list[tuple[str, int, int]] = []
@@ -140,6 +176,8 @@ def write_pack(files: list[PendingFile], tmp_dir: str) -> tuple[str, str, list[t
                 n = copy_verified(f.source, tee, f)
                 entries.append((f.hash, offset, n))
                 offset += n
+                if on_file is not None:
+                    on_file(f)
         return pack_hash.hexdigest(), tmp, entries
     except BaseException:
         os.unlink(tmp)

@@ -88,7 +88,7 @@ def test_pending_uploads_refused_with_one_message_by_both_faces(cli, tmp_path):
 def test_closing_a_final_version_fails_with_one_message(cli, tmp_path):
     ds = _draft("ds", write_tree(tmp_path / "src", {"a": "a"}))
     ds.finalize(auto_upload=True)
-    with pytest.raises(DatasetStateError, match="is final") as exc:
+    with pytest.raises(DatasetStateError, match="is already final") as exc:
         ds.finalize()
     assert _error(cli("close", "--id", ds.id)) == str(exc.value)
     with pytest.raises(DatasetStateError, match="is final") as up:

@@ -21,7 +21,7 @@ import logging
 import os
 import stat
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,16 +404,21 @@ class Cache:
         self.guard.relinked(items)
 
     def build_view(
-        self, folder: Path, files: dict[str, tuple[str, int]], use_soft_links: bool | None
+        self,
+        folder: Path,
+        files: dict[str, tuple[str, int]],
+        use_soft_links: bool | None,
+        on_file: Callable[[int], None] | None = None,
     ) -> None:
-        """Materialise ``{relpath: (hash, size)}`` into ``folder`` atomically."""
+        """Materialise ``{relpath: (hash, size)}`` into ``folder`` atomically (``on_file``:
+        the size of each file once it is in place)."""
         mode = LINK_MODES[use_soft_links]
         staging = folder.parent / f".build-{folder.name}-{uuid.uuid4().hex[:8]}"
         with space_for(self.root, "the cache"):
             staging.mkdir(parents=True)
         try:
             with space_for(self.root, "the cache"):
-                new_inodes = populate(staging, files, self.object_file, mode)
+                new_inodes = populate(staging, files, self.object_file, mode, on_file=on_file)
             if folder.exists():
                 remove_tree(folder)
             os.rename(staging, folder)

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import sys
+from collections.abc import Callable
 
 from .. import _crashpoints as crashpoints
 from .. import tempfiles
@@ -43,16 +44,18 @@ def populate(
     source_of,
     mode: str,
     writable: bool = False,
+    on_file: Callable[[int], None] | None = None,
 ) -> bool:
     """Create each file of ``files`` under ``dest`` from the object at ``source_of(hash)``;
     returns whether any file is a new inode (a copy or reflink, not a link to the object).
+    ``on_file`` is told the size of each file once it is in place (progress).
 
     ``writable`` copies go to a folder of the user's: each is written under a temporary name
     beside its place and renamed there, so a file appears complete or not at all."""
     made: set[str] = set()
     new_inodes = False
     dest = os.path.abspath(dest)
-    for rel, (digest, _size) in files.items():
+    for rel, (digest, size) in files.items():
         target = safe_join(dest, rel)
         parent = os.path.dirname(target)
         if parent not in made:
@@ -78,6 +81,8 @@ def populate(
             new_inodes = True
             shutil.copyfile(src, target)
             os.chmod(target, 0o444)
+        if on_file is not None:
+            on_file(size)
     return new_inodes
 
 

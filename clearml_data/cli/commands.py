@@ -8,12 +8,13 @@ This module and the service under it are imported only once a command is about t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ..config import CurrentDataset, Settings
 from ..errors import DatasetNotFoundError, UsageError
-from ..progress import ProgressFactory, bar_progress, null_progress
+from ..progress import ProgressFactory, Tally, bar_progress, null_progress
 from ..service import Closed, Service, UploadResult, WorkflowEvents
 from ..storage import redact_url
 from .render import (
@@ -27,6 +28,7 @@ from .render import (
     rebuild_result,
     shadowed,
     size,
+    summary_line,
     table,
 )
 
@@ -34,6 +36,24 @@ if TYPE_CHECKING:
     import argparse
 
     from ..service import DatasetRow
+
+
+#: a command whose progress bars ran at least this long (seconds) prints a summary line
+SUMMARY_AFTER = 2.0
+
+#: after Ctrl-C: the state a command that changes nothing, or one change, leaves
+_ABORT_DEFAULT = "nothing is half-done (a change is written at once or not at all); run the command again"
+_ABORT_NOTES = {
+    name: "nothing was changed"
+    for name in ("list", "search", "compare", "verify", "doctor", "plugins", "cache", "create")
+}
+_ABORT_NOTES.update(
+    get="no local copy was made; what was downloaded stays in the cache, so running the command "
+    "again goes on from there",
+    gc="nothing is half-done (an object goes only after it is checked); run gc again to finish",
+    catalog="nothing is half-done (each version is restored at once or not at all); run it again to finish",
+    squash="no squashed version was made; run the command again",
+)
 
 
 class Context:
@@ -48,6 +68,12 @@ class Context:
         self.json = bool(getattr(args, "json", False))
         self._service: Service | None = None
         self._settings: Settings | None = None
+        self.started = time.monotonic()
+        #: what a Ctrl-C leaves and what to run next, in one clause; a command replaces it as
+        #: its work goes on (it is called only after an interruption)
+        self.on_abort: Callable[[], str] = lambda: _ABORT_NOTES.get(args.command, _ABORT_DEFAULT)
+        #: every bar of the command goes through it (drawn or not), for the summary line
+        self.tally = Tally(null_progress if self.quiet else bar_progress)
 
     @property
     def settings(self) -> Settings:
@@ -67,7 +93,16 @@ class Context:
 
     @property
     def progress(self) -> ProgressFactory:
-        return null_progress if self.quiet else bar_progress
+        return self.tally
+
+    def summary(self) -> None:
+        """A command whose bars ran for at least :data:`SUMMARY_AFTER` seconds ends with one
+        line on stderr of what it did (files, bytes, and the command's time), whether or not
+        the bars were drawn."""
+        seconds = time.monotonic() - self.started
+        phases = self.tally.counted()
+        if phases and self.tally.busy() >= SUMMARY_AFTER:
+            self.note(summary_line([(p.desc, p.files, p.bytes) for p in phases], seconds))
 
     def note(self, message: str) -> None:
         """Informational text: stderr, so stdout stays the result."""
@@ -79,8 +114,9 @@ class Context:
             self._service.close()
 
 
-def _target(ctx: Context, lookup: bool = False) -> DatasetRow:
-    """The dataset a command acts on: --id, else --project/--name, else the current dataset."""
+def _target(ctx: Context, lookup: bool = False, closed_ok: bool = False) -> DatasetRow:
+    """The dataset a command acts on: --id, else --project/--name, else the current dataset
+    (with ``closed_ok``, else the version the last close finalized)."""
     args = ctx.args
     if args.id:
         return ctx.service.resolve_id(args.id)
@@ -103,10 +139,38 @@ def _target(ctx: Context, lookup: bool = False) -> DatasetRow:
             raise DatasetNotFoundError(
                 f"the current dataset {remembered} no longer exists", hint="pass --id"
             ) from None
+    closed = ctx.current.last_closed()
+    if closed:
+        try:
+            row = ctx.service.resolve_id(closed)
+        except DatasetNotFoundError:
+            row = None
+        if row is not None and row.is_final:
+            if closed_ok:
+                return row
+            if ctx.args.command in _DRAFT_COMMANDS:
+                hint = (
+                    "pass --id, or make a child version of it: "
+                    f"clearml-data create --parents {row.id} --name NAME"
+                )
+            else:
+                hint = f"pass --id {row.id} to use it"
+            raise UsageError(
+                f"no current dataset: the last one, {row.id} ({_label(row)}), was closed and is final",
+                hint=hint,
+            )
     raise UsageError(
         "no dataset given and no current dataset",
         hint="pass --id, or create one first with clearml-data create",
     )
+
+
+#: the commands that change a draft (a final version is no target for them)
+_DRAFT_COMMANDS = {"add", "remove", "upload", "sync"}
+
+
+def _label(row: DatasetRow) -> str:
+    return f"{row.project}/{row.name} version {row.version}"
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -123,6 +187,7 @@ def cmd_create(ctx: Context) -> Result:
         description=a.description or "",
     )
     _remember_new(ctx, row.id)
+    ctx.on_abort = lambda: f"dataset {row.id} was created and is the current dataset"
     data, lines = shadowed(ctx.service.shadowed(row))
     return Result({**dataset_data(row), "shadowed": data}, [f"New dataset created id={row.id}", *lines])
 
@@ -147,35 +212,28 @@ def cmd_add(ctx: Context) -> Result:
         raise UsageError("nothing to add", hint="pass --files PATH [PATH ...] or --links URL [URL ...]")
     row = _target(ctx)
     ctx.note(f"Adding files/folder/links to dataset id {row.id}")
-    totals = {"added": 0, "modified": 0, "unchanged": 0, "bytes": 0}
-    for path in a.files:
-        r = ctx.service.add_files(
-            row.id,
-            path,
-            wildcard=a.wildcard,
-            dataset_path=a.dataset_folder,
-            recursive=not a.non_recursive,
-            max_workers=a.max_workers,
-            progress=ctx.progress,
-        )
-        for k in totals:
-            totals[k] += getattr(r, k)
-        if a.verbose:
-            ctx.note(f"{path}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
-    for url in a.links:
-        r = ctx.service.add_external_files(
-            row.id,
-            url,
-            wildcard=a.wildcard,
-            dataset_path=a.dataset_folder,
-            recursive=not a.non_recursive,
-            max_workers=a.max_workers,
-            progress=ctx.progress,
-        )
-        for k in totals:
-            totals[k] += getattr(r, k)
-        if a.verbose:
-            ctx.note(f"{redact_url(url)}: {r.added} added, {r.modified} modified, {r.unchanged} unchanged")
+    ctx.on_abort = lambda: (
+        f"nothing was added to dataset {row.id} (an add is all or nothing); run the command again"
+    )
+    # one write for every item: a missing path or URL anywhere in the list adds nothing
+    r = ctx.service.add(
+        row.id,
+        a.files,
+        a.links,
+        wildcard=a.wildcard,
+        dataset_path=a.dataset_folder,
+        recursive=not a.non_recursive,
+        max_workers=a.max_workers,
+        progress=ctx.progress,
+    )
+    ctx.on_abort = lambda: f"every file was added to dataset {row.id}"
+    totals = {k: getattr(r, k) for k in ("added", "modified", "unchanged", "bytes")}
+    if a.verbose:
+        items = [str(p) for p in a.files] + [redact_url(u) for u in a.links]
+        for item, counts in zip(items, r.per_item or [r], strict=True):
+            ctx.note(
+                f"{item}: {counts.added} added, {counts.modified} modified, {counts.unchanged} unchanged"
+            )
     ctx.current.set(row.id)
     text = [f"{plural(totals['added'])} added"]
     if totals["modified"]:
@@ -205,12 +263,18 @@ class _Events(WorkflowEvents):
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.before: str | None = None  # the current dataset before a draft was made
+        self.made: str | None = None  # the draft the command made
 
     def created(self, row: DatasetRow) -> None:
+        self.made = row.id
+        self.before = self.ctx.current.get()
         self.ctx.current.set(row.id)
 
     def dropped(self, dataset_id: str) -> None:
-        self.ctx.current.clear(dataset_id)
+        # the draft went again: the current dataset is what it was before the command
+        if self.ctx.current.get() == dataset_id:
+            self.ctx.current.set(self.before)
 
     def syncing(self, row: DatasetRow, folder: str) -> None:
         self.ctx.note(f"Syncing dataset id {row.id} to local folder {folder}")
@@ -220,6 +284,50 @@ class _Events(WorkflowEvents):
 
     def uploading(self, row: DatasetRow, storage: str) -> None:
         self.ctx.note(f"Pending uploads, starting dataset upload to {redact_url(storage)}")
+
+
+def _close_abort(ctx: Context, dataset_id: str, command: str) -> str:
+    """What an interrupted close (or upload) left: a final version, or a draft that keeps what
+    was stored, to resume."""
+    try:
+        row = ctx.service.resolve_id(dataset_id)
+    except DatasetNotFoundError:
+        return f"dataset {dataset_id} is gone (deleted by another process)"
+    if row.is_final:
+        return f"dataset {row.id} was closed before the interruption; nothing is left to do"
+    return (
+        f"dataset {row.id} is still a draft and keeps what was uploaded; run "
+        f"`clearml-data {command} --id {row.id}` to resume"
+    )
+
+
+def _sync_abort(ctx: Context, events: _Events, dataset_id: str | None) -> str:
+    """What an interrupted sync left: the draft it made is gone again (the current dataset as
+    before), or the draft it synced into is as before or holds the whole folder."""
+    made = events.made
+    if made is not None:
+        try:
+            row = ctx.service.resolve_id(made)
+        except DatasetNotFoundError:
+            return (
+                "no new version was made and the current dataset is as before; run the command "
+                "again (content already uploaded is not uploaded again)"
+            )
+        if row.is_final:
+            return f"dataset {row.id} was closed before the interruption; nothing is left to do"
+        dataset_id = row.id
+    if dataset_id is None:
+        return "nothing was changed"
+    try:
+        row = ctx.service.resolve_id(dataset_id)
+    except DatasetNotFoundError:
+        return f"dataset {dataset_id} is gone (deleted by another process)"
+    if row.is_final:
+        return f"dataset {row.id} was closed before the interruption; nothing is left to do"
+    return (
+        f"dataset {row.id} is still a draft, with the folder synced into it whole or not at all; "
+        "run the command again to finish"
+    )
 
 
 def _upload_data(ctx: Context, r: UploadResult) -> dict:
@@ -240,6 +348,7 @@ def cmd_upload(ctx: Context) -> Result:
     a = ctx.args
     row = _target(ctx)
     ctx.note(f"uploading local files to dataset id {row.id}")
+    ctx.on_abort = lambda: _close_abort(ctx, row.id, "upload")
     _Events(ctx).uploading(row, a.storage or row.storage)
     r = ctx.service.upload(
         row.id, storage=a.storage, chunk_size=a.chunk_size, max_workers=a.max_workers, progress=ctx.progress
@@ -254,7 +363,7 @@ def _closed_data(ctx: Context, closed: Closed) -> tuple[dict, list[str]]:
     data: dict = {"id": closed.row.id}
     if closed.upload is not None:
         data["upload"] = _upload_data(ctx, closed.upload)
-    ctx.current.clear(closed.row.id)
+    ctx.current.closed(closed.row.id)
     data.update(dataset_data(closed.row))
     data["shadowed"], lines = shadowed(closed.shadowed)
     return data, lines
@@ -262,7 +371,8 @@ def _closed_data(ctx: Context, closed: Closed) -> tuple[dict, list[str]]:
 
 def cmd_close(ctx: Context) -> Result:
     a = ctx.args
-    row = _target(ctx)
+    row = _target(ctx, closed_ok=True)  # a final one: the service says it is final already
+    ctx.on_abort = lambda: _close_abort(ctx, row.id, "close")
     ctx.note(f"Finalizing dataset id {row.id}")
     closed = ctx.service.close_dataset(
         row.id,
@@ -280,9 +390,12 @@ def cmd_close(ctx: Context) -> Result:
 def cmd_sync(ctx: Context) -> Result:
     a = ctx.args
     creates = bool(a.parents or a.project or a.name)  # else: into the draft named by --id or current
+    into = None if creates else _target(ctx).id
+    events = _Events(ctx)
+    ctx.on_abort = lambda: _sync_abort(ctx, events, into)
     r = ctx.service.sync(
         a.folder,
-        dataset_id=None if creates else _target(ctx).id,
+        dataset_id=into,
         dataset_path=a.dataset_folder,
         project=a.project,
         name=a.name,
@@ -294,7 +407,7 @@ def cmd_sync(ctx: Context) -> Result:
         chunk_size=a.chunk_size,
         max_workers=a.max_workers,
         progress=ctx.progress,
-        events=_Events(ctx),
+        events=events,
     )
     text = [f"New dataset created id={r.row.id}"] if r.created else []
     text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
@@ -372,10 +485,19 @@ def cmd_delete(ctx: Context) -> Result:
             ctx.note(f"Deleting dataset id {row.id}")
         else:
             ctx.note(f"Deleting dataset with project={row.project}, name={row.name}, version={row.version}")
+        ctx.on_abort = lambda: _delete_abort(ctx, row.id)
         deleted = ctx.service.delete(row.id, force=a.force)
     for did in deleted:
         ctx.current.clear(did)
     return Result({"deleted": deleted}, [f"Dataset(s) deleted: {', '.join(deleted)}"])
+
+
+def _delete_abort(ctx: Context, dataset_id: str) -> str:
+    try:
+        ctx.service.resolve_id(dataset_id)
+    except DatasetNotFoundError:
+        return f"dataset {dataset_id} was deleted before the interruption"
+    return f"dataset {dataset_id} was not deleted; run the command again"
 
 
 def cmd_search(ctx: Context) -> Result:

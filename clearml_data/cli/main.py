@@ -46,9 +46,27 @@ def main(
     stderr = stderr or sys.stderr
     try:
         return _main(argv, stdout, stderr)
-    except KeyboardInterrupt:  # Ctrl-C at any step: one line, never a traceback
-        print("User aborted", file=stderr, flush=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C at any step: one line, never a traceback
+        note = getattr(exc, "note", None)
+        print(f"User aborted: {note}" if note else "User aborted", file=stderr, flush=True)
         return 130
+
+
+class _Aborted(KeyboardInterrupt):
+    """Ctrl-C during a command, with what it left and what to run next (``note``)."""
+
+    def __init__(self, note: str | None):
+        super().__init__()
+        self.note = note
+
+
+def _abort_note(ctx: Context) -> str | None:
+    """The command's own account of an interruption; None if that cannot be had (a second
+    Ctrl-C, a catalog that cannot be read), for the plain message."""
+    try:
+        return ctx.on_abort()
+    except BaseException:  # noqa: BLE001 - the interruption is what gets reported
+        return None
 
 
 def _main(argv: Sequence[str] | None, stdout: TextIO, stderr: TextIO) -> int:
@@ -81,7 +99,7 @@ def _main(argv: Sequence[str] | None, stdout: TextIO, stderr: TextIO) -> int:
             _debug_plugin_loggers(ctx)
         result = COMMANDS[args.command](ctx)
     except KeyboardInterrupt:
-        raise  # reported by main() once the service is closed
+        raise _Aborted(_abort_note(ctx)) from None  # reported by main() once the service is closed
     except BaseException as exc:  # every failure becomes one line (a traceback only with --debug)
         if isinstance(exc, SystemExit):
             raise
@@ -106,6 +124,7 @@ def _main(argv: Sequence[str] | None, stdout: TextIO, stderr: TextIO) -> int:
             for line in result.text:
                 print(printable(line), file=stdout)
         stdout.flush()
+        ctx.summary()
     except BrokenPipeError:  # `clearml-data list | head`: the reader left, which is fine
         if stdout is sys.__stdout__:
             import os

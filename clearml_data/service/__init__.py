@@ -256,7 +256,7 @@ class Service:
     def add_files(
         self,
         dataset_id: str,
-        path: str | os.PathLike,
+        path: str | os.PathLike | Iterable[str | os.PathLike],
         wildcard: str | list[str] | None = None,
         local_base_folder: str | None = None,
         dataset_path: str | None = None,
@@ -311,6 +311,21 @@ class Service:
     ) -> AddResult:
         return external.add_external_files(
             self.workspace, dataset_id, source_url, wildcard, dataset_path, recursive, max_workers, progress
+        )
+
+    def add(
+        self,
+        dataset_id: str,
+        paths: Iterable[str | os.PathLike] = (),
+        urls: Iterable[str] = (),
+        wildcard: str | list[str] | None = None,
+        dataset_path: str | None = None,
+        recursive: bool = True,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> AddResult:
+        return external.add(
+            self.workspace, dataset_id, paths, urls, wildcard, dataset_path, recursive, max_workers, progress
         )
 
     def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:

@@ -10,7 +10,8 @@ Every byte read from storage is checked (size, then hash when it enters the cach
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import packs, tempfiles
@@ -111,15 +112,30 @@ def _cached_copy(
     folder = ws.cache.view_path(row.id, use_soft_links)
     folder = folder.with_name(folder.name + label)
     ws.cache.ensure()
-    with ws.cache.in_use(), ws.cache.lock(folder.name):
-        if not ws.cache.view_is_complete(folder, chosen):
-            # the copy is built in a sibling folder named .build-<name>-<8 hex digits>
-            _check_materialisable(row, chosen, str(folder) + "-" * 16, "cache folder (the cache_dir setting)")
-            fetch_objects(ws, row, chosen, max_workers, progress)
-            ws.cache.build_view(folder, chosen, use_soft_links)
-        ws.cache.touch(folder)
-    enforce_cache_limit(ws, keep=[folder.name])
+    try:
+        with ws.cache.in_use(), ws.cache.lock(folder.name):
+            if not ws.cache.view_is_complete(folder, chosen):
+                # the copy is built in a sibling folder named .build-<name>-<8 hex digits>
+                _check_materialisable(
+                    row, chosen, str(folder) + "-" * 16, "cache folder (the cache_dir setting)"
+                )
+                fetch_objects(ws, row, chosen, max_workers, progress)
+                with _files_bar(progress, chosen, "Linking") as on_file:
+                    ws.cache.build_view(folder, chosen, use_soft_links, on_file=on_file)
+            ws.cache.touch(folder)
+    finally:  # the limit holds after a get that failed too; the copy asked for is kept
+        ws.fit_cache(keep=[folder.name])
     return str(folder), chosen
+
+
+@contextmanager
+def _files_bar(progress: ProgressFactory, files: Files, desc: str) -> Iterator[Callable[[int], None]]:
+    """A bar of the files (and their bytes) put in place one by one; yields the per-file callback."""
+    bar = progress(sum(size for _h, size in files.values()), "B", desc, files=len(files))
+    try:
+        yield lambda size: bar.update(size, files=1)
+    finally:
+        bar.close()
 
 
 def prune_cache(ws: Workspace, max_size: str | int | None = None) -> PruneResult:
@@ -144,10 +160,7 @@ def cache_usage(ws: Workspace) -> CacheUsage:
 
 def enforce_cache_limit(ws: Workspace, keep: Iterable[str] = ()) -> PruneResult | None:
     """Prune the cache to the cache_max_size setting, if one is set and the cache is idle."""
-    limit = ws.settings.cache_max_size
-    if limit is None:
-        return None
-    return ws.cache.prune(limit, keep=keep, blocking=False)
+    return ws.fit_cache(keep)
 
 
 def get_mutable_local_copy(
@@ -190,17 +203,19 @@ def _writable_copy(
             done = _copied_already(target, chosen, max_workers)
             todo = {rel: v for rel, v in chosen.items() if rel not in done}
     ws.cache.ensure()
-    with ws.cache.in_use():
-        fetch_objects(ws, row, todo, max_workers, progress)
-        try:
-            with space_for(target, "the folder"):
-                target.mkdir(parents=True, exist_ok=True)
-                populate(target, todo, ws.cache.object_file, "copy", writable=True)
-        except BaseException:  # never leave a half-written copy: the same call can run again
-            if target.is_dir():
-                _empty(target)
-            raise
-    enforce_cache_limit(ws)
+    try:
+        with ws.cache.in_use():
+            fetch_objects(ws, row, todo, max_workers, progress)
+            try:
+                with space_for(target, "the folder"), _files_bar(progress, todo, "Copying") as on_file:
+                    target.mkdir(parents=True, exist_ok=True)
+                    populate(target, todo, ws.cache.object_file, "copy", writable=True, on_file=on_file)
+            except BaseException:  # never leave a half-written copy: the same call can run again
+                if target.is_dir():
+                    _empty(target)
+                raise
+    finally:
+        ws.fit_cache()
     return str(target), chosen
 
 
@@ -366,13 +381,14 @@ def fetch_objects(
     def run(task: tuple[str, packs.Span]) -> tuple[int, int]:
         storage, span = task
         driver = ws.driver(storage)
+        tag = (storage, span.key, span.offset)  # one read of a pack is one task of the bar
         try:
             if (storage, span.key) in whole:
                 check_size((storage, span.key))
                 fd, tmp = ws.cache.tempfile()
                 os.close(fd)
                 try:
-                    driver.get_file(span.key, tmp, callback=bar.callback((storage, span.key)))
+                    driver.get_file(span.key, tmp, callback=bar.callback(tag))
                     if os.stat(tmp).st_size != span.length:
                         raise IntegrityError(
                             f"object {span.key} in {redact_url(storage)} changed while it was read",
@@ -385,7 +401,8 @@ def fetch_objects(
                 ws.cache.add_file(span.members[0][0], tmp)
                 return span.length, 1
             if len(span.members) == 1 and span.length > packs.MAX_SPAN:
-                _fetch_range(ws, driver, storage, span)  # in bounded reads, never whole in memory
+                # in bounded reads, never whole in memory
+                _fetch_range(ws, driver, storage, span, bar.callback(tag))
                 return span.length, 1
             data = memoryview(driver.read_range(span.key, span.offset, span.length))
         except OSError as exc:
@@ -398,20 +415,24 @@ def fetch_objects(
                     f"object {span.key} in {redact_url(storage)} is truncated", hint="run clearml-data verify"
                 )
             ws.cache.add_bytes(digest, chunk)
+            bar.moved(tag, length, files=1)  # many small files: the bar moves with each one cached
         return sum(m[2] for m in span.members), len(span.members)
 
     fetched = 0
     try:
         for (storage, span), (n, nfiles) in ordered_map(run, tasks, workers, window=64):
             fetched += n
-            bar.done((storage, span.key), n, files=nfiles)
+            bar.done((storage, span.key, span.offset), n, files=nfiles)
     finally:
         bar.close()
     return fetched
 
 
-def _fetch_range(ws: Workspace, driver: StorageDriver, storage: str, span: packs.Span) -> None:
-    """Bring one large range of an object into the cache through a temporary file."""
+def _fetch_range(
+    ws: Workspace, driver: StorageDriver, storage: str, span: packs.Span, moved: Callable[[int], None]
+) -> None:
+    """Bring one large range of an object into the cache through a temporary file, telling
+    ``moved`` the bytes of each read."""
     fd, tmp = ws.cache.tempfile()
     try:
         with space_for(ws.cache.root, "the cache"), os.fdopen(fd, "wb") as out:
@@ -426,6 +447,7 @@ def _fetch_range(ws: Workspace, driver: StorageDriver, storage: str, span: packs
                     )
                 out.write(block)
                 done += n
+                moved(n)
     except BaseException:
         if os.path.lexists(tmp):
             os.unlink(tmp)

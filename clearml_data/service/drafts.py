@@ -152,7 +152,7 @@ def publish(ws: Workspace, dataset_id: str) -> DatasetRow:
 def add_files(
     ws: Workspace,
     dataset_id: str,
-    path: str | os.PathLike,
+    path: str | os.PathLike | Iterable[str | os.PathLike],
     wildcard: str | list[str] | None = None,
     local_base_folder: str | None = None,
     dataset_path: str | None = None,
@@ -160,12 +160,54 @@ def add_files(
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
 ) -> AddResult:
-    """Hash the local files under ``path`` (a file, a folder or a glob) and record them in the
-    draft, under ``dataset_path``; returns what was added, modified and already there."""
+    """Hash the local files under ``path`` (a file, a folder or a glob, or a list of them) and
+    record them in the draft, under ``dataset_path``; returns what was added, modified and
+    already there (per item too, for a list).
+
+    All or nothing: every item is found and read before a row is written, and the rows of
+    all of them are written in one transaction, so one missing or unreadable item leaves the
+    draft as it was, whatever its place in the list."""
     row = draft(ws, dataset_id)
+    found, item_of = collect_items(path, wildcard, local_base_folder, dataset_path, recursive)
+    prepared = hash_local(ws, row, found, max_workers, progress)
+    if prepared is None:
+        return padded(AddResult(), item_of, len(paths_of(path)))
+    return padded(record(ws, row, *prepared, item_of=item_of), item_of, len(paths_of(path)))
+
+
+def padded(result: AddResult, item_of: dict[str, int] | None, n: int) -> AddResult:
+    """``result`` with a count for each of the ``n`` items of a several-item add (those that
+    matched no file count zero)."""
+    if item_of is not None:
+        result.per_item += [AddResult() for _ in range(n - len(result.per_item))]
+    return result
+
+
+def paths_of(path: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str | os.PathLike]:
+    """One path, or each path of a list, as a list."""
+    return [path] if isinstance(path, (str, os.PathLike)) else list(path)
+
+
+def collect_items(
+    path: str | os.PathLike | Iterable[str | os.PathLike],
+    wildcard: str | list[str] | None,
+    local_base_folder: str | None,
+    dataset_path: str | None,
+    recursive: bool,
+) -> tuple[list[tuple[str, str]], dict[str, int] | None]:
+    """Every (dataset path, source) under the items of ``path``, and for a list of several
+    items the index of the item each dataset path came from (None for one item)."""
+    items = paths_of(path)
+    if not items:
+        raise UsageError("no file or folder to add", hint="pass at least one path")
     prefix = normalize_relpath(dataset_path or "")
-    found = _collect(path, wildcard, local_base_folder, recursive, prefix)
-    return _add_collected(ws, row, found, max_workers, progress)
+    found: list[tuple[str, str]] = []
+    item_of: dict[str, int] = {}
+    for i, item in enumerate(items):
+        for rel, src in _collect(item, wildcard, local_base_folder, recursive, prefix):
+            found.append((rel, src))
+            item_of.setdefault(rel, i)
+    return found, (item_of if len(items) > 1 else None)
 
 
 def sync_folder(
@@ -178,15 +220,22 @@ def sync_folder(
 ) -> SyncResult:
     """Make the dataset folder ``dataset_path`` mirror ``local_path``."""
     row = draft(ws, dataset_id)
-    folder = os.path.abspath(os.path.expanduser(os.fspath(local_path)))
-    if not os.path.isdir(folder):
-        raise UsageError(f"no such folder: {folder}")
+    folder = sync_source(local_path)
     prefix = normalize_relpath(dataset_path or "")
     # the whole folder is read before anything is written: a part that cannot be read is an
     # error, never taken for files that were deleted; removals and additions are one write
     found = list(_collect(folder, None, None, True, prefix))
     done = _add_collected(ws, row, found, max_workers, progress, mirror=prefix)
     return SyncResult(removed=done.removed, added=done.added, modified=done.modified)
+
+
+def sync_source(local_path: str | os.PathLike) -> str:
+    """The absolute path of the folder a sync mirrors; an error if it is not a folder."""
+    folder = os.path.abspath(os.path.expanduser(os.fspath(local_path)))
+    if not os.path.isdir(folder):
+        what = "not a folder" if os.path.exists(folder) else "no such folder"
+        raise UsageError(f"{what}: {folder}", hint="sync mirrors a local folder: pass --folder FOLDER")
+    return folder
 
 
 def _collect(
@@ -324,19 +373,48 @@ def _add_collected(
 ) -> AddResult:
     """Hash and record local files; with ``mirror`` (a dataset folder, "" for the root), also
     remove every file under it that is not among them, in the same catalog transaction."""
+    prepared = hash_local(ws, row, items, max_workers, progress, mirror)
+    if prepared is None:
+        return AddResult()
+    return record(ws, row, *prepared, mirror=mirror)
+
+
+#: what :func:`hash_local` read and hashed: (parent view, change rows, current view,
+#: hashed entries, catalog data version when the rows were read), the arguments of :func:`record`
+Prepared = tuple[View, dict[str, ChangeRow], View, list[ChangeRow], int]
+
+
+def hash_local(
+    ws: Workspace,
+    row: DatasetRow,
+    items: Iterable[tuple[str, str]],
+    max_workers: int | None,
+    progress: ProgressFactory,
+    mirror: str | None = None,
+    also: Iterable[str] = (),
+) -> Prepared | None:
+    """Check and hash local files for :func:`record`, writing nothing; None when there is
+    nothing to record. ``also`` names the other dataset paths the same write adds (the
+    external files of one add), checked for clashes with these."""
     seen: dict[str, str] = {}
     for rel, src in items:
         if seen.setdefault(rel, src) != src:
             raise UsageError(f"two files map to the dataset path {rel!r}: {seen[rel]} and {src}")
-    if not seen and mirror is None:
-        return AddResult()
+    others = list(also)
+    for rel in others:
+        if rel in seen:
+            raise UsageError(
+                f"a local file and an external file map to the dataset path {rel!r}: {seen[rel]}"
+            )
+    if not seen and mirror is None and not others:
+        return None
     stamp = ws.catalog.data_version()  # before the rows are read: a later change shows
     parent, rows, current = draft_view(ws, row)
     if mirror is not None:
         kept = {p: v for p, v in current.items() if p in seen or not under(p, mirror)}
         check_tree_conflicts(kept, seen)
     else:
-        check_tree_conflicts(current, seen)  # fail before hashing; checked again when written
+        check_tree_conflicts(current, [*seen, *others])  # fail before hashing; checked again when written
     # files are stat'ed and hashed a batch at a time, so per-file stat results and digests of a
     # large tree are never all held at once; a second stat pass gives the progress bar its total
     sources = list(seen.values())
@@ -345,29 +423,30 @@ def _add_collected(
     total = sum(st.st_size for st in stats.values())
     for batch in batches[1:]:
         total += sum(_stat(src).st_size for src in batch)
-    bar = progress(total, "B", "Hashing", files=len(sources))
     hashed: list[tuple[str, int]] = []
-    try:
-        for i in range(len(batches)):
-            if i:
-                stats = _stat_files(batches[i])
-            hashed += (
-                (digest, size)
-                for _, digest, size in hash_files(
-                    stats, ws.hash_memory, max_workers, on_done=lambda n: bar.update(n, files=1)
+    if sources:
+        bar = progress(total, "B", "Hashing", files=len(sources))
+        try:
+            for i in range(len(batches)):
+                if i:
+                    stats = _stat_files(batches[i])
+                hashed += (
+                    (digest, size)
+                    for _, digest, size in hash_files(
+                        stats, ws.hash_memory, max_workers, on_done=lambda n: bar.update(n, files=1)
+                    )
                 )
-            )
-            stats = {}
-    except OSError as exc:
-        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    finally:
-        bar.close()
-    entries = (
+                stats = {}
+        except OSError as exc:
+            raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        finally:
+            bar.close()
+    entries = [
         ChangeRow(rel, "added", digest, size, src)
         for (rel, src), (digest, size) in zip(seen.items(), hashed, strict=True)
-    )
+    ]
     crashpoints.reach("add.hashed")
-    return record(ws, row, parent, rows, current, entries, stamp, mirror)
+    return parent, rows, current, entries, stamp
 
 
 def record(
@@ -379,6 +458,7 @@ def record(
     entries: Iterable[ChangeRow],
     stamp: int | None = None,
     mirror: str | None = None,
+    item_of: dict[str, int] | None = None,
 ) -> AddResult:
     """Write hashed entries (kind ignored) as the draft's change rows against its parents.
 
@@ -387,7 +467,8 @@ def record(
     if another process wrote since, so the tree check and the rows written always start
     from what the draft holds at that moment: two writers cannot both get a path in as a
     file and as a folder. With ``mirror``, the files under that folder that are not among
-    ``entries`` are removed in the same transaction (sync).
+    ``entries`` are removed in the same transaction (sync). ``item_of`` (dataset path ->
+    index of the item of an add it came from) has the counts kept per item too.
     """
     entries = list(entries)
     with ws.catalog.write():
@@ -405,7 +486,7 @@ def record(
                 ws, row, parent_view(ws, fresh) if fresh.parents != row.parents else parent
             )
         # unchanged since the caller checked these paths against ``current``: no second check
-        result = _rows_for(ws, row, parent, rows, current, entries, mirror, check=changed)
+        result = _rows_for(ws, row, parent, rows, current, entries, mirror, check=changed, item_of=item_of)
     crashpoints.reach("add.recorded")
     return result
 
@@ -419,8 +500,11 @@ def _rows_for(
     entries: list[ChangeRow],
     mirror: str | None,
     check: bool = True,
+    item_of: dict[str, int] | None = None,
 ) -> AddResult:
     result = AddResult()
+    if item_of:
+        result.per_item = [AddResult() for _ in range(max(item_of.values()) + 1)]
     upserts: list[ChangeRow] = []
     deletes: list[str] = []
     if mirror is not None:
@@ -433,14 +517,11 @@ def _rows_for(
     if check:
         check_tree_conflicts(current, [e.path for e in entries])
     for e in entries:
-        result.bytes += e.size or 0
         before = current.get(e.path)
-        if before is None:
-            result.added += 1
-        elif before[0] != e.hash:
-            result.modified += 1
-        else:
-            result.unchanged += 1
+        kind = "added" if before is None else "modified" if before[0] != e.hash else "unchanged"
+        for counts in (result, result.per_item[item_of[e.path]]) if item_of else (result,):
+            counts.bytes += e.size or 0
+            setattr(counts, kind, getattr(counts, kind) + 1)
         base_entry = parent.get(e.path)
         if base_entry is None:
             upserts.append(ChangeRow(e.path, "added", e.hash, e.size, e.source, e.link))

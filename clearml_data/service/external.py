@@ -20,10 +20,10 @@ from ..parallel import ordered_map
 from ..paths import check_relpath, join_relpath, matches, normalize_relpath
 from ..progress import ProgressFactory, null_progress
 from ..storage import StorageDriver, redact_url, url_scheme
-from .drafts import record, remove_files, remove_paths
+from .drafts import collect_items, hash_local, padded, paths_of, record, remove_files, remove_paths
 from .lookup import draft
 from .results import AddResult, FileInfo, LinkInfo
-from .views import check_tree_conflicts, draft_view, parent_view, view
+from .views import parent_view, view
 from .workspace import Workspace
 
 
@@ -68,9 +68,68 @@ def add_external_files(
     progress: ProgressFactory = null_progress,
 ) -> AddResult:
     """Register the objects at ``source_url`` (a URL prefix or one object, or a list of them)
-    in the draft in place: each is hashed once, and stays where it is."""
+    in the draft in place: each is hashed once, and stays where it is. All or nothing: every
+    URL is listed and every object hashed before the rows are written, in one transaction."""
+    return add(ws, dataset_id, (), source_url, wildcard, dataset_path, recursive, max_workers, progress)
+
+
+def add(
+    ws: Workspace,
+    dataset_id: str,
+    paths: str | os.PathLike | Iterable[str | os.PathLike] = (),
+    urls: str | os.PathLike | Iterable[str | os.PathLike] = (),
+    wildcard: str | list[str] | None = None,
+    dataset_path: str | list[str] | None = None,
+    recursive: bool = True,
+    max_workers: int | None = None,
+    progress: ProgressFactory = null_progress,
+) -> AddResult:
+    """Add local files (``paths``) and external files (``urls``) to a draft in one write.
+
+    Every path is found and every URL listed before anything is hashed, and nothing is
+    written until all of them are hashed: one missing path or unreadable URL leaves the
+    draft as it was. With several items, the counts of each are in ``per_item`` (the paths
+    first, then the URLs, in the order given).
+    """
     row = draft(ws, dataset_id)
-    urls = [source_url] if isinstance(source_url, (str, os.PathLike)) else list(source_url)
+    local_items = paths_of(paths)
+    url_items = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
+    if not local_items and not url_items:
+        raise UsageError("nothing to add", hint="pass a path or a URL")
+    if isinstance(dataset_path, (list, tuple)) and local_items:
+        raise UsageError("a list of dataset paths goes with a list of URLs only")
+    local: list[tuple[str, str]] = []
+    item_of: dict[str, int] = {}
+    if local_items:
+        prefix = None if isinstance(dataset_path, (list, tuple)) else dataset_path
+        local, local_of = collect_items(local_items, wildcard, None, prefix, recursive)
+        item_of = local_of or dict.fromkeys((rel for rel, _src in local), 0)
+    remotes, remote_of = _find_remotes(ws, url_items, wildcard, dataset_path, recursive)
+    item_of.update((rel, len(local_items) + i) for rel, i in remote_of.items())
+    n = len(local_items) + len(url_items)
+    several = item_of if n > 1 else None
+    prepared = hash_local(ws, row, local, max_workers, progress, also=list(remotes))
+    if prepared is None:
+        return padded(AddResult(), several, n)
+    parent, rows, current, entries, stamp = prepared
+    try:
+        link_rows, objects = _hash_remotes(ws, remotes, max_workers, progress)
+    finally:
+        if remotes:
+            ws.fit_cache()  # what was read to hash it is kept in the cache, within its limit
+    ws.catalog.add_objects(objects, checked=True)  # where the bytes live: before the rows that need them
+    result = record(ws, row, parent, rows, current, entries + link_rows, stamp, item_of=several)
+    return padded(result, several, n)
+
+
+def _find_remotes(
+    ws: Workspace,
+    urls: list[str | os.PathLike],
+    wildcard: str | list[str] | None,
+    dataset_path: str | list[str] | None,
+    recursive: bool,
+) -> tuple[dict[str, _Remote], dict[str, int]]:
+    """The objects under each URL by dataset path, and the index of the URL each came from."""
     prefixes: list[str | None]
     if isinstance(dataset_path, (list, tuple)):
         if len(dataset_path) != len(urls):
@@ -80,7 +139,8 @@ def add_external_files(
         prefixes = [dataset_path] * len(urls)
     wildcards = [wildcard] if isinstance(wildcard, str) else list(wildcard or [])
     found: dict[str, _Remote] = {}
-    for url, prefix in zip(urls, prefixes, strict=True):
+    item_of: dict[str, int] = {}
+    for i, (url, prefix) in enumerate(zip(urls, prefixes, strict=True)):
         for remote in _list_remote(ws, link_url(url), normalize_relpath(prefix or ""), recursive):
             # wildcards match the path under the URL, as they match the path under a folder
             if wildcards and not any(matches(remote.key, w) for w in wildcards):
@@ -89,11 +149,19 @@ def add_external_files(
             if other is not None and (other.storage, other.key) != (remote.storage, remote.key):
                 raise UsageError(f"two external files map to the dataset path {remote.rel!r}")
             found[remote.rel] = remote
-    parent, rows, current = draft_view(ws, row)
-    check_tree_conflicts(current, list(found))
-    bar = progress(sum(r.size for r in found.values()), "B", "Hashing links", files=len(found))
+            item_of.setdefault(remote.rel, i)
+    return found, item_of
+
+
+def _hash_remotes(
+    ws: Workspace, found: dict[str, _Remote], max_workers: int | None, progress: ProgressFactory
+) -> tuple[list[ChangeRow], list[ObjectRow]]:
+    """Hash each external object once: its change row and where its bytes live."""
     entries: list[ChangeRow] = []
     objects: list[ObjectRow] = []
+    if not found:
+        return entries, objects
+    bar = progress(sum(r.size for r in found.values()), "B", "Hashing links", files=len(found))
     try:
         workers = max_workers or max(
             [ws.driver(s).default_max_workers for s in {r.storage for r in found.values()}]
@@ -107,8 +175,7 @@ def add_external_files(
             objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
     finally:
         bar.close()
-    ws.catalog.add_objects(objects, checked=True)  # where the bytes live: before the rows that need them
-    return record(ws, row, parent, rows, current, entries)
+    return entries, objects
 
 
 def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[_Remote]:

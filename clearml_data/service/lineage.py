@@ -14,11 +14,12 @@ from collections.abc import Iterable
 
 from .. import _crashpoints as crashpoints
 from ..catalog import ChangeRow, DatasetRow, preferred_location
-from ..errors import ClearMLDataError, DatasetNotFoundError, DatasetStateError, UsageError
+from ..errors import DatasetNotFoundError, DatasetStateError, UsageError
+from ..paths import normalize_relpath
 from ..progress import ProgressFactory, null_progress
 from . import manifests
 from .checkout import fetch_objects
-from .drafts import create, sync_folder
+from .drafts import create, sync_folder, sync_source
 from .lookup import check_label, get, now, parent_row, resolve_id, storage_url
 from .results import Diff, SyncOutcome, WorkflowEvents
 from .upload import close, finalize, pending_uploads, upload
@@ -127,6 +128,7 @@ def squash(
             crashpoints.reach("squash.fetched")
             if close:
                 upload(ws, new.id, progress=progress)
+        ws.fit_cache()  # the copied content went through the cache
         if close:
             return finalize(ws, new.id)
     except BaseException:
@@ -171,9 +173,11 @@ def sync(
 
     With ``parents``, or ``project`` and ``name``, a new draft is made first (named after the
     last parent when no name is given); otherwise the folder is synced into the draft
-    ``dataset_id``. Then, unless ``skip_close``, the version is closed. A draft this call made
-    never outlives a failure: it is deleted again when the sync fails, when ``events.created``
-    raises, and when the sync changed nothing (there is no new version to close).
+    ``dataset_id``. Then, unless ``skip_close``, the version is closed. The folder and the
+    dataset path are checked before a draft is made. A draft this call made never outlives
+    a failure: it is deleted again (and ``events.dropped`` told) when hashing, the upload or
+    the finalize fails or is interrupted, when ``events.created`` raises, and when the sync
+    changed nothing (there is no new version to close).
     """
     events = events or WorkflowEvents()
     parents = list(parents or ())
@@ -183,39 +187,54 @@ def sync(
             hint="pass both, or --id to sync into an existing draft",
         )
     created = bool(parents or (project and name))
+    if not created and dataset_id is None:
+        raise UsageError("sync needs the draft to sync into, or a project and name (or parents) to make one")
+    # what can be checked without a draft is checked before one is made
+    source = sync_source(folder)
+    normalize_relpath(dataset_path or "")
     if created:
         row = create(ws, name or resolve_id(ws, parents[-1]).name, project, parents, version, storage, tags)
         _announce(ws, row, events)
-    elif dataset_id is None:
-        raise UsageError("sync needs the draft to sync into, or a project and name (or parents) to make one")
     else:
+        assert dataset_id is not None
         row = resolve_id(ws, dataset_id)
-    events.syncing(row, os.fspath(folder))
     try:
-        r = sync_folder(ws, row.id, folder, dataset_path, max_workers, progress)
-    except ClearMLDataError:
-        if created:  # nothing was synced into the version this call made: it goes again
-            try:
-                delete(ws, row.id)
-                events.dropped(row.id)
-            except ClearMLDataError:
-                pass
+        events.syncing(row, os.fspath(folder))
+        r = sync_folder(ws, row.id, source, dataset_path, max_workers, progress)
+        out = SyncOutcome(row, created, r.removed, r.added, r.modified)
+        if skip_close:
+            out.shadowed = shadowed(ws, row)
+            return out
+        if created and not (r.removed or r.added or r.modified):
+            _drop(ws, row.id, events)
+            out.reverted = True
+            return out
+        events.closing(row)
+        out.closed = close(
+            ws, row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress, events=events
+        )
+    except BaseException:
+        if created:  # a failed sync leaves no new version behind, not even a draft (Ctrl-C too)
+            _drop(ws, row.id, events, quiet=True)
         raise
-    out = SyncOutcome(row, created, r.removed, r.added, r.modified)
-    if skip_close:
-        out.shadowed = shadowed(ws, row)
-        return out
-    if created and not (r.removed or r.added or r.modified):
-        delete(ws, row.id)
-        events.dropped(row.id)
-        out.reverted = True
-        return out
-    events.closing(row)
-    out.closed = close(
-        ws, row.id, chunk_size=chunk_size, max_workers=max_workers, progress=progress, events=events
-    )
     out.row = out.closed.row
     return out
+
+
+def _drop(ws: Workspace, dataset_id: str, events: WorkflowEvents, quiet: bool = False) -> None:
+    """Delete the draft a sync made (content already stored stays recorded, so running the
+    same sync again uploads only the rest); a version that got final is kept."""
+    try:
+        current = ws.catalog.get_dataset(dataset_id)
+        if current is not None and not current.is_final:
+            delete(ws, dataset_id)
+        if current is None or not current.is_final:
+            events.dropped(dataset_id)
+    except Exception as exc:
+        if not quiet:
+            raise
+        # the failure that made the sync stop is the one reported
+        log.warning("the new draft %s could not be removed: %s", dataset_id, exc)
 
 
 def _announce(ws: Workspace, row: DatasetRow, events: WorkflowEvents) -> None:

@@ -19,6 +19,8 @@ class AddResult:
     unchanged: int = 0
     bytes: int = 0
     removed: int = 0  # sync: files of the mirrored folder no longer there
+    #: for an add of several items (paths, URLs): the counts of each, in the order given
+    per_item: list[AddResult] = field(default_factory=list)
 
     @property
     def files(self) -> int:

@@ -92,6 +92,7 @@ def upload(
     content_rows, pending = _split_uploads(ws, row, storage)
     result.skipped = len({c.hash for c in content_rows} - {c.hash for c in pending})
     unique: dict[str, packs.PendingFile] = {}
+    gone: list[packs.PendingFile] = []
     for c in pending:
         if c.hash is None or c.size is None or c.hash in unique:
             continue
@@ -99,11 +100,11 @@ def upload(
         if source is None and ws.cache.has(c.hash, c.size):
             source = str(ws.cache.object_path(c.hash))
         if source is None:
-            raise UsageError(
-                f"the local file for {c.path!r} is gone ({c.source}) and its content is in no storage",
-                hint="add the file again, then upload",
-            )
-        unique[c.hash] = packs.PendingFile(c.hash, c.size, source)
+            gone.append(packs.PendingFile(c.hash, c.size, c.source or "", c.path))
+            continue
+        unique[c.hash] = packs.PendingFile(c.hash, c.size, source, c.path)
+    if gone:  # every file that is gone, in one error, before anything is written
+        raise _gone(row, gone)
     result.files = len(pending)
     plan = packs.plan_upload(unique.values(), chunk_size)
     crashpoints.reach("upload.planned")
@@ -121,12 +122,16 @@ def upload(
                 key = packs.object_key(f.hash)
                 _put(driver, str(local), key, storage, callback=bar.callback(f.hash))
             return [ObjectRow(storage, f.hash, key, 0, f.size)]
+        # a pack's bytes count half as its files are packed (one by one: the bar moves on many
+        # small files) and half as the pack is sent
         with space_for(ws.cache.root, "the cache"):
-            digest, tmp, entries = packs.write_pack(files, tmp_dir)
+            digest, tmp, entries = packs.write_pack(
+                files, tmp_dir, on_file=lambda f: bar.moved(id(task), f.size / 2, files=1)
+            )
         crashpoints.reach("upload.pack_written")
         try:
             key = packs.pack_key(digest)
-            _put(driver, tmp, key, storage)
+            _put(driver, tmp, key, storage, callback=bar.callback(id(task), scale=0.5))
         finally:
             os.unlink(tmp)
         return [ObjectRow(storage, h, key, off, length) for h, off, length in entries]
@@ -146,12 +151,32 @@ def upload(
             bar.done(task[1][0].hash if task[0] == "large" else id(task), nbytes, files=len(task[1]))
     finally:
         bar.close()
+        ws.fit_cache()  # large files went through the cache: its size limit holds after an upload too
     if lost and _attempt < FINALIZE_ATTEMPTS:  # a concurrent gc deleted what was just stored
         again = upload(ws, row.id, None, chunk_size, max_workers, progress, _attempt + 1)
         result.objects += again.objects
         result.uploaded_bytes += again.uploaded_bytes
     crashpoints.reach("upload.done")
     return result
+
+
+def _gone(row: DatasetRow, gone: list[packs.PendingFile]) -> ClearMLDataError:
+    """The error for local files gone before their content was stored: put them back, or
+    remove them from the draft."""
+    if len(gone) == 1:
+        return packs.source_gone(gone[0], row.id)
+    import shlex
+
+    shown = ", ".join(repr(f.path) for f in gone[:3]) + (
+        f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+    )
+    paths = " ".join(shlex.quote(f.path) for f in gone[:3])
+    return UsageError(
+        f"{len(gone)} local files of dataset {row.id} are gone since they were added ({shown}), "
+        "and no storage holds their content",
+        hint=f"put them back, or take them out of the draft: clearml-data remove --id {row.id} --files "
+        f"{paths}{' ...' if len(gone) > 3 else ''} (Dataset.remove_files(PATH) for each)",
+    )
 
 
 def _put(
@@ -193,8 +218,16 @@ def close(
 ) -> Closed:
     """Close a draft: upload what its storage lacks (into ``storage`` when given, which then
     becomes the dataset's storage), then finalize. Without ``with_upload``, content still to
-    upload is an error and nothing is written."""
-    row = draft(ws, dataset_id)
+    upload is an error and nothing is written. Closing a final version is an error that says
+    so (ClearML's finalize raises too): nothing is left to close."""
+    row = resolve_id(ws, dataset_id)
+    if row.is_final:
+        raise DatasetStateError(
+            f"dataset {row.id} ({row.project}/{row.name} version {row.version}) is already final: "
+            "there is nothing to close",
+            hint="to change its files, make a child version: "
+            f"clearml-data create --parents {row.id} --name NAME",
+        )
     uploaded = None
     if has_pending_uploads(ws, row, storage) or (storage and storage != row.storage):
         if not with_upload:

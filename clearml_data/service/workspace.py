@@ -8,11 +8,12 @@ Workspace; nothing else is shared between them.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ..cache import Cache
+from ..cache import Cache, PruneResult
 from ..cache.hashmemory import HashMemory
 from ..catalog import Catalog
 from ..config import Settings
@@ -21,6 +22,8 @@ from ..storage import PluginManager, StorageDriver
 from ..storage.calls import storage_error
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: a view maps a dataset path to (hash, size, id of the version that introduced it)
 View = dict[str, tuple[str, int, str]]
@@ -70,6 +73,21 @@ class Workspace:
 
     def driver(self, storage: str) -> StorageDriver:
         return self.plugins.driver(storage)
+
+    def fit_cache(self, keep: Iterable[str] = ()) -> PruneResult | None:
+        """Prune the local cache to the cache_max_size setting, if one is set, at the end of
+        an operation that put content into it (least recently used first; the local copies
+        named in ``keep`` stay). None when there is no limit, when another process is using
+        the cache (its own end prunes then), or when pruning failed: that is logged, never
+        raised, so housekeeping cannot hide the operation's own outcome."""
+        limit = self.settings.cache_max_size
+        if limit is None:
+            return None
+        try:
+            return self.cache.prune(limit, keep=keep, blocking=False)
+        except Exception as exc:  # noqa: BLE001 - pruning is housekeeping
+            log.warning("the cache could not be pruned to its size limit: %s", exc)
+            return None
 
     # -- the view cache -------------------------------------------------------------------
     def remembered_view(self, dataset_id: str) -> View | None:

@@ -1,7 +1,9 @@
 """Ctrl-C at any moment: SIGINT to the ``clearml-data`` console script at delays from 0 ms
 after the command's first instruction through its work, for create, add, close, get and
-list, ends in the one line ``User aborted`` and exit status 130, never a traceback (or, when
-the signal comes after the work is done, in the command's normal end).
+list, ends in the one line ``User aborted[: what it left and what to run next]`` and exit
+status 130, never a traceback (or, when the signal comes after the work is done, in the
+command's normal end). Mid-upload, that line names the draft kept and the command that
+resumes it, and a sync that made a draft says that none is left.
 
 "0 ms" is the moment the command's entry module has been imported (its first instruction
 takes SIGINT over): the child runs with PYTHONPROFILEIMPORTTIME=1, and the test sends the
@@ -147,10 +149,11 @@ def judge(res: dict) -> str:
     if "Traceback" in text or "Exception ignored" in text or "Fatal Python error" in text:
         return f"a traceback: {text[-1500:]}"
     if res["code"] == 130:
+        aborted = [line for line in err if line.startswith("User aborted")]
         if (
             err
-            and err[-1] == "User aborted"
-            and err.count("User aborted") == 1
+            and err[-1].startswith("User aborted")
+            and len(aborted) == 1
             and not any(line.startswith("Error:") for line in err)
         ):
             return "aborted"
@@ -196,3 +199,74 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(command, script, env, tmp
     )
     assert problems == []
     assert outcomes.get("aborted", 0) >= len(FIXED_DELAYS) * REPEATS
+
+
+# -- what the line says mid-work ------------------------------------------------------------------
+def _interrupt_at(script: Path, argv: list[str], point: str, tmp_path: Path) -> dict:
+    """Run the console script and send SIGINT as soon as it reaches the crash point ``point``
+    (seen through CLEARML_DATA_CRASH_TRACE, which only records the points reached)."""
+    trace = tmp_path / f"trace-{time.monotonic_ns()}"
+    env = dict(os.environ, CLEARML_DATA_CRASH_TRACE=str(trace))
+    proc = subprocess.Popen([str(script), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if trace.exists() and point in trace.read_text().split():
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.002)
+    out, err = proc.communicate(timeout=120)
+    return {"code": proc.returncode, "out": out.decode(), "err": err.decode().splitlines()}
+
+
+@pytest.fixture
+def many_files(tmp_path):
+    return write_tree(
+        tmp_path / "many", {f"d{i % 40}/f{i}.bin": os.urandom(64) + bytes([i % 256]) for i in range(20_000)}
+    )
+
+
+def test_ctrl_c_during_close_names_the_draft_kept_and_the_command_that_resumes(script, tmp_path, many_files):
+    ds = Dataset.create(dataset_name="d", dataset_project="sigint")
+    ds.add_files(many_files)
+    reset_services()
+    res = _interrupt_at(script, ["close", "--id", ds.id], "upload.planned", tmp_path)
+    if res["code"] == 0:
+        pytest.skip("the close finished before the signal landed")
+    assert res["code"] == 130, res["err"]
+    assert res["err"][-1] == (
+        f"User aborted: dataset {ds.id} is still a draft and keeps what was uploaded; run "
+        f"`clearml-data close --id {ds.id}` to resume"
+    ), res["err"]
+    assert not any("Traceback" in line for line in res["err"])
+    again = subprocess.run(
+        [str(script), "close", "--id", ds.id], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert Dataset.get(dataset_id=ds.id).is_final()
+
+
+def test_ctrl_c_during_a_sync_that_made_a_draft_leaves_none_and_says_so(script, tmp_path, many_files):
+    before = Dataset.create(dataset_name="current", dataset_project="sigint")
+    reset_services()
+    subprocess.run(
+        [str(script), "add", "--id", before.id, "--files", str(many_files / "d0")],
+        check=True,
+        capture_output=True,
+    )
+    argv = ["sync", "--project", "sigint", "--name", "synced", "--folder", str(many_files)]
+    res = _interrupt_at(script, argv, "upload.planned", tmp_path)
+    if res["code"] == 0:
+        pytest.skip("the sync finished before the signal landed")
+    assert res["code"] == 130, res["err"]
+    assert res["err"][-1].startswith(
+        "User aborted: no new version was made and the current dataset is as before"
+    ), res["err"]
+    service = Service(Settings.load())
+    try:
+        assert [r.id for r in service.search(only_completed=False)] == [before.id]
+    finally:
+        service.close()
+    listed = subprocess.run(
+        [str(script), "list", "--json"], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert f'"id": "{before.id}"' in listed.stdout  # still the current dataset
