@@ -18,6 +18,7 @@ upload          upload, finalize, pending uploads, record_stored
 checkout        get_local_copy, get_mutable_local_copy, fetch_objects, the cache limit
 lineage         dependency_graph, changes_against, num_chunks, squash, rename, move, delete
 metadata        set_metadata, get_metadata
+clearml_import  read_session, import_session: a dataset ClearML wrote in offline mode
 verify          verify_storage, verify_cache, verify_folder
 rebuild         rebuild_catalog, resolve_or_restore
 gc              collect_garbage
@@ -44,6 +45,7 @@ from ..progress import ProgressFactory, null_progress
 from ..storage import PluginManager, StorageDriver
 from . import (
     checkout,
+    clearml_import,
     doctor,
     drafts,
     external,
@@ -395,6 +397,20 @@ class Service:
             max_workers,
             progress,
             events,
+        )
+
+    # -- importing from ClearML ---------------------------------------------------------------------
+    def import_offline_session(
+        self,
+        path: str | os.PathLike,
+        upload: bool = True,
+        finalize: bool = False,
+        storage: str | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> tuple[DatasetRow, clearml_import.OfflineSession]:
+        return clearml_import.import_session(
+            self.workspace, path, upload, finalize, storage, max_workers, progress
         )
 
     # -- local copies -------------------------------------------------------------------------------
