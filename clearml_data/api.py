@@ -460,6 +460,10 @@ class Dataset:
         close_squashed_dataset: bool = True,
     ) -> Dataset:
         """A new root version whose content is the merged view of the given versions, in order."""
+        if Dataset.is_offline():  # squashing stores the new version: nothing is stored offline
+            raise UsageError(
+                "cannot squash datasets in offline mode", hint="call Dataset.set_offline(False) first"
+            )
         service = default_service()
         row = service.squash(
             dataset_name,
@@ -491,9 +495,10 @@ class Dataset:
 
     @classmethod
     def set_offline(cls, offline_mode: bool = False) -> None:
-        """Turn offline mode on or off for this process. Offline, nothing is written to storage:
-        ``upload()`` keeps the draft's files pending and ``finalize()`` refuses (both with a
-        warning); the catalog, the cache and the local files work as always."""
+        """Turn offline mode on or off for this process. Offline, no content goes to storage:
+        ``upload()`` keeps the draft's files pending and ``finalize()`` returns False (both with
+        a warning), ``squash()`` and importing with upload raise; the catalog, the cache and the
+        local files work as always."""
         Dataset._offline_mode = bool(offline_mode)
 
     def get_offline_mode_folder(self) -> Path | None:

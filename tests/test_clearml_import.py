@@ -101,6 +101,7 @@ def make_source(root: Path) -> Path:
     (src / "a.txt").write_text("alpha\n")
     (src / "sub" / "b.csv").write_text("x,y\n1,2\n")
     (src / "sub" / "deeper" / "c.bin").write_bytes(os.urandom(200_000))
+    (src / "sub" / "drop.txt").write_text("removed before upload\n")
     (root / "ext").mkdir()
     (root / "ext" / "e.txt").write_text("external\n")
     return src
@@ -116,6 +117,7 @@ ds = Dataset.create(
 )
 ds.add_files("src")
 ds.add_files("src/sub/b.csv", dataset_path="copies/csv")
+ds.remove_files("sub/drop.txt")
 ds.add_external_files("file://{ext}", dataset_path="links")
 ds.set_metadata({{"classes": ["cat", "dog"], "count": 2}}, metadata_name="labels")
 ds.upload()
@@ -342,6 +344,8 @@ def test_offline_mode_keeps_storage_untouched(tmp_path: Path, env, caplog) -> No
     assert "offline mode" in caplog.text
     with pytest.raises(UsageError, match="cannot upload or finalize in offline mode"):
         Dataset.import_offline_session(str(tmp_path))
+    with pytest.raises(ValueError, match="cannot squash datasets in offline mode"):
+        Dataset.squash("merged", dataset_ids=[ds.id])
 
     Dataset.set_offline(False)
     ds.upload()
