@@ -360,28 +360,22 @@ def test_offline_mode_follows_clearml_variable_until_set(monkeypatch) -> None:
     assert Dataset.is_offline() is False
 
 
-def test_import_of_an_existing_version_says_so(tmp_path: Path) -> None:
+def synthetic_session(tmp_path: Path, entries: list[dict], parents: tuple[str, ...] = ()) -> Path:
+    """A session laid out as ClearML lays it out, recorded as written in another folder
+    (``offline_folder``): artifact URIs map from there to wherever the session is now."""
     session = tmp_path / "offline-abc"
-    artifacts = session / "data" / "p" / ".datasets" / "n" / "n.offline-abc" / "artifacts" / "state"
-    artifacts.mkdir(parents=True)
-    (tmp_path / "f.txt").write_bytes(b"12345")
+    state_dir = session / "data" / "p" / ".datasets" / "n" / "n.offline-abc" / "artifacts" / "state"
+    state_dir.mkdir(parents=True, exist_ok=True)
     state = {
-        "dataset_file_entries": [
-            {
-                "relative_path": "f.txt",
-                "hash": hashlib.sha256(b"12345").hexdigest(),
-                "size": 5,
-                "parent_dataset_id": "offline-abc",
-                "artifact_name": None,
-                "local_path": str(tmp_path / "f.txt"),
-            }
-        ],
+        "dataset_file_entries": entries,
         "dataset_link_entries": [],
-        "dependency_graph": {"offline-abc": []},
+        "dependency_graph": {"offline-abc": list(parents)},
         "id": "offline-abc",
-        "file_count": 1,
+        "file_count": len(entries),
     }
-    (artifacts / "state.json").write_text(json.dumps(state))
+    data = json.dumps(state).encode()
+    (state_dir / "state.json").write_bytes(data)
+    uri = f"file:///elsewhere/offline-abc/{state_dir.relative_to(session)}/state.json"
     task = {
         "id": "offline-abc",
         "name": "n",
@@ -389,24 +383,63 @@ def test_import_of_an_existing_version_says_so(tmp_path: Path) -> None:
         "system_tags": ["dataset"],
         "tags": [],
         "hyperparams": {"properties": {"version": {"value": "1.0.0"}}},
-        "offline_folder": "/elsewhere/offline-abc",  # the session was moved: paths map from here
-        "execution": {
-            "artifacts": [
-                {
-                    "key": "state",
-                    "uri": f"file:///elsewhere/offline-abc/{artifacts.relative_to(session)}/state.json",
-                }
-            ]
-        },
+        "offline_folder": "/elsewhere/offline-abc",
+        "execution": {"artifacts": [{"key": "state", "uri": uri, "hash": hashlib.sha256(data).hexdigest()}]},
     }
     (session / "task.json").write_text(json.dumps(task))
+    return session
+
+
+def entry(tmp_path: Path, rel: str, content: bytes = b"12345") -> dict:
+    source = tmp_path / "sources" / hashlib.sha256(rel.encode()).hexdigest()
+    source.parent.mkdir(exist_ok=True)
+    source.write_bytes(content)
+    return {
+        "relative_path": rel,
+        "hash": hashlib.sha256(content).hexdigest(),
+        "size": len(content),
+        "parent_dataset_id": "offline-abc",
+        "artifact_name": None,
+        "local_path": str(source),
+    }
+
+
+def test_import_of_an_existing_version_says_so(tmp_path: Path) -> None:
+    session = synthetic_session(tmp_path, [entry(tmp_path, "f.txt")])
     first = Dataset.get(dataset_id=Dataset.import_offline_session(str(session), finalize=True))
+    assert (first.project, first.name, first.version) == ("p", "n", "1.0.0")
     assert first.list_files() == ["f.txt"]
     with pytest.raises(VersionExistsError, match="imported already"):
         Dataset.import_offline_session(str(session))
-
-    state["dependency_graph"] = {"offline-abc": ["0123456789abcdef0123456789abcdef"]}
-    (artifacts / "state.json").write_text(json.dumps(state))
-    with pytest.raises(UsageError, match=r"has parent versions .* that live on a ClearML server"):
-        Dataset.import_offline_session(str(session))
     assert len(Dataset.list_datasets(only_completed=False)) == 1
+
+
+@pytest.mark.parametrize(
+    ("paths", "parents", "error", "message"),
+    [
+        (["../escape.txt"], (), UsageError, "names an unsafe dataset path"),
+        (["a/b.txt", "a"], (), UsageError, "would be both a file and a folder"),
+        (["twice.txt", "twice.txt"], (), IntegrityError, "is listed twice"),
+        (
+            ["f.txt"],
+            ("0123456789abcdef0123456789abcdef",),
+            UsageError,
+            "has parent versions .* on a ClearML server",
+        ),
+    ],
+)
+def test_hostile_or_unsupported_sessions_are_refused(tmp_path, cli, paths, parents, error, message) -> None:
+    session = synthetic_session(tmp_path, [entry(tmp_path, p) for p in paths], parents)
+    with pytest.raises(error, match=message):
+        Dataset.import_offline_session(str(session))
+    assert message.split(" .*")[0] in one_error(cli("import-offline", session))
+    _no_versions()
+
+
+def test_a_task_json_that_is_not_an_object_is_refused(tmp_path: Path, cli) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "task.json").write_text("[1, 2]")
+    assert "has no task id" in one_error(cli("import-offline", tmp_path / "s"))
+    (tmp_path / "s" / "task.json").write_text("{not json")
+    assert "is not valid JSON" in one_error(cli("import-offline", tmp_path / "s"))
+    _no_versions()

@@ -141,6 +141,8 @@ class _Reader:
                 return fh.read()
         except KeyError:
             raise FileNotFoundError(rel) from None
+        except ClearMLDataError:
+            raise
         except (zipfile.BadZipFile, EOFError, ValueError) as exc:  # a truncated or corrupt member
             raise IntegrityError(
                 f"the ClearML offline session {shorten(self.path)} is damaged: cannot read {what} ({exc})",
@@ -174,8 +176,8 @@ def _parse(reader: _Reader, location: str) -> OfflineSession:
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot read {TASK_FILE} in {where}: {exc.strerror or exc}") from None
-    task_id = task.get("id")
-    if not isinstance(task, dict) or not isinstance(task_id, str) or not task_id:
+    task_id = task.get("id") if isinstance(task, dict) else None
+    if not isinstance(task_id, str) or not task_id:
         raise UsageError(f"{where} is not a ClearML offline session: its {TASK_FILE} has no task id")
     if "dataset" not in _strings(task.get("system_tags")):
         raise UsageError(
@@ -191,7 +193,7 @@ def _parse(reader: _Reader, location: str) -> OfflineSession:
     version = _version(task)
     artifacts = {
         a["key"]: a
-        for a in (task.get("execution") or {}).get("artifacts") or []
+        for a in _list(_dict(task.get("execution")).get("artifacts"))
         if isinstance(a, dict) and isinstance(a.get("key"), str)
     }
     if _STATE not in artifacts:
@@ -226,9 +228,17 @@ def _parse(reader: _Reader, location: str) -> OfflineSession:
 
 
 def _version(task: dict) -> str | None:
-    props = (task.get("hyperparams") or {}).get("properties") or {}
-    value = (props.get("version") or {}).get("value") if isinstance(props, dict) else None
+    props = _dict(_dict(task.get("hyperparams")).get("properties"))
+    value = _dict(props.get("version")).get("value")
     return value if isinstance(value, str) and value.strip() else None
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _text(value: Any) -> str:
@@ -279,8 +289,7 @@ def _read_state(session: OfflineSession, state: Any, where: str) -> None:
         raise IntegrityError(
             f"the dataset state of {where} is not a JSON object", hint="the session is damaged"
         )
-    graph = state.get("dependency_graph") or {}
-    parents = (graph.get(session.clearml_id) or []) if isinstance(graph, dict) else []
+    parents = _list(_dict(state.get("dependency_graph")).get(session.clearml_id))
     if parents:
         raise UsageError(
             f"the ClearML dataset in {where} has parent versions ({', '.join(map(str, parents))}) that "
@@ -288,7 +297,7 @@ def _read_state(session: OfflineSession, state: Any, where: str) -> None:
             hint="import a session without parents, or re-create the parents here first",
         )
     seen: set[str] = set()
-    for entry in state.get("dataset_file_entries") or []:
+    for entry in _list(state.get("dataset_file_entries")):
         rel = _entry_path(entry, where)
         digest, size, source = entry.get("hash"), entry.get("size"), entry.get("local_path")
         if not isinstance(source, str) or not source:
@@ -297,6 +306,8 @@ def _read_state(session: OfflineSession, state: Any, where: str) -> None:
                 "was uploaded to a ClearML server",
                 hint="only sessions written in offline mode can be imported",
             )
+        if rel in seen:
+            raise IntegrityError(f"{rel} is listed twice in {where}", hint="the session is damaged")
         if not (isinstance(digest, str) and len(digest) == 64 and isinstance(size, int) and size >= 0):
             raise IntegrityError(
                 f"the file entry {rel} in {where} has no valid SHA-256 and size",
@@ -304,7 +315,7 @@ def _read_state(session: OfflineSession, state: Any, where: str) -> None:
             )
         seen.add(rel)
         session.files.append(SessionFile(rel, source, digest.lower(), size))
-    for entry in state.get("dataset_link_entries") or []:
+    for entry in _list(state.get("dataset_link_entries")):
         rel = _entry_path(entry, where)
         url, size = entry.get("link"), entry.get("size")
         if not isinstance(url, str) or not url:
