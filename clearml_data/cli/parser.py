@@ -124,8 +124,9 @@ def _storage(p: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def _prog() -> str:
-    started_as_module = os.path.basename(sys.argv[0] if sys.argv else "") == "__main__.py"
-    return MODULE_PROG if started_as_module else PROG
+    # `python -m clearml_data` sets argv[0] to the path of clearml_data/__main__.py
+    parts = os.path.normpath(sys.argv[0] if sys.argv else "").split(os.sep)
+    return MODULE_PROG if parts[-2:] == ["clearml_data", "__main__.py"] else PROG
 
 
 def build_parser(version: str = "") -> argparse.ArgumentParser:
