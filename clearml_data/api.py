@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import Settings
 from .errors import ClearMLDataError, DatasetNotFoundError, UsageError
@@ -73,8 +74,15 @@ def _ids(parents) -> list[str]:
     return out
 
 
+#: ClearML's switch for offline mode, read while :meth:`Dataset.set_offline` has not been called
+ENV_OFFLINE = "CLEARML_OFFLINE_MODE"
+
+
 class Dataset:
     """A dataset version. Get one with :meth:`create` or :meth:`get`, never by calling the class."""
+
+    #: set by :meth:`set_offline`; None: as ``$CLEARML_OFFLINE_MODE`` says
+    _offline_mode: bool | None = None
 
     def __init__(self, _row, _service: Service):
         self._row = _row
@@ -334,6 +342,14 @@ class Dataset:
 
         Returns True when there was nothing to upload, like ClearML.
         """
+        if Dataset.is_offline():  # storage is not written in offline mode: the draft keeps its files
+            log.warning(
+                "offline mode: dataset %s keeps its files pending; upload() again after "
+                "Dataset.set_offline(False), or run clearml-data close --id %s",
+                self.id,
+                self.id,
+            )
+            return None
         if compression is not None:
             log.warning("compression=%r is ignored: clearml-data stores objects uncompressed", compression)
         if upload_as_external_links:
@@ -355,7 +371,12 @@ class Dataset:
     def finalize(self, verbose: bool = False, raise_on_error: bool = True, auto_upload: bool = False) -> bool:
         """Close the version: after this its content never changes. With ``auto_upload``,
         pending content is uploaded first (``clearml-data close``); without it, pending
-        content is an error."""
+        content is an error. In offline mode nothing is written: a warning, and False."""
+        if Dataset.is_offline():
+            log.warning(
+                "offline mode: dataset %s cannot be finalized until Dataset.set_offline(False)", self.id
+            )
+            return False
         try:
             closed = self._service.close_dataset(self.id, upload=auto_upload)
         except ClearMLDataError:
@@ -475,6 +496,10 @@ class Dataset:
         close_squashed_dataset: bool = True,
     ) -> Dataset:
         """A new root version whose content is the merged view of the given versions, in order."""
+        if Dataset.is_offline():  # squashing stores the new version: nothing is stored offline
+            raise UsageError(
+                "cannot squash datasets in offline mode", hint="call Dataset.set_offline(False) first"
+            )
         service = default_service()
         row = service.squash(
             dataset_name,
@@ -495,6 +520,47 @@ class Dataset:
     def move_to_project(cls, new_dataset_project: str, dataset_project: str, dataset_name: str) -> None:
         """Move every version of dataset_project/dataset_name to another project."""
         default_service().move(dataset_project, dataset_name, new_dataset_project)
+
+    # -- offline mode, and sessions ClearML wrote in it ---------------------------------------------
+    @classmethod
+    def is_offline(cls) -> bool:
+        """True in offline mode: :meth:`set_offline`, else ``$CLEARML_OFFLINE_MODE`` as ClearML reads it."""
+        if Dataset._offline_mode is not None:
+            return Dataset._offline_mode
+        return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on")
+
+    @classmethod
+    def set_offline(cls, offline_mode: bool = False) -> None:
+        """Turn offline mode on or off for this process. Offline, no content goes to storage:
+        ``upload()`` keeps the draft's files pending and ``finalize()`` returns False (both with
+        a warning), ``squash()`` and importing with upload raise; the catalog, the cache and the
+        local files work as always."""
+        Dataset._offline_mode = bool(offline_mode)
+
+    def get_offline_mode_folder(self) -> Path | None:
+        """In offline mode, the folder that holds the catalog, where this draft and its list of
+        pending files are kept until it is uploaded (the files stay where they were added);
+        None when not offline, like ClearML."""
+        if not Dataset.is_offline():
+            return None
+        return Path(self._service.settings.catalog).parent
+
+    @classmethod
+    def import_offline_session(
+        cls, session_folder_zip: str | os.PathLike, upload: bool = True, finalize: bool = False
+    ) -> str:
+        """Import a dataset that ClearML wrote in offline mode (its session folder, or the zip of
+        it) as a new version with the same project, name, version, tags and files; with
+        ``upload`` its content is stored, with ``finalize`` it is closed. Returns the new id."""
+        if (upload or finalize) and Dataset.is_offline():
+            raise UsageError(
+                "import_offline_session cannot upload or finalize in offline mode",
+                hint="call Dataset.set_offline(False) first, or pass upload=False, finalize=False",
+            )
+        row, _session = default_service().import_offline_session(
+            session_folder_zip, upload=upload, finalize=finalize, progress=bar_progress
+        )
+        return row.id
 
     @classmethod
     def rebuild_catalog(cls, storage: str | None = None):

@@ -742,6 +742,31 @@ def cmd_plugins(ctx: Context) -> Result:
     return Result(data, plugins_table(data))
 
 
+def cmd_import_offline(ctx: Context) -> Result:
+    a = ctx.args
+    if a.finalize and a.skip_upload:
+        raise UsageError("--finalize needs the content uploaded", hint="drop --skip-upload")
+    ctx.note(f"Importing the ClearML offline session {a.path}")
+    row, session = ctx.service.import_offline_session(
+        a.path,
+        upload=not a.skip_upload,
+        finalize=a.finalize,
+        storage=a.storage,
+        max_workers=a.max_workers,
+        progress=ctx.progress,
+    )
+    if not row.is_final:
+        _remember_new(ctx, row.id)
+    files = len(session.files) + len(session.links)
+    return Result(
+        {**dataset_data(row), "clearml_id": session.clearml_id, "files": files},
+        [
+            f"Imported ClearML dataset {session.clearml_id} as id={row.id} "
+            f"({row.project}/{row.name} {row.version}, {plural(files)}, {row.status})"
+        ],
+    )
+
+
 def cmd_doctor(ctx: Context) -> Result:
     info = ctx.service.doctor()
     return Result(info, doctor_lines(info))
@@ -775,4 +800,5 @@ COMMANDS: dict[str, Callable[[Context], Result]] = {
     "catalog": cmd_catalog,
     "gc": cmd_gc,
     "doctor": cmd_doctor,
+    "import-offline": cmd_import_offline,
 }

@@ -7,8 +7,13 @@ in an isolated environment where the runtime dependencies are absent.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 PROG = "clearml-data"
+#: the name usage lines give when started as ``python -m clearml_data`` (the fallback when the
+#: ``clearml-data`` on PATH is another program, such as ClearML's)
+MODULE_PROG = "python -m clearml_data"
 DESCRIPTION = "clearml-data - Dataset Management & Versioning CLI"
 EPILOG = """\
 Datasets are versioned folders of files. A version is created as a draft, files are added
@@ -118,9 +123,15 @@ def _storage(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("--output-uri", dest="storage", metavar="URL", help=argparse.SUPPRESS)
 
 
+def _prog() -> str:
+    # `python -m clearml_data` sets argv[0] to the path of clearml_data/__main__.py
+    parts = os.path.normpath(sys.argv[0] if sys.argv else "").split(os.sep)
+    return MODULE_PROG if parts[-2:] == ["clearml_data", "__main__.py"] else PROG
+
+
 def build_parser(version: str = "") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=_prog(),
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -128,7 +139,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action="version",
-        version=f"%(prog)s {version}".rstrip(),
+        version=f"{PROG} {version}".rstrip(),
         help="print the version of clearml-data and exit",
     )
     _common(parser, top=True)
@@ -521,6 +532,26 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         "(default: 24h; other catalogs sharing the storage may be uploading)",
     )
     _verbose(p, "list every object that is (or would be) deleted")
+
+    p = add(
+        "import-offline",
+        "Import a dataset that ClearML wrote in offline mode",
+        "Create a version from a ClearML offline session (the folder ClearML printed as "
+        "'session stored in', or its .zip): same project, name, version, tags, description, "
+        "files, external links and metadata. ClearML's session names each file where it was "
+        "added; every file is read from there and must have the SHA-256 ClearML recorded. "
+        "The content is uploaded unless --skip-upload; the version stays a draft (the current "
+        "dataset) unless --finalize. A failed import leaves no version behind.",
+    )
+    p.add_argument("path", metavar="PATH", help="the session folder or its .zip file")
+    _storage(p, "store the content here (default: the configured storage)")
+    p.add_argument(
+        "--skip-upload", action="store_true", default=False, help="record the files, do not upload them"
+    )
+    p.add_argument(
+        "--finalize", action="store_true", default=False, help="upload, then finalize the new version"
+    )
+    _max_workers(p, "hashing and uploads")
 
     p = add(
         "plugins",

@@ -185,8 +185,16 @@ def doctor_lines(info: dict) -> list[str]:
         f"  [{info['cache']['max_size_source']}]",
         f"  filesystem:    {info['cache']['filesystem']}, local copies use: {info['cache']['link_type']}",
         f"state:           {info['state_dir']}",
-        "plugins:",
     ]
+    cmd = info.get("command")
+    if cmd:
+        program = {"clearml-data": "this clearml-data", "clearml": "ClearML's (clearml package)"}.get(
+            cmd["program"], cmd["program"]
+        )
+        lines.append(f"command:         {cmd['name']} on PATH: {cmd['path'] or 'none'}  [{program}]")
+        if cmd.get("fix"):
+            lines.append(f"  fix:           {cmd['fix']}")
+    lines.append("plugins:")
     for p in info["plugins"]:
         extra = f" - {p['error']}" if p.get("error") else ""
         lines.append(f"  {p['name']:<10} {p['package']} {p['version']} ({p['status']}){extra}")

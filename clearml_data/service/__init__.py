@@ -20,6 +20,7 @@ lineage         dependency_graph, changes_against, num_chunks, squash, rename, m
 metadata        set_metadata, get_metadata
 remote          single files and folders at storage URLs (StorageManager)
 reports         the tables, plots, images and text reported on a version (get_logger)
+clearml_import  read_session, import_session: a dataset ClearML wrote in offline mode
 verify          verify_storage, verify_cache, verify_folder
 rebuild         rebuild_catalog, resolve_or_restore
 gc              collect_garbage
@@ -46,6 +47,7 @@ from ..progress import ProgressFactory, null_progress
 from ..storage import PluginManager, StorageDriver
 from . import (
     checkout,
+    clearml_import,
     doctor,
     drafts,
     external,
@@ -414,6 +416,20 @@ class Service:
             max_workers,
             progress,
             events,
+        )
+
+    # -- importing from ClearML ---------------------------------------------------------------------
+    def import_offline_session(
+        self,
+        path: str | os.PathLike,
+        upload: bool = True,
+        finalize: bool = False,
+        storage: str | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> tuple[DatasetRow, clearml_import.OfflineSession]:
+        return clearml_import.import_session(
+            self.workspace, path, upload, finalize, storage, max_workers, progress
         )
 
     # -- local copies -------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
 import sqlite3
 import types
 from typing import Any
@@ -48,6 +50,46 @@ def probe_cache(cache: Cache) -> dict:
     return {"filesystem": filesystem_type(cache.root), "link_type": link_type}
 
 
+#: the import line pip writes into a console script: ``from clearml_data.__main__ import main``
+_ENTRY_POINT = re.compile(r"^\s*from\s+([A-Za-z_][\w.]*)\s+import\s+([A-Za-z_]\w*)", re.MULTILINE)
+#: ``python -m clearml_data`` works whichever program the PATH's ``clearml-data`` is
+FALLBACK = "python -m clearml_data"
+
+
+def probe_command(name: str = "clearml-data", path: str | None = None) -> dict[str, Any]:
+    """Which program ``name`` on ``path`` (default: $PATH) is: ``clearml-data`` (this
+    package), ``clearml`` (ClearML's own ``clearml-data``, which replaces this one when both
+    are installed in one environment), ``other`` or ``missing``; read from the entry point
+    line of the console script pip wrote, and with the fix when it is not this package."""
+    found = shutil.which(name, path=path)
+    info: dict[str, Any] = {"name": name, "path": found, "program": "missing", "entry_point": None}
+    if found is None:
+        info["fix"] = f"use {FALLBACK}, or put the environment's bin folder on PATH"
+        return info
+    try:
+        with open(found, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
+    except OSError as exc:
+        info.update(program="other", fix=f"cannot read it ({exc.strerror or exc}); use {FALLBACK}")
+        return info
+    match = _ENTRY_POINT.search(head)
+    module = match.group(1) if match else ""
+    if match:
+        info["entry_point"] = f"{module}:{match.group(2)}"
+    if module == "clearml_data" or module.startswith("clearml_data."):
+        info["program"] = "clearml-data"
+    elif module == "clearml" or module.startswith("clearml."):
+        info["program"] = "clearml"
+        info["fix"] = (
+            f"this is ClearML's command (the clearml package installed in the same environment "
+            f"replaced ours): use {FALLBACK}, or install clearml and clearml-data in separate environments"
+        )
+    else:
+        info["program"] = "other"
+        info["fix"] = f"it is not clearml-data's command: use {FALLBACK}"
+    return info
+
+
 def doctor(ws: Workspace) -> dict[str, Any]:
     """The settings in force and where each came from, the catalog's health, the cache's
     filesystem and link type, and the plugins and drivers loaded."""
@@ -70,6 +112,7 @@ def doctor(ws: Workspace) -> dict[str, Any]:
         "storage": {"url": redact_url(s.storage), "source": s.sources.get("storage")},
         "cache": cache,
         "state_dir": str(s.state_dir),
+        "command": probe_command(),
     }
     try:
         catalog.update(ws.catalog.info())

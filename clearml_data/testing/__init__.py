@@ -68,6 +68,11 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
         monkeypatch.delenv(var, raising=False)
     for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
         monkeypatch.setenv(var, str(root / "xdg" / var.lower()))
+    # offline mode (ClearML's switch, read by the Python API) starts off in every test
+    from ..api import ENV_OFFLINE, Dataset
+
+    monkeypatch.delenv(ENV_OFFLINE, raising=False)
+    monkeypatch.setattr(Dataset, "_offline_mode", None)
     reset_services()
     return env
 
