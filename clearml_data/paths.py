@@ -247,7 +247,8 @@ def matches(path: str, pattern: str, recursive: bool = True) -> bool:
     * ``a/b.txt`` or ``*.jpg`` match like :func:`fnmatch.fnmatchcase` on the whole path;
     * with ``recursive``, a pattern without "/" also matches the file name at any depth;
     * a folder (``data/jsons`` or ``data/jsons/``) matches everything below it;
-    * a leading "/" is the dataset root (``/a.txt`` is ``a.txt`` at the top).
+    * a leading "/" is the dataset root, and dropped: ``/sub/*`` is ``sub/*``, and ``/a.txt``
+      is ``a.txt`` (which, recursive, also matches ``x/a.txt``, as in ClearML).
     """
     pattern = pattern.strip()
     if pattern.startswith("/"):
@@ -276,17 +277,16 @@ def glob_matches(path: str, pattern: str, recursive: bool = True) -> bool:
       and ``x/sub/a.csv``, not ``sub/deeper/a.csv``; ``*.csv`` matches at any depth;
     * not recursive, it matches from the folder itself (``sub/*.csv`` still reaches into
       ``sub``, ``*.csv`` only the folder's own files);
-    * a leading "/" anchors the pattern at the folder, recursive or not; a trailing "/"
-      names folders, which hold no file content, so it matches nothing.
+    * a leading "/" is dropped, as everywhere in dataset paths; a trailing "/" names
+      folders, which hold no file content, so it matches nothing.
     """
     text = pattern.strip()
     if not text or text.endswith("/"):
         return False
-    anchored = text.startswith("/")
     pats = [c for c in text.split("/") if c not in ("", ".")]
     if not pats:
         return False
-    if recursive and not anchored:
+    if recursive:
         pats = ["**", *pats]
     return _glob_parts(path.split("/"), pats)
 

@@ -77,7 +77,7 @@ def with_src(name="ds"):
         # glob, not recursive, still reaches into the folder a wildcard names (ClearML's path.glob)
         (("src",), {"wildcard": "sub/*.csv", "recursive": False}, 1, ["sub/d.csv"]),
         (("src",), {"wildcard": "sub/**/*.csv"}, 2, ["sub/d.csv", "sub/deeper/f.csv"]),
-        (("src",), {"wildcard": "/*.txt"}, 1, ["a.txt"]),  # a leading "/" anchors at the folder
+        (("src",), {"wildcard": "/*.txt"}, 2, ["a.txt", "sub/c.txt"]),  # a leading "/" is dropped
         # wildcards match below the folder given, whatever local_base_folder says
         (("src/sub",), {"local_base_folder": "src", "wildcard": "sub/*"}, 0, []),
         (
