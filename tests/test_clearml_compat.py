@@ -178,6 +178,21 @@ def test_remove_files_case_values(src):
     assert ds.list_files() == ["a.txt", "b.csv", "img.jpg"]
 
 
+def test_leading_slash_pattern_is_the_pattern_without_it(src):
+    # as ClearML: "/a.txt" is "a.txt", which (recursive) also names a nested a.txt
+    Path("src/sub/a.txt").write_text("nested")
+    ds = with_src()
+    assert ds.remove_files("/a.txt") == 2
+    assert "sub/a.txt" not in ds.list_files() and "a.txt" not in ds.list_files()
+
+
+def test_wildcard_ending_in_double_star_takes_every_file_below(src):
+    # ClearML on Python < 3.13 adds nothing here (pathlib yields folders only); 3.13 and ours: files
+    ds = draft()
+    assert ds.add_files("src", wildcard="sub/**") == 4
+    assert ds.list_files() == [p for p in ALL if p.startswith("sub/")]
+
+
 def test_remove_files_without_an_argument_removes_nothing(src):
     # case 30: kept: ClearML's remove_files() empties the dataset; ours asks for "*"
     ds = with_src()
