@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
-from .errors import ClearMLDataError, DatasetNotFoundError, UsageError
+from .errors import ClearMLDataError, DatasetNotFoundError, UnexpectedArgumentError, UsageError
 from .progress import ProgressFactory, bar_progress, null_progress
 from .service import Service, ShadowedFile
 from .service.metadata import RESERVED_PREFIX
@@ -67,6 +67,26 @@ def _progress(show: bool) -> ProgressFactory:
     return bar_progress if show else null_progress
 
 
+def _say(*lines: str) -> None:
+    """What ``verbose=True`` shows: printed on stdout, as ClearML prints it (logging would
+    show nothing unless the program configured a handler)."""
+    for line in lines:
+        print(line, flush=True)
+
+
+def _changed_paths(before: dict, after: dict) -> list[str]:
+    """``verbose`` lines for the files a call added, modified and removed (views before and after)."""
+    lines = []
+    for p in sorted(after):
+        old = before.get(p)
+        if old is None:
+            lines.append(f"Added {p}")
+        elif old[0] != after[p][0]:
+            lines.append(f"Modified {p}")
+    lines += [f"Removed {p}" for p in sorted(before) if p not in after]
+    return lines
+
+
 def _ids(parents) -> list[str]:
     out = []
     for p in parents or ():
@@ -102,7 +122,7 @@ class Dataset:
         cls,
         dataset_name: str | None = None,
         dataset_project: str | None = None,
-        dataset_tags: Iterable[str] | None = None,
+        dataset_tags: str | Iterable[str] | None = None,
         parent_datasets: Iterable | None = None,
         use_current_task: bool = False,
         dataset_version: str | None = None,
@@ -132,7 +152,7 @@ class Dataset:
         dataset_id: str | None = None,
         dataset_project: str | None = None,
         dataset_name: str | None = None,
-        dataset_tags: Iterable[str] | None = None,
+        dataset_tags: str | Iterable[str] | None = None,
         only_completed: bool = False,
         only_published: bool = False,
         include_archived: bool = False,
@@ -142,12 +162,19 @@ class Dataset:
         alias: str | None = None,
         overridable: bool = False,
         shallow_search: bool = False,
+        silence_alias_warnings: bool = False,
         **kwargs,
     ) -> Dataset:
-        """Find a version by id, or the highest version of project/name (optionally version, tags)."""
+        """Find a version by id, or the highest version of project/name (optionally version,
+        tags), or of every dataset carrying the tags when only tags are given.
+
+        ``alias``, ``overridable`` and ``silence_alias_warnings`` concern a ClearML Task's
+        hyperparameters; there are no tasks here, so there is no alias warning to silence."""
         bad = [k for k in kwargs if not k.startswith("_")]
         if bad:
-            raise TypeError(f"Dataset.get() got unexpected keyword argument(s) {', '.join(bad)}")
+            raise UnexpectedArgumentError(
+                f"Dataset.get() got unexpected keyword argument(s) {', '.join(bad)}"
+            )
         service = default_service()
         try:
             row = service.get(
@@ -197,8 +224,9 @@ class Dataset:
         return list(self._row.tags)
 
     @tags.setter
-    def tags(self, values: Iterable[str]) -> None:
-        self._row = self._service.update(self.id, tags=list(values or ()))
+    def tags(self, values: str | Iterable[str]) -> None:
+        """Replace the tags (a string is one tag)."""
+        self._row = self._service.update(self.id, tags=values or ())
 
     @property
     def description(self) -> str:
@@ -259,7 +287,36 @@ class Dataset:
         return self._refresh().is_final
 
     def is_dirty(self) -> bool:
+        """A draft with content not yet in its storage (what ``upload`` would send)."""
         return self._service.is_dirty(self._refresh())
+
+    @property
+    def changed_files(self) -> dict[str, int]:
+        """ClearML's counters of this version's changes against its parents: ``files added``,
+        ``files removed`` and ``files modified``, counted from the catalog (always exact)."""
+        d = self._service.changes_against(self._refresh())
+        return {
+            "files added": len(d.added),
+            "files removed": len(d.removed),
+            "files modified": len(d.modified),
+        }
+
+    def update_changed_files(
+        self,
+        num_files_added: int | None = None,
+        num_files_modified: int | None = None,
+        num_files_removed: int | None = None,
+    ) -> None:
+        """Accepted as in ClearML, where each call adds to hand-kept counters. Here every
+        change goes through the catalog, which :attr:`changed_files` counts from, so there
+        is nothing to add by hand: the numbers are checked, and the counts stay exact."""
+        for name, value in (
+            ("num_files_added", num_files_added),
+            ("num_files_modified", num_files_modified),
+            ("num_files_removed", num_files_removed),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise UsageError(f"{name} must be a non-negative integer or None, not {value!r}")
 
     # -- changing a draft ---------------------------------------------------------------------
     def add_files(
@@ -273,25 +330,40 @@ class Dataset:
         max_workers: int | None = None,
     ) -> int:
         """Add a file or a folder's contents (at ``dataset_path``), or those of each path of a
-        list, all or nothing; returns the number of new files."""
+        list, all or nothing; returns the number of files new to the version (modified and
+        unchanged ones are not counted).
+
+        Wildcards select files as ClearML's do (pathlib's ``rglob``, ``glob`` when not
+        ``recursive``) on the path below ``path``: ``sub/*.csv`` is ``*.csv`` in any folder
+        named ``sub``. A single file is added only if it matches."""
+        before = dict(self._service.view(self._refresh())) if verbose else {}
         result = self._service.add_files(
             self.id, path, wildcard, local_base_folder, dataset_path, recursive, max_workers
         )
-        if verbose:
-            log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)
         self._refresh()
+        if verbose:
+            _say(
+                *_changed_paths(before, self._service.view(self._row)),
+                f"{result.added} added, {result.modified} modified, {result.unchanged} unchanged",
+            )
         return result.added
 
     def remove_files(
         self, dataset_path: str | None = None, recursive: bool = True, verbose: bool = False
     ) -> int:
-        """Remove files matching ``dataset_path`` (a path, folder or wildcard); returns the count."""
+        """Remove files matching ``dataset_path`` (a path, folder, wildcard or external file
+        URL; a leading "/" is the dataset root); returns the count.
+
+        With no ``dataset_path`` nothing is removed: pass ``"*"`` to remove every file."""
         if not dataset_path:
-            raise UsageError("remove_files needs a dataset_path (a path, folder or wildcard)")
+            raise UsageError(
+                "remove_files needs a dataset_path (a path, folder or wildcard)",
+                hint='pass "*" to remove every file',
+            )
         removed = self._service.remove(self.id, dataset_path, recursive)
+        self._refresh()
         if verbose:
-            for p in removed:
-                log.info("removed %s", p)
+            _say(*(f"Removed {p}" for p in removed), f"{len(removed)} removed")
         return len(removed)
 
     def add_external_files(
@@ -309,21 +381,33 @@ class Dataset:
         Each is read once to hash it (``read_hash`` is always on: a hash is what lets ``get``
         check the bytes); ``upload`` never copies them. Returns the number of new files.
         """
+        before = dict(self._service.view(self._refresh())) if verbose else {}
         result = self._service.add_external_files(
             self.id, source_url, wildcard, dataset_path, recursive, max_workers
         )
-        if verbose:
-            log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)
         self._refresh()
+        if verbose:
+            _say(
+                *_changed_paths(before, self._service.view(self._row)),
+                f"{result.added} added, {result.modified} modified, {result.unchanged} unchanged",
+            )
         return result.added
 
     def sync_folder(
         self, local_path: str | os.PathLike, dataset_path: str | None = None, verbose: bool = False
     ) -> tuple[int, int, int]:
-        """Mirror a local folder into ``dataset_path``; returns (removed, added, modified).
+        """Mirror a local folder into ``dataset_path``; returns (removed, added, modified): the
+        files this call removed, made new and changed (unchanged ones are not counted).
 
         The same sync as ``clearml-data sync --id ... --skip-close``: the draft stays open."""
+        before = dict(self._service.view(self._refresh())) if verbose else {}
         r = self._service.sync(local_path, dataset_id=self.id, dataset_path=dataset_path, skip_close=True)
+        self._refresh()
+        if verbose:
+            _say(
+                *_changed_paths(before, self._service.view(self._row)),
+                f"{r.removed} removed, {r.added} added, {r.modified} modified",
+            )
         return r.removed, r.added, r.modified
 
     def upload(
@@ -362,8 +446,11 @@ class Dataset:
             progress=_progress(show_progress),
         )
         if verbose:
-            log.info(
-                "uploaded %d objects (%d bytes) to %s", result.objects, result.uploaded_bytes, result.storage
+            from .storage import redact_url
+
+            _say(
+                f"uploaded {result.files} files in {result.objects} objects "
+                f"({result.uploaded_bytes} bytes) to {redact_url(result.storage)}"
             )
         self._refresh()
         return True if result.files == 0 else None
@@ -385,6 +472,8 @@ class Dataset:
             return False
         self._row = closed.row
         self._warn_shadowed(closed.shadowed)
+        if verbose:
+            _say(f"dataset {self.id} finalized: version {self.version} of {self.project}/{self.name}")
         return True
 
     def publish(self, raise_on_error: bool = True) -> bool:
@@ -482,8 +571,8 @@ class Dataset:
         local cache, damaged cached files removed, then the cached local copy)."""
         problems = self._service.verify_local(self._refresh(), local_copy_path, skip_hash=skip_hash).problems
         if verbose:
-            for p in problems:
-                log.info("%s: %s %s", p.path, p.problem, p.detail)
+            _say(*(f"{p.path}: {p.problem} {p.detail}".rstrip() for p in problems))
+            _say(f"{len({p.path for p in problems})} files with errors" if problems else "no errors found")
         return sorted({p.path for p in problems})
 
     @classmethod
@@ -586,7 +675,7 @@ class Dataset:
         cls,
         dataset_project: str | None = None,
         partial_name: str | None = None,
-        tags: Iterable[str] | None = None,
+        tags: str | Iterable[str] | None = None,
         ids: Iterable[str] | None = None,
         only_completed: bool = True,
         recursive_project_search: bool = True,
@@ -615,9 +704,13 @@ class Dataset:
 
     # -- reading -----------------------------------------------------------------------------
     def list_files(
-        self, dataset_path: str | None = None, recursive: bool = True, dataset_id: str | None = None
+        self,
+        dataset_path: str | Iterable[str] | None = None,
+        recursive: bool = True,
+        dataset_id: str | None = None,
     ) -> list[str]:
-        """Sorted paths of the version's files (matching ``dataset_path``, a wildcard)."""
+        """Sorted paths of the version's files (matching ``dataset_path``: a path, folder or
+        wildcard, or a list of them; a leading "/" is the dataset root)."""
         only = self._service.resolve_id(dataset_id).id if dataset_id else None
         return [f.path for f in self._service.list_files(self._refresh(), dataset_path, recursive, only)]
 

@@ -12,11 +12,16 @@ class ClearMLDataError(Exception):
 
     #: A short suggestion of what to do next, shown after the message.
     hint: str | None = None
+    #: The Python parameter names the message and hint mention, word for word; the CLI
+    #: shows each as its flag (``num_parts`` -> ``--num-parts``), the API as it is.
+    params: tuple[str, ...] = ()
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, params: tuple[str, ...] = ()):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+        if params:
+            self.params = tuple(params)
 
     def __str__(self) -> str:  # one line, always
         text = " ".join(super().__str__().split())
@@ -31,12 +36,21 @@ class VersionExistsError(UsageError):
     """A dataset with this project, name and version already exists."""
 
 
-class DatasetNotFoundError(ClearMLDataError, LookupError):
-    """No dataset matches the id, or the project/name/version given."""
+class DatasetNotFoundError(ClearMLDataError, LookupError, ValueError):
+    """No dataset matches the id, or the project/name/version given.
+
+    Also a ``ValueError``, which is what ClearML raises here: ClearML code written as
+    ``try: Dataset.get(...) except ValueError: Dataset.create(...)`` works unchanged."""
 
 
-class DatasetStateError(ClearMLDataError):
-    """The operation does not fit the dataset's state, e.g. adding to a final version."""
+class DatasetStateError(ClearMLDataError, ValueError):
+    """The operation does not fit the dataset's state, e.g. adding to a final version, a
+    local copy of a draft, finalizing with pending uploads. Also a ``ValueError``, as in ClearML."""
+
+
+class UnexpectedArgumentError(UsageError, TypeError):
+    """A keyword argument the call does not take: a ``TypeError`` as Python's own, and a
+    ``ValueError`` as ClearML's ``Dataset.get`` raises for it."""
 
 
 class CatalogError(ClearMLDataError):

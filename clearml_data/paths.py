@@ -4,6 +4,10 @@ A dataset path is a POSIX-style relative path ("train/cat/001.jpg"): no leading 
 no empty, "." or ".." component, no NUL or other control character. Every path that
 comes from a user, the catalog or storage goes through :func:`check_relpath` before it
 is stored and through :func:`safe_join` before anything is written with it.
+
+What a user types may start with "/": as in ClearML, that is the dataset root
+("/train/x.jpg" is "train/x.jpg"). :func:`normalize_relpath` and :func:`check_pattern`
+drop it; the path that is stored and joined never has it.
 """
 
 from __future__ import annotations
@@ -145,19 +149,23 @@ def is_hash(digest) -> bool:
 def check_pattern(pattern: str) -> str:
     """A dataset path pattern (remove, list --filter): refused when no dataset path can match it.
 
-    "", "*" and "/" mean everything; otherwise the pattern must be relative, without "..",
-    backslashes or control characters, like the paths it matches; a pattern without
-    wildcards must be a valid dataset path (a trailing "/" names a folder).
+    "", "*" and "/" mean everything; a leading "/" is the dataset root and is dropped
+    (returned without it). Otherwise the pattern must be without "..", backslashes or
+    control characters, like the paths it matches; a pattern without wildcards must be a
+    valid dataset path (a trailing "/" names a folder).
     """
     text = str(pattern).strip()
     if text in ("", "*", "/"):
+        return text
+    text = text.lstrip("/") or "/"
+    if text == "/":  # "//" is the root too
         return text
     if _NOT_UTF8.search(text) or _CONTROL.search(text) or "\\" in text:
         raise UnsafePathError(
             f"pattern {describe(text)} contains a control character, backslash "
             "or bytes that are not UTF-8, which no dataset path holds"
         )
-    if text.startswith("/") or _DRIVE.match(text):
+    if _DRIVE.match(text):
         raise UnsafePathError(f"pattern {text!r} must be relative to the dataset root")
     if ".." in text.split("/"):
         raise UnsafePathError(f"pattern {text!r} must not contain '..'")
@@ -177,7 +185,8 @@ def check_link(link: str, root_real: str) -> None:
 
 
 def normalize_relpath(path: str) -> str:
-    """Turn a user-typed dataset path ("./a//b/", "a\\b" is refused) into canonical form.
+    """Turn a user-typed dataset path ("./a//b/", "/a/b", "a\\b" is refused) into canonical
+    form. A leading "/" is the dataset root; ".." is refused wherever it is.
 
     An empty result (the dataset root) is returned as "".
     """
@@ -188,7 +197,7 @@ def normalize_relpath(path: str) -> str:
         return ""
     if "\\" in text or _CONTROL.search(text) or _NOT_UTF8.search(text):
         raise UnsafePathError(f"dataset path {describe(text)} contains a backslash or control character")
-    if text.startswith("/") or _DRIVE.match(text):
+    if _DRIVE.match(text):
         raise UnsafePathError(f"dataset path {text!r} must be relative to the dataset root")
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts:
@@ -237,10 +246,14 @@ def matches(path: str, pattern: str, recursive: bool = True) -> bool:
 
     * ``a/b.txt`` or ``*.jpg`` match like :func:`fnmatch.fnmatchcase` on the whole path;
     * with ``recursive``, a pattern without "/" also matches the file name at any depth;
-    * a folder (``data/jsons`` or ``data/jsons/``) matches everything below it.
+    * a folder (``data/jsons`` or ``data/jsons/``) matches everything below it;
+    * a leading "/" is the dataset root, and dropped: ``/sub/*`` is ``sub/*``, and ``/a.txt``
+      is ``a.txt`` (which, recursive, also matches ``x/a.txt``, as in ClearML).
     """
     pattern = pattern.strip()
-    if pattern in ("", "*", "/"):
+    if pattern.startswith("/"):
+        pattern = pattern.lstrip("/")
+    if pattern in ("", "*"):
         return True
     folder = pattern.rstrip("/")
     if folder and not any(c in folder for c in "*?[") and under(path, folder):
@@ -252,3 +265,39 @@ def matches(path: str, pattern: str, recursive: bool = True) -> bool:
     if recursive and "/" not in pattern:
         return fnmatch.fnmatchcase(posixpath.basename(path), pattern)
     return False
+
+
+def glob_matches(path: str, pattern: str, recursive: bool = True) -> bool:
+    """Does ``path``, relative to a folder being added, match the wildcard ``pattern`` the way
+    ClearML's ``add_files`` finds files (pathlib's ``rglob``, or ``glob`` when not recursive)?
+
+    * the match is component by component: ``*`` never crosses a "/", ``**`` stands for any
+      number of folders;
+    * recursive, the pattern may start in any folder: ``sub/*.csv`` matches ``sub/a.csv``
+      and ``x/sub/a.csv``, not ``sub/deeper/a.csv``; ``*.csv`` matches at any depth;
+    * not recursive, it matches from the folder itself (``sub/*.csv`` still reaches into
+      ``sub``, ``*.csv`` only the folder's own files);
+    * a leading "/" is dropped, as everywhere in dataset paths; a trailing "/" names
+      folders, which hold no file content, so it matches nothing.
+    """
+    text = pattern.strip()
+    if not text or text.endswith("/"):
+        return False
+    pats = [c for c in text.split("/") if c not in ("", ".")]
+    if not pats:
+        return False
+    if recursive:
+        pats = ["**", *pats]
+    return _glob_parts(path.split("/"), pats)
+
+
+def _glob_parts(parts: list[str], pats: list[str]) -> bool:
+    if not pats:
+        return not parts
+    head = pats[0]
+    if head == "**":
+        if len(pats) == 1:  # a trailing "**": everything below
+            return bool(parts)
+        rest = pats[1:]
+        return any(_glob_parts(parts[i:], rest) for i in range(len(parts)))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _glob_parts(parts[1:], pats[1:])

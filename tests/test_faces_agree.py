@@ -121,7 +121,10 @@ def test_delete_entire_dataset_refused_without_force_with_one_message(cli, tmp_p
     _draft("ds", parent_datasets=[ds.id])
     with pytest.raises(UsageError, match="force") as exc:
         Dataset.delete(dataset_project="proj", dataset_name="ds", entire_dataset=True)
-    assert _error(cli("delete", "--project", "proj", "--name", "ds", "--entire-dataset")) == str(exc.value)
+    # one message, each face naming its own way to say it: the parameter, the flag
+    assert str(exc.value) == "deleting every version of a dataset needs force"
+    by_cli = _error(cli("delete", "--project", "proj", "--name", "ds", "--entire-dataset"))
+    assert by_cli == "deleting every version of a dataset needs --force"
     assert len(Dataset.list_datasets(only_completed=False)) == 2
     deleted = Dataset.delete(dataset_project="proj", dataset_name="ds", entire_dataset=True, force=True)
     assert len(deleted) == 2

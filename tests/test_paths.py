@@ -80,12 +80,16 @@ def test_safe_join_never_leaves_the_folder(text):
     assert os.path.commonpath([root, full]) == root and full != root
 
 
-@pytest.mark.parametrize("raw,expected", [("", ""), (".", ""), ("/", ""), ("a/b/", "a/b"), ("./a//b", "a/b")])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [("", ""), (".", ""), ("/", ""), ("a/b/", "a/b"), ("./a//b", "a/b"), ("/abs", "abs"), ("//a/b/", "a/b")],
+)
 def test_normalize_dataset_folder(raw, expected):
+    # a leading "/" is the dataset root, as in ClearML
     assert normalize_relpath(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["../a", "/abs", "a/../b", "a\\b"])
+@pytest.mark.parametrize("raw", ["../a", "/../a", "/a/../../b", "a/../b", "a\\b", "C:/x"])
 def test_normalize_refuses(raw):
     with pytest.raises(UnsafePathError):
         normalize_relpath(raw)

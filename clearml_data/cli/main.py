@@ -149,9 +149,10 @@ def _one_line(exc: BaseException) -> str:
     import sqlite3
 
     from ..errors import ClearMLDataError
+    from .render import with_flags
 
-    if isinstance(exc, ClearMLDataError):
-        return str(exc)
+    if isinstance(exc, ClearMLDataError):  # the Python parameters it names, as flags
+        return with_flags(str(exc), exc.params)
     if isinstance(exc, sqlite3.DatabaseError):
         return f"catalog error: {exc}"
     if isinstance(exc, OSError):

@@ -9,6 +9,7 @@ through :func:`printable` so a crafted name cannot send escape sequences.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,27 @@ RESULT_VERSION = "1"
 
 #: how many shadowed files a text report lists before it says "and N more"
 SHADOWED_SHOWN = 20
+
+
+#: the flag of each Python parameter name an error may mention (``ClearMLDataError.params``):
+#: the API shows the parameter, the command line the flag that sets it
+FLAGS = {
+    "part": "--part",
+    "num_parts": "--num-parts",
+    "partial_name": "--name",
+    "dataset_name": "--name",
+    "dataset_project": "--project",
+    "force": "--force",
+}
+
+
+def with_flags(text: str, params: Sequence[str]) -> str:
+    """``text`` with each parameter name of ``params`` (whole words) written as its flag."""
+    for name in params:
+        flag = FLAGS.get(name)
+        if flag:
+            text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+    return text
 
 
 @dataclass

@@ -190,7 +190,7 @@ class Service:
         project: str | None = None,
         name: str | None = None,
         version: str | None = None,
-        tags: Iterable[str] | None = None,
+        tags: str | Iterable[str] | None = None,
         only_completed: bool = False,
         only_published: bool = False,
         writable_copy: bool = False,
@@ -211,7 +211,7 @@ class Service:
         self,
         project: str | None = None,
         partial_name: str | None = None,
-        tags: Iterable[str] | None = None,
+        tags: str | Iterable[str] | None = None,
         ids: Iterable[str] | None = None,
         only_completed: bool = True,
     ) -> list[DatasetRow]:
@@ -250,7 +250,7 @@ class Service:
         parents: Iterable[str] = (),
         version: str | None = None,
         storage: str | None = None,
-        tags: Iterable[str] | None = None,
+        tags: str | Iterable[str] | None = None,
         description: str = "",
     ) -> DatasetRow:
         return drafts.create(self.workspace, name, project, parents, version, storage, tags, description)

@@ -28,6 +28,7 @@ from ..paths import (
     check_pattern,
     check_relpath,
     describe,
+    glob_matches,
     join_relpath,
     local_relpath,
     matches,
@@ -54,7 +55,7 @@ def create(
     parents: Iterable[str] = (),
     version: str | None = None,
     storage: str | None = None,
-    tags: Iterable[str] | None = None,
+    tags: str | Iterable[str] | None = None,
     description: str = "",
 ) -> DatasetRow:
     """A new draft on ``parents`` (final versions, merged in order); the project defaults to the
@@ -70,12 +71,13 @@ def create(
         if row.id not in (r.id for r in parent_rows):
             parent_rows.append(row)
     if not name:
-        raise UsageError("missing dataset name", hint="pass --name")
+        raise UsageError("missing dataset name", hint="pass dataset_name", params=("dataset_name",))
     if not project:
         if not parent_rows:
             raise UsageError(
                 "missing dataset project name; it could not be taken from a parent dataset",
-                hint="pass --project",
+                hint="pass dataset_project",
+                params=("dataset_project",),
             )
         project = parent_rows[-1].project
     check_label("project", project)
@@ -110,7 +112,7 @@ def get(
     project: str | None = None,
     name: str | None = None,
     version: str | None = None,
-    tags: Iterable[str] | None = None,
+    tags: str | Iterable[str] | None = None,
     only_completed: bool = False,
     only_published: bool = False,
     writable_copy: bool = False,
@@ -255,24 +257,29 @@ def _collect(
             raise UsageError(f"no local file matches {text}")
     else:
         raise UsageError(f"no such file or folder: {text}")
-    wildcards = [wildcard] if isinstance(wildcard, str) else list(wildcard or [])
+    # wildcards select files as ClearML's rglob/glob does, on the path below the folder given
+    wildcards = [w for w in ([wildcard] if isinstance(wildcard, str) else list(wildcard or [])) if w]
+    # not recursive, a wildcard with a "/" still reaches into the folders it names
+    walk_deep = recursive or any("/" in w.strip().strip("/") or "**" in w for w in wildcards)
     base = os.path.abspath(os.path.expanduser(local_base_folder)) if local_base_folder else None
     for root in roots:
         root = os.path.abspath(root)
         if os.path.isfile(root):
             rel = local_relpath(root, base) if base else os.path.basename(root)
-            if not wildcards or any(matches(rel, w) for w in wildcards):
+            if not wildcards or any(glob_matches(rel, w) for w in wildcards):
                 yield _checked_rel(join_relpath(prefix, rel), root), root
             continue
         folder_base = base or root
-        for dirpath, names in _walk_files(root, recursive):
+        for dirpath, names in _walk_files(root, walk_deep):
             rel_dir = local_relpath(dirpath, folder_base)  # once per folder, not per file
             if rel_dir == ".." or rel_dir.startswith("../"):
                 raise UsageError(f"{dirpath} is not inside the local base folder {folder_base}")
             rel_prefix = "" if rel_dir == "." else rel_dir + "/"
+            in_root = rel_dir if base is None else local_relpath(dirpath, root)
+            match_prefix = "" if in_root == "." else in_root + "/"
             for name in names:
                 rel = rel_prefix + name
-                if wildcards and not any(matches(rel, w) for w in wildcards):
+                if wildcards and not any(glob_matches(match_prefix + name, w, recursive) for w in wildcards):
                     continue
                 full = os.path.join(dirpath, name)
                 yield _checked_rel(join_relpath(prefix, rel), full), full
@@ -537,7 +544,7 @@ def _rows_for(
 def remove_files(ws: Workspace, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
     """Remove the files matching ``pattern`` from a draft; returns the removed paths."""
     row = draft(ws, dataset_id)
-    check_pattern(pattern)
+    pattern = check_pattern(pattern)  # a leading "/" (the dataset root) dropped
     parent, _rows, current = draft_view(ws, row)
     gone = sorted(p for p in current if matches(p, pattern, recursive))
     remove_paths(ws, row, parent, gone)

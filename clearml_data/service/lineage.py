@@ -358,7 +358,7 @@ def delete_versions(ws: Workspace, project: str, name: str, force: bool = False)
     if not rows:
         raise DatasetNotFoundError(f"no dataset with project={project!r}, name={name!r}")
     if not force:
-        raise UsageError("deleting every version of a dataset needs --force")
+        raise UsageError("deleting every version of a dataset needs force", params=("force",))
     deleted = []
     for r in sorted(rows, key=lambda r: r.created_at, reverse=True):
         deleted += _delete_version(ws, r.id, force=True)

@@ -58,10 +58,19 @@ def check_label(what: str, value: str) -> None:
         raise UsageError(f"the dataset {what} {value!r} contains a control character")
 
 
-def clean_tags(tags: Iterable[str] | None) -> list[str]:
+def tag_list(tags: str | Iterable[str] | None) -> list[str]:
+    """Tags as a list: a string is one tag (never split into its characters)."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    return list(tags)
+
+
+def clean_tags(tags: str | Iterable[str] | None) -> list[str]:
     """The tags stripped, checked and without repeats, in their first order."""
     out: list[str] = []
-    for t in tags or ():
+    for t in tag_list(tags):
         t = str(t).strip()
         if t and t not in out:
             check_label("tag", t)
@@ -101,11 +110,14 @@ def get(
     project: str | None = None,
     name: str | None = None,
     version: str | None = None,
-    tags: Iterable[str] | None = None,
+    tags: str | Iterable[str] | None = None,
     only_completed: bool = False,
     only_published: bool = False,
 ) -> DatasetRow:
-    """One dataset by id, or the highest version matching project/name/version/tags."""
+    """One dataset by id, or the highest version matching project/name/version/tags.
+
+    Tags alone are enough, as in ClearML: the highest version among the datasets that carry
+    every tag given (the newest on a tie), in any project."""
     if dataset_id:
         if project or name or version:
             raise UsageError("give either a dataset id or project/name/version, not both")
@@ -115,21 +127,21 @@ def get(
         if only_completed and not row.is_final:
             raise DatasetStateError(f"dataset {row.id} is not final")
         return row
-    if not project and not name:
-        raise UsageError("no dataset given", hint="pass a dataset id, or a project and name")
+    wanted = set(clean_tags(tags))
+    if not project and not name and not wanted:
+        raise UsageError("no dataset given", hint="pass a dataset id, a project and name, or tags")
     statuses = ["published"] if only_published else (["final", "published"] if only_completed else None)
     rows = ws.catalog.find_datasets(project=project, name=name, statuses=statuses)
     if version is not None:
         exact = [r for r in rows if r.version == version]
         rows = exact or [r for r in rows if versions.same(r.version, str(version))]
-    wanted = set(tags or ())
     rows = [r for r in rows if wanted.issubset(r.tags)]
     if not rows:
         what = ", ".join(
             f"{k}={v!r}" for k, v in (("project", project), ("name", name), ("version", version)) if v
         )
-        if tags:
-            what += f", tags={sorted(wanted)}"
+        if wanted:
+            what += f"{', ' if what else ''}tags={sorted(wanted)}"
         extra = " completed" if only_completed else (" published" if only_published else "")
         raise DatasetNotFoundError(
             f"no{extra} dataset with {what}", hint="`clearml-data search` lists the datasets"
@@ -141,7 +153,7 @@ def search(
     ws: Workspace,
     project: str | None = None,
     partial_name: str | None = None,
-    tags: Iterable[str] | None = None,
+    tags: str | Iterable[str] | None = None,
     ids: Iterable[str] | None = None,
     only_completed: bool = True,
 ) -> list[DatasetRow]:
@@ -154,10 +166,13 @@ def search(
         try:
             pattern = re.compile(partial_name)
         except re.error as exc:
-            raise UsageError(f"--name {partial_name!r} is not a valid regular expression: {exc}") from None
+            raise UsageError(
+                f"partial_name {partial_name!r} is not a valid regular expression: {exc}",
+                params=("partial_name",),
+            ) from None
         rows = [r for r in rows if pattern.search(r.name)]
-    if tags:
-        wanted = set(tags)
+    wanted = set(clean_tags(tags))
+    if wanted:
         rows = [r for r in rows if wanted.issubset(r.tags)]
     return rows
 

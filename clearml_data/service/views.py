@@ -272,11 +272,14 @@ def selected_files(
         label += ".files-" + uuid.uuid5(uuid.NAMESPACE_URL, "\n".join(sorted(patterns))).hex[:12]
     if part is not None or num_parts is not None:
         if part is None or num_parts is None:
-            raise UsageError("part and num_parts go together")
+            raise UsageError("part and num_parts go together", params=("part", "num_parts"))
         if not (
             isinstance(num_parts, int) and num_parts >= 1 and isinstance(part, int) and 0 <= part < num_parts
         ):
-            raise UsageError(f"part must be in 0..num_parts-1 (got part={part}, num_parts={num_parts})")
+            raise UsageError(
+                f"part must be between 0 and num_parts - 1 (got part={part}, num_parts={num_parts})",
+                params=("part", "num_parts"),
+            )
         start = len(paths) * part // num_parts
         end = len(paths) * (part + 1) // num_parts
         paths = paths[start:end]

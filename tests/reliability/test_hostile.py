@@ -30,8 +30,8 @@ HOSTILE = [
     "a/../../x",
     "..",
     "./../x",
-    "/abs",
-    "/etc/passwd",
+    "/../x",  # a leading "/" is the dataset root (see below), which ".." still cannot leave
+    "//../etc/passwd",
     "C:x",
     "c:\\windows",
     "\\\\server\\share",
@@ -155,6 +155,25 @@ def test_hostile_dataset_folders_and_remove_patterns(draft, guard):
         tried=guard.tried,
         refused_cleanly=guard.refused,
     )
+
+
+@pytest.mark.reliability
+def test_leading_slash_is_the_dataset_root_and_copies_stay_inside(env, tmp_path):
+    # "/etc/passwd" as a dataset folder is "etc/passwd" inside the dataset (ClearML's rule):
+    # stored relative, and a local copy writes it below its target folder, nowhere else
+    from clearml_data import Dataset
+
+    src = write_tree(tmp_path / "src", {"a.txt": "alpha"})
+    ds = Dataset.create(dataset_name="lead", dataset_project="p")
+    for folder in ("/etc/passwd", "//abs", "/"):
+        ds.add_files(src, dataset_path=folder)
+    ds.finalize(auto_upload=True)
+    assert ds.list_files() == ["a.txt", "abs/a.txt", "etc/passwd/a.txt"]
+    outside = _tree(tmp_path, (env.cache, env.state, tmp_path / "copy"))
+    copy = Path(ds.get_mutable_local_copy(tmp_path / "copy"))
+    assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()) == ds.list_files()
+    assert _tree(tmp_path, (env.cache, env.state, tmp_path / "copy")) == outside
+    assert not os.path.exists("/etc/passwd/a.txt")
 
 
 @pytest.mark.reliability
