@@ -429,6 +429,27 @@ class Dataset:
                 log.info("%s: %s %s", p.path, p.problem, p.detail)
         return sorted({p.path for p in problems})
 
+    def verify_storage(
+        self,
+        skip_hash: bool = False,
+        repair: bool = False,
+        repair_folder: str | os.PathLike | None = None,
+        max_workers: int | None = None,
+    ) -> list[str]:
+        """``clearml-data verify [--repair] [--folder]``: check the version's objects in its
+        storage (re-hashed unless ``skip_hash``) and its content in the local cache; damaged or
+        missing stored objects are marked so. With ``repair``, those are stored again from the
+        local cache or the files of ``repair_folder`` (matched by SHA-256). Returns the sorted
+        paths that are (still) damaged."""
+        row = self._refresh()
+        report = self._service.verify_storage(row, full=not skip_hash, max_workers=max_workers)
+        fixed = None
+        if repair:
+            fixed = self._service.repair(row, repair_folder, max_workers=max_workers)
+            for path in fixed.repaired:
+                log.info("%s: stored again from %s", path, fixed.sources[path])
+        return self._service.still_damaged(report, fixed)
+
     @classmethod
     def squash(
         cls,

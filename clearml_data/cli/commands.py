@@ -430,7 +430,14 @@ def cmd_get(ctx: Context) -> Result:
 def cmd_verify(ctx: Context) -> Result:
     a = ctx.args
     row = _target(ctx)
-    if a.folder:
+    repaired = None
+    if a.repair:
+        ctx.note(f"Verifying dataset id {row.id} in {redact_url(row.storage)}")
+        report = ctx.service.verify_storage(
+            row, full=not a.filesize, max_workers=a.max_workers, progress=ctx.progress
+        )
+        repaired = ctx.service.repair(row, a.folder, max_workers=a.max_workers, progress=ctx.progress)
+    elif a.folder:
         ctx.note(f"Verifying local copy {a.folder} of dataset id {row.id}")
         report = ctx.service.verify_folder(
             row, a.folder, skip_hash=a.filesize, max_workers=a.max_workers, progress=ctx.progress
@@ -455,10 +462,23 @@ def cmd_verify(ctx: Context) -> Result:
         "id": row.id,
         "checked": report.checked,
         "bytes": report.bytes,
-        "mode": ("folder" if a.folder else "storage") + ("-size" if a.filesize else ""),
+        "mode": ("folder" if a.folder and not a.repair else "storage") + ("-size" if a.filesize else ""),
         "problems": [{"path": p.path, "problem": p.problem, "detail": p.detail} for p in report.problems],
     }
-    return Result(data, text, code=1 if n else 0)
+    if repaired is None:
+        return Result(data, text, code=1 if n else 0)
+    left = ctx.service.still_damaged(report, repaired)
+    text += [f"repaired {p} (from {repaired.sources[p]})" for p in repaired.repaired]
+    text += [f"not repaired {p}: no intact local copy (the cache, or --folder DIR)" for p in left]
+    text.append(
+        f"Repair completed: {plural(len(repaired.repaired))} stored again, "
+        f"{repaired.bytes:,} bytes in {plural(repaired.objects, 'object')}"
+        + (f"; {plural(len(left))} still damaged" if left else "")
+    )
+    data["repaired"] = repaired.repaired
+    data["sources"] = repaired.sources
+    data["unrepaired"] = left
+    return Result(data, text, code=1 if left else 0)
 
 
 def cmd_publish(ctx: Context) -> Result:

@@ -19,6 +19,7 @@ checkout        get_local_copy, get_mutable_local_copy, fetch_objects, the cache
 lineage         dependency_graph, changes_against, num_chunks, squash, rename, move, delete
 metadata        set_metadata, get_metadata
 verify          verify_storage, verify_cache, verify_folder
+repair          repair: store again what verify found damaged, from local sources
 rebuild         rebuild_catalog, resolve_or_restore
 gc              collect_garbage
 doctor          doctor and its probes
@@ -54,6 +55,7 @@ from . import (
     manifests,
     metadata,
     rebuild,
+    repair,
     upload,
     verify,
     views,
@@ -75,6 +77,7 @@ from .results import (
     PluginsReport,
     Problem,
     RebuildReport,
+    RepairReport,
     ShadowedFile,
     SyncOutcome,
     SyncResult,
@@ -105,6 +108,7 @@ __all__ = [
     "PluginsReport",
     "Problem",
     "RebuildReport",
+    "RepairReport",
     "Service",
     "ShadowedFile",
     "SyncOutcome",
@@ -541,6 +545,18 @@ class Service:
         progress: ProgressFactory = null_progress,
     ) -> VerifyReport:
         return verify.verify_local(self.workspace, row, folder, skip_hash, max_workers, progress)
+
+    def repair(
+        self,
+        row: DatasetRow,
+        folder: str | os.PathLike | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> RepairReport:
+        return repair.repair(self.workspace, row, folder, max_workers, progress)
+
+    def still_damaged(self, found: VerifyReport, fixed: RepairReport | None = None) -> list[str]:
+        return repair.still_damaged(found, fixed)
 
     # -- manifests, rebuild and gc ------------------------------------------------------------------
     def write_manifest(self, row: DatasetRow, view: View, counts: dict[str, int], stamp: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..cache import Cache
 from ..cache.links import remove_tree
-from ..catalog import DatasetRow
+from ..catalog import DatasetRow, ObjectRow
 from ..catalog.validate import extent_problem
 from ..errors import ClearMLDataError, UsageError
 from ..hashing import EMPTY_SHA256, sha256_file
@@ -27,10 +27,13 @@ from ..paths import safe_join
 from ..progress import ProgressFactory, null_progress
 from ..storage import redact_url
 from .checkout import get_local_copy
-from .locations import ByKey, by_stored_key, hash_range
+from .locations import ByKey, by_stored_key, hash_range, stored_by_upload
 from .results import Problem, VerifyReport
 from .views import view
 from .workspace import View, Workspace
+
+#: the problems found in storage that mark the location damaged ("unreadable" may pass)
+DAMAGE = ("missing", "size", "hash")
 
 #: {(dev, ino): (stat, hash, [(cache path, dataset path or "", copy folder or None)])}
 CachedFiles = dict[tuple[int, int], tuple[os.stat_result, str, list[tuple[str, str, Path | None]]]]
@@ -54,6 +57,7 @@ def verify_storage(
     locations = ws.catalog.locate_objects(paths_of)
     report = VerifyReport(checked=len(current), bytes=sum(v[1] for v in current.values()))
     by_key: ByKey = {}
+    damaged: list[ObjectRow] = []
     for h in sorted(paths_of):
         if sizes[h] == 0:
             if h != EMPTY_SHA256:
@@ -119,12 +123,20 @@ def verify_storage(
     try:
         workers = max_workers or ws.driver(row.storage).default_max_workers
         ws.plugins.budget.ensure(workers)  # --max-workers may ask for more than the drivers' default
-        for (_key, members), bad in ordered_map(check, list(by_key.items()), workers, window=64):
+        for (where, members), bad in ordered_map(check, list(by_key.items()), workers, window=64):
             bar.update(sum(n for _h, _o, n in members), files=len(members))
+            extent = {h: (off, n) for h, off, n in members}
             for h, kind, detail in bad:
                 report.problems += [Problem(p, kind, detail) for p in paths_of[h]]
+                if kind in DAMAGE and stored_by_upload(where[1], h):
+                    damaged.append(ObjectRow(where[0], h, where[1], *extent[h]))
     finally:
         bar.close()
+    # marked, so that dedup stops trusting them: the next upload of that content (or a
+    # repair) stores it again and replaces the row; an external file is only reported
+    report.damaged = sorted({r.hash for r in damaged})
+    if damaged:
+        ws.catalog.mark_damaged(damaged)
     if cache:
         cached = verify_cache(ws, row, full=full, max_workers=max_workers, progress=progress)
         report.cached = cached.cached
@@ -182,7 +194,7 @@ def verify_cache(
             where = os.path.relpath(locations[0][0], cache.root)
             for name in dict.fromkeys(names):
                 report.problems.append(
-                    Problem(name, kind, f"the cached copy {where} {detail}; removed from the cache")
+                    Problem(name, kind, f"the cached copy {where} {detail}; removed from the cache", True)
                 )
         cache.guard.forget(files[key][0] for key in damaged)
         for folder in sorted(broken_folders):  # the next get builds it again
