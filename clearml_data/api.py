@@ -58,7 +58,10 @@ class LinkEntry:
     relative_path: str
     parent_dataset_id: str
     size: int
-    hash: str
+    #: SHA-256 of its bytes; None when it was added without read_hash (as in ClearML)
+    hash: str | None
+    #: what its storage said of it when added (ETag, version id, checksum or mtime, as JSON)
+    fingerprint: str | None = None
 
 
 def _progress(show: bool) -> ProgressFactory:
@@ -219,7 +222,7 @@ class Dataset:
     def link_entries_dict(self) -> dict[str, LinkEntry]:
         """relative path -> LinkEntry of every external file (add_external_files) in the view."""
         return {
-            p: LinkEntry(i.link, p, i.dataset_id, i.size, i.hash)
+            p: LinkEntry(i.link, p, i.dataset_id, i.size, i.hash if i.hashed else None, i.fingerprint)
             for p, i in self._service.link_entries(self._refresh()).items()
         }
 
@@ -292,15 +295,18 @@ class Dataset:
         recursive: bool = True,
         verbose: bool = False,
         max_workers: int | None = None,
-        read_hash: bool = True,
+        read_hash: bool = False,
     ) -> int:
-        """Register files that already sit in a storage (a file, folder or prefix URL) in place.
+        """Register files that already sit in a storage (a file, folder or prefix URL) in place;
+        ``upload`` never copies them. Returns the number of new files.
 
-        Each is read once to hash it (``read_hash`` is always on: a hash is what lets ``get``
-        check the bytes); ``upload`` never copies them. Returns the number of new files.
+        By default (as ClearML) nothing is downloaded: the size and what the storage says of
+        each object (ETag, version id, checksum or mtime) are recorded, and ``get`` and
+        ``verify`` check the bytes against those. With ``read_hash=True`` each is read once to
+        record its SHA-256, which ``get`` then checks as for any file.
         """
         result = self._service.add_external_files(
-            self.id, source_url, wildcard, dataset_path, recursive, max_workers
+            self.id, source_url, wildcard, dataset_path, recursive, max_workers, read_hash=read_hash
         )
         if verbose:
             log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)

@@ -98,6 +98,8 @@ def _link_fingerprints(db: Database) -> None:
     # what the storage said of an external file when it was registered (its ETag, version,
     # checksum or mtime, see storage.base.ObjectInfo.fingerprint); NULL when it said nothing
     _run(db, "ALTER TABLE changes ADD COLUMN fingerprint TEXT")
+    # the external files of a version are looked up on every get: an index of those rows only
+    _run(db, "CREATE INDEX changes_links ON changes (dataset_id) WHERE link IS NOT NULL")
 
 
 def _run(db: Database, script: str) -> None:

@@ -15,11 +15,12 @@ from ..config import CurrentDataset, Settings
 from ..errors import DatasetNotFoundError, UsageError
 from ..progress import ProgressFactory, bar_progress, null_progress
 from ..service import Closed, Service, UploadResult, WorkflowEvents
-from ..storage import redact_url
+from ..storage import fingerprint_parts, redact_url
 from .render import (
     Result,
     dataset_data,
     doctor_lines,
+    fingerprint_text,
     gc_result,
     plugins_table,
     plural,
@@ -171,6 +172,7 @@ def cmd_add(ctx: Context) -> Result:
             recursive=not a.non_recursive,
             max_workers=a.max_workers,
             progress=ctx.progress,
+            read_hash=a.read_hash,
         )
         for k in totals:
             totals[k] += getattr(r, k)
@@ -325,18 +327,33 @@ def cmd_list(ctx: Context) -> Result:
     ctx.note(f"List dataset content: {row.project}/{row.name} version {row.version} id={row.id}")
     files = ctx.service.list_files(row, a.filter, only_from=row.id if a.modified else None)
     total = sum(f.size for f in files)
-    links = {p: info.link for p, info in ctx.service.link_entries(row).items()}
+    info = ctx.service.link_entries(row)
+    links = {p: i.link for p, i in info.items()}
+
+    def shown_hash(f) -> str:  # an external file added without --read-hash has none (ClearML: None)
+        return f.hash if f.path not in info or info[f.path].hashed else "None"
+
     if a.verbose:
         text = table(
-            ["file name", "size", "hash", "version", "link"],
-            [(f.path, f"{f.size:,}", f.hash, f.dataset_id, redact_url(links.get(f.path, ""))) for f in files],
+            ["file name", "size", "hash", "version", "link", "fingerprint"],
+            [
+                (
+                    f.path,
+                    f"{f.size:,}",
+                    shown_hash(f),
+                    f.dataset_id,
+                    redact_url(links.get(f.path, "")),
+                    fingerprint_text(info[f.path].fingerprint) if f.path in info else "",
+                )
+                for f in files
+            ],
             widths=(64, 10, 64),
             right=(1,),
         )
     else:
         text = table(
             ["file name", "size", "hash"],
-            [(f.path, f"{f.size:,}", f.hash) for f in files],
+            [(f.path, f"{f.size:,}", shown_hash(f)) for f in files],
             widths=(64, 10, 64),
             right=(1,),
         )
@@ -347,9 +364,10 @@ def cmd_list(ctx: Context) -> Result:
             {
                 "path": f.path,
                 "size": f.size,
-                "hash": f.hash,
+                "hash": f.hash if f.path not in info or info[f.path].hashed else None,
                 "dataset_id": f.dataset_id,
                 "link": redact_url(links[f.path]) if f.path in links else None,
+                **({"fingerprint": fingerprint_parts(info[f.path].fingerprint)} if f.path in info else {}),
             }
             for f in files
         ],

@@ -188,7 +188,15 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         default=[],
         metavar="URL",
         help="external files to register in place, not copied: a file:// (or, with "
-        "the plugins, s3://, gs://, azure://) URL of a file or of a folder/prefix",
+        "the plugins, s3://, gs://, azure://) URL of a file or of a folder/prefix. Nothing is "
+        "downloaded: their sizes and what the storage says of them (ETag, version, checksum, "
+        "mtime) are recorded",
+    )
+    p.add_argument(
+        "--read-hash",
+        action="store_true",
+        default=False,
+        help="read each --links file once to record its SHA-256 (get then checks it)",
     )
     p.add_argument(
         "--wildcard",

@@ -308,9 +308,18 @@ class Service:
         recursive: bool = True,
         max_workers: int | None = None,
         progress: ProgressFactory = null_progress,
+        read_hash: bool = False,
     ) -> AddResult:
         return external.add_external_files(
-            self.workspace, dataset_id, source_url, wildcard, dataset_path, recursive, max_workers, progress
+            self.workspace,
+            dataset_id,
+            source_url,
+            wildcard,
+            dataset_path,
+            recursive,
+            max_workers,
+            progress,
+            read_hash,
         )
 
     def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:

@@ -1,14 +1,22 @@
 """External files: registered in place by URL, not copied into the dataset's storage.
 
 ``add_external_files`` lists a URL prefix (or stats one object) through the storage
-driver of its scheme, reads each object once to hash it (the bytes land in the local
-cache on the way), and records a change row carrying the URL. The object's location is
-recorded like any stored content, so ``get`` fetches it from where it lives and checks
-its hash; ``upload`` never copies it.
+driver of its scheme and records a change row carrying the URL, the size and the
+*fingerprint* the storage gave (its ETag, version id, native checksum or mtime: see
+:attr:`clearml_data.storage.ObjectInfo.fingerprint`). The object's location is recorded like
+any stored content, so ``get`` fetches it from where it lives; ``upload`` never copies it.
+
+With ``read_hash`` each object is read once to hash it (the bytes land in the local cache on
+the way), and ``get`` checks the SHA-256 as for any content. Without it (ClearML's default)
+nothing is downloaded: the row's content identity is then :func:`link_identity`, a hash of
+the URL, size and fingerprint, and the bytes are checked by their size and by the storage's
+fingerprint, not by a hash. Such a content is *unhashed* (:func:`unhashed_links`): a row is
+one exactly when its hash is the identity of its own URL, size and fingerprint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +32,7 @@ from .drafts import record, remove_files, remove_paths
 from .lookup import draft
 from .results import AddResult, FileInfo, LinkInfo
 from .views import check_tree_conflicts, draft_view, parent_view, view
-from .workspace import Workspace
+from .workspace import View, Workspace
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,19 @@ class _Remote:
     storage: str  # the URL prefix the driver is opened on
     key: str  # the object's key under it
     size: int
+    fingerprint: str | None = None  # what the storage said of it (ObjectInfo.fingerprint)
+
+    @property
+    def url(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.key}"
+
+
+def link_identity(url: str, size: int, fingerprint: str | None) -> str:
+    """The content identity of an external file registered without reading it: a SHA-256 of
+    its URL, size and fingerprint (so a changed fingerprint is a changed content). It is not
+    the hash of the file's bytes, and is never taken for one (see :func:`unhashed_links`)."""
+    text = f"clearml-data external file\0{url}\0{size}\0{fingerprint or ''}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def link_url(url: str | os.PathLike) -> str:
@@ -66,9 +87,11 @@ def add_external_files(
     recursive: bool = True,
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
+    read_hash: bool = False,
 ) -> AddResult:
     """Register the objects at ``source_url`` (a URL prefix or one object, or a list of them)
-    in the draft in place: each is hashed once, and stays where it is."""
+    in the draft in place, where they stay: with ``read_hash`` each is read once to hash it,
+    else only what the listing says of it is recorded (size and fingerprint)."""
     row = draft(ws, dataset_id)
     urls = [source_url] if isinstance(source_url, (str, os.PathLike)) else list(source_url)
     prefixes: list[str | None]
@@ -91,9 +114,18 @@ def add_external_files(
             found[remote.rel] = remote
     parent, rows, current = draft_view(ws, row)
     check_tree_conflicts(current, list(found))
-    bar = progress(sum(r.size for r in found.values()), "B", "Hashing links", files=len(found))
     entries: list[ChangeRow] = []
     objects: list[ObjectRow] = []
+    if not read_hash:  # what the listing said is all that is recorded: nothing is read
+        for remote in found.values():
+            digest = link_identity(remote.url, remote.size, remote.fingerprint)
+            entries.append(
+                ChangeRow(remote.rel, "added", digest, remote.size, None, remote.url, remote.fingerprint)
+            )
+            objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
+        ws.catalog.add_objects(objects, checked=True)
+        return record(ws, row, parent, rows, current, entries)
+    bar = progress(sum(r.size for r in found.values()), "B", "Hashing links", files=len(found))
     try:
         workers = max_workers or max(
             [ws.driver(s).default_max_workers for s in {r.storage for r in found.values()}]
@@ -102,8 +134,9 @@ def add_external_files(
         ws.plugins.budget.ensure(workers)
         for remote, digest in ordered_map(lambda r: _hash_remote(ws, r), list(found.values()), workers):
             bar.update(remote.size, files=1)
-            url = f"{remote.storage.rstrip('/')}/{remote.key}"
-            entries.append(ChangeRow(remote.rel, "added", digest, remote.size, None, url))
+            entries.append(
+                ChangeRow(remote.rel, "added", digest, remote.size, None, remote.url, remote.fingerprint)
+            )
             objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
     finally:
         bar.close()
@@ -121,7 +154,11 @@ def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[
         except OSError as exc:
             raise StorageError(f"cannot read {redact_url(url)}: {exc.strerror or exc}") from None
         if info is not None:  # one object
-            return [_Remote(check_relpath(join_relpath(prefix, name)), parent_url, name, info.size)]
+            return [
+                _Remote(
+                    check_relpath(join_relpath(prefix, name)), parent_url, name, info.size, info.fingerprint
+                )
+            ]
     driver = ws.driver(url)
     try:
         listed = sorted(driver.list(""), key=lambda o: o.key)
@@ -132,7 +169,13 @@ def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[
         if not recursive and "/" in obj.key:
             continue
         result.append(
-            _Remote(check_relpath(join_relpath(prefix, obj.key)), url.rstrip("/"), obj.key, obj.size)
+            _Remote(
+                check_relpath(join_relpath(prefix, obj.key)),
+                url.rstrip("/"),
+                obj.key,
+                obj.size,
+                obj.fingerprint,
+            )
         )
     if not result:
         raise UsageError(
@@ -169,17 +212,29 @@ def _hash_remote(ws: Workspace, remote: _Remote) -> str:
             os.unlink(tmp)
 
 
-def link_entries(ws: Workspace, row: DatasetRow) -> dict[str, LinkInfo]:
+def link_entries(ws: Workspace, row: DatasetRow, current: View | None = None) -> dict[str, LinkInfo]:
     """The external files of a version's view, by dataset path."""
-    current = view(ws, row)
-    links = ws.catalog.links({origin for _h, _s, origin in current.values()})
+    current = view(ws, row) if current is None else current
+    origins = {origin for _h, _s, origin in current.values()}
+    links = ws.catalog.links(origins)
+    if not links:
+        return {}
+    prints = ws.catalog.link_fingerprints(origins)
     out = {}
     for path in sorted(current):
         h, size, origin = current[path]
         url = links.get((origin, path))
         if url is not None:
-            out[path] = LinkInfo(path, url, h, size, origin)
+            fp = prints.get((origin, path))
+            hashed = h != link_identity(url, size, fp)
+            out[path] = LinkInfo(path, url, h, size, origin, fp, hashed)
     return out
+
+
+def unhashed_links(ws: Workspace, row: DatasetRow, current: View | None = None) -> dict[str, LinkInfo]:
+    """{content identity: link} of the version's external files registered without reading
+    them: their bytes are checked by size and fingerprint, never by hash."""
+    return {i.hash: i for i in link_entries(ws, row, current).values() if not i.hashed}
 
 
 def file_entries(ws: Workspace, row: DatasetRow) -> dict[str, FileInfo]:

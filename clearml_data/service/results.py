@@ -84,9 +84,11 @@ class LinkInfo:
 
     path: str
     link: str
-    hash: str
+    hash: str  #: the SHA-256 of its bytes if ``hashed``, else its content identity
     size: int
     dataset_id: str
+    fingerprint: str | None = None  #: what the storage said of it when it was added
+    hashed: bool = True  #: read and hashed when added (read_hash), not just listed
 
 
 @dataclass(frozen=True)

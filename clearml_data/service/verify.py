@@ -3,6 +3,11 @@ local copy?
 
 In storage, every object the version needs is stat'ed and every entry checked against its
 real size (fast mode: present and of the right size), then read and re-hashed (full mode).
+An external file is also checked against the fingerprint its storage gave when it was added
+(ETag, version, checksum or mtime): a change of size or fingerprint is reported as
+``changed``, without a download; only one added with ``read_hash`` is re-hashed. A stored
+object found missing or damaged is marked so in the catalog (:data:`DAMAGE`), so that dedup
+stops trusting it (see :mod:`.repair`).
 In the local cache, every cached object of the version and every file of its cached local
 copies (``datasets/<id>*``) is checked too: fast mode compares sizes and the stat recorded
 when the file's bytes were last checked (re-hashing only files whose stat changed), full mode
@@ -14,6 +19,7 @@ fetches it again.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from ..cache import Cache
@@ -25,15 +31,16 @@ from ..hashing import EMPTY_SHA256, sha256_file
 from ..parallel import batched, ordered_map
 from ..paths import safe_join
 from ..progress import ProgressFactory, null_progress
-from ..storage import redact_url
+from ..storage import fingerprint_changed, redact_url
 from .checkout import get_local_copy
+from .external import link_entries, unhashed_links
 from .locations import ByKey, by_stored_key, hash_range, stored_by_upload
 from .results import Problem, VerifyReport
 from .views import view
 from .workspace import View, Workspace
 
 #: the problems found in storage that mark the location damaged ("unreadable" may pass)
-DAMAGE = ("missing", "size", "hash")
+DAMAGE = ("missing", "size", "hash")  # ("changed": an external file, which is only reported)
 
 #: {(dev, ino): (stat, hash, [(cache path, dataset path or "", copy folder or None)])}
 CachedFiles = dict[tuple[int, int], tuple[os.stat_result, str, list[tuple[str, str, Path | None]]]]
@@ -54,6 +61,8 @@ def verify_storage(
     for p, (h, _size, _origin) in current.items():
         paths_of.setdefault(h, []).append(p)
     sizes = {h: current[ps[0]][1] for h, ps in paths_of.items()}
+    external = {i.hash: i for i in link_entries(ws, row, current).values()}
+    unhashed = {h for h, i in external.items() if not i.hashed}
     locations = ws.catalog.locate_objects(paths_of)
     report = VerifyReport(checked=len(current), bytes=sum(v[1] for v in current.values()))
     by_key: ByKey = {}
@@ -83,7 +92,7 @@ def verify_storage(
         driver = ws.driver(storage)
         where = f"{key} in {redact_url(storage)}"
         try:
-            size = driver.stat(key).size
+            info = driver.stat(key)
         except FileNotFoundError as exc:
             why = exc.strerror if exc.strerror and not exc.strerror.startswith("no such object") else ""
             return [
@@ -91,8 +100,16 @@ def verify_storage(
             ]
         except OSError as exc:
             return [(h, "unreadable", f"{where}: {exc}") for h, _o, _n in members]
+        size = info.size
         bad = []
         for h, off, n in members:  # each entry against the object's real size, before a byte is read
+            link = external.get(h)
+            if link is not None and not stored_by_upload(key, h):  # an external file, where it lives
+                changed = fingerprint_changed(link.fingerprint, info.fingerprint)
+                if changed or size != link.size:
+                    what = "; ".join(changed) or f"size {link.size:,} -> {size:,} bytes"
+                    bad.append((h, "changed", f"the external file {redact_url(link.link)} changed ({what})"))
+                    continue
             if n != sizes[h]:
                 bad.append(
                     (
@@ -109,7 +126,7 @@ def verify_storage(
             return bad
         short = {b[0] for b in bad}
         for h, off, n in members:
-            if h in short:
+            if h in short or h in unhashed:  # no hash to compare: its size and fingerprint were
                 continue
             try:
                 digest = hash_range(driver, key, off, n)
@@ -179,7 +196,8 @@ def verify_cache(
         )
         files = _cached_files(cache, current, paths_of, folders)
         report.cached = len(files)
-        damaged = _damaged_cache_files(ws, files, sizes, full, max_workers, progress)
+        unhashed = set(unhashed_links(ws, row, current))
+        damaged = _damaged_cache_files(ws, files, sizes, full, max_workers, progress, unhashed)
         broken_folders: set[Path] = set()
         for key, (kind, detail) in damaged.items():
             _st, digest, locations = files[key]
@@ -211,8 +229,11 @@ def _damaged_cache_files(
     full: bool,
     max_workers: int | None,
     progress: ProgressFactory,
+    unhashed: Collection[str] = (),
 ) -> dict[tuple[int, int], tuple[str, str]]:
-    """{(dev, ino): (problem, detail)} of the damaged files among ``files``."""
+    """{(dev, ino): (problem, detail)} of the damaged files among ``files``. A file of an
+    external file registered without its hash (``unhashed``) cannot be re-hashed: it is
+    intact while its stat is the one recorded when it was fetched, else damaged."""
     guard = ws.cache.guard
     damaged: dict[tuple[int, int], tuple[str, str]] = {}
     to_hash = []
@@ -222,6 +243,11 @@ def _damaged_cache_files(
         else:
             to_hash.append((locations[0][0], st, digest))
     unchanged, changed = guard.unchanged(to_hash)
+    for _path, st, digest in changed:
+        if digest in unhashed:
+            damaged[(st.st_dev, st.st_ino)] = ("changed", "changed since it was fetched")
+    changed = [c for c in changed if c[2] not in unhashed]
+    unchanged = [u for u in unchanged if u[2] not in unhashed]
     if full:
         to_hash = unchanged + changed
     else:  # sizes, plus the bytes of files whose stat changed since they were checked
@@ -292,6 +318,7 @@ def verify_folder(
         raise UsageError(f"no such folder: {root}")
     current = view(ws, row)
     report = VerifyReport(checked=len(current), bytes=sum(v[1] for v in current.values()))
+    unhashed = set(unhashed_links(ws, row, current))  # no hash to compare: their size is checked
     to_hash = []
     for p in sorted(current):
         h, size, _origin = current[p]
@@ -303,7 +330,7 @@ def verify_folder(
             continue
         if st.st_size != size:
             report.problems.append(Problem(p, "size", f"{st.st_size} bytes, expected {size}"))
-        elif not skip_hash:
+        elif not skip_hash and h not in unhashed:
             to_hash.append((p, local, h, size))
     bar = progress(sum(t[3] for t in to_hash), "B", "Verifying", files=len(to_hash))
 
