@@ -221,13 +221,13 @@ def link_entries(ws: Workspace, row: DatasetRow, current: View | None = None) ->
         return {}
     prints = ws.catalog.link_fingerprints(origins)
     out = {}
-    for path in sorted(current):
-        h, size, origin = current[path]
-        url = links.get((origin, path))
-        if url is not None:
-            fp = prints.get((origin, path))
-            hashed = h != link_identity(url, size, fp)
-            out[path] = LinkInfo(path, url, h, size, origin, fp, hashed)
+    for (origin, path), url in sorted(links.items(), key=lambda item: item[0][1]):
+        entry = current.get(path)
+        if entry is None or entry[2] != origin:  # shadowed, removed or replaced since
+            continue
+        h, size, _origin = entry
+        fp = prints.get((origin, path))
+        out[path] = LinkInfo(path, url, h, size, origin, fp, h != link_identity(url, size, fp))
     return out
 
 
