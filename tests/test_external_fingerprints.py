@@ -154,3 +154,15 @@ def test_manifests_without_fingerprints_still_read(tmp_path):
     doc["fingerprints"] = [["nope", '{"etag":"e"}']]
     with pytest.raises(mf.ManifestError, match="no external file"):
         mf.decode(gzip.compress(json.dumps(doc, sort_keys=True).encode()))
+
+
+def test_repair_names_a_changed_external_file_without_touching_it(tmp_path, cli):
+    ext = write_tree(tmp_path / "ext", {"a.txt": "aaa"})
+    cli("create", "--project", "p", "--name", "n")
+    cli("add", "--links", f"file://{ext}")
+    ds = cli("close", "--json").json["data"]["id"]
+    folder_put(ext)("a.txt", b"AAA")
+    res = cli("verify", "--id", ds, "--repair", "--folder", str(tmp_path))
+    assert res.code == 1
+    assert "not repaired a.txt: an external file, changed where it lives" in res.out
+    assert (ext / "a.txt").read_bytes() == b"AAA"

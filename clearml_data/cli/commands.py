@@ -487,7 +487,13 @@ def cmd_verify(ctx: Context) -> Result:
         return Result(data, text, code=1 if n else 0)
     left = ctx.service.still_damaged(report, repaired)
     text += [f"repaired {p} (from {repaired.sources[p]})" for p in repaired.repaired]
-    text += [f"not repaired {p}: no intact local copy (the cache, or --folder DIR)" for p in left]
+    external = {p.path for p in report.problems if p.problem == "changed"}
+    text += [
+        f"not repaired {p}: an external file, changed where it lives (add it again in a new version)"
+        if p in external
+        else f"not repaired {p}: no intact local copy (the cache, or --folder DIR)"
+        for p in left
+    ]
     text.append(
         f"Repair completed: {plural(len(repaired.repaired))} stored again, "
         f"{repaired.bytes:,} bytes in {plural(repaired.objects, 'object')}"

@@ -63,6 +63,10 @@ def check_external_fingerprints(
     assert rows["links/a.csv"]["size"] == len(A)
     _ok(cli("verify", "--id", first))
     assert _cached_objects(cache) == [], "verify downloaded an external file to compare it"
+    path = _ok(cli("get", "--id", first, "--json")).json["data"]["path"]
+    assert (Path(path) / "links" / "a.csv").read_bytes() == A and (Path(path) / "c.csv").read_bytes() == C
+    _ok(cli("verify", "--id", first))  # the cached copies too, which have no hash to check
+    _ok(cli("cache", "clear"))
 
     put("raw/a.csv", A_CHANGED)  # in place, same size
     for mode in ((), ("--filesize",)):
