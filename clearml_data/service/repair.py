@@ -63,6 +63,7 @@ def repair(
         return report
     wanted = {loc.hash: sizes[loc.hash] for locs in by_storage.values() for loc in locs}
     sources = _cached_sources(ws, wanted, max_workers)
+    cached = set(sources)
     if root is not None and len(sources) < len(wanted):
         rest = {h: s for h, s in wanted.items() if h not in sources}
         sources.update(_folder_sources(root, rest, max_workers))
@@ -77,9 +78,7 @@ def repair(
             names = paths_of[h]
             if h in stored[2]:
                 report.repaired += names
-                where = sources[h]
-                label = "cache" if where.startswith(str(ws.cache.root)) else where
-                report.sources.update(dict.fromkeys(names, label))
+                report.sources.update(dict.fromkeys(names, "cache" if h in cached else sources[h]))
             else:
                 report.unrepaired += names
     report.repaired.sort()
