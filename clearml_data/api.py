@@ -59,7 +59,7 @@ class LinkEntry:
     parent_dataset_id: str
     size: int
     #: SHA-256 of its bytes; None when it was added without read_hash (as in ClearML)
-    hash: str | None
+    hash: str | None = None
     #: what its storage said of it when added (ETag, version id, checksum or mtime, as JSON)
     fingerprint: str | None = None
 
