@@ -30,6 +30,9 @@ def test_fingerprints_compare_part_by_part():
     assert fp == '{"etag":"abc","version":"v1"}'  # canonical: sorted, compact
     assert fingerprint_parts(fp) == {"etag": "abc", "version": "v1"}
     assert fingerprint_parts("not json") == {} and fingerprint_parts(None) == {}
+    odd = fingerprint(etag='W/"x"\\y', generation=7)  # a value JSON must escape
+    assert odd == json.dumps({"etag": 'W/"x"\\y', "generation": "7"}, sort_keys=True, separators=(",", ":"))
+    assert fingerprint_parts(odd) == {"etag": 'W/"x"\\y', "generation": "7"}
     assert fingerprint_changed(fp, fingerprint(etag="abc")) == []  # a listing knows no version
     assert fingerprint_changed(fp, fingerprint(etag="abd")) == ["etag: abc -> abd"]
     assert fingerprint_changed(None, fp) == []  # nothing recorded: only the size can tell
