@@ -697,7 +697,12 @@ class Catalog:
 
     def damaged_objects(self, hashes: Iterable[str] | None = None) -> list[ObjectRow]:
         """The locations marked damaged (of these hashes, or all)."""
-        cols = "SELECT storage, hash, key, offset, length, checked, damaged FROM objects WHERE damaged = 1"
+        cols = (
+            "SELECT storage, hash, key, offset, length, checked, damaged FROM objects "
+            "INDEXED BY objects_damaged WHERE damaged = 1"
+        )
+        if self.conn.execute(cols + " LIMIT 1").fetchone() is None:  # the usual case: none at all
+            return []
         if hashes is None:
             rows = list(self.conn.execute(cols + " ORDER BY storage, hash"))
         else:
