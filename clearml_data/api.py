@@ -60,7 +60,10 @@ class LinkEntry:
     relative_path: str
     parent_dataset_id: str
     size: int
-    hash: str
+    #: SHA-256 of its bytes; None when it was added without read_hash (as in ClearML)
+    hash: str | None = None
+    #: what its storage said of it when added (ETag, version id, checksum or mtime, as JSON)
+    fingerprint: str | None = None
 
 
 def _progress(show: bool) -> ProgressFactory:
@@ -256,7 +259,7 @@ class Dataset:
     def link_entries_dict(self) -> dict[str, LinkEntry]:
         """relative path -> LinkEntry of every external file (add_external_files) in the view."""
         return {
-            p: LinkEntry(i.link, p, i.dataset_id, i.size, i.hash)
+            p: LinkEntry(i.link, p, i.dataset_id, i.size, i.hash if i.hashed else None, i.fingerprint)
             for p, i in self._service.link_entries(self._refresh()).items()
         }
 
@@ -374,16 +377,19 @@ class Dataset:
         recursive: bool = True,
         verbose: bool = False,
         max_workers: int | None = None,
-        read_hash: bool = True,
+        read_hash: bool = False,
     ) -> int:
-        """Register files that already sit in a storage (a file, folder or prefix URL) in place.
+        """Register files that already sit in a storage (a file, folder or prefix URL) in place;
+        ``upload`` never copies them. Returns the number of new files.
 
-        Each is read once to hash it (``read_hash`` is always on: a hash is what lets ``get``
-        check the bytes); ``upload`` never copies them. Returns the number of new files.
+        By default (as ClearML) nothing is downloaded: the size and what the storage says of
+        each object (ETag, version id, checksum or mtime) are recorded, and ``get`` and
+        ``verify`` check the bytes against those. With ``read_hash=True`` each is read once to
+        record its SHA-256, which ``get`` then checks as for any file.
         """
         before = dict(self._service.view(self._refresh())) if verbose else {}
         result = self._service.add_external_files(
-            self.id, source_url, wildcard, dataset_path, recursive, max_workers
+            self.id, source_url, wildcard, dataset_path, recursive, max_workers, read_hash=read_hash
         )
         self._refresh()
         if verbose:
@@ -574,6 +580,27 @@ class Dataset:
             _say(*(f"{p.path}: {p.problem} {p.detail}".rstrip() for p in problems))
             _say(f"{len({p.path for p in problems})} files with errors" if problems else "no errors found")
         return sorted({p.path for p in problems})
+
+    def verify_storage(
+        self,
+        skip_hash: bool = False,
+        repair: bool = False,
+        repair_folder: str | os.PathLike | None = None,
+        max_workers: int | None = None,
+    ) -> list[str]:
+        """``clearml-data verify [--repair] [--folder]``: check the version's objects in its
+        storage (re-hashed unless ``skip_hash``) and its content in the local cache; damaged or
+        missing stored objects are marked so. With ``repair``, those are stored again from the
+        local cache or the files of ``repair_folder`` (matched by SHA-256). Returns the sorted
+        paths that are (still) damaged."""
+        row = self._refresh()
+        report = self._service.verify_storage(row, full=not skip_hash, max_workers=max_workers)
+        fixed = None
+        if repair:
+            fixed = self._service.repair(row, repair_folder, max_workers=max_workers)
+            for path in fixed.repaired:
+                log.info("%s: stored again from %s", path, fixed.sources[path])
+        return self._service.still_damaged(report, fixed)
 
     @classmethod
     def squash(

@@ -37,6 +37,8 @@ FORMAT_VERSION = 1
 MAX_BYTES = 1 << 30
 #: tombstones larger than this are refused unread
 MAX_TOMBSTONE_BYTES = 1 << 16
+#: the longest external file fingerprint a manifest may carry (storage.base.MAX_FINGERPRINT)
+MAX_FINGERPRINT = 512
 #: the record fields a manifest keeps of a version (its catalog row, without status/storage)
 RECORD_FIELDS = (
     "id",
@@ -87,6 +89,9 @@ class Manifest:
     changes: list[tuple[str, str, str | None, int | None, str | None]]
     files: dict[str, tuple[str, int, str, str | None]]  # path -> (hash, size, origin, link)
     objects: dict[str, tuple[str | None, str, int, int]] = field(default_factory=dict)
+    #: path -> what the storage said of an external file when it was added (its fingerprint);
+    #: the section is written only when there are some, so older manifests simply lack it
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -103,10 +108,16 @@ class Manifest:
     def content(self) -> dict:
         """Everything but the finalize time: equal for two finalize attempts of the same draft."""
         record = {k: v for k, v in self.record.items() if k != "finalized_at"}
-        return {"record": record, "changes": self.changes, "files": self.files, "objects": self.objects}
+        return {
+            "record": record,
+            "changes": self.changes,
+            "files": self.files,
+            "objects": self.objects,
+            "fingerprints": self.fingerprints,
+        }
 
 
-def build(record: dict, changes, files, objects) -> Manifest:
+def build(record: dict, changes, files, objects, fingerprints=None) -> Manifest:
     """A manifest from plain values (the service passes catalog rows converted to tuples)."""
     rec = {k: record[k] for k in RECORD_FIELDS}
     return Manifest(
@@ -114,12 +125,20 @@ def build(record: dict, changes, files, objects) -> Manifest:
         [tuple(c) for c in changes],
         {p: tuple(v) for p, v in files.items()},
         {h: tuple(v) for h, v in objects.items()},
+        dict(fingerprints or {}),
     )
 
 
 def encode(m: Manifest) -> bytes:
     out = io.BytesIO()
-    write(out, m.record, sorted(m.changes), ((p, *m.files[p]) for p in sorted(m.files)), m.objects.get)
+    write(
+        out,
+        m.record,
+        sorted(m.changes),
+        ((p, *m.files[p]) for p in sorted(m.files)),
+        m.objects.get,
+        sorted(m.fingerprints.items()),
+    )
     return out.getvalue()
 
 
@@ -129,11 +148,14 @@ def write(
     changes: Iterable[tuple],
     files: Iterable[tuple],
     locate: Callable[[str], tuple | None],
+    fingerprints: list[tuple[str, str]] | None = None,
 ) -> None:
     """Stream a manifest into ``out`` (gzip, deterministic bytes) without holding the document.
 
     ``changes`` are (path, kind, hash, size, link) and ``files`` (path, hash, size, origin,
-    link), both sorted by path; ``locate(hash)`` gives (storage or None, key, offset, length).
+    link), both sorted by path; ``locate(hash)`` gives (storage or None, key, offset, length);
+    ``fingerprints`` are (path, fingerprint) of the external files that have one, sorted by
+    path (the section is left out when there are none).
     The bytes equal ``json.dumps(document, sort_keys=True, separators=(",", ":"))``, gzipped.
     """
     dump = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
@@ -175,6 +197,9 @@ def write(
         emit_list(list(c) for c in changes)
         emit(',"dataset":' + dump(record) + ',"files":')
         emit_list(file_rows())
+        if fingerprints:
+            emit(',"fingerprints":')
+            emit_list([p, fp] for p, fp in fingerprints)
         emit(f',"format":{dump(FORMAT)},"format_version":{FORMAT_VERSION},"keys":')
         emit_list(list(k) for k in places)
         emit("}")
@@ -217,7 +242,7 @@ def _blank_end(buf: str, pos: int) -> int:
     return m.end() if m else pos
 
 
-_ROWS = ("changes", "files", "keys")
+_ROWS = ("changes", "files", "fingerprints", "keys")
 _DECODER = json.JSONDecoder()
 #: change rows (read before the record that bounds them) are kept in the first pass while
 #: they inflate to at most this many times the file's size (a manifest of random hashes: 2.5-6)
@@ -464,7 +489,7 @@ def _bounds(doc: dict, size: int) -> dict[str, int]:
         raise ValueError("file_count and removed must be non-negative integers")
     if files + removed > size:
         raise ValueError(f"it claims {files + removed:,} rows in {size:,} bytes")
-    return {"files": files, "keys": files, "changes": files + removed}
+    return {"files": files, "keys": files, "fingerprints": files, "changes": files + removed}
 
 
 def _check_count(count: int, most: int | None, name: str) -> None:
@@ -533,7 +558,14 @@ def _checked(doc: dict) -> Manifest:
             objects[h] = (storage, key, _count(offset, "offset"), _count(length, "length"))
     if len(files) != record["file_count"]:
         raise ValueError(f"{len(files)} files listed, the record says {record['file_count']}")
-    return Manifest(record, changes, files, objects)
+    fingerprints = {}
+    for path, fp in doc.get("fingerprints", []):
+        if path not in files or files[path][3] is None:
+            raise ValueError(f"a fingerprint for {path!r}, which is no external file of the version")
+        if len(_type(fp, str, "fingerprint")) > MAX_FINGERPRINT:
+            raise ValueError("a fingerprint too long")
+        fingerprints[path] = fp
+    return Manifest(record, changes, files, objects, fingerprints)
 
 
 def encode_tombstone(dataset_id: str, parents: list[str], deleted_at: str) -> bytes:

@@ -178,8 +178,9 @@ def test_add_external_files_and_link_entries(tmp_path, env):
     ds.finalize(auto_upload=True)
     links = ds.link_entries_dict
     assert set(links) == {"pics/img/1.jpg", "pics/img/2.jpg", "notes.txt"}
+    mtime = (ext / "notes.txt").stat().st_mtime_ns  # what the folder says of it; not read (ClearML)
     assert links["notes.txt"] == LinkEntry(
-        f"file://{ext}/notes.txt", "notes.txt", ds.id, 1, links["notes.txt"].hash
+        f"file://{ext}/notes.txt", "notes.txt", ds.id, 1, None, f'{{"mtime_ns":"{mtime}"}}'
     )
     assert set(ds.file_entries_dict) == {"local.txt"}
     shutil.rmtree(env.cache)

@@ -16,7 +16,13 @@ from clearml_data.errors import CatalogError, SchemaVersionError
 def test_migrations_apply_once(tmp_path):
     cat = Catalog(tmp_path / "c.db")
     names = cat.info()["schema"]
-    assert names == ["0001_initial", "0002_external_links", "0003_checked_objects"]
+    assert names == [
+        "0001_initial",
+        "0002_external_links",
+        "0003_checked_objects",
+        "0004_damaged_objects",
+        "0005_link_fingerprints",
+    ]
     cat.close()
     cat = Catalog(tmp_path / "c.db")
     assert cat.info()["schema"] == names
@@ -42,7 +48,7 @@ def test_an_old_catalog_is_upgraded_in_place(tmp_path):
     db.conn.commit()
     db.close()
     cat = Catalog(tmp_path / "c.db")
-    assert cat.info()["schema"][-1] == "0003_checked_objects"
+    assert cat.info()["schema"][-1] == "0005_link_fingerprints"
     (row,) = cat.find_datasets(project="p")
     assert cat.changes(row.id)[0].link is None and cat.changes(row.id)[0].size == 1
     # a location of an old catalog may have come from a manifest: unchecked until seen
@@ -104,14 +110,18 @@ def test_writer_waits_for_a_held_lock(tmp_path):
     threading.Thread(target=release).start()
     with cat.write() as c:
         assert released.is_set()
-        c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1, 1)")
+        c.execute(
+            "INSERT INTO objects (storage, hash, key, offset, length, checked) VALUES ('s', 'h', 'k', 0, 1, 1)"
+        )
     assert cat.missing_objects("s", ["h", "x"]) == {"x"}
 
 
 def test_failed_write_rolls_back(tmp_path):
     cat = Catalog(tmp_path / "c.db")
     with pytest.raises(RuntimeError), cat.write() as c:
-        c.execute("INSERT INTO objects VALUES ('s', 'h', 'k', 0, 1, 1)")
+        c.execute(
+            "INSERT INTO objects (storage, hash, key, offset, length, checked) VALUES ('s', 'h', 'k', 0, 1, 1)"
+        )
         raise RuntimeError("boom")
     assert cat.missing_objects("s", ["h"]) == {"h"}
 

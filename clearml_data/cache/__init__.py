@@ -182,10 +182,15 @@ class Cache:
                 os.unlink(tmp)
             raise
 
-    def add_file(self, digest: str, tmp: str) -> None:
-        """Move a temporary file (inside ``tmp/``) into the cache after checking its hash."""
+    def add_file(self, digest: str, tmp: str, check_hash: bool = True) -> None:
+        """Move a temporary file (inside ``tmp/``) into the cache after checking its hash.
+
+        ``check_hash=False`` is for an external file registered without reading it, whose
+        ``digest`` is a content identity, not the hash of its bytes: the caller checked its
+        size and the storage's fingerprint instead. It is served after one stat, like any
+        cached file, and fetched again once that stat changes."""
         try:
-            if sha256_file(tmp)[0] != digest:
+            if check_hash and sha256_file(tmp)[0] != digest:
                 raise IntegrityError(
                     f"downloaded object does not match its hash {digest[:12]}…",
                     hint="the stored object is damaged; run verify",

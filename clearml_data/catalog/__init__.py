@@ -37,7 +37,13 @@ SQL_VARS = 900  # stay below SQLite's variable limit in IN (...) lists
 #: the schema migrations this version knows, in order (schema.py holds their code; a test
 #: keeps the two in step). Checking them needs no sqlite-utils import, which is slow when
 #: pandas is installed, so a command that finds the catalog current starts faster.
-SCHEMA = ("0001_initial", "0002_external_links", "0003_checked_objects")
+SCHEMA = (
+    "0001_initial",
+    "0002_external_links",
+    "0003_checked_objects",
+    "0004_damaged_objects",
+    "0005_link_fingerprints",
+)
 MIGRATION_SET = "clearml_data"
 
 
@@ -75,6 +81,8 @@ class ChangeRow:
     size: int | None
     source: str | None = None
     link: str | None = None  # URL of an external file registered in place
+    #: of an external file: what its storage said of it when registered (ObjectInfo.fingerprint)
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,8 @@ class ObjectRow:
     length: int
     #: this catalog wrote the row or saw the object with the right size (not just a manifest's word)
     checked: bool = False
+    #: verify found these bytes missing or different: dedup does not trust the row
+    damaged: bool = False
 
 
 _DATASET_COLUMNS = (
@@ -111,8 +121,9 @@ _DATASET_COLUMNS = (
 
 def preferred_location(locs: Sequence[ObjectRow], storage: str) -> ObjectRow:
     """The location to read a content from: one in ``storage`` (the version's own) if any,
-    else the first known. ``locs`` must not be empty."""
-    return next((x for x in locs if x.storage == storage), locs[0])
+    else the first known; one that verify found damaged only when there is no other. ``locs``
+    must not be empty."""
+    return min(locs, key=lambda x: (x.damaged, x.storage != storage))
 
 
 def _json_column(data: dict, column: str, kind: type) -> list | dict:
@@ -516,7 +527,8 @@ class Catalog:
         return [
             ChangeRow(*r)
             for r in self.conn.execute(
-                "SELECT path, kind, hash, size, source, link FROM changes WHERE dataset_id = ? ORDER BY path",
+                "SELECT path, kind, hash, size, source, link, fingerprint FROM changes WHERE dataset_id = ? "
+                "ORDER BY path",
                 [dataset_id],
             )
         ]
@@ -537,11 +549,28 @@ class Catalog:
         found: dict[tuple[str, str], str] = {}
         for chunk in _chunks(list(set(dataset_ids))):
             q = (
-                "SELECT dataset_id, path, link FROM changes WHERE link IS NOT NULL AND dataset_id IN "
+                # the index of external-file rows: a version of a million files and no links
+                # costs one index lookup, not a pass over its rows
+                "SELECT dataset_id, path, link FROM changes INDEXED BY changes_links "
+                "WHERE link IS NOT NULL AND dataset_id IN "
                 f"({', '.join('?' * len(chunk))})"
             )
             for did, path, link in self.conn.execute(q, list(chunk)):
                 found[(did, path)] = link
+        return found
+
+    def link_fingerprints(self, dataset_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+        """{(dataset id, path): fingerprint} of the external-file rows of these datasets that
+        carry one (see :attr:`ChangeRow.fingerprint`)."""
+        found: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(list(set(dataset_ids))):
+            q = (
+                "SELECT dataset_id, path, fingerprint FROM changes INDEXED BY changes_links "
+                "WHERE link IS NOT NULL "
+                f"AND fingerprint IS NOT NULL AND dataset_id IN ({', '.join('?' * len(chunk))})"
+            )
+            for did, path, fp in self.conn.execute(q, list(chunk)):
+                found[(did, path)] = fp
         return found
 
     def count_changes(self, dataset_id: str) -> dict[str, int]:
@@ -561,9 +590,13 @@ class Catalog:
                 "DELETE FROM changes WHERE dataset_id = ? AND path = ?", ((dataset_id, p) for p in deletes)
             )
             c.executemany(
-                "INSERT OR REPLACE INTO changes (dataset_id, path, kind, hash, size, source, link) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((dataset_id, r.path, r.kind, r.hash, r.size, r.source, r.link) for r in upserts),
+                "INSERT OR REPLACE INTO changes "
+                "(dataset_id, path, kind, hash, size, source, link, fingerprint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (dataset_id, r.path, r.kind, r.hash, r.size, r.source, r.link, r.fingerprint)
+                    for r in upserts
+                ),
             )
             c.execute(
                 "UPDATE datasets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
@@ -584,7 +617,7 @@ class Catalog:
         have: set[str] = set()
         for chunk in _chunks(wanted):
             q = (
-                "SELECT hash FROM objects WHERE storage = ? AND checked = 1 "
+                "SELECT hash FROM objects WHERE storage = ? AND checked = 1 AND damaged = 0 "
                 f"AND hash IN ({', '.join('?' * len(chunk))})"
             )
             have.update(r[0] for r in self.conn.execute(q, [storage, *chunk]))
@@ -597,7 +630,7 @@ class Catalog:
             self.conn.execute(
                 "SELECT 1 FROM changes c WHERE c.dataset_id = ? AND c.kind != 'removed' AND c.link IS NULL "
                 "AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.storage = ? AND o.hash = c.hash "
-                "AND o.checked = 1) LIMIT 1",
+                "AND o.checked = 1 AND o.damaged = 0) LIMIT 1",
                 [dataset_id, storage],
             ).fetchone()
             is not None
@@ -629,14 +662,15 @@ class Catalog:
 
     def add_objects(self, rows: Iterable[ObjectRow], checked: bool = False) -> None:
         """Record locations. ``checked``: this catalog stored or saw them; such a row replaces an
-        unchecked one of the same storage and hash, and is never replaced; an unchecked row
-        (read from a manifest) never replaces anything."""
+        unchecked or damaged one of the same storage and hash, and is never replaced; an
+        unchecked row (read from a manifest) never replaces anything."""
         with self.write() as c:
             c.executemany(
                 "INSERT INTO objects (storage, hash, key, offset, length, checked) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (storage, hash) DO UPDATE SET "
                 "key = excluded.key, offset = excluded.offset, length = excluded.length, "
-                "checked = 1 WHERE excluded.checked = 1 AND objects.checked = 0",
+                "checked = 1, damaged = 0 WHERE excluded.checked = 1 "
+                "AND (objects.checked = 0 OR objects.damaged = 1)",
                 ((r.storage, r.hash, r.key, r.offset, r.length, int(checked)) for r in rows),
             )
 
@@ -648,6 +682,34 @@ class Catalog:
                 "AND offset = ? AND length = ?",
                 ((r.storage, r.hash, r.key, r.offset, r.length) for r in rows),
             )
+
+    def mark_damaged(self, rows: Iterable[ObjectRow]) -> int:
+        """Locations whose bytes verify found missing or different (unless replaced meanwhile);
+        returns how many rows were marked."""
+        with self.write() as c:
+            before = c.total_changes
+            c.executemany(
+                "UPDATE objects SET damaged = 1 WHERE storage = ? AND hash = ? AND key = ? "
+                "AND offset = ? AND length = ? AND damaged = 0",
+                ((r.storage, r.hash, r.key, r.offset, r.length) for r in rows),
+            )
+            return c.total_changes - before
+
+    def damaged_objects(self, hashes: Iterable[str] | None = None) -> list[ObjectRow]:
+        """The locations marked damaged (of these hashes, or all)."""
+        cols = (
+            "SELECT storage, hash, key, offset, length, checked, damaged FROM objects "
+            "WHERE damaged = 1"  # the partial index objects_damaged serves it
+        )
+        if self.conn.execute(cols + " LIMIT 1").fetchone() is None:  # the usual case: none at all
+            return []
+        if hashes is None:
+            rows = list(self.conn.execute(cols + " ORDER BY storage, hash"))
+        else:
+            rows = []
+            for chunk in _chunks(list(set(hashes))):
+                rows += self.conn.execute(f"{cols} AND hash IN ({', '.join('?' * len(chunk))})", list(chunk))
+        return [ObjectRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows]
 
     def object_locations(
         self, hashes: Iterable[str], prefer: str
@@ -682,11 +744,13 @@ class Catalog:
         found: dict[str, list[ObjectRow]] = {}
         for chunk in _chunks(wanted):
             q = (
-                "SELECT storage, hash, key, offset, length, checked FROM objects WHERE hash IN "
+                "SELECT storage, hash, key, offset, length, checked, damaged FROM objects WHERE hash IN "
                 f"({', '.join('?' * len(chunk))})"
             )
             for r in self.conn.execute(q, list(chunk)):
-                found.setdefault(r[1], []).append(ObjectRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])))
+                found.setdefault(r[1], []).append(
+                    ObjectRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]))
+                )
         return found
 
     # -- diagnostics -----------------------------------------------------------------------

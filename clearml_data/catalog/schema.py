@@ -86,6 +86,24 @@ def _checked_objects(db: Database) -> None:
     _run(db, "ALTER TABLE objects ADD COLUMN checked INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations(name="0004_damaged_objects")
+def _damaged_objects(db: Database) -> None:
+    # 1: verify found the bytes at this location missing or different. Dedup then counts the
+    # content as missing, so the next upload (or a repair) stores it again and replaces the row
+    _run(db, "ALTER TABLE objects ADD COLUMN damaged INTEGER NOT NULL DEFAULT 0")
+    # few rows are ever damaged: "is any?" is one lookup in this index, not a pass over objects
+    _run(db, "CREATE INDEX objects_damaged ON objects (hash) WHERE damaged = 1")
+
+
+@migrations(name="0005_link_fingerprints")
+def _link_fingerprints(db: Database) -> None:
+    # what the storage said of an external file when it was registered (its ETag, version,
+    # checksum or mtime, see storage.base.ObjectInfo.fingerprint); NULL when it said nothing
+    _run(db, "ALTER TABLE changes ADD COLUMN fingerprint TEXT")
+    # the external files of a version are looked up on every get: an index of those rows only
+    _run(db, "CREATE INDEX changes_links ON changes (dataset_id) WHERE link IS NOT NULL")
+
+
 def _run(db: Database, script: str) -> None:
     """Run DDL statements one by one (``executescript`` would commit the migration's transaction)."""
     for statement in script.split(";\n"):

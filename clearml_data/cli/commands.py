@@ -16,11 +16,12 @@ from ..config import CurrentDataset, Settings
 from ..errors import DatasetNotFoundError, UsageError
 from ..progress import ProgressFactory, Tally, bar_progress, null_progress
 from ..service import Closed, Service, UploadResult, WorkflowEvents
-from ..storage import redact_url
+from ..storage import fingerprint_parts, redact_url
 from .render import (
     Result,
     dataset_data,
     doctor_lines,
+    fingerprint_text,
     gc_result,
     plugins_table,
     plural,
@@ -225,6 +226,7 @@ def cmd_add(ctx: Context) -> Result:
         recursive=not a.non_recursive,
         max_workers=a.max_workers,
         progress=ctx.progress,
+        read_hash=a.read_hash,
     )
     ctx.on_abort = lambda: f"every file was added to dataset {row.id}"
     totals = {k: getattr(r, k) for k in ("added", "modified", "unchanged", "bytes")}
@@ -438,18 +440,33 @@ def cmd_list(ctx: Context) -> Result:
     ctx.note(f"List dataset content: {row.project}/{row.name} version {row.version} id={row.id}")
     files = ctx.service.list_files(row, a.filter, only_from=row.id if a.modified else None)
     total = sum(f.size for f in files)
-    links = {p: info.link for p, info in ctx.service.link_entries(row).items()}
+    info = ctx.service.link_entries(row)
+    links = {p: i.link for p, i in info.items()}
+
+    def shown_hash(f) -> str:  # an external file added without --read-hash has none (ClearML: None)
+        return f.hash if f.path not in info or info[f.path].hashed else "None"
+
     if a.verbose:
         text = table(
-            ["file name", "size", "hash", "version", "link"],
-            [(f.path, f"{f.size:,}", f.hash, f.dataset_id, redact_url(links.get(f.path, ""))) for f in files],
+            ["file name", "size", "hash", "version", "link", "fingerprint"],
+            [
+                (
+                    f.path,
+                    f"{f.size:,}",
+                    shown_hash(f),
+                    f.dataset_id,
+                    redact_url(links.get(f.path, "")),
+                    fingerprint_text(info[f.path].fingerprint) if f.path in info else "",
+                )
+                for f in files
+            ],
             widths=(64, 10, 64),
             right=(1,),
         )
     else:
         text = table(
             ["file name", "size", "hash"],
-            [(f.path, f"{f.size:,}", f.hash) for f in files],
+            [(f.path, f"{f.size:,}", shown_hash(f)) for f in files],
             widths=(64, 10, 64),
             right=(1,),
         )
@@ -460,9 +477,10 @@ def cmd_list(ctx: Context) -> Result:
             {
                 "path": f.path,
                 "size": f.size,
-                "hash": f.hash,
+                "hash": f.hash if f.path not in info or info[f.path].hashed else None,
                 "dataset_id": f.dataset_id,
                 "link": redact_url(links[f.path]) if f.path in links else None,
+                **({"fingerprint": fingerprint_parts(info[f.path].fingerprint)} if f.path in info else {}),
             }
             for f in files
         ],
@@ -552,7 +570,14 @@ def cmd_get(ctx: Context) -> Result:
 def cmd_verify(ctx: Context) -> Result:
     a = ctx.args
     row = _target(ctx)
-    if a.folder:
+    repaired = None
+    if a.repair:
+        ctx.note(f"Verifying dataset id {row.id} in {redact_url(row.storage)}")
+        report = ctx.service.verify_storage(
+            row, full=not a.filesize, max_workers=a.max_workers, progress=ctx.progress
+        )
+        repaired = ctx.service.repair(row, a.folder, max_workers=a.max_workers, progress=ctx.progress)
+    elif a.folder:
         ctx.note(f"Verifying local copy {a.folder} of dataset id {row.id}")
         report = ctx.service.verify_folder(
             row, a.folder, skip_hash=a.filesize, max_workers=a.max_workers, progress=ctx.progress
@@ -577,10 +602,29 @@ def cmd_verify(ctx: Context) -> Result:
         "id": row.id,
         "checked": report.checked,
         "bytes": report.bytes,
-        "mode": ("folder" if a.folder else "storage") + ("-size" if a.filesize else ""),
+        "mode": ("folder" if a.folder and not a.repair else "storage") + ("-size" if a.filesize else ""),
         "problems": [{"path": p.path, "problem": p.problem, "detail": p.detail} for p in report.problems],
     }
-    return Result(data, text, code=1 if n else 0)
+    if repaired is None:
+        return Result(data, text, code=1 if n else 0)
+    left = ctx.service.still_damaged(report, repaired)
+    text += [f"repaired {p} (from {repaired.sources[p]})" for p in repaired.repaired]
+    external = {p.path for p in report.problems if p.problem == "changed"}
+    text += [
+        f"not repaired {p}: an external file, changed where it lives (add it again in a new version)"
+        if p in external
+        else f"not repaired {p}: no intact local copy (the cache, or --folder DIR)"
+        for p in left
+    ]
+    text.append(
+        f"Repair completed: {plural(len(repaired.repaired))} stored again, "
+        f"{repaired.bytes:,} bytes in {plural(repaired.objects, 'object')}"
+        + (f"; {plural(len(left))} still damaged" if left else "")
+    )
+    data["repaired"] = repaired.repaired
+    data["sources"] = repaired.sources
+    data["unrepaired"] = left
+    return Result(data, text, code=1 if left else 0)
 
 
 def cmd_publish(ctx: Context) -> Result:

@@ -199,7 +199,15 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         default=[],
         metavar="URL",
         help="external files to register in place, not copied: a file:// (or, with "
-        "the plugins, s3://, gs://, azure://) URL of a file or of a folder/prefix",
+        "the plugins, s3://, gs://, azure://) URL of a file or of a folder/prefix. Nothing is "
+        "downloaded: their sizes and what the storage says of them (ETag, version, checksum, "
+        "mtime) are recorded",
+    )
+    p.add_argument(
+        "--read-hash",
+        action="store_true",
+        default=False,
+        help="read each --links file once to record its SHA-256 (get then checks it)",
     )
     p.add_argument(
         "--wildcard",
@@ -398,14 +406,28 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         "re-hash it (with --filesize: only check that each pack holds its entries and each "
         "other object has exactly its content's size). With --folder: check a local copy against "
         "the version's sizes and hashes. "
-        "Every damaged or missing file is named; the exit code is 1 if any was found.",
+        "Every damaged or missing file is named, and a stored object found damaged or missing is "
+        "marked so: the next upload of that content stores it again. With --repair: check the "
+        "storage, then store again what is damaged from an intact local source (the cache, or "
+        "the files of --folder, matched by SHA-256). "
+        "The exit code is 1 if anything damaged was found (with --repair: if anything stays damaged).",
     )
     _id(p)
     p.add_argument(
-        "--folder", default=None, metavar="DIR", help="check this local copy instead of the storage"
+        "--folder",
+        default=None,
+        metavar="DIR",
+        help="check this local copy instead of the storage; with --repair, a folder to take intact "
+        "copies of damaged files from",
     )
     p.add_argument(
         "--filesize", action="store_true", default=False, help="check sizes and presence only, do not re-hash"
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        default=False,
+        help="store again the damaged or missing objects from the cache or --folder",
     )
     _verbose(p, "also print how many files and bytes were checked")
     _max_workers(p, "checks")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..storage import redact_url
+from ..storage import fingerprint_parts, redact_url
 
 if TYPE_CHECKING:
     from ..service import DatasetRow, GcReport, RebuildReport, ShadowedFile
@@ -75,6 +75,11 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def fingerprint_text(fp: str | None) -> str:
+    """An external file's fingerprint for people: "etag=..., version=..." ("" for none)."""
+    return ", ".join(f"{k}={v}" for k, v in fingerprint_parts(fp).items())
 
 
 def plural(n: int, word: str = "file") -> str:

@@ -22,6 +22,7 @@ remote          single files and folders at storage URLs (StorageManager)
 reports         the tables, plots, images and text reported on a version (get_logger)
 clearml_import  read_session, import_session: a dataset ClearML wrote in offline mode
 verify          verify_storage, verify_cache, verify_folder
+repair          repair: store again what verify found damaged, from local sources
 rebuild         rebuild_catalog, resolve_or_restore
 gc              collect_garbage
 doctor          doctor and its probes
@@ -59,6 +60,7 @@ from . import (
     metadata,
     rebuild,
     remote,
+    repair,
     reports,
     upload,
     verify,
@@ -81,6 +83,7 @@ from .results import (
     PluginsReport,
     Problem,
     RebuildReport,
+    RepairReport,
     ShadowedFile,
     SyncOutcome,
     SyncResult,
@@ -111,6 +114,7 @@ __all__ = [
     "PluginsReport",
     "Problem",
     "RebuildReport",
+    "RepairReport",
     "Service",
     "ShadowedFile",
     "SyncOutcome",
@@ -310,9 +314,18 @@ class Service:
         recursive: bool = True,
         max_workers: int | None = None,
         progress: ProgressFactory = null_progress,
+        read_hash: bool = False,
     ) -> AddResult:
         return external.add_external_files(
-            self.workspace, dataset_id, source_url, wildcard, dataset_path, recursive, max_workers, progress
+            self.workspace,
+            dataset_id,
+            source_url,
+            wildcard,
+            dataset_path,
+            recursive,
+            max_workers,
+            progress,
+            read_hash,
         )
 
     def add(
@@ -325,9 +338,19 @@ class Service:
         recursive: bool = True,
         max_workers: int | None = None,
         progress: ProgressFactory = null_progress,
+        read_hash: bool = False,
     ) -> AddResult:
         return external.add(
-            self.workspace, dataset_id, paths, urls, wildcard, dataset_path, recursive, max_workers, progress
+            self.workspace,
+            dataset_id,
+            paths,
+            urls,
+            wildcard,
+            dataset_path,
+            recursive,
+            max_workers,
+            progress,
+            read_hash,
         )
 
     def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:
@@ -646,6 +669,18 @@ class Service:
         progress: ProgressFactory = null_progress,
     ) -> VerifyReport:
         return verify.verify_local(self.workspace, row, folder, skip_hash, max_workers, progress)
+
+    def repair(
+        self,
+        row: DatasetRow,
+        folder: str | os.PathLike | None = None,
+        max_workers: int | None = None,
+        progress: ProgressFactory = null_progress,
+    ) -> RepairReport:
+        return repair.repair(self.workspace, row, folder, max_workers, progress)
+
+    def still_damaged(self, found: VerifyReport, fixed: RepairReport | None = None) -> list[str]:
+        return repair.still_damaged(found, fixed)
 
     # -- manifests, rebuild and gc ------------------------------------------------------------------
     def write_manifest(self, row: DatasetRow, view: View, counts: dict[str, int], stamp: str) -> str:

@@ -4,13 +4,14 @@
 the cached objects, or symbolic links to them), once per version and selection, under a
 lock, so concurrent readers never see a half-built copy. ``get_mutable_local_copy`` copies
 into a folder of the user's, finishing what an interrupted copy of the same files left.
-Every byte read from storage is checked (size, then hash when it enters the cache).
+Every byte read from storage is checked (size, then hash when it enters the cache; an
+external file registered without reading it, by size and by its storage's fingerprint).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,8 +34,9 @@ from ..hashing import EMPTY_SHA256, sha256_file
 from ..parallel import ordered_map
 from ..paths import MAX_PATH_BYTES, shorten
 from ..progress import ProgressFactory, Streamed, null_progress
-from ..storage import StorageDriver, redact_url
+from ..storage import StorageDriver, fingerprint_changed, redact_url
 from ..storage.calls import storage_error
+from .external import unhashed_links
 from .locations import ByKey, by_stored_key, readable_locations
 from .lookup import final
 from .results import LocalCopy
@@ -200,7 +202,7 @@ def _writable_copy(
         if overwrite:
             _empty(target)
         else:  # what an interrupted copy of the same files left: finish it
-            done = _copied_already(target, chosen, max_workers)
+            done = _copied_already(target, chosen, max_workers, set(unhashed_links(ws, row)))
             todo = {rel: v for rel, v in chosen.items() if rel not in done}
     ws.cache.ensure()
     try:
@@ -258,7 +260,9 @@ def _check_materialisable(row: DatasetRow, files: Files, base: str, what: str) -
         )
 
 
-def _copied_already(target: Path, files: Files, max_workers: int | None) -> set[str]:
+def _copied_already(
+    target: Path, files: Files, max_workers: int | None, unhashed: Collection[str] = ()
+) -> set[str]:
     """The files of ``files`` that ``target`` holds complete, when it holds nothing else.
 
     Every file of a mutable copy appears in its folder complete, under its name, or not at
@@ -292,10 +296,9 @@ def _copied_already(target: Path, files: Files, max_workers: int | None) -> set[
             elif not (entry.name.startswith(COPY_TEMP_PREFIX) and entry.is_file(follow_symlinks=False)):
                 foreign.append(rel)
                 break
-    if not foreign:
-        for rel, (digest, _size) in ordered_map(
-            lambda r: sha256_file(present[r]), sorted(present), max_workers
-        ):
+    if not foreign:  # an unhashed external file has no hash to check: its size was checked
+        hashed = sorted(r for r in present if files[r][0] not in unhashed)
+        for rel, (digest, _size) in ordered_map(lambda r: sha256_file(present[r]), hashed, max_workers):
             if digest != files[rel][0]:
                 foreign.append(rel)
                 break
@@ -344,14 +347,26 @@ def fetch_objects(
         return 0
     workers = max_workers or max(ws.driver(s).default_max_workers for s, _key in by_key)
     ws.plugins.budget.ensure(workers)  # --max-workers may ask for more than the drivers' default
+    # external files registered without reading them: checked by size and fingerprint
+    unhashed = {h: link for h, link in unhashed_links(ws, row).items() if h in wanted}
 
     def check_size(item: tuple[str, str]) -> None:
         """Stat the object once; every entry the catalog places in it must lie within it."""
         storage, key = item
         try:
-            size = ws.driver(storage).stat(key).size
+            info = ws.driver(storage).stat(key)
         except OSError as exc:
             raise _read_failure(ws, storage, key, exc) from exc
+        size = info.size
+        for h, _off, _n in by_key[item]:
+            link = unhashed.get(h)
+            changed = fingerprint_changed(link.fingerprint, info.fingerprint) if link else []
+            if link is not None and (changed or size != link.size):
+                raise IntegrityError(
+                    f"the external file {redact_url(link.link)} changed since it was added "
+                    f"({'; '.join(changed) or f'size {link.size:,} -> {size:,} bytes'})",
+                    hint="add it again in a new version (clearml-data add --links URL), or remove it",
+                )
         problem = extent_problem(key, by_key[item], size)
         if problem:
             raise IntegrityError(
@@ -398,7 +413,8 @@ def fetch_objects(
                     if os.path.lexists(tmp):
                         os.unlink(tmp)
                     raise
-                ws.cache.add_file(span.members[0][0], tmp)
+                digest = span.members[0][0]
+                ws.cache.add_file(digest, tmp, check_hash=digest not in unhashed)
                 return span.length, 1
             if len(span.members) == 1 and span.length > packs.MAX_SPAN:
                 # in bounded reads, never whole in memory

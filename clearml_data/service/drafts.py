@@ -523,6 +523,7 @@ def _rows_for(
         result.removed = len(gone)
     if check:
         check_tree_conflicts(current, [e.path for e in entries])
+    restore = _damaged_contents(ws, current, entries)
     for e in entries:
         before = current.get(e.path)
         kind = "added" if before is None else "modified" if before[0] != e.hash else "unchanged"
@@ -531,13 +532,26 @@ def _rows_for(
             setattr(counts, kind, getattr(counts, kind) + 1)
         base_entry = parent.get(e.path)
         if base_entry is None:
-            upserts.append(ChangeRow(e.path, "added", e.hash, e.size, e.source, e.link))
-        elif base_entry[0] != e.hash:
-            upserts.append(ChangeRow(e.path, "modified", e.hash, e.size, e.source, e.link))
+            upserts.append(ChangeRow(e.path, "added", e.hash, e.size, e.source, e.link, e.fingerprint))
+        # a content whose stored copy is damaged gets a row too, so that the upload stores it again
+        elif base_entry[0] != e.hash or e.hash in restore:
+            upserts.append(ChangeRow(e.path, "modified", e.hash, e.size, e.source, e.link, e.fingerprint))
         elif e.path in rows:
             deletes.append(e.path)  # back to the parent's content
     ws.catalog.replace_changes(row.id, upserts, deletes)
     return result
+
+
+def _damaged_contents(ws: Workspace, current: View, entries: list[ChangeRow]) -> set[str]:
+    """The hashes of local files added again unchanged whose every stored location verify
+    found damaged: they get a change row with their source, so the upload stores them again."""
+    same = {e.hash for e in entries if e.source and e.hash and current.get(e.path, ("",))[0] == e.hash}
+    if not same:
+        return set()
+    damaged = {loc.hash for loc in ws.catalog.damaged_objects(same)}
+    if not damaged:
+        return set()
+    return {h for h, locs in ws.catalog.locate_objects(damaged).items() if all(x.damaged for x in locs)}
 
 
 # -- removing ------------------------------------------------------------------------------------

@@ -1,14 +1,22 @@
 """External files: registered in place by URL, not copied into the dataset's storage.
 
 ``add_external_files`` lists a URL prefix (or stats one object) through the storage
-driver of its scheme, reads each object once to hash it (the bytes land in the local
-cache on the way), and records a change row carrying the URL. The object's location is
-recorded like any stored content, so ``get`` fetches it from where it lives and checks
-its hash; ``upload`` never copies it.
+driver of its scheme and records a change row carrying the URL, the size and the
+*fingerprint* the storage gave (its ETag, version id, native checksum or mtime: see
+:attr:`clearml_data.storage.ObjectInfo.fingerprint`). The object's location is recorded like
+any stored content, so ``get`` fetches it from where it lives; ``upload`` never copies it.
+
+With ``read_hash`` each object is read once to hash it (the bytes land in the local cache on
+the way), and ``get`` checks the SHA-256 as for any content. Without it (ClearML's default)
+nothing is downloaded: the row's content identity is then :func:`link_identity`, a hash of
+the URL, size and fingerprint, and the bytes are checked by their size and by the storage's
+fingerprint, not by a hash. Such a content is *unhashed* (:func:`unhashed_links`): a row is
+one exactly when its hash is the identity of its own URL, size and fingerprint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +32,7 @@ from .drafts import collect_items, hash_local, padded, paths_of, record, remove_
 from .lookup import draft
 from .results import AddResult, FileInfo, LinkInfo
 from .views import parent_view, view
-from .workspace import Workspace
+from .workspace import View, Workspace
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,19 @@ class _Remote:
     storage: str  # the URL prefix the driver is opened on
     key: str  # the object's key under it
     size: int
+    fingerprint: str | None = None  # what the storage said of it (ObjectInfo.fingerprint)
+
+    @property
+    def url(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.key}"
+
+
+def link_identity(url: str, size: int, fingerprint: str | None) -> str:
+    """The content identity of an external file registered without reading it: a SHA-256 of
+    its URL, size and fingerprint (so a changed fingerprint is a changed content). It is not
+    the hash of the file's bytes, and is never taken for one (see :func:`unhashed_links`)."""
+    text = f"clearml-data external file\0{url}\0{size}\0{fingerprint or ''}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def link_url(url: str | os.PathLike) -> str:
@@ -66,11 +87,16 @@ def add_external_files(
     recursive: bool = True,
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
+    read_hash: bool = False,
 ) -> AddResult:
     """Register the objects at ``source_url`` (a URL prefix or one object, or a list of them)
-    in the draft in place: each is hashed once, and stays where it is. All or nothing: every
-    URL is listed and every object hashed before the rows are written, in one transaction."""
-    return add(ws, dataset_id, (), source_url, wildcard, dataset_path, recursive, max_workers, progress)
+    in the draft in place, where they stay: with ``read_hash`` each is read once to hash it,
+    else only what the listing says of it is recorded (size and fingerprint). All or nothing:
+    every URL is listed (and, with ``read_hash``, every object hashed) before the rows are
+    written, in one transaction."""
+    return add(
+        ws, dataset_id, (), source_url, wildcard, dataset_path, recursive, max_workers, progress, read_hash
+    )
 
 
 def add(
@@ -83,6 +109,7 @@ def add(
     recursive: bool = True,
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
+    read_hash: bool = False,
 ) -> AddResult:
     """Add local files (``paths``) and external files (``urls``) to a draft in one write.
 
@@ -113,9 +140,9 @@ def add(
         return padded(AddResult(), several, n)
     parent, rows, current, entries, stamp = prepared
     try:
-        link_rows, objects = _hash_remotes(ws, remotes, max_workers, progress)
+        link_rows, objects = _hash_remotes(ws, remotes, max_workers, progress, read_hash)
     finally:
-        if remotes:
+        if remotes and read_hash:
             ws.fit_cache()  # what was read to hash it is kept in the cache, within its limit
     ws.catalog.add_objects(objects, checked=True)  # where the bytes live: before the rows that need them
     result = record(ws, row, parent, rows, current, entries + link_rows, stamp, item_of=several)
@@ -154,12 +181,25 @@ def _find_remotes(
 
 
 def _hash_remotes(
-    ws: Workspace, found: dict[str, _Remote], max_workers: int | None, progress: ProgressFactory
+    ws: Workspace,
+    found: dict[str, _Remote],
+    max_workers: int | None,
+    progress: ProgressFactory,
+    read_hash: bool = True,
 ) -> tuple[list[ChangeRow], list[ObjectRow]]:
-    """Hash each external object once: its change row and where its bytes live."""
+    """Each external object's change row and where its bytes live: hashed once with
+    ``read_hash``, else identified by what the listing said of it (nothing is read)."""
     entries: list[ChangeRow] = []
     objects: list[ObjectRow] = []
     if not found:
+        return entries, objects
+    if not read_hash:
+        for remote in found.values():
+            digest = link_identity(remote.url, remote.size, remote.fingerprint)
+            entries.append(
+                ChangeRow(remote.rel, "added", digest, remote.size, None, remote.url, remote.fingerprint)
+            )
+            objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
         return entries, objects
     bar = progress(sum(r.size for r in found.values()), "B", "Hashing links", files=len(found))
     try:
@@ -170,8 +210,9 @@ def _hash_remotes(
         ws.plugins.budget.ensure(workers)
         for remote, digest in ordered_map(lambda r: _hash_remote(ws, r), list(found.values()), workers):
             bar.update(remote.size, files=1)
-            url = f"{remote.storage.rstrip('/')}/{remote.key}"
-            entries.append(ChangeRow(remote.rel, "added", digest, remote.size, None, url))
+            entries.append(
+                ChangeRow(remote.rel, "added", digest, remote.size, None, remote.url, remote.fingerprint)
+            )
             objects.append(ObjectRow(remote.storage, digest, remote.key, 0, remote.size))
     finally:
         bar.close()
@@ -188,7 +229,11 @@ def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[
         except OSError as exc:
             raise StorageError(f"cannot read {redact_url(url)}: {exc.strerror or exc}") from None
         if info is not None:  # one object
-            return [_Remote(check_relpath(join_relpath(prefix, name)), parent_url, name, info.size)]
+            return [
+                _Remote(
+                    check_relpath(join_relpath(prefix, name)), parent_url, name, info.size, info.fingerprint
+                )
+            ]
     driver = ws.driver(url)
     try:
         listed = sorted(driver.list(""), key=lambda o: o.key)
@@ -199,7 +244,13 @@ def _list_remote(ws: Workspace, url: str, prefix: str, recursive: bool) -> list[
         if not recursive and "/" in obj.key:
             continue
         result.append(
-            _Remote(check_relpath(join_relpath(prefix, obj.key)), url.rstrip("/"), obj.key, obj.size)
+            _Remote(
+                check_relpath(join_relpath(prefix, obj.key)),
+                url.rstrip("/"),
+                obj.key,
+                obj.size,
+                obj.fingerprint,
+            )
         )
     if not result:
         raise UsageError(
@@ -236,17 +287,29 @@ def _hash_remote(ws: Workspace, remote: _Remote) -> str:
             os.unlink(tmp)
 
 
-def link_entries(ws: Workspace, row: DatasetRow) -> dict[str, LinkInfo]:
+def link_entries(ws: Workspace, row: DatasetRow, current: View | None = None) -> dict[str, LinkInfo]:
     """The external files of a version's view, by dataset path."""
-    current = view(ws, row)
-    links = ws.catalog.links({origin for _h, _s, origin in current.values()})
+    current = view(ws, row) if current is None else current
+    origins = {origin for _h, _s, origin in current.values()}
+    links = ws.catalog.links(origins)
+    if not links:
+        return {}
+    prints = ws.catalog.link_fingerprints(origins)
     out = {}
-    for path in sorted(current):
-        h, size, origin = current[path]
-        url = links.get((origin, path))
-        if url is not None:
-            out[path] = LinkInfo(path, url, h, size, origin)
+    for (origin, path), url in sorted(links.items(), key=lambda item: item[0][1]):
+        entry = current.get(path)
+        if entry is None or entry[2] != origin:  # shadowed, removed or replaced since
+            continue
+        h, size, _origin = entry
+        fp = prints.get((origin, path))
+        out[path] = LinkInfo(path, url, h, size, origin, fp, h != link_identity(url, size, fp))
     return out
+
+
+def unhashed_links(ws: Workspace, row: DatasetRow, current: View | None = None) -> dict[str, LinkInfo]:
+    """{content identity: link} of the version's external files registered without reading
+    them: their bytes are checked by size and fingerprint, never by hash."""
+    return {i.hash: i for i in link_entries(ws, row, current).values() if not i.hashed}
 
 
 def file_entries(ws: Workspace, row: DatasetRow) -> dict[str, FileInfo]:

@@ -92,6 +92,7 @@ def squash(
     merged: View = {}
     contributor: dict[str, str] = {}  # path -> id of the listed version it came from
     links: dict[tuple[str, str], str] = {}
+    prints: dict[tuple[str, str], str] = {}
     for r in rows:
         current = view(ws, r)
         ancestors = set(dependency_graph(ws, r))
@@ -102,7 +103,9 @@ def squash(
             del merged[p], contributor[p]
         merged.update(current)
         contributor.update(dict.fromkeys(current, r.id))
-        links.update(ws.catalog.links({origin for _h, _s, origin in current.values()}))
+        origins = {origin for _h, _s, origin in current.values()}
+        links.update(ws.catalog.links(origins))
+        prints.update(ws.catalog.link_fingerprints(origins))
     description = f"squashed from {', '.join(r.id for r in rows)}"
     new = _interrupted_squash(ws, name, project or rows[0].project, storage, description) or create(
         ws, name=name, project=project or rows[0].project, storage=storage, description=description
@@ -110,7 +113,7 @@ def squash(
     crashpoints.reach("squash.created")
     try:
         entries = [
-            ChangeRow(p, "added", h, size, None, links.get((origin, p)))
+            ChangeRow(p, "added", h, size, None, links.get((origin, p)), prints.get((origin, p)))
             for p, (h, size, origin) in sorted(merged.items())
         ]
         ws.catalog.replace_changes(new.id, entries)
@@ -333,14 +336,16 @@ def _fold_into_child(ws: Workspace, row: DatasetRow, child_id: str) -> None:
     child.parents = new_parents
     parent = parent_view(ws, child)
     d = diff(parent, before)
-    links = ws.catalog.links({origin for _h, _s, origin in before.values()})
+    origins = {origin for _h, _s, origin in before.values()}
+    links = ws.catalog.links(origins)
+    prints = ws.catalog.link_fingerprints(origins)
     rows = []
     for p in d.added + d.modified:
         h, size, origin = before[p]
         src = old_rows[p].source if p in old_rows else None
-        rows.append(
-            ChangeRow(p, "added" if p in d.added else "modified", h, size, src, links.get((origin, p)))
-        )  # external files stay external
+        kind = "added" if p in d.added else "modified"
+        # external files stay external, with what their storage said of them
+        rows.append(ChangeRow(p, kind, h, size, src, links.get((origin, p)), prints.get((origin, p))))
     rows += [ChangeRow(p, "removed", None, None) for p in d.removed]
     ws.catalog.set_parents(child.id, new_parents)
     ws.catalog.replace_changes(child.id, rows, deletes=list(old_rows))

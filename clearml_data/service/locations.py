@@ -35,7 +35,14 @@ __all__ = [
     "hash_range",
     "preferred_location",
     "readable_locations",
+    "stored_by_upload",
 ]
+
+
+def stored_by_upload(key: str, digest: str) -> bool:
+    """Whether ``key`` is where an upload stores ``digest`` (a pack, or its own object), not an
+    external file's place."""
+    return is_pack_key(key) or key == object_key(digest)
 
 
 def by_stored_key(by_key: ByKey, digest: str, locs: list[ObjectRow], storage: str) -> ObjectRow:
@@ -87,7 +94,9 @@ def readable_locations(
     others; an unchecked one is read only once a stat shows it holds enough bytes (it is
     then marked checked), else the next is tried. Contents with rows but no readable
     location raise StorageError; those without rows are left to the caller."""
-    order = {h: sorted(locs, key=lambda x: x.storage != row.storage) for h, locs in locations.items()}
+    order = {
+        h: sorted(locs, key=lambda x: (x.damaged, x.storage != row.storage)) for h, locs in locations.items()
+    }
     chosen: dict[str, list[ObjectRow]] = {}
     why: dict[str, str] = {}
     turn = {h: 0 for h in order if order[h]}

@@ -53,7 +53,9 @@ def write_manifest(ws: Workspace, row: DatasetRow, current: View, counts: dict[s
 
     The manifest is streamed into a temporary file of the cache and put from there, so a
     version of a million files never has its whole manifest document in memory."""
-    links = ws.catalog.links({origin for _h, _s, origin in current.values()})
+    origins = {origin for _h, _s, origin in current.values()}
+    links = ws.catalog.links(origins)
+    prints = ws.catalog.link_fingerprints(origins) if links else {}
     located = ws.catalog.object_locations({h for h, _s, _o in current.values()}, row.storage)
     record = {
         "id": row.id,
@@ -84,6 +86,7 @@ def write_manifest(ws: Workspace, row: DatasetRow, current: View, counts: dict[s
                 ws.catalog.sorted_changes(row.id),
                 files,
                 located.get,
+                sorted((p, prints[(current[p][2], p)]) for p in current if (current[p][2], p) in prints),
             )
         driver = ws.driver(row.storage)
         key = mf.manifest_key(row.id)

@@ -197,10 +197,11 @@ def _restore_version(
     rows: list[ChangeRow] = []
     for p, (h, s, _origin, link) in m.files.items():
         before = parent_view.get(p)
+        fp = m.fingerprints.get(p)
         if before is None:
-            rows.append(ChangeRow(p, "added", h, s, None, link))
+            rows.append(ChangeRow(p, "added", h, s, None, link, fp))
         elif before[0] != h:
-            rows.append(ChangeRow(p, "modified", h, s, None, link))
+            rows.append(ChangeRow(p, "modified", h, s, None, link, fp))
     rows += [ChangeRow(p, "removed", None, None) for p in parent_view if p not in target]
     counts = {k: sum(1 for r in rows if r.kind == k) for k in ("added", "modified", "removed")}
     row = DatasetRow(

@@ -86,9 +86,11 @@ class LinkInfo:
 
     path: str
     link: str
-    hash: str
+    hash: str  #: the SHA-256 of its bytes if ``hashed``, else its content identity
     size: int
     dataset_id: str
+    fingerprint: str | None = None  #: what the storage said of it when it was added
+    hashed: bool = True  #: read and hashed when added (read_hash), not just listed
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class Problem:
     path: str
     problem: str  # "missing" | "size" | "hash" | "unreadable"
     detail: str = ""
+    #: found in the local cache (and removed from it), not in storage
+    in_cache: bool = False
 
 
 @dataclass
@@ -104,6 +108,19 @@ class VerifyReport:
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
     cached: int = 0  #: distinct files of the local cache that were checked
+    #: hashes of the stored contents found missing or damaged (marked so in the catalog)
+    damaged: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RepairReport:
+    """What ``verify --repair`` stored again, and what it found no intact local source for."""
+
+    repaired: list[str] = field(default_factory=list)  #: dataset paths now readable again
+    unrepaired: list[str] = field(default_factory=list)  #: dataset paths still damaged
+    objects: int = 0  #: objects or packs stored
+    bytes: int = 0
+    sources: dict[str, str] = field(default_factory=dict)  #: path -> "cache" | the local file used
 
 
 @dataclass

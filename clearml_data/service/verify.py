@@ -3,6 +3,11 @@ local copy?
 
 In storage, every object the version needs is stat'ed and every entry checked against its
 real size (fast mode: present and of the right size), then read and re-hashed (full mode).
+An external file is also checked against the fingerprint its storage gave when it was added
+(ETag, version, checksum or mtime): a change of size or fingerprint is reported as
+``changed``, without a download; only one added with ``read_hash`` is re-hashed. A stored
+object found missing or damaged is marked so in the catalog (:data:`DAMAGE`), so that dedup
+stops trusting it (see :mod:`.repair`).
 In the local cache, every cached object of the version and every file of its cached local
 copies (``datasets/<id>*``) is checked too: fast mode compares sizes and the stat recorded
 when the file's bytes were last checked (re-hashing only files whose stat changed), full mode
@@ -14,23 +19,28 @@ fetches it again.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from ..cache import Cache
 from ..cache.links import remove_tree
-from ..catalog import DatasetRow
+from ..catalog import DatasetRow, ObjectRow
 from ..catalog.validate import extent_problem
 from ..errors import ClearMLDataError, UsageError
 from ..hashing import EMPTY_SHA256, sha256_file
 from ..parallel import batched, ordered_map
 from ..paths import safe_join
 from ..progress import ProgressFactory, null_progress
-from ..storage import redact_url
+from ..storage import fingerprint_changed, redact_url
 from .checkout import get_local_copy
-from .locations import ByKey, by_stored_key, hash_range
+from .external import link_entries, unhashed_links
+from .locations import ByKey, by_stored_key, hash_range, stored_by_upload
 from .results import Problem, VerifyReport
 from .views import view
 from .workspace import View, Workspace
+
+#: the problems found in storage that mark the location damaged ("unreadable" may pass)
+DAMAGE = ("missing", "size", "hash")  # ("changed": an external file, which is only reported)
 
 #: {(dev, ino): (stat, hash, [(cache path, dataset path or "", copy folder or None)])}
 CachedFiles = dict[tuple[int, int], tuple[os.stat_result, str, list[tuple[str, str, Path | None]]]]
@@ -51,9 +61,12 @@ def verify_storage(
     for p, (h, _size, _origin) in current.items():
         paths_of.setdefault(h, []).append(p)
     sizes = {h: current[ps[0]][1] for h, ps in paths_of.items()}
+    external = {i.hash: i for i in link_entries(ws, row, current).values()}
+    unhashed = {h for h, i in external.items() if not i.hashed}
     locations = ws.catalog.locate_objects(paths_of)
     report = VerifyReport(checked=len(current), bytes=sum(v[1] for v in current.values()))
     by_key: ByKey = {}
+    damaged: list[ObjectRow] = []
     for h in sorted(paths_of):
         if sizes[h] == 0:
             if h != EMPTY_SHA256:
@@ -79,7 +92,7 @@ def verify_storage(
         driver = ws.driver(storage)
         where = f"{key} in {redact_url(storage)}"
         try:
-            size = driver.stat(key).size
+            info = driver.stat(key)
         except FileNotFoundError as exc:
             why = exc.strerror if exc.strerror and not exc.strerror.startswith("no such object") else ""
             return [
@@ -87,8 +100,16 @@ def verify_storage(
             ]
         except OSError as exc:
             return [(h, "unreadable", f"{where}: {exc}") for h, _o, _n in members]
+        size = info.size
         bad = []
         for h, off, n in members:  # each entry against the object's real size, before a byte is read
+            link = external.get(h)
+            if link is not None and not stored_by_upload(key, h):  # an external file, where it lives
+                changed = fingerprint_changed(link.fingerprint, info.fingerprint)
+                if changed or size != link.size:
+                    what = "; ".join(changed) or f"size {link.size:,} -> {size:,} bytes"
+                    bad.append((h, "changed", f"the external file {redact_url(link.link)} changed ({what})"))
+                    continue
             if n != sizes[h]:
                 bad.append(
                     (
@@ -105,7 +126,7 @@ def verify_storage(
             return bad
         short = {b[0] for b in bad}
         for h, off, n in members:
-            if h in short:
+            if h in short or h in unhashed:  # no hash to compare: its size and fingerprint were
                 continue
             try:
                 digest = hash_range(driver, key, off, n)
@@ -119,12 +140,20 @@ def verify_storage(
     try:
         workers = max_workers or ws.driver(row.storage).default_max_workers
         ws.plugins.budget.ensure(workers)  # --max-workers may ask for more than the drivers' default
-        for (_key, members), bad in ordered_map(check, list(by_key.items()), workers, window=64):
+        for (where, members), bad in ordered_map(check, list(by_key.items()), workers, window=64):
             bar.update(sum(n for _h, _o, n in members), files=len(members))
+            extent = {h: (off, n) for h, off, n in members}
             for h, kind, detail in bad:
                 report.problems += [Problem(p, kind, detail) for p in paths_of[h]]
+                if kind in DAMAGE and stored_by_upload(where[1], h):
+                    damaged.append(ObjectRow(where[0], h, where[1], *extent[h]))
     finally:
         bar.close()
+    # marked, so that dedup stops trusting them: the next upload of that content (or a
+    # repair) stores it again and replaces the row; an external file is only reported
+    report.damaged = sorted({r.hash for r in damaged})
+    if damaged:
+        ws.catalog.mark_damaged(damaged)
     if cache:
         cached = verify_cache(ws, row, full=full, max_workers=max_workers, progress=progress)
         report.cached = cached.cached
@@ -167,7 +196,8 @@ def verify_cache(
         )
         files = _cached_files(cache, current, paths_of, folders)
         report.cached = len(files)
-        damaged = _damaged_cache_files(ws, files, sizes, full, max_workers, progress)
+        unhashed = set(unhashed_links(ws, row, current))
+        damaged = _damaged_cache_files(ws, files, sizes, full, max_workers, progress, unhashed)
         broken_folders: set[Path] = set()
         for key, (kind, detail) in damaged.items():
             _st, digest, locations = files[key]
@@ -182,7 +212,7 @@ def verify_cache(
             where = os.path.relpath(locations[0][0], cache.root)
             for name in dict.fromkeys(names):
                 report.problems.append(
-                    Problem(name, kind, f"the cached copy {where} {detail}; removed from the cache")
+                    Problem(name, kind, f"the cached copy {where} {detail}; removed from the cache", True)
                 )
         cache.guard.forget(files[key][0] for key in damaged)
         for folder in sorted(broken_folders):  # the next get builds it again
@@ -199,8 +229,11 @@ def _damaged_cache_files(
     full: bool,
     max_workers: int | None,
     progress: ProgressFactory,
+    unhashed: Collection[str] = (),
 ) -> dict[tuple[int, int], tuple[str, str]]:
-    """{(dev, ino): (problem, detail)} of the damaged files among ``files``."""
+    """{(dev, ino): (problem, detail)} of the damaged files among ``files``. A file of an
+    external file registered without its hash (``unhashed``) cannot be re-hashed: it is
+    intact while its stat is the one recorded when it was fetched, else damaged."""
     guard = ws.cache.guard
     damaged: dict[tuple[int, int], tuple[str, str]] = {}
     to_hash = []
@@ -210,6 +243,11 @@ def _damaged_cache_files(
         else:
             to_hash.append((locations[0][0], st, digest))
     unchanged, changed = guard.unchanged(to_hash)
+    for _path, st, digest in changed:
+        if digest in unhashed:
+            damaged[(st.st_dev, st.st_ino)] = ("changed", "changed since it was fetched")
+    changed = [c for c in changed if c[2] not in unhashed]
+    unchanged = [u for u in unchanged if u[2] not in unhashed]
     if full:
         to_hash = unchanged + changed
     else:  # sizes, plus the bytes of files whose stat changed since they were checked
@@ -280,6 +318,7 @@ def verify_folder(
         raise UsageError(f"no such folder: {root}")
     current = view(ws, row)
     report = VerifyReport(checked=len(current), bytes=sum(v[1] for v in current.values()))
+    unhashed = set(unhashed_links(ws, row, current))  # no hash to compare: their size is checked
     to_hash = []
     for p in sorted(current):
         h, size, _origin = current[p]
@@ -291,7 +330,7 @@ def verify_folder(
             continue
         if st.st_size != size:
             report.problems.append(Problem(p, "size", f"{st.st_size} bytes, expected {size}"))
-        elif not skip_hash:
+        elif not skip_hash and h not in unhashed:
             to_hash.append((p, local, h, size))
     bar = progress(sum(t[3] for t in to_hash), "B", "Verifying", files=len(to_hash))
 

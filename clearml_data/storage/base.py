@@ -19,6 +19,7 @@ progress ``callback``, called with the number of bytes just moved (increments).
 from __future__ import annotations
 
 import abc
+import json
 import os
 import re
 import tempfile
@@ -56,6 +57,48 @@ class ObjectInfo:
     key: str
     size: int
     mtime: float | None = None
+    #: what the store knows of this version of the object without reading it (its ETag,
+    #: version id, native checksum, generation or mtime), as :func:`fingerprint` writes it;
+    #: None when the driver says nothing (a driver written before this field existed)
+    fingerprint: str | None = None
+
+
+#: the longest fingerprint kept (a driver's is cut to it)
+MAX_FINGERPRINT = 512
+#: values that JSON writes as they are (no escapes), so a fingerprint of them needs no encoder
+_PLAIN = re.compile(r"[A-Za-z0-9+/=._:-]*")
+
+
+def fingerprint(**parts: object) -> str | None:
+    """A fingerprint from named parts (``etag=..., version=...``): canonical JSON of those
+    that are set, or None if none is. Two fingerprints are compared part by part
+    (:func:`fingerprint_changed`), so a listing that knows fewer parts than a stat still matches."""
+    kept = [(k, str(v)) for k, v in sorted(parts.items()) if v not in (None, "")]
+    if not kept:
+        return None
+    if all(_PLAIN.fullmatch(v) for _k, v in kept):  # the usual case, built 5x faster (listings)
+        text = "{" + ",".join(f'"{k}":"{v}"' for k, v in kept) + "}"
+    else:
+        text = json.dumps(dict(kept), sort_keys=True, separators=(",", ":"))
+    return text[:MAX_FINGERPRINT]
+
+
+def fingerprint_parts(fp: str | None) -> dict[str, str]:
+    """The named parts of a fingerprint ({} for None or one that is not ours)."""
+    if not fp:
+        return {}
+    try:
+        parts = json.loads(fp)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else {}
+
+
+def fingerprint_changed(recorded: str | None, now: str | None) -> list[str]:
+    """The parts both fingerprints have and that differ ("etag: a -> b"); [] when they agree
+    or share no part (then only the size can tell)."""
+    old, new = fingerprint_parts(recorded), fingerprint_parts(now)
+    return [f"{k}: {old[k]} -> {new[k]}" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
 
 
 class Unfinished(NamedTuple):
@@ -137,7 +180,8 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo:
-        """Size (and mtime when known) of the object; ``FileNotFoundError`` if missing."""
+        """Size (and mtime and fingerprint when known) of the object; ``FileNotFoundError`` if
+        missing. The fingerprint must change when the object's bytes do (an overwrite)."""
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

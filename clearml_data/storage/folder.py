@@ -20,7 +20,7 @@ from .. import _crashpoints as crashpoints
 from .. import tempfiles
 from ..errors import UsageError
 from ..paths import safe_join
-from .base import CONDITIONAL_PUT, RANGED_READS, DriverInfo, ObjectInfo, Progress, StorageDriver
+from .base import CONDITIONAL_PUT, RANGED_READS, DriverInfo, ObjectInfo, Progress, StorageDriver, fingerprint
 from .hookspecs import hookimpl
 
 TMP_PREFIX = ".tmp-"
@@ -70,6 +70,11 @@ def _regular(st: os.stat_result, key: str) -> os.stat_result:
         return st
     what = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
     raise FileNotFoundError(errno.ENOENT, f"not a regular file but {what}", key)
+
+
+def _fingerprint(st: os.stat_result) -> str | None:
+    """A file's fingerprint: its mtime in nanoseconds (a write moves it; a rename keeps it)."""
+    return fingerprint(mtime_ns=st.st_mtime_ns)
 
 
 def _copy_at_most(src, out, size: int, callback: Progress | None = None) -> None:
@@ -191,7 +196,7 @@ class FolderDriver(StorageDriver):
 
     def stat(self, key: str) -> ObjectInfo:
         st = _regular(os.stat(self._path(key)), key)
-        return ObjectInfo(key, st.st_size, st.st_mtime)
+        return ObjectInfo(key, st.st_size, st.st_mtime, _fingerprint(st))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -210,7 +215,7 @@ class FolderDriver(StorageDriver):
                     except FileNotFoundError:
                         continue
                     if stat.S_ISREG(st.st_mode):  # a FIFO, device or socket is no object
-                        yield ObjectInfo(key, st.st_size, st.st_mtime)
+                        yield ObjectInfo(key, st.st_size, st.st_mtime, _fingerprint(st))
 
     def delete(self, key: str) -> None:
         path = self._path(key)

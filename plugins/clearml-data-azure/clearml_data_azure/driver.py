@@ -30,6 +30,7 @@ Errors
 
 from __future__ import annotations
 
+import base64
 import errno
 import logging
 import math
@@ -68,6 +69,7 @@ from clearml_data.storage import (
     Progress,
     StorageDriver,
     Unfinished,
+    fingerprint,
     redact_text,
     redact_url,
 )
@@ -443,7 +445,7 @@ class AzureBlobDriver(StorageDriver):
         except AzureError as exc:
             raise self._error(exc, key, "reading") from None
         mtime = props.last_modified.timestamp() if props.last_modified else None
-        return ObjectInfo(key, props.size, mtime)
+        return ObjectInfo(key, props.size, mtime, _fingerprint(props))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         container = self._service_client()
@@ -452,7 +454,7 @@ class AzureBlobDriver(StorageDriver):
         try:
             for item in container.list_blobs(name_starts_with=start or None, results_per_page=5000):
                 mtime = item.last_modified.timestamp() if item.last_modified else None
-                yield ObjectInfo(item.name[cut:], item.size, mtime)
+                yield ObjectInfo(item.name[cut:], item.size, mtime, _fingerprint(item))
         except AzureError as exc:
             raise self._error(exc, prefix, "listing") from None
 
@@ -623,3 +625,14 @@ def _code(exc: BaseException) -> str:
     """The service's error code ("BlobNotFound", ...) of an SDK exception, or ""."""
     code = getattr(exc, "error_code", None)
     return str(getattr(code, "value", code) or "")
+
+
+def _fingerprint(props: Any) -> str | None:
+    """What Azure says of a blob's bytes without reading them: its ETag, which every write
+    changes, and its Content-MD5 when the writer set one (base64)."""
+    settings = getattr(props, "content_settings", None)
+    md5 = getattr(settings, "content_md5", None) if settings is not None else None
+    return fingerprint(
+        etag=str(props.etag).strip('"') if props.etag else None,
+        md5=base64.b64encode(bytes(md5)).decode("ascii") if md5 else None,
+    )

@@ -58,6 +58,7 @@ from clearml_data.storage import (
     Progress,
     StorageDriver,
     Unfinished,
+    fingerprint,
     redact_text,
 )
 from clearml_data.storage.toolkit import (
@@ -417,7 +418,9 @@ class GCSDriver(StorageDriver):
 
     def stat(self, key: str) -> ObjectInfo:
         blob = self._reload(self.full_key(key), key)
-        return ObjectInfo(key, int(blob.size or 0), blob.updated.timestamp() if blob.updated else None)
+        return ObjectInfo(
+            key, int(blob.size or 0), blob.updated.timestamp() if blob.updated else None, _fingerprint(blob)
+        )
 
     def get_file(self, key: str, local_path: str, *, callback: Progress | None = None) -> None:
         name = self.full_key(key)
@@ -488,7 +491,7 @@ class GCSDriver(StorageDriver):
             blobs = self.client.list_blobs(
                 self.bucket_name,
                 prefix=base + prefix,
-                fields="items(name,size,updated),nextPageToken",
+                fields="items(name,size,updated,md5Hash,crc32c,generation),nextPageToken",
                 retry=self.retry,
                 timeout=self.timeout,
             )
@@ -498,7 +501,7 @@ class GCSDriver(StorageDriver):
                     continue
                 self._bucket_seen = True
                 mtime = blob.updated.timestamp() if blob.updated else None
-                yield ObjectInfo(name[cut:], int(blob.size or 0), mtime)
+                yield ObjectInfo(name[cut:], int(blob.size or 0), mtime, _fingerprint(blob))
         except gexc.NotFound:  # listing a missing prefix is empty; only a missing bucket is a 404
             raise BucketNotFoundError(
                 errno.ENOENT, f"the bucket gs://{self.bucket_name} does not exist", self._where()
@@ -603,3 +606,10 @@ class BoundedRetry(Retry):
             return once(func, on_error)(*args, **kwargs)
 
         return call
+
+
+def _fingerprint(blob: storage.Blob) -> str | None:
+    """What GCS says of an object's bytes without reading them: its MD5 and CRC32C (base64, as
+    the API gives them; a composite object has no MD5) and its generation, which every
+    overwrite changes."""
+    return fingerprint(md5=blob.md5_hash, crc32c=blob.crc32c, generation=blob.generation)

@@ -53,6 +53,7 @@ from clearml_data.storage import (
     Progress,
     StorageDriver,
     Unfinished,
+    fingerprint,
     redact_text,
     redact_url,
 )
@@ -616,7 +617,12 @@ class S3Driver(StorageDriver):
     def stat(self, key: str) -> ObjectInfo:
         resp = self._call("head_object", key, Key=self.full_key(key))
         modified = resp.get("LastModified")
-        return ObjectInfo(key, int(resp["ContentLength"]), modified.timestamp() if modified else None)
+        return ObjectInfo(
+            key,
+            int(resp["ContentLength"]),
+            modified.timestamp() if modified else None,
+            _fingerprint(resp.get("ETag"), resp.get("VersionId")),
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
@@ -628,7 +634,12 @@ class S3Driver(StorageDriver):
                     if not rel or rel.endswith("/"):  # folder markers made by consoles
                         continue
                     modified = obj.get("LastModified")
-                    yield ObjectInfo(rel, int(obj["Size"]), modified.timestamp() if modified else None)
+                    yield ObjectInfo(
+                        rel,
+                        int(obj["Size"]),
+                        modified.timestamp() if modified else None,
+                        _fingerprint(obj.get("ETag"), None),  # a listing gives no version id
+                    )
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, prefix) from exc
 
@@ -664,3 +675,9 @@ class S3Driver(StorageDriver):
             self._call("abort_multipart_upload", upload.key, Key=full, UploadId=upload.upload_id)
         except FileNotFoundError:
             pass  # completed or aborted meanwhile
+
+
+def _fingerprint(etag: str | None, version: str | None) -> str | None:
+    """What S3 says of an object's bytes without reading them: its ETag (an MD5 of them, or of
+    their parts) and, in a bucket with versioning, its version id ("null" is no version)."""
+    return fingerprint(etag=etag.strip('"') if etag else None, version=version if version != "null" else None)
