@@ -262,10 +262,22 @@ class Dataset:
         recursive: bool = True,
         verbose: bool = False,
         max_workers: int | None = None,
+        *,
+        follow_symlinks: bool = False,
     ) -> int:
-        """Add a file or a folder's contents (at ``dataset_path``); returns the number of new files."""
+        """Add a file or a folder's contents (at ``dataset_path``); returns the number of new files.
+
+        Symbolic links whose target lies outside the folder are refused unless
+        ``follow_symlinks`` (which follows every link, to files and folders alike)."""
         result = self._service.add_files(
-            self.id, path, wildcard, local_base_folder, dataset_path, recursive, max_workers
+            self.id,
+            path,
+            wildcard,
+            local_base_folder,
+            dataset_path,
+            recursive,
+            max_workers,
+            follow_symlinks=follow_symlinks,
         )
         if verbose:
             log.info("%d added, %d modified, %d unchanged", result.added, result.modified, result.unchanged)
@@ -308,12 +320,24 @@ class Dataset:
         return result.added
 
     def sync_folder(
-        self, local_path: str | os.PathLike, dataset_path: str | None = None, verbose: bool = False
+        self,
+        local_path: str | os.PathLike,
+        dataset_path: str | None = None,
+        verbose: bool = False,
+        *,
+        follow_symlinks: bool = False,
     ) -> tuple[int, int, int]:
         """Mirror a local folder into ``dataset_path``; returns (removed, added, modified).
 
-        The same sync as ``clearml-data sync --id ... --skip-close``: the draft stays open."""
-        r = self._service.sync(local_path, dataset_id=self.id, dataset_path=dataset_path, skip_close=True)
+        The same sync as ``clearml-data sync --id ... --skip-close``: the draft stays open.
+        Symbolic links as :meth:`add_files` takes them."""
+        r = self._service.sync(
+            local_path,
+            dataset_id=self.id,
+            dataset_path=dataset_path,
+            skip_close=True,
+            follow_symlinks=follow_symlinks,
+        )
         return r.removed, r.added, r.modified
 
     def upload(

@@ -27,6 +27,8 @@ from .render import (
     rebuild_result,
     shadowed,
     size,
+    summary_data,
+    summary_lines,
     table,
 )
 
@@ -79,8 +81,9 @@ class Context:
             self._service.close()
 
 
-def _target(ctx: Context, lookup: bool = False) -> DatasetRow:
-    """The dataset a command acts on: --id, else --project/--name, else the current dataset."""
+def _target(ctx: Context, lookup: bool = False, completed: bool = False) -> DatasetRow:
+    """The dataset a command acts on: --id, else --project/--name (with ``completed``, the
+    latest final version unless --version), else the current dataset."""
     args = ctx.args
     if args.id:
         return ctx.service.resolve_id(args.id)
@@ -93,7 +96,9 @@ def _target(ctx: Context, lookup: bool = False) -> DatasetRow:
                     "--project and --name go together (and --version needs both)",
                     hint="pass --id, or both --project and --name",
                 )
-            return ctx.service.get(project=project, name=name, version=version)
+            return ctx.service.get(
+                project=project, name=name, version=version, only_completed=completed and version is None
+            )
     remembered = ctx.current.get()
     if remembered:
         try:
@@ -121,6 +126,7 @@ def cmd_create(ctx: Context) -> Result:
         storage=a.storage,
         tags=a.tags,
         description=a.description or "",
+        check_storage=a.storage is not None,
     )
     _remember_new(ctx, row.id)
     data, lines = shadowed(ctx.service.shadowed(row))
@@ -157,6 +163,7 @@ def cmd_add(ctx: Context) -> Result:
             recursive=not a.non_recursive,
             max_workers=a.max_workers,
             progress=ctx.progress,
+            follow_symlinks=a.follow_symlinks,
         )
         for k in totals:
             totals[k] += getattr(r, k)
@@ -295,6 +302,7 @@ def cmd_sync(ctx: Context) -> Result:
         max_workers=a.max_workers,
         progress=ctx.progress,
         events=_Events(ctx),
+        follow_symlinks=a.follow_symlinks,
     )
     text = [f"New dataset created id={r.row.id}"] if r.created else []
     text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
@@ -330,14 +338,12 @@ def cmd_list(ctx: Context) -> Result:
         text = table(
             ["file name", "size", "hash", "version", "link"],
             [(f.path, f"{f.size:,}", f.hash, f.dataset_id, redact_url(links.get(f.path, ""))) for f in files],
-            widths=(64, 10, 64),
             right=(1,),
         )
     else:
         text = table(
             ["file name", "size", "hash"],
             [(f.path, f"{f.size:,}", f.hash) for f in files],
-            widths=(64, 10, 64),
             right=(1,),
         )
     text.append(f"Total {plural(len(files))}, {total:,} bytes")
@@ -357,6 +363,11 @@ def cmd_list(ctx: Context) -> Result:
         "total_size": total,
     }
     return Result(data, text)
+
+
+def cmd_show(ctx: Context) -> Result:
+    summary = ctx.service.summary(_target(ctx, lookup=True))
+    return Result(summary_data(summary), summary_lines(summary))
 
 
 def cmd_delete(ctx: Context) -> Result:
@@ -407,7 +418,10 @@ def cmd_search(ctx: Context) -> Result:
 
 def cmd_get(ctx: Context) -> Result:
     a = ctx.args
-    row = ctx.service.resolve_or_restore(a.id, a.storage) if a.storage else _target(ctx)
+    if a.storage:
+        row = ctx.service.resolve_or_restore(a.id, a.storage)
+    else:
+        row = _target(ctx, lookup=True, completed=True)
     ctx.note(f"Download dataset id {row.id}")
     copy = ctx.service.local_copy(
         row.id,
@@ -638,6 +652,7 @@ COMMANDS: dict[str, Callable[[Context], Result]] = {
     "close": cmd_close,
     "sync": cmd_sync,
     "list": cmd_list,
+    "show": cmd_show,
     "delete": cmd_delete,
     "search": cmd_search,
     "get": cmd_get,

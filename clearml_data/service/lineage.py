@@ -19,7 +19,7 @@ from ..progress import ProgressFactory, null_progress
 from . import manifests
 from .checkout import fetch_objects
 from .drafts import create, sync_folder
-from .lookup import check_label, get, now, parent_row, resolve_id, storage_url
+from .lookup import check_label, get, now, parent_row, resolve_id, resolve_ref, storage_url
 from .results import Diff, SyncOutcome, WorkflowEvents
 from .upload import close, finalize, pending_uploads, upload
 from .views import diff, parent_view, shadowed, shadowed_paths, view
@@ -166,6 +166,7 @@ def sync(
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
     events: WorkflowEvents | None = None,
+    follow_symlinks: bool = False,
 ) -> SyncOutcome:
     """Make a version mirror a local folder (ClearML's ``clearml-data sync``).
 
@@ -184,7 +185,7 @@ def sync(
         )
     created = bool(parents or (project and name))
     if created:
-        row = create(ws, name or resolve_id(ws, parents[-1]).name, project, parents, version, storage, tags)
+        row = create(ws, name or resolve_ref(ws, parents[-1]).name, project, parents, version, storage, tags)
         _announce(ws, row, events)
     elif dataset_id is None:
         raise UsageError("sync needs the draft to sync into, or a project and name (or parents) to make one")
@@ -192,7 +193,7 @@ def sync(
         row = resolve_id(ws, dataset_id)
     events.syncing(row, os.fspath(folder))
     try:
-        r = sync_folder(ws, row.id, folder, dataset_path, max_workers, progress)
+        r = sync_folder(ws, row.id, folder, dataset_path, max_workers, progress, follow_symlinks)
     except ClearMLDataError:
         if created:  # nothing was synced into the version this call made: it goes again
             try:
