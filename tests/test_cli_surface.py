@@ -112,6 +112,10 @@ def test_parents_accept_project_name_and_version_references(cli, tmp_path):
     assert res.code == 0, res.err
     assert cli("show", "--id", res.json["data"]["id"], "--json").json["data"]["parents"] == [other]
 
+    # the Python API takes them too
+    api = Dataset.create(dataset_name="api", parent_datasets=["team/vision/raw@1.0", v2])
+    assert cli("show", "--id", api.id, "--json").json["data"]["parents"] == [v1, v2]
+
     before = all_ids(cli)
     assert "no completed dataset with project='team/vision', name='nope'" in error_line(
         cli("create", "--name", "x", "--parents", "team/vision/nope")
