@@ -141,6 +141,23 @@ def test_create_write_check_leaves_nothing_in_the_storage(cli, tmp_path):
         line = error_line(cli("create", "--project", "p", "--name", "m", "--storage", str(storage)))
         assert f"storage {storage} cannot be written" in line and "no dataset was created" in line
     assert all_ids(cli) == before
+    # sync checks a storage it is given for the version it creates, before it hashes anything
+    src = write_tree(tmp_path / "d", {"a": "a"})
+    line = error_line(
+        cli(
+            "sync",
+            "--folder",
+            str(src),
+            "--project",
+            "p",
+            "--name",
+            "s",
+            "--storage",
+            str(tmp_path / "plain"),
+        )
+    )
+    assert "cannot be written" in line
+    assert all_ids(cli) == before
     # without --storage the configured storage is not probed (it may not exist before the first upload)
     assert cli("create", "--project", "p", "--name", "m").code == 0
 

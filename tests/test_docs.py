@@ -70,8 +70,8 @@ SITES: dict[str, tuple[str, ...]] = {
     "list_manifests": ("catalog rebuild", "get --storage", "gc"),
     "delete_batch": ("gc",),
     "collect_unfinished": ("gc",),
-    # the write check of a storage given to create
-    "check_writable": ("create --storage",),
+    # the write check of a storage given to create (or to the version sync creates)
+    "check_writable": ("create --storage", "sync --storage"),
     # verify
     "verify_storage": ("verify",),
     # the plugin manager closes every driver it made when the service closes

@@ -331,8 +331,9 @@ def _walk_files(root: str, recursive: bool, follow_symlinks: bool = False) -> It
                         f"has at most {MAX_DEPTH} components and {MAX_PATH_BYTES} bytes",
                         hint="add the files from a shallower folder",
                     )
-                real = os.path.realpath(sub) if follow_symlinks else ""
-                stack.append((sub, depth + 1, inside | {real} if follow_symlinks else inside))
+                # only a walk that follows links can come back into a folder it is inside
+                below = inside | {os.path.realpath(sub)} if follow_symlinks else inside
+                stack.append((sub, depth + 1, below))
 
 
 def _stat(src: str) -> os.stat_result:

@@ -185,7 +185,9 @@ def sync(
         )
     created = bool(parents or (project and name))
     if created:
-        row = create(ws, name or resolve_ref(ws, parents[-1]).name, project, parents, version, storage, tags)
+        name = name or resolve_ref(ws, parents[-1]).name
+        # a storage named for the new version must take a write before anything is hashed
+        row = create(ws, name, project, parents, version, storage, tags, check_storage=storage is not None)
         _announce(ws, row, events)
     elif dataset_id is None:
         raise UsageError("sync needs the draft to sync into, or a project and name (or parents) to make one")

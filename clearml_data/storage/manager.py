@@ -54,9 +54,9 @@ def plugin_install_hint(scheme: str) -> str | None:
     folder = _CHECKOUT / "plugins" / dist
     if not (folder / "setup.cfg").is_file():
         return f"install the plugin distribution: pip install {dist}"
-    try:
+    try:  # from the checkout's root, the short form that its README uses
         shown = "./" + folder.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
+    except (ValueError, OSError):  # elsewhere, or the working folder is gone
         shown = str(folder)
     return f"install the plugin from this source checkout: pip install {shown} (the distribution {dist})"
 
