@@ -111,7 +111,7 @@ def test_a_missing_cloud_plugin_names_what_installs_it(scheme, monkeypatch):
         PluginManager(load_entry_points=False).driver(f"{scheme}://bucket/x")
     hint = info.value.hint or ""
     dist = manager.CLOUD_PLUGINS[scheme]
-    assert f"pip install ./plugins/{dist} " in hint + " " and f"the distribution {dist}" in hint
+    assert hint == f"install the plugin {dist} from this source checkout: pip install ./plugins/{dist}"
     plugin_cfg = configparser.ConfigParser()
     plugin_cfg.read(root / "plugins" / dist / "setup.cfg")
     assert plugin_cfg["metadata"]["name"] == dist
@@ -122,7 +122,7 @@ def test_a_missing_cloud_plugin_names_what_installs_it(scheme, monkeypatch):
     assert "clearml-data[" not in str(info.value)
     # installed from a wheel: no plugins/ folder beside the package, so the distribution alone
     monkeypatch.setattr(manager, "_CHECKOUT", Path("/nonexistent-checkout"))
-    assert manager.plugin_install_hint(scheme) == f"install the plugin distribution: pip install {dist}"
+    assert manager.plugin_install_hint(scheme) == f"install the plugin: pip install {dist}"
     assert manager.plugin_install_hint("nosuch") is None
 
 

@@ -53,12 +53,12 @@ def plugin_install_hint(scheme: str) -> str | None:
         return None
     folder = _CHECKOUT / "plugins" / dist
     if not (folder / "setup.cfg").is_file():
-        return f"install the plugin distribution: pip install {dist}"
+        return f"install the plugin: pip install {dist}"
     try:  # from the checkout's root, the short form that its README uses
         shown = "./" + folder.relative_to(Path.cwd().resolve()).as_posix()
     except (ValueError, OSError):  # elsewhere, or the working folder is gone
         shown = str(folder)
-    return f"install the plugin from this source checkout: pip install {shown} (the distribution {dist})"
+    return f"install the plugin {dist} from this source checkout: pip install {shown}"
 
 
 @dataclass
