@@ -91,16 +91,19 @@ def test_seed_workflow_on_s3(cli, core_env, s3_env, s3_client, bucket, tmp_path)
     assert tree(res.json["data"]["path"]) == expected
 
 
-def test_storage_errors_reach_the_user_as_one_line(cli, core_env, s3_env, tmp_path, fake_keys):
+def test_storage_errors_reach_the_user_as_one_line(
+    cli, core_env, s3_env, s3_client, bucket, tmp_path, fake_keys
+):
     src = tmp_path / "d"
     src.mkdir()
     (src / "a").write_text("a")
-    res = cli("create", "--project", "p", "--name", "n", "--storage", "s3://no-such-bucket-here/x")
+    res = cli("create", "--project", "p", "--name", "n", "--storage", f"s3://{bucket}/x")
     assert res.code == 0, res.err
     assert cli("add", "--files", src).code == 0
+    s3_client.delete_bucket(Bucket=bucket)  # gone between create's write check and the upload
     res = cli("close")
     assert res.code == 1
-    assert "bucket 'no-such-bucket-here' does not exist" in res.err
+    assert f"bucket '{bucket}' does not exist" in res.err
     assert "Traceback" not in res.err
     for text in (res.out, res.err):
         assert fake_keys[0] not in text and fake_keys[1] not in text
