@@ -331,6 +331,8 @@ class Dataset:
         recursive: bool = True,
         verbose: bool = False,
         max_workers: int | None = None,
+        *,
+        follow_symlinks: bool = False,
     ) -> int:
         """Add a file or a folder's contents (at ``dataset_path``), or those of each path of a
         list, all or nothing; returns the number of files new to the version (modified and
@@ -338,10 +340,20 @@ class Dataset:
 
         Wildcards select files as ClearML's do (pathlib's ``rglob``, ``glob`` when not
         ``recursive``) on the path below ``path``: ``sub/*.csv`` is ``*.csv`` in any folder
-        named ``sub``. A single file is added only if it matches."""
+        named ``sub``. A single file is added only if it matches.
+
+        Symbolic links whose target lies outside the folder are refused unless
+        ``follow_symlinks`` (which follows every link, to files and folders alike)."""
         before = dict(self._service.view(self._refresh())) if verbose else {}
         result = self._service.add_files(
-            self.id, path, wildcard, local_base_folder, dataset_path, recursive, max_workers
+            self.id,
+            path,
+            wildcard,
+            local_base_folder,
+            dataset_path,
+            recursive,
+            max_workers,
+            follow_symlinks=follow_symlinks,
         )
         self._refresh()
         if verbose:
@@ -400,14 +412,26 @@ class Dataset:
         return result.added
 
     def sync_folder(
-        self, local_path: str | os.PathLike, dataset_path: str | None = None, verbose: bool = False
+        self,
+        local_path: str | os.PathLike,
+        dataset_path: str | None = None,
+        verbose: bool = False,
+        *,
+        follow_symlinks: bool = False,
     ) -> tuple[int, int, int]:
         """Mirror a local folder into ``dataset_path``; returns (removed, added, modified): the
         files this call removed, made new and changed (unchanged ones are not counted).
 
-        The same sync as ``clearml-data sync --id ... --skip-close``: the draft stays open."""
+        The same sync as ``clearml-data sync --id ... --skip-close``: the draft stays open.
+        Symbolic links as :meth:`add_files` takes them."""
         before = dict(self._service.view(self._refresh())) if verbose else {}
-        r = self._service.sync(local_path, dataset_id=self.id, dataset_path=dataset_path, skip_close=True)
+        r = self._service.sync(
+            local_path,
+            dataset_id=self.id,
+            dataset_path=dataset_path,
+            skip_close=True,
+            follow_symlinks=follow_symlinks,
+        )
         self._refresh()
         if verbose:
             _say(

@@ -180,7 +180,8 @@ def check_link(link: str, root_real: str) -> None:
     if target != root_real and not target.startswith(root_real.rstrip(os.sep) + os.sep):
         raise UnsafePathError(
             f"{describe(link)} is a symbolic link to {describe(target)}, outside the folder being added",
-            hint="links are followed only inside the folder; add the target itself, or copy it in",
+            hint="pass --follow-symlinks (follow_symlinks=True) to add what it points to, "
+            "or add the target itself",
         )
 
 

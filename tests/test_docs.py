@@ -70,6 +70,8 @@ SITES: dict[str, tuple[str, ...]] = {
     "list_manifests": ("catalog rebuild", "get --storage", "gc"),
     "delete_batch": ("gc",),
     "collect_unfinished": ("gc",),
+    # the write check of a storage given to create (or to the version sync creates)
+    "check_writable": ("create --storage", "sync --storage"),
     # verify
     "verify_storage": ("verify",),
     # StorageManager: single files and folders at storage URLs
@@ -442,3 +444,14 @@ def test_relative_links_lead_somewhere(page):
         if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
             broken.append(target)
     assert broken == []
+
+
+def test_the_configuration_page_names_every_variable_the_core_reads():
+    """Each CLEARML_DATA_* variable of the settings, the plugin manager and the crash points
+    is on docs/configuration.md, and the page announces no count its table does not have."""
+    sources = [PACKAGE / "config.py", PACKAGE / "_crashpoints.py", PACKAGE / "storage" / "manager.py"]
+    read = {v for src in sources for v in re.findall(r"\b(CLEARML_DATA_[A-Z_]+[A-Z])\b", src.read_text())}
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert read and sorted(v for v in read if v not in page) == []
+    counts = re.findall(r"\b(One|Two|Three|Four|Five|Six|Seven|Eight) more environment variables?", page)
+    assert counts == [], "say which variables, not how many: the count goes stale"

@@ -2,6 +2,7 @@
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,35 @@ def test_builtin_folder_driver_is_registered():
 def test_unknown_scheme_is_a_clear_error():
     with pytest.raises(UsageError, match="no storage driver for nosuch://"):
         PluginManager().driver("nosuch://bucket/x")
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs", "azure"])
+def test_a_missing_cloud_plugin_names_what_installs_it(scheme, monkeypatch):
+    """The hint names the plugin's distribution, which the core's extra of that cloud names
+    too, and (from a source checkout) the plugin's folder, whose setup.cfg builds it."""
+    import configparser
+
+    from clearml_data.storage import manager
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    with pytest.raises(UsageError) as info:
+        PluginManager(load_entry_points=False).driver(f"{scheme}://bucket/x")
+    hint = info.value.hint or ""
+    dist = manager.CLOUD_PLUGINS[scheme]
+    assert hint == f"install the plugin {dist} from this source checkout: pip install ./plugins/{dist}"
+    plugin_cfg = configparser.ConfigParser()
+    plugin_cfg.read(root / "plugins" / dist / "setup.cfg")
+    assert plugin_cfg["metadata"]["name"] == dist
+    core_cfg = configparser.ConfigParser()
+    core_cfg.read(root / "setup.cfg")
+    extra = {"s3": "s3", "gs": "gcs", "azure": "azure"}[scheme]
+    assert core_cfg["options.extras_require"][extra].split(">=")[0].strip() == dist
+    assert "clearml-data[" not in str(info.value)
+    # installed from a wheel: no plugins/ folder beside the package, so the distribution alone
+    monkeypatch.setattr(manager, "_CHECKOUT", Path("/nonexistent-checkout"))
+    assert manager.plugin_install_hint(scheme) == f"install the plugin: pip install {dist}"
+    assert manager.plugin_install_hint("nosuch") is None
 
 
 class _Plugin:

@@ -29,7 +29,9 @@ from .render import (
     rebuild_result,
     shadowed,
     size,
+    summary_data,
     summary_line,
+    summary_lines,
     table,
 )
 
@@ -115,9 +117,12 @@ class Context:
             self._service.close()
 
 
-def _target(ctx: Context, lookup: bool = False, closed_ok: bool = False) -> DatasetRow:
-    """The dataset a command acts on: --id, else --project/--name, else the current dataset
-    (with ``closed_ok``, else the version the last close finalized)."""
+def _target(
+    ctx: Context, lookup: bool = False, completed: bool = False, closed_ok: bool = False
+) -> DatasetRow:
+    """The dataset a command acts on: --id, else --project/--name (with ``completed``, the
+    latest final version unless --version), else the current dataset (with ``closed_ok``,
+    else the version the last close finalized)."""
     args = ctx.args
     if args.id:
         return ctx.service.resolve_id(args.id)
@@ -130,7 +135,9 @@ def _target(ctx: Context, lookup: bool = False, closed_ok: bool = False) -> Data
                     "--project and --name go together (and --version needs both)",
                     hint="pass --id, or both --project and --name",
                 )
-            return ctx.service.get(project=project, name=name, version=version)
+            return ctx.service.get(
+                project=project, name=name, version=version, only_completed=completed and version is None
+            )
     remembered = ctx.current.get()
     if remembered:
         try:
@@ -186,6 +193,7 @@ def cmd_create(ctx: Context) -> Result:
         storage=a.storage,
         tags=a.tags,
         description=a.description or "",
+        check_storage=a.storage is not None,
     )
     _remember_new(ctx, row.id)
     ctx.on_abort = lambda: f"dataset {row.id} was created and is the current dataset"
@@ -227,6 +235,7 @@ def cmd_add(ctx: Context) -> Result:
         max_workers=a.max_workers,
         progress=ctx.progress,
         read_hash=a.read_hash,
+        follow_symlinks=a.follow_symlinks,
     )
     ctx.on_abort = lambda: f"every file was added to dataset {row.id}"
     totals = {k: getattr(r, k) for k in ("added", "modified", "unchanged", "bytes")}
@@ -410,6 +419,7 @@ def cmd_sync(ctx: Context) -> Result:
         max_workers=a.max_workers,
         progress=ctx.progress,
         events=events,
+        follow_symlinks=a.follow_symlinks,
     )
     text = [f"New dataset created id={r.row.id}"] if r.created else []
     text.append(f"Sync completed: {r.removed} files removed, {r.added} added, {r.modified} modified")
@@ -460,14 +470,12 @@ def cmd_list(ctx: Context) -> Result:
                 )
                 for f in files
             ],
-            widths=(64, 10, 64),
             right=(1,),
         )
     else:
         text = table(
             ["file name", "size", "hash"],
             [(f.path, f"{f.size:,}", shown_hash(f)) for f in files],
-            widths=(64, 10, 64),
             right=(1,),
         )
     text.append(f"Total {plural(len(files))}, {total:,} bytes")
@@ -488,6 +496,11 @@ def cmd_list(ctx: Context) -> Result:
         "total_size": total,
     }
     return Result(data, text)
+
+
+def cmd_show(ctx: Context) -> Result:
+    summary = ctx.service.summary(_target(ctx, lookup=True))
+    return Result(summary_data(summary), summary_lines(summary))
 
 
 def cmd_delete(ctx: Context) -> Result:
@@ -547,7 +560,10 @@ def cmd_search(ctx: Context) -> Result:
 
 def cmd_get(ctx: Context) -> Result:
     a = ctx.args
-    row = ctx.service.resolve_or_restore(a.id, a.storage) if a.storage else _target(ctx)
+    if a.storage:
+        row = ctx.service.resolve_or_restore(a.id, a.storage)
+    else:
+        row = _target(ctx, lookup=True, completed=True)
     ctx.note(f"Download dataset id {row.id}")
     copy = ctx.service.local_copy(
         row.id,
@@ -829,6 +845,7 @@ COMMANDS: dict[str, Callable[[Context], Result]] = {
     "close": cmd_close,
     "sync": cmd_sync,
     "list": cmd_list,
+    "show": cmd_show,
     "delete": cmd_delete,
     "search": cmd_search,
     "get": cmd_get,

@@ -92,6 +92,24 @@ _WORKER_DEFAULTS = {
 }
 
 
+def _by_name(p: argparse.ArgumentParser, which: str) -> None:
+    """--project/--name/--version: the dataset by its labels instead of --id."""
+    p.add_argument("--project", default=None, help="project of the dataset (with --name)")
+    p.add_argument("--name", default=None, help=f"name of the dataset ({which})")
+    p.add_argument("--version", default=None, help="version of the dataset")
+
+
+def _follow_symlinks(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        default=False,
+        help="follow every symbolic link, to files and folders, also those that lead out of the "
+        "folder (default: links to files inside are added, links to folders inside are skipped, "
+        "links that lead out are refused)",
+    )
+
+
 def _max_workers(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--max-workers",
@@ -174,13 +192,14 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         "--parents",
         nargs="*",
         default=[],
-        metavar="ID",
-        help="ids of final parent versions, merged in the given order",
+        metavar="REF",
+        help="final parent versions, merged in the given order: ids, or project/name[@version] "
+        "(the last / ends the project; without @version the latest final version)",
     )
     _storage(
         p,
         "where the content will be stored: a folder, file://, s3://, gs:// or azure:// URL "
-        "(default: the configured storage)",
+        "(default: the configured storage). A storage given here must take a test write first",
     )
     p.add_argument("--tags", nargs="*", default=[], metavar="TAG", help="tags of the dataset")
     p.add_argument("--description", default=None, help="free-text description")
@@ -225,6 +244,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument(
         "--non-recursive", action="store_true", default=False, help="do not descend into subfolders"
     )
+    _follow_symlinks(p)
     _verbose(p, "print how many files of each path were added, modified or unchanged")
     _max_workers(p, "hashing")
 
@@ -298,7 +318,11 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         help="folder inside the dataset that mirrors --folder (default: the root)",
     )
     p.add_argument(
-        "--parents", nargs="*", default=[], metavar="ID", help="create a new version with these parents first"
+        "--parents",
+        nargs="*",
+        default=[],
+        metavar="REF",
+        help="create a new version with these parents first (ids or project/name[@version])",
     )
     p.add_argument("--project", default=None, help="create a new version in this project first")
     p.add_argument("--name", default=None, help="create a new version with this name first")
@@ -308,6 +332,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-close", action="store_true", default=False, help="do not upload and finalize after syncing"
     )
+    _follow_symlinks(p)
     _chunk_size(p)
     _verbose(p, "print details")
     _max_workers(p, "hashing and uploads")
@@ -318,9 +343,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         "List the files of a version's merged view, with size and SHA-256.",
     )
     _id(p)
-    p.add_argument("--project", default=None, help="project of the dataset (with --name)")
-    p.add_argument("--name", default=None, help="name of the dataset (latest version unless --version)")
-    p.add_argument("--version", default=None, help="version of the dataset")
+    _by_name(p, "latest version unless --version")
     p.add_argument(
         "--filter",
         nargs="*",
@@ -335,6 +358,15 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         help="only list files this version added or modified",
     )
     _verbose(p, "also list which version each file comes from and its external URL")
+
+    p = add(
+        "show",
+        "Show one version: status, parents, size, storage, tags, metadata",
+        "Print a summary of one version: its status, parents, file count and size, storage, "
+        "description, tags and the names of its metadata.",
+    )
+    _id(p)
+    _by_name(p, "latest version unless --version")
 
     p = add(
         "delete",
@@ -377,6 +409,7 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         "object cache), a writable copy with --copy, or a symlink to the cached folder with --link.",
     )
     _id(p)
+    _by_name(p, "latest final version unless --version")
     p.add_argument("--copy", metavar="DIR", default=None, help="make a writable copy in DIR")
     p.add_argument(
         "--link", metavar="PATH", default=None, help="make PATH a symlink to the read-only cached copy"

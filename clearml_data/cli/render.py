@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..storage import fingerprint_parts, redact_url
 
 if TYPE_CHECKING:
-    from ..service import DatasetRow, GcReport, RebuildReport, ShadowedFile
+    from ..service import DatasetRow, GcReport, RebuildReport, ShadowedFile, VersionSummary
 
 #: the version of the ``--json`` envelope's layout
 RESULT_VERSION = "1"
@@ -155,6 +155,58 @@ def dataset_data(row: DatasetRow) -> dict:
         "file_count": row.file_count,
         "total_size": row.total_size,
     }
+
+
+def summary_data(s: VersionSummary) -> dict:
+    """``show --json``: the version's record, its parents' labels, its counts, metadata names."""
+    return {
+        **dataset_data(s.row),
+        "file_count": s.files,
+        "total_size": s.bytes,
+        "parent_versions": [
+            {"id": p.id, "project": p.project, "name": p.name, "version": p.version, "status": p.status}
+            for p in s.parents
+        ],
+        "metadata_names": s.metadata_names,
+    }
+
+
+def summary_lines(s: VersionSummary) -> list[str]:
+    """``show``: one labelled line per fact, a line per parent."""
+    row = s.row
+    status = row.status + (f" (finalized {_stamp(row.finalized_at)})" if row.finalized_at else "")
+    lines = [
+        f"id:          {row.id}",
+        f"dataset:     {row.project}/{row.name}",
+        f"version:     {row.version}",
+        f"status:      {status}",
+        f"created:     {_stamp(row.created_at)}",
+    ]
+    if s.parents:
+        lines += [
+            f"{'parents:' if i == 0 else '':<12} {p.id} ({p.project}/{p.name} {p.version})"
+            for i, p in enumerate(s.parents)
+        ]
+    else:
+        lines.append("parents:     none")
+    lines.append(f"files:       {s.files:,} ({size(s.bytes)})")
+    if row.is_final and row.added is not None:
+        lines.append(
+            f"changes:     {row.added:,} added, {row.modified or 0:,} modified, "
+            f"{row.removed or 0:,} removed (against the parents)"
+        )
+    lines += [
+        f"storage:     {redact_url(row.storage)}",
+        f"description: {' '.join(row.description.split()) or '-'}",
+        f"tags:        {', '.join(row.tags) or '-'}",
+        f"metadata:    {', '.join(s.metadata_names) or '-'}",
+    ]
+    return lines
+
+
+def _stamp(iso: str | None) -> str:
+    """A catalog time (ISO 8601, UTC) as a person reads it: to the second."""
+    return (iso or "")[:19].replace("T", " ") + (" UTC" if iso else "")
 
 
 def shadowed(found: Sequence[ShadowedFile]) -> tuple[list[dict], list[str]]:

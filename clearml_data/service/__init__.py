@@ -8,9 +8,9 @@ that owns the operation:
 ==============  ==========================================================================
 workspace       the Workspace, and storage_call (a driver's OSError as a StorageError)
 results         the result dataclasses
-lookup          resolve_id, get, search; label, tag and storage URL checks
-views           view, shadowed, list_files, selected_files; merge and tree rules
-locations       where content lives, and when a recorded location is trusted
+lookup          resolve_id, resolve_ref, get, search; label, tag and storage URL checks
+views           view, shadowed, list_files, selected_files, summary; merge and tree rules
+locations       where content lives, when a recorded location is trusted, check_writable
 drafts          create, add_files, remove_files, sync_folder, update, publish
 external        add_external_files, link_entries, remove_links
 manifests       manifests in storage: write, tombstone, list and read them
@@ -89,6 +89,7 @@ from .results import (
     SyncResult,
     UploadResult,
     VerifyReport,
+    VersionSummary,
     WorkflowEvents,
 )
 from .upload import FINALIZE_ATTEMPTS
@@ -121,6 +122,7 @@ __all__ = [
     "SyncResult",
     "UploadResult",
     "VerifyReport",
+    "VersionSummary",
     "View",
     "WorkflowEvents",
     "Workspace",
@@ -211,6 +213,12 @@ class Service:
             writable_copy,
         )
 
+    def resolve_ref(self, ref: str) -> DatasetRow:
+        return lookup.resolve_ref(self.workspace, ref)
+
+    def summary(self, row: DatasetRow) -> VersionSummary:
+        return views.summary(self.workspace, row)
+
     def search(
         self,
         project: str | None = None,
@@ -256,8 +264,11 @@ class Service:
         storage: str | None = None,
         tags: str | Iterable[str] | None = None,
         description: str = "",
+        check_storage: bool = False,
     ) -> DatasetRow:
-        return drafts.create(self.workspace, name, project, parents, version, storage, tags, description)
+        return drafts.create(
+            self.workspace, name, project, parents, version, storage, tags, description, check_storage
+        )
 
     def add_files(
         self,
@@ -269,6 +280,7 @@ class Service:
         recursive: bool = True,
         max_workers: int | None = None,
         progress: ProgressFactory = null_progress,
+        follow_symlinks: bool = False,
     ) -> AddResult:
         return drafts.add_files(
             self.workspace,
@@ -280,6 +292,7 @@ class Service:
             recursive,
             max_workers,
             progress,
+            follow_symlinks,
         )
 
     def remove_files(self, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:
@@ -295,8 +308,11 @@ class Service:
         dataset_path: str | None = None,
         max_workers: int | None = None,
         progress: ProgressFactory = null_progress,
+        follow_symlinks: bool = False,
     ) -> SyncResult:
-        return drafts.sync_folder(self.workspace, dataset_id, local_path, dataset_path, max_workers, progress)
+        return drafts.sync_folder(
+            self.workspace, dataset_id, local_path, dataset_path, max_workers, progress, follow_symlinks
+        )
 
     def update(self, dataset_id: str, **fields: Any) -> DatasetRow:
         return drafts.update(self.workspace, dataset_id, **fields)
@@ -339,6 +355,7 @@ class Service:
         max_workers: int | None = None,
         progress: ProgressFactory = null_progress,
         read_hash: bool = False,
+        follow_symlinks: bool = False,
     ) -> AddResult:
         return external.add(
             self.workspace,
@@ -351,6 +368,7 @@ class Service:
             max_workers,
             progress,
             read_hash,
+            follow_symlinks,
         )
 
     def link_entries(self, row: DatasetRow) -> dict[str, LinkInfo]:
@@ -422,6 +440,7 @@ class Service:
         max_workers: int | None = None,
         progress: ProgressFactory = null_progress,
         events: WorkflowEvents | None = None,
+        follow_symlinks: bool = False,
     ) -> SyncOutcome:
         return lineage.sync(
             self.workspace,
@@ -439,6 +458,7 @@ class Service:
             max_workers,
             progress,
             events,
+            follow_symlinks,
         )
 
     # -- importing from ClearML ---------------------------------------------------------------------

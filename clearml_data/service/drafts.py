@@ -37,7 +37,8 @@ from ..paths import (
     under,
 )
 from ..progress import ProgressFactory, null_progress
-from .lookup import check_label, clean_tags, draft, now, resolve_id, storage_url
+from .locations import check_writable
+from .lookup import check_label, clean_tags, draft, now, resolve_id, resolve_ref, storage_url
 from .lookup import get as find_version
 from .results import AddResult, SyncResult
 from .views import check_tree_conflicts, draft_view, parent_view
@@ -57,12 +58,15 @@ def create(
     storage: str | None = None,
     tags: str | Iterable[str] | None = None,
     description: str = "",
+    check_storage: bool = False,
 ) -> DatasetRow:
-    """A new draft on ``parents`` (final versions, merged in order); the project defaults to the
-    last parent's, the version to the next free one, the storage to the configured one."""
+    """A new draft on ``parents`` (final versions, merged in order: ids or
+    ``project/name[@version]`` references); the project defaults to the last parent's, the
+    version to the next free one, the storage to the configured one. With ``check_storage``
+    the storage must take a test write first (:func:`.locations.check_writable`)."""
     parent_rows: list[DatasetRow] = []
     for p in parents or ():
-        row = resolve_id(ws, p)
+        row = resolve_ref(ws, p)
         if not row.is_final:
             raise DatasetStateError(
                 f"parent dataset {row.id} is not final",
@@ -87,6 +91,8 @@ def create(
         check_label("version", version)
     url = storage_url(ws, storage)
     ws.driver(url)  # unknown scheme or malformed URL: fail now, not at upload
+    if check_storage:  # unreachable, missing bucket, no write permission: fail now too
+        check_writable(ws, url)
     tag_list = clean_tags(tags)
     stamp = now()
     row = DatasetRow(
@@ -161,6 +167,7 @@ def add_files(
     recursive: bool = True,
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
+    follow_symlinks: bool = False,
 ) -> AddResult:
     """Hash the local files under ``path`` (a file, a folder or a glob, or a list of them) and
     record them in the draft, under ``dataset_path``; returns what was added, modified and
@@ -168,9 +175,13 @@ def add_files(
 
     All or nothing: every item is found and read before a row is written, and the rows of
     all of them are written in one transaction, so one missing or unreadable item leaves the
-    draft as it was, whatever its place in the list."""
+    draft as it was, whatever its place in the list.
+    Symbolic links follow :func:`_walk_files`'s rule (``follow_symlinks`` for links that
+    leave the folder)."""
     row = draft(ws, dataset_id)
-    found, item_of = collect_items(path, wildcard, local_base_folder, dataset_path, recursive)
+    found, item_of = collect_items(
+        path, wildcard, local_base_folder, dataset_path, recursive, follow_symlinks
+    )
     prepared = hash_local(ws, row, found, max_workers, progress)
     if prepared is None:
         return padded(AddResult(), item_of, len(paths_of(path)))
@@ -196,6 +207,7 @@ def collect_items(
     local_base_folder: str | None,
     dataset_path: str | None,
     recursive: bool,
+    follow_symlinks: bool = False,
 ) -> tuple[list[tuple[str, str]], dict[str, int] | None]:
     """Every (dataset path, source) under the items of ``path``, and for a list of several
     items the index of the item each dataset path came from (None for one item)."""
@@ -206,7 +218,7 @@ def collect_items(
     found: list[tuple[str, str]] = []
     item_of: dict[str, int] = {}
     for i, item in enumerate(items):
-        for rel, src in _collect(item, wildcard, local_base_folder, recursive, prefix):
+        for rel, src in _collect(item, wildcard, local_base_folder, recursive, prefix, follow_symlinks):
             found.append((rel, src))
             item_of.setdefault(rel, i)
     return found, (item_of if len(items) > 1 else None)
@@ -219,14 +231,16 @@ def sync_folder(
     dataset_path: str | None = None,
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
+    follow_symlinks: bool = False,
 ) -> SyncResult:
-    """Make the dataset folder ``dataset_path`` mirror ``local_path``."""
+    """Make the dataset folder ``dataset_path`` mirror ``local_path`` (symbolic links as
+    :func:`add_files` takes them)."""
     row = draft(ws, dataset_id)
     folder = sync_source(local_path)
     prefix = normalize_relpath(dataset_path or "")
     # the whole folder is read before anything is written: a part that cannot be read is an
     # error, never taken for files that were deleted; removals and additions are one write
-    found = list(_collect(folder, None, None, True, prefix))
+    found = list(_collect(folder, None, None, True, prefix, follow_symlinks))
     done = _add_collected(ws, row, found, max_workers, progress, mirror=prefix)
     return SyncResult(removed=done.removed, added=done.added, modified=done.modified)
 
@@ -246,6 +260,7 @@ def _collect(
     local_base_folder: str | None,
     recursive: bool,
     prefix: str = "",
+    follow_symlinks: bool = False,
 ) -> Iterator[tuple[str, str]]:
     """(dataset path under ``prefix``, absolute source path) of each local file to add."""
     text = os.path.expanduser(os.fspath(path))
@@ -270,7 +285,7 @@ def _collect(
                 yield _checked_rel(join_relpath(prefix, rel), root), root
             continue
         folder_base = base or root
-        for dirpath, names in _walk_files(root, walk_deep):
+        for dirpath, names in _walk_files(root, walk_deep, follow_symlinks):
             rel_dir = local_relpath(dirpath, folder_base)  # once per folder, not per file
             if rel_dir == ".." or rel_dir.startswith("../"):
                 raise UsageError(f"{dirpath} is not inside the local base folder {folder_base}")
@@ -292,30 +307,49 @@ def _checked_rel(rel: str, source: str) -> str:
         raise UnsafePathError(f"cannot add {shorten(source)}: {exc}") from None
 
 
-def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
+def _walk_files(root: str, recursive: bool, follow_symlinks: bool = False) -> Iterator[tuple[str, list[str]]]:
     """(folder, sorted names of its regular files) for root and, if recursive, every subfolder.
 
-    Like os.walk without following folder symlinks; file symlinks count when they point to a
-    regular file. A symlink whose target lies outside root stops the walk (UnsafePathError).
-    Directory entry types avoid a stat per file where the filesystem gives them.
+    Symbolic links met in the walk (``root`` itself is taken as named, link or not):
+
+    - by default, a link inside ``root`` to a file inside it counts as that file (its content,
+      at the link's path); a link to a folder inside it is skipped with a warning (its files
+      are added through the folder itself, and a link cannot make a loop); a link whose
+      target lies outside ``root`` stops the walk (UnsafePathError naming ``--follow-symlinks``);
+    - with ``follow_symlinks``, every link is followed, to a file or a folder, inside or
+      outside: what it points to is added at the link's path. A folder link back into a
+      folder the walk is inside (a loop) stops the walk.
+
+    A broken link stops the walk either way. Directory entry types avoid a stat per file
+    where the filesystem gives them.
 
     Nothing is passed over in silence: a folder or entry that cannot be read, a broken link
     and a folder nested deeper than a dataset path may go stop the walk with an error naming
     them; sockets, pipes and devices, which hold no file content, are skipped with a warning.
     """
-    stack = [(root, 0)]
     root_real = os.path.realpath(root)
+    #: (folder, depth, real paths of the folders the walk is inside: a loop check when following)
+    stack: list[tuple[str, int, frozenset[str]]] = [(root, 0, frozenset({root_real}))]
     root_bytes = len(os.fsencode(root.rstrip(os.sep)))
     while stack:
-        folder, depth = stack.pop()
+        folder, depth, inside = stack.pop()
         files, dirs = [], []
         try:
             with os.scandir(folder) as it:
                 for entry in it:
                     try:
-                        if entry.is_symlink():
+                        if entry.is_symlink() and not follow_symlinks:
                             check_link(entry.path, root_real)
                         if entry.is_dir(follow_symlinks=False):
+                            dirs.append(entry.path)
+                        elif follow_symlinks and entry.is_symlink() and entry.is_dir():
+                            target = os.path.realpath(entry.path)
+                            if target in inside:
+                                raise UsageError(
+                                    f"cannot add {describe(entry.path)}: it is a symbolic link to "
+                                    f"{describe(target)}, a folder it is inside (a loop)",
+                                    hint="remove the link, or add without --follow-symlinks",
+                                )
                             dirs.append(entry.path)
                         elif entry.is_file():  # follows symlinks
                             files.append(entry.name)
@@ -356,7 +390,9 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, list[str]]]:
                         f"has at most {MAX_DEPTH} components and {MAX_PATH_BYTES} bytes",
                         hint="add the files from a shallower folder",
                     )
-                stack.append((sub, depth + 1))
+                # only a walk that follows links can come back into a folder it is inside
+                below = inside | {os.path.realpath(sub)} if follow_symlinks else inside
+                stack.append((sub, depth + 1, below))
 
 
 def _stat(src: str) -> os.stat_result:

@@ -110,6 +110,7 @@ def add(
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
     read_hash: bool = False,
+    follow_symlinks: bool = False,
 ) -> AddResult:
     """Add local files (``paths``) and external files (``urls``) to a draft in one write.
 
@@ -129,7 +130,7 @@ def add(
     item_of: dict[str, int] = {}
     if local_items:
         prefix = None if isinstance(dataset_path, (list, tuple)) else dataset_path
-        local, local_of = collect_items(local_items, wildcard, None, prefix, recursive)
+        local, local_of = collect_items(local_items, wildcard, None, prefix, recursive, follow_symlinks)
         item_of = local_of or dict.fromkeys((rel for rel, _src in local), 0)
     remotes, remote_of = _find_remotes(ws, url_items, wildcard, dataset_path, recursive)
     item_of.update((rel, len(local_items) + i) for rel, i in remote_of.items())

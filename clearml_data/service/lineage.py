@@ -20,7 +20,7 @@ from ..progress import ProgressFactory, null_progress
 from . import manifests
 from .checkout import fetch_objects
 from .drafts import create, sync_folder, sync_source
-from .lookup import check_label, get, now, parent_row, resolve_id, storage_url
+from .lookup import check_label, get, now, parent_row, resolve_id, resolve_ref, storage_url
 from .results import Diff, SyncOutcome, WorkflowEvents
 from .upload import close, finalize, pending_uploads, upload
 from .views import diff, parent_view, shadowed, shadowed_paths, view
@@ -171,6 +171,7 @@ def sync(
     max_workers: int | None = None,
     progress: ProgressFactory = null_progress,
     events: WorkflowEvents | None = None,
+    follow_symlinks: bool = False,
 ) -> SyncOutcome:
     """Make a version mirror a local folder (ClearML's ``clearml-data sync``).
 
@@ -196,14 +197,16 @@ def sync(
     source = sync_source(folder)
     normalize_relpath(dataset_path or "")
     if created:
-        row = create(ws, name or resolve_id(ws, parents[-1]).name, project, parents, version, storage, tags)
+        name = name or resolve_ref(ws, parents[-1]).name
+        # a storage named for the new version must take a write before anything is hashed
+        row = create(ws, name, project, parents, version, storage, tags, check_storage=storage is not None)
         _announce(ws, row, events)
     else:
         assert dataset_id is not None
         row = resolve_id(ws, dataset_id)
     try:
         events.syncing(row, os.fspath(folder))
-        r = sync_folder(ws, row.id, source, dataset_path, max_workers, progress)
+        r = sync_folder(ws, row.id, source, dataset_path, max_workers, progress, follow_symlinks)
         out = SyncOutcome(row, created, r.removed, r.added, r.modified)
         if skip_close:
             out.shadowed = shadowed(ws, row)

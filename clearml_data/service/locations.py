@@ -8,19 +8,23 @@ A location that was not written by this catalog (one restored from a manifest) i
 *unchecked*: before dedup skips an upload because of it, or a read relies on it, a stat
 (and for a pack entry used by dedup, a hash of its bytes) must confirm it; it is then
 marked checked. See :func:`confirm_stored` and :func:`readable_locations`.
+
+:func:`check_writable` asks a storage, before anything is recorded against it, whether it
+takes a write at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 
 from ..catalog import DatasetRow, ObjectRow, preferred_location
 from ..catalog.validate import check_location, extent_problem
 from ..errors import StorageError
 from ..packs import is_pack_key, object_key
 from ..parallel import ordered_map
-from ..storage import StorageDriver, redact_url
+from ..storage import StorageDriver, redact_text, redact_url
 from .workspace import Workspace, storage_call
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ ByKey = dict[tuple[str, str], list[tuple[str, int, int]]]
 __all__ = [
     "ByKey",
     "by_stored_key",
+    "check_writable",
     "confirm_stored",
     "hash_range",
     "preferred_location",
@@ -178,3 +183,30 @@ def _misfit(r: ObjectRow, size: int | None, dedup: bool) -> str | None:
         if r.offset != 0:
             return f"holds one content, but the catalog reads it from byte {r.offset:,}"
     return extent_problem(r.key, [(r.hash, r.offset, r.length)], size) or None
+
+
+#: the probe's key begins so; it sits outside objects/, packs/ and manifests, where gc looks
+PROBE_PREFIX = "clearml-data-write-check-"
+
+
+def check_writable(ws: Workspace, storage: str) -> None:
+    """Refuse a storage that cannot be written: a create-only put of a tiny object under a
+    fresh key, then its delete. A storage that takes the put but refuses the delete is usable
+    (uploads never delete), so that is only logged; any failure of the put is one StorageError."""
+    driver = ws.driver(storage)
+    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    url = redact_url(storage)
+    try:
+        driver.put_bytes(b"clearml-data write check\n", key, overwrite=False)
+    except OSError as exc:
+        raise StorageError(
+            f"storage {url} cannot be written: {redact_text(exc.strerror or exc)}",
+            url=url,
+            key=key,
+            hint="check the URL and the credentials; a bucket or container must exist already; "
+            "no dataset was created",
+        ) from exc
+    try:
+        driver.delete(key)
+    except OSError as exc:
+        log.warning("the write check left %s in %s: %s", key, url, redact_text(exc.strerror or exc))

@@ -1,5 +1,6 @@
-"""Finding versions: by id or unique id prefix, by project/name/version/tags, and the checks
-on the labels a version is found by (project, name, version, tags) and on storage URLs.
+"""Finding versions: by id or unique id prefix, by project/name/version/tags, by a
+``project/name[@version]`` reference, and the checks on the labels a version is found by
+(project, name, version, tags) and on storage URLs.
 
 Every other operation module starts here: ``resolve_id`` is the one way from what a user
 typed to a :class:`~clearml_data.catalog.DatasetRow`, and ``draft`` / ``final`` add the state
@@ -175,6 +176,30 @@ def search(
     if wanted:
         rows = [r for r in rows if wanted.issubset(r.tags)]
     return rows
+
+
+def split_ref(ref: str) -> tuple[str, str, str | None]:
+    """``project/name[@version]`` as (project, name, version or None). The last ``/``
+    separates the project (which may itself hold ``/``: nested projects) from the name, and
+    the last ``@`` of the name part starts the version."""
+    text = str(ref).strip()
+    project, _, tail = text.rpartition("/")
+    name, at, version = tail.rpartition("@") if "@" in tail else (tail, "", "")
+    if not project.strip("/") or not name or (at and not version):
+        raise UsageError(
+            f"{ref!r} is neither a dataset id nor a project/name[@version] reference",
+            hint="pass an id, project/name or project/name@version; the last / ends the project",
+        )
+    return project.strip("/"), name, version if at else None
+
+
+def resolve_ref(ws: Workspace, ref: str) -> DatasetRow:
+    """The version an id (or unique id prefix) names, or a ``project/name[@version]``
+    reference: that version, or without ``@version`` the latest final version of the dataset."""
+    if "/" not in str(ref):
+        return resolve_id(ws, ref)
+    project, name, version = split_ref(ref)
+    return get(ws, project=project, name=name, version=version, only_completed=version is None)
 
 
 def parent_row(ws: Workspace, row: DatasetRow, parent_id: str) -> DatasetRow:

@@ -236,3 +236,15 @@ class WorkflowEvents:
 
     def uploading(self, row: DatasetRow, storage: str) -> None:
         """Pending content is about to be uploaded to ``storage``."""
+
+
+@dataclass
+class VersionSummary:
+    """One version at a glance (``clearml-data show``): its record, its parents' records,
+    what its view holds, and the names of its metadata."""
+
+    row: DatasetRow
+    parents: list[DatasetRow] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    metadata_names: list[str] = field(default_factory=list)

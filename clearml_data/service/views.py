@@ -20,7 +20,7 @@ from ..catalog.validate import check_change
 from ..errors import CatalogError, UsageError
 from ..paths import check_id, matches, shorten
 from .lookup import parent_row
-from .results import Diff, FileInfo, ShadowedFile
+from .results import Diff, FileInfo, ShadowedFile, VersionSummary
 from .workspace import View, Workspace
 
 #: (index of the later view, path, the earlier entry it shadows)
@@ -285,3 +285,20 @@ def selected_files(
         paths = paths[start:end]
         label += f".part-{part}-of-{num_parts}"
     return {p: current[p][:2] for p in paths}, label
+
+
+def summary(ws: Workspace, row: DatasetRow) -> VersionSummary:
+    """What ``clearml-data show`` prints of a version. A final version's counts are the ones
+    recorded when it was closed; a draft's are counted from its view as it is now."""
+    if row.is_final and row.file_count is not None and row.total_size is not None:
+        files, size = row.file_count, row.total_size
+    else:
+        current = view(ws, row)
+        files, size = len(current), sum(entry[1] for entry in current.values())
+    return VersionSummary(
+        row=row,
+        parents=[parent_row(ws, row, p) for p in row.parents],
+        files=files,
+        bytes=size,
+        metadata_names=sorted(row.metadata),
+    )

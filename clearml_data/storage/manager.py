@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import pluggy
@@ -36,6 +37,28 @@ ENTRY_POINT_GROUP = "clearml_data"
 #: comma-separated plugin (entry-point) names that are not loaded
 ENV_DISABLE = "CLEARML_DATA_DISABLE_PLUGINS"
 BUILTIN_MODULES = {"folder": "clearml_data.storage.folder", "http": "clearml_data.storage.http"}
+#: URL scheme -> the distribution of this project's plugin that serves it (plugins/ in the source
+#: tree; the core's extras s3, gcs and azure name the same distributions)
+CLOUD_PLUGINS = {"s3": "clearml-data-s3", "gs": "clearml-data-gcs", "azure": "clearml-data-azure"}
+#: a source checkout keeps each plugin in <checkout>/plugins/<distribution>
+_CHECKOUT = Path(__file__).resolve().parent.parent.parent
+
+
+def plugin_install_hint(scheme: str) -> str | None:
+    """What to install for ``scheme``'s driver: the plugin's distribution and, when this
+    package runs from a source checkout, the plugin's folder in it (which installs as it is,
+    published or not). None for a scheme no plugin of this project serves."""
+    dist = CLOUD_PLUGINS.get(scheme)
+    if dist is None:
+        return None
+    folder = _CHECKOUT / "plugins" / dist
+    if not (folder / "setup.cfg").is_file():
+        return f"install the plugin: pip install {dist}"
+    try:  # from the checkout's root, the short form that its README uses
+        shown = "./" + folder.relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):  # elsewhere, or the working folder is gone
+        shown = str(folder)
+    return f"install the plugin {dist} from this source checkout: pip install {shown}"
 
 
 @dataclass
@@ -151,11 +174,7 @@ class PluginManager:
         record = self.drivers.get(scheme)
         if record is None:
             known = ", ".join(sorted(f"{s}://" for s in self.drivers)) or "none"
-            hint = {
-                "s3": "pip install clearml-data[s3]",
-                "gs": "pip install clearml-data[gcs]",
-                "azure": "pip install clearml-data[azure]",
-            }.get(scheme)
+            hint = plugin_install_hint(scheme)
             raise UsageError(f"no storage driver for {scheme}:// URLs (installed: {known})", hint=hint)
         info = record.info
         for module in info.requires:

@@ -233,6 +233,19 @@ def _final_in(env, scheme_url: str, folder: Path) -> str:
     return fid
 
 
+def _draft_in(env, scheme_url: str) -> str:
+    """A draft whose storage is ``scheme_url``, where nothing may answer: made in folder
+    storage, then pointed at it (``create --storage`` would refuse a storage it cannot write)."""
+    created = run_cli("--json", "create", "--project", "canary", "--name", "draft")
+    assert created.code == 0, created.err
+    did = created.json["data"]["id"]
+    reset_services()
+    with sqlite3.connect(env.catalog) as db:
+        db.execute("UPDATE datasets SET storage = ? WHERE id = ?", [scheme_url, did])
+    db.close()
+    return did
+
+
 def _catalog_bytes(env) -> bytes:
     return b"".join(p.read_bytes() for p in Path(env.catalog).parent.glob(Path(env.catalog).name + "*"))
 
@@ -244,9 +257,7 @@ def test_no_canary_in_output_logs_or_catalog(scheme, env, canary_env, tmp_path):
     url = _scheme_urls(port)[scheme]
     folder = write_tree(tmp_path / "src", {"a.txt": "alpha", "sub/b.txt": "beta"})
     final = _final_in(env, url, folder)
-    created = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url)
-    assert created.code == 0, created.err
-    draft = created.json["data"]["id"]
+    draft = _draft_in(env, url)
     handler = _Records()
     root = logging.getLogger()
     root.addHandler(handler)  # at the levels the CLI sets: --debug lowers only our own loggers
@@ -303,9 +314,7 @@ def test_no_canary_from_a_subprocess(scheme, env, canary_env, tmp_path):
     url = _scheme_urls(port)[scheme]
     folder = write_tree(tmp_path / "src", {"a.txt": "alpha", "sub/b.txt": "beta"})
     final = _final_in(env, url, folder)
-    draft = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url).json[
-        "data"
-    ]["id"]
+    draft = _draft_in(env, url)
     commands = _commands(url, draft, final, folder, port)
     if reliability_count(1, 2) == 1:  # CI: the commands that talk to the storage
         commands = [c for c in commands if c[0] in ("add", "upload", "close", "get", "verify", "create")]
@@ -580,7 +589,7 @@ def test_no_canary_from_any_credential_channel(
         plain = url.split("?", 1)[0]  # a URL that carries a credential is refused, never stored
         final = _final_in(env, plain, folder)
         created = run_cli("--json", "create", "--project", "canary", "--name", "draft", "--storage", url)
-        draft = created.json["data"]["id"] if created.code == 0 else final
+        draft = created.json["data"]["id"] if created.code == 0 else _draft_in(env, plain)
         transcript += [created.out, created.err]
         commands = _commands(plain, draft, final, folder, port)
         case = CHANNEL_CASES.index((scheme, name)) * 2 + LIVE.index(where)

@@ -124,11 +124,18 @@ def test_cli_rejects_a_malformed_azure_url(cli, azure_env, tmp_path, bad, words)
     assert words in r.err and "Traceback" not in r.err
 
 
-def test_cli_names_a_missing_container(cli, azure_env, tmp_path):
+def test_cli_names_a_missing_container(cli, azure_env, new_container, service_client, tmp_path):
     (tmp_path / "f.txt").write_text("x")
-    url = f"azure://{HOST}/no-such-container-here"
-    ok(cli("create", "--project", "p", "--name", "n", "--storage", url, "--json"))
+    # create checks the storage: a missing container fails there, and no draft is made
+    r = cli("create", "--project", "p", "--name", "n", "--storage", f"azure://{HOST}/no-such-container-here")
+    assert r.code == 1 and "no-such-container-here" in r.err and "does not exist" in r.err
+    assert "no dataset was created" in r.err and "Traceback" not in r.err
+    assert ok(cli("search", "--not-only-completed", "--json")) == []
+    # a container that goes away after create is named by the upload
+    container = new_container()
+    ok(cli("create", "--project", "p", "--name", "n", "--storage", f"azure://{HOST}/{container}", "--json"))
     ok(cli("add", "--files", tmp_path / "f.txt", "--json"))
+    service_client.delete_container(container)
     r = cli("close")
-    assert r.code != 0 and "no-such-container-here" in r.err and "does not exist" in r.err
+    assert r.code != 0 and container in r.err and "does not exist" in r.err
     assert "Traceback" not in r.err

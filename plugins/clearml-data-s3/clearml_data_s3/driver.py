@@ -460,6 +460,8 @@ class S3Driver(StorageDriver):
             )
         if isinstance(exc, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
             return TimeoutError(errno.ETIMEDOUT, f"timed out: {text}", where)
+        if isinstance(exc, bx.SSLError):  # a setting, not a passing fault: not retried
+            return OSError(errno.EPROTO, f"TLS failed: {text}; {self._tls_hint(text)}", where)
         if isinstance(exc, bx.EndpointConnectionError):
             return ConnectionRefusedError(errno.ECONNREFUSED, f"cannot connect: {text}", where)
         if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError, bx.ConnectionClosedError)):
@@ -469,6 +471,18 @@ class S3Driver(StorageDriver):
         if isinstance(exc, OSError):
             return exc
         return OSError(errno.EIO, f"{type(exc).__name__}: {text}", where)
+
+    def _tls_hint(self, text: str) -> str:
+        """What to set when https to the endpoint fails: plain http for a server that speaks
+        no TLS (an s3://host:port URL means https unless told), else the CA bundle."""
+        endpoint = self.endpoint_url or "the endpoint"
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return f"if {endpoint} has a certificate of a private CA, point AWS_CA_BUNDLE at that CA's file"
+        plain = f"http://{self.host}" if self.host else "http://host:port"
+        return (
+            f"if the server at {endpoint} speaks plain http, set CLEARML_DATA_S3_SECURE=false "
+            f"(secure = false in [storage.s3]) or CLEARML_DATA_S3_ENDPOINT_URL={plain}"
+        )
 
     def _call(self, method: str, key: str, *, create_only: bool = False, **params):
         """Call a client method; errors become builtin OSErrors (botocore has retried them)."""

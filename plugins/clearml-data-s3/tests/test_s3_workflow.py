@@ -91,19 +91,62 @@ def test_seed_workflow_on_s3(cli, core_env, s3_env, s3_client, bucket, tmp_path)
     assert tree(res.json["data"]["path"]) == expected
 
 
-def test_storage_errors_reach_the_user_as_one_line(cli, core_env, s3_env, tmp_path, fake_keys):
+def test_storage_errors_reach_the_user_as_one_line(
+    cli, core_env, s3_env, s3_client, bucket, tmp_path, fake_keys
+):
     src = tmp_path / "d"
     src.mkdir()
     (src / "a").write_text("a")
-    res = cli("create", "--project", "p", "--name", "n", "--storage", "s3://no-such-bucket-here/x")
+    res = cli("create", "--project", "p", "--name", "n", "--storage", f"s3://{bucket}/x")
     assert res.code == 0, res.err
     assert cli("add", "--files", src).code == 0
+    s3_client.delete_bucket(Bucket=bucket)  # gone between create's write check and the upload
     res = cli("close")
     assert res.code == 1
-    assert "bucket 'no-such-bucket-here' does not exist" in res.err
+    assert f"bucket '{bucket}' does not exist" in res.err
     assert "Traceback" not in res.err
     for text in (res.out, res.err):
         assert fake_keys[0] not in text and fake_keys[1] not in text
     # a malformed URL is refused when the version is created, before anything is added
     res = cli("create", "--project", "p", "--name", "m", "--storage", "s3://x/p")
     assert res.code == 1 and "invalid S3 bucket name 'x'" in res.err and "Traceback" not in res.err
+
+
+def drafts(cli) -> list[str]:
+    res = cli("search", "--not-only-completed", "--json")
+    assert res.code == 0, res.err
+    return [d["id"] for d in res.json["data"]]
+
+
+def test_create_checks_the_storage_and_leaves_no_probe(cli, core_env, s3_env, s3_client, bucket):
+    res = cli("create", "--project", "p", "--name", "n", "--storage", f"s3://{bucket}/datasets")
+    assert res.code == 0, res.err
+    assert bucket_keys(s3_client, bucket, "") == []  # the write check's object is gone again
+
+
+def test_create_on_a_missing_bucket_fails_before_any_draft(cli, core_env, s3_env, bucket):
+    res = cli("create", "--project", "p", "--name", "n", "--storage", f"s3://{bucket}-missing/datasets")
+    assert res.code == 1 and "Traceback" not in res.err
+    [line] = [ln for ln in res.err.splitlines() if ln.startswith("Error:")]
+    assert f"bucket '{bucket}-missing' does not exist" in line
+    assert "a bucket or container must exist already" in line and "no dataset was created" in line
+    assert drafts(cli) == []
+
+
+def test_https_to_a_plain_http_host_port_says_how_to_select_http(
+    cli, core_env, s3_env, bucket, moto_server, monkeypatch
+):
+    """s3://host:port/... means https unless told; moto speaks http, so TLS fails, and the
+    error names the option that selects http. With that option set, the same URL works."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")  # only the URL names the server
+    monkeypatch.setenv("CLEARML_DATA_S3_MAX_ATTEMPTS", "1")
+    storage = f"s3://127.0.0.1:{moto_server.port}/{bucket}/datasets"
+    res = cli("create", "--project", "p", "--name", "n", "--storage", storage)
+    assert res.code == 1 and "Traceback" not in res.err
+    [line] = [ln for ln in res.err.splitlines() if ln.startswith("Error:")]
+    assert "TLS failed" in line and "CLEARML_DATA_S3_SECURE=false" in line
+    assert f"CLEARML_DATA_S3_ENDPOINT_URL=http://127.0.0.1:{moto_server.port}" in line
+    assert drafts(cli) == []
+    monkeypatch.setenv("CLEARML_DATA_S3_SECURE", "false")
+    res = cli("create", "--project", "p", "--name", "n", "--storage", storage)
+    assert res.code == 0, res.err
