@@ -107,6 +107,8 @@ def test_a_missing_cloud_plugin_names_what_installs_it(scheme, monkeypatch):
 
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(root)
+    # as from a source checkout, however this package was installed for the tests
+    monkeypatch.setattr(manager, "_CHECKOUT", root)
     with pytest.raises(UsageError) as info:
         PluginManager(load_entry_points=False).driver(f"{scheme}://bucket/x")
     hint = info.value.hint or ""

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from clearml_data import tempfiles
 from clearml_data.cache import Cache
 from clearml_data.storage.folder import TMP_FOLDER, TMP_PREFIX, FolderDriver
@@ -56,3 +58,16 @@ def test_cache_and_folder_storage_sweep_their_own_folders(tmp_path):
     assert [o.key for o in driver.list()] == ["objects/ab/abc"]  # temporaries are not objects
     assert driver.clean_temporaries() == 1
     assert not stale.exists() and driver.get_bytes("objects/ab/abc") == b"object bytes"
+
+
+def test_a_refused_exclusive_put_still_sweeps_what_a_killed_writer_left(tmp_path):
+    """A writer killed between linking its object and removing its temporary file leaves
+    both: the run that repeats the put is refused (the object exists), and sweeps the file."""
+    host = tempfiles.owner_tag().split(".")[0]
+    FolderDriver(str(tmp_path / "storage")).put_bytes(b"tombstone", "manifests/a.tomb")
+    left = tmp_path / "storage" / TMP_FOLDER / f"{TMP_PREFIX}{host}.{_dead_pid()}.c"
+    left.write_bytes(b"tombstone")
+    again = FolderDriver(str(tmp_path / "storage"))  # the next process
+    with pytest.raises(FileExistsError):
+        again.put_bytes(b"tombstone", "manifests/a.tomb", overwrite=False)
+    assert not left.exists()

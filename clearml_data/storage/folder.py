@@ -124,13 +124,15 @@ class FolderDriver(StorageDriver):
         final = self._path(key)
         folder = os.path.dirname(final)
         os.makedirs(folder, exist_ok=True)
-        if not overwrite and os.path.lexists(final):
-            raise FileExistsError(errno.EEXIST, "object exists", key)
         tmp_folder = os.path.join(self.root, TMP_FOLDER)
         os.makedirs(tmp_folder, exist_ok=True)
-        if not self._swept:  # once a process: what killed writers left behind
+        # once a process, before anything can refuse the put: what killed writers left behind
+        # (a writer killed between linking its object and removing its temporary file left both)
+        if not self._swept:
             self._swept = True
             self.clean_temporaries()
+        if not overwrite and os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "object exists", key)
         tmp = tempfiles.temp_path(tmp_folder, TMP_PREFIX)
         try:
             with open(local_path, "rb") as src, open(tmp, "wb") as out:
