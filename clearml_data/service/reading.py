@@ -143,9 +143,11 @@ def open_file(
                 "the hash of empty content",
                 hint="the catalog was changed outside clearml-data; restore it from a backup",
             )
-        return VersionFile(name, 0, digest, _Empty())
+        return VersionFile(name, 0, digest, _Empty(), block_size=bs, read_ahead=ahead)
     if ws.cache.has(digest, size):
-        return VersionFile(name, size, digest, _CachedFile(ws.cache.object_file(digest)))
+        return VersionFile(
+            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
+        )
     extent = locate(ws, row, digest, size)
     driver = ws.driver(extent.storage)
     link = unhashed_links(ws, row).get(digest)
@@ -154,7 +156,9 @@ def open_file(
     if RANGED_READS not in (getattr(driver, "capabilities", None) or ()):
         # a storage that cannot read a range: the whole file into the cache, as get brings it
         fetch_objects(ws, row, {rel: (digest, size)})
-        return VersionFile(name, size, digest, _CachedFile(ws.cache.object_file(digest)))
+        return VersionFile(
+            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
+        )
     source = _Stored(driver, extent)
     spool = _Spool(ws, digest, check_hash=link is None) if fill_cache else None
     return VersionFile(
