@@ -151,6 +151,8 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         return ref, parsed
 
     def _row(self, ref: str, parsed: DatasetURL) -> DatasetRow:
+        """The version a reference names: an id, or a name and version once resolved, are
+        remembered; ``@latest`` is resolved each time (a new version may be final now)."""
         known = self._refs.get(ref)
         if known is not None:
             return self.service.resolve_id(known)
@@ -346,7 +348,8 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         return out
 
     def invalidate_cache(self, path: str | None = None) -> None:
-        """Forget which version each ``@latest`` reference named (a new one may be final now)."""
+        """Forget which version each reference by version string named (``@latest`` is
+        resolved at each call anyway)."""
         self._refs.clear()
         super().invalidate_cache(path)
 

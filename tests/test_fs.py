@@ -224,3 +224,32 @@ def test_pandas_reads_a_url(version):
     assert frame.to_dict("list") == {"x": [1, 3], "y": [2, 4]}
     frame = pandas.read_csv(io.BytesIO(version.filesystem().cat("a.csv")))
     assert list(frame.columns) == ["x", "y"]
+
+
+def test_files_read_through_the_filesystem_are_not_downloaded_again(version, fs, monkeypatch):
+    from counting import CountingFolder
+
+    assert fs.cat(fs.find(version.id)) and CountingFolder.reads()
+    CountingFolder.calls.clear()
+    folder = version.get_local_copy(show_progress=False)
+    assert CountingFolder.reads() == []  # every file came from what the reads cached
+    assert (open_bytes(os.path.join(folder, "train/cat/2.jpg"))) == FILES["train/cat/2.jpg"]
+
+
+def test_latest_follows_a_new_final_version(version, fs, tmp_path):
+    url = "clearml-data://zoo/mammals/pets@latest/a.csv"
+    assert fs.cat(url) == FILES["a.csv"]
+    child = Dataset.create(dataset_name="pets", dataset_project="zoo/mammals", parent_datasets=[version.id])
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.csv").write_bytes(b"x,y\n5,6\n")
+    child.add_files(str(tmp_path / "new"))
+    assert fs.cat(url) == FILES["a.csv"]  # a draft is not read
+    child.upload(show_progress=False)
+    child.finalize()
+    assert fs.cat(url) == b"x,y\n5,6\n"
+    assert fs.cat("clearml-data://zoo/mammals/pets@1.0.0/a.csv") == FILES["a.csv"]
+
+
+def open_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
