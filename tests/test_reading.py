@@ -272,3 +272,15 @@ def test_block_size_and_read_ahead_settings(version, monkeypatch):
     reset_services()
     with pytest.raises(UsageError, match="read_block_size setting"):
         Dataset.get(dataset_id=ds.id)
+
+
+def test_a_storage_without_ranged_reads_fetches_the_file_whole_into_the_cache(tmp_path, counted):
+    data = _bytes(200 * KIB, 11)
+    ds = make_version(tmp_path, {"w.bin": data, "other.bin": b"other"}, storage=f"whole://{tmp_path / 'st'}")
+    ds._service.clear_cache()
+    counted.calls.clear()
+    with ds.open("w.bin", block_size=16 * KIB) as f:
+        f.seek(1000)
+        assert f.read(10) == data[1000:1010]
+        assert f.verified  # read from the cache, where it was checked on the way in
+    assert [c[0] for c in counted.reads()] == ["get_file"]  # one whole download, no ranges

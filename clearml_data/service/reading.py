@@ -50,6 +50,7 @@ from ..errors import (
     PathNotFoundError,
     ReadOnlyError,
     StorageError,
+    UsageError,
 )
 from ..hashing import EMPTY_SHA256
 from ..parallel import ordered_map
@@ -72,6 +73,8 @@ HASH_BLOCK = 8 * 1024 * 1024
 MAX_AHEAD_WORKERS = 8
 #: the longest single ranged read; a read that needs more is several, made in parallel
 MAX_REQUEST = 64 * 1024 * 1024
+#: bytes that reads put into the cache between two prunes to the cache_max_size setting
+FIT_EVERY = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def open_file(
 ) -> VersionFile:
     """The file at ``path`` of the final version ``dataset_id``, open for reading.
 
-    ``block_size`` (bytes) bounds one ranged read and is the unit of the block cache;
+    ``block_size`` (bytes) is the unit of the ranged reads and of the block cache;
     ``read_ahead`` (bytes, 0 for none) is how far ahead of a sequential reader blocks are
     fetched. Both default to the settings of the same names. With ``fill_cache`` a file
     read whole enters the local cache."""
@@ -132,8 +135,6 @@ def open_file(
     bs = ws.settings.read_block_size if block_size is None else int(block_size)
     ahead = ws.settings.read_ahead if read_ahead is None else int(read_ahead)
     if bs < 1 or ahead < 0:
-        from ..errors import UsageError
-
         raise UsageError(
             f"block_size must be at least 1 and read_ahead at least 0 (got {bs}, {ahead})",
             params=("block_size", "read_ahead"),
@@ -147,10 +148,9 @@ def open_file(
                 hint="the catalog was changed outside clearml-data; restore it from a backup",
             )
         return VersionFile(name, 0, digest, _Empty(), block_size=bs, read_ahead=ahead)
-    if ws.cache.has(digest, size):
-        return VersionFile(
-            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
-        )
+    cached = _cached(ws, digest, size)
+    if cached is not None:
+        return VersionFile(name, size, digest, cached, block_size=bs, read_ahead=ahead)
     extent = locate(ws, row, digest, size)
     driver = ws.driver(extent.storage)
     # the links of this one file's origin only: an open costs no pass over the whole view
@@ -159,12 +159,16 @@ def open_file(
         check_unhashed(driver, extent, link)
     if RANGED_READS not in (getattr(driver, "capabilities", None) or ()):
         # a storage that cannot read a range: the whole file into the cache, as get brings it
-        fetch_objects(ws, row, {rel: (digest, size)})
-        return VersionFile(
-            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
-        )
+        ws.cache.ensure()
+        try:
+            with ws.cache.in_use():
+                fetch_objects(ws, row, {rel: (digest, size)})
+                whole = _CachedFile(ws.cache.object_file(digest))
+        finally:
+            ws.fit_cache()
+        return VersionFile(name, size, digest, whole, block_size=bs, read_ahead=ahead)
     source = _Stored(driver, extent)
-    spool = _Spool(ws, digest, check_hash=link is None) if fill_cache else None
+    spool = _Spool(ws, digest) if fill_cache else None
     return VersionFile(
         name,
         size,
@@ -175,6 +179,17 @@ def open_file(
         check_hash=link is None,
         spool=spool,
     )
+
+
+def _cached(ws: Workspace, digest: str, size: int) -> _CachedFile | None:
+    """The cached copy of a content, open, if the cache holds it intact (one pruned since the
+    check is as good as missing: the content is read from storage)."""
+    if not ws.cache.has(digest, size):
+        return None
+    try:
+        return _CachedFile(ws.cache.object_file(digest))
+    except FileNotFoundError:
+        return None
 
 
 def check_unhashed(driver: StorageDriver, extent: Extent, link: LinkInfo) -> None:
@@ -268,49 +283,44 @@ class _Stored(_Source):
 
 
 class _Spool:
-    """The checked bytes of a content written, in order, to a temporary file of the cache;
-    once all of them are there and their hash is right, the file enters the cache."""
+    """The checked bytes of a content written, in order, to a temporary file of the cache
+    (made when the first byte arrives); once all of them are there and their hash is right,
+    the file enters the cache."""
 
-    def __init__(self, ws: Workspace, digest: str, check_hash: bool):
+    def __init__(self, ws: Workspace, digest: str):
         self.ws = ws
         self.digest = digest
-        self.check_hash = check_hash
         self.fh: Any = None
         self.tmp: str | None = None
-        try:
-            ws.cache.ensure()
-            fd, self.tmp = ws.cache.tempfile()
-            self.fh = os.fdopen(fd, "wb")
-        except (OSError, ClearMLDataError) as exc:  # a full or read-only cache: read without it
-            log.debug("not keeping %s… in the cache: %s", digest[:12], exc)
-            self.discard()
-
-    @property
-    def active(self) -> bool:
-        return self.fh is not None
+        self.active = True  #: False once writing failed or was given up: the read goes on without it
 
     def write(self, data: bytes | memoryview) -> None:
-        if self.fh is None:
+        if not self.active:
             return
         try:
+            if self.fh is None:
+                fd, self.tmp = self.ws.cache.tempfile()
+                self.fh = os.fdopen(fd, "wb")
             self.fh.write(data)
-        except OSError as exc:
+        except (OSError, ClearMLDataError) as exc:  # a full or read-only cache: read without it
             log.debug("not keeping %s… in the cache: %s", self.digest[:12], exc)
             self.discard()
 
-    def finish(self) -> None:
+    def finish(self, size: int) -> None:
         """The whole content is written and its hash (or, unhashed, its size) was checked."""
-        if self.fh is None or self.tmp is None:
+        if not self.active or self.fh is None or self.tmp is None:
             return
         tmp = self.tmp
         try:
             self.fh.close()
-            self.fh = None
-            self.tmp = None
+            self.fh, self.tmp, self.active = None, None, False
             with self.ws.cache.in_use():
                 # the bytes written are exactly the bytes hashed and checked on the way
                 self.ws.cache.add_file(self.digest, tmp, check_hash=False)
-            self.ws.fit_cache()
+            self.ws.read_since_fit += size
+            if self.ws.read_since_fit >= FIT_EVERY:  # pruning walks the cache: not after each file
+                self.ws.read_since_fit = 0
+                self.ws.fit_cache()
         except (OSError, ClearMLDataError) as exc:
             log.debug("not keeping %s… in the cache: %s", self.digest[:12], exc)
         finally:
@@ -318,6 +328,7 @@ class _Spool:
                 os.unlink(tmp)
 
     def discard(self) -> None:
+        self.active = False
         if self.fh is not None:
             try:
                 self.fh.close()
@@ -617,7 +628,7 @@ class VersionFile(io.RawIOBase):
             )
         self._verified = True
         if self._spool is not None:
-            self._spool.finish()
+            self._spool.finish(self.size)
             self._spool = None
 
     def _fail(self, exc: ClearMLDataError) -> None:
