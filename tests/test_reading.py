@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import random
 
@@ -141,6 +142,23 @@ def test_read_ahead_fetches_each_block_once(version, counted):
     assert got == files["big.bin"]
     offsets = [c[2] for c in counted.reads()]
     assert len(offsets) == len(set(offsets)) == -(-len(got) // (128 * KIB))
+
+
+def test_read_ahead_asks_in_few_large_requests_and_never_twice(version, counted):
+    ds, files = version
+    data = files["big.bin"]
+    _pack, base, _n = _pack_of(ds, "big.bin")
+    with ds.open("big.bin", block_size=64 * KIB, read_ahead=1 * MIB) as f:
+        got = b"".join(iter(lambda: f.read(10 * KIB), b""))
+    assert got == data
+    spans = sorted((c[2] - base, c[3]) for c in counted.reads())
+    # the extents read cover the file once, with no overlap
+    assert spans[0][0] == 0 and sum(n for _o, n in spans) == len(data)
+    assert all(a + n == b for (a, n), (b, _m) in itertools.pairwise(spans))
+    # after the first block, requests of a quarter of the window (the last one may be shorter)
+    assert spans[0][1] == 64 * KIB
+    assert {n for _o, n in spans[1:-1]} == {256 * KIB}
+    assert len(spans) <= 2 + len(data) // (256 * KIB)
 
 
 def test_a_jump_to_the_end_hashes_the_rest_and_fills_the_cache(version, counted):

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 HASH_BLOCK = 8 * 1024 * 1024
 #: the most ranged reads one file runs at the same time (read-ahead, a long read)
 MAX_AHEAD_WORKERS = 8
+#: the read-ahead window is asked for in this many requests, in parallel
+AHEAD_REQUESTS = 4
 #: the longest single ranged read; a read that needs more is several, made in parallel
 MAX_REQUEST = 64 * 1024 * 1024
 #: bytes that reads put into the cache between two prunes to the cache_max_size setting
@@ -375,8 +377,12 @@ class VersionFile(io.RawIOBase):
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         ahead_blocks = -(-self.read_ahead // self.block_size) if source.remote else 0
         self._ahead_blocks = ahead_blocks
-        self._keep = ahead_blocks + 4  # blocks kept: the window ahead, and a few behind
-        self._pending: dict[int, Future[bytes]] = {}
+        #: blocks of one read-ahead request: the window is fetched in AHEAD_REQUESTS parallel reads
+        self._chunk_blocks = max(1, ahead_blocks // AHEAD_REQUESTS)
+        self._ahead_next = 0  # the first block read-ahead has not asked for yet
+        self._keep = self._chunk_blocks + 4  # blocks kept: the last request's, and a few behind
+        #: block -> (first block of its read-ahead request, the request)
+        self._pending: dict[int, tuple[int, Future[bytes]]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._last_end: int | None = None
         # the integrity check: bytes [0, _hashed) went through the hash, and into the spool
@@ -466,7 +472,7 @@ class VersionFile(io.RawIOBase):
         if self.closed:
             return
         with self._lock:
-            for fut in self._pending.values():
+            for _first, fut in self._pending.values():
                 fut.cancel()
             self._pending.clear()
             if self._pool is not None:
@@ -512,6 +518,8 @@ class VersionFile(io.RawIOBase):
             self._last_end = end
             if sequential or offset == 0:
                 self._schedule_ahead(end)
+            else:  # a jump: read-ahead starts again from the reader's new place
+                self._ahead_next = end // self.block_size
             return data
 
     def _range(self, start: int, end: int) -> bytes:
@@ -557,14 +565,27 @@ class VersionFile(io.RawIOBase):
         if block is not None:
             self._blocks.move_to_end(i)
             return block
-        fut = self._pending.pop(i, None)
-        if fut is not None:
-            block = fut.result()
-        else:
-            lo = i * self.block_size
-            block = self._source.read_extent(lo, min(self.size, lo + self.block_size) - lo)
-        self._store(i, block)
-        return block
+        bs = self.block_size
+        pending = self._pending.get(i)
+        if pending is None:
+            lo = i * bs
+            block = self._source.read_extent(lo, min(self.size, lo + bs) - lo)
+            self._store(i, block)
+            return block
+        first, fut = pending
+        data = memoryview(fut.result())
+        # every block of that request is in: into the block cache, out of the pending ones
+        mine = b""
+        for k in range(first, first + -(-len(data) // bs)):
+            if self._pending.get(k, (None,))[0] == first:
+                del self._pending[k]
+            piece = bytes(data[(k - first) * bs : (k - first + 1) * bs])
+            if k >= i:
+                self._store(k, piece)
+            if k == i:
+                mine = piece
+        self._blocks.move_to_end(i)
+        return mine
 
     def _store(self, i: int, block: bytes) -> None:
         self._blocks[i] = block
@@ -573,25 +594,46 @@ class VersionFile(io.RawIOBase):
             self._blocks.popitem(last=False)
 
     def _schedule_ahead(self, end: int) -> None:
-        """Start fetching the blocks after ``end`` (up to ``read_ahead`` bytes), in the background."""
+        """Keep up to ``read_ahead`` bytes after ``end`` asked for, in the background: in
+        requests of a quarter of the window each, made once a whole one fits in it (so that
+        a reader moving on a little at a time still makes few, large requests)."""
         if not self._ahead_blocks or end >= self.size:
             return
         bs = self.block_size
-        first = end // bs
-        last = min((self.size - 1) // bs, (end + self.read_ahead - 1) // bs)
-        for i in range(first, last + 1):
-            if i in self._blocks or i in self._pending:
+        last_block = (self.size - 1) // bs
+        window_end = min(last_block, (end + self.read_ahead - 1) // bs)  # the last block to have
+        nxt = max(self._ahead_next, end // bs)
+        while nxt <= window_end:
+            if nxt in self._blocks or nxt in self._pending:
+                nxt += 1
                 continue
+            stop = nxt
+            while (
+                stop <= last_block
+                and stop - nxt < self._chunk_blocks
+                and stop not in self._blocks
+                and stop not in self._pending
+            ):
+                stop += 1
+            if stop - 1 > window_end and stop - nxt == self._chunk_blocks:
+                break  # a whole request does not fit in the window yet: later, in one piece
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
-                    max_workers=min(MAX_AHEAD_WORKERS, self._ahead_blocks),
+                    max_workers=min(MAX_AHEAD_WORKERS, AHEAD_REQUESTS + 1),
                     thread_name_prefix="clearml-data-read-ahead",
                 )
-            lo = i * bs
-            self._pending[i] = self._pool.submit(self._source.read_extent, lo, min(self.size, lo + bs) - lo)
-        # blocks far behind the reader are not waited for
-        for i in [i for i in self._pending if i < end // bs - self._keep]:
-            self._pending.pop(i).cancel()
+            lo, hi = nxt * bs, min(self.size, stop * bs)
+            fut = self._pool.submit(self._source.read_extent, lo, hi - lo)
+            for k in range(nxt, stop):
+                self._pending[k] = (nxt, fut)
+            nxt = stop
+        self._ahead_next = nxt
+        # requests wholly behind the reader are not waited for
+        behind = end // bs - self._keep
+        stale = {first for k, (first, _f) in self._pending.items() if k < behind}
+        for k in [k for k, (first, _f) in self._pending.items() if first in stale]:
+            _first, fut = self._pending.pop(k)
+            fut.cancel()
 
     # -- the integrity check ------------------------------------------------------------------
     def _feed(self, offset: int, data: bytes) -> None:
