@@ -162,9 +162,10 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         return row
 
     def _tree(self, row: DatasetRow) -> _Tree:
-        from .service.lookup import final
+        if not row.is_final:  # only final versions are read: the error that says so
+            from .service.lookup import final
 
-        row = final(self.service.workspace, row.id)  # only final versions are read
+            final(self.service.workspace, row.id)
         key = (str(self.service.settings.catalog), row.id)
         with _trees_lock:
             tree = _trees.get(key)

@@ -172,8 +172,30 @@ def test_a_jump_to_the_end_hashes_the_rest_and_fills_the_cache(version, counted)
         assert f.verified
     digest = hashlib.sha256(data).hexdigest()
     assert ds._service.cache.has(digest, len(data))
-    # the first block, then the rest in one ranged read (hashed before the last bytes went out)
-    assert [(c[2] - offset, c[3]) for c in counted.reads()] == [(0, MIB), (MIB, len(data) - MIB)]
+    # the first block, the last one, then the blocks between in one ranged read (hashed
+    # before the last bytes went out): every byte read once
+    assert [(c[2] - offset, c[3]) for c in counted.reads()] == [
+        (0, MIB),
+        (3 * MIB, len(data) - 3 * MIB),
+        (MIB, 2 * MIB),
+    ]
+
+
+def test_once_read_whole_a_file_reads_on_from_the_cache(version, counted):
+    """A Parquet reader reads the footer first, then the column chunks it wants: after the
+    footer (the end: the whole file is checked, and cached), nothing comes from storage."""
+    ds, files = version
+    data = files["big.bin"]
+    with ds.open("big.bin", block_size=64 * KIB, read_ahead=0) as f:
+        f.seek(-8, io.SEEK_END)
+        assert f.read() == data[-8:] and f.verified
+        assert sum(c[3] for c in counted.reads()) == len(data)
+        counted.calls.clear()
+        before = f.requests
+        f.seek(MIB)
+        assert f.read(300 * KIB) == data[MIB : MIB + 300 * KIB]
+        assert f.read_at(5, 10) == data[5:15]
+        assert counted.calls == [] and f.requests > before
 
 
 def test_damaged_bytes_are_never_returned_at_the_end(version, counted):

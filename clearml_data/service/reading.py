@@ -13,7 +13,7 @@ What is checked:
   object is shorter than the catalog says (``IntegrityError``); reads never go past the
   file's size, so the extent read always lies inside the file;
 * a file read to its end is checked against its SHA-256 before its last byte is returned.
-  The hash runs along a sequential reader; after a jump, the bytes not yet hashed are read
+  The hash runs along the blocks as they arrive; the blocks a reader jumped over are read
   (once) when the end is reached. A mismatch is an ``IntegrityError`` and the file returns
   nothing more;
 * an external file registered without a hash is checked as ``get`` checks it: one stat at
@@ -22,9 +22,10 @@ What is checked:
   with no storage request at all.
 
 Bytes returned before the end was reached have passed the size checks only: a reader that
-stops halfway (a Parquet footer and two columns) gets no hash check. Once the whole
-content has been read and checked, it enters the shared cache as ``get`` puts it there,
-so the next read, or ``get_local_copy``, reads nothing from storage for it.
+stops halfway gets no hash check. A reader that starts at the end (a Parquet footer) has
+the whole content read and checked first. Once the whole content has been read and
+checked, it enters the shared cache as ``get`` puts it there, and the open file reads on
+from that copy; the next open, or ``get_local_copy``, reads nothing from storage for it.
 """
 
 from __future__ import annotations
@@ -67,14 +68,14 @@ from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-#: the largest read made when bytes are read only to be hashed (after a reader jumped)
-HASH_BLOCK = 8 * 1024 * 1024
+#: bytes read at a time when they are read only to be hashed (the reader jumped over them)
+HASH_BLOCK = 64 * 1024 * 1024
 #: the most ranged reads one file runs at the same time (read-ahead, a long read)
 MAX_AHEAD_WORKERS = 8
 #: the read-ahead window is asked for in this many requests, in parallel
 AHEAD_REQUESTS = 4
 #: the longest single ranged read; a read that needs more is several, made in parallel
-MAX_REQUEST = 64 * 1024 * 1024
+MAX_REQUEST = 16 * 1024 * 1024
 #: bytes that reads put into the cache between two prunes to the cache_max_size setting
 FIT_EVERY = 64 * 1024 * 1024
 
@@ -308,17 +309,20 @@ class _Spool:
             log.debug("not keeping %s… in the cache: %s", self.digest[:12], exc)
             self.discard()
 
-    def finish(self, size: int) -> None:
-        """The whole content is written and its hash (or, unhashed, its size) was checked."""
+    def finish(self, size: int) -> _CachedFile | None:
+        """The whole content is written and its hash (or, unhashed, its size) was checked:
+        into the cache with it; returns the cached copy, open (None if it could not be kept)."""
         if not self.active or self.fh is None or self.tmp is None:
-            return
+            return None
         tmp = self.tmp
+        cached: _CachedFile | None = None
         try:
             self.fh.close()
             self.fh, self.tmp, self.active = None, None, False
             with self.ws.cache.in_use():
                 # the bytes written are exactly the bytes hashed and checked on the way
                 self.ws.cache.add_file(self.digest, tmp, check_hash=False)
+                cached = _CachedFile(self.ws.cache.object_file(self.digest))
             self.ws.read_since_fit += size
             if self.ws.read_since_fit >= FIT_EVERY:  # pruning walks the cache: not after each file
                 self.ws.read_since_fit = 0
@@ -328,6 +332,7 @@ class _Spool:
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+        return cached
 
     def discard(self) -> None:
         self.active = False
@@ -385,14 +390,15 @@ class VersionFile(io.RawIOBase):
         self._pending: dict[int, tuple[int, Future[bytes]]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._last_end: int | None = None
-        # the integrity check: bytes [0, _hashed) went through the hash, and into the spool
-        self._verify = source.remote
-        self._check_hash = check_hash
+        # the integrity check: blocks [0, _hashed) went through the hash, and into the spool
         self._hasher = hashlib.sha256() if source.remote and check_hash else None
+        self._spool = spool if source.remote and spool is not None and spool.active else None
         self._hashed = 0
-        self._verified = not source.remote
+        #: nothing left to check: a cached copy (checked on its way in), or an unhashed
+        #: external file (checked by size and fingerprint at open) that is not being kept
+        self._verified = self._hasher is None and self._spool is None
         self._failed: ClearMLDataError | None = None
-        self._spool = spool if spool is not None and spool.active else None
+        self._requests_before = 0  # reads of the storage made before the source became the cache
 
     # -- io.RawIOBase -------------------------------------------------------------------
     def readable(self) -> bool:
@@ -472,12 +478,7 @@ class VersionFile(io.RawIOBase):
         if self.closed:
             return
         with self._lock:
-            for _first, fut in self._pending.values():
-                fut.cancel()
-            self._pending.clear()
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            self._stop_ahead()
             self._blocks.clear()
             if self._spool is not None:
                 self._spool.discard()
@@ -491,9 +492,9 @@ class VersionFile(io.RawIOBase):
     # -- reading ------------------------------------------------------------------------
     @property
     def requests(self) -> int:
-        """Reads made of the content's source so far (ranged reads of the storage, or reads
-        of the cached file)."""
-        return self._source.requests
+        """Reads made so far of the content's sources (ranged reads of the storage, then
+        reads of the cached copy once the file has been read whole)."""
+        return self._requests_before + self._source.requests
 
     def read_at(self, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset`` (fewer only at the end of the file), without
@@ -506,11 +507,9 @@ class VersionFile(io.RawIOBase):
             if end <= offset:
                 return b""
             try:
-                if end == self.size and not self._verified:
-                    self._verify_rest(offset)
                 data = self._range(offset, end)
-                if not self._verified:
-                    self._feed(offset, data)
+                if end == self.size and not self._verified:
+                    self._verify_rest()  # before the last byte goes out
             except IntegrityError as exc:
                 self._fail(exc)
                 raise
@@ -525,7 +524,7 @@ class VersionFile(io.RawIOBase):
     def _range(self, start: int, end: int) -> bytes:
         """Bytes [start, end) from the blocks, fetching the missing ones: each run of
         consecutive missing blocks is one ranged read (of at most MAX_REQUEST bytes; a longer
-        run is several, made in parallel)."""
+        run is several, made in parallel). Every block obtained is offered to the hash."""
         bs = self.block_size
         first, last = start // bs, (end - 1) // bs
         if first == last:
@@ -554,6 +553,7 @@ class VersionFile(io.RawIOBase):
         for i in range(first, last + 1):
             view_ = got.get(i)
             mv = view_ if view_ is not None else memoryview(self._block_or_fetch(i))
+            self._offer(i, mv)
             parts.append(mv[max(start, i * bs) - i * bs : min(end, (i + 1) * bs) - i * bs])
         for i in range(max(first, last - self._keep + 1), last + 1):
             if i in got:  # the last blocks read stay (a reader often reads on from there)
@@ -561,29 +561,33 @@ class VersionFile(io.RawIOBase):
         return b"".join(parts)
 
     def _block_or_fetch(self, i: int) -> bytes:
+        """Block ``i``: from the block cache, from a read-ahead request, or one ranged read."""
         block = self._blocks.get(i)
         if block is not None:
             self._blocks.move_to_end(i)
+            self._offer(i, block)
             return block
         bs = self.block_size
         pending = self._pending.get(i)
         if pending is None:
             lo = i * bs
             block = self._source.read_extent(lo, min(self.size, lo + bs) - lo)
+            self._offer(i, block)
             self._store(i, block)
             return block
         first, fut = pending
         data = memoryview(fut.result())
-        # every block of that request is in: into the block cache, out of the pending ones
+        # every block of that request is in: offered to the hash, and kept from block i on
         mine = b""
         for k in range(first, first + -(-len(data) // bs)):
             if self._pending.get(k, (None,))[0] == first:
                 del self._pending[k]
-            piece = bytes(data[(k - first) * bs : (k - first + 1) * bs])
+            piece = data[(k - first) * bs : (k - first + 1) * bs]
+            self._offer(k, piece)
             if k >= i:
-                self._store(k, piece)
+                self._store(k, bytes(piece))
             if k == i:
-                mine = piece
+                mine = bytes(piece)
         self._blocks.move_to_end(i)
         return mine
 
@@ -635,31 +639,48 @@ class VersionFile(io.RawIOBase):
             _first, fut = self._pending.pop(k)
             fut.cancel()
 
+    def _stop_ahead(self) -> None:
+        for _first, fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     # -- the integrity check ------------------------------------------------------------------
-    def _feed(self, offset: int, data: bytes) -> None:
-        """Hash (and spool) the part of ``data`` (the bytes from ``offset``) that continues
-        the bytes hashed so far; a read that starts after them leaves the hash where it is."""
-        if offset > self._hashed or offset + len(data) <= self._hashed:
+    def _offer(self, i: int, block: bytes | memoryview) -> None:
+        """Block ``i`` has arrived: if it is the next one the hash needs, it goes through
+        the hash (and into the spool), and so do the blocks after it that are at hand."""
+        bs = self.block_size
+        if self._verified or i * bs != self._hashed:
             return
-        new = memoryview(data)[self._hashed - offset :]
+        while True:
+            self._feed(block)
+            if self._verified:
+                return
+            nxt = self._blocks.get(self._hashed // bs)
+            if nxt is None:
+                return
+            block = nxt
+
+    def _feed(self, block: bytes | memoryview) -> None:
         if self._hasher is not None:
-            self._hasher.update(new)
+            self._hasher.update(block)
         if self._spool is not None:
-            self._spool.write(new)
-        self._hashed += len(new)
-        if self._hashed == self.size:
+            self._spool.write(block)
+        self._hashed += len(block)
+        if self._hashed >= self.size:
             self._finish()
 
-    def _verify_rest(self, offset: int) -> None:
-        """Before the last byte is returned: hash the bytes not hashed yet (those between the
-        hash's end and ``offset``, which the reader jumped over; the read itself feeds the rest)."""
-        if self._hasher is None and self._spool is None:  # nothing to hash, nothing to keep
-            self._verified = True
-            return
-        while self._hashed < offset:
-            n = min(HASH_BLOCK, offset - self._hashed)
+    def _verify_rest(self) -> None:
+        """Before the last byte is returned: the blocks not hashed yet (those the reader
+        jumped over, or that left the block cache before the hash reached them) are read
+        and hashed, HASH_BLOCK bytes at a time."""
+        while not self._verified:
             start = self._hashed
-            self._feed(start, self._range(start, start + n))
+            self._range(start, min(self.size, start + HASH_BLOCK))
+            if self._hashed == start:  # cannot happen: _range offers every block it reads
+                raise IntegrityError(f"{self.name}: the hash of its content could not be completed")
 
     def _finish(self) -> None:
         if self._hasher is not None and self._hasher.hexdigest() != self.hash:
@@ -669,9 +690,14 @@ class VersionFile(io.RawIOBase):
                 hint="the stored object is damaged; run clearml-data verify",
             )
         self._verified = True
-        if self._spool is not None:
-            self._spool.finish(self.size)
-            self._spool = None
+        spool, self._spool = self._spool, None
+        cached = spool.finish(self.size) if spool is not None else None
+        if cached is not None:  # from now on, reads are of the checked copy in the cache
+            self._stop_ahead()
+            self._requests_before += self._source.requests
+            self._source.close()
+            self._source = cached
+            self._ahead_blocks = 0
 
     def _fail(self, exc: ClearMLDataError) -> None:
         self._failed = exc
