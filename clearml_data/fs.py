@@ -20,6 +20,7 @@ pickles as its options, so Dask ships it to worker processes, where it is made a
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -73,11 +74,12 @@ _services_lock = threading.Lock()
 
 def _service(catalog: str | None, storage: str | None, cache_dir: str | None) -> Service:
     """One service per process and set of settings: those given, the rest from the
-    environment and the config file, as the Python API reads them."""
+    environment and the config file, as the Python API reads them. A forked child (a
+    DataLoader worker) makes its own: a catalog connection does not survive a fork."""
     from .config import Settings
 
     settings = Settings.load(catalog=catalog, storage=storage, cache_dir=cache_dir)
-    key = (settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
+    key = (os.getpid(), settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
     with _services_lock:
         service = _services.get(key)
         if service is None:
@@ -121,13 +123,15 @@ class ClearMLDataFileSystem(AbstractFileSystem):
             None if cache_dir is None else str(cache_dir),
         )
         self._svc: Service | None = None
+        self._svc_pid = 0
         self._refs: dict[str, str] = {}  # a version reference as written -> its id
 
     # -- the service, made when first used -----------------------------------------------------
     @property
     def service(self) -> Service:
-        if self._svc is None:
+        if self._svc is None or self._svc_pid != os.getpid():
             self._svc = _service(*self._settings)
+            self._svc_pid = os.getpid()
         return self._svc
 
     # -- paths ----------------------------------------------------------------------------

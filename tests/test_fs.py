@@ -253,3 +253,28 @@ def test_latest_follows_a_new_final_version(version, fs, tmp_path):
 def open_bytes(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def _read_in_child(fs, parent_service, path, out):
+    data = fs.cat(path)
+    with open(out, "wb") as fh:
+        fh.write(b"own service:" if fs.service is not parent_service else b"parent's service:")
+        fh.write(data)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* fork:DeprecationWarning")
+def test_a_forked_worker_reads_with_its_own_service(version, fs, tmp_path):
+    """A DataLoader worker forked after the parent used the filesystem gets its own catalog
+    connection (one made before a fork must not be used after it)."""
+    import multiprocessing
+
+    assert fs.cat(f"{version.id}/a.csv") == FILES["a.csv"]
+    parent_service = fs.service
+    out = tmp_path / "child.bin"
+    child = multiprocessing.get_context("fork").Process(
+        target=_read_in_child, args=(fs, parent_service, f"{version.id}/train/dog/1.jpg", str(out))
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and out.read_bytes() == b"own service:" + FILES["train/dog/1.jpg"]
+    assert fs.service is parent_service  # the parent's is untouched
