@@ -287,3 +287,13 @@ def test_a_missing_version_is_a_missing_path(version, fs):
         assert not fs.exists(path)
     with pytest.raises(FileNotFoundError):
         fsspec.open("clearml-data://pets@9.9/a.csv").open()
+
+
+def test_threads_read_through_one_filesystem(version, fs):
+    """Dask's threaded scheduler and DataLoader threads share one process's service."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = sorted(FILES) * 8
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: fs.cat(f"{version.id}/{p}"), paths))
+    assert got == [FILES[p] for p in paths]
