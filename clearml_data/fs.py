@@ -260,9 +260,8 @@ class ClearMLDataFileSystem(AbstractFileSystem):
                 if maxdepth is not None and p.count("/") + 1 - base > maxdepth:
                     continue
                 out[f"{ref}/{p}"] = self._file_info(ref, p, *tree.files[p])
-            if withdirs:
-                if rel:
-                    out[f"{ref}/{rel}"] = self._folder_info(ref, rel)
+            if withdirs:  # the folder itself too, as fsspec's own find gives it
+                out[f"{ref}/{rel}" if rel else ref] = self._folder_info(ref, rel)
                 for folder in tree.folders:
                     if folder and folder.startswith(prefix):
                         if maxdepth is not None and folder.count("/") + 1 - base > maxdepth:

@@ -69,7 +69,15 @@ def test_listing(version, fs):
         f"{root}/train/dog/1.jpg",
     ]
     assert fs.find(root, maxdepth=1) == [f"{root}/a.csv"]
-    assert f"{root}/train/cat" in fs.find(f"{root}/train", withdirs=True)
+    assert fs.find(f"{root}/train", withdirs=True) == [
+        f"{root}/train",
+        f"{root}/train/cat",
+        f"{root}/train/cat/1.jpg",
+        f"{root}/train/cat/2.jpg",
+        f"{root}/train/dog",
+        f"{root}/train/dog/1.jpg",
+    ]
+    assert fs.find(root, maxdepth=1, withdirs=True) == [root, *fs.ls(root, detail=False)]
     assert fs.find(f"{root}/nope") == []
     assert fs.glob(f"clearml-data://{root}/train/*/1.jpg") == [
         f"{root}/train/cat/1.jpg",
