@@ -324,3 +324,60 @@ def test_a_storage_without_ranged_reads_fetches_the_file_whole_into_the_cache(tm
         assert f.read(10) == data[1000:1010]
         assert f.verified  # read from the cache, where it was checked on the way in
     assert [c[0] for c in counted.reads()] == ["get_file"]  # one whole download, no ranges
+
+
+def test_any_reads_give_the_file_s_bytes_and_check_the_end(version):
+    """Random seeks, reads and read_at calls, with random block sizes and read-ahead, against
+    the bytes themselves: every read returns the right bytes, and reaching the end verifies."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ds, files = version
+    data = files["big.bin"][: 300 * KIB]
+    # a file of its own, not cached: each example reads it from storage again
+    name = "prop.bin"
+    src = write_tree(version[0]._service.settings.cache_dir.parent / "prop-src", {name: data})
+    prop = Dataset.create(
+        dataset_name="prop", dataset_project="p", output_uri=ds._service.resolve_id(ds.id).storage
+    )
+    prop.add_files(str(src))
+    prop.upload(show_progress=False)
+    prop.finalize()
+    digest = hashlib.sha256(data).hexdigest()
+    ops = st.lists(
+        st.tuples(
+            st.sampled_from(["seek", "read", "read_at"]),
+            st.integers(-10, len(data) + 10),
+            st.integers(-1, 120 * KIB),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        ops=ops,
+        block=st.sampled_from([1000, 4 * KIB, 64 * KIB]),
+        ahead=st.sampled_from([0, 8 * KIB, 256 * KIB]),
+    )
+    def check(ops, block, ahead):
+        prop._service.clear_cache()
+        with prop.open(name, block_size=block, read_ahead=ahead) as f:
+            pos = 0
+            for op, a, b in ops:
+                if op == "seek":
+                    if a >= 0:
+                        assert f.seek(a) == a
+                        pos = a
+                elif op == "read":
+                    want = data[pos:] if b < 0 else data[pos : pos + b]
+                    assert f.read(b) == want
+                    pos += len(want)
+                    assert f.tell() == pos
+                elif a >= 0:
+                    assert f.read_at(a, max(b, 0)) == data[a : a + max(b, 0)]
+            f.seek(0)
+            assert f.read() == data and f.verified
+        assert prop._service.cache.has(digest, len(data))  # read whole: kept, whatever came before
+
+    check()
