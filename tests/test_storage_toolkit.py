@@ -320,5 +320,8 @@ def test_renamed_options_move_old_names_to_todays(monkeypatch):
     with pytest.warns(DeprecationWarning):
         assert "part_size" not in renamed_options({"block_mb": "2"}, renamed, "xs", "OLD_X_")
     monkeypatch.delenv("CLEARML_DATA_XS_PART_SIZE")
-    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="xs:// driver's option 'block_mb'"):
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ValueError, match="xs:// driver's option 'block_mb'"),
+    ):
         renamed_options({"block_mb": "two"}, renamed, "xs", "OLD_X_")
