@@ -152,3 +152,11 @@ def test_task_is_out_of_scope_in_one_line(draft):
         text = str(info.value)
         assert "\n" not in text and "out of scope for clearml-data" in text and "set_metadata" in text
         assert isinstance(info.value, NotImplementedError)
+
+
+def test_create_with_the_current_task_is_out_of_scope_in_one_line():
+    with pytest.raises(OutOfScopeError) as info:
+        Dataset.create(dataset_project="p", dataset_name="d", use_current_task=True)
+    assert "use_current_task" in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, NotImplementedError)
+    assert Dataset.list_datasets(dataset_project="p", only_completed=False) == []
