@@ -113,6 +113,18 @@ def test_reports_survive_finalize_and_a_catalog_rebuild(draft, env):
     assert color == 0 and raw == b"\x00\xc8\xc8\x00\xc8\xc8"
 
 
+def test_deleting_a_version_removes_its_report_files(draft, env, tmp_path):
+    draft.get_logger().report_media("m", "s", stream=io.BytesIO(b"mine"), file_extension=".bin")
+    draft.finalize(auto_upload=True)
+    other = Dataset.create(dataset_name="other", dataset_project="p")
+    other.get_logger().report_media("m", "s", stream=io.BytesIO(b"theirs"), file_extension=".bin")
+    reports = env.storage / "reports"
+    assert sorted(p.name for p in reports.iterdir()) == sorted([draft.id, other.id])
+    Dataset.delete(dataset_id=draft.id)
+    assert [p.name for p in reports.iterdir() if any(p.iterdir())] == [other.id]
+    assert other.get_report_file(other.get_reports(kind="media")[0]) == b"theirs"
+
+
 def test_a_damaged_report_file_is_detected(draft, env):
     draft.get_logger().report_media("m", "s", stream=io.BytesIO(b"original"), file_extension=".bin")
     report = draft.get_reports(kind="media")[0]

@@ -38,7 +38,7 @@ import zlib
 from typing import Any
 
 from ..catalog import DatasetRow
-from ..errors import IntegrityError, UsageError
+from ..errors import ClearMLDataError, IntegrityError, UsageError
 from .drafts import update
 from .lookup import resolve_id
 from .metadata import METADATA_MAX_BYTES, RESERVED_PREFIX
@@ -135,6 +135,26 @@ def media_bytes(ws: Workspace, row: DatasetRow, report: dict) -> bytes:
     if hashlib.sha256(data).hexdigest() != media["sha256"]:
         raise IntegrityError(f"report file {key} in {row.storage} is damaged (its hash differs)")
     return data
+
+
+def remove_media(ws: Workspace, row: DatasetRow) -> int:
+    """After a version left the catalog: remove the image and media files of its reports
+    (every object under ``reports/<id>/``, including any whose record a concurrent report
+    overwrote). Best effort, as their bytes are not referenced any more: a failure is logged.
+    Returns how many were removed."""
+    prefix = f"reports/{row.id}/"
+    driver = ws.driver(row.storage)
+    removed = 0
+    try:
+        for info in list(storage_call(row.storage, prefix, driver.list, prefix)):
+            try:
+                storage_call(row.storage, info.key, driver.delete, info.key)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    except (ClearMLDataError, OSError) as exc:
+        log.warning("could not remove the report files of %s from its storage: %s", row.id, exc)
+    return removed
 
 
 # -- one report of each kind ---------------------------------------------------------------
