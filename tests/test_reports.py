@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -123,6 +125,24 @@ def test_deleting_a_version_removes_its_report_files(draft, env, tmp_path):
     Dataset.delete(dataset_id=draft.id)
     assert [p.name for p in reports.iterdir() if any(p.iterdir())] == [other.id]
     assert other.get_report_file(other.get_reports(kind="media")[0]) == b"theirs"
+
+
+def test_processes_reporting_to_one_version_at_once_keep_every_record(draft):
+    """Each report (and each metadata name) is read and written in one catalog write."""
+    script = (
+        "import sys\n"
+        "from clearml_data import Dataset\n"
+        "ds = Dataset.get(dataset_id=sys.argv[1])\n"
+        "for i in range(25):\n"
+        "    ds.get_logger().report_text(f'{sys.argv[2]} {i}')\n"
+        "    ds.set_metadata({'i': i}, metadata_name=f'{sys.argv[2]}-{i}')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, draft.id, who]) for who in ("one", "two")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    back = Dataset.get(dataset_id=draft.id)
+    texts = sorted(r["text"] for r in back.get_reports(kind="text"))
+    assert texts == sorted(f"{who} {i}" for who in ("one", "two") for i in range(25))
+    assert sorted(back.metadata) == sorted(f"{who}-{i}" for who in ("one", "two") for i in range(25))
 
 
 def test_a_damaged_report_file_is_detected(draft, env):

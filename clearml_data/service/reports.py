@@ -74,7 +74,15 @@ def _save(ws: Workspace, row: DatasetRow, items: list[dict]) -> None:
 
 
 def add_report(ws: Workspace, dataset_id: str, report: dict) -> dict:
-    """Append one record (a scalar joins its series' record); returns the record kept."""
+    """Append one record (a scalar joins its series' record); returns the record kept.
+
+    Read and written in one catalog write, so that processes reporting to one version at
+    once each keep every record."""
+    with ws.catalog.write():
+        return _add_report(ws, dataset_id, report)
+
+
+def _add_report(ws: Workspace, dataset_id: str, report: dict) -> dict:
     row = resolve_id(ws, dataset_id)
     items = reports(row)
     report = {**report, "time": time.time()}
