@@ -64,6 +64,8 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
         "CLEARML_DATA_CACHE_MAX_SIZE",
         "CLEARML_DATA_CATALOG_LOCK",
         "CLEARML_DATA_CATALOG_LOCK_TIMEOUT",
+        "CLEARML_DATA_READ_BLOCK_SIZE",
+        "CLEARML_DATA_READ_AHEAD",
     ):
         monkeypatch.delenv(var, raising=False)
     for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
@@ -78,12 +80,16 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
 
 
 def reset_services() -> None:
-    """Close the services the Python API keeps per configuration."""
-    from .. import api
+    """Close the services the Python API and the clearml-data:// filesystem keep per
+    configuration, and forget the filesystem's instances and the trees it read."""
+    from .. import api, fs
 
-    for service in api._services.values():
+    for service in [*api._services.values(), *fs._services.values()]:
         service.close()
     api._services.clear()
+    fs._services.clear()
+    fs._trees.clear()
+    fs.ClearMLDataFileSystem.clear_instance_cache()
 
 
 @dataclass
