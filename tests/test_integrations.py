@@ -1,0 +1,73 @@
+"""The libraries people train with read a version in place, on folder storage: pandas,
+pyarrow.dataset, Dask on a cluster of worker processes, Hugging Face datasets and the
+PyTorch datasets of clearml_data.torch. The checks are shared with the S3 plugin's tests
+(tests/support/libraries.py); this file gives them a version in the default folder storage."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from clearml_data.testing import IsolatedEnv
+
+from libraries import (
+    check_arrow,
+    check_dask_summary,
+    check_hf,
+    check_pandas,
+    check_torch,
+    dask_read,
+    guard_loopback,
+    make_version,
+    opened,
+    trace_opens,
+)
+
+
+@pytest.fixture
+def version(env: IsolatedEnv, tmp_path):
+    return make_version(tmp_path / "source")
+
+
+def test_pandas_reads_csv_and_parquet_urls(version):
+    check_pandas(version)
+
+
+def test_pyarrow_dataset_over_a_folder_of_parquet_files(version):
+    check_arrow(version)
+
+
+@pytest.mark.slow
+def test_hugging_face_datasets_load_parquet_and_csv_urls(version, tmp_path):
+    with guard_loopback():
+        check_hf(version, tmp_path / "hf-cache")
+
+
+@pytest.mark.slow
+def test_pytorch_datasets_split_by_worker_and_rank(version):
+    check_torch(version)
+
+
+@pytest.mark.slow
+def test_dask_workers_read_their_own_files(version, env: IsolatedEnv):
+    """Two worker processes read the six tables between them; the client reads the footers
+    while it builds the graph, and nothing while the graph runs: no file of the storage or
+    of the cache is opened in the client process then, and only a summary comes back."""
+    from dask.distributed import Client, LocalCluster
+
+    roots = (str(env.storage), str(env.cache))
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        worker_pids = set(client.run(os.getpid).values())
+        _frame, summary = dask_read(client, version.url)
+        client.run(trace_opens, *roots)
+        trace_opens(*roots)
+        result = summary.compute()
+        in_client = opened()
+        in_workers = client.run(opened)
+    check_dask_summary(result, version, worker_pids)
+    assert in_client == [], "the client read content while the graph ran"
+    assert len(in_workers) == 2 and all(in_workers.values()), in_workers
