@@ -71,3 +71,19 @@ def test_dask_workers_read_their_own_files(version, env: IsolatedEnv):
     check_dask_summary(result, version, worker_pids)
     assert in_client == [], "the client read content while the graph ran"
     assert len(in_workers) == 2 and all(in_workers.values()), in_workers
+
+
+def test_the_loopback_guard_refuses_the_outside_world():
+    """What the Hugging Face tests run under: a lookup or connection off loopback fails."""
+    import socket
+
+    with guard_loopback():
+        with pytest.raises(ConnectionRefusedError, match="loopback only"):
+            socket.getaddrinfo("huggingface.co", 443)
+        with pytest.raises(ConnectionRefusedError, match="loopback only"):
+            socket.create_connection(("192.0.2.1", 443), timeout=1)
+        with socket.socket() as s:  # loopback is fine (nothing listens on port 9: refused by the OS)
+            with pytest.raises(OSError) as info:
+                s.connect(("127.0.0.1", 9))
+            assert "loopback only" not in str(info.value)
+    socket.getaddrinfo("127.0.0.1", 443)

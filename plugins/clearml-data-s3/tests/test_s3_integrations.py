@@ -85,6 +85,7 @@ def test_dask_workers_read_their_own_files_on_s3(
             result = summary.compute()
             from_client = _content_requests(client_side, mark)
     check_dask_summary(result, version, worker_pids)
+    assert _content_requests(client_side)[:mark], "the client's requests do go through its proxy"
     assert from_client == [], "the client read content while the graph ran"
     from_workers = _content_requests(worker_side)
     assert from_workers, "the workers read the tables from the bucket"
