@@ -6,6 +6,8 @@ PyTorch datasets of clearml_data.torch. The checks are shared with the S3 plugin
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,7 @@ from libraries import (
     check_torch,
     dask_read,
     guard_loopback,
+    hf_home,
     make_version,
     opened,
     trace_opens,
@@ -87,3 +90,23 @@ def test_the_loopback_guard_refuses_the_outside_world():
                 s.connect(("127.0.0.1", 9))
             assert "loopback only" not in str(info.value)
     socket.getaddrinfo("127.0.0.1", 443)
+
+
+STREAMING = Path(__file__).resolve().parent.parent / "docs" / "streaming.md"
+LIBRARIES_SECTION = "## With pandas, Arrow, Dask, Hugging Face datasets and PyTorch"
+
+
+@pytest.mark.slow
+def test_the_streaming_pages_examples_run(env: IsolatedEnv, tmp_path, monkeypatch):
+    """The page's examples for each library, run in order as one script (its asserts check
+    what each library read)."""
+    text = STREAMING.read_text()
+    section = text.split(LIBRARIES_SECTION, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) >= 7, "an example for each library, and one that makes the version"
+    from clearml_data.fs import ClearMLDataFileSystem
+
+    ClearMLDataFileSystem.clear_instance_cache()  # see libraries.make_version
+    monkeypatch.chdir(tmp_path)
+    with guard_loopback(), hf_home(tmp_path / "hf"):
+        exec(compile("\n".join(blocks), str(STREAMING), "exec"), {"__name__": "__main__"})

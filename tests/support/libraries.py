@@ -178,7 +178,7 @@ def check_hf(v: Version, cache_dir: Path) -> None:
     import datasets
 
     files = f"{v.url}/tables/*.parquet"
-    with hf_offline(True):
+    with hf_home(cache_dir / "home"), hf_offline(True):
         streamed = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
         rows = list(streamed)
     assert len(rows) == TABLES * ROWS
@@ -188,7 +188,7 @@ def check_hf(v: Version, cache_dir: Path) -> None:
     # a prepared (non-streaming) load copies the files into its cache: datasets' offline mode
     # refuses every URL that is not a local path, so it is off here, and guard_loopback (which
     # the caller holds over the whole check) refuses any lookup or connection but loopback's
-    with hf_offline(False):
+    with hf_home(cache_dir / "home"), hf_offline(False):
         csv = datasets.load_dataset(
             "csv", data_files=f"{v.url}/csv/all.csv", split="train", cache_dir=str(cache_dir)
         )
@@ -197,6 +197,37 @@ def check_hf(v: Version, cache_dir: Path) -> None:
     assert csv.to_pandas().equals(v.combined)
     assert sorted_frame(table.to_pandas()).equals(v.combined)
     assert any(Path(cache_dir).rglob("*.arrow")), "the prepared tables are in the cache given"
+
+
+@contextlib.contextmanager
+def hf_home(folder: Path) -> Iterator[None]:
+    """Hugging Face's caches (datasets, downloads, modules) under ``folder`` for a block: the
+    environment for what reads it later, datasets' config for what it read at import."""
+    import datasets.config
+
+    values = {
+        "HF_HOME": folder,
+        "HF_DATASETS_CACHE": folder / "datasets",
+        "DOWNLOADED_DATASETS_PATH": folder / "datasets" / "downloads",
+        "EXTRACTED_DATASETS_PATH": folder / "datasets" / "downloads" / "extracted",
+        "HF_MODULES_CACHE": folder / "modules",
+    }
+    saved_env = {n: os.environ.get(n) for n in values}
+    saved = {n: getattr(datasets.config, n) for n in values if hasattr(datasets.config, n)}
+    try:
+        for n, value in values.items():
+            os.environ[n] = str(value)
+            if n in saved:
+                setattr(datasets.config, n, value if isinstance(saved[n], Path) else str(value))
+        yield
+    finally:
+        for n, old in saved_env.items():
+            if old is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = old
+        for n, old in saved.items():
+            setattr(datasets.config, n, old)
 
 
 @contextlib.contextmanager
