@@ -102,11 +102,13 @@ def distributed_rank(rank: int | None = None, world_size: int | None = None) -> 
     env_rank, env_world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
     if env_rank is None and env_world is None:
         return 0, 1
-    try:
-        parsed = (
-            int(env_rank if env_rank is not None else "0"),
-            int(env_world if env_world is not None else ""),
+    if env_rank is None or env_world is None:
+        raise UsageError(
+            f"RANK and WORLD_SIZE go together (got RANK={env_rank!r}, WORLD_SIZE={env_world!r})",
+            hint="set both, as torchrun does, or pass rank= and world_size=",
         )
+    try:
+        parsed = int(env_rank), int(env_world)
     except ValueError:
         raise UsageError(
             f"RANK and WORLD_SIZE must be whole numbers (got RANK={env_rank!r}, WORLD_SIZE={env_world!r})",

@@ -11,6 +11,8 @@ import pytest
 from clearml_data import Dataset, UsageError
 from clearml_data.testing import write_tree
 
+from libraries import make_version, torch_rank_process
+
 FILES = {f"x/{i:02}.bin": bytes([i]) * (i + 1) for i in range(10)} | {"y/label.txt": b"label"}
 
 
@@ -115,6 +117,9 @@ def test_rank_and_world_size_from_the_environment(version, monkeypatch):
     monkeypatch.setenv("RANK", "one")
     with pytest.raises(UsageError, match="RANK and WORLD_SIZE must be whole numbers"):
         distributed_rank()
+    monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(UsageError, match="RANK and WORLD_SIZE go together"):
+        distributed_rank()
 
 
 def test_rank_and_world_size_from_an_initialised_process_group(version, tmp_path):
@@ -168,3 +173,49 @@ def test_shuffle_changes_the_order_by_epoch_never_the_files(version):
     other = [p for p, _ in stream]
     assert first == again and sorted(first) == sorted(other) == sorted(FILES)
     assert other != first
+
+
+@pytest.mark.slow
+def test_two_ranks_of_a_real_process_group_read_every_file_once(tmp_path):
+    """Two processes in a gloo group, each with two DataLoader workers: the datasets find
+    their rank from torch.distributed, and the four workers read every file once."""
+    import json
+    import multiprocessing
+
+    v = make_version(tmp_path / "source")
+    spawn = multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"rank-{r}.json" for r in range(2)]
+    procs = [
+        spawn.Process(
+            target=torch_rank_process, args=(r, 2, str(tmp_path / "rendezvous"), v.url, str(outs[r]))
+        )
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    got = [json.loads(o.read_text()) for o in outs]
+    assert [(g["rank"], g["world_size"]) for g in got] == [(0, 2), (1, 2)]
+    assert sorted(got[0]["paths"] + got[1]["paths"]) == sorted(v.samples)
+    for g in got:
+        assert sorted(g["paths"]) == [f.path for f in v.dataset.iter_files(g["rank"], 2, files="samples/*")]
+
+
+@pytest.mark.slow
+def test_spawned_dataloader_workers_get_the_datasets_by_pickle(version):
+    """With the spawn start method the datasets travel to the workers pickled (the version's
+    id and settings); each worker opens its own service."""
+    from torch.utils.data import DataLoader
+
+    from clearml_data.torch import IterableVersionDataset, VersionDataset
+
+    stream = IterableVersionDataset(version, files="x/*")
+    got = [
+        tuple(s) for s in DataLoader(stream, batch_size=None, num_workers=2, multiprocessing_context="spawn")
+    ]
+    assert sorted(got) == sorted((p, b) for p, b in FILES.items() if p.startswith("x/"))
+    items = VersionDataset(version.url)
+    loader = DataLoader(items, batch_size=None, num_workers=2, multiprocessing_context="spawn")
+    assert sorted(tuple(s) for s in loader) == sorted(FILES.items())

@@ -278,6 +278,28 @@ def torch_iterable_reads(v: Version, world_size: int, num_workers: int) -> list[
     return out
 
 
+def torch_rank_process(rank: int, world_size: int, rendezvous: str, url: str, out: str) -> None:
+    """One rank of a real torch.distributed group (gloo on loopback, a file rendezvous):
+    reads its share of the version's samples through an IterableVersionDataset that finds
+    its rank from the group, with two DataLoader workers, and writes the paths to ``out``."""
+    import json
+
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader
+
+    from clearml_data.torch import IterableVersionDataset
+
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # the group talks over loopback only
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size)
+    try:
+        stream = IterableVersionDataset(url, files="samples/*")
+        paths = [p for p, _ in DataLoader(stream, batch_size=None, num_workers=2)]
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    Path(out).write_text(json.dumps({"rank": stream.rank, "world_size": stream.world_size, "paths": paths}))
+
+
 def check_torch(v: Version) -> None:
     """Both PyTorch datasets read every sample exactly once over 2 DataLoader workers x 3 ranks."""
     from torch.utils.data import DataLoader, DistributedSampler
