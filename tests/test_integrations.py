@@ -104,9 +104,6 @@ def test_the_streaming_pages_examples_run(env: IsolatedEnv, tmp_path, monkeypatc
     section = text.split(LIBRARIES_SECTION, 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) >= 7, "an example for each library, and one that makes the version"
-    from clearml_data.fs import ClearMLDataFileSystem
-
-    ClearMLDataFileSystem.clear_instance_cache()  # see libraries.make_version
     monkeypatch.chdir(tmp_path)
     with guard_loopback(), hf_home(tmp_path / "hf"):
         exec(compile("\n".join(blocks), str(STREAMING), "exec"), {"__name__": "__main__"})

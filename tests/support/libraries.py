@@ -84,11 +84,7 @@ def make_version(root: Path, storage: str | None = None) -> Version:
     """A final version of :func:`make_source`'s folder, uploaded to ``storage`` (default:
     the environment's default storage)."""
     from clearml_data import Dataset
-    from clearml_data.fs import ClearMLDataFileSystem
 
-    # fsspec keeps one filesystem per set of options, and one made with none (what a URL
-    # gives) keeps the settings of the environment it was first made in: an earlier test's
-    ClearMLDataFileSystem.clear_instance_cache()
     source, tables, combined, samples = make_source(root)
     ds = Dataset.create(dataset_name="tables", dataset_project="integrations", output_uri=storage)
     ds.add_files(source)
