@@ -119,7 +119,8 @@ def distributed_rank(rank: int | None = None, world_size: int | None = None) -> 
 
 class _Version:
     """The version a dataset reads: its id and the settings of the service that found it.
-    Pickled to DataLoader workers as those two; each process opens its own service."""
+    Pickled to DataLoader workers as those and the read options; each process opens its own
+    service."""
 
     def __init__(self, dataset: Dataset, options: dict[str, Any]):
         self.id = dataset.id
