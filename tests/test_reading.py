@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import random
 
@@ -143,6 +144,23 @@ def test_read_ahead_fetches_each_block_once(version, counted):
     assert len(offsets) == len(set(offsets)) == -(-len(got) // (128 * KIB))
 
 
+def test_read_ahead_asks_in_few_large_requests_and_never_twice(version, counted):
+    ds, files = version
+    data = files["big.bin"]
+    _pack, base, _n = _pack_of(ds, "big.bin")
+    with ds.open("big.bin", block_size=64 * KIB, read_ahead=1 * MIB) as f:
+        got = b"".join(iter(lambda: f.read(10 * KIB), b""))
+    assert got == data
+    spans = sorted((c[2] - base, c[3]) for c in counted.reads())
+    # the extents read cover the file once, with no overlap
+    assert spans[0][0] == 0 and sum(n for _o, n in spans) == len(data)
+    assert all(a + n == b for (a, n), (b, _m) in itertools.pairwise(spans))
+    # after the first block, requests of a quarter of the window (the last one may be shorter)
+    assert spans[0][1] == 64 * KIB
+    assert {n for _o, n in spans[1:-1]} == {256 * KIB}
+    assert len(spans) <= 2 + len(data) // (256 * KIB)
+
+
 def test_a_jump_to_the_end_hashes_the_rest_and_fills_the_cache(version, counted):
     ds, files = version
     data = files["big.bin"]
@@ -154,8 +172,30 @@ def test_a_jump_to_the_end_hashes_the_rest_and_fills_the_cache(version, counted)
         assert f.verified
     digest = hashlib.sha256(data).hexdigest()
     assert ds._service.cache.has(digest, len(data))
-    # the first block, then the rest in one ranged read (hashed before the last bytes went out)
-    assert [(c[2] - offset, c[3]) for c in counted.reads()] == [(0, MIB), (MIB, len(data) - MIB)]
+    # the first block, the last one, then the blocks between in one ranged read (hashed
+    # before the last bytes went out): every byte read once
+    assert [(c[2] - offset, c[3]) for c in counted.reads()] == [
+        (0, MIB),
+        (3 * MIB, len(data) - 3 * MIB),
+        (MIB, 2 * MIB),
+    ]
+
+
+def test_once_read_whole_a_file_reads_on_from_the_cache(version, counted):
+    """A Parquet reader reads the footer first, then the column chunks it wants: after the
+    footer (the end: the whole file is checked, and cached), nothing comes from storage."""
+    ds, files = version
+    data = files["big.bin"]
+    with ds.open("big.bin", block_size=64 * KIB, read_ahead=0) as f:
+        f.seek(-8, io.SEEK_END)
+        assert f.read() == data[-8:] and f.verified
+        assert sum(c[3] for c in counted.reads()) == len(data)
+        counted.calls.clear()
+        before = f.requests
+        f.seek(MIB)
+        assert f.read(300 * KIB) == data[MIB : MIB + 300 * KIB]
+        assert f.read_at(5, 10) == data[5:15]
+        assert counted.calls == [] and f.requests > before
 
 
 def test_damaged_bytes_are_never_returned_at_the_end(version, counted):
@@ -272,3 +312,15 @@ def test_block_size_and_read_ahead_settings(version, monkeypatch):
     reset_services()
     with pytest.raises(UsageError, match="read_block_size setting"):
         Dataset.get(dataset_id=ds.id)
+
+
+def test_a_storage_without_ranged_reads_fetches_the_file_whole_into_the_cache(tmp_path, counted):
+    data = _bytes(200 * KIB, 11)
+    ds = make_version(tmp_path, {"w.bin": data, "other.bin": b"other"}, storage=f"whole://{tmp_path / 'st'}")
+    ds._service.clear_cache()
+    counted.calls.clear()
+    with ds.open("w.bin", block_size=16 * KIB) as f:
+        f.seek(1000)
+        assert f.read(10) == data[1000:1010]
+        assert f.verified  # read from the cache, where it was checked on the way in
+    assert [c[0] for c in counted.reads()] == ["get_file"]  # one whole download, no ranges
