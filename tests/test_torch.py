@@ -36,7 +36,7 @@ def test_importing_clearml_data_never_imports_torch():
     res = run_python(
         "import sys, clearml_data\n"
         "from clearml_data import Dataset, DatasetFile\n"
-        "import clearml_data.api, clearml_data.cli, clearml_data.service\n"
+        "import clearml_data.api, clearml_data.cli, clearml_data.fs, clearml_data.service\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     assert res.returncode == 0, res.stderr
