@@ -28,7 +28,7 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from .errors import NotAFileError, PathNotFoundError, ReadOnlyError
+from .errors import DatasetNotFoundError, NotAFileError, PathNotFoundError, ReadOnlyError
 from .service import DatasetRow, Service
 from .service.reading import VersionFile
 from .urls import PREFIX, PROTOCOL, DatasetURL, parse_url
@@ -154,7 +154,7 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         ref = stripped[: len(stripped) - len(parsed.path)].rstrip("/") if parsed.path else stripped
         return ref, parsed
 
-    def _row(self, ref: str, parsed: DatasetURL) -> DatasetRow:
+    def _lookup(self, ref: str, parsed: DatasetURL) -> DatasetRow:
         """The version a reference names: an id, or a name and version once resolved, are
         remembered; ``@latest`` is resolved each time (a new version may be final now)."""
         known = self._refs.get(ref)
@@ -187,6 +187,14 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         ref, parsed = self._split(path)
         row = self._row(ref, parsed)
         return ref, row, self._tree(row), parsed.path
+
+    def _row(self, ref: str, parsed: DatasetURL) -> DatasetRow:
+        """The version a reference names (see :meth:`_lookup`); no such version is a
+        ``FileNotFoundError`` here, as fsspec callers expect of a path that is not there."""
+        try:
+            return self._lookup(ref, parsed)
+        except DatasetNotFoundError as exc:
+            raise PathNotFoundError(" ".join(str(exc.args[0]).split()), path=ref, hint=exc.hint) from None
 
     @staticmethod
     def _file_info(ref: str, rel: str, digest: str, size: int) -> dict[str, Any]:

@@ -278,3 +278,22 @@ def test_a_forked_worker_reads_with_its_own_service(version, fs, tmp_path):
     child.join(60)
     assert child.exitcode == 0 and out.read_bytes() == b"own service:" + FILES["train/dog/1.jpg"]
     assert fs.service is parent_service  # the parent's is untouched
+
+
+def test_a_missing_version_is_a_missing_path(version, fs):
+    for path in ("0123456789abcdef0123456789abcdef/a.csv", "zoo/mammals/cats@latest/a.csv", "pets@9.9/a.csv"):
+        with pytest.raises(FileNotFoundError, match=r"no( completed)? dataset"):
+            fs.info(path)
+        assert not fs.exists(path)
+    with pytest.raises(FileNotFoundError):
+        fsspec.open("clearml-data://pets@9.9/a.csv").open()
+
+
+def test_threads_read_through_one_filesystem(version, fs):
+    """Dask's threaded scheduler and DataLoader threads share one process's service."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = sorted(FILES) * 8
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: fs.cat(f"{version.id}/{p}"), paths))
+    assert got == [FILES[p] for p in paths]
