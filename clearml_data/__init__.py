@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _PUBLIC = {
     "Dataset": "api",
+    "DatasetFile": "api",
     "FileEntry": "api",
     "LinkEntry": "api",
     "Logger": "logger",
@@ -36,6 +37,7 @@ __all__ = [
     "CatalogError",
     "ClearMLDataError",
     "Dataset",
+    "DatasetFile",
     "DatasetNotFoundError",
     "DatasetStateError",
     "FileEntry",
@@ -57,7 +59,7 @@ __all__ = [
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .api import Dataset, FileEntry, LinkEntry
+    from .api import Dataset, DatasetFile, FileEntry, LinkEntry
     from .errors import (
         CatalogError,
         ClearMLDataError,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,43 @@ class LinkEntry:
     hash: str | None = None
     #: what its storage said of it when added (ETag, version id, checksum or mtime, as JSON)
     fingerprint: str | None = None
+
+
+class DatasetFile:
+    """One file of a version, as :meth:`Dataset.iter_files` yields it: its path in the
+    version, size and SHA-256 (None for an external file registered without reading it),
+    and :meth:`open` to read it in place. Listing files reads nothing from storage."""
+
+    __slots__ = ("_dataset", "dataset_id", "hash", "path", "size")
+
+    def __init__(self, dataset: Dataset, path: str, size: int, hash: str | None, dataset_id: str):
+        self._dataset = dataset
+        self.path = path
+        self.size = size
+        self.hash = hash
+        #: the version that introduced the file (the version listed, or one of its ancestors)
+        self.dataset_id = dataset_id
+
+    def __repr__(self) -> str:
+        return f"<DatasetFile {self.path} size={self.size}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DatasetFile):
+            return NotImplemented
+        return (self._dataset.id, self.path, self.size, self.hash) == (
+            other._dataset.id,
+            other.path,
+            other.size,
+            other.hash,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._dataset.id, self.path))
+
+    def open(self, mode: str = "rb", **options):
+        """The file opened for reading, as :meth:`Dataset.open` opens it (``options``:
+        ``block_size``, ``read_ahead``): a seekable binary file read in place."""
+        return self._dataset.open(self.path, mode, **options)
 
 
 def _progress(show: bool) -> ProgressFactory:
@@ -773,6 +810,22 @@ class Dataset:
         wildcard, or a list of them; a leading "/" is the dataset root)."""
         only = self._service.resolve_id(dataset_id).id if dataset_id else None
         return [f.path for f in self._service.list_files(self._refresh(), dataset_path, recursive, only)]
+
+    def iter_files(
+        self,
+        part: int | None = None,
+        num_parts: int | None = None,
+        files: str | Iterable[str] | None = None,
+    ) -> Iterator[DatasetFile]:
+        """The version's files, sorted by path, as :class:`DatasetFile` (path, size, hash,
+        ``open()``); nothing is read until a file is opened.
+
+        ``part`` of ``num_parts`` and ``files`` (wildcards, as :meth:`get_local_copy` takes
+        them) choose the same files as :meth:`get_local_copy` with the same arguments: the
+        parts 0 .. num_parts - 1 together hold every file once, so workers that each take
+        one part read the version between them. Bad arguments raise here, at the call."""
+        listed = self._service.version_files(self._refresh(), part, num_parts, files)
+        return iter([DatasetFile(self, f.path, f.size, f.hash, f.dataset_id) for f in listed])
 
     def get_local_copy(
         self,

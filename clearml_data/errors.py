@@ -97,6 +97,11 @@ class MissingDependencyError(StorageError):
         self.install_hint = install_hint
 
 
+class MissingPackageError(ClearMLDataError, ImportError):
+    """A module of clearml-data for another library (``clearml_data.torch``) was imported
+    without that library installed."""
+
+
 class PluginError(ClearMLDataError):
     """A storage plugin is broken, or two plugins claim the same URL scheme."""
 

@@ -33,6 +33,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "clearml_data.logger",
             "clearml_data.storagemanager",
             "clearml_data.task",
+            # PyTorch datasets over a version (imports torch; nothing in the core imports it)
+            "clearml_data.torch",
             "clearml_data.cli",
             "clearml_data.cli.*",
         ],

@@ -12,7 +12,7 @@ lookup          resolve_id, resolve_ref, get, search; label, tag and storage URL
 views           view, shadowed, list_files, selected_files, summary; merge and tree rules
 locations       where content lives, when a recorded location is trusted, check_writable
 drafts          create, add_files, remove_files, sync_folder, update, publish
-external        add_external_files, link_entries, remove_links
+external        add_external_files, link_entries, remove_links, version_files
 manifests       manifests in storage: write, tombstone, list and read them
 upload          upload, finalize, pending uploads, record_stored
 checkout        get_local_copy, get_mutable_local_copy, fetch_objects, the cache limit
@@ -82,6 +82,7 @@ from .results import (
     FileInfo,
     GcReport,
     LinkInfo,
+    ListedFile,
     LocalCopy,
     PluginInfo,
     PluginsReport,
@@ -113,6 +114,7 @@ __all__ = [
     "FileInfo",
     "GcReport",
     "LinkInfo",
+    "ListedFile",
     "LocalCopy",
     "PluginInfo",
     "PluginManager",
@@ -389,6 +391,15 @@ class Service:
         self, dataset_id: str, patterns: Iterable[str], recursive: bool = True
     ) -> list[tuple[str, list[str]]]:
         return external.remove_all(self.workspace, dataset_id, patterns, recursive)
+
+    def version_files(
+        self,
+        row: DatasetRow,
+        part: int | None = None,
+        num_parts: int | None = None,
+        files: str | Iterable[str] | None = None,
+    ) -> list[ListedFile]:
+        return external.version_files(self.workspace, row, part, num_parts, files)
 
     def remove_links(self, dataset_id: str, url_pattern: str) -> list[str]:
         return external.remove_links(self.workspace, dataset_id, url_pattern)

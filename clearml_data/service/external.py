@@ -30,8 +30,8 @@ from ..progress import ProgressFactory, null_progress
 from ..storage import StorageDriver, redact_url, url_scheme
 from .drafts import collect_items, hash_local, padded, paths_of, record, remove_files, remove_paths
 from .lookup import draft
-from .results import AddResult, FileInfo, LinkInfo
-from .views import parent_view, view
+from .results import AddResult, FileInfo, LinkInfo, ListedFile
+from .views import parent_view, selected_files, view
 from .workspace import View, Workspace
 
 
@@ -323,6 +323,28 @@ def file_entries(ws: Workspace, row: DatasetRow) -> dict[str, FileInfo]:
         for p, (h, size, origin) in sorted(view(ws, row).items())
         if p not in links
     }
+
+
+def version_files(
+    ws: Workspace,
+    row: DatasetRow,
+    part: int | None = None,
+    num_parts: int | None = None,
+    files: str | Iterable[str] | None = None,
+) -> list[ListedFile]:
+    """The files of a version's view, sorted by path: all, or one part of ``num_parts`` and/or
+    those matching the wildcards ``files``, split exactly as ``get_local_copy`` splits them
+    (:func:`~clearml_data.service.views.selected_files`), so that the parts of one split
+    together hold every file once. Nothing is read from storage."""
+    chosen, _label = selected_files(ws, row, part, num_parts, files)
+    if not chosen:
+        return []
+    current = view(ws, row)
+    unhashed = {p for p, info in link_entries(ws, row, current).items() if not info.hashed}
+    return [
+        ListedFile(p, size, None if p in unhashed else digest, current[p][2])
+        for p, (digest, size) in chosen.items()
+    ]
 
 
 def remove(ws: Workspace, dataset_id: str, pattern: str, recursive: bool = True) -> list[str]:

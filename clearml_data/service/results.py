@@ -53,6 +53,19 @@ class FileInfo:
     source: str | None = None  #: a draft's added file: the local file it was added from
 
 
+@dataclass(frozen=True)
+class ListedFile:
+    """One file of a version, as ``Dataset.iter_files`` lists it: what it is, not its bytes."""
+
+    path: str
+    size: int
+    #: the SHA-256 of its bytes; None for an external file registered without reading it
+    #: (add_external_files without read_hash), whose bytes are known by size and fingerprint
+    hash: str | None
+    #: the version that introduced the file (this version or an ancestor)
+    dataset_id: str
+
+
 @dataclass
 class ShadowedFile:
     """A file of an earlier parent that a later parent shadows in a merge (merge_views)."""
