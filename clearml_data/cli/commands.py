@@ -564,6 +564,8 @@ def cmd_get(ctx: Context) -> Result:
         row = ctx.service.resolve_or_restore(a.id, a.storage)
     else:
         row = _target(ctx, lookup=True, completed=True)
+    if a.files is not None:
+        _check_patterns(ctx, row, a.files)
     ctx.note(f"Download dataset id {row.id}")
     copy = ctx.service.local_copy(
         row.id,
@@ -574,6 +576,7 @@ def cmd_get(ctx: Context) -> Result:
         part=a.part,
         num_parts=a.num_parts,
         progress=ctx.progress,
+        files=a.files,
     )
     if a.verbose:
         ctx.note(f"{plural(copy.files)}, {copy.bytes:,} bytes")
@@ -581,6 +584,17 @@ def cmd_get(ctx: Context) -> Result:
         {"id": row.id, "path": copy.path, "files": copy.files, "bytes": copy.bytes},
         [f"Dataset local copy available for files at: {copy.path}"],
     )
+
+
+def _check_patterns(ctx: Context, row: DatasetRow, patterns: list[str]) -> None:
+    """Refuse a ``get --files`` pattern that matches no file of the version: a typo would
+    otherwise give an empty (or short) copy that looks like a success."""
+    for pattern in patterns:
+        if not ctx.service.list_files(row, pattern):
+            raise UsageError(
+                f"no file of dataset {row.id} matches {pattern!r}",
+                hint=f"clearml-data list --id {row.id} lists its files",
+            )
 
 
 def cmd_verify(ctx: Context) -> Result:

@@ -417,6 +417,14 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--part", type=int, default=None, help="which part (0-based) of --num-parts to get")
     p.add_argument("--num-parts", type=int, default=None, help="split the files into this many parts")
     p.add_argument(
+        "--files",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="only the files matching one of these dataset paths, folders or wildcards "
+        "(before --part splits them); a pattern that matches nothing is an error",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         default=False,
