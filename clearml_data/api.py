@@ -207,6 +207,14 @@ class Dataset:
         return self._row.id
 
     @property
+    def url(self) -> str:
+        """The version's ``clearml-data://<id>`` URL: it names this version for ever, and
+        ``Dataset.get(dataset_id=url)``, ``Dataset.open`` paths, fsspec and pandas take it."""
+        from .urls import format_url
+
+        return format_url(dataset_id=self.id)
+
+    @property
     def project(self) -> str:
         return self._row.project
 
@@ -790,6 +798,56 @@ class Dataset:
             if raise_on_error:
                 raise
             return None
+
+    def open(
+        self,
+        path: str,
+        mode: str = "rb",
+        *,
+        encoding: str | None = None,
+        errors: str | None = None,
+        newline: str | None = None,
+        block_size: int | None = None,
+        read_ahead: int | None = None,
+    ):
+        """One file of this final version, open for reading in place: ``mode="rb"`` gives a
+        seekable binary :class:`~clearml_data.service.VersionFile` whose reads are ranged
+        reads of the stored pack or object (or of the local cache, if it holds the file);
+        ``"r"`` the same as text. A file read to its end is checked against its SHA-256 before
+        its last byte is returned. ``block_size`` and ``read_ahead`` (bytes) default to the
+        settings of the same names. See docs/streaming.md."""
+        import io
+
+        from .errors import ReadOnlyError
+
+        text = mode in ("r", "rt")
+        if mode not in ("rb", "br") and not text:
+            if any(c in mode for c in "wax+"):
+                raise ReadOnlyError(
+                    f"a file of a dataset version cannot be opened for writing (mode {mode!r})",
+                    hint="versions are changed by creating a new one: Dataset.create(parent_datasets=[...])",
+                )
+            raise UsageError(f"mode must be 'rb' or 'r', not {mode!r}", params=("mode",))
+        f = self._service.open_file(self.id, path, block_size=block_size, read_ahead=read_ahead)
+        if not text:
+            return f
+        return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)
+
+    def filesystem(self):
+        """An fsspec filesystem of this version's files, rooted at the version: paths are
+        relative to its root (``fs.ls("")``, ``fs.open("train/a.csv")``). It reads the
+        catalog, storage and cache this Dataset does, and pickles (Dask ships it to workers)."""
+        from fsspec.implementations.dirfs import DirFileSystem
+
+        from .fs import ClearMLDataFileSystem
+
+        settings = self._service.settings
+        return DirFileSystem(
+            path=self.id,
+            fs=ClearMLDataFileSystem(
+                catalog=str(settings.catalog), storage=settings.storage, cache_dir=str(settings.cache_dir)
+            ),
+        )
 
     def get_mutable_local_copy(
         self,

@@ -43,6 +43,12 @@ ENV_STATE = "CLEARML_DATA_STATE_DIR"
 ENV_CACHE_MAX = "CLEARML_DATA_CACHE_MAX_SIZE"
 ENV_CATALOG_LOCK = "CLEARML_DATA_CATALOG_LOCK"
 ENV_CATALOG_LOCK_TIMEOUT = "CLEARML_DATA_CATALOG_LOCK_TIMEOUT"
+ENV_READ_BLOCK_SIZE = "CLEARML_DATA_READ_BLOCK_SIZE"
+ENV_READ_AHEAD = "CLEARML_DATA_READ_AHEAD"
+#: the defaults of the two streaming settings: one ranged read fetches at most a block, and a
+#: sequential reader has up to read_ahead bytes fetched ahead of it
+DEFAULT_READ_BLOCK_SIZE = 4 * 1024**2
+DEFAULT_READ_AHEAD = 16 * 1024**2
 CATALOG_LOCKS = ("auto", "file", "sqlite")
 
 #: config-file keys, their environment variables and what they mean (used by `doctor`)
@@ -59,6 +65,14 @@ KEYS = {
         ("how catalog writers exclude each other: auto (a lock file on network filesystems), file or sqlite"),
     ),
     "catalog_lock_timeout": (ENV_CATALOG_LOCK_TIMEOUT, "seconds a writer waits for the catalog lock file"),
+    "read_block_size": (
+        ENV_READ_BLOCK_SIZE,
+        "bytes one ranged read of a streamed file fetches at most (e.g. 4M)",
+    ),
+    "read_ahead": (
+        ENV_READ_AHEAD,
+        "bytes fetched ahead of a sequential reader of a streamed file (e.g. 16M; 0: none)",
+    ),
 }
 
 
@@ -132,6 +146,8 @@ class Settings:
     cache_max_size: int | None = None  #: bytes; None: no limit
     catalog_lock: str = "auto"  #: auto | file | sqlite (catalog/lockfile.py)
     catalog_lock_timeout: float = 120.0  #: seconds a writer waits for the lock file
+    read_block_size: int = DEFAULT_READ_BLOCK_SIZE  #: bytes; the largest ranged read of a streamed file
+    read_ahead: int = DEFAULT_READ_AHEAD  #: bytes fetched ahead of a sequential reader
 
     @classmethod
     def load(
@@ -150,6 +166,8 @@ class Settings:
             "cache_max_size": "",
             "catalog_lock": "auto",
             "catalog_lock_timeout": "120",
+            "read_block_size": str(DEFAULT_READ_BLOCK_SIZE),
+            "read_ahead": str(DEFAULT_READ_AHEAD),
         }
         explicit = {
             "catalog": catalog,
@@ -158,6 +176,8 @@ class Settings:
             "cache_max_size": None,
             "catalog_lock": None,
             "catalog_lock_timeout": None,
+            "read_block_size": None,
+            "read_ahead": None,
         }
         values: dict[str, str] = {}
         sources: dict[str, str] = {}
@@ -195,6 +215,16 @@ class Settings:
                 f"{values['catalog_lock_timeout']!r}",
                 hint="use a number of seconds",
             ) from None
+        sizes = {}
+        for key in ("read_block_size", "read_ahead"):
+            try:
+                sizes[key] = parse_size(values[key])
+            except UsageError as exc:
+                raise UsageError(f"the {key} setting (from {sources[key]}): {exc}") from None
+        if sizes["read_block_size"] < 1:
+            raise UsageError(
+                f"the read_block_size setting (from {sources['read_block_size']}) must be at least 1 byte"
+            )
         return cls(
             catalog=Path(values["catalog"]).expanduser().absolute(),
             storage=values["storage"],
@@ -205,6 +235,8 @@ class Settings:
             cache_max_size=max_size,
             catalog_lock=catalog_lock,
             catalog_lock_timeout=lock_timeout,
+            read_block_size=sizes["read_block_size"],
+            read_ahead=sizes["read_ahead"],
         )
 
 

@@ -119,3 +119,22 @@ class ManifestError(StorageError):
 
 class OutOfScopeError(ClearMLDataError, NotImplementedError):
     """A ClearML feature that clearml-data does not provide (a Task: experiment tracking)."""
+
+
+class PathNotFoundError(ClearMLDataError, FileNotFoundError):
+    """A version holds no file (or folder) at the path given: a ``FileNotFoundError``, which
+    is what file-reading code (fsspec, pandas) expects for a missing path."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class NotAFileError(ClearMLDataError, IsADirectoryError):
+    """The path is a folder of the version, and only files can be opened."""
+
+
+class ReadOnlyError(ClearMLDataError, PermissionError):
+    """A write through a reading interface (the ``clearml-data://`` filesystem, a file opened
+    from a version): versions are changed only by creating a new one. A ``PermissionError``,
+    which is what fsspec callers expect of a read-only filesystem."""

@@ -83,6 +83,9 @@ SITES: dict[str, tuple[str, ...]] = {
     # reports: an image or media file stored with the version, and read back
     "report_media": ("Dataset.get_logger",),
     "media_bytes": ("Dataset.get_report_file",),
+    # reading one file in place (Dataset.open, the clearml-data:// filesystem)
+    "read_extent": ("Dataset.open",),
+    "check_unhashed": ("Dataset.open",),
     # the plugin manager closes every driver it made when the service closes
     "close": (EVERY,),
 }

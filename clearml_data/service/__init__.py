@@ -16,6 +16,7 @@ external        add_external_files, link_entries, remove_links
 manifests       manifests in storage: write, tombstone, list and read them
 upload          upload, finalize, pending uploads, record_stored
 checkout        get_local_copy, get_mutable_local_copy, fetch_objects, the cache limit
+reading         open_file: one file of a version, read in place (ranged reads, checked)
 lineage         dependency_graph, changes_against, num_chunks, squash, rename, move, delete
 metadata        set_metadata, get_metadata
 remote          single files and folders at storage URLs (StorageManager)
@@ -46,6 +47,7 @@ from ..catalog import Catalog, ChangeRow, DatasetRow, ObjectRow
 from ..config import Settings
 from ..progress import ProgressFactory, null_progress
 from ..storage import PluginManager, StorageDriver
+from ..urls import DatasetURL
 from . import (
     checkout,
     clearml_import,
@@ -58,6 +60,7 @@ from . import (
     lookup,
     manifests,
     metadata,
+    reading,
     rebuild,
     remote,
     repair,
@@ -71,6 +74,7 @@ from .external import link_url, split_url
 from .gc import DEFAULT_MIN_AGE, duration
 from .lookup import ID_RE, MIN_PREFIX, normalize_storage, now
 from .metadata import METADATA_MAX_BYTES
+from .reading import VersionFile
 from .results import (
     AddResult,
     Closed,
@@ -122,6 +126,7 @@ __all__ = [
     "SyncResult",
     "UploadResult",
     "VerifyReport",
+    "VersionFile",
     "VersionSummary",
     "View",
     "WorkflowEvents",
@@ -215,6 +220,9 @@ class Service:
 
     def resolve_ref(self, ref: str) -> DatasetRow:
         return lookup.resolve_ref(self.workspace, ref)
+
+    def resolve_url(self, url: str | DatasetURL) -> DatasetRow:
+        return lookup.resolve_url(self.workspace, url)
 
     def summary(self, row: DatasetRow) -> VersionSummary:
         return views.summary(self.workspace, row)
@@ -527,6 +535,25 @@ class Service:
             num_parts,
             progress,
             files,
+        )
+
+    # -- reading in place ------------------------------------------------------------------------
+    def open_file(
+        self,
+        dataset_id: str,
+        path: str,
+        *,
+        block_size: int | None = None,
+        read_ahead: int | None = None,
+        fill_cache: bool = True,
+    ) -> VersionFile:
+        return reading.open_file(
+            self.workspace,
+            dataset_id,
+            path,
+            block_size=block_size,
+            read_ahead=read_ahead,
+            fill_cache=fill_cache,
         )
 
     # -- the local cache ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from ..catalog import DatasetRow
 from ..errors import CatalogError, DatasetNotFoundError, DatasetStateError, UsageError
 from ..paths import check_id
 from ..storage import url_scheme
+from ..urls import DatasetURL, is_url, parse_url
 from .workspace import Workspace
 
 ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
@@ -118,7 +119,20 @@ def get(
     """One dataset by id, or the highest version matching project/name/version/tags.
 
     Tags alone are enough, as in ClearML: the highest version among the datasets that carry
-    every tag given (the newest on a tie), in any project."""
+    every tag given (the newest on a tie), in any project.
+
+    ``dataset_id`` may be a ``clearml-data://`` URL of a version (without a path in it):
+    the version it names, as :func:`resolve_url` finds it, checked as an id would be."""
+    if dataset_id and is_url(dataset_id):
+        if project or name or version:
+            raise UsageError("give either a clearml-data URL or project/name/version, not both")
+        ref = parse_url(str(dataset_id))
+        if ref.path:
+            raise UsageError(
+                f"{dataset_id!r} names a file or folder in a version ({ref.path!r}), not a version",
+                hint=f"pass the version's URL, {ref.reference}",
+            )
+        dataset_id = resolve_url(ws, ref).id
     if dataset_id:
         if project or name or version:
             raise UsageError("give either a dataset id or project/name/version, not both")
@@ -200,6 +214,18 @@ def resolve_ref(ws: Workspace, ref: str) -> DatasetRow:
         return resolve_id(ws, ref)
     project, name, version = split_ref(ref)
     return get(ws, project=project, name=name, version=version, only_completed=version is None)
+
+
+def resolve_url(ws: Workspace, url: str | DatasetURL) -> DatasetRow:
+    """The version a ``clearml-data://`` URL names (its path, if any, is ignored here): by id,
+    or the version of project (any project if none) and name; ``latest`` is the highest final
+    version, as a ``project/name`` reference without a version picks it."""
+    ref = parse_url(url) if isinstance(url, str) else url
+    if ref.dataset_id is not None:
+        return resolve_id(ws, ref.dataset_id)
+    if ref.is_latest:
+        return get(ws, project=ref.project, name=ref.name, only_completed=True)
+    return get(ws, project=ref.project, name=ref.name, version=ref.version)
 
 
 def parent_row(ws: Workspace, row: DatasetRow, parent_id: str) -> DatasetRow:

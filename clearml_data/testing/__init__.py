@@ -64,6 +64,8 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
         "CLEARML_DATA_CACHE_MAX_SIZE",
         "CLEARML_DATA_CATALOG_LOCK",
         "CLEARML_DATA_CATALOG_LOCK_TIMEOUT",
+        "CLEARML_DATA_READ_BLOCK_SIZE",
+        "CLEARML_DATA_READ_AHEAD",
     ):
         monkeypatch.delenv(var, raising=False)
     for var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):

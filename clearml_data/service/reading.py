@@ -1,0 +1,627 @@
+"""Reading one file of a version in place: a seekable, read-only file of ranged reads.
+
+:func:`open_file` resolves a path of a final version to its content (the view), that
+content to where its bytes are (the cache, or a stored pack or object: the same locations
+``get`` reads, chosen by :func:`.locations.readable_locations`), and returns a
+:class:`VersionFile`. Its reads are ranged reads (``StorageDriver.read_range``) of just the
+extent they need, one request per run of missing blocks, kept in a small block cache; a
+sequential reader has up to ``read_ahead`` bytes fetched ahead of it, in the background.
+
+What is checked:
+
+* every ranged read returns exactly the bytes asked for: a short one means the stored
+  object is shorter than the catalog says (``IntegrityError``); reads never go past the
+  file's size, so the extent read always lies inside the file;
+* a file read to its end is checked against its SHA-256 before its last byte is returned.
+  The hash runs along a sequential reader; after a jump, the bytes not yet hashed are read
+  (once) when the end is reached. A mismatch is an ``IntegrityError`` and the file returns
+  nothing more;
+* an external file registered without a hash is checked as ``get`` checks it: one stat at
+  open, whose size and fingerprint must be those recorded;
+* a content the local cache holds (intact, as the cache guard says) is read from there,
+  with no storage request at all.
+
+Bytes returned before the end was reached have passed the size checks only: a reader that
+stops halfway (a Parquet footer and two columns) gets no hash check. Once the whole
+content has been read and checked, it enters the shared cache as ``get`` puts it there,
+so the next read, or ``get_local_copy``, reads nothing from storage for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..catalog import DatasetRow, ObjectRow
+from ..catalog.validate import check_length, check_location
+from ..errors import (
+    CatalogError,
+    ClearMLDataError,
+    IntegrityError,
+    NotAFileError,
+    PathNotFoundError,
+    ReadOnlyError,
+    StorageError,
+)
+from ..hashing import EMPTY_SHA256
+from ..paths import describe, normalize_relpath
+from ..storage import RANGED_READS, StorageDriver, fingerprint_changed, redact_url
+from ..storage.calls import storage_error
+from .checkout import fetch_objects
+from .external import unhashed_links
+from .locations import preferred_location, readable_locations
+from .lookup import final
+from .results import LinkInfo
+from .views import view
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+#: the largest read made when bytes are read only to be hashed (after a reader jumped)
+HASH_BLOCK = 8 * 1024 * 1024
+#: the most ranged reads one file runs at the same time for read-ahead
+MAX_AHEAD_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Where a content's bytes are: ``length`` bytes of ``key`` in ``storage`` from ``offset``."""
+
+    storage: str
+    key: str
+    offset: int
+    length: int
+
+
+def locate(ws: Workspace, row: DatasetRow, digest: str, size: int) -> Extent:
+    """The stored extent to read a content of ``row`` from (its own storage preferred; an
+    unchecked location confirmed by a stat first, as for ``get``)."""
+    found = ws.catalog.locate_objects([digest])
+    if not found.get(digest):
+        raise StorageError(
+            f"no storage holds the content {digest[:12]}… of dataset {row.id}",
+            hint="the version was not uploaded completely; run verify",
+        )
+    locs = readable_locations(ws, row, found)[digest]
+    loc: ObjectRow = check_length(check_location(preferred_location(locs, row.storage)), size, row.id)
+    return Extent(loc.storage, loc.key, loc.offset, loc.length)
+
+
+def open_file(
+    ws: Workspace,
+    dataset_id: str,
+    path: str,
+    *,
+    block_size: int | None = None,
+    read_ahead: int | None = None,
+    fill_cache: bool = True,
+) -> VersionFile:
+    """The file at ``path`` of the final version ``dataset_id``, open for reading.
+
+    ``block_size`` (bytes) bounds one ranged read and is the unit of the block cache;
+    ``read_ahead`` (bytes, 0 for none) is how far ahead of a sequential reader blocks are
+    fetched. Both default to the settings of the same names. With ``fill_cache`` a file
+    read whole enters the local cache."""
+    row = final(ws, dataset_id)
+    rel = normalize_relpath(path)
+    current = view(ws, row)
+    entry = current.get(rel)
+    if entry is None:
+        if not rel or any(p.startswith(rel + "/") for p in current):
+            raise NotAFileError(
+                f"{describe(rel or '/')} is a folder of dataset {row.id}, not a file",
+                hint="open a file in it; list them with clearml-data list or Dataset.list_files",
+            )
+        raise PathNotFoundError(
+            f"dataset {row.id} has no file {describe(rel)}",
+            path=rel,
+            hint="list its files with clearml-data list or Dataset.list_files",
+        )
+    digest, size = entry[0], entry[1]
+    bs = ws.settings.read_block_size if block_size is None else int(block_size)
+    ahead = ws.settings.read_ahead if read_ahead is None else int(read_ahead)
+    if bs < 1 or ahead < 0:
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"block_size must be at least 1 and read_ahead at least 0 (got {bs}, {ahead})",
+            params=("block_size", "read_ahead"),
+        )
+    name = rel
+    if size == 0:
+        if digest != EMPTY_SHA256:
+            raise CatalogError(
+                f"dataset {row.id} gives the content {digest[:12]}… a size of 0, but that is not "
+                "the hash of empty content",
+                hint="the catalog was changed outside clearml-data; restore it from a backup",
+            )
+        return VersionFile(name, 0, digest, _Empty())
+    if ws.cache.has(digest, size):
+        return VersionFile(name, size, digest, _CachedFile(ws.cache.object_file(digest)))
+    extent = locate(ws, row, digest, size)
+    driver = ws.driver(extent.storage)
+    link = unhashed_links(ws, row).get(digest)
+    if link is not None:  # no hash to check: its size and fingerprint, as get checks them
+        check_unhashed(driver, extent, link)
+    if RANGED_READS not in (getattr(driver, "capabilities", None) or ()):
+        # a storage that cannot read a range: the whole file into the cache, as get brings it
+        fetch_objects(ws, row, {rel: (digest, size)})
+        return VersionFile(name, size, digest, _CachedFile(ws.cache.object_file(digest)))
+    source = _Stored(driver, extent)
+    spool = _Spool(ws, digest, check_hash=link is None) if fill_cache else None
+    return VersionFile(
+        name,
+        size,
+        digest,
+        source,
+        block_size=bs,
+        read_ahead=ahead,
+        check_hash=link is None,
+        spool=spool,
+    )
+
+
+def check_unhashed(driver: StorageDriver, extent: Extent, link: LinkInfo) -> None:
+    """An external file registered without a hash is still what was registered: one stat,
+    whose size and fingerprint must be the recorded ones (as ``get`` checks it)."""
+    try:
+        info = driver.stat(extent.key)
+    except OSError as exc:
+        raise storage_error(exc, extent.storage, extent.key, doing="read") from exc
+    changed = fingerprint_changed(link.fingerprint, info.fingerprint)
+    if changed or info.size != link.size:
+        raise IntegrityError(
+            f"the external file {redact_url(link.link)} changed since it was added "
+            f"({'; '.join(changed) or f'size {link.size:,} -> {info.size:,} bytes'})",
+            hint="add it again in a new version (clearml-data add --links URL), or remove it",
+        )
+
+
+# -- where the bytes come from -------------------------------------------------------------
+class _Source:
+    """Bytes of one content: ``read_extent(offset, length)`` returns exactly that many."""
+
+    requests = 0  #: reads made (what a test or a benchmark counts)
+    remote = False
+
+    def read_extent(self, offset: int, length: int) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _Empty(_Source):
+    def read_extent(self, offset: int, length: int) -> bytes:
+        return b""
+
+
+class _CachedFile(_Source):
+    """A content in the local cache: reads of the object file, no storage request."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def read_extent(self, offset: int, length: int) -> bytes:
+        self.requests += 1
+        data = os.pread(self.fd, length, offset)
+        if len(data) != length:
+            raise IntegrityError(
+                f"the cached copy {self.path} is shorter than its content",
+                path=self.path,
+                hint="run clearml-data verify --cache",
+            )
+        return data
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Stored(_Source):
+    """An extent of a stored pack or object: each read is one ranged read of the driver."""
+
+    remote = True
+
+    def __init__(self, driver: StorageDriver, extent: Extent):
+        self.driver = driver
+        self.extent = extent
+        self._lock = threading.Lock()
+
+    def read_extent(self, offset: int, length: int) -> bytes:
+        e = self.extent
+        with self._lock:
+            self.requests += 1
+        try:
+            data = self.driver.read_range(e.key, e.offset + offset, length)
+        except ClearMLDataError:
+            raise
+        except OSError as exc:
+            raise storage_error(exc, e.storage, e.key, doing="read") from exc
+        if len(data) != length:
+            raise IntegrityError(
+                f"object {e.key} in {redact_url(e.storage)} is shorter than the catalog says: "
+                f"{e.offset + offset + len(data):,} bytes where at least {e.offset + offset + length:,} "
+                "were expected",
+                hint="the stored object is damaged or the catalog was changed outside "
+                "clearml-data; run clearml-data verify",
+            )
+        return bytes(data)
+
+
+class _Spool:
+    """The checked bytes of a content written, in order, to a temporary file of the cache;
+    once all of them are there and their hash is right, the file enters the cache."""
+
+    def __init__(self, ws: Workspace, digest: str, check_hash: bool):
+        self.ws = ws
+        self.digest = digest
+        self.check_hash = check_hash
+        self.fh: Any = None
+        self.tmp: str | None = None
+        try:
+            ws.cache.ensure()
+            fd, self.tmp = ws.cache.tempfile()
+            self.fh = os.fdopen(fd, "wb")
+        except (OSError, ClearMLDataError) as exc:  # a full or read-only cache: read without it
+            log.debug("not keeping %s… in the cache: %s", digest[:12], exc)
+            self.discard()
+
+    @property
+    def active(self) -> bool:
+        return self.fh is not None
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(data)
+        except OSError as exc:
+            log.debug("not keeping %s… in the cache: %s", self.digest[:12], exc)
+            self.discard()
+
+    def finish(self) -> None:
+        """The whole content is written and its hash (or, unhashed, its size) was checked."""
+        if self.fh is None or self.tmp is None:
+            return
+        tmp = self.tmp
+        try:
+            self.fh.close()
+            self.fh = None
+            self.tmp = None
+            with self.ws.cache.in_use():
+                # the bytes written are exactly the bytes hashed and checked on the way
+                self.ws.cache.add_file(self.digest, tmp, check_hash=False)
+            self.ws.fit_cache()
+        except (OSError, ClearMLDataError) as exc:
+            log.debug("not keeping %s… in the cache: %s", self.digest[:12], exc)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    def discard(self) -> None:
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except OSError:
+                pass
+            self.fh = None
+        if self.tmp is not None:
+            if os.path.lexists(self.tmp):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+
+# -- the file ------------------------------------------------------------------------------
+class VersionFile(io.RawIOBase):
+    """One file of a version, open for reading: seekable, read-only, binary.
+
+    ``size`` is its size in bytes and ``name`` its path in the version. Reads are served
+    from a block cache filled by ranged reads of the stored content (or from the local
+    cache); see the module's documentation for what each read checks.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        digest: str,
+        source: _Source,
+        *,
+        block_size: int = 4 * 1024 * 1024,
+        read_ahead: int = 0,
+        check_hash: bool = True,
+        spool: _Spool | None = None,
+    ):
+        super().__init__()
+        self.name = name
+        self.size = size
+        self.hash = digest
+        self.mode = "rb"
+        self.block_size = max(1, int(block_size))
+        self.read_ahead = max(0, int(read_ahead))
+        self._source = source
+        self._pos = 0
+        self._lock = threading.RLock()
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        ahead_blocks = -(-self.read_ahead // self.block_size) if source.remote else 0
+        self._ahead_blocks = ahead_blocks
+        self._keep = ahead_blocks + 4  # blocks kept: the window ahead, and a few behind
+        self._pending: dict[int, Future[bytes]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._last_end: int | None = None
+        # the integrity check: bytes [0, _hashed) went through the hash, and into the spool
+        self._verify = source.remote
+        self._check_hash = check_hash
+        self._hasher = hashlib.sha256() if source.remote and check_hash else None
+        self._hashed = 0
+        self._verified = not source.remote
+        self._failed: ClearMLDataError | None = None
+        self._spool = spool if spool is not None and spool.active else None
+
+    # -- io.RawIOBase -------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        raise ReadOnlyError(
+            f"{self.name} is a file of a dataset version and cannot be written",
+            hint="versions are changed by creating a new one: clearml-data create --parents ...",
+        )
+
+    def truncate(self, size: int | None = None) -> int:
+        self.write(b"")
+        return 0
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("a file of a dataset version has no file descriptor")
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence!r}; 0, 1 or 2 are valid)")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = int(pos)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view_ = memoryview(buffer).cast("B")
+        data = self.read(len(view_))
+        view_[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            start = self._pos
+            end = self.size if size is None or size < 0 else min(self.size, start + size)
+            if end <= start:
+                return b""
+            data = self.read_at(start, end - start)
+            self._pos = end
+            return data
+
+    def peek(self, size: int = 0) -> bytes:
+        """Bytes from the position to the end of its block, without moving the position
+        (what ``readline`` uses to find line ends a block at a time)."""
+        self._check_open()
+        with self._lock:
+            if self._pos >= self.size:
+                return b""
+            end = min(self.size, (self._pos // self.block_size + 1) * self.block_size)
+            return self.read_at(self._pos, end - self._pos)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        with self._lock:
+            for fut in self._pending.values():
+                fut.cancel()
+            self._pending.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            self._blocks.clear()
+            if self._spool is not None:
+                self._spool.discard()
+                self._spool = None
+            self._source.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<VersionFile {self.name!r} size={self.size}>"
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def requests(self) -> int:
+        """Reads made of the content's source so far (ranged reads of the storage, or reads
+        of the cached file)."""
+        return self._source.requests
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (fewer only at the end of the file), without
+        moving the position; the end of the file is checked as by :meth:`read`."""
+        self._check_open()
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            end = min(self.size, offset + max(0, length))
+            if end <= offset:
+                return b""
+            try:
+                if end == self.size and not self._verified:
+                    self._verify_rest(offset)
+                data = self._range(offset, end)
+                if not self._verified:
+                    self._feed(offset, data)
+            except IntegrityError as exc:
+                self._fail(exc)
+                raise
+            sequential = self._last_end == offset
+            self._last_end = end
+            if sequential or offset == 0:
+                self._schedule_ahead(end)
+            return data
+
+    def _range(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) from the blocks, fetching the missing ones: each run of
+        consecutive missing blocks is one ranged read."""
+        bs = self.block_size
+        first, last = start // bs, (end - 1) // bs
+        if first == last:
+            block = self._block_or_fetch(first)
+            return block[start - first * bs : end - first * bs]
+        missing = [i for i in range(first, last + 1) if i not in self._blocks and i not in self._pending]
+        runs: list[tuple[int, int]] = []
+        for i in missing:
+            if runs and runs[-1][1] == i:
+                runs[-1] = (runs[-1][0], i + 1)
+            else:
+                runs.append((i, i + 1))
+        fetched: dict[int, bytes] = {}
+        for a, b in runs:
+            lo, hi = a * bs, min(self.size, b * bs)
+            data = self._source.read_extent(lo, hi - lo)
+            for i in range(a, b):
+                fetched[i] = data[(i - a) * bs : (i - a + 1) * bs]
+        parts = []
+        for i in range(first, last + 1):
+            got = fetched.get(i)
+            block = got if got is not None else self._block_or_fetch(i)
+            parts.append(block[max(start, i * bs) - i * bs : min(end, (i + 1) * bs) - i * bs])
+        for i, block in fetched.items():
+            if i >= last - self._keep:
+                self._store(i, block)
+        return b"".join(parts)
+
+    def _block_or_fetch(self, i: int) -> bytes:
+        block = self._blocks.get(i)
+        if block is not None:
+            self._blocks.move_to_end(i)
+            return block
+        fut = self._pending.pop(i, None)
+        if fut is not None:
+            block = fut.result()
+        else:
+            lo = i * self.block_size
+            block = self._source.read_extent(lo, min(self.size, lo + self.block_size) - lo)
+        self._store(i, block)
+        return block
+
+    def _store(self, i: int, block: bytes) -> None:
+        self._blocks[i] = block
+        self._blocks.move_to_end(i)
+        while len(self._blocks) > self._keep:
+            self._blocks.popitem(last=False)
+
+    def _schedule_ahead(self, end: int) -> None:
+        """Start fetching the blocks after ``end`` (up to ``read_ahead`` bytes), in the background."""
+        if not self._ahead_blocks or end >= self.size:
+            return
+        bs = self.block_size
+        first = end // bs
+        last = min((self.size - 1) // bs, (end + self.read_ahead - 1) // bs)
+        for i in range(first, last + 1):
+            if i in self._blocks or i in self._pending:
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=min(MAX_AHEAD_WORKERS, self._ahead_blocks),
+                    thread_name_prefix="clearml-data-read-ahead",
+                )
+            lo = i * bs
+            self._pending[i] = self._pool.submit(self._source.read_extent, lo, min(self.size, lo + bs) - lo)
+        # blocks far behind the reader are not waited for
+        for i in [i for i in self._pending if i < end // bs - self._keep]:
+            self._pending.pop(i).cancel()
+
+    # -- the integrity check ------------------------------------------------------------------
+    def _feed(self, offset: int, data: bytes) -> None:
+        """Hash (and spool) the part of ``data`` (the bytes from ``offset``) that continues
+        the bytes hashed so far; a read that starts after them leaves the hash where it is."""
+        if offset > self._hashed or offset + len(data) <= self._hashed:
+            return
+        new = memoryview(data)[self._hashed - offset :]
+        if self._hasher is not None:
+            self._hasher.update(new)
+        if self._spool is not None:
+            self._spool.write(new)
+        self._hashed += len(new)
+        if self._hashed == self.size:
+            self._finish()
+
+    def _verify_rest(self, offset: int) -> None:
+        """Before the last byte is returned: hash the bytes not hashed yet (those between the
+        hash's end and ``offset``, which the reader jumped over; the read itself feeds the rest)."""
+        if self._hasher is None and self._spool is None:  # nothing to hash, nothing to keep
+            self._verified = True
+            return
+        while self._hashed < offset:
+            n = min(HASH_BLOCK, offset - self._hashed)
+            start = self._hashed
+            self._feed(start, self._range(start, start + n))
+
+    def _finish(self) -> None:
+        if self._hasher is not None and self._hasher.hexdigest() != self.hash:
+            raise IntegrityError(
+                f"{self.name}: the bytes read do not match its SHA-256 {self.hash[:12]}…",
+                path=self.name,
+                hint="the stored object is damaged; run clearml-data verify",
+            )
+        self._verified = True
+        if self._spool is not None:
+            self._spool.finish()
+            self._spool = None
+
+    def _fail(self, exc: ClearMLDataError) -> None:
+        self._failed = exc
+        self._blocks.clear()
+        if self._spool is not None:
+            self._spool.discard()
+            self._spool = None
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on a closed file")
+
+    # -- what the filesystem and the tests look at ------------------------------------------
+    @property
+    def verified(self) -> bool:
+        """Has the whole content been checked (or does it come from the local cache)?"""
+        return self._verified
+
+
+#: what a factory of open files looks like (the fsspec filesystem takes one)
+Opener = Callable[[str, str], VersionFile]
