@@ -441,6 +441,26 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     _max_workers(p, "downloads")
 
     p = add(
+        "cat",
+        "Write one file of a version to stdout",
+        "Stream one file of a final version to stdout, reading only its bytes from the storage "
+        "(or from the local cache, when it holds them), in bounded memory. The version is a "
+        "clearml-data:// URL (which may end in the file's path), or --id, or --project/--name, "
+        "or the current dataset. The file's SHA-256 is checked as its last bytes are read: a "
+        "mismatch ends the command with an error (exit 1) before those bytes are written.",
+    )
+    _id(p, "the version")
+    _by_name(p, "latest final version unless --version")
+    p.add_argument(
+        "target",
+        metavar="URL|PATH",
+        help="the file's path in the version, or a clearml-data:// URL of the version or of the file",
+    )
+    p.add_argument(
+        "path", nargs="?", default=None, metavar="PATH", help="the file's path, after a URL of the version"
+    )
+
+    p = add(
         "verify",
         "Check that a version's content is intact",
         "Without --folder: read every object the version needs from its storage and "
