@@ -809,13 +809,15 @@ class Dataset:
         newline: str | None = None,
         block_size: int | None = None,
         read_ahead: int | None = None,
+        fill_cache: bool = True,
     ):
         """One file of this final version, open for reading in place: ``mode="rb"`` gives a
         seekable binary :class:`~clearml_data.service.VersionFile` whose reads are ranged
         reads of the stored pack or object (or of the local cache, if it holds the file);
         ``"r"`` the same as text. A file read to its end is checked against its SHA-256 before
         its last byte is returned. ``block_size`` and ``read_ahead`` (bytes) default to the
-        settings of the same names. See docs/streaming.md."""
+        settings of the same names; with ``fill_cache`` a file read whole enters the local cache
+        (as ``get_local_copy`` would fetch it). See docs/streaming.md."""
         import io
 
         from .errors import ReadOnlyError
@@ -828,7 +830,9 @@ class Dataset:
                     hint="versions are changed by creating a new one: Dataset.create(parent_datasets=[...])",
                 )
             raise UsageError(f"mode must be 'rb' or 'r', not {mode!r}", params=("mode",))
-        f = self._service.open_file(self.id, path, block_size=block_size, read_ahead=read_ahead)
+        f = self._service.open_file(
+            self.id, path, block_size=block_size, read_ahead=read_ahead, fill_cache=fill_cache
+        )
         if not text:
             return f
         return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)

@@ -52,6 +52,7 @@ from ..errors import (
     StorageError,
 )
 from ..hashing import EMPTY_SHA256
+from ..parallel import ordered_map
 from ..paths import describe, normalize_relpath
 from ..storage import RANGED_READS, StorageDriver, fingerprint_changed, redact_url
 from ..storage.calls import storage_error
@@ -67,8 +68,10 @@ log = logging.getLogger(__name__)
 
 #: the largest read made when bytes are read only to be hashed (after a reader jumped)
 HASH_BLOCK = 8 * 1024 * 1024
-#: the most ranged reads one file runs at the same time for read-ahead
+#: the most ranged reads one file runs at the same time (read-ahead, a long read)
 MAX_AHEAD_WORKERS = 8
+#: the longest single ranged read; a read that needs more is several, made in parallel
+MAX_REQUEST = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,23 @@ def open_file(
                 "the hash of empty content",
                 hint="the catalog was changed outside clearml-data; restore it from a backup",
             )
-        return VersionFile(name, 0, digest, _Empty())
+        return VersionFile(name, 0, digest, _Empty(), block_size=bs, read_ahead=ahead)
     if ws.cache.has(digest, size):
-        return VersionFile(name, size, digest, _CachedFile(ws.cache.object_file(digest)))
+        return VersionFile(
+            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
+        )
     extent = locate(ws, row, digest, size)
     driver = ws.driver(extent.storage)
-    link = unhashed_links(ws, row).get(digest)
+    # the links of this one file's origin only: an open costs no pass over the whole view
+    link = unhashed_links(ws, row, {rel: entry}).get(digest)
     if link is not None:  # no hash to check: its size and fingerprint, as get checks them
         check_unhashed(driver, extent, link)
     if RANGED_READS not in (getattr(driver, "capabilities", None) or ()):
         # a storage that cannot read a range: the whole file into the cache, as get brings it
         fetch_objects(ws, row, {rel: (digest, size)})
-        return VersionFile(name, size, digest, _CachedFile(ws.cache.object_file(digest)))
+        return VersionFile(
+            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
+        )
     source = _Stored(driver, extent)
     spool = _Spool(ws, digest, check_hash=link is None) if fill_cache else None
     return VersionFile(
@@ -497,33 +505,40 @@ class VersionFile(io.RawIOBase):
 
     def _range(self, start: int, end: int) -> bytes:
         """Bytes [start, end) from the blocks, fetching the missing ones: each run of
-        consecutive missing blocks is one ranged read."""
+        consecutive missing blocks is one ranged read (of at most MAX_REQUEST bytes; a longer
+        run is several, made in parallel)."""
         bs = self.block_size
         first, last = start // bs, (end - 1) // bs
         if first == last:
             block = self._block_or_fetch(first)
             return block[start - first * bs : end - first * bs]
-        missing = [i for i in range(first, last + 1) if i not in self._blocks and i not in self._pending]
-        runs: list[tuple[int, int]] = []
-        for i in missing:
-            if runs and runs[-1][1] == i:
-                runs[-1] = (runs[-1][0], i + 1)
-            else:
-                runs.append((i, i + 1))
-        fetched: dict[int, bytes] = {}
-        for a, b in runs:
-            lo, hi = a * bs, min(self.size, b * bs)
-            data = self._source.read_extent(lo, hi - lo)
-            for i in range(a, b):
-                fetched[i] = data[(i - a) * bs : (i - a + 1) * bs]
-        parts = []
+        per_request = max(1, MAX_REQUEST // bs)
+        requests: list[tuple[int, int]] = []  # [first block, end block) of each read
         for i in range(first, last + 1):
-            got = fetched.get(i)
-            block = got if got is not None else self._block_or_fetch(i)
-            parts.append(block[max(start, i * bs) - i * bs : min(end, (i + 1) * bs) - i * bs])
-        for i, block in fetched.items():
-            if i >= last - self._keep:
-                self._store(i, block)
+            if i in self._blocks or i in self._pending:
+                continue
+            if requests and requests[-1][1] == i and i - requests[-1][0] < per_request:
+                requests[-1] = (requests[-1][0], i + 1)
+            else:
+                requests.append((i, i + 1))
+
+        def fetch(req: tuple[int, int]) -> memoryview:
+            lo, hi = req[0] * bs, min(self.size, req[1] * bs)
+            return memoryview(self._source.read_extent(lo, hi - lo))
+
+        workers = min(len(requests), MAX_AHEAD_WORKERS) if self._source.remote else 1
+        got: dict[int, memoryview] = {}
+        for (a, b), data in ordered_map(fetch, requests, workers, window=2 * max(1, workers)):
+            for i in range(a, b):
+                got[i] = data[(i - a) * bs : (i - a + 1) * bs]  # views of the read: no copies
+        parts: list[bytes | memoryview] = []
+        for i in range(first, last + 1):
+            view_ = got.get(i)
+            mv = view_ if view_ is not None else memoryview(self._block_or_fetch(i))
+            parts.append(mv[max(start, i * bs) - i * bs : min(end, (i + 1) * bs) - i * bs])
+        for i in range(max(first, last - self._keep + 1), last + 1):
+            if i in got:  # the last blocks read stay (a reader often reads on from there)
+                self._store(i, bytes(got[i]))
         return b"".join(parts)
 
     def _block_or_fetch(self, i: int) -> bytes:

@@ -80,12 +80,16 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
 
 
 def reset_services() -> None:
-    """Close the services the Python API keeps per configuration."""
-    from .. import api
+    """Close the services the Python API and the clearml-data:// filesystem keep per
+    configuration, and forget the filesystem's instances and the trees it read."""
+    from .. import api, fs
 
-    for service in api._services.values():
+    for service in [*api._services.values(), *fs._services.values()]:
         service.close()
     api._services.clear()
+    fs._services.clear()
+    fs._trees.clear()
+    fs.ClearMLDataFileSystem.clear_instance_cache()
 
 
 @dataclass

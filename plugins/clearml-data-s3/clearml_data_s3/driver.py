@@ -624,6 +624,11 @@ class S3Driver(StorageDriver):
         except STREAM_ERRORS as exc:  # a body cut off: a transient error, tried again
             resp["Body"].close()
             raise self._error(exc, key) from exc
+        except (bx.FlexibleChecksumError, bx.ChecksumError) as exc:
+            # a range that covers the whole object is checked by botocore against the object's
+            # checksum: a mismatch is an OSError as the contract says, never botocore's own
+            resp["Body"].close()
+            raise self._error(exc, key) from exc
         if not resp.get("ContentRange") and len(data) > length:  # a server that ignored Range
             data = data[offset : offset + length]
         return data
