@@ -602,6 +602,8 @@ CAT_CHUNK = 1024 * 1024
 
 
 def cmd_cat(ctx: Context) -> Result:
+    """One file of a version to stdout, unchanged, a block at a time: the file is never held
+    whole, and its last bytes are written only once its SHA-256 has been checked."""
     if ctx.json:
         raise UsageError(
             "cat writes the file's bytes to stdout, which leaves no room for the --json envelope",
