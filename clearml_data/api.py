@@ -24,6 +24,7 @@ from .errors import ClearMLDataError, DatasetNotFoundError, UnexpectedArgumentEr
 from .progress import ProgressFactory, bar_progress, null_progress
 from .service import Service, ShadowedFile
 from .service.metadata import RESERVED_PREFIX
+from .task import out_of_scope
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Dataset:
     ) -> Dataset:
         """Create a new draft version; parents (ids or Dataset objects) are merged in order."""
         if use_current_task:
-            raise UsageError("use_current_task needs a ClearML Task; clearml-data has no tasks")
+            out_of_scope("Dataset.create(use_current_task=True)")
         service = default_service()
         row = service.create(
             name=dataset_name,

@@ -45,10 +45,11 @@ ENV_CATALOG_LOCK = "CLEARML_DATA_CATALOG_LOCK"
 ENV_CATALOG_LOCK_TIMEOUT = "CLEARML_DATA_CATALOG_LOCK_TIMEOUT"
 ENV_READ_BLOCK_SIZE = "CLEARML_DATA_READ_BLOCK_SIZE"
 ENV_READ_AHEAD = "CLEARML_DATA_READ_AHEAD"
-#: the defaults of the two streaming settings: one ranged read fetches at most a block, and a
-#: sequential reader has up to read_ahead bytes fetched ahead of it
-DEFAULT_READ_BLOCK_SIZE = 4 * 1024**2
-DEFAULT_READ_AHEAD = 16 * 1024**2
+#: the defaults of the two streaming settings: reads fetch whole blocks (small: random reads
+#: fetch little), and a sequential reader has up to read_ahead bytes fetched ahead of it, in
+#: four parallel requests (large: few requests, several in flight)
+DEFAULT_READ_BLOCK_SIZE = 1024**2
+DEFAULT_READ_AHEAD = 64 * 1024**2
 CATALOG_LOCKS = ("auto", "file", "sqlite")
 
 #: config-file keys, their environment variables and what they mean (used by `doctor`)
@@ -67,11 +68,11 @@ KEYS = {
     "catalog_lock_timeout": (ENV_CATALOG_LOCK_TIMEOUT, "seconds a writer waits for the catalog lock file"),
     "read_block_size": (
         ENV_READ_BLOCK_SIZE,
-        "bytes one ranged read of a streamed file fetches at most (e.g. 4M)",
+        "the unit of the ranged reads and block cache of a streamed file (e.g. 1M)",
     ),
     "read_ahead": (
         ENV_READ_AHEAD,
-        "bytes fetched ahead of a sequential reader of a streamed file (e.g. 16M; 0: none)",
+        "bytes fetched ahead of a sequential reader of a streamed file (e.g. 64M; 0: none)",
     ),
 }
 
@@ -146,7 +147,7 @@ class Settings:
     cache_max_size: int | None = None  #: bytes; None: no limit
     catalog_lock: str = "auto"  #: auto | file | sqlite (catalog/lockfile.py)
     catalog_lock_timeout: float = 120.0  #: seconds a writer waits for the lock file
-    read_block_size: int = DEFAULT_READ_BLOCK_SIZE  #: bytes; the largest ranged read of a streamed file
+    read_block_size: int = DEFAULT_READ_BLOCK_SIZE  #: bytes; the unit of a streamed file's reads
     read_ahead: int = DEFAULT_READ_AHEAD  #: bytes fetched ahead of a sequential reader
 
     @classmethod

@@ -20,6 +20,7 @@ pickles as its options, so Dask ships it to worker processes, where it is made a
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from .errors import NotAFileError, PathNotFoundError, ReadOnlyError
+from .errors import DatasetNotFoundError, NotAFileError, PathNotFoundError, ReadOnlyError
 from .service import DatasetRow, Service
 from .service.reading import VersionFile
 from .urls import PREFIX, PROTOCOL, DatasetURL, parse_url
@@ -73,11 +74,12 @@ _services_lock = threading.Lock()
 
 def _service(catalog: str | None, storage: str | None, cache_dir: str | None) -> Service:
     """One service per process and set of settings: those given, the rest from the
-    environment and the config file, as the Python API reads them."""
+    environment and the config file, as the Python API reads them. A forked child (a
+    DataLoader worker) makes its own: a catalog connection does not survive a fork."""
     from .config import Settings
 
     settings = Settings.load(catalog=catalog, storage=storage, cache_dir=cache_dir)
-    key = (settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
+    key = (os.getpid(), settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
     with _services_lock:
         service = _services.get(key)
         if service is None:
@@ -121,13 +123,15 @@ class ClearMLDataFileSystem(AbstractFileSystem):
             None if cache_dir is None else str(cache_dir),
         )
         self._svc: Service | None = None
+        self._svc_pid = 0
         self._refs: dict[str, str] = {}  # a version reference as written -> its id
 
     # -- the service, made when first used -----------------------------------------------------
     @property
     def service(self) -> Service:
-        if self._svc is None:
+        if self._svc is None or self._svc_pid != os.getpid():
             self._svc = _service(*self._settings)
+            self._svc_pid = os.getpid()
         return self._svc
 
     # -- paths ----------------------------------------------------------------------------
@@ -150,7 +154,9 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         ref = stripped[: len(stripped) - len(parsed.path)].rstrip("/") if parsed.path else stripped
         return ref, parsed
 
-    def _row(self, ref: str, parsed: DatasetURL) -> DatasetRow:
+    def _lookup(self, ref: str, parsed: DatasetURL) -> DatasetRow:
+        """The version a reference names: an id, or a name and version once resolved, are
+        remembered; ``@latest`` is resolved each time (a new version may be final now)."""
         known = self._refs.get(ref)
         if known is not None:
             return self.service.resolve_id(known)
@@ -160,9 +166,10 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         return row
 
     def _tree(self, row: DatasetRow) -> _Tree:
-        from .service.lookup import final
+        if not row.is_final:  # only final versions are read: the error that says so
+            from .service.lookup import final
 
-        row = final(self.service.workspace, row.id)  # only final versions are read
+            final(self.service.workspace, row.id)
         key = (str(self.service.settings.catalog), row.id)
         with _trees_lock:
             tree = _trees.get(key)
@@ -180,6 +187,14 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         ref, parsed = self._split(path)
         row = self._row(ref, parsed)
         return ref, row, self._tree(row), parsed.path
+
+    def _row(self, ref: str, parsed: DatasetURL) -> DatasetRow:
+        """The version a reference names (see :meth:`_lookup`); no such version is a
+        ``FileNotFoundError`` here, as fsspec callers expect of a path that is not there."""
+        try:
+            return self._lookup(ref, parsed)
+        except DatasetNotFoundError as exc:
+            raise PathNotFoundError(" ".join(str(exc.args[0]).split()), path=ref, hint=exc.hint) from None
 
     @staticmethod
     def _file_info(ref: str, rel: str, digest: str, size: int) -> dict[str, Any]:
@@ -245,9 +260,8 @@ class ClearMLDataFileSystem(AbstractFileSystem):
                 if maxdepth is not None and p.count("/") + 1 - base > maxdepth:
                     continue
                 out[f"{ref}/{p}"] = self._file_info(ref, p, *tree.files[p])
-            if withdirs:
-                if rel:
-                    out[f"{ref}/{rel}"] = self._folder_info(ref, rel)
+            if withdirs:  # the folder itself too, as fsspec's own find gives it
+                out[f"{ref}/{rel}" if rel else ref] = self._folder_info(ref, rel)
                 for folder in tree.folders:
                     if folder and folder.startswith(prefix):
                         if maxdepth is not None and folder.count("/") + 1 - base > maxdepth:
@@ -346,7 +360,8 @@ class ClearMLDataFileSystem(AbstractFileSystem):
         return out
 
     def invalidate_cache(self, path: str | None = None) -> None:
-        """Forget which version each ``@latest`` reference named (a new one may be final now)."""
+        """Forget which version each reference by version string named (``@latest`` is
+        resolved at each call anyway)."""
         self._refs.clear()
         super().invalidate_cache(path)
 

@@ -1,7 +1,7 @@
 """What a command leaves when it fails or has nothing to do, through both faces.
 
 A failed command leaves no new draft behind and the current dataset as it was; an add of
-several items is all or nothing; a second close says the version is already final; a
+several items (and a remove of several patterns) is all or nothing; a second close says the version is already final; a
 source file gone or changed before the upload gets a message that says what to do; the
 cache size limit holds after a close as after a get.
 """
@@ -88,6 +88,18 @@ def test_add_of_several_paths_is_all_or_nothing_in_either_order(cli, tmp_path, m
     assert res.code == 0 and res.json["data"]["added"] == 3
     assert f"{good}: 2 added, 0 modified, 0 unchanged" in res.err
     assert "more: 1 added" in res.err
+
+
+def test_remove_of_several_patterns_is_all_or_nothing(cli, tmp_path):
+    src = write_tree(tmp_path / "src", {"a.txt": "a", "b.txt": "b", "sub/c.txt": "c"})
+    cli("create", "--project", "p", "--name", "d")
+    assert cli("add", "--files", src).code == 0
+    res = cli("remove", "--files", "a.txt", "sub/../../x")
+    assert res.code != 0 and "Traceback" not in res.err
+    assert cli("list", "--json").json["data"]["total_files"] == 3  # a.txt is still there
+    res = cli("remove", "--files", "a.txt", "sub/", "--json")
+    assert res.code == 0 and sorted(res.json["data"]["removed"]) == ["a.txt", "sub/c.txt"]
+    assert cli("list", "--json").json["data"]["total_files"] == 1
 
 
 def test_add_of_files_and_links_is_one_write(cli, tmp_path):

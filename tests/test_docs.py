@@ -62,6 +62,7 @@ SITES: dict[str, tuple[str, ...]] = {
     "drop_manifest": FINALIZES,
     "retire_manifest": ("delete",),
     "remove_manifest": ("delete",),
+    "remove_media": ("delete",),
     "read_manifest": MANIFEST_READERS,
     "RangeReader.__init__": MANIFEST_READERS,  # the reader read_manifest streams through
     "read_small": ("catalog rebuild", "get --storage"),

@@ -69,7 +69,15 @@ def test_listing(version, fs):
         f"{root}/train/dog/1.jpg",
     ]
     assert fs.find(root, maxdepth=1) == [f"{root}/a.csv"]
-    assert f"{root}/train/cat" in fs.find(f"{root}/train", withdirs=True)
+    assert fs.find(f"{root}/train", withdirs=True) == [
+        f"{root}/train",
+        f"{root}/train/cat",
+        f"{root}/train/cat/1.jpg",
+        f"{root}/train/cat/2.jpg",
+        f"{root}/train/dog",
+        f"{root}/train/dog/1.jpg",
+    ]
+    assert fs.find(root, maxdepth=1, withdirs=True) == [root, *fs.ls(root, detail=False)]
     assert fs.find(f"{root}/nope") == []
     assert fs.glob(f"clearml-data://{root}/train/*/1.jpg") == [
         f"{root}/train/cat/1.jpg",
@@ -224,3 +232,76 @@ def test_pandas_reads_a_url(version):
     assert frame.to_dict("list") == {"x": [1, 3], "y": [2, 4]}
     frame = pandas.read_csv(io.BytesIO(version.filesystem().cat("a.csv")))
     assert list(frame.columns) == ["x", "y"]
+
+
+def test_files_read_through_the_filesystem_are_not_downloaded_again(version, fs, monkeypatch):
+    from counting import CountingFolder
+
+    assert fs.cat(fs.find(version.id)) and CountingFolder.reads()
+    CountingFolder.calls.clear()
+    folder = version.get_local_copy(show_progress=False)
+    assert CountingFolder.reads() == []  # every file came from what the reads cached
+    assert (open_bytes(os.path.join(folder, "train/cat/2.jpg"))) == FILES["train/cat/2.jpg"]
+
+
+def test_latest_follows_a_new_final_version(version, fs, tmp_path):
+    url = "clearml-data://zoo/mammals/pets@latest/a.csv"
+    assert fs.cat(url) == FILES["a.csv"]
+    child = Dataset.create(dataset_name="pets", dataset_project="zoo/mammals", parent_datasets=[version.id])
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.csv").write_bytes(b"x,y\n5,6\n")
+    child.add_files(str(tmp_path / "new"))
+    assert fs.cat(url) == FILES["a.csv"]  # a draft is not read
+    child.upload(show_progress=False)
+    child.finalize()
+    assert fs.cat(url) == b"x,y\n5,6\n"
+    assert fs.cat("clearml-data://zoo/mammals/pets@1.0.0/a.csv") == FILES["a.csv"]
+
+
+def open_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _read_in_child(fs, parent_service, path, out):
+    data = fs.cat(path)
+    with open(out, "wb") as fh:
+        fh.write(b"own service:" if fs.service is not parent_service else b"parent's service:")
+        fh.write(data)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* fork:DeprecationWarning")
+def test_a_forked_worker_reads_with_its_own_service(version, fs, tmp_path):
+    """A DataLoader worker forked after the parent used the filesystem gets its own catalog
+    connection (one made before a fork must not be used after it)."""
+    import multiprocessing
+
+    assert fs.cat(f"{version.id}/a.csv") == FILES["a.csv"]
+    parent_service = fs.service
+    out = tmp_path / "child.bin"
+    child = multiprocessing.get_context("fork").Process(
+        target=_read_in_child, args=(fs, parent_service, f"{version.id}/train/dog/1.jpg", str(out))
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and out.read_bytes() == b"own service:" + FILES["train/dog/1.jpg"]
+    assert fs.service is parent_service  # the parent's is untouched
+
+
+def test_a_missing_version_is_a_missing_path(version, fs):
+    for path in ("0123456789abcdef0123456789abcdef/a.csv", "zoo/mammals/cats@latest/a.csv", "pets@9.9/a.csv"):
+        with pytest.raises(FileNotFoundError, match=r"no( completed)? dataset"):
+            fs.info(path)
+        assert not fs.exists(path)
+    with pytest.raises(FileNotFoundError):
+        fsspec.open("clearml-data://pets@9.9/a.csv").open()
+
+
+def test_threads_read_through_one_filesystem(version, fs):
+    """Dask's threaded scheduler and DataLoader threads share one process's service."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = sorted(FILES) * 8
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: fs.cat(f"{version.id}/{p}"), paths))
+    assert got == [FILES[p] for p in paths]

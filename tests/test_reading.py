@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import random
 
@@ -143,6 +144,23 @@ def test_read_ahead_fetches_each_block_once(version, counted):
     assert len(offsets) == len(set(offsets)) == -(-len(got) // (128 * KIB))
 
 
+def test_read_ahead_asks_in_few_large_requests_and_never_twice(version, counted):
+    ds, files = version
+    data = files["big.bin"]
+    _pack, base, _n = _pack_of(ds, "big.bin")
+    with ds.open("big.bin", block_size=64 * KIB, read_ahead=1 * MIB) as f:
+        got = b"".join(iter(lambda: f.read(10 * KIB), b""))
+    assert got == data
+    spans = sorted((c[2] - base, c[3]) for c in counted.reads())
+    # the extents read cover the file once, with no overlap
+    assert spans[0][0] == 0 and sum(n for _o, n in spans) == len(data)
+    assert all(a + n == b for (a, n), (b, _m) in itertools.pairwise(spans))
+    # after the first block, requests of a quarter of the window (the last one may be shorter)
+    assert spans[0][1] == 64 * KIB
+    assert {n for _o, n in spans[1:-1]} == {256 * KIB}
+    assert len(spans) <= 2 + len(data) // (256 * KIB)
+
+
 def test_a_jump_to_the_end_hashes_the_rest_and_fills_the_cache(version, counted):
     ds, files = version
     data = files["big.bin"]
@@ -154,8 +172,30 @@ def test_a_jump_to_the_end_hashes_the_rest_and_fills_the_cache(version, counted)
         assert f.verified
     digest = hashlib.sha256(data).hexdigest()
     assert ds._service.cache.has(digest, len(data))
-    # the first block, then the rest in one ranged read (hashed before the last bytes went out)
-    assert [(c[2] - offset, c[3]) for c in counted.reads()] == [(0, MIB), (MIB, len(data) - MIB)]
+    # the first block, the last one, then the blocks between in one ranged read (hashed
+    # before the last bytes went out): every byte read once
+    assert [(c[2] - offset, c[3]) for c in counted.reads()] == [
+        (0, MIB),
+        (3 * MIB, len(data) - 3 * MIB),
+        (MIB, 2 * MIB),
+    ]
+
+
+def test_once_read_whole_a_file_reads_on_from_the_cache(version, counted):
+    """A Parquet reader reads the footer first, then the column chunks it wants: after the
+    footer (the end: the whole file is checked, and cached), nothing comes from storage."""
+    ds, files = version
+    data = files["big.bin"]
+    with ds.open("big.bin", block_size=64 * KIB, read_ahead=0) as f:
+        f.seek(-8, io.SEEK_END)
+        assert f.read() == data[-8:] and f.verified
+        assert sum(c[3] for c in counted.reads()) == len(data)
+        counted.calls.clear()
+        before = f.requests
+        f.seek(MIB)
+        assert f.read(300 * KIB) == data[MIB : MIB + 300 * KIB]
+        assert f.read_at(5, 10) == data[5:15]
+        assert counted.calls == [] and f.requests > before
 
 
 def test_damaged_bytes_are_never_returned_at_the_end(version, counted):
@@ -272,3 +312,72 @@ def test_block_size_and_read_ahead_settings(version, monkeypatch):
     reset_services()
     with pytest.raises(UsageError, match="read_block_size setting"):
         Dataset.get(dataset_id=ds.id)
+
+
+def test_a_storage_without_ranged_reads_fetches_the_file_whole_into_the_cache(tmp_path, counted):
+    data = _bytes(200 * KIB, 11)
+    ds = make_version(tmp_path, {"w.bin": data, "other.bin": b"other"}, storage=f"whole://{tmp_path / 'st'}")
+    ds._service.clear_cache()
+    counted.calls.clear()
+    with ds.open("w.bin", block_size=16 * KIB) as f:
+        f.seek(1000)
+        assert f.read(10) == data[1000:1010]
+        assert f.verified  # read from the cache, where it was checked on the way in
+    assert [c[0] for c in counted.reads()] == ["get_file"]  # one whole download, no ranges
+
+
+def test_any_reads_give_the_file_s_bytes_and_check_the_end(version):
+    """Random seeks, reads and read_at calls, with random block sizes and read-ahead, against
+    the bytes themselves: every read returns the right bytes, and reaching the end verifies."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ds, files = version
+    data = files["big.bin"][: 300 * KIB]
+    # a file of its own, not cached: each example reads it from storage again
+    name = "prop.bin"
+    src = write_tree(version[0]._service.settings.cache_dir.parent / "prop-src", {name: data})
+    prop = Dataset.create(
+        dataset_name="prop", dataset_project="p", output_uri=ds._service.resolve_id(ds.id).storage
+    )
+    prop.add_files(str(src))
+    prop.upload(show_progress=False)
+    prop.finalize()
+    digest = hashlib.sha256(data).hexdigest()
+    ops = st.lists(
+        st.tuples(
+            st.sampled_from(["seek", "read", "read_at"]),
+            st.integers(-10, len(data) + 10),
+            st.integers(-1, 120 * KIB),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        ops=ops,
+        block=st.sampled_from([1000, 4 * KIB, 64 * KIB]),
+        ahead=st.sampled_from([0, 8 * KIB, 256 * KIB]),
+    )
+    def check(ops, block, ahead):
+        prop._service.clear_cache()
+        with prop.open(name, block_size=block, read_ahead=ahead) as f:
+            pos = 0
+            for op, a, b in ops:
+                if op == "seek":
+                    if a >= 0:
+                        assert f.seek(a) == a
+                        pos = a
+                elif op == "read":
+                    want = data[pos:] if b < 0 else data[pos : pos + b]
+                    assert f.read(b) == want
+                    pos += len(want)
+                    assert f.tell() == pos
+                elif a >= 0:
+                    assert f.read_at(a, max(b, 0)) == data[a : a + max(b, 0)]
+            f.seek(0)
+            assert f.read() == data and f.verified
+        assert prop._service.cache.has(digest, len(data))  # read whole: kept, whatever came before
+
+    check()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -113,6 +115,36 @@ def test_reports_survive_finalize_and_a_catalog_rebuild(draft, env):
     assert color == 0 and raw == b"\x00\xc8\xc8\x00\xc8\xc8"
 
 
+def test_deleting_a_version_removes_its_report_files(draft, env, tmp_path):
+    draft.get_logger().report_media("m", "s", stream=io.BytesIO(b"mine"), file_extension=".bin")
+    draft.finalize(auto_upload=True)
+    other = Dataset.create(dataset_name="other", dataset_project="p")
+    other.get_logger().report_media("m", "s", stream=io.BytesIO(b"theirs"), file_extension=".bin")
+    reports = env.storage / "reports"
+    assert sorted(p.name for p in reports.iterdir()) == sorted([draft.id, other.id])
+    Dataset.delete(dataset_id=draft.id)
+    assert [p.name for p in reports.iterdir() if any(p.iterdir())] == [other.id]
+    assert other.get_report_file(other.get_reports(kind="media")[0]) == b"theirs"
+
+
+def test_processes_reporting_to_one_version_at_once_keep_every_record(draft):
+    """Each report (and each metadata name) is read and written in one catalog write."""
+    script = (
+        "import sys\n"
+        "from clearml_data import Dataset\n"
+        "ds = Dataset.get(dataset_id=sys.argv[1])\n"
+        "for i in range(25):\n"
+        "    ds.get_logger().report_text(f'{sys.argv[2]} {i}')\n"
+        "    ds.set_metadata({'i': i}, metadata_name=f'{sys.argv[2]}-{i}')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, draft.id, who]) for who in ("one", "two")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    back = Dataset.get(dataset_id=draft.id)
+    texts = sorted(r["text"] for r in back.get_reports(kind="text"))
+    assert texts == sorted(f"{who} {i}" for who in ("one", "two") for i in range(25))
+    assert sorted(back.metadata) == sorted(f"{who}-{i}" for who in ("one", "two") for i in range(25))
+
+
 def test_a_damaged_report_file_is_detected(draft, env):
     draft.get_logger().report_media("m", "s", stream=io.BytesIO(b"original"), file_extension=".bin")
     report = draft.get_reports(kind="media")[0]
@@ -152,3 +184,11 @@ def test_task_is_out_of_scope_in_one_line(draft):
         text = str(info.value)
         assert "\n" not in text and "out of scope for clearml-data" in text and "set_metadata" in text
         assert isinstance(info.value, NotImplementedError)
+
+
+def test_create_with_the_current_task_is_out_of_scope_in_one_line():
+    with pytest.raises(OutOfScopeError) as info:
+        Dataset.create(dataset_project="p", dataset_name="d", use_current_task=True)
+    assert "use_current_task" in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, NotImplementedError)
+    assert Dataset.list_datasets(dataset_project="p", only_completed=False) == []

@@ -301,3 +301,27 @@ def test_lazy_makes_its_value_once():
     value = lazy.peek()
     assert made == [1] and value is lazy.get()
     assert lazy.take() is value and lazy.peek() is None
+
+
+def test_renamed_options_move_old_names_to_todays(monkeypatch):
+    from clearml_data.storage.toolkit import renamed_options
+
+    renamed = {"block_mb": ("part_size", lambda v: int(v) * 1024), "endpoint": ("endpoint", str)}
+    monkeypatch.setenv("OLD_X_ENDPOINT", "http://127.0.0.1:1")
+    with pytest.warns(DeprecationWarning) as caught:
+        got = renamed_options({"block_mb": "2", "endpoint": "kept"}, renamed, "xs", "OLD_X_")
+    # the old keyword is converted; a same-named keyword is today's and stays as given
+    assert got == {"part_size": 2048, "endpoint": "kept"}
+    said = [str(w.message) for w in caught]
+    assert any("option 'block_mb'" in m and "CLEARML_DATA_XS_PART_SIZE" in m for m in said)
+    assert any("$OLD_X_ENDPOINT" in m for m in said)
+    # today's variable wins over an old keyword
+    monkeypatch.setenv("CLEARML_DATA_XS_PART_SIZE", "1MiB")
+    with pytest.warns(DeprecationWarning):
+        assert "part_size" not in renamed_options({"block_mb": "2"}, renamed, "xs", "OLD_X_")
+    monkeypatch.delenv("CLEARML_DATA_XS_PART_SIZE")
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ValueError, match="xs:// driver's option 'block_mb'"),
+    ):
+        renamed_options({"block_mb": "two"}, renamed, "xs", "OLD_X_")

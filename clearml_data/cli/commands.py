@@ -257,8 +257,7 @@ def cmd_remove(ctx: Context) -> Result:
     row = _target(ctx)
     ctx.note(f"Removing files/folder from dataset id {row.id}")
     removed: list[str] = []
-    for pattern in a.files:
-        gone = ctx.service.remove(row.id, pattern, recursive=not a.non_recursive)
+    for pattern, gone in ctx.service.remove_all(row.id, a.files, recursive=not a.non_recursive):
         if not gone:
             ctx.note(f"nothing matches {redact_url(pattern)!r}")
         removed += gone

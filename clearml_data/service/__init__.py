@@ -385,6 +385,11 @@ class Service:
     def file_entries(self, row: DatasetRow) -> dict[str, FileInfo]:
         return external.file_entries(self.workspace, row)
 
+    def remove_all(
+        self, dataset_id: str, patterns: Iterable[str], recursive: bool = True
+    ) -> list[tuple[str, list[str]]]:
+        return external.remove_all(self.workspace, dataset_id, patterns, recursive)
+
     def remove_links(self, dataset_id: str, url_pattern: str) -> list[str]:
         return external.remove_links(self.workspace, dataset_id, url_pattern)
 

@@ -334,6 +334,15 @@ def remove(ws: Workspace, dataset_id: str, pattern: str, recursive: bool = True)
     return remove_files(ws, dataset_id, pattern, recursive)
 
 
+def remove_all(
+    ws: Workspace, dataset_id: str, patterns: Iterable[str], recursive: bool = True
+) -> list[tuple[str, list[str]]]:
+    """:func:`remove` for each of ``patterns`` in turn, as one catalog write: a pattern that
+    fails leaves the draft as it was. Returns each pattern with the paths it removed."""
+    with ws.catalog.write():
+        return [(pattern, remove(ws, dataset_id, pattern, recursive)) for pattern in patterns]
+
+
 def remove_links(ws: Workspace, dataset_id: str, url_pattern: str) -> list[str]:
     """Remove the external files whose URL matches (exactly, under it, or by wildcard)."""
     row = draft(ws, dataset_id)

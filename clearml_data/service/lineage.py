@@ -21,6 +21,7 @@ from . import manifests
 from .checkout import fetch_objects
 from .drafts import create, sync_folder, sync_source
 from .lookup import check_label, get, now, parent_row, resolve_id, resolve_ref, storage_url
+from .reports import remove_media
 from .results import Diff, SyncOutcome, WorkflowEvents
 from .upload import close, finalize, pending_uploads, upload
 from .views import diff, parent_view, shadowed, shadowed_paths, view
@@ -321,6 +322,7 @@ def _delete_version(ws: Workspace, dataset_id: str, force: bool = False) -> list
         ws.catalog.delete_dataset(row.id)
     crashpoints.reach("delete.committed")
     manifests.remove_manifest(ws, row, manifest_key)
+    remove_media(ws, row)
     ws.forget_views()
     return [row.id]
 

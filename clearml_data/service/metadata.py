@@ -35,10 +35,11 @@ def set_metadata(ws: Workspace, dataset_id: str, value: Any, metadata_name: str 
             f"metadata {metadata_name!r} is larger than {METADATA_MAX_BYTES // 2**20} MiB",
             hint="store big tables as files in the dataset instead",
         )
-    row = resolve_id(ws, dataset_id)
-    metadata = dict(row.metadata)
-    metadata[metadata_name] = record
-    update(ws, row.id, metadata=metadata)
+    with ws.catalog.write():  # read and written at once: a concurrent name is never lost
+        row = resolve_id(ws, dataset_id)
+        metadata = dict(row.metadata)
+        metadata[metadata_name] = record
+        update(ws, row.id, metadata=metadata)
 
 
 def get_metadata(row: DatasetRow, metadata_name: str = "metadata") -> Any:

@@ -13,7 +13,7 @@ What is checked:
   object is shorter than the catalog says (``IntegrityError``); reads never go past the
   file's size, so the extent read always lies inside the file;
 * a file read to its end is checked against its SHA-256 before its last byte is returned.
-  The hash runs along a sequential reader; after a jump, the bytes not yet hashed are read
+  The hash runs along the blocks as they arrive; the blocks a reader jumped over are read
   (once) when the end is reached. A mismatch is an ``IntegrityError`` and the file returns
   nothing more;
 * an external file registered without a hash is checked as ``get`` checks it: one stat at
@@ -22,9 +22,10 @@ What is checked:
   with no storage request at all.
 
 Bytes returned before the end was reached have passed the size checks only: a reader that
-stops halfway (a Parquet footer and two columns) gets no hash check. Once the whole
-content has been read and checked, it enters the shared cache as ``get`` puts it there,
-so the next read, or ``get_local_copy``, reads nothing from storage for it.
+stops halfway gets no hash check. A reader that starts at the end (a Parquet footer) has
+the whole content read and checked first. Once the whole content has been read and
+checked, it enters the shared cache as ``get`` puts it there, and the open file reads on
+from that copy; the next open, or ``get_local_copy``, reads nothing from storage for it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ..errors import (
     PathNotFoundError,
     ReadOnlyError,
     StorageError,
+    UsageError,
 )
 from ..hashing import EMPTY_SHA256
 from ..parallel import ordered_map
@@ -66,12 +68,16 @@ from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-#: the largest read made when bytes are read only to be hashed (after a reader jumped)
-HASH_BLOCK = 8 * 1024 * 1024
+#: bytes read at a time when they are read only to be hashed (the reader jumped over them)
+HASH_BLOCK = 64 * 1024 * 1024
 #: the most ranged reads one file runs at the same time (read-ahead, a long read)
 MAX_AHEAD_WORKERS = 8
+#: the read-ahead window is asked for in this many requests, in parallel
+AHEAD_REQUESTS = 4
 #: the longest single ranged read; a read that needs more is several, made in parallel
-MAX_REQUEST = 64 * 1024 * 1024
+MAX_REQUEST = 16 * 1024 * 1024
+#: bytes that reads put into the cache between two prunes to the cache_max_size setting
+FIT_EVERY = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def open_file(
 ) -> VersionFile:
     """The file at ``path`` of the final version ``dataset_id``, open for reading.
 
-    ``block_size`` (bytes) bounds one ranged read and is the unit of the block cache;
+    ``block_size`` (bytes) is the unit of the ranged reads and of the block cache;
     ``read_ahead`` (bytes, 0 for none) is how far ahead of a sequential reader blocks are
     fetched. Both default to the settings of the same names. With ``fill_cache`` a file
     read whole enters the local cache."""
@@ -132,8 +138,6 @@ def open_file(
     bs = ws.settings.read_block_size if block_size is None else int(block_size)
     ahead = ws.settings.read_ahead if read_ahead is None else int(read_ahead)
     if bs < 1 or ahead < 0:
-        from ..errors import UsageError
-
         raise UsageError(
             f"block_size must be at least 1 and read_ahead at least 0 (got {bs}, {ahead})",
             params=("block_size", "read_ahead"),
@@ -147,10 +151,9 @@ def open_file(
                 hint="the catalog was changed outside clearml-data; restore it from a backup",
             )
         return VersionFile(name, 0, digest, _Empty(), block_size=bs, read_ahead=ahead)
-    if ws.cache.has(digest, size):
-        return VersionFile(
-            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
-        )
+    cached = _cached(ws, digest, size)
+    if cached is not None:
+        return VersionFile(name, size, digest, cached, block_size=bs, read_ahead=ahead)
     extent = locate(ws, row, digest, size)
     driver = ws.driver(extent.storage)
     # the links of this one file's origin only: an open costs no pass over the whole view
@@ -159,12 +162,16 @@ def open_file(
         check_unhashed(driver, extent, link)
     if RANGED_READS not in (getattr(driver, "capabilities", None) or ()):
         # a storage that cannot read a range: the whole file into the cache, as get brings it
-        fetch_objects(ws, row, {rel: (digest, size)})
-        return VersionFile(
-            name, size, digest, _CachedFile(ws.cache.object_file(digest)), block_size=bs, read_ahead=ahead
-        )
+        ws.cache.ensure()
+        try:
+            with ws.cache.in_use():
+                fetch_objects(ws, row, {rel: (digest, size)})
+                whole = _CachedFile(ws.cache.object_file(digest))
+        finally:
+            ws.fit_cache()
+        return VersionFile(name, size, digest, whole, block_size=bs, read_ahead=ahead)
     source = _Stored(driver, extent)
-    spool = _Spool(ws, digest, check_hash=link is None) if fill_cache else None
+    spool = _Spool(ws, digest) if fill_cache else None
     return VersionFile(
         name,
         size,
@@ -175,6 +182,17 @@ def open_file(
         check_hash=link is None,
         spool=spool,
     )
+
+
+def _cached(ws: Workspace, digest: str, size: int) -> _CachedFile | None:
+    """The cached copy of a content, open, if the cache holds it intact (one pruned since the
+    check is as good as missing: the content is read from storage)."""
+    if not ws.cache.has(digest, size):
+        return None
+    try:
+        return _CachedFile(ws.cache.object_file(digest))
+    except FileNotFoundError:
+        return None
 
 
 def check_unhashed(driver: StorageDriver, extent: Extent, link: LinkInfo) -> None:
@@ -268,56 +286,56 @@ class _Stored(_Source):
 
 
 class _Spool:
-    """The checked bytes of a content written, in order, to a temporary file of the cache;
-    once all of them are there and their hash is right, the file enters the cache."""
+    """The checked bytes of a content written, in order, to a temporary file of the cache
+    (made when the first byte arrives); once all of them are there and their hash is right,
+    the file enters the cache."""
 
-    def __init__(self, ws: Workspace, digest: str, check_hash: bool):
+    def __init__(self, ws: Workspace, digest: str):
         self.ws = ws
         self.digest = digest
-        self.check_hash = check_hash
         self.fh: Any = None
         self.tmp: str | None = None
-        try:
-            ws.cache.ensure()
-            fd, self.tmp = ws.cache.tempfile()
-            self.fh = os.fdopen(fd, "wb")
-        except (OSError, ClearMLDataError) as exc:  # a full or read-only cache: read without it
-            log.debug("not keeping %s… in the cache: %s", digest[:12], exc)
-            self.discard()
-
-    @property
-    def active(self) -> bool:
-        return self.fh is not None
+        self.active = True  #: False once writing failed or was given up: the read goes on without it
 
     def write(self, data: bytes | memoryview) -> None:
-        if self.fh is None:
+        if not self.active:
             return
         try:
+            if self.fh is None:
+                fd, self.tmp = self.ws.cache.tempfile()
+                self.fh = os.fdopen(fd, "wb")
             self.fh.write(data)
-        except OSError as exc:
+        except (OSError, ClearMLDataError) as exc:  # a full or read-only cache: read without it
             log.debug("not keeping %s… in the cache: %s", self.digest[:12], exc)
             self.discard()
 
-    def finish(self) -> None:
-        """The whole content is written and its hash (or, unhashed, its size) was checked."""
-        if self.fh is None or self.tmp is None:
-            return
+    def finish(self, size: int) -> _CachedFile | None:
+        """The whole content is written and its hash (or, unhashed, its size) was checked:
+        into the cache with it; returns the cached copy, open (None if it could not be kept)."""
+        if not self.active or self.fh is None or self.tmp is None:
+            return None
         tmp = self.tmp
+        cached: _CachedFile | None = None
         try:
             self.fh.close()
-            self.fh = None
-            self.tmp = None
+            self.fh, self.tmp, self.active = None, None, False
             with self.ws.cache.in_use():
                 # the bytes written are exactly the bytes hashed and checked on the way
                 self.ws.cache.add_file(self.digest, tmp, check_hash=False)
-            self.ws.fit_cache()
+                cached = _CachedFile(self.ws.cache.object_file(self.digest))
+            self.ws.read_since_fit += size
+            if self.ws.read_since_fit >= FIT_EVERY:  # pruning walks the cache: not after each file
+                self.ws.read_since_fit = 0
+                self.ws.fit_cache()
         except (OSError, ClearMLDataError) as exc:
             log.debug("not keeping %s… in the cache: %s", self.digest[:12], exc)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+        return cached
 
     def discard(self) -> None:
+        self.active = False
         if self.fh is not None:
             try:
                 self.fh.close()
@@ -364,18 +382,23 @@ class VersionFile(io.RawIOBase):
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         ahead_blocks = -(-self.read_ahead // self.block_size) if source.remote else 0
         self._ahead_blocks = ahead_blocks
-        self._keep = ahead_blocks + 4  # blocks kept: the window ahead, and a few behind
-        self._pending: dict[int, Future[bytes]] = {}
+        #: blocks of one read-ahead request: the window is fetched in AHEAD_REQUESTS parallel reads
+        self._chunk_blocks = max(1, ahead_blocks // AHEAD_REQUESTS)
+        self._ahead_next = 0  # the first block read-ahead has not asked for yet
+        self._keep = self._chunk_blocks + 4  # blocks kept: the last request's, and a few behind
+        #: block -> (first block of its read-ahead request, the request)
+        self._pending: dict[int, tuple[int, Future[bytes]]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._last_end: int | None = None
-        # the integrity check: bytes [0, _hashed) went through the hash, and into the spool
-        self._verify = source.remote
-        self._check_hash = check_hash
+        # the integrity check: blocks [0, _hashed) went through the hash, and into the spool
         self._hasher = hashlib.sha256() if source.remote and check_hash else None
+        self._spool = spool if source.remote and spool is not None and spool.active else None
         self._hashed = 0
-        self._verified = not source.remote
+        #: nothing left to check: a cached copy (checked on its way in), or an unhashed
+        #: external file (checked by size and fingerprint at open) that is not being kept
+        self._verified = self._hasher is None and self._spool is None
         self._failed: ClearMLDataError | None = None
-        self._spool = spool if spool is not None and spool.active else None
+        self._requests_before = 0  # reads of the storage made before the source became the cache
 
     # -- io.RawIOBase -------------------------------------------------------------------
     def readable(self) -> bool:
@@ -455,12 +478,7 @@ class VersionFile(io.RawIOBase):
         if self.closed:
             return
         with self._lock:
-            for fut in self._pending.values():
-                fut.cancel()
-            self._pending.clear()
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            self._stop_ahead()
             self._blocks.clear()
             if self._spool is not None:
                 self._spool.discard()
@@ -474,9 +492,9 @@ class VersionFile(io.RawIOBase):
     # -- reading ------------------------------------------------------------------------
     @property
     def requests(self) -> int:
-        """Reads made of the content's source so far (ranged reads of the storage, or reads
-        of the cached file)."""
-        return self._source.requests
+        """Reads made so far of the content's sources (ranged reads of the storage, then
+        reads of the cached copy once the file has been read whole)."""
+        return self._requests_before + self._source.requests
 
     def read_at(self, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset`` (fewer only at the end of the file), without
@@ -489,11 +507,9 @@ class VersionFile(io.RawIOBase):
             if end <= offset:
                 return b""
             try:
-                if end == self.size and not self._verified:
-                    self._verify_rest(offset)
                 data = self._range(offset, end)
-                if not self._verified:
-                    self._feed(offset, data)
+                if end == self.size and not self._verified:
+                    self._verify_rest()  # before the last byte goes out
             except IntegrityError as exc:
                 self._fail(exc)
                 raise
@@ -501,12 +517,14 @@ class VersionFile(io.RawIOBase):
             self._last_end = end
             if sequential or offset == 0:
                 self._schedule_ahead(end)
+            else:  # a jump: read-ahead starts again from the reader's new place
+                self._ahead_next = end // self.block_size
             return data
 
     def _range(self, start: int, end: int) -> bytes:
         """Bytes [start, end) from the blocks, fetching the missing ones: each run of
         consecutive missing blocks is one ranged read (of at most MAX_REQUEST bytes; a longer
-        run is several, made in parallel)."""
+        run is several, made in parallel). Every block obtained is offered to the hash."""
         bs = self.block_size
         first, last = start // bs, (end - 1) // bs
         if first == last:
@@ -535,6 +553,7 @@ class VersionFile(io.RawIOBase):
         for i in range(first, last + 1):
             view_ = got.get(i)
             mv = view_ if view_ is not None else memoryview(self._block_or_fetch(i))
+            self._offer(i, mv)
             parts.append(mv[max(start, i * bs) - i * bs : min(end, (i + 1) * bs) - i * bs])
         for i in range(max(first, last - self._keep + 1), last + 1):
             if i in got:  # the last blocks read stay (a reader often reads on from there)
@@ -542,18 +561,35 @@ class VersionFile(io.RawIOBase):
         return b"".join(parts)
 
     def _block_or_fetch(self, i: int) -> bytes:
+        """Block ``i``: from the block cache, from a read-ahead request, or one ranged read."""
         block = self._blocks.get(i)
         if block is not None:
             self._blocks.move_to_end(i)
+            self._offer(i, block)
             return block
-        fut = self._pending.pop(i, None)
-        if fut is not None:
-            block = fut.result()
-        else:
-            lo = i * self.block_size
-            block = self._source.read_extent(lo, min(self.size, lo + self.block_size) - lo)
-        self._store(i, block)
-        return block
+        bs = self.block_size
+        pending = self._pending.get(i)
+        if pending is None:
+            lo = i * bs
+            block = self._source.read_extent(lo, min(self.size, lo + bs) - lo)
+            self._offer(i, block)
+            self._store(i, block)
+            return block
+        first, fut = pending
+        data = memoryview(fut.result())
+        # every block of that request is in: offered to the hash, and kept from block i on
+        mine = b""
+        for k in range(first, first + -(-len(data) // bs)):
+            if self._pending.get(k, (None,))[0] == first:
+                del self._pending[k]
+            piece = data[(k - first) * bs : (k - first + 1) * bs]
+            self._offer(k, piece)
+            if k >= i:
+                self._store(k, bytes(piece))
+            if k == i:
+                mine = bytes(piece)
+        self._blocks.move_to_end(i)
+        return mine
 
     def _store(self, i: int, block: bytes) -> None:
         self._blocks[i] = block
@@ -562,51 +598,89 @@ class VersionFile(io.RawIOBase):
             self._blocks.popitem(last=False)
 
     def _schedule_ahead(self, end: int) -> None:
-        """Start fetching the blocks after ``end`` (up to ``read_ahead`` bytes), in the background."""
+        """Keep up to ``read_ahead`` bytes after ``end`` asked for, in the background: in
+        requests of a quarter of the window each, made once a whole one fits in it (so that
+        a reader moving on a little at a time still makes few, large requests)."""
         if not self._ahead_blocks or end >= self.size:
             return
         bs = self.block_size
-        first = end // bs
-        last = min((self.size - 1) // bs, (end + self.read_ahead - 1) // bs)
-        for i in range(first, last + 1):
-            if i in self._blocks or i in self._pending:
+        last_block = (self.size - 1) // bs
+        window_end = min(last_block, (end + self.read_ahead - 1) // bs)  # the last block to have
+        nxt = max(self._ahead_next, end // bs)
+        while nxt <= window_end:
+            if nxt in self._blocks or nxt in self._pending:
+                nxt += 1
                 continue
+            stop = nxt
+            while (
+                stop <= last_block
+                and stop - nxt < self._chunk_blocks
+                and stop not in self._blocks
+                and stop not in self._pending
+            ):
+                stop += 1
+            if stop - 1 > window_end and stop - nxt == self._chunk_blocks:
+                break  # a whole request does not fit in the window yet: later, in one piece
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
-                    max_workers=min(MAX_AHEAD_WORKERS, self._ahead_blocks),
+                    max_workers=min(MAX_AHEAD_WORKERS, AHEAD_REQUESTS + 1),
                     thread_name_prefix="clearml-data-read-ahead",
                 )
-            lo = i * bs
-            self._pending[i] = self._pool.submit(self._source.read_extent, lo, min(self.size, lo + bs) - lo)
-        # blocks far behind the reader are not waited for
-        for i in [i for i in self._pending if i < end // bs - self._keep]:
-            self._pending.pop(i).cancel()
+            lo, hi = nxt * bs, min(self.size, stop * bs)
+            fut = self._pool.submit(self._source.read_extent, lo, hi - lo)
+            for k in range(nxt, stop):
+                self._pending[k] = (nxt, fut)
+            nxt = stop
+        self._ahead_next = nxt
+        # requests wholly behind the reader are not waited for
+        behind = end // bs - self._keep
+        stale = {first for k, (first, _f) in self._pending.items() if k < behind}
+        for k in [k for k, (first, _f) in self._pending.items() if first in stale]:
+            _first, fut = self._pending.pop(k)
+            fut.cancel()
+
+    def _stop_ahead(self) -> None:
+        for _first, fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     # -- the integrity check ------------------------------------------------------------------
-    def _feed(self, offset: int, data: bytes) -> None:
-        """Hash (and spool) the part of ``data`` (the bytes from ``offset``) that continues
-        the bytes hashed so far; a read that starts after them leaves the hash where it is."""
-        if offset > self._hashed or offset + len(data) <= self._hashed:
+    def _offer(self, i: int, block: bytes | memoryview) -> None:
+        """Block ``i`` has arrived: if it is the next one the hash needs, it goes through
+        the hash (and into the spool), and so do the blocks after it that are at hand."""
+        bs = self.block_size
+        if self._verified or i * bs != self._hashed:
             return
-        new = memoryview(data)[self._hashed - offset :]
+        while True:
+            self._feed(block)
+            if self._verified:
+                return
+            nxt = self._blocks.get(self._hashed // bs)
+            if nxt is None:
+                return
+            block = nxt
+
+    def _feed(self, block: bytes | memoryview) -> None:
         if self._hasher is not None:
-            self._hasher.update(new)
+            self._hasher.update(block)
         if self._spool is not None:
-            self._spool.write(new)
-        self._hashed += len(new)
-        if self._hashed == self.size:
+            self._spool.write(block)
+        self._hashed += len(block)
+        if self._hashed >= self.size:
             self._finish()
 
-    def _verify_rest(self, offset: int) -> None:
-        """Before the last byte is returned: hash the bytes not hashed yet (those between the
-        hash's end and ``offset``, which the reader jumped over; the read itself feeds the rest)."""
-        if self._hasher is None and self._spool is None:  # nothing to hash, nothing to keep
-            self._verified = True
-            return
-        while self._hashed < offset:
-            n = min(HASH_BLOCK, offset - self._hashed)
+    def _verify_rest(self) -> None:
+        """Before the last byte is returned: the blocks not hashed yet (those the reader
+        jumped over, or that left the block cache before the hash reached them) are read
+        and hashed, HASH_BLOCK bytes at a time."""
+        while not self._verified:
             start = self._hashed
-            self._feed(start, self._range(start, start + n))
+            self._range(start, min(self.size, start + HASH_BLOCK))
+            if self._hashed == start:  # cannot happen: _range offers every block it reads
+                raise IntegrityError(f"{self.name}: the hash of its content could not be completed")
 
     def _finish(self) -> None:
         if self._hasher is not None and self._hasher.hexdigest() != self.hash:
@@ -616,9 +690,14 @@ class VersionFile(io.RawIOBase):
                 hint="the stored object is damaged; run clearml-data verify",
             )
         self._verified = True
-        if self._spool is not None:
-            self._spool.finish()
-            self._spool = None
+        spool, self._spool = self._spool, None
+        cached = spool.finish(self.size) if spool is not None else None
+        if cached is not None:  # from now on, reads are of the checked copy in the cache
+            self._stop_ahead()
+            self._requests_before += self._source.requests
+            self._source.close()
+            self._source = cached
+            self._ahead_blocks = 0
 
     def _fail(self, exc: ClearMLDataError) -> None:
         self._failed = exc

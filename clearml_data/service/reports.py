@@ -38,7 +38,7 @@ import zlib
 from typing import Any
 
 from ..catalog import DatasetRow
-from ..errors import IntegrityError, UsageError
+from ..errors import ClearMLDataError, IntegrityError, UsageError
 from .drafts import update
 from .lookup import resolve_id
 from .metadata import METADATA_MAX_BYTES, RESERVED_PREFIX
@@ -74,7 +74,15 @@ def _save(ws: Workspace, row: DatasetRow, items: list[dict]) -> None:
 
 
 def add_report(ws: Workspace, dataset_id: str, report: dict) -> dict:
-    """Append one record (a scalar joins its series' record); returns the record kept."""
+    """Append one record (a scalar joins its series' record); returns the record kept.
+
+    Read and written in one catalog write, so that processes reporting to one version at
+    once each keep every record."""
+    with ws.catalog.write():
+        return _add_report(ws, dataset_id, report)
+
+
+def _add_report(ws: Workspace, dataset_id: str, report: dict) -> dict:
     row = resolve_id(ws, dataset_id)
     items = reports(row)
     report = {**report, "time": time.time()}
@@ -135,6 +143,26 @@ def media_bytes(ws: Workspace, row: DatasetRow, report: dict) -> bytes:
     if hashlib.sha256(data).hexdigest() != media["sha256"]:
         raise IntegrityError(f"report file {key} in {row.storage} is damaged (its hash differs)")
     return data
+
+
+def remove_media(ws: Workspace, row: DatasetRow) -> int:
+    """After a version left the catalog: remove the image and media files of its reports
+    (every object under ``reports/<id>/``, including any whose record a concurrent report
+    overwrote). Best effort, as their bytes are not referenced any more: a failure is logged.
+    Returns how many were removed."""
+    prefix = f"reports/{row.id}/"
+    driver = ws.driver(row.storage)
+    removed = 0
+    try:
+        for info in list(storage_call(row.storage, prefix, driver.list, prefix)):
+            try:
+                storage_call(row.storage, info.key, driver.delete, info.key)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    except (ClearMLDataError, OSError) as exc:
+        log.warning("could not remove the report files of %s from its storage: %s", row.id, exc)
+    return removed
 
 
 # -- one report of each kind ---------------------------------------------------------------

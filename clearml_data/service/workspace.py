@@ -50,6 +50,8 @@ class Workspace:
         self.hash_memory = HashMemory(settings.cache_dir / "hashes.db")
         self.cache.guard.memory = self.hash_memory  # what each cached file was when checked
         self.views: OrderedDict[str, View] = OrderedDict()
+        #: bytes that streamed reads put into the cache since it was last pruned (service.reading)
+        self.read_since_fit = 0
 
     @property
     def catalog(self) -> Catalog:

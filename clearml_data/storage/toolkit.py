@@ -184,6 +184,42 @@ def env_name(scheme: str, option: str) -> str:
     return f"{ENV_PREFIX}{re.sub(r'[^A-Za-z0-9]', '_', scheme).upper()}_{option.upper()}"
 
 
+def renamed_options(
+    options: dict[str, Any],
+    renamed: Mapping[str, tuple[str, Callable[[Any], Any]]],
+    scheme: str,
+    old_env_prefix: str,
+) -> dict[str, Any]:
+    """``options`` with the names of a driver's earlier releases moved to today's.
+
+    ``renamed`` maps an old name to (today's name, old value -> today's value): a keyword
+    argument under the old name, or the variable ``<old_env_prefix><OLD NAME>``, is converted
+    and stored under today's name, each with a DeprecationWarning. A value under today's
+    name (keyword or :func:`env_name` variable) wins. An entry whose old and new names are
+    the same deprecates only the old variable. A value the conversion refuses is one
+    ValueError naming where it came from.
+    """
+    for old, (new, convert) in renamed.items():
+        var = old_env_prefix + old.upper()
+        value = options.pop(old, None) if old != new else None
+        where = f"option {old!r}"
+        if value is None and os.environ.get(var):
+            value, where = os.environ[var], f"${var}"
+        if value is None:
+            continue
+        warnings.warn(
+            f"the {scheme}:// driver's {where} is deprecated: use {new!r} ({env_name(scheme, new)})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if options.get(new) is None and not os.environ.get(env_name(scheme, new)):
+            try:
+                options[new] = convert(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"invalid value for the {scheme}:// driver's {where}: {value!r}") from None
+    return options
+
+
 def section_name(scheme: str) -> str:
     """``storage.<scheme>``: the config-file section of a scheme's options."""
     return SECTION_PREFIX + scheme.lower()

@@ -49,10 +49,21 @@ class CountingFolder(FolderDriver):
         return super().stat(key)
 
 
+class WholeFolder(CountingFolder):
+    """``whole:///<folder>``: a counting folder driver that cannot read a range (no
+    RANGED_READS), as a storage whose protocol has no ranged GET."""
+
+    schemes = ("whole",)
+    capabilities = frozenset()
+
+
 class _Plugin:
     @hookimpl
     def clearml_data_storage_drivers(self):
-        return [DriverInfo(SCHEME, f"{__name__}:CountingFolder")]
+        return [
+            DriverInfo(SCHEME, f"{__name__}:CountingFolder"),
+            DriverInfo("whole", f"{__name__}:WholeFolder"),
+        ]
 
 
 def counting_manager() -> PluginManager:

@@ -38,7 +38,6 @@ import os
 import random
 import re
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -76,9 +75,9 @@ from clearml_data.storage import (
 from clearml_data.storage.toolkit import (
     MiB,
     backoff,
-    env_name,
     parse_bool,
     positive_float,
+    renamed_options,
     transfer_options,
     unlink_quietly,
 )
@@ -133,28 +132,6 @@ _SECRET_PARAM = re.compile(
 )
 
 
-def _renamed(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with the names of earlier releases (keyword or variable) moved to today's,
-    each with a DeprecationWarning; a value under today's name wins."""
-    for old, (new, convert) in RENAMED.items():
-        var, value, where = OLD_ENV_PREFIX + old.upper(), options.pop(old, None), f"option {old!r}"
-        if value is None and os.environ.get(var):
-            value, where = os.environ[var], f"${var}"
-        if value is None:
-            continue
-        warnings.warn(
-            f"the azure:// driver's {where} is deprecated: use {new!r} ({env_name('azure', new)})",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if options.get(new) is None and not os.environ.get(env_name("azure", new)):
-            try:
-                options[new] = convert(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"invalid value for the azure:// driver's {where}: {value!r}") from None
-    return options
-
-
 class AzureBlobDriver(StorageDriver):
     """``azure://<account>.blob.core.windows.net/<container>/<prefix>`` on Azure Blob Storage."""
 
@@ -168,7 +145,7 @@ class AzureBlobDriver(StorageDriver):
 
     def __init__(self, url: str, **options: Any):
         self.location: AzureLocation = parse_url(url)
-        options = _renamed(dict(options))
+        options = renamed_options(dict(options), RENAMED, "azure", OLD_ENV_PREFIX)
         # secrets given as options stay out of the public ``options``
         secret = {k: options.pop(k) for k in SECRET_OPTIONS if k in options}
         super().__init__(self.location.url, **options)

@@ -35,7 +35,6 @@ import math
 import os
 import re
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -64,9 +63,9 @@ from clearml_data.storage import (
 from clearml_data.storage.toolkit import (
     Lazy,
     MiB,
-    env_name,
     parse_size,
     positive_float,
+    renamed_options,
     transfer_options,
     unlink_quietly,
 )
@@ -141,29 +140,6 @@ class BucketNotFoundError(OSError):
 
 
 # ------------------------------------------------------------------------------ options
-def _renamed(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with the names and CLEARML_DATA_GCS_* variables of earlier releases moved to
-    today's (each with a DeprecationWarning); a value under today's name wins."""
-    for old, (new, convert) in RENAMED.items():
-        var, value = OLD_ENV_PREFIX + old.upper(), options.pop(old, None) if old != new else None
-        where = f"option {old!r}"
-        if value is None and os.environ.get(var):
-            value, where = os.environ[var], f"${var}"
-        if value is None:
-            continue
-        warnings.warn(
-            f"the gs:// driver's {where} is deprecated: use {new!r} ({env_name('gs', new)})",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if options.get(new) is None and not os.environ.get(env_name("gs", new)):
-            try:
-                options[new] = convert(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"invalid value for the gs:// driver's {where}: {value!r}") from None
-    return options
-
-
 def _scrub(text: str) -> str:
     """The first line of an SDK message, without request URLs' query strings (they name
     upload sessions), passed through the core's credential scrubber."""
@@ -189,7 +165,7 @@ class GCSDriver(StorageDriver):
 
     def __init__(self, url: str, **options: Any):
         self.bucket_name, self.prefix = parse_gs_url(url)
-        options = _renamed(dict(options))
+        options = renamed_options(dict(options), RENAMED, "gs", OLD_ENV_PREFIX)
         retry = options.pop("retry", None)  # a google.api_core Retry
         self._credentials = options.pop("credentials", None)  # a google.auth Credentials object
         super().__init__(url, **options)

@@ -112,3 +112,21 @@ def test_fsspec_and_pandas_read_urls_on_s3(version, proxy):
     pandas = pytest.importorskip("pandas")
     frame = pandas.read_csv(f"{version.url}/table.csv")
     assert frame.to_dict("list") == {"a": [1, 2, 3], "b": ["x", "y", "z"]}
+
+
+def test_an_external_object_is_checked_by_its_etag(core_env, s3_env, s3_client, bucket, proxy, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+    reset_services()
+    s3_client.put_object(Bucket=bucket, Key="ext/e.bin", Body=_bytes(10 * KIB, 7))
+    ds = Dataset.create(dataset_name="ext", dataset_project="team/s3", output_uri=f"s3://{bucket}/ds")
+    ds.add_external_files(f"s3://{bucket}/ext/e.bin")  # no read_hash: size and ETag recorded
+    ds.upload(show_progress=False)
+    ds.finalize()
+    proxy.log.clear()
+    with ds.open("e.bin") as f:
+        assert f.read() == _bytes(10 * KIB, 7)
+    assert [e.method for e in proxy.log] == ["HEAD", "GET"]  # the stat that checks it, one read
+    ds._service.clear_cache()
+    s3_client.put_object(Bucket=bucket, Key="ext/e.bin", Body=_bytes(10 * KIB, 8))  # same size, new ETag
+    with pytest.raises(IntegrityError, match="changed since it was added"):
+        ds.open("e.bin")
