@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                      # every workload, 5 repetitions
     python benchmarks/run.py --workload small --repeat 3
+    python benchmarks/run.py --streaming          # reading in place (benchmarks/streaming.py)
     tox -e bench                                  # the same, in an environment with DVC
 
 Each workload is generated deterministically into a temporary folder. Every repetition
@@ -546,6 +547,11 @@ def scale_markdown(rows: list[dict], meta: dict) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--streaming" in argv:  # the streaming-read benchmarks take their own options
+        import streaming  # benchmarks/streaming.py, next to this script
+
+        return streaming.main([a for a in argv if a != "--streaming"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--workload",
@@ -565,6 +571,13 @@ def main(argv=None) -> int:
         "--startup",
         action="store_true",
         help="run only the start-up figures (benchmarks/startup.py) and write startup.json",
+    )
+    ap.add_argument(
+        "--streaming",
+        action="store_true",
+        help="run only the streaming reads (benchmarks/streaming.py: one small file against "
+        "dvc.api.open, a 1 GiB stream, a parquet table; the options after it are streaming.py's, "
+        "e.g. --quick) and write streaming.json / benchmarks-streaming.md",
     )
     ap.add_argument("--startup-runs", type=int, default=20, help="processes per start-up figure")
     ap.add_argument("--scale-files", type=int, default=1_000_000, help=argparse.SUPPRESS)

@@ -287,6 +287,7 @@ def test_every_command_takes_verbose_after_its_name():
             "move": ["--project", "p", "--name", "n", "--new-project", "q"],
             "catalog": ["rebuild"],
             "import-offline": ["session.zip"],
+            "cat": ["a.txt"],
         }.get(name, [])
         assert parser.parse_args([name, *extra, "-v"]).verbose is True, name
         assert parser.parse_args(["-v", name, *extra]).verbose is True, name

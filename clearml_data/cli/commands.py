@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ..config import CurrentDataset, Settings
-from ..errors import DatasetNotFoundError, UsageError
+from ..errors import DatasetNotFoundError, NotAFileError, PathNotFoundError, UsageError
 from ..progress import ProgressFactory, Tally, bar_progress, null_progress
-from ..service import Closed, Service, UploadResult, WorkflowEvents
+from ..service import Closed, Service, UploadResult, VersionFile, WorkflowEvents
 from ..storage import fingerprint_parts, redact_url
 from .render import (
     Result,
@@ -48,7 +48,7 @@ SUMMARY_AFTER = 2.0
 _ABORT_DEFAULT = "nothing is half-done (a change is written at once or not at all); run the command again"
 _ABORT_NOTES = {
     name: "nothing was changed"
-    for name in ("list", "search", "compare", "verify", "doctor", "plugins", "cache", "create")
+    for name in ("list", "search", "compare", "verify", "doctor", "plugins", "cache", "create", "cat")
 }
 _ABORT_NOTES.update(
     get="no local copy was made; what was downloaded stays in the cache, so running the command "
@@ -563,6 +563,8 @@ def cmd_get(ctx: Context) -> Result:
         row = ctx.service.resolve_or_restore(a.id, a.storage)
     else:
         row = _target(ctx, lookup=True, completed=True)
+    if a.files is not None:
+        _check_patterns(ctx, row, a.files)
     ctx.note(f"Download dataset id {row.id}")
     copy = ctx.service.local_copy(
         row.id,
@@ -573,6 +575,7 @@ def cmd_get(ctx: Context) -> Result:
         part=a.part,
         num_parts=a.num_parts,
         progress=ctx.progress,
+        files=a.files,
     )
     if a.verbose:
         ctx.note(f"{plural(copy.files)}, {copy.bytes:,} bytes")
@@ -580,6 +583,97 @@ def cmd_get(ctx: Context) -> Result:
         {"id": row.id, "path": copy.path, "files": copy.files, "bytes": copy.bytes},
         [f"Dataset local copy available for files at: {copy.path}"],
     )
+
+
+def _check_patterns(ctx: Context, row: DatasetRow, patterns: list[str]) -> None:
+    """Refuse a ``get --files`` pattern that matches no file of the version: a typo would
+    otherwise give an empty (or short) copy that looks like a success."""
+    for pattern in patterns:
+        if not ctx.service.list_files(row, pattern):
+            raise UsageError(
+                f"no file of dataset {row.id} matches {pattern!r}",
+                hint=f"clearml-data list --id {row.id} lists its files",
+            )
+
+
+#: bytes ``cat`` reads and writes at a time: its memory stays about this, whatever the file's size
+CAT_CHUNK = 1024 * 1024
+
+
+def cmd_cat(ctx: Context) -> Result:
+    """One file of a version to stdout, unchanged, a block at a time: the file is never held
+    whole, and its last bytes are written only once its SHA-256 has been checked."""
+    if ctx.json:
+        raise UsageError(
+            "cat writes the file's bytes to stdout, which leaves no room for the --json envelope",
+            hint="drop --json; clearml-data list --json describes the files",
+        )
+    row, path = _cat_target(ctx)
+    with _open_in_version(ctx, row, path) as fh:
+        out = getattr(ctx.stdout, "buffer", None)  # bytes go to the binary stream under the text one
+        if out is None:
+            raise UsageError("cat needs a standard output that takes bytes")
+        ctx.stdout.flush()
+        try:
+            while chunk := fh.read(CAT_CHUNK):
+                out.write(chunk)
+            out.flush()
+        except BrokenPipeError:  # `clearml-data cat ... | head -c 10`: the reader has what it wanted
+            _reader_left(ctx)
+    return Result({"id": row.id, "path": path})
+
+
+def _cat_target(ctx: Context) -> tuple[DatasetRow, str]:
+    """The version and the file ``cat`` streams: from a clearml-data:// URL (which may hold
+    the path), else from --id, --project/--name or the current dataset and the PATH given."""
+    from ..urls import PREFIX, is_url, parse_url
+
+    a = ctx.args
+    if not is_url(a.target):
+        if a.path is not None:
+            raise UsageError(
+                f"cat takes one file: {a.target!r} is not a {PREFIX} URL, so {a.path!r} is one too many",
+                hint="pass one PATH, or a URL of the version followed by the PATH",
+            )
+        return _target(ctx, lookup=True, completed=True), a.target
+    if a.id or a.project or a.name or a.version:
+        raise UsageError(
+            f"a {PREFIX} URL names the version itself",
+            hint="drop --id, --project, --name and --version, or pass a PATH instead of the URL",
+        )
+    ref = parse_url(a.target)
+    if ref.path and a.path is not None:
+        raise UsageError(
+            f"the URL already names the file {ref.path!r}; {a.path!r} is one too many",
+            hint="pass the URL of the version and then the PATH, or the URL of the file alone",
+        )
+    path = ref.path or a.path
+    if not path:
+        raise UsageError(
+            f"{a.target} names a version, not a file",
+            hint=f"add the file's path to the URL ({ref.reference}/PATH), or pass it after the URL",
+        )
+    return ctx.service.resolve_url(ref), path
+
+
+def _open_in_version(ctx: Context, row: DatasetRow, path: str) -> VersionFile:
+    """The version's file at ``path``, open for reading; a path that is no file of the
+    version is an error that says how to see the files it has."""
+    try:
+        return ctx.service.open_file(row.id, path)
+    except (PathNotFoundError, NotAFileError) as exc:
+        message = str(exc).removesuffix(f" ({exc.hint})") if exc.hint else str(exc)
+        raise type(exc)(message, hint=f"clearml-data list --id {row.id} lists its files") from None
+
+
+def _reader_left(ctx: Context) -> None:
+    """The reader of stdout closed it: point the process's stdout at /dev/null, so that the
+    flush at exit has somewhere to go and the command ends quietly, with exit code 0."""
+    import os
+    import sys
+
+    if ctx.stdout is sys.__stdout__:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
 
 
 def cmd_verify(ctx: Context) -> Result:
@@ -848,6 +942,7 @@ COMMANDS: dict[str, Callable[[Context], Result]] = {
     "delete": cmd_delete,
     "search": cmd_search,
     "get": cmd_get,
+    "cat": cmd_cat,
     "verify": cmd_verify,
     "publish": cmd_publish,
     "compare": cmd_compare,

@@ -417,6 +417,14 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     p.add_argument("--part", type=int, default=None, help="which part (0-based) of --num-parts to get")
     p.add_argument("--num-parts", type=int, default=None, help="split the files into this many parts")
     p.add_argument(
+        "--files",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="only the files matching one of these dataset paths, folders or wildcards "
+        "(before --part splits them); a pattern that matches nothing is an error",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         default=False,
@@ -431,6 +439,26 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     )
     _verbose(p, "also print how many files and bytes the copy holds")
     _max_workers(p, "downloads")
+
+    p = add(
+        "cat",
+        "Write one file of a version to stdout",
+        "Stream one file of a final version to stdout, reading only its bytes from the storage "
+        "(or from the local cache, when it holds them), in bounded memory. The version is a "
+        "clearml-data:// URL (which may end in the file's path), or --id, or --project/--name, "
+        "or the current dataset. The file's SHA-256 is checked as its last bytes are read: a "
+        "mismatch ends the command with an error (exit 1) before those bytes are written.",
+    )
+    _id(p, "the version")
+    _by_name(p, "latest final version unless --version")
+    p.add_argument(
+        "target",
+        metavar="URL|PATH",
+        help="the file's path in the version, or a clearml-data:// URL of the version or of the file",
+    )
+    p.add_argument(
+        "path", nargs="?", default=None, metavar="PATH", help="the file's path, after a URL of the version"
+    )
 
     p = add(
         "verify",

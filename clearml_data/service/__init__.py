@@ -538,9 +538,19 @@ class Service:
         part: int | None = None,
         num_parts: int | None = None,
         progress: ProgressFactory = null_progress,
+        files: Iterable[str] | None = None,
     ) -> LocalCopy:
         return checkout.local_copy(
-            self.workspace, dataset_id, copy_to, link, overwrite, max_workers, part, num_parts, progress
+            self.workspace,
+            dataset_id,
+            copy_to,
+            link,
+            overwrite,
+            max_workers,
+            part,
+            num_parts,
+            progress,
+            files,
         )
 
     # -- reading in place ------------------------------------------------------------------------

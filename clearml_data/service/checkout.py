@@ -70,18 +70,20 @@ def local_copy(
     part: int | None = None,
     num_parts: int | None = None,
     progress: ProgressFactory = null_progress,
+    files: Iterable[str] | None = None,
 ) -> LocalCopy:
     """``clearml-data get``: the read-only copy in the cache, reached through a symbolic link
     at ``link`` when given (``overwrite`` replaces a link already there, never anything else),
-    or with ``copy_to`` a writable copy in that folder; with the files and bytes it holds."""
+    or with ``copy_to`` a writable copy in that folder; with the files and bytes it holds.
+    ``files`` (wildcards) keeps only the matching files, before ``part`` splits them."""
     if copy_to and link:
         raise UsageError("--copy and --link cannot be used together")
     if copy_to:
         path, chosen = _writable_copy(
-            ws, dataset_id, copy_to, overwrite, max_workers, part, num_parts, progress
+            ws, dataset_id, copy_to, overwrite, max_workers, part, num_parts, progress, files
         )
     else:
-        path, chosen = _cached_copy(ws, dataset_id, None, max_workers, part, num_parts, None, progress)
+        path, chosen = _cached_copy(ws, dataset_id, None, max_workers, part, num_parts, files, progress)
         if link:
             path = _link_to(path, link, overwrite)
     return LocalCopy(path, len(chosen), sum(size for _h, size in chosen.values()))
@@ -190,9 +192,10 @@ def _writable_copy(
     part: int | None,
     num_parts: int | None,
     progress: ProgressFactory,
+    files: Iterable[str] | None = None,
 ) -> tuple[str, Files]:
     row = final(ws, dataset_id)
-    chosen, _label = selected_files(ws, row, part, num_parts)
+    chosen, _label = selected_files(ws, row, part, num_parts, files)
     target = Path(os.path.expanduser(os.fspath(target_folder))).absolute()
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target} exists and is not a folder")
