@@ -88,6 +88,20 @@ def cache_problems(cache):
     return found
 
 
+def peak_rss():
+    # this process's own peak resident memory: VmHWM, of its own address space (ru_maxrss
+    # would not do: Linux carries over the high-water mark of the address space that exec
+    # replaced, which for a child of a large test process is that process's memory)
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def allocated(root):
     total = 0
     for dirpath, _dirs, files in os.walk(root):
@@ -118,7 +132,7 @@ for case in json.load(sys.stdin):
                           "tree": tree(path) if code == 0 and path else None,
                           "copy_left": sorted(os.listdir(copy)) if os.path.isdir(copy) and code else [],
                           "cache": cache_problems(cache), "cache_bytes": allocated(cache),
-                          "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)
+                          "rss": peak_rss()}), flush=True)
 """
 
 
