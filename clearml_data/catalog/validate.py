@@ -9,6 +9,7 @@ negative size or offset, a length that is not its content's size) stops the comm
 from __future__ import annotations
 
 from ..errors import CatalogError, UnsafePathError
+from ..hashing import EMPTY_SHA256
 from ..packs import is_pack_key
 from ..paths import check_relpath, describe, is_hash
 from . import ChangeRow, ObjectRow
@@ -82,3 +83,13 @@ def extent_problem(key: str, entries: list[tuple[str, int, int]], size: int) -> 
                 f"{offset:,} to {offset + length:,} of it"
             )
     return ""
+
+
+def check_empty(digest: str, dataset_id: str) -> None:
+    """A content of size 0 is the empty content: its hash must be the SHA-256 of no bytes."""
+    if digest != EMPTY_SHA256:
+        raise CatalogError(
+            f"dataset {dataset_id} gives the content {digest[:12]}… a size of 0, but that is not "
+            "the hash of empty content",
+            hint=_HINT,
+        )

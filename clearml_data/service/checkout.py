@@ -19,25 +19,23 @@ from .. import packs, tempfiles
 from ..cache import CacheUsage, PruneResult
 from ..cache.links import COPY_TEMP_PREFIX, LINK_MODES, populate, remove_tree
 from ..catalog import DatasetRow
-from ..catalog.validate import check_length, extent_problem
+from ..catalog.validate import check_empty, check_length, extent_problem
 from ..config import parse_size
 from ..diskspace import disk_full, is_no_space, space_for
 from ..errors import (
-    CatalogError,
     ClearMLDataError,
     DatasetStateError,
     IntegrityError,
-    StorageError,
     UsageError,
 )
-from ..hashing import EMPTY_SHA256, sha256_file
+from ..hashing import sha256_file
 from ..parallel import ordered_map
 from ..paths import MAX_PATH_BYTES, shorten
 from ..progress import ProgressFactory, Streamed, null_progress
-from ..storage import StorageDriver, fingerprint_changed, redact_url
+from ..storage import StorageDriver, redact_url
 from ..storage.calls import storage_error
-from .external import unhashed_links
-from .locations import ByKey, by_stored_key, readable_locations
+from .external import check_link_unchanged, unhashed_links
+from .locations import ByKey, by_stored_key, readable_locations, unstored
 from .lookup import final
 from .results import LocalCopy
 from .views import selected_files, tree_clash
@@ -328,12 +326,7 @@ def fetch_objects(
         return 0
     empty = [h for h, s in wanted.items() if s == 0]
     for h in empty:
-        if h != EMPTY_SHA256:
-            raise CatalogError(
-                f"dataset {row.id} gives the content {h[:12]}… a size of 0, but that is not "
-                "the hash of empty content",
-                hint="the catalog was changed outside clearml-data; restore it from a backup",
-            )
+        check_empty(h, row.id)
         ws.cache.add_bytes(h, b"")
         wanted.pop(h)
     locations = readable_locations(ws, row, ws.catalog.locate_objects(wanted))
@@ -341,10 +334,7 @@ def fetch_objects(
     for h in wanted:
         locs = locations.get(h)
         if not locs:
-            raise StorageError(
-                f"no storage holds the content {h[:12]}… of dataset {row.id}",
-                hint="the version was not uploaded completely; run verify",
-            )
+            raise unstored(row, h)
         check_length(by_stored_key(by_key, h, locs, row.storage), wanted[h], row.id)
     if not by_key:  # only empty files: nothing to read
         return 0
@@ -363,13 +353,8 @@ def fetch_objects(
         size = info.size
         for h, _off, _n in by_key[item]:
             link = unhashed.get(h)
-            changed = fingerprint_changed(link.fingerprint, info.fingerprint) if link else []
-            if link is not None and (changed or size != link.size):
-                raise IntegrityError(
-                    f"the external file {redact_url(link.link)} changed since it was added "
-                    f"({'; '.join(changed) or f'size {link.size:,} -> {size:,} bytes'})",
-                    hint="add it again in a new version (clearml-data add --links URL), or remove it",
-                )
+            if link is not None:
+                check_link_unchanged(link, info)
         problem = extent_problem(key, by_key[item], size)
         if problem:
             raise IntegrityError(

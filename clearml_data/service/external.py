@@ -22,12 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..catalog import ChangeRow, DatasetRow, ObjectRow
-from ..errors import ClearMLDataError, StorageError, UsageError
+from ..errors import ClearMLDataError, IntegrityError, StorageError, UsageError
 from ..hashing import sha256_file
 from ..parallel import ordered_map
 from ..paths import check_relpath, join_relpath, matches, normalize_relpath
 from ..progress import ProgressFactory, null_progress
-from ..storage import StorageDriver, redact_url, url_scheme
+from ..storage import ObjectInfo, StorageDriver, fingerprint_changed, redact_url, url_scheme
 from .drafts import collect_items, hash_local, padded, paths_of, record, remove_files, remove_paths
 from .lookup import draft
 from .results import AddResult, FileInfo, LinkInfo, ListedFile
@@ -323,6 +323,18 @@ def file_entries(ws: Workspace, row: DatasetRow) -> dict[str, FileInfo]:
         for p, (h, size, origin) in sorted(view(ws, row).items())
         if p not in links
     }
+
+
+def check_link_unchanged(link: LinkInfo, info: ObjectInfo) -> None:
+    """An external file registered without a hash is still what was registered: the stat
+    ``info`` of its object gives the recorded size and fingerprint."""
+    changed = fingerprint_changed(link.fingerprint, info.fingerprint)
+    if changed or info.size != link.size:
+        raise IntegrityError(
+            f"the external file {redact_url(link.link)} changed since it was added "
+            f"({'; '.join(changed) or f'size {link.size:,} -> {info.size:,} bytes'})",
+            hint="add it again in a new version (clearml-data add --links URL), or remove it",
+        )
 
 
 def version_files(

@@ -92,6 +92,14 @@ def confirm_stored(ws: Workspace, storage: str, rows: list[ObjectRow]) -> int:
     return len(good)
 
 
+def unstored(row: DatasetRow, digest: str) -> StorageError:
+    """The error for a content of ``row`` that no location row names."""
+    return StorageError(
+        f"no storage holds the content {digest[:12]}… of dataset {row.id}",
+        hint="the version was not uploaded completely; run verify",
+    )
+
+
 def readable_locations(
     ws: Workspace, row: DatasetRow, locations: dict[str, list[ObjectRow]]
 ) -> dict[str, list[ObjectRow]]:

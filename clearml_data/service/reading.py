@@ -42,25 +42,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..catalog import DatasetRow, ObjectRow
-from ..catalog.validate import check_length, check_location
+from ..catalog.validate import check_empty, check_length, check_location
 from ..errors import (
-    CatalogError,
     ClearMLDataError,
     IntegrityError,
     NotAFileError,
     PathNotFoundError,
     ReadOnlyError,
-    StorageError,
     UsageError,
 )
-from ..hashing import EMPTY_SHA256
 from ..parallel import ordered_map
 from ..paths import describe, normalize_relpath
-from ..storage import RANGED_READS, StorageDriver, fingerprint_changed, redact_url
+from ..storage import RANGED_READS, StorageDriver, redact_url
 from ..storage.calls import storage_error
 from .checkout import fetch_objects
-from .external import unhashed_links
-from .locations import preferred_location, readable_locations
+from .external import check_link_unchanged, unhashed_links
+from .locations import preferred_location, readable_locations, unstored
 from .lookup import final
 from .results import LinkInfo
 from .views import view
@@ -95,10 +92,7 @@ def locate(ws: Workspace, row: DatasetRow, digest: str, size: int) -> Extent:
     unchecked location confirmed by a stat first, as for ``get``)."""
     found = ws.catalog.locate_objects([digest])
     if not found.get(digest):
-        raise StorageError(
-            f"no storage holds the content {digest[:12]}… of dataset {row.id}",
-            hint="the version was not uploaded completely; run verify",
-        )
+        raise unstored(row, digest)
     locs = readable_locations(ws, row, found)[digest]
     loc: ObjectRow = check_length(check_location(preferred_location(locs, row.storage)), size, row.id)
     return Extent(loc.storage, loc.key, loc.offset, loc.length)
@@ -144,12 +138,7 @@ def open_file(
         )
     name = rel
     if size == 0:
-        if digest != EMPTY_SHA256:
-            raise CatalogError(
-                f"dataset {row.id} gives the content {digest[:12]}… a size of 0, but that is not "
-                "the hash of empty content",
-                hint="the catalog was changed outside clearml-data; restore it from a backup",
-            )
+        check_empty(digest, row.id)
         return VersionFile(name, 0, digest, _Empty(), block_size=bs, read_ahead=ahead)
     cached = _cached(ws, digest, size)
     if cached is not None:
@@ -202,13 +191,7 @@ def check_unhashed(driver: StorageDriver, extent: Extent, link: LinkInfo) -> Non
         info = driver.stat(extent.key)
     except OSError as exc:
         raise storage_error(exc, extent.storage, extent.key, doing="read") from exc
-    changed = fingerprint_changed(link.fingerprint, info.fingerprint)
-    if changed or info.size != link.size:
-        raise IntegrityError(
-            f"the external file {redact_url(link.link)} changed since it was added "
-            f"({'; '.join(changed) or f'size {link.size:,} -> {info.size:,} bytes'})",
-            hint="add it again in a new version (clearml-data add --links URL), or remove it",
-        )
+    check_link_unchanged(link, info)
 
 
 # -- where the bytes come from -------------------------------------------------------------
