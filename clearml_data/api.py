@@ -22,23 +22,16 @@ from pathlib import Path
 from .config import Settings
 from .errors import ClearMLDataError, DatasetNotFoundError, UnexpectedArgumentError, UsageError
 from .progress import ProgressFactory, bar_progress, null_progress
-from .service import Service, ShadowedFile
+from .service import Service, ShadowedFile, shared_service
 from .service.metadata import RESERVED_PREFIX
 from .task import out_of_scope
 
 log = logging.getLogger(__name__)
 
-_services: dict[tuple, Service] = {}
-
 
 def default_service() -> Service:
     """The service for the current settings (environment, config file, defaults)."""
-    settings = Settings.load()
-    key = (settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
-    service = _services.get(key)
-    if service is None:
-        service = _services[key] = Service(settings)
-    return service
+    return shared_service(Settings.load())
 
 
 @dataclass

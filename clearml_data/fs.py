@@ -29,7 +29,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from .errors import DatasetNotFoundError, NotAFileError, PathNotFoundError, ReadOnlyError
-from .service import DatasetRow, Service
+from .service import DatasetRow, Service, shared_service
 from .service.reading import VersionFile
 from .urls import PREFIX, PROTOCOL, DatasetURL, parse_url
 
@@ -68,23 +68,23 @@ class _Tree:
 
 _trees: OrderedDict[tuple[str, str], _Tree] = OrderedDict()
 _trees_lock = threading.Lock()
-_services: dict[tuple, Service] = {}
-_services_lock = threading.Lock()
 
 
 def _service(catalog: str | None, storage: str | None, cache_dir: str | None) -> Service:
-    """One service per process and set of settings: those given, the rest from the
-    environment and the config file, as the Python API reads them. A forked child (a
-    DataLoader worker) makes its own: a catalog connection does not survive a fork."""
+    """The service of this process for the settings given, the rest from the environment
+    and the config file, as the Python API reads them (one per process: see
+    :func:`~clearml_data.service.shared_service`)."""
     from .config import Settings
 
-    settings = Settings.load(catalog=catalog, storage=storage, cache_dir=cache_dir)
-    key = (os.getpid(), settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
-    with _services_lock:
-        service = _services.get(key)
-        if service is None:
-            service = _services[key] = Service(settings)
-    return service
+    return shared_service(Settings.load(catalog=catalog, storage=storage, cache_dir=cache_dir))
+
+
+def _bounds(size: int, start: int | None, end: int | None) -> tuple[int, int]:
+    """The byte range [lo, hi) of a file of ``size`` bytes that fsspec's ``start`` and ``end``
+    name (None: its start, its end; negative: from its end), with ``hi`` at most ``size``."""
+    lo = 0 if start is None else (start if start >= 0 else max(0, size + start))
+    hi = size if end is None else min(size, end if end >= 0 else max(0, size + end))
+    return lo, hi
 
 
 class ClearMLDataFileSystem(AbstractFileSystem):
@@ -315,13 +315,8 @@ class ClearMLDataFileSystem(AbstractFileSystem):
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         with self.open_version_file(path) as f:
-            size = f.size
-            lo = 0 if start is None else (start if start >= 0 else max(0, size + start))
-            hi = size if end is None else (end if end >= 0 else max(0, size + end))
-            hi = min(hi, size)
-            if hi <= lo:
-                return b""
-            return f.read_at(lo, hi - lo)
+            lo, hi = _bounds(f.size, start, end)
+            return f.read_at(lo, hi - lo) if hi > lo else b""
 
     def cat_ranges(
         self,
@@ -347,10 +342,7 @@ class ClearMLDataFileSystem(AbstractFileSystem):
             try:
                 with self.open_version_file(p) as f:
                     for i in indexes:
-                        size = f.size
-                        s, e = starts[i], ends[i]
-                        lo = 0 if s is None else (s if s >= 0 else max(0, size + s))
-                        hi = size if e is None else min(size, e if e >= 0 else max(0, size + e))
+                        lo, hi = _bounds(f.size, starts[i], ends[i])
                         out[i] = f.read_at(lo, hi - lo) if hi > lo else b""
             except Exception as exc:
                 if on_error == "raise":

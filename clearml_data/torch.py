@@ -44,16 +44,12 @@ except ImportError:
     ) from None
 
 from .api import Dataset, DatasetFile
-from .service import Service
+from .service import shared_service
 
 __all__ = ["IterableVersionDataset", "VersionDataset", "distributed_rank"]
 
 #: what a loader is given: the file's path in the version and the file opened for reading
 Loader = Callable[[str, Any], Any]
-
-#: a Service per (process, settings): a DataLoader worker forked from the process that made
-#: the dataset must not use that process's catalog connection, so each process opens its own
-_services: dict[tuple[Any, ...], Service] = {}
 
 
 def _path_and_bytes(path: str, file: Any) -> tuple[str, bytes]:
@@ -139,11 +135,9 @@ class _Version:
         """This version, through a service of this process."""
         pid = os.getpid()
         if self._opened is None or self._opened[0] != pid:
-            s = self.settings
-            key = (pid, s.catalog, s.storage, s.cache_dir, s.cache_max_size)
-            service = _services.get(key)
-            if service is None:
-                service = _services[key] = Service(self.settings)
+            # a DataLoader worker forked from the process that made the dataset must not use
+            # that process's catalog connection: each process reads through its own service
+            service = shared_service(self.settings)
             self._opened = (pid, Dataset(service.resolve_id(self.id), service))
         return self._opened[1]
 

@@ -37,6 +37,7 @@ a DAG (tests/test_architecture.py checks it).
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -783,3 +784,30 @@ class Service:
 
     def plugins_report(self) -> PluginsReport:
         return doctor.plugins_report(self.workspace)
+
+
+# -- one service per process and settings ------------------------------------------------------
+_shared: dict[tuple, Service] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_service(settings: Settings) -> Service:
+    """The service of this process for ``settings``, made on first use and kept: what the
+    Python API, the clearml-data:// filesystem and the PyTorch datasets read through. A
+    forked child (a DataLoader or Dask worker) gets a service of its own, since a catalog
+    connection must not cross a fork."""
+    key = (os.getpid(), settings.catalog, settings.storage, settings.cache_dir, settings.cache_max_size)
+    with _shared_lock:
+        service = _shared.get(key)
+        if service is None:
+            service = _shared[key] = Service(settings)
+    return service
+
+
+def close_shared_services() -> None:
+    """Close and forget every service :func:`shared_service` kept."""
+    with _shared_lock:
+        services = list(_shared.values())
+        _shared.clear()
+    for service in services:
+        service.close()

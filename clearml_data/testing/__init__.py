@@ -80,14 +80,13 @@ def isolate(root: str | os.PathLike, monkeypatch) -> IsolatedEnv:
 
 
 def reset_services() -> None:
-    """Close the services the Python API and the clearml-data:// filesystem keep per
-    configuration, and forget the filesystem's instances and the trees it read."""
-    from .. import api, fs
+    """Close the services the Python API, the clearml-data:// filesystem and the PyTorch
+    datasets keep per process and configuration, and forget the filesystem's instances and
+    the trees it read."""
+    from .. import fs
+    from ..service import close_shared_services
 
-    for service in [*api._services.values(), *fs._services.values()]:
-        service.close()
-    api._services.clear()
-    fs._services.clear()
+    close_shared_services()
     fs._trees.clear()
     fs.ClearMLDataFileSystem.clear_instance_cache()
 
