@@ -196,6 +196,21 @@ def check_hf(v: Version, cache_dir: Path) -> None:
 
 
 @contextlib.contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """Environment variables set for a block, and put back as they were after it."""
+    saved = {n: os.environ.get(n) for n in values}
+    try:
+        os.environ.update(values)
+        yield
+    finally:
+        for n, old in saved.items():
+            if old is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = old
+
+
+@contextlib.contextmanager
 def hf_home(folder: Path) -> Iterator[None]:
     """Hugging Face's caches (datasets, downloads, modules) under ``folder`` for a block: the
     environment for what reads it later, datasets' config for what it read at import."""
@@ -208,20 +223,14 @@ def hf_home(folder: Path) -> Iterator[None]:
         "EXTRACTED_DATASETS_PATH": folder / "datasets" / "downloads" / "extracted",
         "HF_MODULES_CACHE": folder / "modules",
     }
-    saved_env = {n: os.environ.get(n) for n in values}
     saved = {n: getattr(datasets.config, n) for n in values if hasattr(datasets.config, n)}
     try:
-        for n, value in values.items():
-            os.environ[n] = str(value)
-            if n in saved:
-                setattr(datasets.config, n, value if isinstance(saved[n], Path) else str(value))
-        yield
+        with environ({n: str(v) for n, v in values.items()}):
+            for n, value in values.items():
+                if n in saved:
+                    setattr(datasets.config, n, value if isinstance(saved[n], Path) else str(value))
+            yield
     finally:
-        for n, old in saved_env.items():
-            if old is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = old
         for n, old in saved.items():
             setattr(datasets.config, n, old)
 
@@ -233,22 +242,14 @@ def hf_offline(offline: bool) -> Iterator[None]:
     import datasets.config
     import huggingface_hub.constants
 
-    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    saved_env = {n: os.environ.get(n) for n in names}
     saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
     value = "1" if offline else "0"
     try:
-        for n in names:
-            os.environ[n] = value
-        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = offline
-        huggingface_hub.constants.HF_HUB_OFFLINE = offline
-        yield
+        with environ({"HF_HUB_OFFLINE": value, "HF_DATASETS_OFFLINE": value}):
+            datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = offline
+            huggingface_hub.constants.HF_HUB_OFFLINE = offline
+            yield
     finally:
-        for n, old in saved_env.items():
-            if old is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = old
         datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = saved[0]
         huggingface_hub.constants.HF_HUB_OFFLINE = saved[1]
 
