@@ -56,6 +56,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provenance import package_versions  # benchmarks/provenance.py, next to this script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_OUT = HERE / "results" / "streaming.json"
@@ -719,33 +721,20 @@ def add_ratios(rows: dict, ours: str, keys: tuple[str, ...], storage: bool = Fal
 
 # -- the run and the report -------------------------------------------------------------------------
 def versions() -> dict[str, str]:
-    found = {}
-    for dist in (
-        "clearml-data",
-        "clearml-data-s3",
-        "dvc",
-        "dvc-s3",
-        "s3fs",
-        "fsspec",
-        "pandas",
-        "pyarrow",
-        "boto3",
-        "moto",
-    ):
-        try:
-            found[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    try:
-        found["git"] = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return found
+    return package_versions(
+        (
+            "clearml-data",
+            "clearml-data-s3",
+            "dvc",
+            "dvc-s3",
+            "s3fs",
+            "fsspec",
+            "pandas",
+            "pyarrow",
+            "boto3",
+            "moto",
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from provenance import package_versions  # benchmarks/provenance.py, next to this script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -357,31 +357,18 @@ def figures(shape: Shape, **runs: list[float]) -> dict:
 
 # -- the run ------------------------------------------------------------------------------------
 def versions() -> dict[str, str]:
-    found = {}
-    for dist in (
-        "clearml-data",
-        "clearml-data-s3",
-        "clearml-data-gcs",
-        "clearml-data-azure",
-        "boto3",
-        "moto",
-        "google-cloud-storage",
-        "azure-storage-blob",
-    ):
-        try:
-            found[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    try:
-        found["git"] = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return found
+    return package_versions(
+        (
+            "clearml-data",
+            "clearml-data-s3",
+            "clearml-data-gcs",
+            "clearml-data-azure",
+            "boto3",
+            "moto",
+            "google-cloud-storage",
+            "azure-storage-blob",
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
