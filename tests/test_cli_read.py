@@ -12,20 +12,9 @@ import sys
 from clearml_data import Dataset
 from clearml_data.testing import read_tree, write_tree
 
+from cli_checks import error_line, make_version
+
 BIG = 17 * 1024 * 1024  # stored as its own object (16 MiB and more), not packed
-
-
-def make_version(cli, folder, *extra, project="team/vision", name="raw") -> str:
-    res = cli("sync", "--folder", str(folder), "--project", project, "--name", name, *extra, "--json")
-    assert res.code == 0, res.err
-    return res.json["data"]["id"]
-
-
-def error_line(res) -> str:
-    """The one ``Error:`` line of a failed command (never a traceback)."""
-    assert res.code == 1 and "Traceback" not in res.err, res.err
-    [line] = [ln for ln in res.err.splitlines() if ln.startswith("Error:")]
-    return line
 
 
 TREE = {

@@ -13,18 +13,7 @@ from clearml_data.cli.parser import build_parser
 from clearml_data.errors import UnsafePathError, UsageError
 from clearml_data.testing import read_tree, write_tree
 
-
-def make_version(cli, folder, *extra, project="team/vision", name="raw") -> str:
-    res = cli("sync", "--folder", str(folder), "--project", project, "--name", name, *extra, "--json")
-    assert res.code == 0, res.err
-    return res.json["data"]["id"]
-
-
-def error_line(res) -> str:
-    """The one ``Error:`` line of a failed command (never a traceback)."""
-    assert res.code == 1 and "Traceback" not in res.err, res.err
-    [line] = [ln for ln in res.err.splitlines() if ln.startswith("Error:")]
-    return line
+from cli_checks import error_line, make_version
 
 
 def all_ids(cli) -> list[str]:
