@@ -8,7 +8,7 @@ import pytest
 from clearml_data import Dataset, IntegrityError, packs
 from clearml_data.api import default_service
 from clearml_data.storage.folder import FolderDriver
-from clearml_data.testing import read_tree
+from clearml_data.testing import read_tree, reset_services
 
 
 def test_plan_upload_packs_small_files_and_keeps_large_ones_apart():
@@ -88,9 +88,7 @@ def test_20000_small_files_make_a_handful_of_objects_and_one_ranged_read(
 
     # a second machine: empty cache, wants one file
     monkeypatch.setenv("CLEARML_DATA_CACHE_DIR", str(tmp_path / "empty-cache"))
-    from clearml_data import api
-
-    api._services.clear()
+    reset_services()  # as a new process on that machine would start
     one = Dataset.get(ds.id).get_local_copy(files=["d017/f00217.bin"], show_progress=False)
     assert counted_reads == {"read_range": 1, "get_file": 0}
     assert read_tree(one) == {"d017/f00217.bin": payload[217 * 4096 : 218 * 4096]}
